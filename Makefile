@@ -1,0 +1,54 @@
+# Postern: the README's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: run test lint typecheck pytest bench system-deps clean help
+
+help:
+	@echo "make run    - create .venv, install, start the whole cluster locally (mailctl up)"
+	@echo "make test   - install what the suite needs, then lint, type-check and run every test"
+	@echo "make bench  - side-by-side benchmarks against Postfix and Dovecot (bench/results/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install when pyproject.toml changes; editable, so code changes need no reinstall.
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[all]'
+	@touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[test]'
+	@touch $@
+
+$(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[test,bench]'
+	@touch $@
+
+run: $(VENV)/.run-deps
+	$(BIN)/mailctl up
+
+system-deps:
+	@scripts/system-deps test
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check mailcore services tests bench
+	$(BIN)/ruff format --check mailcore services tests bench
+
+typecheck: $(VENV)/.test-deps
+	$(BIN)/mypy
+
+pytest: $(VENV)/.test-deps
+	$(BIN)/pytest
+
+test: $(VENV)/.test-deps system-deps lint typecheck pytest
+
+bench: $(VENV)/.bench-deps
+	@scripts/system-deps bench
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

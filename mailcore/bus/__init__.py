@@ -1,0 +1,1 @@
+"""The message bus (NATS JetStream): names, schemas, connection, declarations, claim check."""

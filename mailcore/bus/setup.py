@@ -1,0 +1,182 @@
+"""Idempotent declaration of every stream, consumer, bucket and object store.
+
+Every service calls :func:`declare_all` at start: the first one creates, the others find
+what they expect. A changed limit (``max_bytes``, replicas) is applied in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from mailcore.bus import names
+from mailcore.config import CommonSettings
+from mailcore.logging import get_logger
+
+log = get_logger("bus")
+
+MAX_MSG_SIZE = 1024 * 1024  # NATS max_payload default; bodies above 512 KiB use the Object Store
+DUPLICATE_WINDOW = 120.0  # seconds in which an equal Nats-Msg-Id is stored once
+
+
+@dataclass(frozen=True, slots=True)
+class BusLimits:
+    inbound_max_bytes: int = 4 * 1024**3
+    outbound_max_bytes: int = 1024**3
+    bodies_max_bytes: int = 8 * 1024**3
+    mirror_max_bytes: int = 1024**3
+    replicas: int = 1
+    delivery_max_deliver: int = 20
+    delivery_ack_wait: float = 60.0
+
+    @classmethod
+    def from_settings(cls, s: CommonSettings, max_deliver: int = 20) -> BusLimits:
+        return cls(
+            inbound_max_bytes=s.inbound_max_bytes,
+            outbound_max_bytes=s.outbound_max_bytes,
+            bodies_max_bytes=s.bodies_max_bytes,
+            mirror_max_bytes=s.mirror_max_bytes,
+            replicas=s.stream_replicas,
+            delivery_max_deliver=max_deliver,
+        )
+
+
+def _mail_stream(name: str, subject: str, max_bytes: int, replicas: int) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=name,
+        subjects=[subject],
+        retention=js_api.RetentionPolicy.WORK_QUEUE,
+        storage=js_api.StorageType.FILE,
+        # A full stream refuses new mail (the filter answers 452) instead of dropping old.
+        discard=js_api.DiscardPolicy.NEW,
+        max_bytes=max_bytes,
+        max_msg_size=MAX_MSG_SIZE,
+        duplicate_window=DUPLICATE_WINDOW,
+        num_replicas=replicas,
+    )
+
+
+def stream_configs(limits: BusLimits) -> list[js_api.StreamConfig]:
+    return [
+        _mail_stream(
+            names.STREAM_INBOUND, names.SUBJECT_INBOUND, limits.inbound_max_bytes, limits.replicas
+        ),
+        _mail_stream(
+            names.STREAM_OUTBOUND,
+            names.SUBJECT_OUTBOUND,
+            limits.outbound_max_bytes,
+            limits.replicas,
+        ),
+        js_api.StreamConfig(
+            name=names.STREAM_MIRROR,
+            subjects=[names.SUBJECT_MIRROR + ".>"],
+            retention=js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            discard=js_api.DiscardPolicy.OLD,
+            max_bytes=limits.mirror_max_bytes,
+            max_msg_size=MAX_MSG_SIZE,
+            duplicate_window=DUPLICATE_WINDOW,
+            num_replicas=limits.replicas,
+        ),
+    ]
+
+
+def delivery_consumer(limits: BusLimits) -> js_api.ConsumerConfig:
+    # The first wait for an ack is the first backoff step; later redeliveries back off.
+    backoff = [limits.delivery_ack_wait, 120.0, 300.0, 900.0, 1800.0]
+    return js_api.ConsumerConfig(
+        durable_name=names.CONSUMER_DELIVERY,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+        filter_subject=names.SUBJECT_INBOUND,
+        ack_wait=limits.delivery_ack_wait,
+        max_deliver=limits.delivery_max_deliver,
+        backoff=backoff[: limits.delivery_max_deliver],
+        max_ack_pending=20_000,
+        max_waiting=64,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> None:
+    try:
+        info = await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("stream created", stream=config.name)
+        return
+    current = info.config
+    if (current.max_bytes, current.num_replicas, current.subjects) != (
+        config.max_bytes,
+        config.num_replicas,
+        config.subjects,
+    ):
+        await js.update_stream(config)
+        log.info("stream updated", stream=config.name)
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: js_api.ConsumerConfig) -> None:
+    try:
+        await js.add_consumer(stream, config)
+    except BadRequestError as exc:
+        # An existing durable with other settings: update what the server lets us update.
+        log.warning("consumer not updated", consumer=config.durable_name, error=str(exc))
+
+
+async def ensure_kv(
+    js: JetStreamContext, bucket: str, *, history: int, replicas: int, ttl: float | None = None
+) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except NotFoundError:
+        kv = await js.create_key_value(
+            js_api.KeyValueConfig(
+                bucket=bucket,
+                history=history,
+                ttl=ttl,
+                storage=js_api.StorageType.FILE,
+                replicas=replicas,
+            )
+        )
+        log.info("kv bucket created", bucket=bucket)
+        return kv
+
+
+async def ensure_object_store(js: JetStreamContext, limits: BusLimits) -> ObjectStore:
+    try:
+        return await js.object_store(names.OBJ_BODIES)
+    except NotFoundError:
+        store = await js.create_object_store(
+            names.OBJ_BODIES,
+            config=js_api.ObjectStoreConfig(
+                bucket=names.OBJ_BODIES,
+                max_bytes=limits.bodies_max_bytes,
+                storage=js_api.StorageType.FILE,
+                replicas=limits.replicas,
+            )
+        )
+        log.info("object store created", bucket=names.OBJ_BODIES)
+        return store
+
+
+async def declare_all(js: JetStreamContext, limits: BusLimits) -> None:
+    """Create or check everything Postern puts on NATS."""
+    for config in stream_configs(limits):
+        await ensure_stream(js, config)
+    await ensure_consumer(js, names.STREAM_INBOUND, delivery_consumer(limits))
+    await ensure_kv(js, names.KV_DIRECTORY, history=5, replicas=limits.replicas)
+    await ensure_kv(js, names.KV_SESSIONS, history=1, replicas=limits.replicas, ttl=30 * 86400)
+    await ensure_object_store(js, limits)
+
+
+async def inbound_fill(js: JetStreamContext) -> float:
+    """How full the inbound stream is, 0..1 of its byte budget (the filter's 452 gate)."""
+    info = await js.stream_info(names.STREAM_INBOUND)
+    budget = info.config.max_bytes or 0
+    if budget <= 0:
+        return 0.0
+    return float(info.state.bytes) / float(budget)

@@ -1,0 +1,254 @@
+"""Typed settings for every service.
+
+Settings come, highest priority first, from keyword arguments, environment variables
+(prefix ``POSTERN_``, e.g. ``POSTERN_SMTP_PORT=2525``), an optional TOML file named by
+``POSTERN_CONFIG`` (top-level keys for every service, a ``[filter]``/``[store]``/… table
+for one service), and the defaults below.
+
+A bad value stops the service at start with one line that names the setting
+(:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "POSTERN_"
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP port; 0 switches a listener off."""
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+PlaintextAuth = Literal["never", "loopback", "always"]
+
+
+class ConfigFileError(Exception):
+    """The TOML file named by POSTERN_CONFIG cannot be read."""
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads POSTERN_CONFIG: top-level keys, then the service's own table over them."""
+
+    def __init__(self, settings_cls: type[BaseSettings], section: str) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        path = os.environ.get(ENV_PREFIX + "CONFIG")
+        if not path:
+            return
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigFileError(f"POSTERN_CONFIG={path}: {exc}") from exc
+        self._data = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+        table = raw.get(section)
+        if isinstance(table, dict):
+            self._data.update(table)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, populate_by_name=True
+    )
+    service_name: ClassVar[str] = "common"
+
+    data: Path = Field(
+        default=Path("var"),
+        validation_alias=AliasChoices("POSTERN_DATA", "POSTERN_DATA_DIR", "data"),
+        description="data directory (NATS store, mail store, certificates)",
+    )
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: str | None = None
+    log_level: LogLevel = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    hostname: str = Field(default_factory=socket.getfqdn)
+    listen_host: str = "127.0.0.1"
+    ops_host: str = "127.0.0.1"
+    ops_port: Port = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # JetStream limits: a full disk would switch JetStream off for the whole server, so
+    # every stream has a byte budget (see mailcore.bus.setup).
+    inbound_max_bytes: Annotated[int, Field(gt=0)] = 4 * 1024**3
+    outbound_max_bytes: Annotated[int, Field(gt=0)] = 1024**3
+    bodies_max_bytes: Annotated[int, Field(gt=0)] = 8 * 1024**3
+    mirror_max_bytes: Annotated[int, Field(gt=0)] = 1024**3
+    stream_replicas: Annotated[int, Field(ge=1, le=5)] = 1
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        section = getattr(settings_cls, "service_name", "common")
+        return (init_settings, env_settings, _TomlSource(settings_cls, section))
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls_cert or self.data / "tls" / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls_key or self.data / "tls" / "key.pem"
+
+
+class FilterSettings(CommonSettings):
+    """The SMTP filter node."""
+
+    service_name: ClassVar[str] = "filter"
+
+    ops_port: Port = 9101
+    smtp_port: Port = 2525
+    submission_port: Port = 2587
+    submissions_port: Port = 2465
+    # PROXY-protocol-only listeners for use behind HAProxy; 0 = off.
+    proxy_smtp_port: Port = 0
+    proxy_submission_port: Port = 0
+    proxy_submissions_port: Port = 0
+    max_message_size: Annotated[int, Field(gt=0)] = 50_000_000
+    max_recipients: Annotated[int, Field(gt=0)] = 100
+    max_connections_per_ip: Annotated[int, Field(gt=0)] = 20
+    max_bad_commands: Annotated[int, Field(gt=0)] = 10
+    command_timeout: Annotated[float, Field(gt=0)] = 300.0
+    session_timeout: Annotated[float, Field(gt=0)] = 1800.0
+    auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0
+    auth_max_failures_per_ip: Annotated[int, Field(gt=0)] = 10
+    spamd_enabled: bool = True
+    spamd_host: str = "127.0.0.1"
+    spamd_port: Port = 783
+    spamd_socket: Path | None = None
+    spamd_fail_open: bool = False
+    clamd_enabled: bool = True
+    clamd_host: str = "127.0.0.1"
+    clamd_port: Port = 3310
+    clamd_socket: Path | None = None
+    clamd_fail_open: bool = False
+    scan_timeout: Annotated[float, Field(gt=0)] = 30.0
+    spam_tag_score: float = 5.0
+    spam_reject_score: float = 10.0
+    handoff_timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Above this the body goes to the Object Store (claim check); NATS max_payload is 1 MiB.
+    inline_body_max: Annotated[int, Field(gt=0, le=900 * 1024)] = 512 * 1024
+    # Fraction of the inbound stream's byte budget above which new mail gets 452 4.3.1.
+    inbound_high_water: Annotated[float, Field(gt=0, le=1)] = 0.9
+    allow_plaintext_auth: PlaintextAuth = "never"
+
+
+class StoreSettings(CommonSettings):
+    """The store: delivery, IMAP, POP3."""
+
+    service_name: ClassVar[str] = "store"
+
+    ops_port: Port = 9102
+    imap_port: Port = 2143
+    imaps_port: Port = 2993
+    pop3_port: Port = 2110
+    pop3s_port: Port = 2995
+    allow_plaintext_auth: PlaintextAuth = "never"
+    max_message_size: Annotated[int, Field(gt=0)] = 50_000_000
+    imap_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0
+    max_connections_per_user: Annotated[int, Field(gt=0)] = 50
+    max_connections_per_ip: Annotated[int, Field(gt=0)] = 100
+    auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0
+    delivery_batch: Annotated[int, Field(gt=0, le=4096)] = 256
+    delivery_max_deliver: Annotated[int, Field(gt=0)] = 20
+    fsync: bool = True
+
+
+class WebmailSettings(CommonSettings):
+    """A webmail node: HTTP in front, IMAP to the store behind."""
+
+    service_name: ClassVar[str] = "webmail"
+
+    ops_port: Port = 9103
+    http_port: Port = 8080
+    imap_host: str = "127.0.0.1"
+    imap_port: Port = 2143
+
+
+class MirrorSettings(CommonSettings):
+    """The mirror: keeps a peer store live and identical."""
+
+    service_name: ClassVar[str] = "mirror"
+
+    ops_port: Port = 9104
+    peer_nats_url: str | None = None
+
+
+class ClusterSettings(CommonSettings):
+    """``mailctl up``: the local cluster's own daemons (service ports come from the
+    service settings above, so one environment variable moves a port everywhere)."""
+
+    service_name: ClassVar[str] = "mailctl"
+
+    nats_port: Port = 4222
+    nats_monitor_port: Port = 8222
+    local_spamd_port: Port = 10783
+    local_clamd_port: Port = 13310
+    scanners: bool = True
+    demo_domain: str = "postern.test"
+    demo_user: str = "demo"
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def env_name(settings_cls: type[CommonSettings], field: str) -> str:
+    """The environment variable an operator sets for ``field``."""
+    info = settings_cls.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return ENV_PREFIX + field.upper()
+
+
+def describe_error(settings_cls: type[CommonSettings], exc: ValidationError) -> str:
+    """One line naming every bad setting, its value and what is wrong with it."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        value = err.get("input")
+        shown = f"={value!r}" if isinstance(value, str | int | float | bool) else ""
+        parts.append(f"{env_name(settings_cls, field)}{shown}: {err['msg']}")
+    return "invalid setting " + "; ".join(parts)
+
+
+def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Build settings or stop the process with one clear line (exit status 2)."""
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        print(
+            f"postern-{settings_cls.service_name}: {describe_error(settings_cls, exc)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    except ConfigFileError as exc:
+        print(f"postern-{settings_cls.service_name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,136 @@
+"""Every metric Postern exports, in one place, and the ops endpoint that serves them.
+
+Each service runs :class:`OpsServer` on its ops port: ``GET /metrics`` (Prometheus text
+format) and ``GET /healthz`` (JSON; 200 when every registered check passes, else 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# --- bus ------------------------------------------------------------------------------
+BUS_CONNECTED = Gauge("postern_bus_connected", "1 while connected to NATS")
+BUS_RECONNECTS = Counter("postern_bus_reconnects_total", "NATS reconnections")
+BUS_ERRORS = Counter("postern_bus_errors_total", "NATS client errors")
+
+# --- filter (SMTP) --------------------------------------------------------------------
+SMTP_SESSIONS = Gauge("postern_smtp_sessions_open", "open SMTP sessions", ["listener"])
+SMTP_ACCEPTED = Counter("postern_smtp_accepted_total", "messages accepted (250)", ["listener"])
+SMTP_REJECTED = Counter(
+    "postern_smtp_rejected_total", "messages or recipients refused, by reason", ["reason"]
+)
+SCAN_SECONDS = Histogram(
+    "postern_scan_seconds", "scan latency per scanner", ["scanner"], buckets=_LATENCY
+)
+SCAN_VERDICTS = Counter("postern_scan_verdicts_total", "scan outcomes", ["scanner", "verdict"])
+HANDOFF_SECONDS = Histogram(
+    "postern_handoff_seconds", "publish to JetStream until PubAck", buckets=_LATENCY
+)
+AUTH_FAILURES = Counter("postern_auth_failures_total", "failed logins", ["protocol"])
+
+# --- store ----------------------------------------------------------------------------
+DELIVERIES = Counter(
+    "postern_deliveries_total",
+    "recipient copies by outcome (delivered, duplicate, junk, quota, failed)",
+    ["outcome"],
+)
+DELIVERY_TERMINATED = Counter(
+    "postern_delivery_terminated_total", "poison bus messages terminated", ["reason"]
+)
+DELIVERY_BATCH = Histogram(
+    "postern_delivery_batch_size",
+    "bus messages committed per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+DELIVERY_SECONDS = Histogram(
+    "postern_delivery_commit_seconds", "one group commit", buckets=_LATENCY
+)
+IMAP_SESSIONS = Gauge("postern_imap_sessions_open", "open IMAP sessions")
+IMAP_COMMANDS = Counter("postern_imap_commands_total", "IMAP commands", ["command", "status"])
+POP3_SESSIONS = Gauge("postern_pop3_sessions_open", "open POP3 sessions")
+POP3_COMMANDS = Counter("postern_pop3_commands_total", "POP3 commands", ["command", "status"])
+
+# --- webmail --------------------------------------------------------------------------
+WEBMAIL_REQUESTS = Counter("postern_webmail_requests_total", "HTTP requests", ["route", "status"])
+
+# --- mailctl --------------------------------------------------------------------------
+CHILD_RESTARTS = Counter("postern_child_restarts_total", "children restarted", ["child"])
+
+
+HealthCheck = Callable[[], Awaitable[bool] | bool]
+
+
+class OpsServer:
+    """A tiny HTTP/1.0 server for ``/metrics`` and ``/healthz`` (no framework needed)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._checks: dict[str, HealthCheck] = {}
+        self._server: asyncio.Server | None = None
+
+    def add_check(self, name: str, check: HealthCheck) -> None:
+        self._checks[name] = check
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        if self.port == 0:
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def health(self) -> tuple[bool, dict[str, bool]]:
+        results: dict[str, bool] = {}
+        for name, check in self._checks.items():
+            try:
+                value = check()
+                if isinstance(value, Awaitable):
+                    value = await value
+                results[name] = bool(value)
+            except Exception:
+                results[name] = False
+        return all(results.values()), results
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = line.split()
+            path = parts[1].decode("ascii", "replace").split("?")[0] if len(parts) > 1 else ""
+            if path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
+            elif path == "/healthz":
+                ok, checks = await self.health()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype = "application/json"
+                payload = {"status": "ok" if ok else "unhealthy", "checks": checks}
+                body = json.dumps(payload).encode()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            head = (
+                f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

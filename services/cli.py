@@ -1,0 +1,43 @@
+"""``mailctl``: run the local cluster and manage accounts.
+
+Every error is one clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from mailcore.logging import setup_logging
+from services.ctl.up import UpError, load_cluster, run_up
+
+
+def _echo(line: str) -> None:
+    click.echo(line, err=line.startswith("!!"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Postern mail system control."""
+
+
+@main.command()
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="data directory (env POSTERN_DATA, default ./var)",
+)
+def up(data: Path | None) -> None:
+    """Run the whole cluster locally until Ctrl-C."""
+    setup_logging("mailctl", "warning", "console")
+    cluster = load_cluster(data)
+    try:
+        status = asyncio.run(run_up(cluster, _echo))
+    except UpError as exc:
+        click.echo(f"mailctl up: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(status)

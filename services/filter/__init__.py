@@ -1,0 +1,1 @@
+"""SMTP filter node: screening and durable hand-off to JetStream."""

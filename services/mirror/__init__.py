@@ -1,0 +1,1 @@
+"""Mirror: keeps a peer store live and identical."""

@@ -1,0 +1,1 @@
+"""The store: delivery from JetStream, IMAP and POP3 on the mail storage engine."""

@@ -1,0 +1,1 @@
+"""Webmail node: HTTP in front, IMAP to the store behind."""
