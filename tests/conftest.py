@@ -79,7 +79,11 @@ async def fresh_bus(url: str, limits: BusLimits = TEST_LIMITS) -> Bus:
     await declare_all(bus.js, limits)
     for stream in (names.STREAM_INBOUND, names.STREAM_OUTBOUND, names.STREAM_MIRROR):
         await bus.js.purge_stream(stream)
-    for stream in ("KV_" + names.KV_DIRECTORY, "KV_" + names.KV_SESSIONS, "OBJ_" + names.OBJ_BODIES):
+    for stream in (
+        "KV_" + names.KV_DIRECTORY,
+        "KV_" + names.KV_SESSIONS,
+        "OBJ_" + names.OBJ_BODIES,
+    ):
         await bus.js.purge_stream(stream)
     return bus
 

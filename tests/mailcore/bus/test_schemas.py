@@ -73,7 +73,9 @@ def test_refuses_what_it_cannot_read(payload: bytes) -> None:
     mail_from=st.one_of(st.just(""), st.emails()),
     score=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
 )
-def test_round_trip(recipients: list[str], body: bytes, mail_from: str, score: float | None) -> None:
+def test_round_trip(
+    recipients: list[str], body: bytes, mail_from: str, score: float | None
+) -> None:
     msg = MailMessage(
         id=new_message_id(),
         mail_from=mail_from,

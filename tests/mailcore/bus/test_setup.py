@@ -12,7 +12,7 @@ from mailcore.bus import names
 from mailcore.bus.claimcheck import BodyMissing, drop_body, load_body, publish_mail
 from mailcore.bus.connect import Bus
 from mailcore.bus.schemas import MailMessage, decode_mail, new_message_id
-from mailcore.bus.setup import BusLimits, declare_all, inbound_fill
+from mailcore.bus.setup import declare_all, inbound_fill
 from tests.conftest import TEST_LIMITS
 
 
@@ -35,7 +35,9 @@ async def test_changed_limit_is_applied(bus: Bus) -> None:
 
 
 def _msg() -> MailMessage:
-    return MailMessage(id=new_message_id(), mail_from="a@example.org", recipients=["b@x.test"], size=0)
+    return MailMessage(
+        id=new_message_id(), mail_from="a@example.org", recipients=["b@x.test"], size=0
+    )
 
 
 async def _fetch_one(bus: Bus) -> bytes:
@@ -49,7 +51,9 @@ async def _fetch_one(bus: Bus) -> bytes:
 async def test_small_body_inline(bus: Bus) -> None:
     body = b"Subject: hi\r\n\r\nsmall\r\n"
     msg = _msg()
-    ack = await publish_mail(bus.js, await bus.js.object_store(names.OBJ_BODIES), names.SUBJECT_INBOUND, msg, body)
+    ack = await publish_mail(
+        bus.js, await bus.js.object_store(names.OBJ_BODIES), names.SUBJECT_INBOUND, msg, body
+    )
     assert ack.stream == names.STREAM_INBOUND
     got = decode_mail(await _fetch_one(bus))
     assert got.body_ref is None
