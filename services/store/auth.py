@@ -1,0 +1,190 @@
+"""Login policy shared by IMAP and POP3: when plaintext credentials are accepted, how
+failed logins are delayed and throttled, and how many connections a peer or user may hold.
+
+Protocol-neutral: the IMAP and POP3 modules map :class:`AuthRefused` reasons to their own
+wire replies (``NO [PRIVACYREQUIRED]``, ``-ERR [AUTH]``…).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from mailcore import metrics
+from mailcore.config import PlaintextAuth
+from mailcore.directory import Directory, User
+from mailcore.logging import get_logger
+
+log = get_logger("auth")
+
+FAILURE_WINDOW = 900.0  # seconds a failure counts against a peer or an account
+MAX_DELAY = 30.0
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip.split("%", maxsplit=1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class PlaintextPolicy:
+    """RFC 3501 §6.2.3 / RFC 2595 §3.1: servers should refuse plaintext credentials on an
+    unencrypted connection. ``loopback`` allows them from 127.0.0.0/8 and ::1 only."""
+
+    mode: PlaintextAuth = "never"
+
+    def allows(self, peer_ip: str, tls: bool) -> bool:
+        if tls or self.mode == "always":
+            return True
+        return self.mode == "loopback" and is_loopback(peer_ip)
+
+
+class Refusal(enum.Enum):
+    PLAINTEXT = "plaintext"  # credentials on an unencrypted connection
+    THROTTLED = "throttled"  # too many recent failures from this peer or for this account
+    FAILED = "failed"  # wrong user or password (one reply for both)
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+class AuthRefused(Exception):
+    def __init__(self, reason: Refusal) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+class LoginThrottle:
+    """Sliding-window failure counts per peer IP and per account name.
+
+    Every failure is answered only after ``base_delay × 2^(n-1)`` seconds (capped), where n
+    counts recent failures of that peer or account, whichever is larger; beyond the limits
+    a login is refused without checking the password.
+    """
+
+    def __init__(
+        self,
+        base_delay: float = 2.0,
+        *,
+        max_per_ip: int = 30,
+        max_per_account: int = 10,
+        window: float = FAILURE_WINDOW,
+    ) -> None:
+        self.base_delay = base_delay
+        self.max_per_ip = max_per_ip
+        self.max_per_account = max_per_account
+        self.window = window
+        self._by_ip: dict[str, deque[float]] = defaultdict(deque)
+        self._by_account: dict[str, deque[float]] = defaultdict(deque)
+
+    def _count(self, table: dict[str, deque[float]], key: str) -> int:
+        q = table.get(key)
+        if not q:
+            return 0
+        cutoff = time.monotonic() - self.window
+        while q and q[0] < cutoff:
+            q.popleft()
+        if not q:
+            del table[key]
+            return 0
+        return len(q)
+
+    def blocked(self, ip: str, account: str) -> bool:
+        return (
+            self._count(self._by_ip, ip) >= self.max_per_ip
+            or self._count(self._by_account, account.lower()) >= self.max_per_account
+        )
+
+    def delay_for(self, ip: str, account: str) -> float:
+        n = max(self._count(self._by_ip, ip), self._count(self._by_account, account.lower()))
+        if n == 0:
+            return 0.0
+        return float(min(self.base_delay * (2 ** (n - 1)), MAX_DELAY))
+
+    def record_failure(self, ip: str, account: str) -> float:
+        now = time.monotonic()
+        self._by_ip[ip].append(now)
+        self._by_account[account.lower()].append(now)
+        return self.delay_for(ip, account)
+
+    def record_success(self, ip: str, account: str) -> None:
+        self._by_account.pop(account.lower(), None)
+
+
+class Authenticator:
+    """Checks credentials against the directory under the plaintext policy and throttle."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        *,
+        policy: PlaintextPolicy,
+        throttle: LoginThrottle,
+        protocol: str,
+    ) -> None:
+        self.directory = directory
+        self.policy = policy
+        self.throttle = throttle
+        self.protocol = protocol
+
+    def plaintext_allowed(self, peer_ip: str, tls: bool) -> bool:
+        return self.policy.allows(peer_ip, tls)
+
+    async def login(self, username: str, password: str, *, peer_ip: str, tls: bool) -> User:
+        """The user, or :class:`AuthRefused` after the failure delay."""
+        if not self.policy.allows(peer_ip, tls):
+            raise AuthRefused(Refusal.PLAINTEXT)
+        if self.throttle.blocked(peer_ip, username):
+            metrics.AUTH_FAILURES.labels(self.protocol).inc()
+            log.warning("login throttled", user=username, peer=peer_ip)
+            await asyncio.sleep(self.throttle.base_delay)
+            raise AuthRefused(Refusal.THROTTLED)
+        user = await self.directory.authenticate(username, password)
+        if user is None:
+            metrics.AUTH_FAILURES.labels(self.protocol).inc()
+            delay = self.throttle.record_failure(peer_ip, username)
+            log.info("login failed", user=username, peer=peer_ip, delay=delay)
+            await asyncio.sleep(delay)
+            raise AuthRefused(Refusal.FAILED)
+        self.throttle.record_success(peer_ip, username)
+        return user
+
+
+class ConnectionLimiter:
+    """Caps concurrent connections per peer IP and per user (shared by IMAP and POP3)."""
+
+    def __init__(self, max_per_ip: int, max_per_user: int) -> None:
+        self.max_per_ip = max_per_ip
+        self.max_per_user = max_per_user
+        self._ips: dict[str, int] = defaultdict(int)
+        self._users: dict[str, int] = defaultdict(int)
+
+    def open_ip(self, ip: str) -> bool:
+        if self._ips[ip] >= self.max_per_ip:
+            return False
+        self._ips[ip] += 1
+        return True
+
+    def close_ip(self, ip: str) -> None:
+        self._release(self._ips, ip)
+
+    def open_user(self, address: str) -> bool:
+        if self._users[address] >= self.max_per_user:
+            return False
+        self._users[address] += 1
+        return True
+
+    def close_user(self, address: str) -> None:
+        self._release(self._users, address)
+
+    @staticmethod
+    def _release(table: dict[str, int], key: str) -> None:
+        n = table.get(key, 0) - 1
+        if n <= 0:
+            table.pop(key, None)
+        else:
+            table[key] = n

@@ -1,0 +1,137 @@
+"""TCP listeners for the store's protocols (IMAP, POP3): plain with STARTTLS, or implicit
+TLS; a per-IP connection cap; a log context per connection; a clean stop that ends every
+open session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mailcore.logging import connection_context, get_logger, next_connection_id
+from services.store.auth import ConnectionLimiter
+
+log = get_logger("listener")
+
+READ_LIMIT = 128 * 1024  # StreamReader buffer limit; protocol parsers enforce their own
+
+
+@dataclass
+class Connection:
+    """One client connection as the protocol sessions see it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    peer_ip: str
+    peer_port: int
+    tls: bool
+    conn_id: str
+    local_port: int = 0
+    # Set when the server stops: sessions say goodbye (IMAP BYE, POP3 -ERR) and end.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade in place (STARTTLS / STLS). Anything the client pipelined before the TLS
+        handshake must already have been discarded by the caller (RFC 3207 §4.2 class)."""
+        await self.writer.start_tls(context)
+        self.tls = True
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+Refuse = Callable[[Connection], Awaitable[None]]
+
+
+class Listener:
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        limiter: ConnectionLimiter,
+        ssl_context: ssl.SSLContext | None = None,
+        on_refused: Refuse | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.handler = handler
+        self.limiter = limiter
+        self.ssl_context = ssl_context
+        self.on_refused = on_refused
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, ssl=self.ssl_context, limit=READ_LIMIT
+        )
+        if self.port == 0:
+            self.port = self._server.sockets[0].getsockname()[1]
+        log.info("listening", listener=self.name, host=self.host, port=self.port)
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._tasks)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        sock = writer.get_extra_info("sockname") or ("?", 0)
+        conn = Connection(
+            reader=reader,
+            writer=writer,
+            peer_ip=str(peer[0]),
+            peer_port=int(peer[1]),
+            tls=self.ssl_context is not None,
+            conn_id=next_connection_id(self.name),
+            local_port=int(sock[1]),
+            stopping=self._stopping,
+        )
+        try:
+            with connection_context(conn=conn.conn_id, peer=conn.peer_ip):
+                if not self.limiter.open_ip(conn.peer_ip):
+                    log.warning("too many connections from peer")
+                    if self.on_refused is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(self.on_refused(conn), 5)
+                    return
+                try:
+                    await self.handler(conn)
+                finally:
+                    self.limiter.close_ip(conn.peer_ip)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session crashed")
+        finally:
+            conn.close()
+            self._tasks.discard(task)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, give sessions ``grace`` seconds, then cancel them."""
+        if self._server is not None:
+            self._server.close()
+        self._stopping.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
