@@ -157,7 +157,7 @@ async def ensure_object_store(js: JetStreamContext, limits: BusLimits) -> Object
                 max_bytes=limits.bodies_max_bytes,
                 storage=js_api.StorageType.FILE,
                 replicas=limits.replicas,
-            )
+            ),
         )
         log.info("object store created", bucket=names.OBJ_BODIES)
         return store
