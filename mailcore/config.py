@@ -65,6 +65,18 @@ class _TomlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
 
 
+def _ops_port(service: str, default: int) -> Any:
+    """Each service's ops port: ``POSTERN_<SERVICE>_OPS_PORT``, else ``POSTERN_OPS_PORT``."""
+    return Field(
+        default=default,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices(
+            f"{ENV_PREFIX}{service.upper()}_OPS_PORT", f"{ENV_PREFIX}OPS_PORT", "ops_port"
+        ),
+    )
+
+
 class CommonSettings(BaseSettings):
     """Settings every service shares."""
 
@@ -123,7 +135,7 @@ class FilterSettings(CommonSettings):
 
     service_name: ClassVar[str] = "filter"
 
-    ops_port: Port = 9101
+    ops_port: Port = _ops_port("filter", 9101)
     smtp_port: Port = 2525
     submission_port: Port = 2587
     submissions_port: Port = 2465
@@ -165,7 +177,7 @@ class StoreSettings(CommonSettings):
 
     service_name: ClassVar[str] = "store"
 
-    ops_port: Port = 9102
+    ops_port: Port = _ops_port("store", 9102)
     imap_port: Port = 2143
     imaps_port: Port = 2993
     pop3_port: Port = 2110
@@ -186,7 +198,7 @@ class WebmailSettings(CommonSettings):
 
     service_name: ClassVar[str] = "webmail"
 
-    ops_port: Port = 9103
+    ops_port: Port = _ops_port("webmail", 9103)
     http_port: Port = 8080
     imap_host: str = "127.0.0.1"
     imap_port: Port = 2143
@@ -197,7 +209,7 @@ class MirrorSettings(CommonSettings):
 
     service_name: ClassVar[str] = "mirror"
 
-    ops_port: Port = 9104
+    ops_port: Port = _ops_port("mirror", 9104)
     peer_nats_url: str | None = None
 
 

@@ -37,6 +37,11 @@ class ChildSpec:
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: int = signal.SIGTERM
 
+    @property
+    def pid_path(self) -> Path:
+        """``<logs>/../run/<name>.pid``: where operators (and tests) find the child."""
+        return self.log_path.parent.parent / "run" / f"{self.name}.pid"
+
 
 @dataclass
 class _Child:
@@ -90,6 +95,8 @@ class Supervisor:
                 preexec_fn=_die_with_parent,
             )
         child.started_at = time.monotonic()
+        spec.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.pid_path.write_text(f"{child.process.pid}\n")
 
     async def _watch(self, child: _Child) -> None:
         backoff = 0.5
@@ -131,6 +138,8 @@ class Supervisor:
 
     async def _stop(self, child: _Child, timeout: float) -> None:
         proc = child.process
+        with contextlib.suppress(OSError):
+            child.spec.pid_path.unlink()
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
