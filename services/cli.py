@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
+from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
+from mailcore.tls import ensure_certificate
 from services.ctl.up import UpError, load_cluster, run_up
 
 
@@ -41,3 +43,13 @@ def up(data: Path | None) -> None:
         click.echo(f"mailctl up: {exc}", err=True)
         sys.exit(1)
     sys.exit(status)
+
+
+@main.command()
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None)
+def cert(data: Path | None) -> None:
+    """Create a self-signed TLS certificate in the data directory when none exists."""
+    s = load_settings(StoreSettings, **({"data": data} if data is not None else {}))
+    created = ensure_certificate(s.cert_path, s.key_path, s.hostname)
+    state = "created" if created else "already present"
+    click.echo(f"{s.cert_path} ({state}); key {s.key_path}")
