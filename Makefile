@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: run test lint typecheck pytest bench system-deps clean help
+.PHONY: run test lint typecheck pytest bench system-deps docs clean help
 
 help:
 	@echo "make run    - create .venv, install, start the whole cluster locally (mailctl up)"
@@ -49,6 +49,9 @@ test: $(VENV)/.test-deps system-deps lint typecheck pytest
 bench: $(VENV)/.bench-deps
 	@scripts/system-deps bench
 	$(BIN)/python -m bench
+
+docs: $(VENV)/.run-deps
+	$(BIN)/python -m mailcore.config --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

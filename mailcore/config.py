@@ -16,7 +16,7 @@ import socket
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -264,3 +264,66 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     except ConfigFileError as exc:
         print(f"postern-{settings_cls.service_name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+ALL_SETTINGS: tuple[type[CommonSettings], ...] = (
+    FilterSettings,
+    StoreSettings,
+    WebmailSettings,
+    MirrorSettings,
+    ClusterSettings,
+)
+
+
+def _type_name(annotation: Any) -> str:
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return " / ".join(str(a) for a in args)
+    if args and type(None) in args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " (optional)"
+    return str(getattr(annotation, "__name__", annotation))
+
+
+def reference_markdown() -> str:
+    """Every setting of every service as Markdown tables (docs/configuration.md)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    classes: tuple[type[CommonSettings], ...] = (CommonSettings, *ALL_SETTINGS)
+    for cls in classes:
+        rows = []
+        for field, info in cls.model_fields.items():
+            name = env_name(cls, field)
+            inherited = cls is not CommonSettings and field in CommonSettings.model_fields
+            if inherited and name in seen:
+                continue
+            seen.add(name)
+            default = info.get_default(call_default_factory=False)
+            if info.default_factory is not None:
+                shown = "this host's name"
+            elif default is None:
+                shown = "unset"
+            else:
+                shown = f"`{default}`"
+            note = info.description or ""
+            rows.append(f"| `{name}` | {_type_name(info.annotation)} | {shown} | {note} |")
+        if rows:
+            label = "every service" if cls is CommonSettings else cls.service_name
+            head = ["| setting | type | default | notes |", "|---|---|---|---|"]
+            out += [f"### {label}", "", *head]
+            out += [*rows, ""]
+    return "\n".join(out)
+
+
+def write_reference(doc: Path) -> None:
+    """Replace the generated block of ``doc`` (between the settings markers)."""
+    begin, end = "<!-- settings:begin -->", "<!-- settings:end -->"
+    text = doc.read_text()
+    head, tail = text[: text.index(begin) + len(begin)], text[text.index(end) :]
+    doc.write_text(f"{head}\n{reference_markdown()}\n{tail}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--write"]:
+        write_reference(Path(sys.argv[2]))
+    else:
+        print(reference_markdown())
