@@ -1,0 +1,328 @@
+"""IMAP command values: what the parser produces and the handlers consume.
+
+Pure data, no behaviour beyond sequence-set resolution. Mailbox names are already decoded
+from modified UTF-7 (RFC 3501 §5.1.3) by the parser; flags keep their case as sent.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+# --- sequence sets (RFC 3501 §9 sequence-set) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeqSet:
+    """Ranges of sequence numbers or UIDs; ``None`` stands for ``*`` (the largest in use)."""
+
+    ranges: tuple[tuple[int | None, int | None], ...]
+
+    def resolve(self, largest: int) -> list[tuple[int, int]]:
+        """Concrete, ordered inclusive ranges. RFC 3501 §9: ``*`` is the largest number in
+        use; ``a:b`` equals ``b:a``; on an empty mailbox ``*`` is 0 (matches nothing)."""
+        out = []
+        for a, b in self.ranges:
+            lo = largest if a is None else a
+            hi = largest if b is None else b
+            if lo > hi:
+                lo, hi = hi, lo
+            out.append((lo, hi))
+        return out
+
+    def contains(self, n: int, largest: int) -> bool:
+        return any(lo <= n <= hi for lo, hi in self.resolve(largest))
+
+
+# --- FETCH (RFC 3501 §6.4.5) -------------------------------------------------------------
+
+SectionText = Literal["HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME", ""]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    part: tuple[int, ...] = ()
+    text: SectionText = ""
+    fields: tuple[str, ...] = ()  # upper-cased header names for HEADER.FIELDS[.NOT]
+
+    def spec(self) -> str:
+        """The section spec as echoed in the response, e.g. ``1.2.HEADER.FIELDS (FROM)``."""
+        parts = [".".join(str(p) for p in self.part)] if self.part else []
+        if self.text:
+            parts.append(self.text)
+        s = ".".join(parts)
+        if self.fields:
+            s += " (" + " ".join(self.fields) + ")"
+        return s
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAtt:
+    """One FETCH data item. ``name`` is ENVELOPE, FLAGS, INTERNALDATE, RFC822,
+    RFC822.HEADER, RFC822.SIZE, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, MODSEQ,
+    or BODY[...] (``section`` set), with ``peek`` for BODY.PEEK and ``partial``."""
+
+    name: str
+    section: Section | None = None
+    partial: tuple[int, int] | None = None  # (offset, length)
+    peek: bool = False
+
+
+# --- SEARCH (RFC 3501 §6.4.4) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SAll:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SAnd:
+    keys: tuple[SearchKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SOr:
+    a: SearchKey
+    b: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SNot:
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SSeq:
+    seqs: SeqSet
+    uid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SFlag:
+    flag: str  # "\\Seen", keyword…
+    present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SRecent:
+    kind: Literal["recent", "new", "old"]
+
+
+@dataclass(frozen=True, slots=True)
+class SSize:
+    larger: bool
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class SDate:
+    sent: bool  # SENT* (Date: header) or BEFORE/ON/SINCE (internal date)
+    op: Literal["before", "on", "since"]
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
+class SHeader:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SBody:
+    text: str
+    whole: bool  # TEXT (header + body) rather than BODY
+
+
+@dataclass(frozen=True, slots=True)
+class SModSeq:
+    modseq: int
+
+
+SearchKey = (
+    SAll | SAnd | SOr | SNot | SSeq | SFlag | SRecent | SSize | SDate | SHeader | SBody | SModSeq
+)
+
+
+def walk(key: SearchKey) -> Iterator[SearchKey]:
+    yield key
+    if isinstance(key, SAnd):
+        for k in key.keys:
+            yield from walk(k)
+    elif isinstance(key, SOr):
+        yield from walk(key.a)
+        yield from walk(key.b)
+    elif isinstance(key, SNot):
+        yield from walk(key.key)
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NoArgs:
+    """CAPABILITY, NOOP, LOGOUT, STARTTLS, CHECK, CLOSE, UNSELECT, IDLE, NAMESPACE."""
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    mechanism: str
+    initial: bytes | None  # RFC 4959 SASL-IR, still base64 ("=" means empty)
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    mailbox: str
+    readonly: bool  # EXAMINE
+    condstore: bool = False
+    qresync: tuple[int, int, SeqSet | None] | None = None  # (uidvalidity, modseq, known uids)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxArg:
+    """DELETE, SUBSCRIBE, UNSUBSCRIBE, GETQUOTAROOT."""
+
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    mailbox: str
+    special_use: tuple[str, ...] = ()  # RFC 6154 §3 CREATE-SPECIAL-USE
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListCmd:
+    reference: str
+    patterns: tuple[str, ...]
+    lsub: bool = False
+    # RFC 5258 LIST-EXTENDED selection options: SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE
+    select: frozenset[str] = frozenset()
+    # return options: SUBSCRIBED, CHILDREN, SPECIAL-USE; STATUS items (RFC 5819)
+    returns: frozenset[str] = frozenset()
+    status: tuple[str, ...] | None = None
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    mailbox: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    mailbox: str
+    flags: tuple[str, ...]
+    date: datetime.datetime | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Expunge:
+    uids: SeqSet | None = None  # UID EXPUNGE (RFC 4315 §2.1)
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    uid: bool
+    key: SearchKey
+    charset: str | None = None
+    # RFC 4731 ESEARCH: RETURN (MIN MAX ALL COUNT); None = classic SEARCH response
+    returns: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    uid: bool
+    seqs: SeqSet
+    atts: tuple[FetchAtt, ...]
+    changed_since: int | None = None  # RFC 7162 §3.1.4
+    vanished: bool = False  # RFC 7162 §3.2.6
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCmd:
+    uid: bool
+    seqs: SeqSet
+    op: Literal["add", "remove", "replace"]
+    silent: bool
+    flags: tuple[str, ...]
+    unchanged_since: int | None = None  # RFC 7162 §3.1.3
+
+
+@dataclass(frozen=True, slots=True)
+class CopyCmd:
+    uid: bool
+    seqs: SeqSet
+    mailbox: str
+    move: bool = False  # RFC 6851 MOVE
+
+
+@dataclass(frozen=True, slots=True)
+class Enable:
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Id:
+    params: tuple[tuple[str, str | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRoot:
+    """GETQUOTA (root name) / GETQUOTAROOT (mailbox name)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota:
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
+Args = (
+    NoArgs
+    | Login
+    | Authenticate
+    | Select
+    | MailboxArg
+    | Create
+    | Rename
+    | ListCmd
+    | Status
+    | Append
+    | Expunge
+    | Search
+    | Fetch
+    | StoreCmd
+    | CopyCmd
+    | Enable
+    | Id
+    | QuotaRoot
+    | SetQuota
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed command: ``name`` is canonical upper case (``UID FETCH`` for UID forms)."""
+
+    tag: str
+    name: str
+    args: Args = field(default_factory=NoArgs)

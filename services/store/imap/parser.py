@@ -1,0 +1,488 @@
+"""The IMAP command parser: one command's bytes in, a :class:`Request` out.
+
+Pure (no sockets, no state): the framing layer hands over the whole command, literal
+octets included, without the final CRLF. Raises only :class:`ParseError` subclasses.
+Grammar references are to RFC 3501 §9 unless stated otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+
+from services.store.imap import commands as c
+from services.store.imap import parse_items as items
+from services.store.imap.lexer import (
+    MAX_LINE,
+    BadCharset,
+    BadSyntax,
+    Cursor,
+    LineTooLong,
+    ParseError,
+    TooDeep,
+    UnknownCommand,
+    literal_suffix,
+    tag_of,
+)
+
+__all__ = [
+    "MAX_LINE",
+    "BadCharset",
+    "BadSyntax",
+    "LineTooLong",
+    "ParseError",
+    "TooDeep",
+    "UnknownCommand",
+    "literal_suffix",
+    "parse",
+    "tag_of",
+]
+
+Sub = Callable[[Cursor], c.Args]
+
+
+def _none(cur: Cursor) -> c.Args:
+    return c.NoArgs()
+
+
+def _login(cur: Cursor) -> c.Args:
+    cur.sp()
+    user = cur.astr()
+    cur.sp()
+    return c.Login(user, cur.astr())
+
+
+def _authenticate(cur: Cursor) -> c.Args:
+    cur.sp()
+    mech = cur.atom().upper()
+    initial = None
+    if cur.take(b" "):
+        # RFC 4959 §3: initial response is base64 or "=" for an empty one
+        raw = cur.run(
+            frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+        )
+        if not raw:
+            raise cur.error("bad initial response")
+        initial = raw
+    return c.Authenticate(mech, initial)
+
+
+def _select(readonly: bool) -> Sub:
+    def sub(cur: Cursor) -> c.Args:
+        cur.sp()
+        mailbox = cur.mailbox()
+        condstore = False
+        qresync = None
+        if cur.take(b" "):
+            # RFC 4466 §2.1 select-params; RFC 7162 §3.1.8 CONDSTORE, §3.2.5 QRESYNC
+            cur.open()
+            while True:
+                word = cur.atom().upper()
+                if word == "CONDSTORE":
+                    condstore = True
+                elif word == "QRESYNC":
+                    cur.sp()
+                    cur.open()
+                    uidvalidity = cur.number(nonzero=True)
+                    cur.sp()
+                    modseq = cur.number(bits=63)
+                    known = None
+                    if cur.take(b" ") and cur.peek() != 0x28:
+                        known = c.SeqSet(cur.seqset())
+                        cur.take(b" ")
+                    if cur.peek() == 0x28:  # seq-match-data: accepted, not needed
+                        cur.open()
+                        cur.seqset()
+                        cur.sp()
+                        cur.seqset()
+                        cur.close()
+                    cur.close()
+                    qresync = (uidvalidity, modseq, known)
+                else:
+                    raise cur.error(f"unknown SELECT parameter {word}")
+                if not cur.take(b" "):
+                    break
+            cur.close()
+        return c.Select(mailbox, readonly, condstore, qresync)
+
+    return sub
+
+
+def _mailbox_arg(cur: Cursor) -> c.Args:
+    cur.sp()
+    return c.MailboxArg(cur.mailbox())
+
+
+def _create(cur: Cursor) -> c.Args:
+    cur.sp()
+    mailbox = cur.mailbox()
+    uses: tuple[str, ...] = ()
+    if cur.take(b" "):
+        # RFC 6154 §3: CREATE mailbox (USE (\Flag ...))
+        cur.open()
+        if not cur.take_word(b"USE "):
+            raise cur.error("unknown CREATE parameter")
+        uses = cur.flag_list()
+        cur.close()
+    return c.Create(mailbox, uses)
+
+
+def _rename(cur: Cursor) -> c.Args:
+    cur.sp()
+    old = cur.mailbox()
+    cur.sp()
+    return c.Rename(old, cur.mailbox())
+
+
+def _list(lsub: bool) -> Sub:
+    def sub(cur: Cursor) -> c.Args:
+        cur.sp()
+        select: set[str] = set()
+        extended = False
+        if not lsub and cur.peek() == 0x28:
+            # RFC 5258 §6 list-select-opts
+            extended = True
+            cur.open()
+            if not cur.take(b")"):
+                select.add(cur.atom().upper())
+                while cur.take(b" "):
+                    select.add(cur.atom().upper())
+                cur.expect(b")")
+            cur.depth -= 1
+            cur.sp()
+        ref = cur.mailbox()
+        cur.sp()
+        patterns: list[str] = []
+        if not lsub and cur.peek() == 0x28:
+            extended = True
+            cur.open()
+            patterns.append(cur.list_mailbox())
+            while cur.take(b" "):
+                patterns.append(cur.list_mailbox())
+            cur.close()
+        else:
+            patterns.append(cur.list_mailbox())
+        returns: set[str] = set()
+        status = None
+        if not lsub and cur.take(b" "):
+            extended = True
+            if not cur.take_word(b"RETURN "):
+                raise cur.error("expected RETURN")
+            cur.open()
+            if not cur.take(b")"):
+                while True:
+                    word = cur.atom().upper()
+                    if word == "STATUS":
+                        # RFC 5819 §2
+                        cur.sp()
+                        status = _status_items(cur)
+                    returns.add(word)
+                    if not cur.take(b" "):
+                        break
+                cur.expect(b")")
+            cur.depth -= 1
+        return c.ListCmd(
+            ref, tuple(patterns), lsub, frozenset(select), frozenset(returns), status, extended
+        )
+
+    return sub
+
+
+STATUS_ITEMS = frozenset(
+    ["MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"]
+)
+
+
+def _status_items(cur: Cursor) -> tuple[str, ...]:
+    cur.open()
+    names = [cur.atom().upper()]
+    while cur.take(b" "):
+        names.append(cur.atom().upper())
+    cur.close()
+    for n in names:
+        if n not in STATUS_ITEMS:
+            raise cur.error(f"unknown STATUS item {n}")
+    return tuple(names)
+
+
+def _status(cur: Cursor) -> c.Args:
+    cur.sp()
+    mailbox = cur.mailbox()
+    cur.sp()
+    return c.Status(mailbox, _status_items(cur))
+
+
+def _append(cur: Cursor) -> c.Args:
+    # RFC 3501 §6.3.11: APPEND mailbox [flag-list] [date-time] literal
+    cur.sp()
+    mailbox = cur.mailbox()
+    cur.sp()
+    flags: tuple[str, ...] = ()
+    date = None
+    if cur.peek() == 0x28:
+        flags = cur.flag_list()
+        cur.sp()
+    if cur.peek() == 0x22:
+        date = items.date_time(cur)
+        cur.sp()
+    if cur.peek() != 0x7B:
+        raise cur.error("APPEND needs a literal")
+    return c.Append(mailbox, flags, date, cur.literal())
+
+
+def _expunge(cur: Cursor) -> c.Args:
+    return c.Expunge()
+
+
+def _uid_expunge(cur: Cursor) -> c.Args:
+    cur.sp()
+    return c.Expunge(c.SeqSet(cur.seqset()))
+
+
+def _search(uid: bool) -> Sub:
+    def sub(cur: Cursor) -> c.Args:
+        cur.sp()
+        returns = None
+        if cur.take_word(b"RETURN "):
+            # RFC 4731 §3: RETURN (MIN MAX ALL COUNT); empty list means ALL
+            cur.open()
+            opts: set[str] = set()
+            if not cur.take(b")"):
+                opts.add(cur.atom().upper())
+                while cur.take(b" "):
+                    opts.add(cur.atom().upper())
+                cur.expect(b")")
+            cur.depth -= 1
+            if opts - {"MIN", "MAX", "ALL", "COUNT"}:
+                raise cur.error("unknown RETURN option")
+            returns = frozenset(opts or {"ALL"})
+            cur.sp()
+        charset = None
+        if cur.take_word(b"CHARSET "):
+            charset = cur.astr().upper()
+            cur.sp()
+        key = items.SearchParser(cur, charset or "US-ASCII").keys()
+        return c.Search(uid, key, charset, returns)
+
+    return sub
+
+
+def _fetch(uid: bool) -> Sub:
+    def sub(cur: Cursor) -> c.Args:
+        cur.sp()
+        seqs = c.SeqSet(cur.seqset())
+        cur.sp()
+        atts = items.fetch_atts(cur)
+        changed_since = None
+        vanished = False
+        if cur.take(b" "):
+            # RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED (UID FETCH only)
+            cur.open()
+            while True:
+                word = cur.atom().upper()
+                if word == "CHANGEDSINCE":
+                    cur.sp()
+                    changed_since = cur.number(bits=63)
+                elif word == "VANISHED" and uid:
+                    vanished = True
+                else:
+                    raise cur.error(f"unknown FETCH modifier {word}")
+                if not cur.take(b" "):
+                    break
+            cur.close()
+            if vanished and changed_since is None:
+                raise cur.error("VANISHED needs CHANGEDSINCE")
+        return c.Fetch(uid, seqs, atts, changed_since, vanished)
+
+    return sub
+
+
+def _store(uid: bool) -> Sub:
+    def sub(cur: Cursor) -> c.Args:
+        cur.sp()
+        seqs = c.SeqSet(cur.seqset())
+        cur.sp()
+        unchanged = None
+        if cur.peek() == 0x28:
+            # RFC 7162 §3.1.3 UNCHANGEDSINCE
+            cur.open()
+            if not cur.take_word(b"UNCHANGEDSINCE "):
+                raise cur.error("unknown STORE modifier")
+            unchanged = cur.number(bits=63)
+            cur.close()
+            cur.sp()
+        op = "replace"
+        if cur.take(b"+"):
+            op = "add"
+        elif cur.take(b"-"):
+            op = "remove"
+        if not cur.take_word(b"FLAGS"):
+            raise cur.error("expected FLAGS")
+        silent = cur.take_word(b".SILENT")
+        cur.sp()
+        if cur.peek() == 0x28:
+            flags = cur.flag_list()
+        else:
+            fl = [cur.flag()]
+            while cur.take(b" "):
+                fl.append(cur.flag())
+            flags = tuple(fl)
+        return c.StoreCmd(uid, seqs, op, silent, flags, unchanged)  # type: ignore[arg-type]
+
+    return sub
+
+
+def _copy(uid: bool, move: bool) -> Sub:
+    def sub(cur: Cursor) -> c.Args:
+        cur.sp()
+        seqs = c.SeqSet(cur.seqset())
+        cur.sp()
+        return c.CopyCmd(uid, seqs, cur.mailbox(), move)
+
+    return sub
+
+
+def _enable(cur: Cursor) -> c.Args:
+    caps = []
+    while cur.take(b" "):
+        caps.append(cur.atom().upper())
+    if not caps:
+        raise cur.error("ENABLE needs a capability")
+    return c.Enable(tuple(caps))
+
+
+def _id(cur: Cursor) -> c.Args:
+    # RFC 2971 §4: ID ("(" string SP nstring *(SP string SP nstring) ")" / NIL)
+    cur.sp()
+    if cur.take_word(b"NIL"):
+        return c.Id(None)
+    cur.open()
+    params: list[tuple[str, str | None]] = []
+    if not cur.take(b")"):
+        while True:
+            key = cur.text(cur.string())
+            cur.sp()
+            value = cur.nstring()
+            params.append((key, None if value is None else cur.text(value)))
+            if not cur.take(b" "):
+                break
+        cur.expect(b")")
+    cur.depth -= 1
+    if len(params) > 30:
+        raise cur.error("too many ID fields")
+    return c.Id(tuple(params))
+
+
+def _getquota(cur: Cursor) -> c.Args:
+    cur.sp()
+    return c.QuotaRoot(cur.astr())
+
+
+def _getquotaroot(cur: Cursor) -> c.Args:
+    cur.sp()
+    return c.QuotaRoot(cur.mailbox())
+
+
+def _setquota(cur: Cursor) -> c.Args:
+    # RFC 9208 §4.3.3
+    cur.sp()
+    root = cur.astr()
+    cur.sp()
+    cur.open()
+    limits: list[tuple[str, int]] = []
+    if not cur.take(b")"):
+        while True:
+            name = cur.atom().upper()
+            cur.sp()
+            limits.append((name, cur.number(bits=63)))
+            if not cur.take(b" "):
+                break
+        cur.expect(b")")
+    cur.depth -= 1
+    return c.SetQuota(root, tuple(limits))
+
+
+COMMANDS: dict[str, Sub] = {
+    "CAPABILITY": _none,
+    "NOOP": _none,
+    "LOGOUT": _none,
+    "STARTTLS": _none,
+    "LOGIN": _login,
+    "AUTHENTICATE": _authenticate,
+    "SELECT": _select(readonly=False),
+    "EXAMINE": _select(readonly=True),
+    "CREATE": _create,
+    "DELETE": _mailbox_arg,
+    "RENAME": _rename,
+    "SUBSCRIBE": _mailbox_arg,
+    "UNSUBSCRIBE": _mailbox_arg,
+    "LIST": _list(lsub=False),
+    "LSUB": _list(lsub=True),
+    "STATUS": _status,
+    "APPEND": _append,
+    "CHECK": _none,
+    "CLOSE": _none,
+    "UNSELECT": _none,
+    "EXPUNGE": _expunge,
+    "SEARCH": _search(uid=False),
+    "FETCH": _fetch(uid=False),
+    "STORE": _store(uid=False),
+    "COPY": _copy(uid=False, move=False),
+    "MOVE": _copy(uid=False, move=True),
+    "IDLE": _none,
+    "NAMESPACE": _none,
+    "ENABLE": _enable,
+    "ID": _id,
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquotaroot,
+    "SETQUOTA": _setquota,
+}
+
+UID_COMMANDS: dict[str, Sub] = {
+    "FETCH": _fetch(uid=True),
+    "SEARCH": _search(uid=True),
+    "STORE": _store(uid=True),
+    "COPY": _copy(uid=True, move=False),
+    "MOVE": _copy(uid=True, move=True),
+    "EXPUNGE": _uid_expunge,
+}
+
+
+def parse(data: bytes) -> c.Request:
+    """Parse one complete command (without its final CRLF)."""
+    cur = Cursor(data)
+    try:
+        tag = cur.tag_token()
+        cur.tag = tag
+        cur.sp()
+        name = cur.atom().upper()
+        table = COMMANDS
+        if name == "UID":
+            cur.sp()
+            name = cur.atom().upper()
+            table = UID_COMMANDS
+            full = "UID " + name
+        else:
+            full = name
+        sub = table.get(name)
+        if sub is None:
+            raise UnknownCommand(f"unknown command {full[:40]}", tag)
+        args = sub(cur)
+        cur.end()
+        return c.Request(tag, full, args)
+    except ParseError:
+        raise
+    except (ValueError, IndexError, OverflowError, RecursionError) as exc:
+        # defensive: a grammar path we did not anticipate is still only a syntax error
+        raise BadSyntax("syntax error", cur.tag) from exc
+
+
+def decode_sasl(data: bytes) -> bytes:
+    """RFC 4959 / RFC 3501 §6.2.2: a base64 SASL response ("=" is the empty response)."""
+    if data == b"=":
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadSyntax("invalid base64") from None
