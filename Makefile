@@ -34,9 +34,11 @@ run: $(VENV)/.run-deps
 system-deps:
 	@scripts/system-deps test
 
+LINTED := $(wildcard mailcore services tests bench)
+
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check mailcore services tests bench
-	$(BIN)/ruff format --check mailcore services tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy
