@@ -170,6 +170,19 @@ class FilterSettings(CommonSettings):
     # Fraction of the inbound stream's byte budget above which new mail gets 452 4.3.1.
     inbound_high_water: Annotated[float, Field(gt=0, le=1)] = 0.9
     allow_plaintext_auth: PlaintextAuth = "never"
+    auth_failure_window: Annotated[float, Field(gt=0)] = Field(
+        default=900.0, description="seconds over which failed logins per IP are counted"
+    )
+    spamd_max_size: Annotated[int, Field(gt=0)] = Field(
+        default=512_000, description="larger messages skip spamd (as spamc's -s limit does)"
+    )
+    scan_authenticated: bool = Field(
+        default=False, description="also send authenticated submissions to spamd"
+    )
+    proxy_trusted_networks: str = Field(
+        default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+        description="comma-separated networks whose PROXY headers the proxy_* ports accept",
+    )
 
 
 class StoreSettings(CommonSettings):
