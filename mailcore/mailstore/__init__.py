@@ -1,0 +1,127 @@
+"""The mail storage engine: protocol-neutral (no IMAP syntax, no sequence numbers).
+
+Per account: an SQLite index (WAL, ``synchronous=FULL``) plus one file per stored message,
+below ``<root>/accounts/<account_id>/`` (see :mod:`mailcore.mailstore.layout`). Mailbox
+and user names are rows, never paths. Every write runs on a writer thread (one account is
+always served by the same one), so the event loop never waits for an fsync; reads run on a
+small thread pool with their own connections.
+
+Opening and delivery::
+
+    store = await MailStore.open(root, fsync=True)      # cleans orphaned files
+    acct = await store.account(user.account_id)         # opens or creates; a new account
+        # has INBOX, Sent (\\Sent), Drafts (\\Drafts), Trash (\\Trash), Junk (\\Junk),
+        # Archive (\\Archive), all subscribed
+    results = await store.deliver([Delivery(...), ...])  # group commit: one transaction
+        # per account per call; idempotent by Delivery.key; outcome per item
+    store.account_dir(account_id) -> Path;  await store.remove_account(account_id)
+    await store.close()
+
+Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
+
+    list_mailboxes() -> [MailboxInfo]; mailbox(name) -> MailboxInfo  (NoSuchMailbox)
+    mailbox_by_id(id) -> MailboxInfo; mailbox_by_role("\\\\Junk") -> MailboxInfo | None
+    create_mailbox(name, special_use=None)  creates missing parents (RFC 3501 §6.3.3)
+    delete_mailbox(name)      INBOX -> MailboxNotAllowed; children stay
+    rename_mailbox(old, new)  children move too; INBOX: its messages move (RFC 3501 §6.3.5)
+    set_subscribed(name, bool); subscriptions() -> [str] (may name missing mailboxes)
+    status(mailbox_id) -> MailboxStatus
+    snapshot(mailbox_id) -> Snapshot       uids/modseqs/flags, no message file read
+    fetch(mailbox_id, uids, parsed=True) -> [MessageRecord]   missing UIDs are skipped
+    open_message(rec) -> BinaryIO          the stored bytes (NoSuchMessage once gone)
+    append(mailbox_id, data, flags=(), internal_date=None, quota=Quota()) -> AppendResult
+    store_flags(mailbox_id, uids, FlagOp, flags, unchanged_since=None) -> StoreResult
+    expunge(mailbox_id, uids=None) -> [uid]   only messages flagged \\Deleted
+    copy(src, uids, dst, quota=Quota()) / move(...) -> CopyResult   move is atomic
+    search(mailbox_id, SearchKey, uids=None) -> [uid]
+    claim_recent(mailbox_id) -> {uid}      each message is \\Recent for one caller only
+    usage() -> (bytes, messages)
+    change_seq; changes_since(seq, mailbox_id=None) -> [Change];
+    wait_for_change(seq, timeout=None) -> int; expunged_since(mailbox_id, modseq) -> [uid]
+
+MODSEQ is one counter per account: each write operation takes the next value (RFC 7162
+§3.1.1 only asks that it grows); a mailbox's HIGHESTMODSEQ is the largest modseq of its
+changes. UIDVALIDITY values are unique per account, so they never repeat for a name.
+
+Deviations from /work/engine-contract.md (all additive or narrowing):
+
+* ``MailStore.open(root, *, fsync=True, exclusive=True)``: ``exclusive`` takes an flock on
+  ``<root>/store.lock`` so a second store process on the same data fails with
+  :class:`StoreLocked`. With ``exclusive=False`` several processes may write one account
+  (SQLite serialises them, UIDs stay unique) but ``wait_for_change`` only wakes on
+  changes made in the same process.
+* ``Account.mailbox_by_id`` added; ``AppendResult`` also carries ``mailbox_id`` and
+  ``modseq``; ``MailboxStatus`` also carries ``recent``; ``Change`` also carries ``name``
+  (for ``mailbox`` changes); ``MessageRecord`` also carries ``mailbox_id`` and an opaque
+  ``file_id``.
+* Errors add :class:`InvalidAccountId`, :class:`InvalidFlag`, :class:`StoreClosed`,
+  :class:`StoreLocked`. Flags: system flags are stored in their canonical spelling
+  (``\\seen`` -> ``\\Seen``); ``\\Recent`` is ignored (session state); other ``\\``-flags
+  and keywords with spaces, brackets or controls raise :class:`InvalidFlag`.
+"""
+
+from mailcore.mailstore.account import Account
+from mailcore.mailstore.engine import MailStore
+from mailcore.mailstore.errors import (
+    InvalidAccountId,
+    InvalidFlag,
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxNotAllowed,
+    MailstoreError,
+    MessageTooLarge,
+    NoSuchMailbox,
+    NoSuchMessage,
+    QuotaExceeded,
+    StorageFull,
+    StoreClosed,
+    StoreLocked,
+)
+from mailcore.mailstore.layout import store_root
+from mailcore.mailstore.model import (
+    SYSTEM_FLAGS,
+    AppendResult,
+    Change,
+    CopyResult,
+    Delivery,
+    DeliveryResult,
+    FlagOp,
+    MailboxInfo,
+    MailboxStatus,
+    MessageRecord,
+    Quota,
+    Snapshot,
+    StoreResult,
+)
+
+__all__ = [
+    "SYSTEM_FLAGS",
+    "Account",
+    "AppendResult",
+    "Change",
+    "CopyResult",
+    "Delivery",
+    "DeliveryResult",
+    "FlagOp",
+    "InvalidAccountId",
+    "InvalidFlag",
+    "InvalidMailboxName",
+    "MailStore",
+    "MailboxExists",
+    "MailboxInfo",
+    "MailboxNotAllowed",
+    "MailboxStatus",
+    "MailstoreError",
+    "MessageRecord",
+    "MessageTooLarge",
+    "NoSuchMailbox",
+    "NoSuchMessage",
+    "Quota",
+    "QuotaExceeded",
+    "Snapshot",
+    "StorageFull",
+    "StoreClosed",
+    "StoreLocked",
+    "StoreResult",
+    "store_root",
+]

@@ -1,0 +1,63 @@
+"""Domain errors of the storage engine. Each protocol maps them to wire replies in one
+module (IMAP: NO [TRYCREATE], NO [OVERQUOTA], …); messages are fit for a log line, not
+meant to be sent to clients verbatim."""
+
+from __future__ import annotations
+
+
+class MailstoreError(Exception):
+    """Base of every engine refusal."""
+
+    temporary = False
+
+
+class InvalidAccountId(MailstoreError):
+    """An account id that is not a safe lower-case token (never becomes a path)."""
+
+
+class NoSuchMailbox(MailstoreError):
+    pass
+
+
+class MailboxExists(MailstoreError):
+    pass
+
+
+class InvalidMailboxName(MailstoreError):
+    pass
+
+
+class MailboxNotAllowed(MailstoreError):
+    """The operation is not allowed on this mailbox (deleting INBOX, renaming into itself)."""
+
+
+class QuotaExceeded(MailstoreError):
+    """RFC 9208 §4.3: the account's byte or message limit would be passed."""
+
+
+class MessageTooLarge(MailstoreError):
+    pass
+
+
+class NoSuchMessage(MailstoreError):
+    pass
+
+
+class StorageFull(MailstoreError):
+    """The disk is full (ENOSPC/EDQUOT): temporary, retry later; nothing was committed."""
+
+    temporary = True
+
+
+class StoreClosed(MailstoreError):
+    """The store was closed while the operation waited."""
+
+    temporary = True
+
+
+class StoreLocked(MailstoreError):
+    """Another process holds this store's directory open."""
+
+
+class InvalidFlag(MailstoreError):
+    """A flag that cannot be stored (unknown ``\\``-flag, spaces, controls, brackets)."""

@@ -1,0 +1,141 @@
+"""Search criteria, evaluated by the engine (RFC 3501 §6.4.4 semantics, protocol-neutral).
+
+IMAP translates sequence sets and session state (RECENT, NEW, OLD) into :class:`UidIn`
+and :class:`Flag` before calling :meth:`Account.search`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+DateOp = Literal["before", "on", "since"]
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    keys: tuple[SearchKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    a: SearchKey
+    b: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class UidIn:
+    """Inclusive UID ranges; ``(n, n)`` is one UID."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A system flag (``"\\\\Seen"``) or a keyword; case-insensitive."""
+
+    name: str
+    present: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Larger:
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Smaller:
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class InternalDate:
+    """RFC 3501 BEFORE/ON/SINCE: the internal date's day (UTC), time disregarded."""
+
+    op: DateOp
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
+class SentDate:
+    """RFC 3501 SENTBEFORE/SENTON/SENTSINCE: the Date header's day as written."""
+
+    op: DateOp
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Case-insensitive substring of a header field's decoded value; "" = field present."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """Case-insensitive substring of the decoded text bodies (CTE and charset)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Header or body contains the text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModSeq:
+    """RFC 7162 §3.1.5 MODSEQ: messages with modseq >= ``at_least``."""
+
+    at_least: int
+
+
+SearchKey: TypeAlias = (
+    All
+    | And
+    | Or
+    | Not
+    | UidIn
+    | Flag
+    | Larger
+    | Smaller
+    | InternalDate
+    | SentDate
+    | Header
+    | Body
+    | Text
+    | ModSeq
+)
+
+__all__ = [
+    "All",
+    "And",
+    "Body",
+    "DateOp",
+    "Flag",
+    "Header",
+    "InternalDate",
+    "Larger",
+    "ModSeq",
+    "Not",
+    "Or",
+    "SearchKey",
+    "SentDate",
+    "Smaller",
+    "Text",
+    "UidIn",
+]
