@@ -195,6 +195,12 @@ class StoreSettings(CommonSettings):
     imaps_port: Port = 2993
     pop3_port: Port = 2110
     pop3s_port: Port = 2995
+    pop3_idle_timeout: Annotated[float, Field(ge=600)] = Field(
+        default=600.0, description="POP3 autologout, seconds (RFC 1939 §3: at least 600)"
+    )
+    pop3_max_bad_commands: Annotated[int, Field(gt=0)] = Field(
+        default=10, description="unknown or malformed POP3 commands before disconnecting"
+    )
     allow_plaintext_auth: PlaintextAuth = "never"
     max_message_size: Annotated[int, Field(gt=0)] = 50_000_000
     imap_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0

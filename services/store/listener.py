@@ -39,6 +39,18 @@ class Connection:
         await self.writer.start_tls(context)
         self.tls = True
 
+    def discard_pending_input(self) -> int:
+        """Drop whatever the client sent that is not read yet; the number of bytes.
+
+        Call it before answering STARTTLS/STLS: bytes pipelined in the clear behind that
+        command must never be taken as commands once TLS is up (RFC 3207 §4.2 class of
+        injection). StreamReader has no public API for this, hence the one private access.
+        """
+        buffer: bytearray = self.reader._buffer  # type: ignore[attr-defined]
+        n = len(buffer)
+        buffer.clear()
+        return n
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()

@@ -1,0 +1,1 @@
+"""POP3 command handlers, one module per command family."""
