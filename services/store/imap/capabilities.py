@@ -1,0 +1,51 @@
+"""CAPABILITY (RFC 3501 §6.1.1, §7.2.1): what this server advertises, by state.
+
+An extension is listed here only once it is complete and tested.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.store.imap.session import Session
+
+# Extensions available in every state.
+BASE = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
+
+# Extensions that only matter once logged in (RFC 3501 §7.2.1 lets the list change).
+AFTER_LOGIN = (
+    "NAMESPACE",  # RFC 2342
+    "UNSELECT",  # RFC 3691
+    "UIDPLUS",  # RFC 4315
+    "MOVE",  # RFC 6851
+    "CHILDREN",  # RFC 3348
+    "SPECIAL-USE",  # RFC 6154
+    "CREATE-SPECIAL-USE",  # RFC 6154 §3
+    "LIST-EXTENDED",  # RFC 5258
+    "LIST-STATUS",  # RFC 5819
+    "ESEARCH",  # RFC 4731
+    "CONDSTORE",  # RFC 7162
+    "QRESYNC",  # RFC 7162
+    "QUOTA",  # RFC 9208
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+)
+
+# What ENABLE accepts (RFC 5161 §3.1).
+ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC"})
+
+
+def capabilities(s: Session) -> list[str]:
+    caps = list(BASE)
+    if s.user is None:
+        if not s.conn.tls and s.rt.tls_context is not None:
+            caps.append("STARTTLS")  # RFC 3501 §6.2.1
+        if s.plaintext_ok:
+            caps.append("AUTH=PLAIN")  # RFC 4616
+        else:
+            caps.append("LOGINDISABLED")  # RFC 3501 §6.2.3
+    else:
+        caps.extend(AFTER_LOGIN)
+    caps.append(f"APPENDLIMIT={s.rt.max_message_size}")  # RFC 7889
+    return caps

@@ -1,0 +1,229 @@
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; RFC 7162 CHANGEDSINCE/VANISHED).
+
+A range costs one engine ``fetch()`` per chunk, never one per message; ENVELOPE and
+BODYSTRUCTURE renderings are cached per message; section bytes are read from the stored
+file at the parsed offsets. Flags come from the session's view, which the change log keeps
+current."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, BinaryIO
+
+from mailcore.mailstore import FlagOp, MessageRecord
+from services.store.imap import render
+from services.store.imap import responses as r
+from services.store.imap.commands import Fetch, FetchAtt, Request, Section
+
+if TYPE_CHECKING:
+    from services.store.imap.selected import Selected
+    from services.store.imap.session import Session
+
+CHUNK = 200  # messages per engine round trip
+BIG_READ = 1 << 20  # reads above this go to a thread
+
+_NEEDS_RECORD = frozenset(
+    {
+        "ENVELOPE",
+        "INTERNALDATE",
+        "RFC822.SIZE",
+        "BODY",
+        "BODYSTRUCTURE",
+        "RFC822",
+        "RFC822.HEADER",
+        "RFC822.TEXT",
+    }
+)
+_SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
+
+
+def _sets_seen(att: FetchAtt) -> bool:
+    # RFC 3501 §6.4.5: BODY[...] (not BODY.PEEK), RFC822 and RFC822.TEXT set \Seen
+    return (att.section is not None and not att.peek) or att.name in _SETS_SEEN
+
+
+async def fetch(s: Session, req: Request) -> str:
+    a = req.args
+    assert isinstance(a, Fetch)
+    sel = s.selected
+    assert sel is not None and s.account is not None
+    atts = list(a.atts)
+    names = {att.name for att in atts}
+    if a.changed_since is not None or "MODSEQ" in names:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: CONDSTORE enabling command
+    if s.condstore and a.changed_since is not None and "MODSEQ" not in names:
+        atts.append(FetchAtt("MODSEQ"))
+    idx = sel.resolve(a.seqs, a.uid)
+    if a.changed_since is not None:
+        idx = [i for i in idx if sel.modseqs[i] > a.changed_since]
+        if a.vanished:
+            await _vanished(s, sel, a)
+    if not idx:
+        return f"{req.name} completed"
+    if not sel.readonly and any(_sets_seen(att) for att in atts):
+        await _mark_seen(s, sel, idx)
+        if "FLAGS" not in names:
+            atts.append(FetchAtt("FLAGS"))
+    need_record = any(att.name in _NEEDS_RECORD for att in atts)
+    for start in range(0, len(idx), CHUNK):
+        chunk = idx[start : start + CHUNK]
+        records: dict[int, MessageRecord] = {}
+        if need_record:
+            uids = [sel.uids[i] for i in chunk]
+            need_parsed = _needs_parsed(s, sel, atts, uids)
+            for got in await s.account.fetch(sel.mailbox_id, uids, parsed=need_parsed):
+                records[got.uid] = got
+        for i in chunk:
+            uid = sel.uids[i]
+            rec = records.get(uid)
+            if need_record and rec is None:
+                continue  # expunged by another session; reported later (RFC 3501 §7.4.1)
+            s.send(await _one(s, sel, i, uid, rec, atts, a.uid))
+        await s.flush_if_large()
+    return f"{req.name} completed"
+
+
+def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[int]) -> bool:
+    for att in atts:
+        if att.section is not None:
+            if att.section.part or att.section.text:
+                return True
+        elif att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
+            for uid in uids:
+                if s.rt.cache.get(_key(s, sel, uid, att.name)) is None:
+                    return True
+    return False
+
+
+def _key(s: Session, sel: Selected, uid: int, item: str) -> tuple[str, int, int, int, str]:
+    assert s.account is not None
+    return (s.account.id, sel.mailbox_id, sel.uidvalidity, uid, item)
+
+
+async def _mark_seen(s: Session, sel: Selected, idx: list[int]) -> None:
+    assert s.account is not None
+    unseen = [sel.uids[i] for i in idx if "\\Seen" not in sel.flags[i]]
+    if not unseen:
+        return
+    res = await s.account.store_flags(sel.mailbox_id, unseen, FlagOp.ADD, ["\\Seen"])
+    for uid, modseq, flags in res.changed:
+        i = sel.index_of(uid)
+        if i is not None:
+            sel.set_flags(i, flags, modseq)
+
+
+async def _vanished(s: Session, sel: Selected, a: Fetch) -> None:
+    # RFC 7162 §3.2.6: UIDs in the set expunged since CHANGEDSINCE
+    assert s.account is not None and a.changed_since is not None
+    gone = await s.account.expunged_since(sel.mailbox_id, a.changed_since)
+    largest = max([*gone, *(sel.uids[-1:] or [0])])
+    gone = sorted(u for u in gone if a.seqs.contains(u, largest))
+    if gone:
+        s.untagged(b"VANISHED (EARLIER) " + r.seq_set(gone))
+
+
+async def _one(  # noqa: PLR0917
+    s: Session,
+    sel: Selected,
+    i: int,
+    uid: int,
+    rec: MessageRecord | None,
+    atts: list[FetchAtt],
+    uid_cmd: bool,
+) -> bytes:
+    items: list[bytes] = []
+    if uid_cmd:
+        items.append(b"UID %d" % uid)  # RFC 3501 §6.4.8
+    fh: BinaryIO | None = None
+    try:
+        for att in atts:
+            name = att.name
+            if name == "UID":
+                if not uid_cmd:
+                    items.append(b"UID %d" % uid)
+            elif name == "FLAGS":
+                flags = sel.flags[i] | {"\\Recent"} if uid in sel.recent else sel.flags[i]
+                items.append(b"FLAGS " + r.flag_list(sorted(flags)))
+            elif name == "MODSEQ":
+                items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+            elif rec is None:
+                continue
+            elif name == "INTERNALDATE":
+                items.append(b"INTERNALDATE " + render.internal_date(rec.internal_date))
+            elif name == "RFC822.SIZE":
+                items.append(b"RFC822.SIZE %d" % rec.size)
+            elif name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and att.section is None):
+                items.append(name.encode() + b" " + _cached(s, sel, uid, rec, name))
+            else:
+                if fh is None:
+                    fh = s.account.open_message(rec) if s.account is not None else None
+                assert fh is not None
+                items.append(await _body(att, rec, fh))
+    finally:
+        if fh is not None:
+            fh.close()
+    return b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(items))
+
+
+def _cached(s: Session, sel: Selected, uid: int, rec: MessageRecord, name: str) -> bytes:
+    key = _key(s, sel, uid, name)
+    hit = s.rt.cache.get(key)
+    if hit is not None:
+        return hit
+    p = rec.parsed
+    assert p is not None
+    out = (
+        render.envelope(p.envelope)
+        if name == "ENVELOPE"
+        else render.body_structure(p.structure, extended=name == "BODYSTRUCTURE")
+    )
+    s.rt.cache.put(key, out)
+    return out
+
+
+async def _read(fh: BinaryIO, start: int, end: int) -> bytes:
+    def read() -> bytes:
+        fh.seek(start)
+        return fh.read(max(0, end - start))
+
+    if end - start > BIG_READ:
+        return await asyncio.to_thread(read)
+    return read()
+
+
+async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> bytes:
+    name = att.name
+    if name == "RFC822":
+        return b"RFC822 " + r.literal(await _read(fh, 0, rec.size))
+    if name in ("RFC822.HEADER", "RFC822.TEXT"):
+        p = rec.parsed
+        hs = p.structure.body_start if p is not None else rec.size
+        rng = (0, hs) if name == "RFC822.HEADER" else (hs, rec.size)
+        return name.encode() + b" " + r.literal(await _read(fh, *rng))
+    section = att.section or Section()
+    if section.part or section.text:
+        assert rec.parsed is not None
+        found = render.section_range(rec.parsed.structure, section, rec.size)
+    else:
+        found = (0, rec.size)
+    if found is None:
+        data = b""
+    else:
+        start, end = found
+        if att.partial is not None and not section.text.startswith("HEADER.FIELDS"):
+            # RFC 3501 §6.4.5 <partial>: read only the requested octets
+            start, end = (
+                min(start + att.partial[0], end),
+                min(start + att.partial[0] + att.partial[1], end),
+            )
+            data = await _read(fh, start, end)
+        else:
+            data = await _read(fh, start, end)
+            if section.text.startswith("HEADER.FIELDS"):
+                data = render.header_fields(data, section.fields, section.text.endswith(".NOT"))
+            if att.partial is not None:
+                data = data[att.partial[0] : att.partial[0] + att.partial[1]]
+    label = b"BODY[" + section.spec().encode() + b"]"
+    if att.partial is not None:
+        label += b"<%d>" % att.partial[0]  # RFC 3501 §7.4.2: only the origin octet is echoed
+    return label + b" " + r.literal(data)

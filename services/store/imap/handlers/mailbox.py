@@ -1,0 +1,166 @@
+"""Mailbox management (RFC 3501 §6.3.3–6.3.9): CREATE (+ RFC 6154 USE), DELETE, RENAME,
+SUBSCRIBE, UNSUBSCRIBE, LIST (+ RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
+RFC 3348 CHILDREN, RFC 6154 SPECIAL-USE) and LSUB."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mailcore.mailstore import MailboxInfo
+from services.store.imap import responses as r
+from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
+from services.store.imap.errors import Refused
+from services.store.imap.handlers.status import status_line
+
+if TYPE_CHECKING:
+    from mailcore.mailstore import Account
+    from services.store.imap.session import Session
+
+SEP = "/"
+SPECIAL_USES = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+
+
+def _account(s: Session) -> Account:
+    assert s.account is not None
+    return s.account
+
+
+async def create(s: Session, req: Request) -> str:
+    assert isinstance(req.args, Create)
+    # RFC 3501 §6.3.3: a trailing separator only declares the intent to create children
+    name = req.args.mailbox.rstrip(SEP) or req.args.mailbox
+    use = None
+    if req.args.special_use:
+        # RFC 6154 §3: one special use per mailbox here; unknown ones are refused
+        uses = {u.capitalize() for u in req.args.special_use}
+        if len(uses) != 1 or not uses <= {u.capitalize() for u in SPECIAL_USES}:
+            raise Refused("Unsupported special-use attribute", code="USEATTR")
+        use = next(iter(uses))
+    await _account(s).create_mailbox(name, use)
+    return "CREATE completed"
+
+
+async def delete(s: Session, req: Request) -> str:
+    assert isinstance(req.args, MailboxArg)
+    if req.args.mailbox == "INBOX":
+        raise Refused("INBOX cannot be deleted", code="CANNOT")
+    await _account(s).delete_mailbox(req.args.mailbox)
+    return "DELETE completed"
+
+
+async def rename(s: Session, req: Request) -> str:
+    assert isinstance(req.args, Rename)
+    await _account(s).rename_mailbox(req.args.old, req.args.new.rstrip(SEP) or req.args.new)
+    return "RENAME completed"
+
+
+async def subscribe(s: Session, req: Request) -> str:
+    assert isinstance(req.args, MailboxArg)
+    await _account(s).set_subscribed(req.args.mailbox, True)
+    return "SUBSCRIBE completed"
+
+
+async def unsubscribe(s: Session, req: Request) -> str:
+    assert isinstance(req.args, MailboxArg)
+    await _account(s).set_subscribed(req.args.mailbox, False)
+    return "UNSUBSCRIBE completed"
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 3501 §6.3.8: ``*`` matches anything, ``%`` anything but the separator; the
+    reference is prefixed; INBOX matches case-insensitively."""
+    full = reference + pattern
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in "/*%"):
+        full = "INBOX" + full[5:]
+    rx = "".join(".*" if ch == "*" else "[^/]*" if ch == "%" else re.escape(ch) for ch in full)
+    return re.compile(rx + r"\Z", re.DOTALL)
+
+
+def _has_children(name: str, names: set[str]) -> bool:
+    prefix = name + SEP
+    return any(n.startswith(prefix) for n in names)
+
+
+async def list_(s: Session, req: Request) -> str:
+    a = req.args
+    assert isinstance(a, ListCmd)
+    acct = _account(s)
+    if a.lsub:
+        return await _lsub(s, a)
+    if a.patterns == ("",):
+        # RFC 3501 §6.3.8: an empty pattern asks for the hierarchy delimiter
+        s.untagged(b'LIST (\\Noselect) "/" ""')
+        return "LIST completed"
+    boxes = await acct.list_mailboxes()
+    existing = {b.name: b for b in boxes}
+    names = set(existing)
+    subscribed = set(await acct.subscriptions()) if _wants_subscribed(a) else set()
+    rxs = [pattern_regex(a.reference, p) for p in a.patterns]
+    only_subscribed = "SUBSCRIBED" in a.select
+    only_special = "SPECIAL-USE" in a.select
+    candidates = sorted(names | subscribed) if only_subscribed else sorted(names)
+    entries: list[tuple[bytes, MailboxInfo | None]] = []
+    for name in candidates:
+        if not any(rx.match(name) for rx in rxs):
+            continue
+        box = existing.get(name)
+        attrs: list[str] = []
+        extra = b""
+        if only_subscribed and name not in subscribed:
+            # RFC 5258 §3.5 RECURSIVEMATCH: a parent of subscribed children
+            if "RECURSIVEMATCH" in a.select and any(n.startswith(name + SEP) for n in subscribed):
+                extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+            else:
+                continue
+        if box is None:
+            attrs.append("\\NonExistent")  # RFC 5258 §3
+        else:
+            if only_special and box.special_use is None:
+                continue
+            # RFC 3348 / RFC 5258 §3.4: always answered here
+            attrs.append("\\HasChildren" if _has_children(name, names) else "\\HasNoChildren")
+            if box.special_use:
+                attrs.append(box.special_use)  # RFC 6154 §2
+        if name in subscribed and ("SUBSCRIBED" in a.returns or only_subscribed):
+            attrs.append("\\Subscribed")
+        line = b'* LIST (%s) "/" %s%s\r\n' % (" ".join(attrs).encode(), r.mailbox(name), extra)
+        entries.append((line, box))
+    for line, box in entries:
+        s.send(line)
+        if box is not None and a.status is not None:
+            # RFC 5819 §2: the STATUS response follows its LIST response
+            s.send(await status_line(s, box, a.status))
+    return "LIST completed"
+
+
+def _wants_subscribed(a: ListCmd) -> bool:
+    return "SUBSCRIBED" in a.select or "SUBSCRIBED" in a.returns
+
+
+async def _lsub(s: Session, a: ListCmd) -> str:
+    # RFC 3501 §6.3.9
+    acct = _account(s)
+    rx = pattern_regex(a.reference, a.patterns[0])
+    subs = sorted(set(await acct.subscriptions()))
+    existing = {b.name for b in await acct.list_mailboxes()}
+    if a.patterns == ("",):
+        s.untagged(b'LSUB (\\Noselect) "/" ""')
+        return "LSUB completed"
+    shown: set[str] = set()
+    for name in subs:
+        if rx.match(name):
+            attrs = "" if name in existing else "\\Noselect"
+            s.send(b'* LSUB (%s) "/" %s\r\n' % (attrs.encode(), r.mailbox(name)))
+            shown.add(name)
+        elif a.patterns[0].endswith("%"):
+            # RFC 3501 §6.3.9: a "%" that hides a subscribed child shows its parent \Noselect
+            parts = name.split(SEP)
+            for k in range(1, len(parts)):
+                parent = SEP.join(parts[:k])
+                if parent not in shown and rx.match(parent) and parent not in subs:
+                    s.send(b'* LSUB (\\Noselect) "/" %s\r\n' % r.mailbox(parent))
+                    shown.add(parent)
+    return "LSUB completed"

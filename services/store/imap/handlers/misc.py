@@ -1,0 +1,60 @@
+"""Commands valid in any state (RFC 3501 §6.1) and small extensions:
+CAPABILITY, NOOP, LOGOUT, ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.store.imap.capabilities import ENABLEABLE
+from services.store.imap.commands import Enable, Id, Request
+
+if TYPE_CHECKING:
+    from services.store.imap.session import Session
+
+
+async def capability(s: Session, req: Request) -> str:
+    # RFC 3501 §6.1.1
+    s.untagged("CAPABILITY " + " ".join(s.capabilities()))
+    return "CAPABILITY completed"
+
+
+async def noop(s: Session, req: Request) -> str:
+    # RFC 3501 §6.1.2: the session sends pending updates before the tagged reply
+    return "NOOP completed"
+
+
+async def logout(s: Session, req: Request) -> str:
+    # RFC 3501 §6.1.3
+    from services.store.imap.session import State
+
+    s.untagged("BYE Logging out")
+    s.state = State.LOGOUT
+    return "LOGOUT completed"
+
+
+async def id_(s: Session, req: Request) -> str:
+    # RFC 2971 §3.1: the server answers with its own identification
+    assert isinstance(req.args, Id)
+    s.untagged(b'ID ("name" "Postern" "vendor" "Postern")')
+    return "ID completed"
+
+
+async def enable(s: Session, req: Request) -> str:
+    # RFC 5161 §3.1: list only what was newly enabled; RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+    assert isinstance(req.args, Enable)
+    newly: list[str] = []
+    for cap in req.args.capabilities:
+        if cap in ENABLEABLE and cap not in s.enabled:
+            s.enabled.add(cap)
+            newly.append(cap)
+    if "QRESYNC" in s.enabled and "CONDSTORE" not in s.enabled:
+        s.enabled.add("CONDSTORE")
+        newly.append("CONDSTORE")
+    s.untagged(("ENABLED " + " ".join(newly)).strip())
+    return "ENABLE completed"
+
+
+async def namespace(s: Session, req: Request) -> str:
+    # RFC 2342 §5: one personal namespace, "" with "/" as hierarchy separator
+    s.untagged(b'NAMESPACE (("" "/")) NIL NIL')
+    return "NAMESPACE completed"

@@ -1,0 +1,111 @@
+"""SEARCH / UID SEARCH (RFC 3501 §6.4.4), ESEARCH results (RFC 4731), MODSEQ criterion
+(RFC 7162 §3.1.5). The engine evaluates criteria; sequence numbers and \\Recent are
+session state and are turned into UID ranges here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailcore.mailstore import search as q
+from services.store.imap import commands as c
+from services.store.imap import responses as r
+from services.store.imap.handlers.common import account, selected
+
+if TYPE_CHECKING:
+    from services.store.imap.selected import Selected
+    from services.store.imap.session import Session
+
+_NOTHING: q.SearchKey = q.Not(q.All())
+
+
+def uid_ranges(uids: list[int]) -> q.SearchKey:
+    if not uids:
+        return _NOTHING
+    ranges: list[tuple[int, int]] = []
+    for u in sorted(uids):
+        if ranges and u == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], u)
+        else:
+            ranges.append((u, u))
+    return q.UidIn(tuple(ranges))
+
+
+def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
+    if isinstance(key, c.SAll):
+        return q.All()
+    if isinstance(key, c.SAnd):
+        return q.And(tuple(translate(k, sel) for k in key.keys))
+    if isinstance(key, c.SOr):
+        return q.Or(translate(key.a, sel), translate(key.b, sel))
+    if isinstance(key, c.SNot):
+        return q.Not(translate(key.key, sel))
+    if isinstance(key, c.SSeq):
+        if key.uid:
+            largest = sel.uids[-1] if sel.uids else 0
+            return q.UidIn(tuple(key.seqs.resolve(largest)))
+        n = len(sel.uids)
+        ranges = []
+        for a, b in key.seqs.resolve(n):
+            lo, hi = max(a, 1), min(b, n)
+            if lo <= hi:
+                # a run of sequence numbers is a run of the view's UIDs
+                ranges.append((sel.uids[lo - 1], sel.uids[hi - 1]))
+        return q.UidIn(tuple(ranges)) if ranges else _NOTHING
+    if isinstance(key, c.SFlag):
+        return q.Flag(key.flag, key.present)
+    if isinstance(key, c.SRecent):
+        recent = uid_ranges(sorted(sel.recent))
+        if key.kind == "recent":
+            return recent
+        if key.kind == "new":
+            return q.And((recent, q.Flag("\\Seen", False)))  # RFC 3501: RECENT UNSEEN
+        return q.Not(recent)
+    if isinstance(key, c.SSize):
+        return q.Larger(key.n) if key.larger else q.Smaller(key.n)
+    if isinstance(key, c.SDate):
+        return q.SentDate(key.op, key.day) if key.sent else q.InternalDate(key.op, key.day)
+    if isinstance(key, c.SHeader):
+        return q.Header(key.name.lower(), key.text)
+    if isinstance(key, c.SBody):
+        return q.Text(key.text) if key.whole else q.Body(key.text)
+    return q.ModSeq(key.modseq)
+
+
+async def search(s: Session, req: c.Request) -> str:
+    a = req.args
+    assert isinstance(a, c.Search)
+    sel = selected(s)
+    modseq_key = any(isinstance(k, c.SModSeq) for k in c.walk(a.key))
+    if modseq_key:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5
+    if sel.uids:
+        view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
+        found = await account(s).search(sel.mailbox_id, q.And((view, translate(a.key, sel))))
+    else:
+        found = []
+    idx = sorted(i for u in found if (i := sel.index_of(u)) is not None)
+    ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
+    highest = max((sel.modseqs[i] for i in idx), default=0)
+    if a.returns is None:
+        line = b"SEARCH" + (b" " + r.number_list(ids) if ids else b"")
+        if modseq_key and ids:
+            line += b" (MODSEQ %d)" % highest
+        s.untagged(line)
+    else:
+        # RFC 4731 §3.1
+        parts = [b'ESEARCH (TAG "%s")' % req.tag.encode()]
+        if a.uid:
+            parts.append(b"UID")
+        if ids:
+            if "MIN" in a.returns:
+                parts.append(b"MIN %d" % ids[0])
+            if "MAX" in a.returns:
+                parts.append(b"MAX %d" % ids[-1])
+            if "ALL" in a.returns:
+                parts.append(b"ALL " + r.seq_set(ids))
+            if modseq_key:
+                parts.append(b"MODSEQ %d" % highest)
+        if "COUNT" in a.returns:
+            parts.append(b"COUNT %d" % len(ids))
+        s.untagged(b" ".join(parts))
+    return f"{req.name} completed"

@@ -1,0 +1,103 @@
+"""SELECT / EXAMINE (RFC 3501 §6.3.1–2, RFC 7162 CONDSTORE/QRESYNC), CHECK (§6.4.1),
+CLOSE (§6.4.2) and UNSELECT (RFC 3691)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailcore.mailstore import SYSTEM_FLAGS
+from services.store.imap import responses as r
+from services.store.imap.commands import Request, Select
+from services.store.imap.errors import bad
+from services.store.imap.selected import Selected
+
+if TYPE_CHECKING:
+    from services.store.imap.session import Session
+
+_SYSTEM = sorted(SYSTEM_FLAGS)
+
+
+def deselect(s: Session) -> None:
+    from services.store.imap.session import State
+
+    if s.selected is not None and s.qresync:
+        s.untagged("OK [CLOSED] Previous mailbox closed")  # RFC 7162 §3.2.11
+    s.selected = None
+    if s.state is State.SELECTED:
+        s.state = State.AUTHENTICATED
+
+
+async def select(s: Session, req: Request) -> str:
+    from services.store.imap.session import State
+
+    a = req.args
+    assert isinstance(a, Select)
+    assert s.account is not None
+    if a.qresync is not None and not s.qresync:
+        raise bad("QRESYNC is not enabled")  # RFC 7162 §3.2.5
+    deselect(s)
+    box = await s.account.mailbox(a.mailbox)
+    snap = await s.account.snapshot(box.id)
+    sel = Selected(box.id, box.name, a.readonly, snap)
+    if not a.readonly:
+        sel.recent = await s.account.claim_recent(box.id)
+    if a.condstore:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
+    flags = " ".join(_SYSTEM + sorted(sel.keywords))
+    s.untagged(f"FLAGS ({flags})")
+    perm = "" if a.readonly else " ".join([*_SYSTEM, "\\*"])
+    s.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
+    s.untagged(f"{len(sel)} EXISTS")
+    s.untagged(f"{len(sel.recent)} RECENT")
+    first_unseen = next((i + 1 for i, f in enumerate(sel.flags) if "\\Seen" not in f), None)
+    if first_unseen is not None:
+        s.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
+    s.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
+    s.untagged(f"OK [UIDNEXT {sel.uidnext}] Predicted next UID")
+    if s.condstore:
+        s.untagged(f"OK [HIGHESTMODSEQ {sel.highestmodseq}] Highest")
+    if a.qresync is not None and a.qresync[0] == sel.uidvalidity:
+        await _qresync(s, sel, a.qresync[1], a.qresync[2])
+    s.selected = sel
+    s.state = State.SELECTED
+    mode = "READ-ONLY" if a.readonly else "READ-WRITE"
+    return f"[{mode}] {'EXAMINE' if a.readonly else 'SELECT'} completed"
+
+
+async def _qresync(s: Session, sel: Selected, modseq: int, known: object) -> None:
+    """RFC 7162 §3.2.5.1: VANISHED (EARLIER) for what was expunged since ``modseq``, then
+    FETCH for every message changed since."""
+    from services.store.imap.commands import SeqSet
+
+    assert s.account is not None
+    gone = await s.account.expunged_since(sel.mailbox_id, modseq)
+    if isinstance(known, SeqSet):
+        largest = max(gone, default=0)
+        gone = [u for u in gone if known.contains(u, largest)]
+    if gone:
+        s.untagged(b"VANISHED (EARLIER) " + r.seq_set(sorted(gone)))
+    for i, m in enumerate(sel.modseqs):
+        if m > modseq:
+            s.send(sel.flags_response(s, i))
+
+
+async def close(s: Session, req: Request) -> str:
+    # RFC 3501 §6.4.2: expunge silently (no EXPUNGE responses) unless read-only
+    assert s.account is not None and s.selected is not None
+    if not s.selected.readonly:
+        await s.account.expunge(s.selected.mailbox_id)
+    s.selected = None
+    deselect(s)
+    return "CLOSE completed"
+
+
+async def unselect(s: Session, req: Request) -> str:
+    # RFC 3691 §2
+    s.selected = None
+    deselect(s)
+    return "UNSELECT completed"
+
+
+async def check(s: Session, req: Request) -> str:
+    # RFC 3501 §6.4.1: every change is already committed; pending updates follow
+    return "CHECK completed"

@@ -1,0 +1,42 @@
+"""STATUS (RFC 3501 §6.3.10; HIGHESTMODSEQ RFC 7162 §3.1.6; SIZE/DELETED RFC 9051)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailcore.mailstore import MailboxInfo, MailboxStatus
+from services.store.imap import responses as r
+from services.store.imap.commands import Request, Status
+
+if TYPE_CHECKING:
+    from services.store.imap.session import Session
+
+
+def _value(st: MailboxStatus, item: str) -> int:
+    return {
+        "MESSAGES": st.messages,
+        "RECENT": st.recent,
+        "UIDNEXT": st.uidnext,
+        "UIDVALIDITY": st.uidvalidity,
+        "UNSEEN": st.unseen,
+        "HIGHESTMODSEQ": st.highestmodseq,
+        "SIZE": st.size,
+        "DELETED": st.deleted,
+    }[item]
+
+
+async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> bytes:
+    assert s.account is not None
+    st = await s.account.status(box.id)
+    if "HIGHESTMODSEQ" in items:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    body = " ".join(f"{it} {_value(st, it)}" for it in items)
+    return b"* STATUS %s (%s)\r\n" % (r.mailbox(box.name), body.encode())
+
+
+async def status(s: Session, req: Request) -> str:
+    assert isinstance(req.args, Status)
+    assert s.account is not None
+    box = await s.account.mailbox(req.args.mailbox)
+    s.send(await status_line(s, box, req.args.items))
+    return "STATUS completed"

@@ -1,0 +1,71 @@
+"""Wire forms of IMAP data (RFC 3501 §4): quoted strings, literals, NIL, flag lists,
+mailbox names, and the status responses. Everything returns bytes ready to send."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.store.imap import utf7
+
+_QUOTED_BAD = frozenset(b"\r\n\x00") | frozenset(range(0x80, 0x100))
+
+
+def literal(data: bytes) -> bytes:
+    return b"{%d}\r\n" % len(data) + data
+
+
+def string(data: bytes) -> bytes:
+    """A quoted string when it can be one (short, 7-bit, no CR/LF), else a literal."""
+    if len(data) > 1024 or any(b in _QUOTED_BAD for b in data):
+        return literal(data)
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def text(value: str) -> bytes:
+    return string(value.encode("utf-8", "surrogateescape"))
+
+
+def nstring(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b"NIL"
+    return string(value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape"))
+
+
+def mailbox(name: str, utf8: bool = False) -> bytes:
+    """RFC 3501 §5.1.3: names go out in modified UTF-7 (or UTF-8 once UTF8=ACCEPT is on)."""
+    wire = name if utf8 else utf7.encode(name)
+    return string(wire.encode("utf-8"))
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return b"(" + " ".join(flags).encode("ascii", "replace") + b")"
+
+
+def number_list(ns: Iterable[int]) -> bytes:
+    return " ".join(str(n) for n in ns).encode()
+
+
+def seq_set(ns: Iterable[int]) -> bytes:
+    """Compact sequence-set of sorted integers, e.g. ``1:3,7,9:10``."""
+    out: list[str] = []
+    start = prev = -2
+    for n in ns:
+        if n == prev + 1:
+            prev = n
+            continue
+        if start >= 0:
+            out.append(str(start) if start == prev else f"{start}:{prev}")
+        start = prev = n
+    if start >= 0:
+        out.append(str(start) if start == prev else f"{start}:{prev}")
+    return ",".join(out).encode()
+
+
+def tagged(tag: str, status: str, message: str) -> bytes:
+    return f"{tag} {status} {message}\r\n".encode()
+
+
+def untagged(line: str | bytes) -> bytes:
+    if isinstance(line, str):
+        line = line.encode()
+    return b"* " + line + b"\r\n"

@@ -1,0 +1,174 @@
+"""The selected mailbox as one session sees it: sequence numbers ↔ UIDs, flags, \\Recent,
+and how other sessions' changes reach this one (RFC 3501 §5.2, §7.4.1; RFC 7162 §3.2.10).
+
+The view is parallel arrays sorted by UID; the sequence number of ``uids[i]`` is ``i + 1``.
+Changes come from the engine's change log; expunges by others wait in ``pending_expunge``
+until a command that may report them (never during FETCH, STORE or SEARCH).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+from services.store.imap import responses
+from services.store.imap.commands import SeqSet
+from services.store.imap.errors import bad
+
+if TYPE_CHECKING:
+    from mailcore.mailstore import Snapshot
+    from services.store.imap.session import Session
+
+
+class Selected:
+    def __init__(self, mailbox_id: int, name: str, readonly: bool, snap: Snapshot) -> None:
+        self.mailbox_id = mailbox_id
+        self.name = name
+        self.readonly = readonly
+        self.uidvalidity = snap.uidvalidity
+        self.uidnext = snap.uidnext
+        self.highestmodseq = snap.highestmodseq
+        self.seen = snap.change_seq
+        self.uids: list[int] = list(snap.uids)
+        self.flags: list[frozenset[str]] = list(snap.flags)
+        self.modseqs: list[int] = list(snap.modseqs)
+        self.recent: set[int] = set()
+        self.pending_expunge: set[int] = set()
+        self.keywords: set[str] = set()
+        for f in self.flags:
+            if f:
+                self.keywords.update(k for k in f if not k.startswith("\\"))
+
+    # --- look-ups ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def index_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i if i < len(self.uids) and self.uids[i] == uid else None
+
+    def resolve(self, seqs: SeqSet, uid: bool) -> list[int]:
+        """Indexes into the view for a sequence set (RFC 3501 §9 seq-number / uid)."""
+        n = len(self.uids)
+        if not uid:
+            out: list[int] = []
+            for (lo, hi), (a, b) in zip(seqs.resolve(n), seqs.ranges, strict=True):
+                if (a is not None and a > n) or (b is not None and b > n):
+                    raise bad("Invalid message sequence number")
+                out.extend(range(max(lo, 1) - 1, min(hi, n)))
+            return sorted(set(out)) if len(seqs.ranges) > 1 else out
+        largest = self.uids[-1] if self.uids else 0
+        idx: list[int] = []
+        for lo, hi in seqs.resolve(largest):
+            a = bisect.bisect_left(self.uids, lo)
+            b = bisect.bisect_right(self.uids, hi)
+            idx.extend(range(a, b))
+        return sorted(set(idx)) if len(seqs.ranges) > 1 else idx
+
+    # --- changes of our own -----------------------------------------------------------------
+    def set_flags(self, i: int, flags: frozenset[str], modseq: int | None) -> None:
+        self.flags[i] = flags
+        if modseq is not None:
+            self.modseqs[i] = modseq
+            self.highestmodseq = max(self.highestmodseq, modseq)
+        self.keywords.update(k for k in flags if not k.startswith("\\"))
+
+    def remove(self, s: Session, uids: list[int]) -> None:
+        """Drop expunged UIDs from the view and report them: EXPUNGE with sequence numbers
+        from the highest down (RFC 3501 §7.4.1), or VANISHED under QRESYNC (RFC 7162 §3.2.10)."""
+        gone = sorted(i for u in uids if (i := self.index_of(u)) is not None)
+        if not gone:
+            return
+        if s.qresync:
+            s.untagged(b"VANISHED " + responses.seq_set(self.uids[i] for i in gone))
+        else:
+            s.send(b"".join(b"* %d EXPUNGE\r\n" % (i + 1) for i in reversed(gone)))
+        keep = set(gone)
+        for u in (self.uids[i] for i in gone):
+            self.recent.discard(u)
+            self.pending_expunge.discard(u)
+        self.uids = [u for j, u in enumerate(self.uids) if j not in keep]
+        self.flags = [f for j, f in enumerate(self.flags) if j not in keep]
+        self.modseqs = [m for j, m in enumerate(self.modseqs) if j not in keep]
+
+    # --- changes of others ------------------------------------------------------------------
+    async def sync(self, s: Session, *, expunge_ok: bool) -> None:
+        """Report what changed since our last look, as far as the current command allows."""
+        acct = s.account
+        assert acct is not None
+        if acct.change_seq > self.seen:
+            await self._pull(s)
+        if expunge_ok and self.pending_expunge:
+            self.remove(s, sorted(self.pending_expunge))
+
+    async def _pull(self, s: Session) -> None:
+        acct = s.account
+        assert acct is not None
+        changes = await acct.changes_since(self.seen, self.mailbox_id)
+        appended = 0
+        flag_updates: dict[int, None] = {}
+        mailbox_changed = False
+        for ch in changes:
+            self.seen = max(self.seen, ch.seq)
+            if ch.mailbox_id != self.mailbox_id:
+                continue
+            if ch.modseq is not None:
+                self.highestmodseq = max(self.highestmodseq, ch.modseq)
+            if ch.kind == "append" and ch.uid is not None:
+                if not self.uids or ch.uid > self.uids[-1]:
+                    self.uids.append(ch.uid)
+                    self.flags.append(ch.flags or frozenset())
+                    self.modseqs.append(ch.modseq or 0)
+                    self.uidnext = max(self.uidnext, ch.uid + 1)
+                    appended += 1
+            elif ch.kind == "flags" and ch.uid is not None:
+                i = self.index_of(ch.uid)
+                if i is not None and ch.flags is not None and ch.flags != self.flags[i]:
+                    self.set_flags(i, ch.flags, ch.modseq)
+                    flag_updates[i] = None
+                elif (
+                    i is not None
+                    and ch.modseq is not None
+                    and s.condstore
+                    and ch.modseq > self.modseqs[i]
+                ):
+                    self.modseqs[i] = ch.modseq
+                    flag_updates[i] = None
+            elif ch.kind == "expunge" and ch.uid is not None:
+                if self.index_of(ch.uid) is not None:
+                    self.pending_expunge.add(ch.uid)
+            elif ch.kind == "mailbox":
+                mailbox_changed = True
+        if mailbox_changed:
+            await self._check_still_there(s)
+        if appended:
+            if not self.readonly:
+                self.recent |= await acct.claim_recent(self.mailbox_id)
+            s.untagged(f"{len(self.uids)} EXISTS")
+            s.untagged(f"{len(self.recent)} RECENT")
+        for i in sorted(flag_updates):
+            if self.uids[i] in self.pending_expunge:
+                continue
+            s.send(self.flags_response(s, i))
+
+    def flags_response(self, s: Session, i: int) -> bytes:
+        flags = self.flags[i]
+        if self.uids[i] in self.recent:
+            flags = flags | {"\\Recent"}
+        extra = b" MODSEQ (%d)" % self.modseqs[i] if s.condstore else b""
+        return b"* %d FETCH (UID %d%s FLAGS %s)\r\n" % (
+            i + 1,
+            self.uids[i],
+            extra,
+            responses.flag_list(sorted(flags)),
+        )
+
+    async def _check_still_there(self, s: Session) -> None:
+        from services.store.imap.session import CloseSession
+
+        acct = s.account
+        assert acct is not None
+        if not any(m.id == self.mailbox_id for m in await acct.list_mailboxes()):
+            # the selected mailbox was deleted or renamed away by another session
+            s.untagged("BYE Selected mailbox no longer exists")
+            raise CloseSession

@@ -1,0 +1,291 @@
+"""One IMAP connection: framing (lines and literals, with limits), the state machine
+(RFC 3501 §3) and the dispatch table. Command work lives in ``handlers/``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from mailcore import metrics
+from mailcore.logging import get_logger
+from mailcore.mailstore import MailstoreError
+from services.store.imap import errors, responses
+from services.store.imap.commands import Request
+from services.store.imap.lexer import MAX_LINE, literal_suffix, tag_of
+from services.store.imap.parser import BadCharset, ParseError, UnknownCommand, parse
+from services.store.listener import Connection
+
+if TYPE_CHECKING:
+    from mailcore.directory import User
+    from mailcore.mailstore import Account
+    from services.store.imap.runtime import Runtime
+    from services.store.imap.selected import Selected
+
+log = get_logger("imap")
+
+MAX_COMMAND_LITERALS = 64 * 1024  # literal octets allowed in a non-APPEND command
+FLUSH_AT = 256 * 1024
+
+
+class State(enum.Enum):
+    # RFC 3501 §3
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+# A handler returns the text of its tagged OK (None: it answered itself), or raises.
+Handler = Callable[["Session", Request], Awaitable[str | None]]
+# RFC 3501 §7.4.1: which unsolicited updates may precede the tagged reply.
+Updates = Literal["all", "no-expunge", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    run: Handler
+    states: frozenset[State]
+    updates: Updates = "all"
+
+
+class CloseSession(Exception):
+    """End the connection (the BYE, if any, has been queued)."""
+
+
+class Session:
+    def __init__(self, conn: Connection, rt: Runtime, dispatch: dict[str, Spec]) -> None:
+        self.conn = conn
+        self.rt = rt
+        self.dispatch = dispatch
+        self.state = State.NOT_AUTHENTICATED
+        self.user: User | None = None
+        self.account: Account | None = None
+        self.selected: Selected | None = None
+        self.enabled: set[str] = set()
+        self.out = bytearray()
+        self.bad_commands = 0
+        self.stopping = False
+        self._waiting = False  # between commands (safe to say BYE and close)
+
+    # --- output -------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.out += data
+
+    def untagged(self, line: str | bytes) -> None:
+        self.out += responses.untagged(line)
+
+    async def flush(self) -> None:
+        if self.out:
+            self.conn.writer.write(bytes(self.out))
+            self.out.clear()
+        await self.conn.writer.drain()
+
+    async def flush_if_large(self) -> None:
+        if len(self.out) >= FLUSH_AT:
+            await self.flush()
+
+    @property
+    def logged_out(self) -> bool:
+        return self.state is State.LOGOUT
+
+    # --- capabilities -------------------------------------------------------------------------
+    @property
+    def plaintext_ok(self) -> bool:
+        return self.rt.auth.plaintext_allowed(self.conn.peer_ip, self.conn.tls)
+
+    def capabilities(self) -> list[str]:
+        from services.store.imap.capabilities import capabilities
+
+        return capabilities(self)
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+
+    # --- framing --------------------------------------------------------------------------
+    async def read_line(self) -> bytes:
+        """One line without its CRLF. RFC 3501 §2.2: lines end in CRLF (bare LF tolerated)."""
+        try:
+            line = await self.conn.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            raise CloseSession from None
+        except asyncio.LimitOverrunError:
+            self.untagged("BYE [TOOBIG] Command line too long")
+            raise CloseSession from None
+        if len(line) > MAX_LINE + 2:
+            self.untagged("BYE [TOOBIG] Command line too long")
+            raise CloseSession
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+    async def read_command(self) -> bytes | None:
+        """A whole command with its literals in place, or None when the command was
+        refused during framing (the reply is queued)."""
+        self._waiting = True
+        try:
+            async with asyncio.timeout(self.rt.idle_timeout):
+                first = await self.read_line()
+        except TimeoutError:
+            # RFC 3501 §5.4 autologout
+            self.untagged("BYE Autologout; idle for too long")
+            raise CloseSession from None
+        finally:
+            self._waiting = False
+        words = first.split(b" ", 3)
+        is_append = len(words) > 1 and words[1].upper() == b"APPEND"
+        limit = self.rt.max_message_size if is_append else MAX_COMMAND_LITERALS
+        parts = [first]
+        total = len(first)
+        line = first
+        literal_bytes = 0
+        while (lit := literal_suffix(line)) is not None:
+            size, sync = lit
+            literal_bytes += size
+            if literal_bytes > limit or total > MAX_LINE * 4:
+                tag = tag_of(first)
+                if not sync:
+                    # RFC 7888 §4: a non-synchronizing literal we will not read ends the session
+                    self.untagged("BYE [TOOBIG] Literal too large")
+                    raise CloseSession
+                # refused before the continuation: the client never sends the octets
+                text = "[TOOBIG] Message too large" if is_append else "Literal too large"
+                status = "NO" if is_append else "BAD"
+                self.send(
+                    responses.tagged(tag, status, text)
+                    if tag
+                    else responses.untagged(f"BAD {text}")
+                )
+                return None
+            if sync:
+                self.send(b"+ Ready for literal data\r\n")
+                await self.flush()
+            try:
+                async with asyncio.timeout(self.rt.idle_timeout):
+                    data = await self.conn.reader.readexactly(size)
+                    line = await self.read_line()
+            except TimeoutError:
+                self.untagged("BYE Autologout; idle for too long")
+                raise CloseSession from None
+            except asyncio.IncompleteReadError:
+                raise CloseSession from None
+            parts += (b"\r\n", data, line)
+            total += len(line)
+        return b"".join(parts) if len(parts) > 1 else first
+
+    async def continuation(self, prompt: bytes = b"") -> bytes:
+        """Send ``+ prompt`` and read the client's line (AUTHENTICATE, RFC 3501 §7.5)."""
+        self.send(b"+ " + prompt + b"\r\n")
+        await self.flush()
+        try:
+            async with asyncio.timeout(self.rt.idle_timeout):
+                return await self.read_line()
+        except TimeoutError:
+            self.untagged("BYE Autologout; idle for too long")
+            raise CloseSession from None
+
+    # --- main loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self._watch_stop())
+        try:
+            caps = " ".join(self.capabilities())
+            self.untagged(f"OK [CAPABILITY {caps}] Postern IMAP ready")
+            await self.flush()
+            while not self.logged_out:
+                data = await self.read_command()
+                if data is not None:
+                    await self.execute(data)
+                if self.stopping and not self.logged_out:
+                    self.untagged("BYE Server shutting down")
+                    break
+                await self.flush()
+        except CloseSession:
+            pass
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 5)
+            await self.cleanup()
+
+    async def _watch_stop(self) -> None:
+        await self.conn.stopping.wait()
+        self.stopping = True
+        if self._waiting:
+            with contextlib.suppress(Exception):
+                self.conn.writer.write(responses.untagged("BYE Server shutting down"))
+            self.conn.close()
+
+    async def cleanup(self) -> None:
+        if self.user is not None:
+            self.rt.limiter.close_user(self.user.address)
+            self.user = None
+
+    async def execute(self, data: bytes) -> None:
+        try:
+            req = parse(data)
+        except BadCharset as exc:
+            # RFC 3501 §6.4.4
+            self.send(
+                responses.tagged(
+                    exc.tag or "*", "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset"
+                )
+            )
+            return
+        except ParseError as exc:
+            await self._bad(exc.tag, exc.message, unknown=isinstance(exc, UnknownCommand))
+            return
+        spec = self.dispatch.get(req.name)
+        if spec is None:
+            await self._bad(req.tag, f"{req.name} not supported", unknown=True)
+            return
+        if self.state not in spec.states:
+            await self._bad(req.tag, f"{req.name} not allowed now")
+            return
+        try:
+            result = await spec.run(self, req)
+            if result is None:
+                return
+            status, text = "OK", result
+        except errors.Refused as exc:
+            status, text = exc.reply()
+        except MailstoreError as exc:
+            status, text = errors.engine_reply(exc)
+        except (CloseSession, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("command failed", command=req.name)
+            status, text = errors.INTERNAL
+        metrics.IMAP_COMMANDS.labels(req.name, status).inc()
+        if status == "BAD":
+            self.bad_commands += 1
+        elif self.user is not None:
+            self.bad_commands = 0  # after login only consecutive bad commands count
+        if self.selected is not None and spec.updates != "none" and self.state is State.SELECTED:
+            await self.selected.sync(self, expunge_ok=spec.updates == "all")
+        self.send(responses.tagged(req.tag, status, text))
+        await self._check_bad_limit()
+
+    async def _bad(self, tag: str | None, message: str, *, unknown: bool = False) -> None:
+        self.bad_commands += 1
+        metrics.IMAP_COMMANDS.labels("unknown" if unknown else "invalid", "BAD").inc()
+        self.send(
+            responses.tagged(tag, "BAD", message) if tag else responses.untagged(f"BAD {message}")
+        )
+        await self._check_bad_limit()
+
+    async def _check_bad_limit(self) -> None:
+        limit = self.rt.max_bad_commands if self.user is None else self.rt.max_bad_after_login
+        if self.bad_commands >= limit:
+            self.untagged("BYE Too many invalid commands")
+            raise CloseSession
