@@ -1,10 +1,21 @@
-"""One account's mail: mailboxes, messages, flags, the change log (async API)."""
+"""One account's mail: mailboxes, messages, flags, the change log (async API).
+
+Writes go to the account's writer thread; reads run on the store's reader pool with
+connections of their own. See the package docstring for the contract of every method.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
+from mailcore.mailstore import flags as flagset
+from mailcore.mailstore import layout, mailboxes, messages, reads
+from mailcore.mailstore.core import AccountCore, Txn
+from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage
+from mailcore.mailstore.matcher import Candidate, matches, needs_parsed
 from mailcore.mailstore.model import (
     NO_QUOTA,
     AppendResult,
@@ -19,53 +30,116 @@ from mailcore.mailstore.model import (
     StoreResult,
 )
 from mailcore.mailstore.search import SearchKey
+from mailcore.mailstore.threads import Writer
+from mailcore.message import dumps, parse
+
+if TYPE_CHECKING:
+    import sqlite3
+    from concurrent.futures import Executor
+
+T = TypeVar("T")
 
 
 class Account:
-    """See the package docstring for the contract of every method."""
+    """One account of a :class:`~mailcore.mailstore.MailStore` (get it from
+    ``store.account(account_id)``; one object per account per store)."""
 
-    id: str
+    def __init__(
+        self,
+        core: AccountCore,
+        writer: Writer,
+        readers: Executor,
+        loop: asyncio.AbstractEventLoop,
+        max_message_size: int = 0,
+    ) -> None:
+        self.id = core.id
+        self._core = core
+        self._writer = writer
+        self._readers = readers
+        self._loop = loop
+        self._max_size = max_message_size
+        self._changed = asyncio.Event()
+        core.on_commit = self._committed
 
+    # --- plumbing ------------------------------------------------------------------------
+    def _committed(self, seq: int) -> None:  # writer thread
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with self._core.reader() as conn:
+                return fn(conn)
+
+        return await self._loop.run_in_executor(self._readers, run)
+
+    async def _write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
+        def run() -> T:
+            with self._core.txn(durable=durable) as t:
+                return fn(t)
+
+        return await self._writer.submit(run)
+
+    @property
+    def path(self) -> str:
+        return str(self._core.path)
+
+    # --- mailboxes -------------------------------------------------------------------------
     async def list_mailboxes(self) -> list[MailboxInfo]:
-        raise NotImplementedError
+        return await self._read(mailboxes.list_all)
 
     async def mailbox(self, name: str) -> MailboxInfo:
-        raise NotImplementedError
+        return await self._read(lambda c: mailboxes.info(c, mailboxes.require(c, name)))
 
     async def mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
-        raise NotImplementedError
+        return await self._read(lambda c: mailboxes.info(c, mailboxes.by_id(c, mailbox_id)))
 
     async def mailbox_by_role(self, special_use: str) -> MailboxInfo | None:
-        raise NotImplementedError
+        def run(c: sqlite3.Connection) -> MailboxInfo | None:
+            row = mailboxes.by_role(c, special_use)
+            return mailboxes.info(c, row) if row else None
+
+        return await self._read(run)
 
     async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
-        raise NotImplementedError
+        def run(t: Txn) -> MailboxInfo:
+            return mailboxes.info(t.conn, mailboxes.create(t, name, special_use))
+
+        return await self._write(run)
 
     async def delete_mailbox(self, name: str) -> None:
-        raise NotImplementedError
+        await self._write(lambda t: mailboxes.delete(t, name))
 
     async def rename_mailbox(self, old: str, new: str) -> None:
-        raise NotImplementedError
+        await self._write(lambda t: mailboxes.rename(t, old, new))
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
-        raise NotImplementedError
+        await self._write(lambda t: mailboxes.set_subscribed(t, name, subscribed))
 
     async def subscriptions(self) -> list[str]:
-        raise NotImplementedError
+        return await self._read(mailboxes.subscriptions)
 
     async def status(self, mailbox_id: int) -> MailboxStatus:
-        raise NotImplementedError
+        return await self._read(lambda c: reads.status(c, mailbox_id))
 
+    # --- messages --------------------------------------------------------------------------
     async def snapshot(self, mailbox_id: int) -> Snapshot:
-        raise NotImplementedError
+        return await self._read(lambda c: reads.snapshot(c, mailbox_id))
 
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, parsed: bool = True
     ) -> list[MessageRecord]:
-        raise NotImplementedError
+        return await self._read(lambda c: reads.fetch(c, mailbox_id, uids, parsed))
 
     def open_message(self, rec: MessageRecord) -> BinaryIO:
-        raise NotImplementedError
+        """The stored bytes of a message (still readable after an expunge once opened)."""
+        try:
+            return open(layout.message_path(self._core.path, rec.file_id), "rb")
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {rec.uid} is gone") from None
 
     async def append(
         self,
@@ -76,7 +150,22 @@ class Account:
         internal_date: float | None = None,
         quota: Quota = NO_QUOTA,
     ) -> AppendResult:
-        raise NotImplementedError
+        """RFC 3501 §6.3.11 APPEND; raises QuotaExceeded (RFC 9208 §5.1)."""
+        if self._max_size and len(data) > self._max_size:
+            raise MessageTooLarge(f"message of {len(data)} bytes, limit {self._max_size}")
+        wanted = flagset.normalize(flags)
+        date = time.time() if internal_date is None else internal_date
+
+        def run(t: Txn) -> AppendResult:
+            mb = mailboxes.by_id(t.conn, mailbox_id)
+            messages.quota_check(t, quota, len(data), 1)
+            blob = dumps(parse(data))
+            (fid,) = t.write_files([data])
+            t.conn.execute("INSERT INTO files VALUES (?, ?, ?)", (fid, len(data), blob))
+            (uid,) = messages.insert(t, mb, [messages.NewMessage(fid, wanted, date, len(data))])
+            return AppendResult(mb.uidvalidity, uid, mb.id, t.modseq())
+
+        return await self._write(run)
 
     async def store_flags(
         self,
@@ -87,41 +176,116 @@ class Account:
         *,
         unchanged_since: int | None = None,
     ) -> StoreResult:
-        raise NotImplementedError
+        wanted = flagset.normalize(flags)
+
+        def run(t: Txn) -> StoreResult:
+            mb = mailboxes.by_id(t.conn, mailbox_id)
+            return messages.set_flags(t, mb, uids, op, wanted, unchanged_since=unchanged_since)
+
+        return await self._write(run)
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
-        raise NotImplementedError
+        return await self._write(
+            lambda t: messages.expunge(t, mailboxes.by_id(t.conn, mailbox_id), uids)
+        )
 
     async def copy(
         self, src_id: int, uids: Sequence[int], dst_id: int, *, quota: Quota = NO_QUOTA
     ) -> CopyResult:
-        raise NotImplementedError
+        return await self._write(
+            lambda t: self._copy(t, src_id, uids, dst_id, quota=quota, move=False)
+        )
 
     async def move(
         self, src_id: int, uids: Sequence[int], dst_id: int, *, quota: Quota = NO_QUOTA
     ) -> CopyResult:
-        raise NotImplementedError
+        """RFC 6851 MOVE, atomic: one transaction. Usage does not change, so no quota check."""
+        return await self._write(
+            lambda t: self._copy(t, src_id, uids, dst_id, quota=quota, move=True)
+        )
+
+    @staticmethod
+    def _copy(
+        t: Txn, src_id: int, uids: Sequence[int], dst_id: int, *, quota: Quota, move: bool
+    ) -> CopyResult:
+        src = mailboxes.by_id(t.conn, src_id)
+        dst = mailboxes.by_id(t.conn, dst_id)
+        return messages.copy(t, src, uids, dst, move=move, quota=quota)
 
     async def search(
         self, mailbox_id: int, criteria: SearchKey, *, uids: Sequence[int] | None = None
     ) -> list[int]:
-        raise NotImplementedError
+        path = self._core.path
+
+        def run(c: sqlite3.Connection) -> list[int]:
+            mailboxes.by_id(c, mailbox_id)
+            rows = messages.select_uids(
+                c, "uid, modseq, flags, internal_date, size, file_id", mailbox_id, uids
+            )
+            cache = reads.load_parsed(c, [r[5] for r in rows]) if needs_parsed(criteria) else {}
+            found = []
+            for uid, modseq, encoded, date, size, fid in rows:
+                cand = Candidate(
+                    uid,
+                    modseq,
+                    flagset.decode(encoded),
+                    date,
+                    size,
+                    fid,
+                    cache.get(fid),
+                    layout.message_path(path, fid),
+                )
+                if matches(criteria, cand):
+                    found.append(uid)
+            return found
+
+        return await self._read(run)
 
     async def claim_recent(self, mailbox_id: int) -> set[int]:
-        raise NotImplementedError
+        """RFC 3501 §2.3.2 \\Recent: the caller is the first session to see these messages.
+
+        Committed without an fsync of its own: a claim lost to a power cut only makes the
+        messages recent once more, which is harmless.
+        """
+
+        def run(t: Txn) -> set[int]:
+            mailboxes.by_id(t.conn, mailbox_id)
+            rows = t.conn.execute(
+                "DELETE FROM recent WHERE mailbox_id = ? RETURNING uid", (mailbox_id,)
+            ).fetchall()
+            return {r[0] for r in rows}
+
+        return await self._write(run, durable=False)
 
     async def usage(self) -> tuple[int, int]:
-        raise NotImplementedError
+        return await self._read(reads.usage)
 
+    # --- change log ------------------------------------------------------------------------
     @property
     def change_seq(self) -> int:
-        raise NotImplementedError
+        return self._core.change_seq
 
     async def changes_since(self, seq: int, mailbox_id: int | None = None) -> list[Change]:
-        raise NotImplementedError
+        return await self._read(lambda c: reads.changes_since(c, seq, mailbox_id))
 
     async def wait_for_change(self, seq: int, timeout: float | None = None) -> int:
-        raise NotImplementedError
+        """Return as soon as ``change_seq > seq`` (or when ``timeout`` passes)."""
+        deadline = None if timeout is None else self._loop.time() + timeout
+        while self._core.change_seq <= seq:
+            event = self._changed
+            if self._core.change_seq > seq:
+                break
+            remaining = None if deadline is None else deadline - self._loop.time()
+            if remaining is not None and remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                break
+        return self._core.change_seq
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        raise NotImplementedError
+        return await self._read(lambda c: reads.expunged_since(c, mailbox_id, modseq))
+
+
+__all__ = ["Account"]

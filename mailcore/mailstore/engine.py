@@ -2,33 +2,197 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import fcntl
+import os
+import shutil
+import threading
+import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from mailcore.logging import get_logger
+from mailcore.mailstore import deliver as delivery
+from mailcore.mailstore import layout, mailboxes
 from mailcore.mailstore.account import Account
+from mailcore.mailstore.core import AccountCore
+from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
+from mailcore.mailstore.files import FileWriter, sync_dir
 from mailcore.mailstore.model import Delivery, DeliveryResult
+from mailcore.mailstore.threads import Writer
+
+log = get_logger("mailstore")
+
+STORAGE_FULL = "storage full"
 
 
 class MailStore:
-    """See the package docstring."""
+    """All accounts below ``root``; see the package docstring."""
 
-    root: Path
+    def __init__(
+        self,
+        root: Path,
+        files: FileWriter,
+        *,
+        writers: int,
+        lock_fd: int,
+        max_message_size: int,
+    ) -> None:
+        self.root = root
+        self._files = files
+        self._loop = asyncio.get_running_loop()
+        self._writers = [Writer(f"mailstore-writer-{i}") for i in range(writers)]
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            4, thread_name_prefix="mailstore-read"
+        )
+        self._accounts: dict[str, Account] = {}
+        self._cores: dict[str, AccountCore] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._lock_fd = lock_fd
+        self._max_size = max_message_size
+        self._closed = False
 
     @classmethod
-    async def open(cls, root: Path, *, fsync: bool = True, exclusive: bool = True) -> MailStore:
-        raise NotImplementedError
+    async def open(
+        cls,
+        root: Path,
+        *,
+        fsync: bool = True,
+        exclusive: bool = True,
+        writers: int = 2,
+        max_message_size: int = 0,
+    ) -> MailStore:
+        """Open (creating) the store below ``root``.
+
+        ``exclusive`` (the store service) refuses a second process on the same root with
+        :class:`StoreLocked`; tools and tests may pass False to share it. Orphaned files
+        of interrupted writes are removed as each account is opened.
+        """
+        root = Path(root)
+        for sub in ("accounts", "trash"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked(f"{root} is in use by another store process") from None
+        store = cls(
+            root,
+            FileWriter(durable=fsync),
+            writers=max(1, writers),
+            lock_fd=fd,
+            max_message_size=max_message_size,
+        )
+        threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
+        return store
+
+    def _empty_trash(self) -> None:
+        trash = self.root / "trash"
+        for entry in list(trash.iterdir()) if trash.is_dir() else []:
+            shutil.rmtree(entry, ignore_errors=True)
 
     async def close(self) -> None:
-        raise NotImplementedError
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._writers:
+            await asyncio.to_thread(w.stop)
+        for core in self._cores.values():
+            core.close()
+        self._readers.shutdown(wait=True)
+        self._files.close()
+        os.close(self._lock_fd)
 
-    async def account(self, account_id: str) -> Account:
-        raise NotImplementedError
-
-    async def deliver(self, items: Sequence[Delivery]) -> list[DeliveryResult]:
-        raise NotImplementedError
+    def _writer_for(self, account_id: str) -> Writer:
+        return self._writers[zlib.crc32(account_id.encode()) % len(self._writers)]
 
     def account_dir(self, account_id: str) -> Path:
-        raise NotImplementedError
+        """Where ``account_id``'s mail lives (for ``mailctl path``)."""
+        return layout.account_dir(self.root, account_id)
+
+    async def account(self, account_id: str) -> Account:
+        """The account, opened (and created with its default mailboxes) on first use."""
+        found = self._accounts.get(account_id)
+        if found is not None:
+            return found
+        if self._closed:
+            raise StoreClosed("the mail store is closed")
+        path = layout.account_dir(self.root, account_id)
+        lock = self._opening.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            found = self._accounts.get(account_id)
+            if found is not None:
+                return found
+            core = AccountCore(account_id, path, self._files)
+            writer = self._writer_for(account_id)
+            await writer.submit(lambda: core.open(mailboxes.create_defaults))
+            acct = Account(core, writer, self._readers, self._loop, self._max_size)
+            self._cores[account_id] = core
+            self._accounts[account_id] = acct
+        self._opening.pop(account_id, None)
+        return acct
+
+    async def deliver(self, items: Sequence[Delivery]) -> list[DeliveryResult]:
+        """Commit every item; one transaction (and one sync) per account.
+
+        Never raises for one bad item: each result says delivered, duplicate, quota or
+        failed (``error`` is :data:`STORAGE_FULL` when the disk is full).
+        """
+        groups: dict[str, list[int]] = {}
+        for i, d in enumerate(items):
+            groups.setdefault(d.account_id, []).append(i)
+        results: list[DeliveryResult | None] = [None] * len(items)
+        now = time.time()
+
+        async def one(account_id: str, idxs: list[int]) -> None:
+            batch = [items[i] for i in idxs]
+            try:
+                acct = await self.account(account_id)
+                core = self._cores[account_id]
+                done = await acct._writer.submit(lambda: delivery.deliver(core, batch, now))
+            except StorageFull:
+                done = [DeliveryResult(d.key, "failed", error=STORAGE_FULL) for d in batch]
+            except MailstoreError as exc:
+                done = [DeliveryResult(d.key, "failed", error=str(exc)) for d in batch]
+            except Exception as exc:
+                log.exception("delivery failed", account=account_id)
+                error = f"{type(exc).__name__}: {exc}"
+                done = [DeliveryResult(d.key, "failed", error=error) for d in batch]
+            for i, r in zip(idxs, done, strict=True):
+                results[i] = r
+
+        await asyncio.gather(*(one(a, idxs) for a, idxs in groups.items()))
+        return [r for r in results if r is not None]
 
     async def remove_account(self, account_id: str) -> None:
-        raise NotImplementedError
+        """Delete an account's mail: moved to trash at once, erased in the background."""
+        path = layout.account_dir(self.root, account_id)
+        acct = self._accounts.pop(account_id, None)
+        core = self._cores.pop(account_id, None)
+        writer = self._writer_for(account_id)
+
+        def run() -> None:
+            if core is not None:
+                core.close()
+            if not path.exists():
+                return
+            target = self.root / "trash" / f"{account_id}.{time.time_ns()}"
+            os.rename(path, target)
+            if self._files.durable:
+                sync_dir(path.parent)
+                sync_dir(target.parent)
+            shutil.rmtree(target, ignore_errors=True)
+
+        del acct
+        await writer.submit(run)
+
+    async def __aenter__(self) -> MailStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.close()

@@ -61,3 +61,7 @@ class StoreLocked(MailstoreError):
 
 class InvalidFlag(MailstoreError):
     """A flag that cannot be stored (unknown ``\\``-flag, spaces, controls, brackets)."""
+
+
+class ChangeLogTruncated(MailstoreError):
+    """``changes_since`` asked for changes no longer kept: take a fresh snapshot."""

@@ -1,0 +1,303 @@
+"""The thread side of one account: its connections and write transactions.
+
+Only the account's writer thread touches ``wconn`` and runs :meth:`AccountCore.txn`;
+readers borrow a connection of their own from :meth:`AccountCore.reader`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailcore.logging import get_logger
+from mailcore.mailstore import layout, schema
+from mailcore.mailstore.errors import StorageFull
+from mailcore.mailstore.files import FileWriter, remove, sync_dir
+
+log = get_logger("mailstore")
+
+CHANGES_KEPT = 200_000  # change log entries kept per account
+DELIVERY_KEYS_KEPT = 14 * 86400.0  # seconds a delivery key is remembered (redelivery window)
+PRUNE_EVERY = 500  # commits between prunes
+MAX_READERS = 4  # idle read connections kept per account
+
+
+@dataclass(slots=True)
+class State:
+    next_file_id: int
+    modseq: int
+    change_seq: int
+    last_uidvalidity: int
+    usage_bytes: int
+    usage_messages: int
+
+
+@dataclass(slots=True)
+class Txn:
+    """One write transaction: state to write back, files to clean up either way."""
+
+    core: AccountCore
+    conn: sqlite3.Connection
+    state: State
+    new_files: list[Path] = field(default_factory=list)
+    dead_files: list[int] = field(default_factory=list)
+    changes: list[tuple[int, str, int, int | None, int | None, str | None, str | None]] = field(
+        default_factory=list
+    )
+    _modseq: int | None = None
+
+    def modseq(self) -> int:
+        """The mod-sequence of this operation (RFC 7162 §3.1.1: one new value per write)."""
+        if self._modseq is None:
+            self.state.modseq += 1
+            self._modseq = self.state.modseq
+        return self._modseq
+
+    def change(
+        self,
+        kind: str,
+        mailbox_id: int,
+        *,
+        uid: int | None = None,
+        modseq: int | None = None,
+        flags: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.state.change_seq += 1
+        self.changes.append((self.state.change_seq, kind, mailbox_id, uid, modseq, flags, name))
+
+    def uidvalidity(self) -> int:
+        # RFC 3501 §2.3.1.1: never reused for a name; values are unique per account.
+        value = max(self.state.last_uidvalidity + 1, int(time.time()))
+        self.state.last_uidvalidity = value
+        return value
+
+    def write_files(self, datas: list[bytes]) -> list[int]:
+        """Store new message files durably; their ids (rows must follow in this txn)."""
+        first = self.state.next_file_id
+        self.state.next_file_id += len(datas)
+        paths = [layout.message_path(self.core.path, first + i) for i in range(len(datas))]
+        self.new_files.extend(paths)
+        self.core.files.write_batch(self.core.path, list(zip(paths, datas, strict=True)))
+        return list(range(first, first + len(datas)))
+
+    def release_files(self, file_ids: list[int]) -> None:
+        """Forget files no message refers to any more; unlinked after the commit."""
+        conn = self.conn
+        for fid in set(file_ids):
+            if conn.execute("SELECT 1 FROM messages WHERE file_id = ? LIMIT 1", (fid,)).fetchone():
+                continue
+            conn.execute("DELETE FROM files WHERE id = ?", (fid,))
+            conn.execute("INSERT OR IGNORE INTO unlink VALUES (?)", (fid,))
+            self.dead_files.append(fid)
+
+    def flush(self) -> None:
+        if self.changes:
+            self.conn.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?)", self.changes)
+        s = self.state
+        self.conn.execute(
+            "UPDATE state SET next_file_id = ?, modseq = ?, change_seq = ?, last_uidvalidity = ?,"
+            " usage_bytes = ?, usage_messages = ? WHERE id = 1",
+            (
+                s.next_file_id,
+                s.modseq,
+                s.change_seq,
+                s.last_uidvalidity,
+                s.usage_bytes,
+                s.usage_messages,
+            ),
+        )
+
+
+def load_state(conn: sqlite3.Connection) -> State:
+    row = conn.execute(
+        "SELECT next_file_id, modseq, change_seq, last_uidvalidity, usage_bytes, usage_messages"
+        " FROM state WHERE id = 1"
+    ).fetchone()
+    return State(*row)
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+class AccountCore:
+    def __init__(self, account_id: str, path: Path, files: FileWriter) -> None:
+        self.id = account_id
+        self.path = path
+        self.files = files
+        self.durable = files.durable
+        self.wconn: sqlite3.Connection | None = None
+        self.change_seq = 0
+        self.on_commit: Callable[[int], None] | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._rlock = threading.Lock()
+        self._unlinked: list[int] = []
+        self._commits = 0
+        self.closed = False
+
+    # --- life cycle (writer thread) ---------------------------------------------------
+    def open(self, setup: Callable[[Txn], None]) -> None:
+        """Open or create the index, then drop files no committed row names."""
+        fresh_dir = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        if fresh_dir and self.durable:
+            sync_dir(self.path.parent)
+        self.wconn = schema.connect(layout.index_path(self.path), durable=self.durable)
+        conn = self.wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            new = schema.create(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if new and self.durable:
+            sync_dir(self.path)
+        with self.txn() as t:
+            if new:
+                setup(t)
+            self._clean_orphans(t)
+        self.change_seq = load_state(conn).change_seq
+
+    def _clean_orphans(self, t: Txn) -> None:
+        # Runs under the write lock, so no other writer has files in flight.
+        first_free = t.state.next_file_id
+        msgs = self.path / "msgs"
+        removed = 0
+        if msgs.is_dir():
+            for shard_dir in msgs.iterdir():
+                try:
+                    shard = int(shard_dir.name, 16)
+                except ValueError:
+                    continue
+                if shard < layout.shard_of(first_free):
+                    continue
+                for entry in shard_dir.iterdir():
+                    if not entry.name.isdigit() or int(entry.name) >= first_free:
+                        remove(entry)
+                        removed += 1
+        pending = [r[0] for r in t.conn.execute("SELECT file_id FROM unlink")]
+        for fid in pending:
+            remove(layout.message_path(self.path, fid))
+        if pending:
+            t.conn.execute("DELETE FROM unlink")
+        if removed or pending:
+            log.info(
+                "orphaned message files removed", account=self.id, files=removed + len(pending)
+            )
+
+    def close(self) -> None:
+        self.closed = True
+        if self.wconn is not None:
+            self.wconn.close()
+            self.wconn = None
+        with self._rlock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    # --- writes (writer thread) -------------------------------------------------------
+    @contextlib.contextmanager
+    def txn(self, *, durable: bool = True) -> Iterator[Txn]:
+        """BEGIN IMMEDIATE … COMMIT. ``durable=False`` commits without waiting for the
+        disk (WAL, synchronous=NORMAL): for state whose loss is harmless."""
+        conn = self.wconn
+        if conn is None:
+            raise RuntimeError(f"account {self.id} is closed")
+        lazy = self.durable and not durable
+        if lazy:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._txn(conn) as t:
+                yield t
+        finally:
+            if lazy:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    @contextlib.contextmanager
+    def _txn(self, conn: sqlite3.Connection) -> Iterator[Txn]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                raise StorageFull("disk full") from exc
+            raise
+        t = Txn(core=self, conn=conn, state=load_state(conn))
+        try:
+            if self._unlinked:
+                conn.executemany(
+                    "DELETE FROM unlink WHERE file_id = ?", [(f,) for f in self._unlinked]
+                )
+            yield t
+            t.flush()
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for path in t.new_files:
+                remove(path)
+            if isinstance(exc, sqlite3.Error) and _is_full(exc):
+                raise StorageFull("disk full") from exc
+            raise
+        self._unlinked.clear()
+        for fid in t.dead_files:
+            remove(layout.message_path(self.path, fid))
+        self._unlinked.extend(t.dead_files)
+        self._commits += 1
+        if self._commits % PRUNE_EVERY == 0:
+            self._prune()
+        if t.state.change_seq != self.change_seq:
+            self.change_seq = t.state.change_seq
+            if self.on_commit is not None:
+                self.on_commit(self.change_seq)
+
+    def _prune(self) -> None:
+        conn = self.wconn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (self.change_seq - CHANGES_KEPT,))
+            conn.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_KEYS_KEPT,))
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.warning("pruning the change log failed", account=self.id)
+
+    # --- reads (any thread) -----------------------------------------------------------
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A read connection inside one read transaction (a consistent snapshot)."""
+        with self._rlock:
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            if self.closed:
+                raise RuntimeError(f"account {self.id} is closed")
+            conn = schema.connect(layout.index_path(self.path), durable=self.durable)
+        ok = True
+        try:
+            conn.execute("BEGIN")
+            yield conn
+        except sqlite3.Error:
+            ok = False
+            raise
+        finally:
+            if ok and conn.in_transaction:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    ok = False
+            self._release(conn, ok)
+
+    def _release(self, conn: sqlite3.Connection, ok: bool) -> None:
+        with self._rlock:
+            if ok and len(self._readers) < MAX_READERS and not self.closed:
+                self._readers.append(conn)
+                return
+        conn.close()

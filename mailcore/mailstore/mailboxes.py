@@ -1,0 +1,192 @@
+"""Mailbox rows: look-ups, CREATE, DELETE, RENAME, subscriptions (writer-thread side)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import NamedTuple
+
+from mailcore.mailstore import names
+from mailcore.mailstore.core import Txn
+from mailcore.mailstore.errors import (
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxNotAllowed,
+    NoSuchMailbox,
+)
+from mailcore.mailstore.model import DEFAULT_MAILBOXES, SPECIAL_USE, MailboxInfo
+
+COLUMNS = "id, name, special_use, uidvalidity, uidnext, highestmodseq"
+
+
+class MailboxRow(NamedTuple):
+    id: int
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+def by_name(conn: sqlite3.Connection, name: str) -> MailboxRow | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM mailboxes WHERE name = ?", (name,)).fetchone()  # noqa: S608 (placeholders only)
+    return MailboxRow(*row) if row else None
+
+
+def by_id(conn: sqlite3.Connection, mailbox_id: int) -> MailboxRow:
+    row = conn.execute(f"SELECT {COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()  # noqa: S608 (placeholders only)
+    if row is None:
+        raise NoSuchMailbox(f"no mailbox with id {mailbox_id}")
+    return MailboxRow(*row)
+
+
+def require(conn: sqlite3.Connection, name: str) -> MailboxRow:
+    row = by_name(conn, names.canonical(name))
+    if row is None:
+        raise NoSuchMailbox(f"no mailbox {name!r}")
+    return row
+
+
+def by_role(conn: sqlite3.Connection, special_use: str) -> MailboxRow | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM mailboxes WHERE lower(special_use) = lower(?) ORDER BY id LIMIT 1",  # noqa: S608 (placeholders only)
+        (special_use,),
+    ).fetchone()
+    return MailboxRow(*row) if row else None
+
+
+def info(conn: sqlite3.Connection, row: MailboxRow) -> MailboxInfo:
+    sub = conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (row.name,)).fetchone()
+    return MailboxInfo(row.id, row.name, row.special_use, sub is not None, row.uidvalidity)
+
+
+def list_all(conn: sqlite3.Connection) -> list[MailboxInfo]:
+    subs = {r[0] for r in conn.execute("SELECT name FROM subscriptions")}
+    rows = conn.execute(f"SELECT {COLUMNS} FROM mailboxes ORDER BY name").fetchall()  # noqa: S608 (placeholders only)
+    return [MailboxInfo(r[0], r[1], r[2], r[1] in subs, r[3]) for r in rows]
+
+
+def subscriptions(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM subscriptions ORDER BY name")]
+
+
+def _check_special_use(special_use: str | None) -> str | None:
+    if special_use is None:
+        return None
+    for known in SPECIAL_USE:
+        if known.lower() == special_use.lower():
+            return known
+    raise InvalidMailboxName(f"unknown special-use attribute {special_use!r}")
+
+
+def _insert(t: Txn, name: str, special_use: str | None) -> MailboxRow:
+    uidvalidity = t.uidvalidity()
+    cur = t.conn.execute(
+        "INSERT INTO mailboxes (name, special_use, uidvalidity, uidnext, highestmodseq)"
+        " VALUES (?, ?, ?, 1, ?)",
+        (name, special_use, uidvalidity, t.modseq()),
+    )
+    mailbox_id = cur.lastrowid
+    assert mailbox_id is not None
+    t.change("mailbox", mailbox_id, name=name)
+    return MailboxRow(mailbox_id, name, special_use, uidvalidity, 1, t.modseq())
+
+
+def create(t: Txn, name: str, special_use: str | None = None) -> MailboxRow:
+    """RFC 3501 §6.3.3 CREATE; missing parents are created too."""
+    canonical = names.canonical(name)
+    use = _check_special_use(special_use)
+    if by_name(t.conn, canonical) is not None:
+        raise MailboxExists(f"mailbox {canonical!r} exists")
+    for parent in names.parents(canonical):
+        if by_name(t.conn, parent) is None:
+            _insert(t, parent, None)
+    return _insert(t, canonical, use)
+
+
+def create_defaults(t: Txn) -> None:
+    for name, use in DEFAULT_MAILBOXES:
+        _insert(t, name, use)
+        t.conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?)", (name,))
+
+
+def _drop_messages(t: Txn, mailbox_id: int) -> None:
+    rows = t.conn.execute(
+        "SELECT file_id, size FROM messages WHERE mailbox_id = ?", (mailbox_id,)
+    ).fetchall()
+    t.conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+    t.conn.execute("DELETE FROM recent WHERE mailbox_id = ?", (mailbox_id,))
+    t.conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
+    t.state.usage_messages -= len(rows)
+    t.state.usage_bytes -= sum(r[1] for r in rows)
+    t.release_files([r[0] for r in rows])
+
+
+def delete(t: Txn, name: str) -> None:
+    """RFC 3501 §6.3.4 DELETE: the mailbox and its messages; children stay where they are."""
+    row = require(t.conn, name)
+    if names.is_inbox(row.name):
+        raise MailboxNotAllowed("INBOX cannot be deleted")
+    _drop_messages(t, row.id)
+    t.conn.execute("DELETE FROM mailboxes WHERE id = ?", (row.id,))
+    t.modseq()
+    t.change("mailbox", row.id, name=None)
+
+
+def rename(t: Txn, old: str, new: str) -> list[tuple[int, int, int]]:
+    """RFC 3501 §6.3.5 RENAME; children move along. Renaming INBOX moves its messages to
+    a new mailbox and leaves INBOX empty: the (old uid, mailbox id, new uid) moved."""
+    src = require(t.conn, old)
+    target = names.canonical(new)
+    if by_name(t.conn, target) is not None:
+        raise MailboxExists(f"mailbox {target!r} exists")
+    if target.startswith(src.name + names.SEP):
+        raise MailboxNotAllowed("a mailbox cannot be renamed into itself")
+    if names.is_inbox(src.name):
+        return _rename_inbox(t, src, target)
+    for parent in names.parents(target):
+        if by_name(t.conn, parent) is None and parent != src.name:
+            _insert(t, parent, None)
+    prefix = src.name + names.SEP
+    children = t.conn.execute(
+        f"SELECT {COLUMNS} FROM mailboxes WHERE substr(name, 1, ?) = ?",  # noqa: S608
+        (len(prefix), prefix),
+    ).fetchall()
+    moves = [(src.id, src.name, target)] + [
+        (r[0], r[1], target + names.SEP + r[1][len(prefix) :]) for r in children
+    ]
+    for _, _, to in moves:
+        if to != target and by_name(t.conn, to) is not None:
+            raise MailboxExists(f"mailbox {to!r} exists")
+    t.modseq()
+    for mailbox_id, frm, to in moves:
+        names.canonical(to)  # the new names must be valid too (length, depth)
+        t.conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (to, mailbox_id))
+        if t.conn.execute("DELETE FROM subscriptions WHERE name = ?", (frm,)).rowcount:
+            t.conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?)", (to,))
+        t.change("mailbox", mailbox_id, name=to)
+    return []
+
+
+def _rename_inbox(t: Txn, inbox: MailboxRow, target: str) -> list[tuple[int, int, int]]:
+    from mailcore.mailstore import messages  # here: messages imports this module
+
+    dst = create(t, target)
+    uids = [
+        r[0] for r in t.conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (inbox.id,))
+    ]
+    result = messages.copy(t, inbox, uids, dst, move=True, quota=None)
+    return [(src_uid, dst.id, dst_uid) for src_uid, dst_uid in result.mapping]
+
+
+def set_subscribed(t: Txn, name: str, subscribed: bool) -> None:
+    """RFC 3501 §6.3.6/§6.3.7; a name may be subscribed whether or not it exists."""
+    canonical = names.canonical(name)
+    if subscribed:
+        changed = t.conn.execute(
+            "INSERT OR IGNORE INTO subscriptions VALUES (?)", (canonical,)
+        ).rowcount
+    else:
+        changed = t.conn.execute("DELETE FROM subscriptions WHERE name = ?", (canonical,)).rowcount
+    row = by_name(t.conn, canonical)
+    if changed and row is not None:
+        t.change("mailbox", row.id, name=canonical)

@@ -1,0 +1,173 @@
+"""Message rows: append, flags, expunge, copy and move (writer-thread side)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from mailcore.mailstore import flags as flagset
+from mailcore.mailstore import quota
+from mailcore.mailstore.core import Txn
+from mailcore.mailstore.mailboxes import MailboxRow
+from mailcore.mailstore.model import CopyResult, FlagOp, Quota, StoreResult
+
+CHUNK = 500  # UIDs per "IN (...)" list
+
+
+class NewMessage(NamedTuple):
+    file_id: int
+    flags: frozenset[str]
+    internal_date: float
+    size: int
+
+
+def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    for i in range(0, len(values), CHUNK):
+        yield values[i : i + CHUNK]
+
+
+def select_uids(
+    conn: sqlite3.Connection,
+    columns: str,
+    mailbox_id: int,
+    uids: Sequence[int] | None,
+    extra: str = "",
+) -> list[tuple]:
+    """Rows of ``mailbox_id`` (all, or those among ``uids``), by ascending UID."""
+    base = f"SELECT {columns} FROM messages WHERE mailbox_id = ?{extra}"  # noqa: S608 (placeholders only)
+    if uids is None:
+        return conn.execute(base + " ORDER BY uid", (mailbox_id,)).fetchall()
+    wanted = sorted(set(uids))
+    if len(wanted) > CHUNK * 4:
+        keep = set(wanted)
+        rows = conn.execute(base + " ORDER BY uid", (mailbox_id,)).fetchall()
+        return [r for r in rows if r[0] in keep]
+    out: list[tuple] = []
+    for part in chunks(wanted):
+        marks = ",".join("?" * len(part))
+        out.extend(conn.execute(base + f" AND uid IN ({marks}) ORDER BY uid", (mailbox_id, *part)))
+    return out
+
+
+def insert(t: Txn, mb: MailboxRow, new: Sequence[NewMessage]) -> list[int]:
+    """New messages at the end of ``mb``: their UIDs (RFC 3501 §2.3.1.1: ascending)."""
+    if not new:
+        return []
+    modseq = t.modseq()
+    # Read uidnext inside the write lock: several writers never hand out one UID twice.
+    row = t.conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mb.id,)).fetchone()
+    first = int(row[0])
+    uids = list(range(first, first + len(new)))
+    rows = []
+    for uid, m in zip(uids, new, strict=True):
+        encoded = flagset.encode(m.flags)
+        rows.append((mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id))
+        t.change("append", mb.id, uid=uid, modseq=modseq, flags=encoded)
+    t.conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    t.conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, uid) for uid in uids])
+    t.conn.execute(
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+        (first + len(new), modseq, mb.id),
+    )
+    t.state.usage_messages += len(new)
+    t.state.usage_bytes += sum(m.size for m in new)
+    return uids
+
+
+def set_flags(
+    t: Txn,
+    mb: MailboxRow,
+    uids: Sequence[int],
+    op: FlagOp,
+    new_flags: frozenset[str],
+    *,
+    unchanged_since: int | None,
+) -> StoreResult:
+    """RFC 3501 §6.4.6 STORE with RFC 7162 §3.1.3 UNCHANGEDSINCE."""
+    rows = select_uids(t.conn, "uid, modseq, flags", mb.id, uids)
+    changed: list[tuple[int, int, frozenset[str]]] = []
+    modified: list[int] = []
+    updates: list[tuple[int, str, int, int]] = []
+    for uid, modseq, encoded in rows:
+        if unchanged_since is not None and modseq > unchanged_since:
+            modified.append(uid)
+            continue
+        current = flagset.decode(encoded)
+        after = flagset.apply(op, current, new_flags)
+        if after is current:
+            continue
+        new_modseq = t.modseq()
+        text = flagset.encode(after)
+        updates.append((new_modseq, text, mb.id, uid))
+        changed.append((uid, new_modseq, after))
+        t.change("flags", mb.id, uid=uid, modseq=new_modseq, flags=text)
+    if updates:
+        t.conn.executemany(
+            "UPDATE messages SET modseq = ?, flags = ? WHERE mailbox_id = ? AND uid = ?", updates
+        )
+        t.conn.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (t.modseq(), mb.id))
+    return StoreResult(changed=changed, modified=modified)
+
+
+def remove(t: Txn, mb: MailboxRow, rows: Sequence[tuple[int, int, int]], *, free: bool) -> None:
+    """Take (uid, file_id, size) rows out of ``mb``; remember them for QRESYNC."""
+    if not rows:
+        return
+    modseq = t.modseq()
+    keys = [(mb.id, r[0]) for r in rows]
+    t.conn.executemany("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", keys)
+    t.conn.executemany("DELETE FROM recent WHERE mailbox_id = ? AND uid = ?", keys)
+    # RFC 7162 §3.2.10: the expunge is remembered with its modseq for VANISHED (EARLIER).
+    t.conn.executemany(
+        "INSERT OR REPLACE INTO expunged VALUES (?, ?, ?)", [(mb.id, r[0], modseq) for r in rows]
+    )
+    t.conn.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mb.id))
+    for r in rows:
+        t.change("expunge", mb.id, uid=r[0], modseq=modseq)
+    t.state.usage_messages -= len(rows)
+    t.state.usage_bytes -= sum(r[2] for r in rows)
+    if free:
+        t.release_files([r[1] for r in rows])
+
+
+def expunge(t: Txn, mb: MailboxRow, uids: Sequence[int] | None) -> list[int]:
+    """RFC 3501 §6.4.3 EXPUNGE / RFC 4315 §2.1 UID EXPUNGE: messages flagged \\Deleted."""
+    rows = select_uids(
+        t.conn, "uid, file_id, size", mb.id, uids, " AND instr(flags, '\\Deleted') > 0"
+    )
+    remove(t, mb, rows, free=True)
+    return [r[0] for r in rows]
+
+
+def copy(
+    t: Txn,
+    src: MailboxRow,
+    uids: Sequence[int],
+    dst: MailboxRow,
+    *,
+    move: bool,
+    quota: Quota | None,
+) -> CopyResult:
+    """RFC 3501 §6.4.7 COPY / RFC 6851 MOVE: flags and internal date travel along, the
+    file is shared, the copies are \\Recent in the destination."""
+    rows = select_uids(t.conn, "uid, flags, internal_date, size, file_id", src.id, uids)
+    if not rows:
+        return CopyResult(uidvalidity=dst.uidvalidity, mapping=[])
+    if not move:
+        quota_check(t, quota, sum(r[3] for r in rows), len(rows))
+    new = [NewMessage(r[4], flagset.decode(r[1]), r[2], r[3]) for r in rows]
+    new_uids = insert(t, dst, new)
+    if move:
+        remove(t, src, [(r[0], r[4], r[3]) for r in rows], free=False)
+    return CopyResult(
+        uidvalidity=dst.uidvalidity,
+        mapping=[(r[0], uid) for r, uid in zip(rows, new_uids, strict=True)],
+    )
+
+
+def quota_check(t: Txn, limits: Quota | None, add_bytes: int, add_messages: int) -> None:
+    quota.check(t.state, limits, add_bytes, add_messages)
+
+
+__all__ = ["NewMessage", "chunks", "copy", "expunge", "insert", "select_uids"]

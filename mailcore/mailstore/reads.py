@@ -1,0 +1,138 @@
+"""Read-only queries, run on a reader connection inside one read transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from mailcore import message
+from mailcore.logging import get_logger
+from mailcore.mailstore import flags as flagset
+from mailcore.mailstore import mailboxes
+from mailcore.mailstore.errors import ChangeLogTruncated
+from mailcore.mailstore.messages import select_uids
+from mailcore.mailstore.model import Change, MailboxStatus, MessageRecord, Snapshot
+
+log = get_logger("mailstore")
+
+
+def status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
+    mb = mailboxes.by_id(conn, mailbox_id)
+    count, size, unseen, deleted = conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0),"
+        " coalesce(sum(instr(flags, '\\Seen') = 0), 0),"
+        " coalesce(sum(instr(flags, '\\Deleted') > 0), 0)"
+        " FROM messages WHERE mailbox_id = ?",
+        (mailbox_id,),
+    ).fetchone()
+    (recent,) = conn.execute(
+        "SELECT count(*) FROM recent WHERE mailbox_id = ?", (mailbox_id,)
+    ).fetchone()
+    return MailboxStatus(
+        id=mb.id,
+        messages=count,
+        unseen=unseen,
+        deleted=deleted,
+        size=size,
+        recent=recent,
+        uidnext=mb.uidnext,
+        uidvalidity=mb.uidvalidity,
+        highestmodseq=mb.highestmodseq,
+    )
+
+
+def snapshot(conn: sqlite3.Connection, mailbox_id: int) -> Snapshot:
+    mb = mailboxes.by_id(conn, mailbox_id)
+    (change_seq,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
+    rows = conn.execute(
+        "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
+    ).fetchall()
+    decode = flagset.decode
+    return Snapshot(
+        mailbox_id=mb.id,
+        uidvalidity=mb.uidvalidity,
+        uidnext=mb.uidnext,
+        highestmodseq=mb.highestmodseq,
+        change_seq=change_seq,
+        uids=[r[0] for r in rows],
+        modseqs=[r[1] for r in rows],
+        flags=[decode(r[2]) for r in rows],
+    )
+
+
+def load_parsed(
+    conn: sqlite3.Connection, file_ids: Sequence[int]
+) -> dict[int, message.ParsedMessage]:
+    out: dict[int, message.ParsedMessage] = {}
+    wanted = sorted(set(file_ids))
+    for i in range(0, len(wanted), 500):
+        part = wanted[i : i + 500]
+        marks = ",".join("?" * len(part))
+        for fid, blob in conn.execute(f"SELECT id, parsed FROM files WHERE id IN ({marks})", part):  # noqa: S608 (placeholders only)
+            try:
+                out[fid] = message.loads(blob)
+            except (ValueError, TypeError, IndexError, KeyError):
+                log.warning("unreadable parse cache", file_id=fid)
+    return out
+
+
+def fetch(
+    conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int], parsed: bool
+) -> list[MessageRecord]:
+    mailboxes.by_id(conn, mailbox_id)
+    rows = select_uids(conn, "uid, modseq, flags, internal_date, size, file_id", mailbox_id, uids)
+    cache = load_parsed(conn, [r[5] for r in rows]) if parsed else {}
+    decode = flagset.decode
+    return [
+        MessageRecord(
+            mailbox_id=mailbox_id,
+            uid=r[0],
+            modseq=r[1],
+            flags=decode(r[2]),
+            internal_date=r[3],
+            size=r[4],
+            parsed=cache.get(r[5]),
+            file_id=r[5],
+        )
+        for r in rows
+    ]
+
+
+def changes_since(conn: sqlite3.Connection, seq: int, mailbox_id: int | None) -> list[Change]:
+    first = conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+    if first is not None and seq < first - 1:
+        raise ChangeLogTruncated(f"changes before {first} are no longer kept")
+    sql = "SELECT seq, kind, mailbox_id, uid, modseq, flags, name FROM changes WHERE seq > ?"
+    args: tuple[int, ...] = (seq,)
+    if mailbox_id is not None:
+        sql += " AND mailbox_id = ?"
+        args = (seq, mailbox_id)
+    out = []
+    for s, kind, mb, uid, modseq, flags, name in conn.execute(sql + " ORDER BY seq", args):
+        out.append(
+            Change(
+                seq=s,
+                kind=kind,
+                mailbox_id=mb,
+                uid=uid,
+                modseq=modseq,
+                flags=None if flags is None else flagset.decode(flags),
+                name=name,
+            )
+        )
+    return out
+
+
+def expunged_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[int]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, modseq),
+        )
+    ]
+
+
+def usage(conn: sqlite3.Connection) -> tuple[int, int]:
+    row = conn.execute("SELECT usage_bytes, usage_messages FROM state WHERE id = 1").fetchone()
+    return int(row[0]), int(row[1])

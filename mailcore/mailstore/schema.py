@@ -1,0 +1,107 @@
+"""The per-account SQLite index: schema, connection settings, creation.
+
+WAL with ``synchronous=FULL``: every commit fsyncs the WAL, so a committed delivery
+survives power loss (WAL with NORMAL may lose the last commits on power loss, which would
+break "ack after commit").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    schema INTEGER NOT NULL,
+    next_file_id INTEGER NOT NULL,      -- files with this id or above are uncommitted
+    modseq INTEGER NOT NULL,            -- RFC 7162: last mod-sequence given out
+    change_seq INTEGER NOT NULL,        -- last change log entry
+    last_uidvalidity INTEGER NOT NULL,
+    usage_bytes INTEGER NOT NULL,
+    usage_messages INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    special_use TEXT,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL,
+    highestmodseq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,             -- msgs/<shard>/<id>
+    size INTEGER NOT NULL,
+    parsed BLOB NOT NULL                -- mailcore.message.dumps(), parsed once
+);
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags TEXT NOT NULL,                -- sorted, space separated
+    internal_date REAL NOT NULL,
+    size INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,           -- COPY shares the file
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_file ON messages (file_id);
+CREATE TABLE IF NOT EXISTS recent (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER,
+    modseq INTEGER,
+    flags TEXT,
+    name TEXT
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    key TEXT PRIMARY KEY,
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
+CREATE TABLE IF NOT EXISTS unlink (file_id INTEGER PRIMARY KEY);
+"""
+
+
+def connect(path: Path, *, durable: bool) -> sqlite3.Connection:
+    """A connection in autocommit mode; callers BEGIN and COMMIT explicitly."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+    conn.execute("PRAGMA busy_timeout=60000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+def create(conn: sqlite3.Connection) -> bool:
+    """Create the tables inside the caller's transaction; True when the index is new."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    row = conn.execute("SELECT schema FROM state WHERE id = 1").fetchone()
+    if row is not None:
+        if row[0] != SCHEMA_VERSION:
+            raise RuntimeError(f"index schema {row[0]} is not {SCHEMA_VERSION}")
+        return False
+    conn.execute(
+        "INSERT INTO state VALUES (1, ?, 1, 0, 0, 0, 0, 0, ?)", (SCHEMA_VERSION, time.time())
+    )
+    return True

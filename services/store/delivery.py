@@ -1,0 +1,312 @@
+"""Delivery: the durable pull consumer that moves accepted mail from the inbound stream
+into the mail store.
+
+For each batch: decode every bus message, load claim-checked bodies, resolve each
+recipient with the watched directory, commit every local recipient's copy in one group
+commit (one transaction per account), and only then ack (architecture invariant 2).
+Redelivery is harmless: the store recognises (message id, account) delivery keys.
+
+Outcomes per bus message:
+
+* poison (unknown schema version, undecodable, body object missing): terminated,
+  counted in ``postern_delivery_terminated_total{reason}`` and logged; the consumer goes on;
+* disk full: nak with a delay and stop fetching until a probe write succeeds;
+* other transient failure: nak with a delay;
+* over quota: a temporary failure, like Postfix deferring on Dovecot's "mailbox full":
+  retried every ``QUOTA_RETRY`` seconds while attempts remain (so freeing space or
+  raising the quota lets it in); on the consumer's last attempt it is terminated and
+  logged at error level (reason ``quota``) — the relay issue turns that into a bounce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.object_store import ObjectStore
+
+from mailcore import metrics
+from mailcore.bus import names
+from mailcore.bus.claimcheck import BodyMissing, drop_body, load_body
+from mailcore.bus.connect import Bus
+from mailcore.bus.schemas import MailMessage, SchemaError, decode_mail
+from mailcore.directory import Directory
+from mailcore.logging import get_logger
+from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
+from mailcore.mailstore.engine import STORAGE_FULL
+
+log = get_logger("delivery")
+
+RETRY_DELAY = 30.0  # seconds before a transient failure is retried
+QUOTA_RETRY = 900.0  # seconds between attempts for a full mailbox
+DISK_PROBE_INTERVAL = 5.0
+DISK_PROBE_BYTES = 1024 * 1024
+JUNK_FLAGS = frozenset(("$Junk",))
+
+
+@dataclass(slots=True)
+class _Item:
+    """One bus message of a batch and the recipient copies it became."""
+
+    msg: Any  # nats.aio.msg.Msg
+    mail: MailMessage
+    copies: list[Delivery] = field(default_factory=list)
+
+
+def delivery_key(mail: MailMessage, account_id: str) -> str:
+    return f"{mail.id}/{account_id}"
+
+
+def stamp(mail: MailMessage, address: str, body: bytes) -> bytes:
+    """RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To names the mailbox."""
+    return (
+        b"Return-Path: <" + mail.mail_from.encode("utf-8", "replace") + b">\r\n"
+        b"Delivered-To: " + address.encode("utf-8", "replace") + b"\r\n" + body
+    )
+
+
+class DeliveryConsumer:
+    def __init__(
+        self,
+        bus: Bus,
+        directory: Directory,
+        store: MailStore,
+        *,
+        batch: int = 256,
+        max_deliver: int = 20,
+        fetch_timeout: float = 1.0,
+        retry_delay: float = RETRY_DELAY,
+        quota_retry: float = QUOTA_RETRY,
+    ) -> None:
+        self.bus = bus
+        self.directory = directory
+        self.store = store
+        self.batch = batch
+        self.max_deliver = max_deliver
+        self.fetch_timeout = fetch_timeout
+        self.retry_delay = retry_delay
+        self.quota_retry = quota_retry
+        self.disk_full = False
+        self.running = False
+        self._bodies: ObjectStore | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.running and not self.disk_full
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until ``stopping`` is set; every failure is contained and logged."""
+        js = self.bus.js
+        sub = await js.pull_subscribe_bind(
+            durable=names.CONSUMER_DELIVERY, stream=names.STREAM_INBOUND
+        )
+        self._bodies = await js.object_store(names.OBJ_BODIES)
+        self.running = True
+        log.info("delivery consumer started", batch=self.batch)
+        try:
+            while not stopping.is_set():
+                if self.disk_full:
+                    await self._wait_for_space(stopping)
+                    continue
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                except (TimeoutError, NatsTimeout):
+                    continue
+                except Exception as exc:
+                    if stopping.is_set():
+                        break
+                    log.warning("fetch failed", error=f"{type(exc).__name__}: {exc}")
+                    await _sleep(stopping, 1.0)
+                    continue
+                try:
+                    await self.handle(msgs)
+                except Exception:
+                    # Nothing was acked that is not committed; the rest is redelivered.
+                    log.exception("delivery batch failed")
+                    await _sleep(stopping, 1.0)
+        finally:
+            self.running = False
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # --- one batch ---------------------------------------------------------------------
+    async def handle(self, msgs: list[Any]) -> None:
+        items: list[_Item] = []
+        for msg in msgs:
+            item = await self._prepare(msg)
+            if item is not None:
+                items.append(item)
+        if not items:
+            return
+        copies = [c for item in items for c in item.copies]
+        started = time.perf_counter()
+        results = await self.store.deliver(copies) if copies else []
+        metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
+        metrics.DELIVERY_BATCH.observe(len(items))
+        by_key: dict[str, DeliveryResult] = {r.key: r for r in results}
+        for item in items:
+            await self._settle(item, [by_key[c.key] for c in item.copies])
+
+    async def _prepare(self, msg: Any) -> _Item | None:
+        try:
+            mail = decode_mail(msg.data)
+        except SchemaError as exc:
+            await self._terminate(msg, "schema", str(exc))
+            return None
+        if mail.body_ref is not None:
+            assert self._bodies is not None
+            try:
+                mail.body = await load_body(self._bodies, mail)
+            except BodyMissing as exc:
+                await self._terminate(msg, "body_missing", str(exc), mail=mail)
+                return None
+            except Exception as exc:
+                log.warning("body not loaded", id=mail.id, error=f"{type(exc).__name__}: {exc}")
+                await msg.nak(delay=self.retry_delay)
+                return None
+        item = _Item(msg=msg, mail=mail)
+        spam = mail.scan.spam_tagged
+        seen: set[str] = set()
+        for rcpt in mail.recipients:
+            res = self.directory.resolve(rcpt)
+            if not res:
+                metrics.DELIVERIES.labels("unknown_recipient").inc()
+                log.warning("recipient no longer exists", id=mail.id, rcpt=rcpt)
+            for remote in res.remote:
+                # Forwarding to remote alias targets comes with the relay.
+                metrics.DELIVERIES.labels("remote_skipped").inc()
+                log.info("remote alias target not forwarded", id=mail.id, rcpt=rcpt, to=remote)
+            for user in res.local:
+                if user.account_id in seen:
+                    continue  # one copy per mailbox, however many addresses reach it
+                seen.add(user.account_id)
+                item.copies.append(
+                    Delivery(
+                        key=delivery_key(mail, user.account_id),
+                        account_id=user.account_id,
+                        mailbox_role="junk" if spam else "inbox",
+                        data=stamp(mail, user.address, mail.body),
+                        internal_date=mail.received_at,
+                        flags=JUNK_FLAGS if spam else frozenset(),
+                        quota=Quota(user.quota_bytes, user.quota_messages),
+                    )
+                )
+        return item
+
+    async def _settle(self, item: _Item, results: list[DeliveryResult]) -> None:
+        spam = item.mail.scan.spam_tagged
+        for r in results:
+            outcome = "junk" if r.outcome == "delivered" and spam else r.outcome
+            metrics.DELIVERIES.labels(outcome).inc()
+        failed = [r for r in results if r.outcome == "failed"]
+        over_quota = [r for r in results if r.outcome == "quota"]
+        attempt = _attempt(item.msg)
+        if failed:
+            if any(r.error == STORAGE_FULL for r in failed):
+                if not self.disk_full:
+                    log.error("disk full: delivery paused", store=str(self.store.root))
+                self.disk_full = True
+                metrics.DELIVERY_PAUSED.set(1)
+            else:
+                log.warning("delivery failed", id=item.mail.id, error=failed[0].error)
+            if attempt >= self.max_deliver:
+                log.error(
+                    "delivery attempts exhausted; message left in the stream", id=item.mail.id
+                )
+            await item.msg.nak(delay=self.retry_delay)
+            return
+        if over_quota:
+            if attempt >= self.max_deliver:
+                accounts = [r.key.rpartition("/")[2] for r in over_quota]
+                await self._terminate(
+                    item.msg,
+                    "quota",
+                    "mailbox full until the last attempt",
+                    mail=item.mail,
+                    accounts=accounts,
+                )
+                return
+            log.info("mailbox full, retrying later", id=item.mail.id, attempt=attempt)
+            await item.msg.nak(delay=self.quota_retry)
+            return
+        await item.msg.ack()
+        if item.mail.body_ref is not None and self._bodies is not None:
+            await drop_body(self._bodies, item.mail)
+
+    async def _terminate(
+        self,
+        msg: Any,
+        reason: str,
+        detail: str,
+        *,
+        mail: MailMessage | None = None,
+        accounts: Iterable[str] = (),
+    ) -> None:
+        metrics.DELIVERY_TERMINATED.labels(reason).inc()
+        log.error(
+            "bus message terminated",
+            reason=reason,
+            detail=detail,
+            id=mail.id if mail else None,
+            sender=mail.mail_from if mail else None,
+            accounts=list(accounts) or None,
+            stream_seq=_stream_seq(msg),
+        )
+        await msg.term()
+        if mail is not None and mail.body_ref is not None and self._bodies is not None:
+            with contextlib.suppress(Exception):
+                await drop_body(self._bodies, mail)
+
+    # --- disk full -----------------------------------------------------------------------
+    async def _wait_for_space(self, stopping: asyncio.Event) -> None:
+        await _sleep(stopping, DISK_PROBE_INTERVAL)
+        if stopping.is_set():
+            return
+        if await asyncio.to_thread(_probe_write, self.store.root):
+            log.info("disk has room again: delivery resumed")
+            self.disk_full = False
+            metrics.DELIVERY_PAUSED.set(0)
+
+
+def _probe_write(root: Path) -> bool:
+    """True when a durable 1 MiB write succeeds below ``root`` (then removed)."""
+    path = root / f".probe-{os.getpid()}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * DISK_PROBE_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _attempt(msg: Any) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+def _stream_seq(msg: Any) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return None
+
+
+async def _sleep(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
