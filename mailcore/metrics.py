@@ -58,6 +58,11 @@ DELIVERY_BATCH = Histogram(
 DELIVERY_SECONDS = Histogram(
     "postern_delivery_commit_seconds", "one group commit", buckets=_LATENCY
 )
+DELIVERY_PAUSED = Gauge("postern_delivery_paused", "1 while delivery waits for disk space")
+STORE_DISK_USED = Gauge("postern_store_disk_used_bytes", "bytes the mail store occupies")
+STORE_DISK_FREE = Gauge(
+    "postern_store_disk_free_bytes", "bytes free on the mail store's file system"
+)
 IMAP_SESSIONS = Gauge("postern_imap_sessions_open", "open IMAP sessions")
 IMAP_COMMANDS = Counter("postern_imap_commands_total", "IMAP commands", ["command", "status"])
 POP3_SESSIONS = Gauge("postern_pop3_sessions_open", "open POP3 sessions")

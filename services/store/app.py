@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.mailstore import MailStore, store_root
+from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
+from services.store.delivery import DeliveryConsumer
 
 log = get_logger("store")
 
@@ -17,5 +23,26 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     bus.on_reconnect(directory.restart_watch)
     ctx.on_cleanup(directory.close)
     ctx.ops.add_check("directory", lambda: directory.synced)
+    # The mail storage engine and the delivery consumer (issue 3).
+    store = await MailStore.open(
+        store_root(s.data), fsync=s.fsync, max_message_size=s.max_message_size
+    )
+    ctx.on_cleanup(store.close)
+    consumer = DeliveryConsumer(
+        bus, directory, store, batch=s.delivery_batch, max_deliver=s.delivery_max_deliver
+    )
+    delivery_task = asyncio.create_task(consumer.run(ctx.stopping), name="delivery")
+    disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
+
+    async def stop_delivery() -> None:
+        ctx.stopping.set()
+        disk_task.cancel()
+        for task in (delivery_task, disk_task):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
+    ctx.ops.add_check("delivery", lambda: consumer.running)
+    ctx.ops.add_check("storage", lambda: not consumer.disk_full)
     log.info("store ready")
     await ctx.stopping.wait()
