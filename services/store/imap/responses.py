@@ -31,10 +31,16 @@ def nstring(value: str | bytes | None) -> bytes:
     return string(value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape"))
 
 
+_ASTRING = frozenset(b"!#$&'+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz|}~")
+
+
 def mailbox(name: str, utf8: bool = False) -> bytes:
-    """RFC 3501 §5.1.3: names go out in modified UTF-7 (or UTF-8 once UTF8=ACCEPT is on)."""
-    wire = name if utf8 else utf7.encode(name)
-    return string(wire.encode("utf-8"))
+    """RFC 3501 §5.1.3: names go out in modified UTF-7 (or UTF-8 once UTF8=ACCEPT is on),
+    as an atom when they are one, else quoted."""
+    wire = (name if utf8 else utf7.encode(name)).encode("utf-8")
+    if wire and all(b in _ASTRING for b in wire) and wire.upper() != b"NIL":
+        return wire
+    return string(wire)
 
 
 def flag_list(flags: Iterable[str]) -> bytes:

@@ -226,4 +226,4 @@ async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> bytes:
     label = b"BODY[" + section.spec().encode() + b"]"
     if att.partial is not None:
         label += b"<%d>" % att.partial[0]  # RFC 3501 §7.4.2: only the origin octet is echoed
-    return label + b" " + r.literal(data)
+    return label + b" " + (r.literal(data) if data else b'""')

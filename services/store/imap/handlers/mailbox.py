@@ -101,7 +101,8 @@ async def list_(s: Session, req: Request) -> str:
     rxs = [pattern_regex(a.reference, p) for p in a.patterns]
     only_subscribed = "SUBSCRIBED" in a.select
     only_special = "SPECIAL-USE" in a.select
-    candidates = sorted(names | subscribed) if only_subscribed else sorted(names)
+    pool = names | subscribed if only_subscribed else names
+    candidates = sorted(pool, key=lambda n: (n != "INBOX", n))
     entries: list[tuple[bytes, MailboxInfo | None]] = []
     for name in candidates:
         if not any(rx.match(name) for rx in rxs):

@@ -1,0 +1,218 @@
+"""Many sessions, one mailbox (RFC 3501 §5.2, §7.4.1): ten sessions FETCH, STORE, EXPUNGE,
+APPEND and IDLE while mail is delivered; each tracks its view from the untagged responses
+alone, and at the end every view agrees with the store's final state."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+
+from mailcore.mailstore import Delivery
+from tests.services.store.imap.conftest import ImapHarness, Line, message
+
+_FETCH = re.compile(rb"^\* (\d+) FETCH \((.*)\)\r\n$")
+_UID = re.compile(rb"UID (\d+)")
+_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+NO_EXPUNGE = {b"FETCH", b"STORE", b"SEARCH"}
+
+
+class View:
+    """A client's model of the selected mailbox, kept only from server responses."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.uids: list[int | None] = []
+        self.flags: dict[int, frozenset[bytes]] = {}
+        self.recent = 0
+
+    def apply(self, line: bytes, command: bytes) -> None:
+        if m := re.match(rb"^\* (\d+) EXISTS", line):
+            n = int(m.group(1))
+            assert n >= len(self.uids), (self.name, line, len(self.uids))
+            self.uids.extend([None] * (n - len(self.uids)))
+        elif m := re.match(rb"^\* (\d+) EXPUNGE", line):
+            assert command not in NO_EXPUNGE, (self.name, command, line)
+            n = int(m.group(1))
+            assert 1 <= n <= len(self.uids), (self.name, line)
+            del self.uids[n - 1]
+        elif m := re.match(rb"^\* (\d+) RECENT", line):
+            self.recent = int(m.group(1))
+        elif m := _FETCH.match(line):
+            seq = int(m.group(1))
+            assert 1 <= seq <= len(self.uids), (self.name, line, len(self.uids))
+            if u := _UID.search(m.group(2)):
+                uid = int(u.group(1))
+                known = self.uids[seq - 1]
+                assert known in (None, uid), (self.name, seq, known, uid)
+                self.uids[seq - 1] = uid
+                if f := _FLAGS.search(m.group(2)):
+                    self.flags[uid] = frozenset(f.group(1).split()) - {b"\\Recent"}
+
+
+class Client:
+    def __init__(self, line: Line, name: str) -> None:
+        self.c = line
+        self.view = View(name)
+        self.n = 0
+
+    async def cmd(self, text: bytes) -> list[bytes]:
+        self.n += 1
+        tag = b"t%d" % self.n
+        command = text.split(b" ", 1)[0].upper()
+        reply = await self.c.cmd(tag + b" " + text, timeout=120)
+        for ln in reply[:-1]:
+            self.view.apply(ln, command)
+        assert reply[-1].startswith(tag + b" OK"), (self.view.name, text, reply[-1])
+        return reply
+
+    async def idle(self, seconds: float) -> None:
+        self.n += 1
+        tag = b"t%d" % self.n
+        await self.c.send(tag + b" IDLE\r\n")
+        assert (await self.c.line()).startswith(b"+ ")
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                ln = await asyncio.wait_for(self.c.reader.readline(), left)
+            except TimeoutError:
+                break
+            self.view.apply(ln, b"IDLE")
+        await self.c.send(b"DONE\r\n")
+        for ln in await self.c.until_tagged(tag):
+            if not ln.startswith(tag):
+                self.view.apply(ln, b"IDLE")
+
+
+async def worker(client: Client, rng: random.Random, rounds: int) -> None:
+    for i in range(rounds):
+        n = len(client.view.uids)
+        op = rng.choice(["fetch", "store", "expunge", "append", "idle", "search", "uidfetch"])
+        if op == "fetch" and n:
+            a = rng.randint(1, n)
+            await client.cmd(b"FETCH %d:%d (UID FLAGS)" % (a, min(n, a + 5)))
+        elif op == "uidfetch":
+            await client.cmd(b"UID FETCH 1:* (FLAGS)")
+        elif op == "store" and n:
+            seq = rng.randint(1, n)
+            flag = rng.choice([b"\\Seen", b"\\Flagged", b"$Work"])
+            sign = rng.choice([b"+", b"-"])
+            await client.cmd(b"STORE %d %sFLAGS (%s)" % (seq, sign, flag))
+        elif op == "expunge" and n:
+            seq = rng.randint(1, n)
+            await client.cmd(b"STORE %d +FLAGS.SILENT (\\Deleted)" % seq)
+            await client.cmd(b"EXPUNGE")
+        elif op == "append":
+            body = message(1000 + i, subject=f"{client.view.name} {i}")
+            await client.c.send(b"a%d APPEND INBOX {%d+}\r\n" % (i, len(body)) + body + b"\r\n")
+            reply = await client.c.until_tagged(b"a%d" % i)
+            assert reply[-1].startswith(b"a%d OK [APPENDUID" % i), reply
+        elif op == "idle":
+            await client.idle(rng.uniform(0.05, 0.3))
+        elif op == "search":
+            reply = await client.cmd(b"SEARCH ALL")
+            found = next(ln for ln in reply if ln.startswith(b"* SEARCH")).split()[2:]
+            assert all(1 <= int(x) <= len(client.view.uids) for x in found)
+        else:
+            await client.cmd(b"NOOP")
+
+
+async def test_ten_sessions_agree_with_final_state(imap: ImapHarness) -> None:
+    await imap.deliver(*[message(i) for i in range(1, 21)])
+    clients = []
+    for k in range(10):
+        line = await imap.raw_login()
+        cl = Client(line, f"s{k}")
+        await cl.cmd(b"SELECT INBOX")
+        clients.append(cl)
+    acct, inbox = await imap.inbox()
+
+    async def deliveries() -> None:
+        for j in range(30):
+            user = imap.users["alice@example.com"]
+            await imap.store.deliver(
+                [
+                    Delivery(
+                        key=f"d{j}",
+                        account_id=user.account_id,
+                        mailbox_role="inbox",
+                        data=message(500 + j),
+                        internal_date=time.time(),
+                    )
+                ]
+            )
+            await asyncio.sleep(0.02)
+
+    await asyncio.gather(
+        deliveries(), *[worker(c, random.Random(k), 25) for k, c in enumerate(clients)]
+    )
+    snap = await acct.snapshot(inbox)
+    final = dict(zip(snap.uids, snap.flags, strict=True))
+    for cl in clients:
+        await cl.cmd(b"NOOP")
+        before = list(cl.view.uids)
+        await cl.cmd(b"FETCH 1:* (UID FLAGS)")
+        assert cl.view.uids == snap.uids, cl.view.name
+        # what the view knew before the last FETCH was in the right places
+        assert all(b in (None, a) for a, b in zip(snap.uids, before, strict=True))
+        for uid, flags in final.items():
+            assert cl.view.flags[uid] == frozenset(f.encode() for f in flags), (cl.view.name, uid)
+    # \Recent went to exactly one session per message: the sum of claims equals deliveries
+    # seen after the sessions selected (each message counted once)
+    await asyncio.gather(*[c.c.close() for c in clients])
+
+
+async def test_recent_goes_to_exactly_one_session(imap: ImapHarness) -> None:
+    a = Client(await imap.raw_login(), "a")
+    b = Client(await imap.raw_login(), "b")
+    await a.cmd(b"SELECT INBOX")
+    await b.cmd(b"SELECT INBOX")
+    await imap.deliver(message(1), message(2))
+    await a.cmd(b"NOOP")
+    await b.cmd(b"NOOP")
+    assert a.view.recent + b.view.recent == 2
+    ra = await a.cmd(b"SEARCH RECENT")
+    rb = await b.cmd(b"SEARCH RECENT")
+    got = [ln.split()[2:] for ln in (ra[-2], rb[-2])]
+    assert sorted(x for g in got for x in g) == [b"1", b"2"]
+    await a.c.close()
+    await b.c.close()
+
+
+async def test_no_expunge_during_fetch_store_search(imap: ImapHarness) -> None:
+    await imap.deliver(message(1), message(2), message(3))
+    a = Client(await imap.raw_login(), "a")
+    b = Client(await imap.raw_login(), "b")
+    await a.cmd(b"SELECT INBOX")
+    await b.cmd(b"SELECT INBOX")
+    await b.cmd(b"STORE 1 +FLAGS (\\Deleted)")
+    await b.cmd(b"EXPUNGE")
+    # FETCH, STORE and SEARCH must not report the expunge; flags may be reported
+    for cmd in (b"FETCH 1:3 (FLAGS)", b"STORE 3 +FLAGS (\\Seen)", b"SEARCH ALL"):
+        reply = await a.cmd(cmd)
+        assert not any(b"EXPUNGE" in ln for ln in reply), reply
+    assert len(a.view.uids) == 3
+    reply = await a.cmd(b"NOOP")
+    assert reply[0] == b"* 1 EXPUNGE\r\n"
+    assert len(a.view.uids) == 2
+    # UID commands may carry it at once
+    await b.cmd(b"STORE 1 +FLAGS (\\Deleted)")
+    await b.cmd(b"EXPUNGE")
+    reply = await a.cmd(b"UID FETCH 1:* (FLAGS)")
+    assert b"* 1 EXPUNGE\r\n" in reply
+    await a.c.close()
+    await b.c.close()
+
+
+async def test_flag_changes_reach_other_sessions(imap: ImapHarness) -> None:
+    await imap.deliver(message(1))
+    a = Client(await imap.raw_login(), "a")
+    b = Client(await imap.raw_login(), "b")
+    await a.cmd(b"SELECT INBOX")
+    await b.cmd(b"SELECT INBOX")
+    await a.cmd(b"STORE 1 +FLAGS (\\Flagged)")
+    reply = await b.cmd(b"NOOP")
+    assert reply[0] == b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n", reply
+    await a.c.close()
+    await b.c.close()
