@@ -1,20 +1,153 @@
-"""The filter service: SMTP listeners, screening, hand-off to JetStream."""
+"""The filter service: SMTP listeners, screening, hand-off to JetStream.
+
+A filter node keeps no state of its own: the directory comes from the DIRECTORY KV bucket,
+accepted mail goes to JetStream, and nothing here needs the store (invariant 5). Run as
+many as you like on one NATS.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import logging
+import ssl
+
+from mailcore.bus import names
+from mailcore.bus.connect import Bus
 from mailcore.config import FilterSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
+from mailcore.tls import ensure_certificate, server_context
+from services.filter.context import FilterContext
+from services.filter.handoff import FILL_REFRESH, FillGate, Handoff
+from services.filter.listeners import Listeners, ListenerSpec, listener_specs
+from services.filter.policy import Policy
+from services.filter.proxy import TrustedNetworks
+from services.filter.screening.verdict import Screening
+from services.filter.smtp.session import Session, session_factory
+from services.filter.throttle import AuthThrottle, ConnectionLimiter
 
 log = get_logger("filter")
+
+DRAIN_SECONDS = 30.0  # at stop, how long sessions in progress may finish
+
+
+def tls_context(s: FilterSettings) -> ssl.SSLContext:
+    """The node's certificate (self-signed on first run); a lock file keeps two nodes
+    sharing a data directory from writing it at once."""
+    lock_path = s.cert_path.parent / ".cert.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            ensure_certificate(s.cert_path, s.key_path, s.hostname)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return server_context(s.cert_path, s.key_path)
+
+
+class FilterNode:
+    """Everything one filter process runs; ``serve`` and the tests start it the same way."""
+
+    def __init__(
+        self, settings: FilterSettings, bus: Bus, *, fill_refresh: float = FILL_REFRESH
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.fill_refresh = fill_refresh
+        self.directory: Directory | None = None
+        self.gate: FillGate | None = None
+        self.ctx: FilterContext | None = None
+        self.listeners: Listeners | None = None
+        self._sessions: set[Session] = set()
+        self._no_sessions = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        # aiosmtpd logs every connection at INFO on "mail.log": far too chatty at 600/s.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        logging.getLogger("mail.debug").setLevel(logging.WARNING)
+        tls = await asyncio.to_thread(tls_context, s)
+        self.directory = await Directory.open(self.bus.js)
+        self.bus.on_reconnect(self.directory.restart_watch)
+        bodies = await self.bus.js.object_store(names.OBJ_BODIES)
+        self.gate = FillGate(self.bus.js, s.inbound_high_water, self.fill_refresh)
+        await self.gate.start()
+        handoff = Handoff(
+            self.bus.js,
+            bodies,
+            self.gate,
+            inline_max=s.inline_body_max,
+            timeout=s.handoff_timeout,
+        )
+        self.ctx = FilterContext(
+            settings=s,
+            hostname=s.hostname,
+            directory=self.directory,
+            policy=Policy(self.directory),
+            screening=Screening.from_settings(s),
+            handoff=handoff,
+            connections=ConnectionLimiter(s.max_connections_per_ip),
+            auth_throttle=AuthThrottle(
+                s.auth_max_failures_per_ip, s.auth_failure_window, s.auth_fail_delay
+            ),
+            tls=tls,
+            trusted_proxies=TrustedNetworks(s.proxy_trusted_networks),
+        )
+        self._make_session = session_factory(self.ctx)
+        self.listeners = Listeners(s.listen_host, tls)
+        await self.listeners.start(listener_specs(s), self._new_session)
+        log.info(
+            "filter ready",
+            spamd=s.spamd_enabled,
+            clamd=s.clamd_enabled,
+            listeners=",".join(self.listeners.servers),
+        )
+
+    def _new_session(self, spec: ListenerSpec) -> Session:
+        assert self.ctx is not None
+        session = self._make_session(spec)
+        self._sessions.add(session)
+        self._no_sessions.clear()
+        session.on_lost = self._forget
+        return session
+
+    def _forget(self, session: Session) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._no_sessions.set()
+
+    @property
+    def ready(self) -> bool:
+        return self.directory is not None and self.directory.synced
+
+    async def stop(self) -> None:
+        """Stop accepting, let sessions in progress finish (bounded), then close."""
+        if self.ctx is not None:
+            self.ctx.stopping = True
+        if self.listeners is not None:
+            self.listeners.stop_accepting()
+            if self._sessions:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._no_sessions.wait(), DRAIN_SECONDS)
+            for session in list(self._sessions):
+                if session.transport is not None:
+                    session.transport.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.listeners.wait_closed()
+        if self.gate is not None:
+            await self.gate.stop()
+        if self.directory is not None:
+            await self.directory.close()
 
 
 async def serve(ctx: ServiceContext[FilterSettings]) -> None:
     bus = await ctx.connect_bus()
-    directory = await Directory.open(bus.js)
-    bus.on_reconnect(directory.restart_watch)
-    ctx.on_cleanup(directory.close)
-    ctx.ops.add_check("directory", lambda: directory.synced)
-    log.info("filter ready")
+    node = FilterNode(ctx.settings, bus)
+    await node.start()
+    ctx.on_cleanup(node.stop)
+    ctx.ops.add_check("directory", lambda: node.ready)
     await ctx.stopping.wait()

@@ -1,0 +1,162 @@
+"""Durable hand-off: the message goes to JetStream, and only its PubAck makes it ours.
+
+Mail for local recipients goes to ``mail.inbound`` (the store delivers it), mail for
+remote recipients to ``mail.outbound`` (the relay delivers it); a message for both is
+published to both under one id. ``Nats-Msg-Id`` is the message id, so a publish retried
+inside the duplicate window is stored once. Bodies above ``inline_body_max`` travel
+through the Object Store (claim check). Any failure is a :class:`BusUnavailable` (451) or,
+when the stream is at its byte budget, :class:`StorageFull` (452); never a 5xx.
+
+:class:`FillGate` keeps a cached view of how full the inbound stream is, refreshed in the
+background, so the 452 gate costs nothing per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import replace
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
+from nats.js.object_store import ObjectStore
+
+from mailcore import metrics
+from mailcore.bus import names
+from mailcore.bus.claimcheck import body_object_name, publish_mail
+from mailcore.bus.schemas import MailMessage
+from mailcore.bus.setup import inbound_fill
+from mailcore.logging import get_logger
+from services.filter import errors
+
+log = get_logger("filter.handoff")
+
+FILL_REFRESH = 2.0  # seconds between looks at the inbound stream's fill level
+
+
+def _is_full(exc: APIError) -> bool:
+    text = f"{exc.description or ''}".lower()
+    return "maximum bytes" in text or "maximum messages" in text or "insufficient" in text
+
+
+class FillGate:
+    """Whether the inbound stream is at or above its high-water mark (cached)."""
+
+    def __init__(
+        self, js: JetStreamContext, high_water: float, interval: float = FILL_REFRESH
+    ) -> None:
+        self.js = js
+        self.high_water = high_water
+        self.interval = interval
+        self.fill = 0.0
+        self._full_until = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.fill >= self.high_water or time.monotonic() < self._full_until
+
+    def note_full(self) -> None:
+        """The stream refused a message for size: say full until the next refresh."""
+        self._full_until = time.monotonic() + self.interval
+
+    async def refresh(self) -> None:
+        try:
+            async with asyncio.timeout(max(1.0, self.interval)):
+                self.fill = await inbound_fill(self.js)
+        except (TimeoutError, NatsError) as exc:
+            log.debug("inbound fill unknown", error=type(exc).__name__)
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._run(), name="inbound-fill")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.refresh()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class Handoff:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        bodies: ObjectStore,
+        gate: FillGate,
+        *,
+        inline_max: int,
+        timeout: float,
+    ) -> None:
+        self.js = js
+        self.bodies = bodies
+        self.gate = gate
+        self.inline_max = inline_max
+        self.timeout = timeout
+
+    def _deadline(self, size: int) -> float:
+        # The Object Store takes a large body in 128 KiB chunks, each acknowledged: allow
+        # time for the size on top of the hand-off timeout (1 s per 4 MiB is generous).
+        if size <= self.inline_max:
+            return self.timeout
+        return self.timeout + size / (4 * 1024 * 1024)
+
+    async def publish(
+        self, msg: MailMessage, body: bytes, *, local: list[str], remote: list[str]
+    ) -> None:
+        """Publish to inbound and/or outbound and wait for every PubAck."""
+        targets = []
+        if local:
+            targets.append((names.SUBJECT_INBOUND, replace(msg, recipients=list(local))))
+        if remote:
+            targets.append((names.SUBJECT_OUTBOUND, replace(msg, recipients=list(remote))))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._deadline(len(body))):
+                if len(targets) == 1:
+                    await self._one(*targets[0], body)
+                else:
+                    await asyncio.gather(*(self._one(s, m, body) for s, m in targets))
+        except TimeoutError:
+            await self._forget_bodies(msg, targets, body)
+            raise errors.BusUnavailable("no PubAck in time") from None
+        except APIError as exc:
+            await self._forget_bodies(msg, targets, body)
+            if _is_full(exc):
+                self.gate.note_full()
+                raise errors.StorageFull(exc.description or "stream full") from None
+            raise errors.BusUnavailable(f"JetStream refused: {exc.description}") from None
+        except (NatsError, ConnectionError) as exc:
+            await self._forget_bodies(msg, targets, body)
+            raise errors.BusUnavailable(type(exc).__name__) from None
+        metrics.HANDOFF_SECONDS.observe(time.perf_counter() - started)
+
+    async def _one(self, subject: str, msg: MailMessage, body: bytes) -> None:
+        await publish_mail(
+            self.js,
+            self.bodies,
+            subject,
+            msg,
+            body,
+            inline_max=self.inline_max,
+            timeout=self.timeout,
+        )
+
+    async def _forget_bodies(
+        self, msg: MailMessage, targets: list[tuple[str, MailMessage]], body: bytes
+    ) -> None:
+        """Best effort: a failed hand-off leaves no claim-checked body behind."""
+        if len(body) <= self.inline_max:
+            return
+        for subject, _ in targets:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.bodies.delete(body_object_name(msg, subject))

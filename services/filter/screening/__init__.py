@@ -1,0 +1,1 @@
+"""Content screening: ClamAV (our own INSTREAM client) and SpamAssassin (aiospamc)."""

@@ -1,0 +1,1 @@
+"""One module per SMTP command family; each handler is ``async (session, arg) -> None``."""

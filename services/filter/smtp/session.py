@@ -1,0 +1,346 @@
+"""One SMTP session: the state machine and its dispatch table.
+
+aiosmtpd's ``SMTP`` protocol carries the connection (transport, STARTTLS handshake, idle
+timer); the conversation is ours: :mod:`framing` cuts lines and DATA (refusing bare CR/LF,
+the smuggling class of CVE-2023-51764), :mod:`parser` reads commands, and ``COMMANDS``
+sends each verb to its handler module. Replies are batched while pipelined commands are
+waiting (RFC 2920 §3.2) and flushed before the session waits for input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, TLSSetupException
+
+from mailcore import metrics
+from mailcore.logging import bind, connection_context, get_logger, next_connection_id
+from services.filter.context import FilterContext
+from services.filter.listeners import ListenerSpec
+from services.filter.proxy import Peer, read_header
+from services.filter.smtp import framing, replies
+from services.filter.smtp.handlers import auth, basic, data, envelope, hello
+from services.filter.smtp.parser import NotUtf8, parse_command
+from services.filter.smtp.replies import Reply
+from services.filter.smtp.state import SessionState
+
+log = get_logger("filter.smtp")
+
+READ_CHUNK = 64 * 1024
+PROXY_TIMEOUT = 10.0
+
+
+class ConnectionClosed(Exception):
+    """The client went away."""
+
+
+CommandHandler = Callable[["Session", str], Awaitable[None]]
+
+COMMANDS: dict[str, CommandHandler] = {
+    "EHLO": hello.ehlo,
+    "HELO": hello.helo,
+    "MAIL": envelope.mail,
+    "RCPT": envelope.rcpt,
+    "RSET": envelope.rset,
+    "DATA": data.data,
+    "AUTH": auth.auth,
+    "STARTTLS": basic.starttls,
+    "NOOP": basic.noop,
+    "QUIT": basic.quit,
+    "VRFY": basic.vrfy,
+    "HELP": basic.help_,
+    "EXPN": basic.not_implemented,
+    "TURN": basic.not_implemented,
+    "ETRN": basic.not_implemented,
+}
+
+
+def session_factory(ctx: FilterContext) -> Callable[[ListenerSpec], Session]:
+    """Sessions for every listener, built from one pristine template per TLS mode."""
+    templates: dict[bool, dict[str, Any]] = {}
+
+    def make(spec: ListenerSpec) -> Session:
+        template = templates.get(spec.implicit_tls)
+        if template is None:
+            template = templates[spec.implicit_tls] = dict(Session(ctx, spec).__dict__)
+        return Session(ctx, spec, template=template)
+
+    return make
+
+
+class _NoHooks:
+    """aiosmtpd looks for ``handle_*`` hooks on a handler object; we use none."""
+
+
+_NO_HOOKS = _NoHooks()
+
+
+class Session(SMTP):
+    # aiosmtpd sizes its StreamReader with this; SMTP's own limits are enforced by framing.
+    line_length_limit = READ_CHUNK
+
+    def __init__(
+        self,
+        ctx: FilterContext,
+        listener: ListenerSpec,
+        *,
+        template: dict[str, Any] | None = None,
+    ) -> None:
+        if template is None:
+            super().__init__(
+                _NO_HOOKS,
+                data_size_limit=ctx.settings.max_message_size,
+                enable_SMTPUTF8=True,
+                hostname=ctx.hostname,
+                tls_context=None if listener.implicit_tls else ctx.tls,
+                timeout=ctx.settings.command_timeout,
+            )
+        else:
+            # aiosmtpd's __init__ reflects over the class (inspect.getmembers, dir) for
+            # every connection, ~120 µs. A never-connected instance holds exactly what it
+            # sets, so copy that, then give this connection a stream of its own.
+            self.__dict__.update(template)
+            reader = asyncio.StreamReader(limit=self.line_length_limit, loop=self.loop)
+            asyncio.StreamReaderProtocol.__init__(
+                self, reader, client_connected_cb=self._cb_client_connected, loop=self.loop
+            )
+        self.ctx = ctx
+        self.listener = listener
+        self.state = SessionState(listener, "", "", 0, tls=listener.implicit_tls)
+        self._lines = framing.LineBuffer()
+        self._out: list[bytes] = []
+        self._closing = False
+        self._session_timer: asyncio.TimerHandle | None = None
+        self.on_lost: Callable[[Session], None] | None = None
+
+    # --- connection life cycle (aiosmtpd's protocol callbacks) -------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        upgraded = self._original_transport is not None
+        super().connection_made(transport)
+        if upgraded:
+            # RFC 3207 §4.2: nothing the client sent before the handshake survives it
+            # (aiosmtpd clears its reader; this clears our line buffer).
+            self._lines.clear()
+        elif self._session_timer is None:
+            self._session_timer = self.loop.call_later(
+                self.ctx.settings.session_timeout, self._timeout_cb
+            )
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+        super().connection_lost(error)
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+    def _timeout_cb(self) -> None:
+        transport: Any = self.transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            # RFC 5321 §4.5.3.2: a server that gives up on a client says so with 421.
+            with contextlib.suppress(Exception):
+                transport.write(replies.TIMEOUT.line)
+        log.info("session timed out")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def handle_exception(self, error: Exception) -> str:
+        """An internal failure: 451 4.3.0 and a log line; never the exception's text."""
+        log.error("internal error", error=type(error).__name__, exc_info=error)
+        metrics.SMTP_REJECTED.labels("internal").inc()
+        return str(replies.INTERNAL)
+
+    # --- the conversation ----------------------------------------------------------------
+    async def _handle_client(self) -> None:
+        peer: Any = self.session.peer if self.session is not None else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            ip, port = str(peer[0]), int(peer[1])
+        else:
+            ip, port = "unknown", 0
+        conn_id = next_connection_id("smtp")
+        with connection_context(conn=conn_id, peer=ip, listener=self.listener.name):
+            if self.listener.proxied:
+                real = await read_header(
+                    self._reader, Peer(ip, port), self.ctx.trusted_proxies, PROXY_TIMEOUT
+                )
+                if real is None:
+                    self._close()
+                    return
+                ip, port = real.ip, real.port
+                bind(peer=ip)
+            if not self.ctx.connections.acquire(ip):
+                metrics.SMTP_REJECTED.labels("connection_limit").inc()
+                log.info("connection limit reached")
+                await self._write_now(replies.TOO_MANY_CONNECTIONS.line)
+                self._close()
+                return
+            gauge = metrics.SMTP_SESSIONS.labels(self.listener.name)
+            gauge.inc()
+            try:
+                tls = self.listener.implicit_tls
+                self.state = SessionState(self.listener, conn_id, ip, port, tls)
+                if self.listener.implicit_tls:
+                    self.state.tls_version = self._tls_version()
+                await self._converse()
+            except (ConnectionClosed, ConnectionError):
+                pass
+            finally:
+                gauge.dec()
+                self.ctx.connections.release(ip)
+
+    async def _converse(self) -> None:
+        if self.ctx.stopping:
+            self.reply(replies.SHUTTING_DOWN)
+        else:
+            self.reply(replies.GREETING.with_text(f"{self.ctx.hostname} ESMTP Postern"))
+        while not self._closing:
+            await self._dispatch(await self._next_line())
+        await self._flush()
+        self._close()
+
+    async def _dispatch(self, line: bytes | framing.TooLong) -> None:
+        if isinstance(line, framing.TooLong):
+            self.error(replies.LINE_TOO_LONG)
+            return
+        text = framing.command_text(line)
+        if text is None:
+            self.error(replies.BARE_LINE_ENDING)
+            return
+        try:
+            command = parse_command(text)
+        except NotUtf8:
+            self.error(replies.BAD_UTF8)
+            return
+        handler = COMMANDS.get(command.verb)
+        if handler is None:
+            self.error(replies.UNKNOWN_COMMAND)
+            return
+        self._reset_timeout()
+        try:
+            await handler(self, command.arg)
+        except TLSSetupException:
+            log.info("TLS handshake failed")
+            self._closing = True
+            self._close()
+        except (ConnectionClosed, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self.state.tx = None
+            status = await self.handle_exception(exc)
+            self._out.append(status.encode() + b"\r\n")
+
+    # --- what handlers use ----------------------------------------------------------------
+    def reply(self, reply: Reply) -> None:
+        self._out.append(reply.line)
+        if reply.closes:
+            self._closing = True
+
+    def send(self, raw: bytes) -> None:
+        self._out.append(raw)
+
+    def close_after_reply(self) -> None:
+        self._closing = True
+
+    def error(self, reply: Reply) -> None:
+        """A bad command: reply, and end the session after too many of them."""
+        self.reply(reply)
+        self.count_error()
+
+    def reject(self, reply: Reply, reason: str, *, counts: bool = False) -> None:
+        """A refusal by policy or content, counted in the metrics."""
+        metrics.SMTP_REJECTED.labels(reason).inc()
+        self.reply(reply)
+        if counts:
+            self.count_error()
+
+    def count_error(self) -> None:
+        self.state.errors += 1
+        if self.state.errors >= self.ctx.settings.max_bad_commands and not self._closing:
+            log.info("too many errors", errors=self.state.errors)
+            self.reply(replies.TOO_MANY_ERRORS)
+
+    def hold_timeout(self) -> None:
+        """Screening and hand-off may take longer than an idle client is allowed."""
+        s = self.ctx.settings
+        self._reset_timeout(max(s.command_timeout, s.scan_timeout + s.handoff_timeout + 30))
+
+    async def read_line(self) -> bytes | None:
+        """One client line outside command dispatch (AUTH responses): its text, or None
+        when it is too long or not CRLF-terminated."""
+        line = await self._next_line()
+        if isinstance(line, framing.TooLong):
+            return None
+        return framing.command_text(line)
+
+    async def read_data(self, max_size: int) -> bytes | framing.DataProblem:
+        """The message after 354, up to ``<CRLF>.<CRLF>`` (see framing.DataReader)."""
+        reader = framing.DataReader(max_size)
+        rest = reader.feed(self._lines.take())
+        while not reader.done:
+            await self._flush()
+            chunk = await self._reader.read(READ_CHUNK)
+            if not chunk:
+                raise ConnectionClosed
+            self._reset_timeout()
+            rest = reader.feed(chunk)
+        self._lines.feed(rest)
+        return reader.result()
+
+    async def start_tls(self) -> None:
+        await self._flush()
+        self._lines.clear()  # RFC 3207 §4.2: pipelined plaintext after STARTTLS is dropped
+        await self.smtp_STARTTLS("")  # aiosmtpd: "220 Ready to start TLS", then handshake
+        self.state.reset_after_tls()
+        self.state.tls_version = self._tls_version()
+
+    @property
+    def tls_offered(self) -> bool:
+        return self.ctx.tls is not None and not self.state.tls
+
+    @property
+    def auth_offered(self) -> bool:
+        """RFC 4954 §4 and RFC 3207 §6: AUTH only on submission ports, and only over TLS
+        unless ``allow_plaintext_auth`` permits this client."""
+        st = self.state
+        if not self.listener.submission or st.user is not None:
+            return False
+        return st.tls or self.ctx.plaintext_auth_allowed(st.client_ip)
+
+    # --- plumbing ----------------------------------------------------------------------------
+    async def _next_line(self) -> bytes | framing.TooLong:
+        while True:
+            line = self._lines.next_line()
+            if line is not None:
+                return line
+            await self._flush()
+            chunk = await self._reader.read(READ_CHUNK)
+            if not chunk:
+                raise ConnectionClosed
+            self._lines.feed(chunk)
+
+    async def _flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        await self._write_now(data)
+
+    async def _write_now(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionClosed
+        self._writer.write(data)
+        await self._writer.drain()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _tls_version(self) -> str | None:
+        if self.transport is None:
+            return None
+        ssl_object: Any = self.transport.get_extra_info("ssl_object")
+        return str(ssl_object.version()) if ssl_object is not None else None

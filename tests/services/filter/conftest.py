@@ -1,0 +1,180 @@
+"""Fixtures for the filter: a directory with users, filter nodes on free ports, bus readers."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailcore.bus import names
+from mailcore.bus.claimcheck import load_body
+from mailcore.bus.connect import Bus
+from mailcore.bus.schemas import MailMessage, decode_mail
+from mailcore.config import FilterSettings
+from mailcore.directory import Directory
+from mailcore.tls import client_context_trusting
+from services.ctl.daemons import free_port
+from services.filter.app import FilterNode
+
+DOMAIN = "example.test"
+ALICE = f"alice@{DOMAIN}"
+BOB = f"bob@{DOMAIN}"
+PASSWORD = "correct horse battery"
+ALIAS = f"sales@{DOMAIN}"
+
+
+@dataclass
+class Accounts:
+    directory: Directory
+    alice: str = ALICE
+    bob: str = BOB
+    password: str = PASSWORD
+    alias: str = ALIAS
+
+
+async def provision(bus: Bus) -> Directory:
+    directory = await Directory.open(bus.js, watch=False)
+    await directory.add_domain(DOMAIN)
+    await directory.add_user(ALICE, PASSWORD)
+    await directory.add_user(BOB, PASSWORD)
+    await directory.add_alias(ALIAS, [ALICE])
+    return directory
+
+
+@pytest.fixture
+async def accounts(bus: Bus) -> Accounts:
+    return Accounts(await provision(bus))
+
+
+def filter_settings(tmp_path: Path, **overrides: Any) -> FilterSettings:
+    values: dict[str, Any] = {
+        "data": tmp_path / "filter",
+        "hostname": "mx.example.test",
+        "listen_host": "127.0.0.1",
+        "smtp_port": free_port(),
+        "submission_port": free_port(),
+        "submissions_port": free_port(),
+        "spamd_enabled": False,
+        "clamd_enabled": False,
+        "auth_fail_delay": 0.0,
+        "handoff_timeout": 5.0,
+        "scan_timeout": 20.0,
+    }
+    values.update(overrides)
+    return FilterSettings(**values)
+
+
+StartFilter = Callable[..., Awaitable[FilterNode]]
+
+
+@pytest.fixture
+async def start_filter(bus: Bus, tmp_path: Path) -> AsyncIterator[StartFilter]:
+    """``await start_filter(**settings)``: a running filter node on this test's bus."""
+    nodes: list[FilterNode] = []
+
+    async def start(bus_: Bus | None = None, **overrides: Any) -> FilterNode:
+        node = FilterNode(filter_settings(tmp_path, **overrides), bus_ or bus, fill_refresh=0.2)
+        await node.start()
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        await node.stop()
+
+
+@pytest.fixture
+async def mx(start_filter: StartFilter, accounts: Accounts) -> FilterNode:
+    """A filter with scanners off and the test accounts in its directory."""
+    return await start_filter()
+
+
+def client_tls(node: FilterNode) -> ssl.SSLContext:
+    return client_context_trusting(node.settings.cert_path)
+
+
+async def stream_messages(bus: Bus, stream: str = names.STREAM_INBOUND) -> list[MailMessage]:
+    """Every message in ``stream`` (read by sequence; nothing is consumed)."""
+    info = await bus.js.stream_info(stream)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages == 0:
+            break
+        try:
+            raw = await bus.js.get_msg(stream, seq)
+        except Exception:
+            continue
+        out.append(decode_mail(raw.data or b""))
+    return out
+
+
+async def message_body(bus: Bus, msg: MailMessage) -> bytes:
+    bodies = await bus.js.object_store(names.OBJ_BODIES)
+    return await load_body(bodies, msg)
+
+
+async def wait_for_messages(
+    bus: Bus, count: int, stream: str = names.STREAM_INBOUND, timeout: float = 30.0
+) -> list[MailMessage]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = await stream_messages(bus, stream)
+        if len(found) >= count or loop.time() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+class RawClient:
+    """A raw SMTP conversation over a socket, for the framing tests smtplib cannot do."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawClient:
+        reader, writer = await asyncio.open_connection(host, port)
+        client = cls(reader, writer)
+        await client.reply()  # greeting
+        return client
+
+    async def reply(self, timeout: float = 30.0) -> list[str]:
+        """One complete (possibly multi-line) reply."""
+        lines = []
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.reader.readline()
+                if not line:
+                    raise ConnectionError("closed")
+                text = line.decode().rstrip("\r\n")
+                lines.append(text)
+                if len(text) < 4 or text[3] != "-":
+                    return lines
+
+    async def code(self, timeout: float = 30.0) -> int:
+        return int((await self.reply(timeout))[-1][:3])
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def command(self, line: str | bytes) -> list[str]:
+        raw = line.encode() if isinstance(line, str) else line
+        self.writer.write(raw + b"\r\n")
+        return await self.reply()
+
+    async def closed(self, timeout: float = 10.0) -> bool:
+        async with asyncio.timeout(timeout):
+            return await self.reader.read() == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

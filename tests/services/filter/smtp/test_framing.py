@@ -1,0 +1,151 @@
+"""Framing: command lines and DATA, including every smuggling ending (CVE-2023-51764)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.filter.smtp.framing import (
+    TOO_LONG,
+    DataProblem,
+    DataReader,
+    LineBuffer,
+    command_text,
+)
+
+
+def read_all(chunks: list[bytes], max_size: int = 10_000_000) -> tuple[bytes | DataProblem, bytes]:
+    reader = DataReader(max_size)
+    rest = b""
+    for chunk in chunks:
+        rest = reader.feed(chunk) if not reader.done else rest + chunk
+    assert reader.done
+    return reader.result(), rest
+
+
+def test_command_text_requires_crlf() -> None:
+    assert command_text(b"NOOP\r\n") == b"NOOP"
+    assert command_text(b"NOOP\n") is None
+    assert command_text(b"NOOP\rRSET\r\n") is None
+    assert command_text(b"NOOP\r\r\n") is None
+
+
+def test_line_buffer_splits_pipelined_commands() -> None:
+    buf = LineBuffer()
+    buf.feed(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDA")
+    assert buf.next_line() == b"MAIL FROM:<a@b.c>\r\n"
+    assert buf.next_line() == b"RCPT TO:<d@e.f>\r\n"
+    assert buf.next_line() is None
+    buf.feed(b"TA\r\n")
+    assert buf.next_line() == b"DATA\r\n"
+
+
+def test_line_buffer_reports_an_overlong_line_once_and_recovers() -> None:
+    buf = LineBuffer(limit=100)
+    buf.feed(b"X" * 150)
+    assert buf.next_line() is None  # discarded as it comes
+    assert len(buf) == 0
+    buf.feed(b"Y" * 150 + b"\r\nNOOP\r\n")
+    assert buf.next_line() is TOO_LONG
+    assert buf.next_line() == b"NOOP\r\n"
+
+
+def test_plain_message_and_pipelined_rest() -> None:
+    body, rest = read_all([b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n"])
+    assert body == b"Subject: x\r\n\r\nhello\r\n"
+    assert rest == b"QUIT\r\n"
+
+
+def test_empty_message() -> None:
+    assert read_all([b".\r\n"]) == (b"", b"")
+
+
+def test_terminator_split_across_every_boundary() -> None:
+    wire = b"Subject: x\r\n\r\nline\r\n.\r\nNOOP\r\n"
+    for cut in range(1, len(wire)):
+        body, rest = read_all([wire[:cut], wire[cut:]])
+        assert body == b"Subject: x\r\n\r\nline\r\n", cut
+        assert rest == b"NOOP\r\n", cut
+
+
+def test_dot_unstuffing() -> None:
+    body, _ = read_all([b"..leading\r\n...two\r\nmid.dle\r\n..\r\n.\r\n"])
+    assert body == b".leading\r\n..two\r\nmid.dle\r\n.\r\n"
+
+
+SMUGGLING_ENDINGS = [
+    b"\n.\n",
+    b"\r.\r",
+    b"\n.\r\n",
+    b"\r\n.\n",
+    b"\r\n.\r",
+    b"\r.\r\n",
+    b"\r.\n",
+    b"\n.\r",
+    b"\r\n\x00.\r\n",
+]
+
+
+@pytest.mark.parametrize("ending", SMUGGLING_ENDINGS, ids=repr)
+def test_smuggling_endings_are_data_and_refused(ending: bytes) -> None:
+    smuggled = b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<a@b.test>\r\nDATA\r\nSpoofed\r\n"
+    wire = b"Subject: one\r\n\r\nfirst" + ending + smuggled + b".\r\nQUIT\r\n"
+    result, rest = read_all([wire])
+    # The whole stream up to the one real terminator is one message...
+    assert rest == b"QUIT\r\n"
+    if ending == b"\r\n\x00.\r\n":
+        assert isinstance(result, bytes)  # NUL is not a line ending; it stays data
+    else:
+        # ...and a bare CR or LF anywhere in it refuses it whole.
+        assert result is DataProblem.BARE_LINE_ENDING
+
+
+def test_overlong_line_is_refused() -> None:
+    ok, _ = read_all([b"A" * 998 + b"\r\n.\r\n"])
+    assert ok == b"A" * 998 + b"\r\n"
+    stuffed, _ = read_all([b"." + b"A" * 998 + b"\r\n.\r\n"])
+    assert stuffed == b"A" * 998 + b"\r\n"  # 999 on the wire with the transparency period
+    assert read_all([b"A" * 1000 + b"\r\n.\r\n"])[0] is DataProblem.LINE_TOO_LONG
+
+
+def test_too_big_reads_to_the_end_then_refuses() -> None:
+    reader = DataReader(max_size=1000)
+    for _ in range(100):
+        assert reader.feed(b"0123456789" * 9 + b"\r\n") == b""
+    assert reader.feed(b".\r\nNOOP\r\n") == b"NOOP\r\n"
+    assert reader.result() is DataProblem.TOO_BIG
+
+
+# --- properties ------------------------------------------------------------------------
+_line = st.binary(max_size=120).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+def _stuff(lines: list[bytes]) -> bytes:
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+@given(st.lists(_line, max_size=30), st.lists(st.integers(min_value=1, max_value=64), max_size=8))
+def test_any_clean_message_round_trips_in_any_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    wire = _stuff(lines) + b".\r\nNEXT\r\n"
+    chunks, pos = [], 0
+    for cut in cuts:
+        chunks.append(wire[pos : pos + cut])
+        pos += cut
+    chunks.append(wire[pos:])
+    body, rest = read_all([c for c in chunks if c] or [b""])
+    assert body == b"".join(line + b"\r\n" for line in lines)
+    assert rest == b"NEXT\r\n"
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_data_yields_one_message_or_a_refusal(data: bytes) -> None:
+    reader = DataReader(max_size=300)
+    rest = reader.feed(data + b"\r\n.\r\n")
+    assert reader.done
+    result = reader.result()
+    if isinstance(result, bytes):
+        # A message never holds a bare CR or LF, nor the terminator itself.
+        assert result.count(b"\r") == result.count(b"\n") == result.count(b"\r\n")
+        assert b"\r\n.\r\n" not in b"\r\n" + result
+    assert isinstance(rest, bytes)
