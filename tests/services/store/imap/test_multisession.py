@@ -108,6 +108,8 @@ async def worker(client: Client, rng: random.Random, rounds: int) -> None:
             await client.c.send(b"a%d APPEND INBOX {%d+}\r\n" % (i, len(body)) + body + b"\r\n")
             reply = await client.c.until_tagged(b"a%d" % i)
             assert reply[-1].startswith(b"a%d OK [APPENDUID" % i), reply
+            for ln in reply[:-1]:
+                client.view.apply(ln, b"APPEND")
         elif op == "idle":
             await client.idle(rng.uniform(0.05, 0.3))
         elif op == "search":
