@@ -1,0 +1,1 @@
+"""Load generators and the small protocol clients they use."""

@@ -1,0 +1,1 @@
+"""Private peer instances (Postfix, Dovecot, spamd/clamd) run by the harness."""

@@ -1,0 +1,136 @@
+"""Pre-loaded mailboxes on both sides, shared by W4 (IMAP) and W5 (POP3).
+
+Filling 23,000 messages per side takes a while, so the first of W4/W5 to run starts a
+Dovecot and a Postern store, fills every account the selected workloads need with the same
+corpus messages, and both stay up until the last of them is done (the CLI closes
+``ctx.cleanups`` at the end). The workloads never delete a pre-loaded message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from bench.loadgen.populate import (
+    corpus,
+    imap_append,
+    imap_count,
+    lmtp_deliver,
+    pop3_count,
+    wait_for_count,
+)
+from bench.peers.dovecot import Dovecot
+from bench.peers.mailuser import PeerSetupError
+from bench.postern import Postern, inbound_backlog, publish_messages
+from bench.results import WorkloadResult
+from bench.workloads.base import PASSWORD, Context
+from bench.workloads.common import start_dovecot, start_postern
+
+SHARED_KEY = "mailboxes"
+ACCOUNTS_KEY = "mailbox_accounts"  # address -> message count, filled in by the CLI
+FILL_TIMEOUT = 1800.0
+
+
+@dataclass
+class Mailboxes:
+    accounts: dict[str, int]
+    size: int
+    dovecot: Dovecot | None = None
+    postern: Postern | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+    fill_seconds: dict[str, float] = field(default_factory=dict)
+    postern_fill: str = ""
+
+
+def shared_mailboxes(ctx: Context, result: WorkloadResult, size: int) -> Mailboxes:
+    """The running, filled mailboxes (set up on first use)."""
+    found = ctx.shared.get(SHARED_KEY)
+    if isinstance(found, Mailboxes):
+        return found
+    accounts: dict[str, int] = ctx.shared.get(ACCOUNTS_KEY) or {}
+    boxes = Mailboxes(accounts=dict(accounts), size=size)
+    ctx.shared[SHARED_KEY] = boxes
+    stack = ctx.cleanups
+    users = dict.fromkeys(accounts, PASSWORD)
+    total = sum(accounts.values())
+    try:
+        boxes.dovecot = start_dovecot(ctx, stack, ctx.dir("mailboxes", "dovecot"), users)
+    except PeerSetupError as exc:
+        boxes.unavailable["peer"] = str(exc)
+    if boxes.dovecot is not None:
+        ctx.log(f"   filling Dovecot over LMTP: {total} messages")
+        t0 = time.monotonic()
+        asyncio.run(_fill_dovecot(boxes.dovecot, accounts, size))
+        boxes.fill_seconds["peer"] = time.monotonic() - t0
+    probe = WorkloadResult(id="mailboxes", title="", peer_name="", metrics=[])
+    postern = start_postern(
+        ctx, stack, ctx.workdir / "mailboxes" / "postern", users, probe, needs=()
+    )
+    if postern is not None:
+        reason = _fill_postern(ctx, boxes, postern, accounts, size)
+        if reason is None:
+            boxes.postern = postern
+        else:
+            boxes.unavailable["postern"] = reason
+            postern.stop()
+    return boxes
+
+
+async def _fill_dovecot(d: Dovecot, accounts: dict[str, int], size: int) -> None:
+    for address, count in accounts.items():
+        await lmtp_deliver(d.ports.lmtp, address, count, size)
+        got = await imap_count(d.ports.imap, address, PASSWORD)
+        if got != count:
+            raise RuntimeError(f"Dovecot has {got} messages for {address}, wanted {count}")
+
+
+def _fill_postern(
+    ctx: Context, boxes: Mailboxes, p: Postern, accounts: dict[str, int], size: int
+) -> str | None:
+    """Fill Postern's mailboxes; None on success, else why it could not."""
+    total = sum(accounts.values())
+    t0 = time.monotonic()
+    if p.why_not("delivery") is None:
+        ctx.log(f"   filling Postern through MAIL_INBOUND → delivery: {total} messages")
+        boxes.postern_fill = "published to MAIL_INBOUND, delivered by the store"
+        asyncio.run(_publish_all(p, accounts, size))
+    elif p.why_not("imap") is None:
+        ctx.log(f"   filling Postern by IMAP APPEND: {total} messages")
+        boxes.postern_fill = "IMAP APPEND (no delivery consumer yet)"
+        for address, count in accounts.items():
+            asyncio.run(imap_append(p.imap_port, address, PASSWORD, count, size))
+    else:
+        return f"not available yet: cannot fill mailboxes ({p.why_not('delivery')})"
+    if p.why_not("imap") is not None and p.why_not("pop3") is not None:
+        return f"not available yet: cannot read the mailboxes back ({p.why_not('imap')})"
+    for address, count in accounts.items():
+        got = asyncio.run(_postern_count(p, address, count))
+        if got != count:
+            return f"Postern has {got} messages for {address} after filling, wanted {count}"
+    boxes.fill_seconds["postern"] = time.monotonic() - t0
+    return None
+
+
+async def _publish_all(p: Postern, accounts: dict[str, int], size: int) -> None:
+    bus = await p.bus()
+    try:
+        for address, count in accounts.items():
+            await publish_messages(bus, address, corpus(count, size, address))
+        deadline = time.monotonic() + FILL_TIMEOUT
+        while await inbound_backlog(bus) > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+    finally:
+        await bus.close()
+
+
+async def _postern_count(p: Postern, address: str, want: int) -> int:
+    if p.why_not("imap") is None:
+        return await wait_for_count(
+            lambda: imap_count(p.imap_port, address, PASSWORD), want, timeout=120, interval=1
+        )
+    if p.why_not("pop3") is None:
+        return await wait_for_count(
+            lambda: pop3_count(p.pop3_port, address, PASSWORD), want, timeout=120, interval=1
+        )
+    return -1

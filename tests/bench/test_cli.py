@@ -1,0 +1,53 @@
+"""Command-line options and the W3 report contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cli import parse_args
+from bench.workloads import WORKLOAD_IDS, all_workloads
+from bench.workloads.base import Context
+from bench.workloads.w3_drain import drain_rate
+
+
+def test_only_and_quick() -> None:
+    a = parse_args(["--only", "w4,W5", "--quick"])
+    assert a.only == ["W4", "W5"] and a.runs == 1
+    assert parse_args([]).runs == 3
+    assert parse_args(["--runs", "5"]).runs == 5
+
+
+def test_unknown_workload_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "W9"])
+    assert "unknown workload W9" in capsys.readouterr().err
+
+
+def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: object) -> None:
+    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+    ctx = Context(workdir=tmp_path, rundir=tmp_path)  # type: ignore[arg-type]
+    targets = {
+        w.id: [m.target for m in w.metric_defs(ctx) if m.target is not None]
+        for w in all_workloads()
+    }
+    assert targets["W1"][0] == 1.2
+    assert targets["W2"] == [0.9]
+    assert targets["W3"] == [2.0]
+    assert targets["W4"] == [0.5]
+    assert targets["W5"] == [0.5, 0.5]
+
+
+def test_quick_sizes_are_small() -> None:
+    full = Context(workdir=None, rundir=None)  # type: ignore[arg-type]
+    quick = Context(workdir=None, rundir=None, quick=True)  # type: ignore[arg-type]
+    for w in all_workloads():
+        a, b = w.mailbox_accounts(full), w.mailbox_accounts(quick)
+        assert sum(b.values()) <= sum(a.values()) / 5 or not a
+    assert sum(all_workloads()[4].mailbox_accounts(full).values()) == 13_000
+
+
+def test_drain_rate_from_store_drain_reports() -> None:
+    assert drain_rate({"rate": 1234.5}) == 1234.5
+    assert drain_rate({"messages": 10_000, "seconds": 8.0}) == 1250.0
+    with pytest.raises(ValueError):
+        drain_rate({"messages": 10})
