@@ -11,7 +11,9 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
+from mailcore.tls import ensure_certificate, server_context
 from services.store.delivery import DeliveryConsumer
+from services.store.imap.server import ImapServer
 
 log = get_logger("store")
 
@@ -44,5 +46,11 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running)
     ctx.ops.add_check("storage", lambda: not consumer.disk_full)
+    # IMAP (issue 4): plain port with STARTTLS, IMAPS with implicit TLS.
+    ensure_certificate(s.cert_path, s.key_path, s.hostname)
+    tls = server_context(s.cert_path, s.key_path)
+    imap = ImapServer.from_settings(s, store=store, directory=directory, tls_context=tls)
+    await imap.start()
+    ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
     log.info("store ready")
     await ctx.stopping.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.store.imap import utf7
+from services.store.imap.lexer import ASTRING_CHARS
 
 _QUOTED_BAD = frozenset(b"\r\n\x00") | frozenset(range(0x80, 0x100))
 
@@ -31,14 +32,11 @@ def nstring(value: str | bytes | None) -> bytes:
     return string(value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape"))
 
 
-_ASTRING = frozenset(b"!#$&'+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz|}~")
-
-
 def mailbox(name: str, utf8: bool = False) -> bytes:
     """RFC 3501 §5.1.3: names go out in modified UTF-7 (or UTF-8 once UTF8=ACCEPT is on),
     as an atom when they are one, else quoted."""
     wire = (name if utf8 else utf7.encode(name)).encode("utf-8")
-    if wire and all(b in _ASTRING for b in wire) and wire.upper() != b"NIL":
+    if wire and all(b in ASTRING_CHARS for b in wire) and wire.upper() != b"NIL":
         return wire
     return string(wire)
 

@@ -36,8 +36,18 @@ def _pattern(text: str) -> re.Pattern[bytes]:
 def test_every_family_has_a_transcript() -> None:
     names = {f.stem for f in FILES}
     assert {
-        "auth", "mailbox", "select", "fetch", "store", "search", "copy_move",
-        "expunge", "append", "idle", "extensions", "errors",
+        "auth",
+        "mailbox",
+        "select",
+        "fetch",
+        "store",
+        "search",
+        "copy_move",
+        "expunge",
+        "append",
+        "idle",
+        "extensions",
+        "errors",
     } <= names, names
 
 
