@@ -44,6 +44,7 @@ class Txn:
     core: AccountCore
     conn: sqlite3.Connection
     state: State
+    created: bool = False  # the index was created in this transaction
     new_files: list[Path] = field(default_factory=list)
     dead_files: list[int] = field(default_factory=list)
     changes: list[tuple[int, str, int, int | None, int | None, str | None, str | None]] = field(
@@ -150,20 +151,15 @@ class AccountCore:
             sync_dir(self.path.parent)
         self.wconn = schema.connect(layout.index_path(self.path), durable=self.durable)
         conn = self.wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            new = schema.create(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if new and self.durable:
-            sync_dir(self.path)
-        with self.txn() as t:
-            if new:
+        # Schema, default mailboxes and the orphan sweep in one transaction: another
+        # process opening the same new account sees all of it or none.
+        with self._txn(conn, init=True) as t:
+            if t.created:
                 setup(t)
             self._clean_orphans(t)
-        self.change_seq = load_state(conn).change_seq
+        if t.created and self.durable:
+            sync_dir(self.path)
+        self.change_seq = t.state.change_seq
 
     def _clean_orphans(self, t: Txn) -> None:
         # Runs under the write lock, so no other writer has files in flight.
@@ -221,14 +217,19 @@ class AccountCore:
                 conn.execute("PRAGMA synchronous=FULL")
 
     @contextlib.contextmanager
-    def _txn(self, conn: sqlite3.Connection) -> Iterator[Txn]:
+    def _txn(self, conn: sqlite3.Connection, *, init: bool = False) -> Iterator[Txn]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if _is_full(exc):
                 raise StorageFull("disk full") from exc
             raise
-        t = Txn(core=self, conn=conn, state=load_state(conn))
+        try:
+            created = schema.create(conn) if init else False
+            t = Txn(core=self, conn=conn, state=load_state(conn), created=created)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         try:
             if self._unlinked:
                 conn.executemany(

@@ -1,0 +1,77 @@
+"""Group-commit delivery in the engine: outcomes, idempotency, Junk, account ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailcore.mailstore import Delivery, InvalidAccountId, MailStore
+from tests.mailcore.mailstore.conftest import message
+
+
+async def test_batch_across_accounts_keeps_order(store: MailStore) -> None:
+    items = [
+        Delivery("m1/a", "alice", "inbox", message("1"), 100.0),
+        Delivery("m1/b", "bob", "inbox", message("1"), 100.0),
+        Delivery("m2/a", "alice", "junk", message("2"), 200.0, flags=frozenset({"$Junk"})),
+        Delivery("m3/a", "alice", "inbox", message("3"), 300.0),
+    ]
+    results = await store.deliver(items)
+    assert [r.key for r in results] == [i.key for i in items]
+    assert all(r.outcome == "delivered" for r in results)
+    alice = await store.account("alice")
+    inbox, junk = await alice.mailbox("INBOX"), await alice.mailbox("Junk")
+    assert (results[0].mailbox_id, results[0].uid) == (inbox.id, 1)
+    assert (results[3].mailbox_id, results[3].uid) == (inbox.id, 2)
+    assert (results[2].mailbox_id, results[2].uid) == (junk.id, 1)
+    (spam,) = await alice.fetch(junk.id, [1])
+    assert spam.flags == {"$Junk"} and spam.internal_date == 200.0
+    bob = await store.account("bob")
+    assert (await bob.status((await bob.mailbox("INBOX")).id)).messages == 1
+
+
+async def test_redelivery_is_recognised(store: MailStore) -> None:
+    item = Delivery("msg-1/alice", "alice", "inbox", message("once"), 1.0)
+    (first,) = await store.deliver([item])
+    again = await store.deliver([item, item])
+    assert first.outcome == "delivered"
+    assert [r.outcome for r in again] == ["duplicate", "duplicate"]
+    assert {(r.mailbox_id, r.uid) for r in again} == {(first.mailbox_id, first.uid)}
+    twice = await store.deliver([Delivery("new/alice", "alice", "inbox", message("n"), 1.0)] * 2)
+    assert [r.outcome for r in twice] == ["delivered", "duplicate"]
+    assert twice[0].uid == twice[1].uid
+    acct = await store.account("alice")
+    assert (await acct.usage())[1] == 2
+
+
+async def test_junk_falls_back_to_inbox(store: MailStore) -> None:
+    acct = await store.account("nojunk")
+    await acct.delete_mailbox("Junk")
+    (r,) = await store.deliver([Delivery("s/1", "nojunk", "junk", message("spam"), 0.0)])
+    assert r.outcome == "delivered"
+    assert r.mailbox_id == (await acct.mailbox("INBOX")).id
+
+
+async def test_bad_account_ids_fail_alone(store: MailStore, tmp_path: Path) -> None:
+    results = await store.deliver(
+        [
+            Delivery("x/1", "../../etc", "inbox", message("x"), 0.0),
+            Delivery("x/2", "fine", "inbox", message("x"), 0.0),
+        ]
+    )
+    assert [r.outcome for r in results] == ["failed", "delivered"]
+    assert not (tmp_path / "etc").exists()
+    for bad in ("", "UPPER", "a/b", ".hidden", "x" * 65, "a\0b"):
+        with pytest.raises(InvalidAccountId):
+            await store.account(bad)
+
+
+async def test_remove_account(store: MailStore) -> None:
+    await store.deliver([Delivery("r/1", "gone", "inbox", message("bye"), 0.0)])
+    path = store.account_dir("gone")
+    assert path.is_dir()
+    await store.remove_account("gone")
+    assert not path.exists()
+    acct = await store.account("gone")  # a fresh, empty account
+    assert await acct.usage() == (0, 0)
