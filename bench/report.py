@@ -200,10 +200,11 @@ def workload_section(w: WorkloadResult) -> list[str]:
                 )
         lines.append("Resources: " + "; ".join(res) + ".")
         lines.append("")
-    notes = sorted({n for r in w.runs for n in r.notes if n})
-    if notes:
-        lines.append("Run notes: " + "; ".join(notes[:12]) + ".")
-        lines.append("")
+    for side in SIDES:
+        notes = sorted({n for r in w.runs if r.side == side for n in r.notes if n})
+        if notes:
+            lines.append(f"Run notes ({side}): " + "; ".join(notes[:12]) + ".")
+            lines.append("")
     for r in w.errors():
         lines.append(f"- ❗ {r.side} run {r.run + 1} failed: {r.error}")
     if w.errors():

@@ -54,6 +54,7 @@ class Sample:
     values: dict[str, float]
     side_cpu: float = 0.0  # CPU of side processes that exited inside the run (wait4)
     side_rss: int = 0  # and their largest RSS
+    side_pss: int = 0
     loadgen_cpu: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -153,7 +154,7 @@ def _one_run(w: Workload, ctx: Context, side: Side, run: int, driver: Driver) ->
         values=sample.values,
         cpu_s=usage.cpu_s + sample.side_cpu,
         peak_rss=max(usage.peak_rss, sample.side_rss) or None,
-        peak_pss=usage.peak_pss or None,
+        peak_pss=max(usage.peak_pss, sample.side_pss) or None,
         wall_s=usage.wall_s,
         loadgen_cpu_s=sample.loadgen_cpu,
         machine_busy_cores=usage.machine_busy_cores,

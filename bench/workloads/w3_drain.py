@@ -16,9 +16,13 @@ import contextlib
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
+
+from bench import procs as procs_mod
 from bench.loadgen.populate import imap_count
 from bench.loadgen.smtp_flow import smtp_source_argv
 from bench.peers.dovecot import Dovecot
@@ -67,18 +71,83 @@ def supports_option(module: str, option: str) -> bool:
     return option in proc.stdout
 
 
+class DrainPhase:
+    """Samples store_drain's process tree to separate the drain from the pre-load.
+
+    store_drain first publishes the backlog, then starts ``python -m services.store``;
+    the drain's cost is the store process's CPU over its life plus nats-server's CPU while
+    the store runs, and its memory the sum of both (sampled every ``interval``; the last
+    interval before the store exits is not seen, a few tens of milliseconds of CPU).
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.root: int | None = None
+        self.store_cpu = 0.0
+        self.nats_cpu0: float | None = None
+        self.nats_cpu1 = 0.0
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drain-phase", daemon=True)
+
+    def start(self, pid: int) -> None:
+        self.root = pid
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def cpu(self) -> float:
+        nats = self.nats_cpu1 - self.nats_cpu0 if self.nats_cpu0 is not None else 0.0
+        return self.store_cpu + max(0.0, nats)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            assert self.root is not None
+            procs = procs_mod.tree([self.root])
+            store = nats = None
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    cmd = " ".join(proc.cmdline())
+                    if "services.store" in cmd:
+                        store = proc
+                    elif "nats-server" in cmd:
+                        nats = proc
+            if store is None:
+                continue
+            rss, pss = procs_mod.memory([p for p in (store, nats) if p is not None], pss=True)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            with contextlib.suppress(psutil.Error):
+                t = store.cpu_times()
+                self.store_cpu = max(self.store_cpu, float(t.user + t.system))
+            if nats is not None:
+                with contextlib.suppress(psutil.Error):
+                    t = nats.cpu_times()
+                    cpu = float(t.user + t.system)
+                    if self.nats_cpu0 is None:
+                        self.nats_cpu0 = cpu
+                    self.nats_cpu1 = cpu
+
+
 class StoreDrain(Driver):
     def __init__(self, ctx: Context, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.params = params
         self.pid: int | None = None
         self.concurrency = supports_option("bench.store_drain", "--concurrency")
+        self.phase = DrainPhase()
 
     def pids(self) -> list[int]:
-        return [self.pid] if self.pid is not None else []
+        return []  # metered by DrainPhase: the pre-load is not the drain
 
     def _started(self, pid: int) -> None:
         self.pid = pid
+        self.phase.start(pid)
 
     def run_once(self, run: int) -> Sample:
         p = self.params
@@ -94,22 +163,28 @@ class StoreDrain(Driver):
         )
         if self.concurrency:
             argv += ["--concurrency", str(p["concurrency"])]
-        done = run_metered(
-            argv,
-            timeout=p["timeout"],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=str(ROOT),
-            on_start=self._started,
-        )
-        self.pid = None
+        self.phase = DrainPhase()
+        try:
+            done = run_metered(
+                argv,
+                timeout=p["timeout"],
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                cwd=str(ROOT),
+                on_start=self._started,
+            )
+        finally:
+            self.phase.stop()
+            self.pid = None
         if done.returncode != 0:
             raise RuntimeError(f"store_drain exited with {done.returncode}: {done.stderr[-500:]}")
         data = json.loads(out.read_text())
         notes = [f"store_drain report: {json.dumps(data, sort_keys=True)[:400]}"]
         return Sample(
             values={"rate": drain_rate(data)},
-            side_cpu=done.cpu_s,
-            side_rss=done.max_rss,
+            side_cpu=self.phase.cpu,
+            side_rss=self.phase.peak_rss,
+            side_pss=self.phase.peak_pss,
+            loadgen_cpu=max(0.0, done.cpu_s - self.phase.cpu),
             notes=notes,
         )
 
@@ -177,6 +252,11 @@ class DeliveryDrain(Workload):
             result.unavailable["peer"] = str(exc)
         else:
             drivers["peer"] = LmtpDelivery(dovecot, p, msg_file)
+        result.notes.append(
+            "Postern: bench/store_drain.py pre-loads MAIL_INBOUND, then times the store's "
+            "delivery consumer from the first to the last delivery (fsync on); its CPU and "
+            "memory are the store's and nats-server's during the drain only"
+        )
         result.notes.append(
             f"{p['messages']} messages of {p['size']} bytes per run; Dovecot: smtp-source -L "
             f"with {p['concurrency']} concurrent LMTP sessions, into a fresh mailbox per run"
