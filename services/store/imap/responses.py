@@ -3,12 +3,13 @@ mailbox names, and the status responses. Everything returns bytes ready to send.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from services.store.imap import utf7
 from services.store.imap.lexer import ASTRING_CHARS
 
-_QUOTED_BAD = frozenset(b"\r\n\x00") | frozenset(range(0x80, 0x100))
+_QUOTED_BAD = re.compile(rb"[\r\n\x00\x80-\xff]")
 
 
 def literal(data: bytes) -> bytes:
@@ -17,9 +18,11 @@ def literal(data: bytes) -> bytes:
 
 def string(data: bytes) -> bytes:
     """A quoted string when it can be one (short, 7-bit, no CR/LF), else a literal."""
-    if len(data) > 1024 or any(b in _QUOTED_BAD for b in data):
+    if len(data) > 1024 or _QUOTED_BAD.search(data):
         return literal(data)
-    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    if b"\\" in data or b'"' in data:
+        data = data.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + data + b'"'
 
 
 def text(value: str) -> bytes:

@@ -83,13 +83,11 @@ class Selected:
             s.untagged(b"VANISHED " + responses.seq_set(self.uids[i] for i in gone))
         else:
             s.send(b"".join(b"* %d EXPUNGE\r\n" % (i + 1) for i in reversed(gone)))
-        keep = set(gone)
-        for u in (self.uids[i] for i in gone):
+        for i in reversed(gone):
+            u = self.uids[i]
             self.recent.discard(u)
             self.pending_expunge.discard(u)
-        self.uids = [u for j, u in enumerate(self.uids) if j not in keep]
-        self.flags = [f for j, f in enumerate(self.flags) if j not in keep]
-        self.modseqs = [m for j, m in enumerate(self.modseqs) if j not in keep]
+            del self.uids[i], self.flags[i], self.modseqs[i]
 
     # --- changes of others ------------------------------------------------------------------
     async def sync(self, s: Session, *, expunge_ok: bool) -> None:

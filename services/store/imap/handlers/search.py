@@ -4,6 +4,7 @@ session state and are turned into UID ranges here."""
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
@@ -71,6 +72,56 @@ def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
     return q.ModSeq(key.modseq)
 
 
+_LOCAL = (c.SAll, c.SAnd, c.SOr, c.SNot, c.SSeq, c.SFlag, c.SRecent, c.SModSeq)
+
+
+def is_local(key: c.SearchKey) -> bool:
+    """Criteria on flags, numbers and modseqs only: the session's view answers them."""
+    return all(isinstance(k, _LOCAL) for k in c.walk(key))
+
+
+def local(key: c.SearchKey, sel: Selected) -> set[int]:
+    """Indexes of the view matching ``key`` (same semantics as the engine's evaluation)."""
+    n = len(sel.uids)
+    if isinstance(key, c.SAll):
+        return set(range(n))
+    if isinstance(key, c.SAnd):
+        out = local(key.keys[0], sel)
+        for k in key.keys[1:]:
+            out &= local(k, sel)
+        return out
+    if isinstance(key, c.SOr):
+        return local(key.a, sel) | local(key.b, sel)
+    if isinstance(key, c.SNot):
+        return set(range(n)) - local(key.key, sel)
+    if isinstance(key, c.SSeq):
+        if key.uid:
+            largest = sel.uids[-1] if sel.uids else 0
+            return {i for lo, hi in key.seqs.resolve(largest) for i in _uid_span(sel, lo, hi)}
+        return {i for lo, hi in key.seqs.resolve(n) for i in range(max(lo, 1) - 1, min(hi, n))}
+    if isinstance(key, c.SFlag):
+        if key.flag.startswith("\\"):
+            name = "\\" + key.flag[1:].capitalize()
+            return {i for i, f in enumerate(sel.flags) if (name in f) == key.present}
+        low = key.flag.lower()
+        return {
+            i for i, f in enumerate(sel.flags) if any(x.lower() == low for x in f) == key.present
+        }
+    if isinstance(key, c.SRecent):
+        recent = {i for u in sel.recent if (i := sel.index_of(u)) is not None}
+        if key.kind == "recent":
+            return recent
+        if key.kind == "new":
+            return {i for i in recent if "\\Seen" not in sel.flags[i]}
+        return set(range(n)) - recent
+    assert isinstance(key, c.SModSeq)
+    return {i for i, m in enumerate(sel.modseqs) if m >= key.modseq}
+
+
+def _uid_span(sel: Selected, lo: int, hi: int) -> range:
+    return range(bisect.bisect_left(sel.uids, lo), bisect.bisect_right(sel.uids, hi))
+
+
 async def search(s: Session, req: c.Request) -> str:
     a = req.args
     assert isinstance(a, c.Search)
@@ -78,12 +129,17 @@ async def search(s: Session, req: c.Request) -> str:
     modseq_key = any(isinstance(k, c.SModSeq) for k in c.walk(a.key))
     if modseq_key:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5
-    if sel.uids:
+    if is_local(a.key):
+        # flags, numbers and modseqs: answered from the view, brought up to date first
+        # (RFC 3501 §7.4.1: no EXPUNGE during SEARCH; the UID form may carry them)
+        await sel.sync(s, expunge_ok=a.uid)
+        idx = sorted(local(a.key, sel))
+    elif sel.uids:
         view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
         found = await account(s).search(sel.mailbox_id, q.And((view, translate(a.key, sel))))
+        idx = sorted(i for u in found if (i := sel.index_of(u)) is not None)
     else:
-        found = []
-    idx = sorted(i for u in found if (i := sel.index_of(u)) is not None)
+        idx = []
     ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
     highest = max((sel.modseqs[i] for i in idx), default=0)
     if a.returns is None:
