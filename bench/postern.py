@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,8 @@ HOST = "127.0.0.1"
 PROBE_USER = "probe"  # local part of the account the delivery probe writes to
 START_TIMEOUT = 30.0
 PROBE_TIMEOUT = 10.0
+LISTEN_WAIT = 5.0
+REFUSED = "nothing listens there"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +231,14 @@ class Postern:
     async def _probe(self) -> dict[str, str | None]:
         """What works: None for a feature that answers, else why it does not."""
         user, password = next(iter(self.users.items()))
-        found: dict[str, str | None] = {}
-        found["imap"] = await _probe_imap(self.imap_port, user, password)
-        found["pop3"] = await _probe_pop3(self.pop3_port, user, password)
-        found["smtp"] = (
-            await _probe_smtp(self.smtp_port, user) if self.with_filter else "filter not started"
+        imap, pop3, smtp = await asyncio.gather(
+            _retry_refused(lambda: _probe_imap(self.imap_port, user, password)),
+            _retry_refused(lambda: _probe_pop3(self.pop3_port, user, password)),
+            _retry_refused(lambda: _probe_smtp(self.smtp_port, user))
+            if self.with_filter
+            else _constant("filter not started"),
         )
+        found: dict[str, str | None] = {"imap": imap, "pop3": pop3, "smtp": smtp}
         found["delivery"] = await self._probe_delivery(self.probe_address)
         return found
 
@@ -259,6 +263,23 @@ class Postern:
             if reason is not None:
                 return reason
         return None
+
+
+async def _constant(value: str | None) -> str | None:
+    return value
+
+
+async def _retry_refused(
+    probe: Callable[[], Awaitable[str | None]], wait: float = LISTEN_WAIT
+) -> str | None:
+    """Run ``probe`` until it stops failing with "nothing listens there" or ``wait`` passes:
+    /healthz can answer a moment before the last listener is up."""
+    deadline = time.monotonic() + wait
+    while True:
+        why = await probe()
+        if why is None or REFUSED not in why or time.monotonic() > deadline:
+            return why
+        await asyncio.sleep(0.25)
 
 
 async def _probe_imap(port: int, user: str, password: str) -> str | None:
@@ -317,7 +338,7 @@ def _healthy(port: int) -> bool:
 
 def _short(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
-        return "nothing listens there"
+        return REFUSED
     text = str(exc) or type(exc).__name__
     return text if len(text) < 160 else text[:157] + "..."
 

@@ -205,6 +205,8 @@ def workload_section(w: WorkloadResult) -> list[str]:
         if notes:
             lines.append(f"Run notes ({side}): " + "; ".join(notes[:12]) + ".")
             lines.append("")
+    for label, summary in sorted(w.profiles.items()):
+        lines += [f"Profile of Postern's {label} (py-spy, run 1):", "", "```", *summary, "```", ""]
     for r in w.errors():
         lines.append(f"- ❗ {r.side} run {r.run + 1} failed: {r.error}")
     if w.errors():

@@ -83,6 +83,7 @@ class WorkloadResult:
     load_before: list[float] = field(default_factory=list)
     load_after: list[float] = field(default_factory=list)
     quick: bool = False
+    profiles: dict[str, list[str]] = field(default_factory=dict)  # label -> summary lines
 
     def side_runs(self, side: Side) -> list[SideRun]:
         return [r for r in self.runs if r.side == side and r.error is None]

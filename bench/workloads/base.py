@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.machine import load_average, now
 from bench.procs import Finished, Meter, run_metered
+from bench.profiling import Profiler, py_spy, python_processes
 from bench.results import SIDES, MetricDef, Side, SideRun, WorkloadResult
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -61,6 +62,8 @@ class Sample:
 
 class Driver(abc.ABC):
     """Runs one side of a workload."""
+
+    profiler: Profiler | None = None  # set during a profiled run (--profile)
 
     @abc.abstractmethod
     def pids(self) -> list[int]:
@@ -125,16 +128,23 @@ def run_workload(w: Workload, ctx: Context) -> WorkloadResult:
                 order = list(SIDES) if run % 2 == 0 else list(reversed(SIDES))
                 for side in order:
                     if side in drivers:
-                        result.runs.append(_one_run(w, ctx, side, run, drivers[side]))
+                        result.runs.append(_one_run(w, ctx, side, run, drivers[side], result))
                         _save_run(ctx, w, result.runs[-1])
     result.finished_at = now()
     result.load_after = load_average()
     return result
 
 
-def _one_run(w: Workload, ctx: Context, side: Side, run: int, driver: Driver) -> SideRun:
+def _one_run(
+    w: Workload, ctx: Context, side: Side, run: int, driver: Driver, result: WorkloadResult
+) -> SideRun:
     meter = Meter({side: driver.pids})
     t0 = time.monotonic()
+    profiled = ctx.profile and side == "postern" and run == 0 and py_spy() is not None
+    if profiled:
+        driver.profiler = Profiler(ctx.rundir / "profiles", w.id)
+        for pid, label in python_processes(driver.pids()):
+            driver.profiler.attach(pid, label)
     try:
         with meter:
             sample = driver.run_once(run)
@@ -142,6 +152,12 @@ def _one_run(w: Workload, ctx: Context, side: Side, run: int, driver: Driver) ->
         ctx.log(f"!! {w.id} {side} run {run + 1} failed: {_short(exc)}")
         traceback.print_exc(file=sys.stderr)
         return SideRun(side=side, run=run, error=_short(exc), wall_s=time.monotonic() - t0)
+    finally:
+        if driver.profiler is not None:
+            result.profiles.update(driver.profiler.stop())
+            driver.profiler = None
+    if profiled:
+        sample.notes.append("run 1 was profiled with py-spy")
     usage = meter.usage[side]
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sample.values.items() if "." not in k)
     ctx.log(

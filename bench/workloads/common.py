@@ -11,6 +11,7 @@ from bench.peers.mailuser import PeerSetupError, mail_user
 from bench.peers.postfix import Postfix, PostfixLayout
 from bench.peers.scanners import ScannerDaemons
 from bench.postern import Postern, Scanners
+from bench.profiling import py_spy
 from bench.results import WorkloadResult
 from bench.workloads.base import DOMAIN, Context
 from services.ctl.daemons import free_port
@@ -71,7 +72,8 @@ def start_postern(
         users,
         with_filter=with_filter,
         scanners=Scanners(scanners.spamd_port, scanners.clamd_port) if scanners else None,
-        profile_dir=ctx.rundir / "profiles" if ctx.profile else None,
+        # Without py-spy (bench/profiling.py), fall back to pyinstrument inside the process.
+        profile_dir=ctx.rundir / "profiles" if ctx.profile and py_spy() is None else None,
     )
     stack.callback(p.stop)
     p.start()

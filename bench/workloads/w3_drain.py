@@ -28,6 +28,7 @@ from bench.loadgen.smtp_flow import smtp_source_argv
 from bench.peers.dovecot import Dovecot
 from bench.peers.mailuser import PeerSetupError
 from bench.procs import run_metered
+from bench.profiling import Profiler
 from bench.results import MetricDef, Side, WorkloadResult
 from bench.workloads.base import (
     DOMAIN,
@@ -80,8 +81,9 @@ class DrainPhase:
     interval before the store exits is not seen, a few tens of milliseconds of CPU).
     """
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.1, profiler: Profiler | None = None) -> None:
         self.interval = interval
+        self.profiler = profiler
         self.root: int | None = None
         self.store_cpu = 0.0
         self.nats_cpu0: float | None = None
@@ -119,6 +121,9 @@ class DrainPhase:
                         nats = proc
             if store is None:
                 continue
+            if self.profiler is not None:
+                self.profiler.attach(store.pid, "store")
+                self.profiler = None
             rss, pss = procs_mod.memory([p for p in (store, nats) if p is not None], pss=True)
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
@@ -163,7 +168,7 @@ class StoreDrain(Driver):
         )
         if self.concurrency:
             argv += ["--concurrency", str(p["concurrency"])]
-        self.phase = DrainPhase()
+        self.phase = DrainPhase(profiler=self.profiler)
         try:
             done = run_metered(
                 argv,
