@@ -12,8 +12,10 @@ from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
+from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
+from services.store.pop3.server import Pop3Server
 
 log = get_logger("store")
 
@@ -49,8 +51,19 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     # IMAP (issue 4): plain port with STARTTLS, IMAPS with implicit TLS.
     ensure_certificate(s.cert_path, s.key_path, s.hostname)
     tls = server_context(s.cert_path, s.key_path)
-    imap = ImapServer.from_settings(s, store=store, directory=directory, tls_context=tls)
+    # One connection cap and one failed-login throttle for IMAP and POP3 together.
+    limiter = ConnectionLimiter(s.max_connections_per_ip, s.max_connections_per_user)
+    throttle = LoginThrottle(s.auth_fail_delay)
+    imap = ImapServer.from_settings(
+        s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle
+    )
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
+    # POP3 (issue 5): plain port with STLS, POP3S with implicit TLS.
+    pop3 = Pop3Server.from_settings(
+        s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle
+    )
+    await pop3.start()
+    ctx.on_cleanup(pop3.stop)
     log.info("store ready")
     await ctx.stopping.wait()

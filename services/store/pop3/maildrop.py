@@ -18,6 +18,7 @@ from typing import BinaryIO
 from mailcore.mailstore import Account, FlagOp, MailStore, MessageRecord
 
 INBOX = "INBOX"
+FETCH_BATCH = 2000  # UIDs per engine fetch while opening a large maildrop
 
 
 class MessageNumberError(Exception):
@@ -59,7 +60,10 @@ class Maildrop:
         account = await store.account(account_id)
         inbox = await account.mailbox(INBOX)
         snap = await account.snapshot(inbox.id)
-        records = await account.fetch(inbox.id, list(snap.uids), parsed=False)
+        records: list[MessageRecord] = []
+        for i in range(0, len(snap.uids), FETCH_BATCH):
+            batch = snap.uids[i : i + FETCH_BATCH]
+            records += await account.fetch(inbox.id, batch, parsed=False)
         records.sort(key=lambda r: r.uid)
         return cls(account, inbox.id, snap.uidvalidity, records)
 
