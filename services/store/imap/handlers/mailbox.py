@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from mailcore.mailstore import MailboxInfo
 from services.store.imap import responses as r
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
-from services.store.imap.errors import Refused
+from services.store.imap.errors import Refused, bad
 from services.store.imap.handlers.status import status_line
 
 if TYPE_CHECKING:
@@ -84,10 +84,19 @@ def _has_children(name: str, names: set[str]) -> bool:
     return any(n.startswith(prefix) for n in names)
 
 
+SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+
+
 async def list_(s: Session, req: Request) -> str:
     a = req.args
     assert isinstance(a, ListCmd)
     acct = _account(s)
+    # RFC 5258 §3: unknown options, or RECURSIVEMATCH alone, are syntax errors
+    if a.select - SELECT_OPTIONS or a.returns - RETURN_OPTIONS:
+        raise bad("Unknown LIST option")
+    if "RECURSIVEMATCH" in a.select and a.select <= {"RECURSIVEMATCH", "REMOTE"}:
+        raise bad("RECURSIVEMATCH needs another selection option")
     if a.lsub:
         return await _lsub(s, a)
     if a.patterns == ("",):
