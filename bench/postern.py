@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loadgen.wire import Imap, Pop3, ProtocolError, Smtp
+from bench.procs import die_with_parent
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus, connect
@@ -131,6 +132,7 @@ class Postern:
                 env=self.env(),
                 cwd=ROOT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     def _python(self, module: str) -> list[str]:

@@ -17,6 +17,7 @@ with work that is neither side nor load generator (another engineer's test suite
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -219,19 +220,26 @@ def run_metered(
             cwd=cwd,
             start_new_session=True,
         )
-        if on_start is not None:
-            on_start(proc.pid)
-        deadline = t0 + timeout
-        while True:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                _pid, status, ru = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
+        try:
+            if on_start is not None:
+                on_start(proc.pid)
+            deadline = t0 + timeout
+            while True:
+                pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+                if pid == proc.pid:
+                    break
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    _pid, status, ru = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.02)
+        except BaseException:  # Ctrl-C: never leave a load generator running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.wait4(proc.pid, 0)
+            raise
         wall = time.monotonic() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -244,3 +252,13 @@ def run_metered(
             max_rss=int(ru.ru_maxrss) * 1024,
             wall_s=wall,
         )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for daemons: SIGTERM them if the harness dies (Linux prctl), so a
+    killed benchmark leaves nothing running."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

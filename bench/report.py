@@ -270,15 +270,31 @@ def write_plots(report: Report, outdir: Path) -> list[str]:
             "#2a9d8f" if r.met else ("#e76f51" if r.met is False else "#8d99ae") for _, r in rows
         ]
         y = list(range(len(rows)))
-        ax.barh(y, ratios, color=colors)
+        # Bars grow from parity (1×) on a log scale: left = the peer is better.
+        ax.barh(y, [r - 1.0 for r in ratios], left=1.0, color=colors)
+        ax.set_xscale("log")
+        lo = min([*ratios, *(r.metric.target or 1.0 for _, r in rows), 1.0]) / 1.6
+        hi = max([*ratios, *(r.metric.target or 1.0 for _, r in rows), 1.0]) * 1.6
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100) if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
+        ax.minorticks_off()
         for i, (_, r) in enumerate(rows):
             if r.metric.target is not None:
                 ax.plot([r.metric.target] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
-            ax.text((r.ratio or 0) + 0.02, i, f"{r.ratio:.2f}×", va="center", fontsize=8)
+            ratio = r.ratio or 1.0
+            ax.text(
+                ratio * (1.04 if ratio >= 1 else 0.96),
+                i,
+                f"{ratio:.2f}×",
+                va="center",
+                ha="left" if ratio >= 1 else "right",
+                fontsize=8,
+            )
         ax.axvline(1.0, color="grey", ls="--", lw=1)
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("ratio (> 1 favours Postern); black tick = target")
+        ax.set_xlabel("ratio, log scale (> 1 favours Postern); black tick = target")
         ax.set_title("Postern vs Postfix/Dovecot (median of runs)")
         fig.tight_layout()
         fig.savefig(outdir / "ratios.png", dpi=110)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.peers.mailuser import MailUser, PeerSetupError, chown_tree
+from bench.procs import die_with_parent
 from services.ctl.daemons import wait_for_port
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -203,6 +204,7 @@ class Dovecot:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
         def alive() -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.peers.mailuser import PeerSetupError
+from bench.procs import die_with_parent
 from services.ctl import daemons
 
 HOST = "127.0.0.1"
@@ -37,7 +38,12 @@ class ScannerDaemons:
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.root / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
-                argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     def start(self, timeout: float = 180.0) -> None:

@@ -60,7 +60,7 @@ class SmtpScanned(Workload):
 
     def params(self, ctx: Context) -> dict[str, Any]:
         return {
-            "messages": 20 if ctx.quick else 150,
+            "messages": 20 if ctx.quick else 100,
             "sessions": 10 if ctx.quick else 20,
             "size": 10 * 1024,
             "timeout": 600,
