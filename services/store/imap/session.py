@@ -83,10 +83,23 @@ class Session:
     def untagged(self, line: str | bytes) -> None:
         self.out += responses.untagged(line)
 
+    async def send_chunks(self, chunks: list[bytes]) -> None:
+        """Queue a response made of chunks; a large chunk (a literal) is written as it is,
+        after what is queued, instead of being copied into the buffer."""
+        for chunk in chunks:
+            if len(chunk) >= FLUSH_AT:
+                await self.flush()
+                self.conn.writer.write(chunk)
+                await self.conn.writer.drain()
+            else:
+                self.out += chunk
+        await self.flush_if_large()
+
     async def flush(self) -> None:
         if self.out:
-            self.conn.writer.write(bytes(self.out))
-            self.out.clear()
+            # hand the buffer over rather than copying it; a new one takes its place
+            data, self.out = self.out, bytearray()
+            self.conn.writer.write(data)
         await self.conn.writer.drain()
 
     async def flush_if_large(self) -> None:

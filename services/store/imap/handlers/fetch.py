@@ -78,8 +78,7 @@ async def fetch(s: Session, req: Request) -> str:
             rec = records.get(uid)
             if need_record and rec is None:
                 continue  # expunged by another session; reported later (RFC 3501 §7.4.1)
-            s.send(await _one(s, sel, i, uid, rec, atts, a.uid))
-        await s.flush_if_large()
+            await s.send_chunks(await _one(s, sel, i, uid, rec, atts, a.uid))
     return f"{req.name} completed"
 
 
@@ -130,8 +129,8 @@ async def _one(  # noqa: PLR0917
     rec: MessageRecord | None,
     atts: list[FetchAtt],
     uid_cmd: bool,
-) -> bytes:
-    items: list[bytes] = []
+) -> list[bytes]:
+    items: list[bytes | tuple[bytes, bytes]] = []
     if uid_cmd:
         items.append(b"UID %d" % uid)  # RFC 3501 §6.4.8
     fh: BinaryIO | None = None
@@ -162,7 +161,17 @@ async def _one(  # noqa: PLR0917
     finally:
         if fh is not None:
             fh.close()
-    return b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(items))
+    # chunks, so that a large literal goes to the socket without being copied around
+    chunks = [b"* %d FETCH (" % (i + 1)]
+    for n, item in enumerate(items):
+        if n:
+            chunks.append(b" ")
+        if isinstance(item, tuple):
+            chunks.extend(item)
+        else:
+            chunks.append(item)
+    chunks.append(b")\r\n")
+    return chunks
 
 
 def _cached(s: Session, sel: Selected, uid: int, rec: MessageRecord, name: str) -> bytes:
@@ -191,15 +200,19 @@ async def _read(fh: BinaryIO, start: int, end: int) -> bytes:
     return read()
 
 
-async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> bytes:
+def _lit(head: bytes, data: bytes) -> tuple[bytes, bytes]:
+    return (head + b" {%d}\r\n" % len(data), data) if data else (head + b' ""', b"")
+
+
+async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[bytes, bytes]:
     name = att.name
     if name == "RFC822":
-        return b"RFC822 " + r.literal(await _read(fh, 0, rec.size))
+        return _lit(b"RFC822", await _read(fh, 0, rec.size))
     if name in ("RFC822.HEADER", "RFC822.TEXT"):
         p = rec.parsed
         hs = p.structure.body_start if p is not None else rec.size
         rng = (0, hs) if name == "RFC822.HEADER" else (hs, rec.size)
-        return name.encode() + b" " + r.literal(await _read(fh, *rng))
+        return _lit(name.encode(), await _read(fh, *rng))
     section = att.section or Section()
     if section.part or section.text:
         assert rec.parsed is not None
@@ -226,4 +239,4 @@ async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> bytes:
     label = b"BODY[" + section.spec().encode() + b"]"
     if att.partial is not None:
         label += b"<%d>" % att.partial[0]  # RFC 3501 §7.4.2: only the origin octet is echoed
-    return label + b" " + (r.literal(data) if data else b'""')
+    return _lit(label, data)
