@@ -102,7 +102,10 @@ class Selected:
     async def _pull(self, s: Session) -> None:
         acct = s.account
         assert acct is not None
+        upto = acct.change_seq  # everything up to here is committed and will be returned
         changes = await acct.changes_since(self.seen, self.mailbox_id)
+        # changes to other mailboxes count as seen too (else IDLE would spin on them)
+        self.seen = max(self.seen, upto)
         appended = 0
         flag_updates: dict[int, None] = {}
         mailbox_changed = False

@@ -8,6 +8,7 @@ import asyncio
 import random
 import re
 import time
+from typing import Any
 
 from mailcore.mailstore import Delivery
 from tests.services.store.imap.conftest import ImapHarness, Line, message
@@ -218,3 +219,31 @@ async def test_flag_changes_reach_other_sessions(imap: ImapHarness) -> None:
     assert reply[0] == b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n", reply
     await a.c.close()
     await b.c.close()
+
+
+async def test_idle_ignores_other_mailboxes_without_spinning(imap: ImapHarness) -> None:
+    acct, _ = await imap.inbox()
+    calls = 0
+    real = acct.changes_since
+
+    async def counting(seq: int, mailbox_id: int | None = None) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        return await real(seq, mailbox_id)
+
+    acct.changes_since = counting  # type: ignore[method-assign]
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    await c.send(b"i IDLE\r\n")
+    assert (await c.line()).startswith(b"+ ")
+    sent = (await acct.mailbox("Sent")).id
+    await acct.append(sent, message(1))  # a change elsewhere in the account
+    await asyncio.sleep(0.5)
+    before = calls
+    await asyncio.sleep(0.5)
+    assert calls - before <= 1, calls  # no busy loop on the foreign change
+    await imap.deliver(message(2))  # a change here is still pushed
+    assert (await c.line()) == b"* 1 EXISTS\r\n"
+    await c.send(b"DONE\r\n")
+    assert (await c.until_tagged(b"i"))[-1].startswith(b"i OK")
+    await c.close()
