@@ -93,6 +93,9 @@ class DeliveryConsumer:
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay
         self.quota_retry = quota_retry
+        self.probe_interval = DISK_PROBE_INTERVAL
+        self._ack_wait = 0.0
+        self._backoff: list[float] = []
         self.disk_full = False
         self.running = False
         self._bodies: ObjectStore | None = None
@@ -108,6 +111,9 @@ class DeliveryConsumer:
             durable=names.CONSUMER_DELIVERY, stream=names.STREAM_INBOUND
         )
         self._bodies = await js.object_store(names.OBJ_BODIES)
+        info = await js.consumer_info(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+        self._ack_wait = float(info.config.ack_wait or 0.0)
+        self._backoff = [float(b) for b in info.config.backoff or []]
         self.running = True
         log.info("delivery consumer started", batch=self.batch)
         try:
@@ -169,7 +175,7 @@ class DeliveryConsumer:
                 return None
             except Exception as exc:
                 log.warning("body not loaded", id=mail.id, error=f"{type(exc).__name__}: {exc}")
-                await msg.nak(delay=self.retry_delay)
+                await self._nak(msg, self.retry_delay)
                 return None
         item = _Item(msg=msg, mail=mail)
         spam = mail.scan.spam_tagged
@@ -220,7 +226,7 @@ class DeliveryConsumer:
                 log.error(
                     "delivery attempts exhausted; message left in the stream", id=item.mail.id
                 )
-            await item.msg.nak(delay=self.retry_delay)
+            await self._nak(item.msg, self.retry_delay)
             return
         if over_quota:
             if attempt >= self.max_deliver:
@@ -234,11 +240,24 @@ class DeliveryConsumer:
                 )
                 return
             log.info("mailbox full, retrying later", id=item.mail.id, attempt=attempt)
-            await item.msg.nak(delay=self.quota_retry)
+            await self._nak(item.msg, self.quota_retry)
             return
         await item.msg.ack()
         if item.mail.body_ref is not None and self._bodies is not None:
             await drop_body(self._bodies, item.mail)
+
+    async def _nak(self, msg: Any, delay: float) -> None:
+        """Ask for redelivery after ``delay`` seconds.
+
+        With a backoff list on the consumer, nats-server adds ``backoff[n-1] - ack_wait`` to
+        a NAK's delay at the n-th delivery (measured on 2.11+); that is taken off again
+        here, so the delay is the one asked for, or that extra when it is longer.
+        """
+        if self._backoff:
+            n = min(max(_attempt(msg), 1), len(self._backoff))
+            extra = max(0.0, self._backoff[n - 1] - self._ack_wait)
+            delay = max(delay - extra, 0.001)
+        await msg.nak(delay=delay)
 
     async def _terminate(
         self,
@@ -266,7 +285,7 @@ class DeliveryConsumer:
 
     # --- disk full -----------------------------------------------------------------------
     async def _wait_for_space(self, stopping: asyncio.Event) -> None:
-        await _sleep(stopping, DISK_PROBE_INTERVAL)
+        await _sleep(stopping, self.probe_interval)
         if stopping.is_set():
             return
         if await asyncio.to_thread(_probe_write, self.store.root):

@@ -1,0 +1,265 @@
+"""The delivery consumer on a real nats-server and a real mail store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from mailcore.bus import names
+from mailcore.bus.claimcheck import publish_mail
+from mailcore.bus.connect import Bus
+from mailcore.bus.schemas import MailMessage, ScanResult, encode_mail, new_message_id
+from mailcore.bus.setup import declare_all, delivery_consumer
+from mailcore.directory import Directory, User
+from mailcore.mailstore import Account, MailStore
+from mailcore.mailstore.layout import index_path, message_path
+from services.store.delivery import DeliveryConsumer
+from tests.conftest import TEST_LIMITS
+
+BODY = (
+    b"From: sender@remote.example\r\nSubject: hello\r\n"
+    b"Message-ID: <m1@remote.example>\r\n\r\nHi!\r\n"
+)
+
+
+@dataclass
+class Env:
+    bus: Bus
+    directory: Directory
+    store: MailStore
+    consumer: DeliveryConsumer
+    alice: User
+    bob: User
+
+    async def publish(
+        self, rcpts: list[str], body: bytes = BODY, *, spam: bool = False, mid: str | None = None
+    ) -> MailMessage:
+        msg = MailMessage(
+            id=mid or new_message_id(),
+            mail_from="sender@remote.example",
+            recipients=rcpts,
+            size=0,
+            scan=ScanResult(spam_tagged=spam, spam_scanned=True),
+        )
+        bodies = await self.bus.js.object_store(names.OBJ_BODIES)
+        await publish_mail(self.bus.js, bodies, names.SUBJECT_INBOUND, msg, body)
+        return msg
+
+    async def publish_raw(self, payload: bytes) -> None:
+        await self.bus.js.publish(
+            names.SUBJECT_INBOUND, payload, headers={names.HDR_MSG_ID: new_message_id()}
+        )
+
+    async def backlog(self) -> int:
+        return int((await self.bus.js.stream_info(names.STREAM_INBOUND)).state.messages)
+
+    async def inbox(self, user: User, box: str = "INBOX") -> list[bytes]:
+        acct = await self.store.account(user.account_id)
+        mb = await acct.mailbox(box)
+        out = []
+        for rec in await acct.fetch(mb.id, (await acct.snapshot(mb.id)).uids):
+            with acct.open_message(rec) as fh:
+                out.append(fh.read())
+        return out
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+async def env(bus: Bus, tmp_path: Path) -> AsyncIterator[Env]:
+    # The durable consumer without its backoff list, so a NAK's delay is the one the
+    # consumer asks for (seconds, not minutes); restored afterwards.
+    config = delivery_consumer(TEST_LIMITS)
+    config.backoff = None
+    await bus.js.delete_consumer(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+    await bus.js.add_consumer(names.STREAM_INBOUND, config)
+    directory = await Directory.open(bus.js)
+    await directory.add_domain("example.org")
+    alice = await directory.add_user("alice@example.org", "password-alice")
+    bob = await directory.add_user("bob@example.org", "password-bob")
+    await directory.add_alias("team@example.org", ["alice@example.org", "bob@example.org"])
+    await directory.add_alias("fwd@example.org", ["alice@example.org", "someone@remote.example"])
+    store = await MailStore.open(tmp_path / "mail")
+    consumer = DeliveryConsumer(
+        bus, directory, store, batch=64, max_deliver=20, retry_delay=0.2, quota_retry=0.2
+    )
+    consumer.probe_interval = 0.1
+    stopping = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stopping))
+    await eventually(lambda: _true(consumer.running))
+    yield Env(bus, directory, store, consumer, alice, bob)
+    stopping.set()
+    await asyncio.wait_for(task, 30)
+    await store.close()
+    await directory.close()
+    await bus.js.delete_consumer(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+    await declare_all(bus.js, TEST_LIMITS)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_delivers_every_local_recipient_once_then_acks(env: Env) -> None:
+    remote_before = counter("postern_deliveries_total", outcome="remote_skipped")
+    unknown_before = counter("postern_deliveries_total", outcome="unknown_recipient")
+    # alice is reached three ways (plus tag, alias, alias with a remote target): one copy.
+    msg = await env.publish(
+        ["alice+news@example.org", "team@example.org", "fwd@example.org", "gone@example.org"]
+    )
+    await eventually(lambda: _backlog_is(env, 0))
+    (a,) = await env.inbox(env.alice)
+    (b,) = await env.inbox(env.bob)
+    assert a.endswith(BODY) and b.endswith(BODY)
+    # RFC 5321 §4.4: the final delivery adds Return-Path.
+    assert a.startswith(
+        b"Return-Path: <sender@remote.example>\r\nDelivered-To: alice@example.org\r\n"
+    )
+    assert b"Delivered-To: bob@example.org\r\n" in b
+    assert counter("postern_deliveries_total", outcome="remote_skipped") == remote_before + 1
+    assert counter("postern_deliveries_total", outcome="unknown_recipient") == unknown_before + 1
+    acct = await env.store.account(env.alice.account_id)
+    inbox = await acct.mailbox("INBOX")
+    (rec,) = await acct.fetch(inbox.id, [1])
+    assert rec.internal_date == pytest.approx(msg.received_at)
+
+
+async def _backlog_is(env: Env, n: int) -> bool:
+    return await env.backlog() == n
+
+
+async def test_redelivered_message_is_stored_once(env: Env) -> None:
+    mid = new_message_id()
+    # Two bus messages carrying the same mail (a replayed publish outside the dedup window).
+    await env.publish(["alice@example.org"], mid=mid)
+    await eventually(lambda: _backlog_is(env, 0))
+    await env.publish(["alice@example.org"], mid=mid)
+    await eventually(lambda: _backlog_is(env, 0))
+    assert len(await env.inbox(env.alice)) == 1
+
+
+async def test_spam_goes_to_junk(env: Env) -> None:
+    junk_before = counter("postern_deliveries_total", outcome="junk")
+    await env.publish(["bob@example.org"], spam=True)
+    await eventually(lambda: _backlog_is(env, 0))
+    assert await env.inbox(env.bob) == []
+    (j,) = await env.inbox(env.bob, "Junk")
+    assert j.endswith(BODY)
+    acct = await env.store.account(env.bob.account_id)
+    junk = await acct.mailbox("Junk")
+    (rec,) = await acct.fetch(junk.id, [1])
+    assert "$Junk" in rec.flags
+    assert counter("postern_deliveries_total", outcome="junk") == junk_before + 1
+
+
+async def test_poison_is_terminated_and_the_consumer_goes_on(env: Env) -> None:
+    before = {
+        r: counter("postern_delivery_terminated_total", reason=r)
+        for r in ("schema", "body_missing")
+    }
+    await env.publish_raw(b"this is not a frame")
+    header = {"v": 99, "id": "x", "mail_from": "", "recipients": ["alice@example.org"], "size": 0}
+    await env.publish_raw(json.dumps(header).encode() + b"\n")
+    missing = MailMessage(
+        id=new_message_id(),
+        mail_from="a@remote.example",
+        recipients=["alice@example.org"],
+        size=10,
+        body_ref="mail.inbound.nonexistent",
+    )
+    await env.publish_raw(encode_mail(missing))
+    await env.publish(["alice@example.org"])
+    await eventually(lambda: _backlog_is(env, 0))
+    assert len(await env.inbox(env.alice)) == 1
+    assert counter("postern_delivery_terminated_total", reason="schema") == before["schema"] + 2
+    assert (
+        counter("postern_delivery_terminated_total", reason="body_missing")
+        == before["body_missing"] + 1
+    )
+    assert env.consumer.running
+
+
+async def test_claim_checked_body_is_delivered_and_dropped(env: Env) -> None:
+    big = BODY + b"x" * (700 * 1024) + b"\r\n"
+    msg = await env.publish(["bob@example.org"], body=big)
+    assert msg.body_ref is not None
+    await eventually(lambda: _backlog_is(env, 0))
+    (b,) = await env.inbox(env.bob)
+    assert b.endswith(big)
+    bodies = await env.bus.js.object_store(names.OBJ_BODIES)
+
+    async def dropped() -> bool:
+        try:
+            await bodies.get(msg.body_ref or "")
+        except Exception:
+            return True
+        return False
+
+    await eventually(dropped)
+
+
+async def test_full_mailbox_defers_until_there_is_room(env: Env) -> None:
+    await env.directory.set_quota("alice@example.org", quota_bytes=0, quota_messages=1)
+    await env.publish(["alice@example.org"])
+    await eventually(lambda: _backlog_is(env, 0))
+    await env.publish(["alice@example.org", "bob@example.org"])
+    await eventually(lambda: _inbox_len(env, env.bob, 1))
+    # alice is full: the bus message stays (nacked with a delay), bob's copy is in.
+    await asyncio.sleep(1.0)
+    assert await env.backlog() == 1
+    assert len(await env.inbox(env.alice)) == 1
+    await env.directory.set_quota("alice@example.org", quota_bytes=0, quota_messages=5)
+    await eventually(lambda: _backlog_is(env, 0))
+    assert len(await env.inbox(env.alice)) == 2
+    assert len(await env.inbox(env.bob)) == 1  # the retry did not deliver bob twice
+
+
+async def _inbox_len(env: Env, user: User, n: int) -> bool:
+    return len(await env.inbox(user)) == n
+
+
+async def test_full_mailbox_is_terminated_after_the_last_attempt(env: Env) -> None:
+    env.consumer.max_deliver = 3
+    before = counter("postern_delivery_terminated_total", reason="quota")
+    await env.directory.set_quota("bob@example.org", quota_bytes=10, quota_messages=0)
+    await env.publish(["bob@example.org"])
+    await eventually(lambda: _backlog_is(env, 0))
+    assert counter("postern_delivery_terminated_total", reason="quota") == before + 1
+    assert await env.inbox(env.bob) == []
+
+
+async def test_disk_full_naks_pauses_and_loses_nothing(env: Env) -> None:
+    acct: Account = await env.store.account(env.alice.account_id)
+    adir = env.store.account_dir(acct.id)
+    with sqlite3.connect(index_path(adir)) as conn:
+        (first_free,) = conn.execute("SELECT next_file_id FROM state").fetchone()
+    # The kernel's ENOSPC for the next message file.
+    target = message_path(adir, first_free)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to("/dev/full")
+    await env.publish(["alice@example.org"])
+    await eventually(lambda: _true(env.consumer.disk_full))
+    assert await env.backlog() == 1  # not acked
+    assert (await acct.usage())[1] == 0
+    # The failed write removed the link, the probe finds room, the retry delivers.
+    await eventually(lambda: _backlog_is(env, 0))
+    assert not env.consumer.disk_full
+    (a,) = await env.inbox(env.alice)
+    assert a.endswith(BODY)
