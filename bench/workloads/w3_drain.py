@@ -233,7 +233,7 @@ class DeliveryDrain(Workload):
         return {
             "messages": 1000 if ctx.quick else 10_000,
             "size": 10 * 1024,
-            "concurrency": 16,
+            "concurrency": 20,
             "timeout": 900,
         }
 
