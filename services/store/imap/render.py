@@ -43,13 +43,16 @@ def _addresses(addrs: Sequence[Address]) -> bytes:
 
 
 def envelope(e: Envelope) -> bytes:
-    """RFC 3501 §7.4.2 ENVELOPE; sender and reply-to already default to from (engine)."""
+    """RFC 3501 §7.4.2 ENVELOPE; sender and reply-to default to from."""
+    frm = _addresses(e.from_)
+    sender = frm if not e.sender or e.sender == e.from_ else _addresses(e.sender)
+    reply_to = frm if not e.reply_to or e.reply_to == e.from_ else _addresses(e.reply_to)
     return b"(%s %s %s %s %s %s %s %s %s %s)" % (
         r.nstring(e.date),
         r.nstring(e.subject),
-        _addresses(e.from_),
-        _addresses(e.sender or e.from_),
-        _addresses(e.reply_to or e.from_),
+        frm,
+        sender,
+        reply_to,
         _addresses(e.to),
         _addresses(e.cc),
         _addresses(e.bcc),
