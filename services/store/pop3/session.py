@@ -71,6 +71,15 @@ DISPATCH: dict[State, dict[type[Any], Handler]] = {
 }
 
 _LOGIN_COMMANDS = (parser.User, parser.Pass, parser.Auth)
+_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _count(command: str, status: str) -> None:
+    """POP3_COMMANDS; the label children are looked up once (a bounded set of names)."""
+    counter = _COUNTERS.get((command, status))
+    if counter is None:
+        counter = _COUNTERS[command, status] = metrics.POP3_COMMANDS.labels(command, status)
+    counter.inc()
 
 
 class Session:
@@ -87,11 +96,17 @@ class Session:
         self._bad_commands = 0
         self._waiting = False  # blocked reading the next command
         self._last_ok = True
+        self._loop = asyncio.get_running_loop()
+        # RFC 1939 §3 autologout: one timer per session, re-armed lazily (no timer per
+        # command); it fires only when a read has waited ``idle_timeout`` seconds.
+        self._deadline = self._loop.time() + env.idle_timeout
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # --- life cycle -----------------------------------------------------------------------
     async def run(self) -> None:
         metrics.POP3_SESSIONS.inc()
         watcher = asyncio.create_task(self._watch_stopping(), name=f"{self.conn.conn_id}-stop")
+        self._idle_timer = self._loop.call_at(self._deadline, self._check_idle)
         try:
             self.write(replies.GREETING.line)
             while not self.closing:
@@ -109,6 +124,8 @@ class Session:
                 await self.conn.writer.drain()
         finally:
             watcher.cancel()
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
             self._release()
             metrics.POP3_SESSIONS.dec()
 
@@ -122,6 +139,18 @@ class Session:
                 self.write(replies.SHUTTING_DOWN.line)
                 await asyncio.wait_for(self.conn.writer.drain(), 5)
             self.conn.close()
+
+    def _check_idle(self) -> None:
+        now = self._loop.time()
+        if self._waiting and now >= self._deadline and not self.closing:
+            log.info("idle timeout")
+            self.closing = True
+            self._idle_timer = None
+            self.write(replies.IDLE_TIMEOUT.line)
+            self.conn.close()  # the pending read ends; the goodbye is flushed first
+            return
+        when = self._deadline if self._waiting else now + self.env.idle_timeout
+        self._idle_timer = self._loop.call_at(when, self._check_idle)
 
     def enter_transaction(self, user: User, lease: Lease, user_slot: str, md: Maildrop) -> None:
         """RFC 1939 §4: authenticated and the maildrop is locked and opened."""
@@ -152,19 +181,16 @@ class Session:
         """The next line; TOO_LONG for a line over ``limit`` (read and dropped); None at
         end of input or after the idle timeout (the goodbye is already sent)."""
         reader = self.conn.reader
+        self._deadline = self._loop.time() + self.env.idle_timeout
         self._waiting = True
         try:
-            async with asyncio.timeout(self.env.idle_timeout):
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError as exc:
-                    await self._drop_line(exc.consumed)
-                    return TOO_LONG
-        except TimeoutError:
-            log.info("idle timeout")
-            with contextlib.suppress(ConnectionError):
-                await self.send(replies.IDLE_TIMEOUT)
-            return None
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            try:
+                await self._drop_line(exc.consumed)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return None
+            return TOO_LONG
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
         finally:
@@ -211,19 +237,19 @@ class Session:
     # --- commands ---------------------------------------------------------------------------
     async def _handle(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
-            metrics.POP3_COMMANDS.labels("unknown", "bad").inc()
+            _count("unknown", "bad")
             await self.bad_command(replies.LINE_TOO_LONG)
             return
         try:
             cmd = parser.parse_command(line)
         except parser.ParseError as exc:
-            metrics.POP3_COMMANDS.labels(exc.command or "unknown", "bad").inc()
+            _count(exc.command or "unknown", "bad")
             await self.bad_command(errors.reply_for_parse_error(exc))
             return
         name = type(cmd).__name__.upper()
         handler = DISPATCH[self.state].get(type(cmd))
         if handler is None:
-            metrics.POP3_COMMANDS.labels(name, "bad").inc()
+            _count(name, "bad")
             await self.bad_command(self._wrong_state_reply(cmd))
             return
         try:
@@ -235,7 +261,7 @@ class Session:
             if reply is replies.INTERNAL_ERROR:
                 log.exception("command failed", command=name)
             await self.send(reply)
-        metrics.POP3_COMMANDS.labels(name, "ok" if self._last_ok else "err").inc()
+        _count(name, "ok" if self._last_ok else "err")
 
     def _wrong_state_reply(self, cmd: parser.Command) -> Reply:
         if self.state is State.AUTHORIZATION and type(cmd) in DISPATCH[State.TRANSACTION]:

@@ -110,31 +110,28 @@ async def send_message(
     first_line: bytes,
     *,
     body_lines: int | None = None,
+    size_hint: int | None = None,
     chunk_size: int = CHUNK,
 ) -> None:
     """Write ``first_line``, the encoded message and the terminator.
 
     A message smaller than one chunk leaves in a single write together with its status
     line and terminator; larger ones go out one write per chunk, waiting for the socket
-    to drain in between, so memory stays at about one chunk per session.
+    to drain in between, so memory stays at about one chunk per session. ``size_hint``
+    (the stored size) sizes the first read, so a small message costs one read of its own
+    size — a short read of a regular file is its end.
     """
     enc = WireEncoder(body_lines)
-    pending = first_line
-    while not enc.done:
-        chunk = source.read(chunk_size)
-        if not chunk:
-            break
-        out = enc.feed(chunk)
-        if pending:
-            out = pending + out
-            pending = b""
-        if len(chunk) < chunk_size and not enc.done:
-            # probably the end: try to join the terminator into the same write
-            more = source.read(chunk_size)
-            if not more:
-                writer.write(out + enc.finish())
-                return
-            out += enc.feed(more)
+    out = first_line
+    want = chunk_size if size_hint is None else min(size_hint + 1, chunk_size)
+    while True:
+        chunk = source.read(want)
+        if chunk:
+            out += enc.feed(chunk)
+        if enc.done or len(chunk) < want:  # TOP has its lines, or the end of the file
+            writer.write(out + enc.finish())
+            return
         writer.write(out)
         await writer.drain()
-    writer.write(pending + enc.finish())
+        out = b""
+        want = chunk_size

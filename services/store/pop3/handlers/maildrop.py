@@ -74,7 +74,9 @@ async def _send(s: Session, md: Maildrop, n: int, first: replies.Reply, lines: i
     with source:
         s.mark_sent(True)
         try:
-            await send_message(s.conn.writer, source, first.line, body_lines=lines)
+            await send_message(
+                s.conn.writer, source, first.line, body_lines=lines, size_hint=md.size(n)
+            )
         except OSError as exc:
             if isinstance(exc, ConnectionError):
                 raise

@@ -156,6 +156,17 @@ async def test_send_message_small_is_one_write() -> None:
     assert w.writes == [b"+OK 55 octets\r\n" + reference(MSG)]
 
 
+@pytest.mark.parametrize("hint", [None, 0, 54, 55, 56, 10_000])
+async def test_send_message_size_hint(hint: int | None) -> None:
+    """The stored size sizes the first read; a wrong hint changes nothing on the wire."""
+    w: Any = _Writer()
+    await send_message(w, io.BytesIO(MSG), b"+OK\r\n", size_hint=hint, chunk_size=16)
+    assert b"".join(w.writes) == b"+OK\r\n" + reference(MSG)
+    w = _Writer()
+    await send_message(w, io.BytesIO(MSG), b"+OK\r\n", size_hint=len(MSG))
+    assert len(w.writes) == 1
+
+
 async def test_send_message_large_in_chunks() -> None:
     line = b".dot-led line of text\n" + b"x" * 70 + b"\n"
     data = b"Subject: big\n\n" + line * 40_000  # ~3.7 MB with LF line ends
