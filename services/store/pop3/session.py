@@ -126,7 +126,7 @@ class Session:
             watcher.cancel()
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
-            self._release()
+            self.release()
             metrics.POP3_SESSIONS.dec()
 
     async def _watch_stopping(self) -> None:
@@ -152,11 +152,15 @@ class Session:
         when = self._deadline if self._waiting else now + self.env.idle_timeout
         self._idle_timer = self._loop.call_at(when, self._check_idle)
 
-    def enter_transaction(self, user: User, lease: Lease, user_slot: str, md: Maildrop) -> None:
-        """RFC 1939 §4: authenticated and the maildrop is locked and opened."""
-        self.user = user
+    def hold(self, lease: Lease | None, user_slot: str | None) -> None:
+        """Take charge of the maildrop lock and the per-user connection slot: from now on
+        they are released when the session ends, however it ends (cancellation too)."""
         self._lease = lease
         self._user_slot = user_slot
+
+    def enter_transaction(self, user: User, md: Maildrop) -> None:
+        """RFC 1939 §4: authenticated and the maildrop is locked and opened."""
+        self.user = user
         self.maildrop = md
         self.pending_user = None
         self.state = State.TRANSACTION
@@ -167,7 +171,7 @@ class Session:
         self.state = State.UPDATE
         self.closing = True
 
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._lease is not None:
             self.env.locks.release(self._lease)
             self._lease = None

@@ -158,18 +158,18 @@ async def login(s: Session, name: str, password: str, *, authzid: str = "") -> N
         log.info("maildrop in use", user=found.address, holder=env.locks.holder(found.account_id))
         await s.send(replies.IN_USE)
         return
+    s.hold(lease, found.address)  # released when the session ends, even if cancelled now
     try:
         md = await Maildrop.open(env.store, found.account_id)
     except Exception as exc:
-        env.locks.release(lease)
-        env.limiter.close_user(found.address)
+        s.release()
         reply = errors.reply_for(exc)
         if reply is replies.INTERNAL_ERROR:
             log.exception("maildrop open failed", user=found.address)
             reply = replies.MAILDROP_UNAVAILABLE
         await s.send(reply)
         return
-    s.enter_transaction(found, lease, found.address, md)
+    s.enter_transaction(found, md)
     log.info("logged in", user=found.address, messages=md.count, octets=md.octets)
     await s.send(replies.logged_in(md.count, md.octets))
 

@@ -208,3 +208,20 @@ async def test_capa_in_transaction_state(alice_pop: Pop3Harness) -> None:
     assert b"TOP\r\n" in caps and b"UIDL\r\n" in caps
     assert b"USER\r\n" not in caps and b"STLS\r\n" not in caps
     await c.close()
+
+
+async def test_storage_failure_at_login_releases_the_lock(alice_pop: Pop3Harness) -> None:
+    """The engine refusing (here: closed under the session) is -ERR [SYS/TEMP], and the
+    maildrop lock and the user's connection slot are given back."""
+    await alice_pop.store.close()
+    c = await RawClient.open(alice_pop.port)
+    assert (await c.cmd(b"USER alice@example.com")).startswith(b"+OK")
+    assert (await c.cmd(b"PASS " + PASSWORD.encode())).startswith(b"-ERR [SYS/TEMP] ")
+    assert len(alice_pop.server.env.locks) == 0
+    assert await c.cmd(b"STAT") == replies.NOT_AUTHENTICATED.line
+    await c.close()
+    await alice_pop.restart()  # the store opens again on the same data
+    c = await RawClient.open(alice_pop.port)
+    await c.login()
+    assert (await c.cmd(b"STAT")).startswith(b"+OK 2 ")
+    await c.close()
