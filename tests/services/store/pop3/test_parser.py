@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.store.pop3 import parser as p
@@ -132,6 +132,7 @@ _keywords = st.sampled_from(
 )  # fmt: skip
 
 
+@settings(deadline=None)  # no timing assertions: CI machines are slow
 @given(st.binary(max_size=2048))
 def test_any_bytes_parse_or_refuse(line: bytes) -> None:
     try:
@@ -145,6 +146,7 @@ def test_any_bytes_parse_or_refuse(line: bytes) -> None:
 _eols = st.sampled_from([b"\r\n", b"\n", b""])
 
 
+@settings(deadline=None)  # no timing assertions: CI machines are slow
 @given(_keywords, st.lists(st.binary(max_size=40), max_size=4), _eols)
 def test_commands_with_any_arguments(kw: bytes, args: list[bytes], eol: bytes) -> None:
     line = b" ".join([kw, *args]) + eol
@@ -158,6 +160,7 @@ def test_commands_with_any_arguments(kw: bytes, args: list[bytes], eol: bytes) -
         assert 0 <= cmd.lines <= p.MAX_NUMBER
 
 
+@settings(deadline=None)  # no timing assertions: CI machines are slow
 @given(st.text(max_size=60).map(str.encode), st.integers(min_value=0, max_value=10**30))
 def test_numbers_round_trip(noise: bytes, n: int) -> None:
     assert p.parse_command(b"RETR %d\r\n" % n) == p.Retr(min(n, p.MAX_NUMBER))
@@ -167,6 +170,7 @@ def test_numbers_round_trip(noise: bytes, n: int) -> None:
         pass
 
 
+@settings(deadline=None)  # no timing assertions: CI machines are slow
 @given(st.binary(max_size=300))
 def test_sasl_never_raises_foreign_errors(line: bytes) -> None:
     try:

@@ -110,7 +110,7 @@ _alphabet = st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"a", b"..", b"\n.", b
 _messages = st.lists(_alphabet, max_size=60).map(b"".join)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(_messages, st.lists(st.integers(min_value=0, max_value=200), max_size=8))
 def test_retr_any_chunking_matches_reference(data: bytes, cuts: list[int]) -> None:
     cuts = [c for c in cuts if c <= len(data)]
@@ -128,7 +128,7 @@ def test_retr_any_chunking_matches_reference(data: bytes, cuts: list[int]) -> No
     assert not body.startswith(b".\r\n") and b"\r\n.\r\n" not in body
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(
     _messages,
     st.lists(st.integers(min_value=0, max_value=200), max_size=8),
