@@ -1,0 +1,46 @@
+"""The variables the harness gives Postern's services are real settings, with the values
+the workloads need (a renamed setting must fail here, not silently in a benchmark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.postern import Postern, Scanners
+from mailcore.config import ALL_SETTINGS, CommonSettings, FilterSettings, StoreSettings, env_name
+
+
+def known_variables() -> set[str]:
+    names = set()
+    for cls in (CommonSettings, *ALL_SETTINGS):
+        for field, info in cls.model_fields.items():
+            names.add(env_name(cls, field))
+            alias = info.validation_alias
+            for choice in getattr(alias, "choices", []):
+                if isinstance(choice, str) and choice.startswith("POSTERN_"):
+                    names.add(choice)
+    return names
+
+
+def test_every_postern_variable_is_a_setting(tmp_path: Path) -> None:
+    p = Postern(tmp_path, "bench.test", {"u@bench.test": "pw"}, scanners=Scanners(1783, 13310))
+    env = {k: v for k, v in p.env().items() if k.startswith("POSTERN_")}
+    assert set(env) - known_variables() == set()
+
+
+def test_services_load_the_harness_settings(tmp_path: Path, monkeypatch: object) -> None:
+    p = Postern(tmp_path, "bench.test", {"u@bench.test": "pw"})
+    env = p.env()
+    for k, v in env.items():
+        if k.startswith("POSTERN_"):
+            monkeypatch.setenv(k, v)  # type: ignore[attr-defined]
+    store = StoreSettings()
+    filt = FilterSettings()
+    assert store.imap_port == p.imap_port and store.pop3_port == p.pop3_port
+    assert store.imaps_port == 0 and store.pop3s_port == 0
+    assert store.ops_port == p.store_ops_port and filt.ops_port == p.filter_ops_port
+    assert filt.smtp_port == p.smtp_port and filt.submission_port == 0
+    assert not filt.spamd_enabled and not filt.clamd_enabled
+    assert store.nats_url == filt.nats_url == p.nats_url
+    assert store.allow_plaintext_auth == "loopback"
+    assert store.max_connections_per_user >= 1000 and filt.max_connections_per_ip >= 1000
+    assert store.listen_host == "127.0.0.1"
