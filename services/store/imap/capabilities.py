@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from services.store.imap.session import Session
 
 # Extensions available in every state.
-BASE = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
+BASE = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 
 # Extensions that only matter once logged in (RFC 3501 §7.2.1 lets the list change).
 AFTER_LOGIN = (
@@ -30,10 +30,13 @@ AFTER_LOGIN = (
     "QUOTA",  # RFC 9208
     "QUOTA=RES-STORAGE",
     "QUOTA=RES-MESSAGE",
+    "BINARY",  # RFC 3516
+    "SEARCHRES",  # RFC 5182
+    "STATUS=SIZE",  # RFC 8438
 )
 
-# What ENABLE accepts (RFC 5161 §3.1).
-ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC"})
+# What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.
+ENABLEABLE = {"CONDSTORE": "CONDSTORE", "QRESYNC": "QRESYNC", "IMAP4REV2": "IMAP4rev2"}
 
 
 def capabilities(s: Session) -> list[str]:

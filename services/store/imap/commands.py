@@ -19,6 +19,8 @@ class SeqSet:
     """Ranges of sequence numbers or UIDs; ``None`` stands for ``*`` (the largest in use)."""
 
     ranges: tuple[tuple[int | None, int | None], ...]
+    # RFC 5182 SEARCHRES: "$", the result saved by the last SEARCH ... RETURN (SAVE)
+    saved: bool = False
 
     def resolve(self, largest: int) -> list[tuple[int, int]]:
         """Concrete, ordered inclusive ranges. RFC 3501 §9: ``*`` is the largest number in

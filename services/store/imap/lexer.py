@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from services.store.imap import utf7
+from services.store.imap.commands import SeqSet
 
 MAX_LINE = 64 * 1024  # one command line (without literal octets)
 MAX_DEPTH = 32  # parenthesis nesting (SEARCH, FETCH, lists)
@@ -23,7 +24,7 @@ ASTRING_CHARS = ATOM_CHARS | {ord("]")}
 LIST_CHARS = ASTRING_CHARS | {ord("%"), ord("*")}
 TAG_CHARS = ASTRING_CHARS - {ord("+")}
 
-_LITERAL_SUFFIX = re.compile(rb"\{(\d{1,20})(\+?)\}$")
+_LITERAL_SUFFIX = re.compile(rb"~?\{(\d{1,20})(\+?)\}$")
 
 
 class ParseError(Exception):
@@ -73,13 +74,15 @@ def tag_of(line: bytes) -> str | None:
 
 
 class Cursor:
-    __slots__ = ("buf", "depth", "pos", "tag")
+    __slots__ = ("buf", "depth", "pos", "tag", "utf8")
 
-    def __init__(self, buf: bytes) -> None:
+    def __init__(self, buf: bytes, *, utf8: bool = False) -> None:
         self.buf = buf
         self.pos = 0
         self.depth = 0
         self.tag: str | None = None
+        # RFC 9051 §5.1: once IMAP4rev2 is enabled, mailbox names are UTF-8, not UTF-7
+        self.utf8 = utf8
 
     # --- basics ----------------------------------------------------------------------------
     def error(self, message: str) -> BadSyntax:
@@ -188,7 +191,10 @@ class Cursor:
                 raise self.error("CR, LF or NUL in quoted string")
             out.append(c)
 
-    def literal(self) -> bytes:
+    def literal(self, *, binary: bool = False) -> bytes:
+        """A literal; ``binary`` also accepts RFC 3516 literal8 (``~{n}``, NUL allowed)."""
+        if binary:
+            self.take(b"~")
         self.expect(b"{")
         n = self.number(bits=64)
         self.take(b"+")
@@ -238,6 +244,8 @@ class Cursor:
     def decode_mailbox(self, raw: bytes) -> str:
         if raw.upper() == b"INBOX":
             return "INBOX"
+        if self.utf8:
+            return self.text(raw)
         try:
             return utf7.decode(raw.decode("ascii"))
         except (UnicodeDecodeError, utf7.Utf7Error):
@@ -251,12 +259,7 @@ class Cursor:
             raw = self.run(LIST_CHARS)
             if not raw:
                 raise self.error("expected a mailbox pattern")
-        if raw.upper() == b"INBOX":
-            return "INBOX"
-        try:
-            return utf7.decode(raw.decode("ascii"))
-        except (UnicodeDecodeError, utf7.Utf7Error):
-            raise self.error("pattern is not valid modified UTF-7") from None
+        return self.decode_mailbox(raw)
 
     def flag(self) -> str:
         """RFC 3501 §9 flag: ``\\Atom`` (system or extension flag) or a keyword atom."""
@@ -274,6 +277,11 @@ class Cursor:
             self.expect(b")")
         self.depth -= 1
         return tuple(flags)
+
+    def sequence_set(self) -> SeqSet:
+        if self.take(b"$"):
+            return SeqSet((), saved=True)
+        return SeqSet(self.seqset())
 
     def seqset(self) -> tuple[tuple[int | None, int | None], ...]:
         ranges: list[tuple[int | None, int | None]] = []

@@ -121,6 +121,24 @@ def fetch_att(cur: Cursor) -> c.FetchAtt:
     if "[" in name:
         cur.pos = start + name.index("[")
         name = name[: name.index("[")]
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and cur.peek() == 0x5B:
+        # RFC 3516 §4.1 / RFC 9051: section-binary = "[" [section-part] "]"
+        cur.expect(b"[")
+        parts: list[int] = []
+        while 0x30 <= cur.peek() <= 0x39:
+            parts.append(cur.number(nonzero=True))
+            if not cur.take(b"."):
+                break
+        cur.expect(b"]")
+        partial = None
+        if name != "BINARY.SIZE" and cur.take(b"<"):
+            offset = cur.number()
+            cur.expect(b".")
+            length = cur.number(nonzero=True)
+            cur.expect(b">")
+            partial = (offset, length)
+        kind = "BINARY.SIZE" if name == "BINARY.SIZE" else "BINARY"
+        return c.FetchAtt(kind, c.Section(tuple(parts)), partial, peek=name != "BINARY")
     if name in ("BODY", "BODY.PEEK") and cur.peek() == 0x5B:
         section = _section(cur)
         partial = None
@@ -221,8 +239,8 @@ class SearchParser:
                 keys.append(self.key())
             cur.close()
             return keys[0] if len(keys) == 1 else c.SAnd(tuple(keys))
-        if ch == 0x2A or 0x30 <= ch <= 0x39:
-            return c.SSeq(c.SeqSet(cur.seqset()), uid=False)
+        if ch in (0x2A, 0x24) or 0x30 <= ch <= 0x39:
+            return c.SSeq(cur.sequence_set(), uid=False)
         word = cur.atom().upper()
         if word == "ALL":
             return c.SAll()
@@ -254,7 +272,7 @@ class SearchParser:
             return c.SSize(word == "LARGER", cur.number(bits=64))
         if word == "UID":
             cur.sp()
-            return c.SSeq(c.SeqSet(cur.seqset()), uid=True)
+            return c.SSeq(cur.sequence_set(), uid=True)
         if word == "NOT":
             cur.sp()
             cur.nest()

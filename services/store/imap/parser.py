@@ -89,7 +89,7 @@ def _select(readonly: bool) -> Sub:
                     modseq = cur.number(bits=63)
                     known = None
                     if cur.take(b" ") and cur.peek() != 0x28:
-                        known = c.SeqSet(cur.seqset())
+                        known = cur.sequence_set()
                         cur.take(b" ")
                     if cur.peek() == 0x28:  # seq-match-data: accepted, not needed
                         cur.open()
@@ -226,9 +226,10 @@ def _append(cur: Cursor) -> c.Args:
     if cur.peek() == 0x22:
         date = items.date_time(cur)
         cur.sp()
-    if cur.peek() != 0x7B:
+    if cur.peek() not in (0x7B, 0x7E):
         raise cur.error("APPEND needs a literal")
-    return c.Append(mailbox, flags, date, cur.literal())
+    # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
+    return c.Append(mailbox, flags, date, cur.literal(binary=True))
 
 
 def _expunge(cur: Cursor) -> c.Args:
@@ -237,7 +238,7 @@ def _expunge(cur: Cursor) -> c.Args:
 
 def _uid_expunge(cur: Cursor) -> c.Args:
     cur.sp()
-    return c.Expunge(c.SeqSet(cur.seqset()))
+    return c.Expunge(cur.sequence_set())
 
 
 def _search(uid: bool) -> Sub:
@@ -254,9 +255,9 @@ def _search(uid: bool) -> Sub:
                     opts.add(cur.atom().upper())
                 cur.expect(b")")
             cur.depth -= 1
-            if opts - {"MIN", "MAX", "ALL", "COUNT"}:
+            if opts - {"MIN", "MAX", "ALL", "COUNT", "SAVE"}:
                 raise cur.error("unknown RETURN option")
-            returns = frozenset(opts or {"ALL"})
+            returns = frozenset(opts or {"ALL"})  # RFC 4731 §3.1: () means ALL
             cur.sp()
         charset = None
         if cur.take_word(b"CHARSET "):
@@ -271,7 +272,7 @@ def _search(uid: bool) -> Sub:
 def _fetch(uid: bool) -> Sub:
     def sub(cur: Cursor) -> c.Args:
         cur.sp()
-        seqs = c.SeqSet(cur.seqset())
+        seqs = cur.sequence_set()
         cur.sp()
         atts = items.fetch_atts(cur)
         changed_since = None
@@ -301,7 +302,7 @@ def _fetch(uid: bool) -> Sub:
 def _store(uid: bool) -> Sub:
     def sub(cur: Cursor) -> c.Args:
         cur.sp()
-        seqs = c.SeqSet(cur.seqset())
+        seqs = cur.sequence_set()
         cur.sp()
         unchanged = None
         if cur.peek() == 0x28:
@@ -336,7 +337,7 @@ def _store(uid: bool) -> Sub:
 def _copy(uid: bool, move: bool) -> Sub:
     def sub(cur: Cursor) -> c.Args:
         cur.sp()
-        seqs = c.SeqSet(cur.seqset())
+        seqs = cur.sequence_set()
         cur.sp()
         return c.CopyCmd(uid, seqs, cur.mailbox(), move)
 
@@ -449,9 +450,10 @@ UID_COMMANDS: dict[str, Sub] = {
 }
 
 
-def parse(data: bytes) -> c.Request:
-    """Parse one complete command (without its final CRLF)."""
-    cur = Cursor(data)
+def parse(data: bytes, *, utf8: bool = False) -> c.Request:
+    """Parse one complete command (without its final CRLF); ``utf8``: mailbox names are
+    UTF-8 (IMAP4rev2 enabled) rather than modified UTF-7."""
+    cur = Cursor(data, utf8=utf8)
     try:
         tag = cur.tag_token()
         cur.tag = tag

@@ -10,15 +10,17 @@ from services.store.imap import utf7
 from services.store.imap.lexer import ASTRING_CHARS
 
 _QUOTED_BAD = re.compile(rb"[\r\n\x00\x80-\xff]")
+_QUOTED_BAD_UTF8 = re.compile(rb"[\r\n\x00]")  # RFC 9051 §4.3: UTF-8 in quoted strings
 
 
 def literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
-def string(data: bytes) -> bytes:
-    """A quoted string when it can be one (short, 7-bit, no CR/LF), else a literal."""
-    if len(data) > 1024 or _QUOTED_BAD.search(data):
+def string(data: bytes, utf8: bool = False) -> bytes:
+    """A quoted string when it can be one (short, 7-bit — or UTF-8 under IMAP4rev2 —,
+    no CR/LF), else a literal."""
+    if len(data) > 1024 or (_QUOTED_BAD_UTF8 if utf8 else _QUOTED_BAD).search(data):
         return literal(data)
     if b"\\" in data or b'"' in data:
         data = data.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
@@ -41,7 +43,7 @@ def mailbox(name: str, utf8: bool = False) -> bytes:
     wire = (name if utf8 else utf7.encode(name)).encode("utf-8")
     if wire and all(b in ASTRING_CHARS for b in wire) and wire.upper() != b"NIL":
         return wire
-    return string(wire)
+    return string(wire, utf8)
 
 
 def flag_list(flags: Iterable[str]) -> bytes:

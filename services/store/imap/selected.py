@@ -34,6 +34,7 @@ class Selected:
         self.modseqs: list[int] = list(snap.modseqs)
         self.recent: set[int] = set()
         self.pending_expunge: set[int] = set()
+        self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs behind "$"
         self.keywords: set[str] = set()
         for f in self.flags:
             if f:
@@ -49,6 +50,9 @@ class Selected:
 
     def resolve(self, seqs: SeqSet, uid: bool) -> list[int]:
         """Indexes into the view for a sequence set (RFC 3501 §9 seq-number / uid)."""
+        if seqs.saved:
+            # RFC 5182 §2.1: "$" names the saved messages, whichever the command's numbering
+            return sorted(i for u in self.saved if (i := self.index_of(u)) is not None)
         n = len(self.uids)
         if not uid:
             out: list[int] = []
@@ -143,25 +147,31 @@ class Selected:
         if mailbox_changed:
             await self._check_still_there(s)
         if appended:
-            if not self.readonly:
-                self.recent |= await acct.claim_recent(self.mailbox_id)
             s.untagged(f"{len(self.uids)} EXISTS")
-            s.untagged(f"{len(self.recent)} RECENT")
+            if not s.rev2:
+                if not self.readonly:
+                    self.recent |= await acct.claim_recent(self.mailbox_id)
+                s.untagged(f"{len(self.recent)} RECENT")
         for i in sorted(flag_updates):
             if self.uids[i] in self.pending_expunge:
                 continue
             s.send(self.flags_response(s, i))
 
-    def flags_response(self, s: Session, i: int) -> bytes:
+    def shown_flags(self, s: Session, i: int) -> list[str]:
+        """The FLAGS of a message as this session shows them: \\Recent is session state
+        (RFC 3501 §2.3.2) and does not exist under IMAP4rev2 (RFC 9051 Appendix E)."""
         flags = self.flags[i]
-        if self.uids[i] in self.recent:
+        if self.uids[i] in self.recent and not s.rev2:
             flags = flags | {"\\Recent"}
+        return sorted(flags)
+
+    def flags_response(self, s: Session, i: int) -> bytes:
         extra = b" MODSEQ (%d)" % self.modseqs[i] if s.condstore else b""
         return b"* %d FETCH (UID %d%s FLAGS %s)\r\n" % (
             i + 1,
             self.uids[i],
             extra,
-            responses.flag_list(sorted(flags)),
+            responses.flag_list(self.shown_flags(s, i)),
         )
 
     async def _check_still_there(self, s: Session) -> None:

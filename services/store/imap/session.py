@@ -121,6 +121,19 @@ class Session:
         return capabilities(self)
 
     @property
+    def rev2(self) -> bool:
+        """RFC 9051 §6.3.1: IMAP4rev2 behaviour only once the client enabled it."""
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    def mbox(self, name: str) -> bytes:
+        """A mailbox name on the wire: modified UTF-7, or UTF-8 under IMAP4rev2."""
+        return responses.mailbox(name, self.utf8)
+
+    @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
 
@@ -246,7 +259,7 @@ class Session:
 
     async def execute(self, data: bytes) -> None:
         try:
-            req = parse(data)
+            req = parse(data, utf8=self.utf8)
         except BadCharset as exc:
             # RFC 3501 §6.4.4
             self.send(

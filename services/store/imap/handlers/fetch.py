@@ -8,12 +8,15 @@ current."""
 from __future__ import annotations
 
 import asyncio
+import binascii
+import re
 from typing import TYPE_CHECKING, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
 from services.store.imap import render
 from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
+from services.store.imap.errors import Refused
 
 if TYPE_CHECKING:
     from services.store.imap.selected import Selected
@@ -32,6 +35,8 @@ _NEEDS_RECORD = frozenset(
         "RFC822",
         "RFC822.HEADER",
         "RFC822.TEXT",
+        "BINARY",
+        "BINARY.SIZE",
     }
 )
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
@@ -141,8 +146,7 @@ async def _one(  # noqa: PLR0917
                 if not uid_cmd:
                     items.append(b"UID %d" % uid)
             elif name == "FLAGS":
-                flags = sel.flags[i] | {"\\Recent"} if uid in sel.recent else sel.flags[i]
-                items.append(b"FLAGS " + r.flag_list(sorted(flags)))
+                items.append(b"FLAGS " + r.flag_list(sel.shown_flags(s, i)))
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
             elif rec is None:
@@ -204,8 +208,54 @@ def _lit(head: bytes, data: bytes) -> tuple[bytes, bytes]:
     return (head + b" {%d}\r\n" % len(data), data) if data else (head + b' ""', b"")
 
 
+async def _binary(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[bytes, bytes]:
+    """RFC 3516 / RFC 9051 §6.4.5 BINARY[part]<partial> and BINARY.SIZE[part]: the part's
+    content with its Content-Transfer-Encoding undone."""
+    section = att.section or Section()
+    spec = section.spec().encode()
+    if not section.part:
+        data = await _read(fh, 0, rec.size)
+    else:
+        assert rec.parsed is not None
+        node = render.find_part(rec.parsed.structure, section.part)
+        if node is None:
+            data = b""
+        else:
+            raw = await _read(fh, node.body_start, node.body_end)
+            if len(raw) > BIG_READ:
+                data = await asyncio.to_thread(decode_cte, raw, node.encoding)
+            else:
+                data = decode_cte(raw, node.encoding)
+    if att.name == "BINARY.SIZE":
+        return (b"BINARY.SIZE[%s] %d" % (spec, len(data)), b"")
+    label = b"BINARY[" + spec + b"]"
+    if att.partial is not None:
+        data = data[att.partial[0] : att.partial[0] + att.partial[1]]
+        label += b"<%d>" % att.partial[0]
+    if b"\x00" in data:
+        return (label + b" ~{%d}\r\n" % len(data), data)  # RFC 3516 §4.4 literal8
+    return _lit(label, data)
+
+
+def decode_cte(raw: bytes, encoding: str) -> bytes:
+    enc = encoding.lower()
+    if enc in ("7bit", "8bit", "binary", ""):
+        return raw
+    if enc == "base64":
+        # lenient like every MUA: ignore junk, repair padding, drop a dangling sextet
+        b64 = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+        b64 = b64[: len(b64) - (len(b64) % 4 == 1)]
+        return binascii.a2b_base64(b64 + b"=" * (-len(b64) % 4))
+    if enc == "quoted-printable":
+        return binascii.a2b_qp(raw)
+    # RFC 3516 §4.3: an encoding we cannot undo
+    raise Refused("Unknown Content-Transfer-Encoding", code="UNKNOWN-CTE")
+
+
 async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[bytes, bytes]:
     name = att.name
+    if name in ("BINARY", "BINARY.SIZE"):
+        return await _binary(att, rec, fh)
     if name == "RFC822":
         return _lit(b"RFC822", await _read(fh, 0, rec.size))
     if name in ("RFC822.HEADER", "RFC822.TEXT"):

@@ -8,7 +8,6 @@ import re
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo
-from services.store.imap import responses as r
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
 from services.store.imap.errors import Refused, bad
 from services.store.imap.handlers.status import status_line
@@ -136,7 +135,7 @@ async def list_(s: Session, req: Request) -> str:
                 attrs.append(box.special_use)  # RFC 6154 §2
         if name in subscribed and ("SUBSCRIBED" in a.returns or only_subscribed):
             attrs.append("\\Subscribed")
-        line = b'* LIST (%s) "/" %s%s\r\n' % (" ".join(attrs).encode(), r.mailbox(name), extra)
+        line = b'* LIST (%s) "/" %s%s\r\n' % (" ".join(attrs).encode(), s.mbox(name), extra)
         entries.append((line, box))
     for line, box in entries:
         s.send(line)
@@ -163,7 +162,7 @@ async def _lsub(s: Session, a: ListCmd) -> str:
     for name in subs:
         if rx.match(name):
             attrs = "" if name in existing else "\\Noselect"
-            s.send(b'* LSUB (%s) "/" %s\r\n' % (attrs.encode(), r.mailbox(name)))
+            s.send(b'* LSUB (%s) "/" %s\r\n' % (attrs.encode(), s.mbox(name)))
             shown.add(name)
         elif a.patterns[0].endswith("%"):
             # RFC 3501 §6.3.9: a "%" that hides a subscribed child shows its parent \Noselect
@@ -171,6 +170,6 @@ async def _lsub(s: Session, a: ListCmd) -> str:
             for k in range(1, len(parts)):
                 parent = SEP.join(parts[:k])
                 if parent not in shown and rx.match(parent) and parent not in subs:
-                    s.send(b'* LSUB (\\Noselect) "/" %s\r\n' % r.mailbox(parent))
+                    s.send(b'* LSUB (\\Noselect) "/" %s\r\n' % s.mbox(parent))
                     shown.add(parent)
     return "LSUB completed"

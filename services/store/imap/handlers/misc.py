@@ -46,7 +46,7 @@ async def enable(s: Session, req: Request) -> str:
     for cap in req.args.capabilities:
         if cap in ENABLEABLE and cap not in s.enabled:
             s.enabled.add(cap)
-            newly.append(cap)
+            newly.append(ENABLEABLE[cap])
     if "QRESYNC" in s.enabled and "CONDSTORE" not in s.enabled:
         s.enabled.add("CONDSTORE")
         newly.append("CONDSTORE")

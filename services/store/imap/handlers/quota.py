@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services.store.imap import responses as r
 from services.store.imap.commands import QuotaRoot, Request
 from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import account, quota
@@ -37,7 +36,7 @@ async def getquota(s: Session, req: Request) -> str:
 async def getquotaroot(s: Session, req: Request) -> str:
     assert isinstance(req.args, QuotaRoot)
     box = await account(s).mailbox(req.args.name)
-    s.send(b'* QUOTAROOT %s ""\r\n' % r.mailbox(box.name))
+    s.send(b'* QUOTAROOT %s ""\r\n' % s.mbox(box.name))
     s.send(await _quota_line(s))
     return "GETQUOTAROOT completed"
 

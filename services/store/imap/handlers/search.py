@@ -41,6 +41,8 @@ def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
     if isinstance(key, c.SNot):
         return q.Not(translate(key.key, sel))
     if isinstance(key, c.SSeq):
+        if key.seqs.saved:
+            return uid_ranges(sel.saved)  # RFC 5182 "$"
         if key.uid:
             largest = sel.uids[-1] if sel.uids else 0
             return q.UidIn(tuple(key.seqs.resolve(largest)))
@@ -95,6 +97,8 @@ def local(key: c.SearchKey, sel: Selected) -> set[int]:
     if isinstance(key, c.SNot):
         return set(range(n)) - local(key.key, sel)
     if isinstance(key, c.SSeq):
+        if key.seqs.saved:
+            return set(sel.resolve(key.seqs, uid=True))
         if key.uid:
             largest = sel.uids[-1] if sel.uids else 0
             return {i for lo, hi in key.seqs.resolve(largest) for i in _uid_span(sel, lo, hi)}
@@ -127,6 +131,11 @@ async def search(s: Session, req: c.Request) -> str:
     assert isinstance(a, c.Search)
     sel = selected(s)
     modseq_key = any(isinstance(k, c.SModSeq) for k in c.walk(a.key))
+    returns = a.returns
+    if returns is None and s.rev2:
+        returns = frozenset({"ALL"})  # RFC 9051 §6.4.4: results come as ESEARCH
+    if returns is not None and "SAVE" in returns:
+        sel.saved = []  # RFC 5182 §2.1: a failing SEARCH leaves "$" empty
     if modseq_key:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5
     if is_local(a.key):
@@ -142,7 +151,12 @@ async def search(s: Session, req: c.Request) -> str:
         idx = []
     ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
     highest = max((sel.modseqs[i] for i in idx), default=0)
-    if a.returns is None:
+    if returns is not None and "SAVE" in returns:
+        sel.saved = _to_save(returns, [sel.uids[i] for i in idx])
+        returns = returns - {"SAVE"}
+        if not returns:
+            return f"{req.name} completed"  # RFC 5182 §2.1: SAVE alone answers nothing
+    if returns is None:
         line = b"SEARCH" + (b" " + r.number_list(ids) if ids else b"")
         if modseq_key and ids:
             line += b" (MODSEQ %d)" % highest
@@ -153,15 +167,27 @@ async def search(s: Session, req: c.Request) -> str:
         if a.uid:
             parts.append(b"UID")
         if ids:
-            if "MIN" in a.returns:
+            if "MIN" in returns:
                 parts.append(b"MIN %d" % ids[0])
-            if "MAX" in a.returns:
+            if "MAX" in returns:
                 parts.append(b"MAX %d" % ids[-1])
-            if "ALL" in a.returns:
+            if "ALL" in returns:
                 parts.append(b"ALL " + r.seq_set(ids))
             if modseq_key:
                 parts.append(b"MODSEQ %d" % highest)
-        if "COUNT" in a.returns:
+        if "COUNT" in returns:
             parts.append(b"COUNT %d" % len(ids))
         s.untagged(b" ".join(parts))
     return f"{req.name} completed"
+
+
+def _to_save(returns: frozenset[str], uids: list[int]) -> list[int]:
+    """RFC 5182 §2.1: with MIN and/or MAX but neither ALL nor COUNT, only those are saved."""
+    if returns & {"ALL", "COUNT"} or not returns & {"MIN", "MAX"} or not uids:
+        return uids
+    out = []
+    if "MIN" in returns:
+        out.append(uids[0])
+    if "MAX" in returns and uids[-1] not in out:
+        out.append(uids[-1])
+    return out

@@ -20,8 +20,9 @@ _SYSTEM = sorted(SYSTEM_FLAGS)
 def deselect(s: Session) -> None:
     from services.store.imap.session import State
 
-    if s.selected is not None and s.qresync:
-        s.untagged("OK [CLOSED] Previous mailbox closed")  # RFC 7162 §3.2.11
+    if s.selected is not None and (s.qresync or s.rev2):
+        # RFC 7162 §3.2.11, RFC 9051 §6.3.2
+        s.untagged("OK [CLOSED] Previous mailbox closed")
     s.selected = None
     if s.state is State.SELECTED:
         s.state = State.AUTHENTICATED
@@ -39,7 +40,7 @@ async def select(s: Session, req: Request) -> str:
     box = await s.account.mailbox(a.mailbox)
     snap = await s.account.snapshot(box.id)
     sel = Selected(box.id, box.name, a.readonly, snap)
-    if not a.readonly:
+    if not a.readonly and not s.rev2:
         sel.recent = await s.account.claim_recent(box.id)
     if a.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
@@ -48,10 +49,19 @@ async def select(s: Session, req: Request) -> str:
     perm = "" if a.readonly else " ".join([*_SYSTEM, "\\*"])
     s.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
     s.untagged(f"{len(sel)} EXISTS")
-    s.untagged(f"{len(sel.recent)} RECENT")
-    first_unseen = next((i + 1 for i, f in enumerate(sel.flags) if "\\Seen" not in f), None)
-    if first_unseen is not None:
-        s.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
+    if s.rev2:
+        # RFC 9051 §6.3.2: a LIST response for the mailbox; no RECENT, no [UNSEEN]
+        names = {b.name for b in await s.account.list_mailboxes()}
+        prefix = box.name + "/"
+        attrs = ["\\HasChildren" if any(n.startswith(prefix) for n in names) else "\\HasNoChildren"]
+        if box.special_use:
+            attrs.append(box.special_use)
+        s.send(b'* LIST (%s) "/" %s\r\n' % (" ".join(attrs).encode(), s.mbox(box.name)))
+    else:
+        s.untagged(f"{len(sel.recent)} RECENT")
+        first_unseen = next((i + 1 for i, f in enumerate(sel.flags) if "\\Seen" not in f), None)
+        if first_unseen is not None:
+            s.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
     s.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {sel.uidnext}] Predicted next UID")
     if s.condstore:

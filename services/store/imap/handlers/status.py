@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo, MailboxStatus
-from services.store.imap import responses as r
 from services.store.imap.commands import Request, Status
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> b
     if "HIGHESTMODSEQ" in items:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{it} {_value(st, it)}" for it in items)
-    return b"* STATUS %s (%s)\r\n" % (r.mailbox(box.name), body.encode())
+    return b"* STATUS %s (%s)\r\n" % (s.mbox(box.name), body.encode())
 
 
 async def status(s: Session, req: Request) -> str:

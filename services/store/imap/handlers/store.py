@@ -50,8 +50,7 @@ async def store(s: Session, req: Request) -> str:
 
 def _fetch_line(s: Session, i: int, uid_cmd: bool) -> bytes:
     sel = writable(s)
-    flags = sel.flags[i] | {"\\Recent"} if sel.uids[i] in sel.recent else sel.flags[i]
-    parts = [b"FLAGS " + r.flag_list(sorted(flags))]
+    parts = [b"FLAGS " + r.flag_list(sel.shown_flags(s, i))]
     if uid_cmd:
         parts.insert(0, b"UID %d" % sel.uids[i])
     if s.condstore:

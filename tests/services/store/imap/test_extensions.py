@@ -91,3 +91,74 @@ async def test_selected_mailbox_deleted_by_another_session(imap: ImapHarness) ->
     assert await a.line() == b""
     await a.close()
     await b.close()
+
+
+BINARY_MSG = (
+    b"From: a@example.net\r\nSubject: bin\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =\r\nbar\r\n"
+    b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+    b"\r\nAAECAwBh\r\n"
+    b"--b\r\nContent-Type: application/x-odd\r\nContent-Transfer-Encoding: x-uuencode\r\n"
+    b"\r\nbegin 644 x\r\n"
+    b"--b--\r\n"
+)
+
+
+async def test_binary_fetch_and_literal8_append(imap: ImapHarness) -> None:
+    a = await imap.raw_login()
+    # RFC 3516 §4.4: APPEND with literal8 (NUL octets allowed)
+    await a.send(b"p APPEND INBOX ~{%d}\r\n" % len(BINARY_MSG))
+    assert (await a.line()).startswith(b"+ ")
+    await a.send(BINARY_MSG + b"\r\n")
+    assert (await a.until_tagged(b"p"))[-1].startswith(b"p OK [APPENDUID")
+    await a.cmd(b"s SELECT INBOX")
+    reply = await a.cmd(b"f FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.SIZE[2])")
+    assert reply[0] == b"* 1 FETCH (BINARY.SIZE[1] 9 BINARY[1] {9}\r\n"
+    assert reply[1] == "café bar".encode() + b" BINARY.SIZE[2] 6)\r\n"
+    await a.send(b"g FETCH 1 BINARY.PEEK[2]<1.4>\r\n")
+    head = await a.line()
+    assert head == b"* 1 FETCH (BINARY[2]<1> ~{4}\r\n"  # NUL inside: literal8
+    assert await a.reader.readexactly(4) == b"\x01\x02\x03\x00"
+    assert (await a.line()) == b")\r\n"
+    assert (await a.line()).startswith(b"g OK")
+    reply = await a.cmd(b"u FETCH 1 BINARY.PEEK[3]")
+    assert reply[-1].startswith(b"u NO [UNKNOWN-CTE]")
+    # BINARY (not PEEK) sets \Seen like BODY[]
+    reply = await a.cmd(b"v FETCH 1 BINARY[1]")
+    assert b"\\Seen" in reply[-2]
+    await a.close()
+
+
+async def test_searchres_in_imap4rev1(imap: ImapHarness) -> None:
+    await imap.deliver(*[message(i) for i in range(1, 6)])
+    a = await imap.raw_login()
+    await a.cmd(b"s SELECT INBOX")
+    reply = await a.cmd(b"t SEARCH RETURN (SAVE MIN MAX) 2:4")
+    assert reply[0] == b'* ESEARCH (TAG "t") MIN 2 MAX 4\r\n'
+    reply = await a.cmd(b"f FETCH $ UID")
+    assert reply[:-1] == [b"* 2 FETCH (UID 2)\r\n", b"* 4 FETCH (UID 4)\r\n"]
+    await a.cmd(b"d STORE $ +FLAGS.SILENT (\\Deleted)")
+    reply = await a.cmd(b"e UID EXPUNGE $")
+    assert reply[:-1] == [b"* 4 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n"]
+    reply = await a.cmd(b"g SEARCH $")
+    assert reply[0] == b"* SEARCH\r\n"  # the saved messages are gone
+    await a.close()
+
+
+async def test_rev2_session_sees_no_recent(imap: ImapHarness) -> None:
+    a = await imap.raw_login()
+    await a.cmd(b"e ENABLE IMAP4rev2")
+    await a.cmd(b"s SELECT INBOX")
+    await imap.deliver(message(1))
+    reply = await a.cmd(b"n NOOP")
+    assert reply[:-1] == [b"* 1 EXISTS\r\n"]
+    reply = await a.cmd(b"f FETCH 1 FLAGS")
+    assert reply[0] == b"* 1 FETCH (FLAGS ())\r\n"
+    # an IMAP4rev1 session still gets \Recent for it
+    b = await imap.raw_login()
+    sel = await b.cmd(b"s SELECT INBOX")
+    assert b"* 1 RECENT\r\n" in sel
+    await a.close()
+    await b.close()
