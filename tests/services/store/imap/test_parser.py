@@ -219,16 +219,24 @@ TOKENS = [
     b"ID",
     b"ENABLE",
     b"QRESYNC",
+    b"$",
+    b"~{2}\r\n",
+    b"BINARY",
+    b"BINARY.PEEK",
+    b"BINARY.SIZE",
+    b"SAVE",
+    "é".encode(),
 ]
 
 
 @settings(max_examples=600, deadline=None)
 @given(st.lists(st.sampled_from(TOKENS), max_size=40))
 def test_token_soup_raises_only_parse_errors(parts: list[bytes]) -> None:
-    try:
-        parse(b"".join(parts))
-    except ParseError:
-        pass
+    for utf8 in (False, True):
+        try:
+            parse(b"".join(parts), utf8=utf8)
+        except ParseError:
+            pass
 
 
 @settings(max_examples=400, deadline=None)
@@ -257,3 +265,19 @@ def test_quoted_and_literal_passwords(password: str) -> None:
     if "\r" not in password and "\n" not in password:
         q = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
         assert parse(b't LOGIN u "' + q + b'"').args == c.Login("u", password)
+
+
+def test_rev2_forms() -> None:
+    r = parse('a CREATE "Entwürfe"'.encode(), utf8=True)
+    assert isinstance(r.args, c.Create) and r.args.mailbox == "Entwürfe"
+    r = parse(b"a CREATE Tom&Jerry", utf8=True)  # "&" is just a character in UTF-8 mode
+    assert isinstance(r.args, c.Create) and r.args.mailbox == "Tom&Jerry"
+    r = parse(b"a UID FETCH $ (BINARY.PEEK[1.2]<0.10> BINARY.SIZE[1])")
+    assert isinstance(r.args, c.Fetch) and r.args.seqs.saved
+    assert r.args.atts[0] == c.FetchAtt("BINARY", c.Section((1, 2)), (0, 10), peek=True)
+    assert r.args.atts[1] == c.FetchAtt("BINARY.SIZE", c.Section((1,)), None, peek=True)
+    r = parse(b"a APPEND INBOX ~{3}\r\na\x00b")
+    assert isinstance(r.args, c.Append) and r.args.data == b"a\x00b"
+    assert literal_suffix(b"a APPEND INBOX ~{3}") == (3, True)
+    r = parse(b"a SEARCH RETURN (SAVE) $ UNSEEN")
+    assert isinstance(r.args, c.Search) and r.args.returns == {"SAVE"}
