@@ -3,6 +3,7 @@ the directory, login policy, TLS, caches."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -47,3 +48,6 @@ class Runtime:
     max_bad_commands: int = 5  # before login; a few bad commands end the session
     max_bad_after_login: int = 50
     cache: RenderCache = field(default_factory=RenderCache)
+    # Engine searches that scan message data run in threads and compete with the event
+    # loop for the GIL; a few at a time keeps every other session responsive.
+    search_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))

@@ -145,7 +145,8 @@ async def search(s: Session, req: c.Request) -> str:
         idx = sorted(local(a.key, sel))
     elif sel.uids:
         view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
-        found = await account(s).search(sel.mailbox_id, q.And((view, translate(a.key, sel))))
+        async with s.rt.search_slots:
+            found = await account(s).search(sel.mailbox_id, q.And((view, translate(a.key, sel))))
         idx = sorted(i for u in found if (i := sel.index_of(u)) is not None)
     else:
         idx = []
