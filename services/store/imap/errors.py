@@ -7,6 +7,9 @@ Handlers raise :class:`Refused` for protocol-level refusals and let engine error
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from mailcore.mailstore import errors as engine
 from services.store.auth import Refusal
 
@@ -57,6 +60,15 @@ def engine_reply(exc: engine.MailstoreError) -> tuple[str, str]:
             detail = str(exc) if isinstance(exc, engine.InvalidMailboxName) else ""
             return "NO", f"[{code}] {text}" + (f": {detail}" if detail else "")
     return "NO", "[SERVERBUG] Internal error"
+
+
+@contextlib.contextmanager
+def destination() -> Iterator[None]:
+    """RFC 3501 §6.3.11, §6.4.7: a missing APPEND/COPY/MOVE target is NO [TRYCREATE]."""
+    try:
+        yield
+    except engine.NoSuchMailbox:
+        raise Refused("Mailbox does not exist", code="TRYCREATE") from None
 
 
 def auth_refusal(reason: Refusal) -> Refused:

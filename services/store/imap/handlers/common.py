@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailcore.mailstore import MailboxInfo, NoSuchMailbox, Quota
+from mailcore.mailstore import MailboxInfo, Quota
+from services.store.imap import errors
 from services.store.imap.errors import Refused
 
 if TYPE_CHECKING:
@@ -39,7 +40,5 @@ def quota(s: Session) -> Quota:
 
 async def target(s: Session, name: str) -> MailboxInfo:
     """RFC 3501 §6.3.11, §6.4.7: a missing destination answers NO [TRYCREATE]."""
-    try:
+    with errors.destination():
         return await account(s).mailbox(name)
-    except NoSuchMailbox:
-        raise Refused("Mailbox does not exist", code="TRYCREATE") from None
