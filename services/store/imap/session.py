@@ -170,7 +170,9 @@ class Session:
         finally:
             self._waiting = False
         words = first.split(b" ", 3)
-        is_append = len(words) > 1 and words[1].upper() == b"APPEND"
+        # only a logged-in APPEND may carry a message-sized literal: before login every
+        # command is held to the small limit, so nobody can upload 50 MB unauthenticated
+        is_append = len(words) > 1 and words[1].upper() == b"APPEND" and self.user is not None
         limit = self.rt.max_message_size if is_append else MAX_COMMAND_LITERALS
         parts = [first]
         total = len(first)

@@ -47,6 +47,13 @@ async def test_oversized_append_refused_before_continuation(make_imap: Factory) 
     await c.close()
 
 
+async def test_no_large_literal_before_login(imap: ImapHarness) -> None:
+    c = await imap.raw()
+    await c.send(b"a APPEND INBOX {1000000}\r\n")
+    assert (await c.line()).startswith(b"a BAD Literal too large")
+    await c.close()
+
+
 async def test_large_literal_in_other_commands_refused(imap: ImapHarness) -> None:
     c = await imap.raw_login()
     await c.send(b"a LOGIN {100000}\r\n")
