@@ -95,5 +95,6 @@ async def test_10k_mailbox_select_and_header_fetch_stay_lean(imap: ImapHarness) 
     # fetch of 11 messages opens 11
     assert len(opened) == 11, len(opened)
     # 10,000 messages × ~8 KiB = 80 MiB of bodies; the server must not hold them
+    print(f"10k: rss growth {growth / 2**20:.1f} MiB, {elapsed:.1f} s, files opened {len(opened)}")
     assert growth < 40 * 1024 * 1024, (growth, elapsed)
     await c.close()
