@@ -14,6 +14,7 @@ import click
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
 from mailcore.tls import ensure_certificate
+from services.ctl import accounts, status
 from services.ctl.up import UpError, load_cluster, run_up
 
 
@@ -53,3 +54,8 @@ def cert(data: Path | None) -> None:
     created = ensure_certificate(s.cert_path, s.key_path, s.hostname)
     state = "created" if created else "already present"
     click.echo(f"{s.cert_path} ({state}); key {s.key_path}")
+
+
+# Account commands (domain, user, alias, path) and status.
+accounts.register(main)
+main.add_command(status.status)
