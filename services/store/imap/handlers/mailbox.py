@@ -78,9 +78,14 @@ def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
     return re.compile(rx + r"\Z", re.DOTALL)
 
 
-def _has_children(name: str, names: set[str]) -> bool:
-    prefix = name + SEP
-    return any(n.startswith(prefix) for n in names)
+def parents(names: set[str]) -> set[str]:
+    """Every name that has at least one child (one pass, not one scan per mailbox)."""
+    out: set[str] = set()
+    for n in names:
+        parts = n.split(SEP)
+        for k in range(1, len(parts)):
+            out.add(SEP.join(parts[:k]))
+    return out
 
 
 SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
@@ -105,6 +110,7 @@ async def list_(s: Session, req: Request) -> str:
     boxes = await acct.list_mailboxes()
     existing = {b.name: b for b in boxes}
     names = set(existing)
+    with_children = parents(names)
     subscribed = set(await acct.subscriptions()) if _wants_subscribed(a) else set()
     rxs = [pattern_regex(a.reference, p) for p in a.patterns]
     only_subscribed = "SUBSCRIBED" in a.select
@@ -130,7 +136,7 @@ async def list_(s: Session, req: Request) -> str:
             if only_special and box.special_use is None:
                 continue
             # RFC 3348 / RFC 5258 §3.4: always answered here
-            attrs.append("\\HasChildren" if _has_children(name, names) else "\\HasNoChildren")
+            attrs.append("\\HasChildren" if name in with_children else "\\HasNoChildren")
             if box.special_use:
                 attrs.append(box.special_use)  # RFC 6154 §2
         if name in subscribed and ("SUBSCRIBED" in a.returns or only_subscribed):
