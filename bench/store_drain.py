@@ -5,7 +5,9 @@ A private nats-server (JetStream, ``sync_interval: always``) is pre-loaded with
 service (``python -m services.store``, fsync on: every message is durable before its
 ack) is started and the inbound stream is watched until it is empty. The rate is the
 messages delivered between the first and the last observed delivery divided by that
-time; peak RSS is the store process's high-water mark (``VmHWM``).
+time; peak RSS is the store process's high-water mark (``VmHWM``; note that importing
+the directory hashes a dummy argon2id password at 64 MiB memory cost, so the peak includes
+that), ``rss_end_mb`` its resident size when the stream is empty.
 
     python -m bench.store_drain --messages 10000 --size 10240 --json out.json
 
@@ -103,10 +105,11 @@ async def preload(url: str, messages: int, size: int) -> str:
         await bus.close()
 
 
-def peak_rss_mb(pid: int) -> float:
+def proc_mb(pid: int, field: str = "VmHWM") -> float:
+    """A /proc/<pid>/status memory field in MiB (VmHWM: peak RSS; VmRSS: current)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -125,17 +128,22 @@ async def watch_drain(
             info = await bus.js.stream_info(names.STREAM_INBOUND)
             now = time.monotonic()
             left = info.state.messages
-            peak = max(peak, peak_rss_mb(store.pid))
+            peak = max(peak, proc_mb(store.pid))
             if t0 is None and left < messages:
                 t0, m0 = now, left
             if left == 0:
                 assert t0 is not None and m0 is not None
-                peak = max(peak, peak_rss_mb(store.pid))
+                peak = max(peak, proc_mb(store.pid))
                 seconds = now - t0
                 delivered = m0 if seconds > 0 else messages
                 if seconds <= 0:
                     seconds = 1e-3
-                return {"seconds": seconds, "delivered_timed": delivered, "peak_rss_mb": peak}
+                return {
+                    "seconds": seconds,
+                    "delivered_timed": delivered,
+                    "peak_rss_mb": peak,
+                    "rss_end_mb": proc_mb(store.pid, "VmRSS"),
+                }
             if store.poll() is not None:
                 raise RuntimeError(f"the store exited with {store.returncode}")
             if now > deadline:
@@ -219,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(watched["seconds"], 3),
             "rate": round(watched["delivered_timed"] / watched["seconds"], 1),
             "peak_rss_mb": round(watched["peak_rss_mb"], 1),
+            "rss_end_mb": round(watched["rss_end_mb"], 1),
             "preload_seconds": round(preload_s, 2),
             "load_average_before": [round(x, 2) for x in load_before],
             "verified_in_mailbox": delivered,

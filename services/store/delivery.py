@@ -100,6 +100,9 @@ class DeliveryConsumer:
         self.running = False
         self._bodies: ObjectStore | None = None
 
+    def _disk_is_full(self) -> bool:
+        return self.disk_full
+
     @property
     def healthy(self) -> bool:
         return self.running and not self.disk_full
@@ -116,9 +119,14 @@ class DeliveryConsumer:
         self._backoff = [float(b) for b in info.config.backoff or []]
         self.running = True
         log.info("delivery consumer started", batch=self.batch)
+        # One batch commits (its fsyncs run off the loop) while the next is fetched and
+        # prepared; a batch is acked only after its own commit.
+        inflight: asyncio.Task[None] | None = None
         try:
             while not stopping.is_set():
                 if self.disk_full:
+                    await _finish(inflight)
+                    inflight = None
                     await self._wait_for_space(stopping)
                     continue
                 try:
@@ -131,34 +139,54 @@ class DeliveryConsumer:
                     log.warning("fetch failed", error=f"{type(exc).__name__}: {exc}")
                     await _sleep(stopping, 1.0)
                     continue
-                try:
-                    await self.handle(msgs)
-                except Exception:
-                    # Nothing was acked that is not committed; the rest is redelivered.
-                    log.exception("delivery batch failed")
-                    await _sleep(stopping, 1.0)
+                items = await self.prepare(msgs)
+                await _finish(inflight)
+                inflight = None
+                if self._disk_is_full():  # the previous batch found the disk full: wait first
+                    for item in items:
+                        await self._nak(item.msg, self.retry_delay)
+                    continue
+                inflight = asyncio.create_task(self.commit(items), name="delivery-commit")
         finally:
+            await _finish(inflight)
             self.running = False
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
     # --- one batch ---------------------------------------------------------------------
     async def handle(self, msgs: list[Any]) -> None:
+        await self.commit(await self.prepare(msgs))
+
+    async def prepare(self, msgs: list[Any]) -> list[_Item]:
         items: list[_Item] = []
         for msg in msgs:
-            item = await self._prepare(msg)
+            try:
+                item = await self._prepare(msg)
+            except Exception:
+                log.exception("bus message not prepared; retried later")
+                with contextlib.suppress(Exception):
+                    await self._nak(msg, self.retry_delay)
+                continue
             if item is not None:
                 items.append(item)
+        return items
+
+    async def commit(self, items: list[_Item]) -> None:
+        """Commit every copy of the batch, then settle each bus message (ack, nak, term)."""
         if not items:
             return
-        copies = [c for item in items for c in item.copies]
-        started = time.perf_counter()
-        results = await self.store.deliver(copies) if copies else []
-        metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
-        metrics.DELIVERY_BATCH.observe(len(items))
-        by_key: dict[str, DeliveryResult] = {r.key: r for r in results}
-        for item in items:
-            await self._settle(item, [by_key[c.key] for c in item.copies])
+        try:
+            copies = [c for item in items for c in item.copies]
+            started = time.perf_counter()
+            results = await self.store.deliver(copies) if copies else []
+            metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
+            metrics.DELIVERY_BATCH.observe(len(items))
+            by_key: dict[str, DeliveryResult] = {r.key: r for r in results}
+            for item in items:
+                await self._settle(item, [by_key[c.key] for c in item.copies])
+        except Exception:
+            # Nothing unacked is lost: JetStream redelivers after the ack wait.
+            log.exception("delivery batch failed")
 
     async def _prepare(self, msg: Any) -> _Item | None:
         try:
@@ -324,6 +352,12 @@ def _stream_seq(msg: Any) -> int | None:
         return int(msg.metadata.sequence.stream)
     except Exception:
         return None
+
+
+async def _finish(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await task
 
 
 async def _sleep(stopping: asyncio.Event, seconds: float) -> None:

@@ -260,6 +260,6 @@ async def test_disk_full_naks_pauses_and_loses_nothing(env: Env) -> None:
     assert (await acct.usage())[1] == 0
     # The failed write removed the link, the probe finds room, the retry delivers.
     await eventually(lambda: _backlog_is(env, 0))
-    assert not env.consumer.disk_full
+    await eventually(lambda: _true(not env.consumer.disk_full))
     (a,) = await env.inbox(env.alice)
     assert a.endswith(BODY)
