@@ -335,7 +335,11 @@ def write_plots(report: Report, outdir: Path) -> list[str]:
             label = "Postern" if side == "postern" else w4.peer_name
             a1.bar([x + offset for x in xs], rates, width=0.4, label=label, color=color)
             a2.bar([x + offset for x in xs], lats, width=0.4, label=label, color=color)
-        for ax, title, unit in ((a1, "W4 rate per command", "cmd/s"), (a2, "median latency", "ms")):
+        a2.set_yscale("log")
+        for ax, title, unit in (
+            (a1, "W4 rate per command", "cmd/s"),
+            (a2, "median latency (log scale)", "ms"),
+        ):
             ax.set_xticks(xs, kinds, rotation=45, ha="right", fontsize=7)
             ax.set_title(title)
             ax.set_ylabel(unit)
