@@ -24,7 +24,7 @@ log = get_logger("mailstore")
 CHANGES_KEPT = 200_000  # change log entries kept per account
 DELIVERY_KEYS_KEPT = 14 * 86400.0  # seconds a delivery key is remembered (redelivery window)
 PRUNE_EVERY = 500  # commits between prunes
-MAX_READERS = 4  # idle read connections kept per account
+MAX_READERS = 2  # idle read connections kept per account
 
 
 @dataclass(slots=True)
@@ -141,6 +141,7 @@ class AccountCore:
         self._unlinked: list[int] = []
         self._commits = 0
         self.closed = False
+        self.last_used = time.monotonic()
 
     # --- life cycle (writer thread) ---------------------------------------------------
     def open(self, setup: Callable[[Txn], None]) -> None:
@@ -190,6 +191,10 @@ class AccountCore:
 
     def close(self) -> None:
         self.closed = True
+        self.release()
+
+    def release(self) -> None:
+        """Close the connections (writer thread); they reopen on the next use."""
         if self.wconn is not None:
             self.wconn.close()
             self.wconn = None
@@ -198,14 +203,24 @@ class AccountCore:
                 conn.close()
             self._readers.clear()
 
+    @property
+    def connected(self) -> bool:
+        return self.wconn is not None or bool(self._readers)
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self.closed:
+            raise RuntimeError(f"account {self.id} is closed")
+        if self.wconn is None:
+            self.wconn = schema.connect(layout.index_path(self.path), durable=self.durable)
+        return self.wconn
+
     # --- writes (writer thread) -------------------------------------------------------
     @contextlib.contextmanager
     def txn(self, *, durable: bool = True) -> Iterator[Txn]:
         """BEGIN IMMEDIATE … COMMIT. ``durable=False`` commits without waiting for the
         disk (WAL, synchronous=NORMAL): for state whose loss is harmless."""
-        conn = self.wconn
-        if conn is None:
-            raise RuntimeError(f"account {self.id} is closed")
+        conn = self._writer_conn()
+        self.last_used = time.monotonic()
         lazy = self.durable and not durable
         if lazy:
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -275,6 +290,7 @@ class AccountCore:
     @contextlib.contextmanager
     def reader(self) -> Iterator[sqlite3.Connection]:
         """A read connection inside one read transaction (a consistent snapshot)."""
+        self.last_used = time.monotonic()
         with self._rlock:
             conn = self._readers.pop() if self._readers else None
         if conn is None:

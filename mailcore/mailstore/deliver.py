@@ -3,6 +3,7 @@ one account, idempotent by delivery key (writer-thread side)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from mailcore import message
@@ -16,9 +17,7 @@ from mailcore.mailstore.model import Delivery, DeliveryResult
 JUNK_FLAGS = frozenset(("$Junk",))  # keyword most clients use for spam (RFC 5788 registry)
 
 
-def _existing(core: AccountCore, keys: list[str]) -> dict[str, tuple[int, int]]:
-    conn = core.wconn
-    assert conn is not None
+def _existing(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     for i in range(0, len(keys), 500):
         part = keys[i : i + 500]
@@ -38,7 +37,7 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
     results: list[DeliveryResult | None] = [None] * len(items)
     with core.txn() as t:
         conn = t.conn
-        existing = _existing(core, [d.key for d in items])
+        existing = _existing(conn, [d.key for d in items])
         inbox = mailboxes.by_name(conn, names.INBOX)
         assert inbox is not None, "INBOX always exists"
         junk = mailboxes.by_role(conn, "\\Junk") or inbox

@@ -40,6 +40,7 @@ class MailStore:
         writers: int,
         lock_fd: int,
         max_message_size: int,
+        max_open_accounts: int = 256,
     ) -> None:
         self.root = root
         self._files = files
@@ -53,6 +54,7 @@ class MailStore:
         self._opening: dict[str, asyncio.Lock] = {}
         self._lock_fd = lock_fd
         self._max_size = max_message_size
+        self._max_open = max(1, max_open_accounts)
         self._closed = False
 
     @classmethod
@@ -64,12 +66,15 @@ class MailStore:
         exclusive: bool = True,
         writers: int = 2,
         max_message_size: int = 0,
+        max_open_accounts: int = 256,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
         ``exclusive`` (the store service) refuses a second process on the same root with
         :class:`StoreLocked`; tools and tests may pass False to share it. Orphaned files
-        of interrupted writes are removed as each account is opened.
+        of interrupted writes are removed as each account is opened. At most
+        ``max_open_accounts`` accounts keep their SQLite connections (and file
+        descriptors) open; the least recently used are closed and reopen when used.
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -86,6 +91,7 @@ class MailStore:
             writers=max(1, writers),
             lock_fd=fd,
             max_message_size=max_message_size,
+            max_open_accounts=max_open_accounts,
         )
         threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
@@ -134,7 +140,18 @@ class MailStore:
             self._cores[account_id] = core
             self._accounts[account_id] = acct
         self._opening.pop(account_id, None)
+        await self._trim(keep=account_id)
         return acct
+
+    async def _trim(self, keep: str) -> None:
+        """Close the connections of the least recently used accounts beyond the limit."""
+        connected = [c for c in self._cores.values() if c.connected and c.id != keep]
+        excess = len(connected) + 1 - self._max_open
+        if excess <= 0:
+            return
+        for core in sorted(connected, key=lambda c: c.last_used)[:excess]:
+            # On the account's own writer: never in the middle of one of its transactions.
+            await self._writer_for(core.id).submit(core.release)
 
     async def deliver(self, items: Sequence[Delivery]) -> list[DeliveryResult]:
         """Commit every item; one transaction (and one sync) per account.
@@ -166,6 +183,8 @@ class MailStore:
                 results[i] = r
 
         await asyncio.gather(*(one(a, idxs) for a, idxs in groups.items()))
+        if len(groups) > 1 or len(self._cores) > self._max_open:
+            await self._trim(keep="")
         return [r for r in results if r is not None]
 
     async def remove_account(self, account_id: str) -> None:

@@ -75,3 +75,31 @@ async def test_remove_account(store: MailStore) -> None:
     assert not path.exists()
     acct = await store.account("gone")  # a fresh, empty account
     assert await acct.usage() == (0, 0)
+
+
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_idle_accounts_give_back_their_file_descriptors(tmp_path: Path) -> None:
+    store = await MailStore.open(tmp_path / "s", max_open_accounts=3)
+    try:
+        before = _open_fds()
+        for i in range(12):
+            batch = [
+                Delivery(f"k{i}/{j}", f"user{j}", "inbox", message(f"m{i}"), 0.0) for j in range(12)
+            ]
+            results = await store.deliver(batch)
+            assert all(r.outcome == "delivered" for r in results)
+        connected = [c for c in store._cores.values() if c.connected]
+        assert len(connected) <= 3
+        assert _open_fds() - before <= 3 * 3 * 3  # index, WAL, shm; writer + 2 readers
+        # A released account reopens transparently, for reads and writes.
+        acct = await store.account("user0")
+        inbox = await acct.mailbox("INBOX")
+        assert (await acct.status(inbox.id)).messages == 12
+        assert (await acct.append(inbox.id, message("again"))).uid == 13
+    finally:
+        await store.close()
