@@ -45,7 +45,8 @@ changes. UIDVALIDITY values are unique per account, so they never repeat for a n
 
 Deviations from /work/engine-contract.md (all additive or narrowing):
 
-* ``MailStore.open(root, *, fsync=True, exclusive=True)``: ``exclusive`` takes an flock on
+* ``MailStore.open(root, *, fsync=True, exclusive=True, writers=2, max_message_size=0,
+  max_open_accounts=256)``: ``exclusive`` takes an flock on
   ``<root>/store.lock`` so a second store process on the same data fails with
   :class:`StoreLocked`. With ``exclusive=False`` several processes may write one account
   (SQLite serialises them, UIDs stay unique) but ``wait_for_change`` only wakes on
@@ -55,14 +56,20 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
   (for ``mailbox`` changes); ``MessageRecord`` also carries ``mailbox_id`` and an opaque
   ``file_id``.
 * Errors add :class:`InvalidAccountId`, :class:`InvalidFlag`, :class:`StoreClosed`,
-  :class:`StoreLocked`. Flags: system flags are stored in their canonical spelling
-  (``\\seen`` -> ``\\Seen``); ``\\Recent`` is ignored (session state); other ``\\``-flags
+  :class:`StoreLocked` and :class:`ChangeLogTruncated` (``changes_since`` for a position
+  older than the newest 200,000 changes kept: take a fresh snapshot).
+  ``MessageTooLarge`` is raised by ``append`` when ``max_message_size`` is set.
+* ``store_flags``: ``StoreResult.changed`` lists only messages whose flags changed (a STORE
+  that changes nothing assigns no new MODSEQ); IMAP answers FETCH for the others from
+  its own view. ``DeliveryResult.error`` is ``engine.STORAGE_FULL`` when the disk is full.
+* Flags: system flags are stored in their canonical spelling (``\\seen`` -> ``\\Seen``); ``\\Recent`` is ignored (session state); other ``\\``-flags
   and keywords with spaces, brackets or controls raise :class:`InvalidFlag`.
 """
 
 from mailcore.mailstore.account import Account
 from mailcore.mailstore.engine import MailStore
 from mailcore.mailstore.errors import (
+    ChangeLogTruncated,
     InvalidAccountId,
     InvalidFlag,
     InvalidMailboxName,
@@ -99,6 +106,7 @@ __all__ = [
     "Account",
     "AppendResult",
     "Change",
+    "ChangeLogTruncated",
     "CopyResult",
     "Delivery",
     "DeliveryResult",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mailcore.logging import get_logger
 from mailcore.mailstore import layout, schema
-from mailcore.mailstore.errors import StorageFull
+from mailcore.mailstore.errors import StorageFull, StoreClosed
 from mailcore.mailstore.files import FileWriter, remove, sync_dir
 
 log = get_logger("mailstore")
@@ -209,7 +209,7 @@ class AccountCore:
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self.closed:
-            raise RuntimeError(f"account {self.id} is closed")
+            raise StoreClosed(f"account {self.id} was closed or removed")
         if self.wconn is None:
             self.wconn = schema.connect(layout.index_path(self.path), durable=self.durable)
         return self.wconn
@@ -295,7 +295,7 @@ class AccountCore:
             conn = self._readers.pop() if self._readers else None
         if conn is None:
             if self.closed:
-                raise RuntimeError(f"account {self.id} is closed")
+                raise StoreClosed(f"account {self.id} was closed or removed")
             conn = schema.connect(layout.index_path(self.path), durable=self.durable)
         ok = True
         try:

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import zlib
@@ -20,7 +21,7 @@ from mailcore.mailstore import layout, mailboxes
 from mailcore.mailstore.account import Account
 from mailcore.mailstore.core import AccountCore
 from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
-from mailcore.mailstore.files import FileWriter, sync_dir
+from mailcore.mailstore.files import FileWriter, is_full, sync_dir
 from mailcore.mailstore.model import Delivery, DeliveryResult
 from mailcore.mailstore.threads import Writer
 
@@ -173,6 +174,12 @@ class MailStore:
                 done = await acct._writer.submit(lambda: delivery.deliver(core, batch, now))
             except StorageFull:
                 done = [DeliveryResult(d.key, "failed", error=STORAGE_FULL) for d in batch]
+            except (OSError, sqlite3.Error) as exc:
+                full = _disk_full(exc)
+                if not full:
+                    log.exception("delivery failed", account=account_id)
+                error = STORAGE_FULL if full else f"{type(exc).__name__}: {exc}"
+                done = [DeliveryResult(d.key, "failed", error=error) for d in batch]
             except MailstoreError as exc:
                 done = [DeliveryResult(d.key, "failed", error=str(exc)) for d in batch]
             except Exception as exc:
@@ -215,3 +222,10 @@ class MailStore:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.close()
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from the OS, or SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return is_full(exc)
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
