@@ -62,8 +62,9 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
 * ``store_flags``: ``StoreResult.changed`` lists only messages whose flags changed (a STORE
   that changes nothing assigns no new MODSEQ); IMAP answers FETCH for the others from
   its own view. ``DeliveryResult.error`` is ``engine.STORAGE_FULL`` when the disk is full.
-* Flags: system flags are stored in their canonical spelling (``\\seen`` -> ``\\Seen``); ``\\Recent`` is ignored (session state); other ``\\``-flags
-  and keywords with spaces, brackets or controls raise :class:`InvalidFlag`.
+* Flags: system flags are stored in their canonical spelling (``\\seen`` -> ``\\Seen``);
+  ``\\Recent`` is ignored (session state); other ``\\``-flags and keywords with spaces,
+  brackets or controls raise :class:`InvalidFlag`.
 """
 
 from mailcore.mailstore.account import Account
