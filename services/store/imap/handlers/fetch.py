@@ -70,21 +70,44 @@ async def fetch(s: Session, req: Request) -> str:
         if "FLAGS" not in names:
             atts.append(FetchAtt("FLAGS"))
     need_record = any(att.name in _NEEDS_RECORD for att in atts)
+    # a message's ENVELOPE, BODYSTRUCTURE, INTERNALDATE and size never change: when every
+    # item is cached or kept in the view, the engine is not asked at all
+    only_cached = all(_cacheable(att) or att.name in _VIEW_ITEMS for att in atts)
     for start in range(0, len(idx), CHUNK):
         chunk = idx[start : start + CHUNK]
         records: dict[int, MessageRecord] = {}
+        asked: set[int] = set()
         if need_record:
             uids = [sel.uids[i] for i in chunk]
-            need_parsed = _needs_parsed(s, sel, atts, uids)
-            for got in await s.account.fetch(sel.mailbox_id, uids, parsed=need_parsed):
-                records[got.uid] = got
+            if only_cached:
+                uids = [u for u in uids if not _all_cached(s, sel, u, atts)]
+            if uids:
+                asked = set(uids)
+                need_parsed = _needs_parsed(s, sel, atts, uids)
+                for got in await s.account.fetch(sel.mailbox_id, uids, parsed=need_parsed):
+                    records[got.uid] = got
         for i in chunk:
             uid = sel.uids[i]
             rec = records.get(uid)
-            if need_record and rec is None:
+            if uid in asked and rec is None:
                 continue  # expunged by another session; reported later (RFC 3501 §7.4.1)
             await s.send_chunks(await _one(s, sel, i, uid, rec, atts, a.uid))
     return f"{req.name} completed"
+
+
+_VIEW_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
+_CACHEABLE = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "INTERNALDATE", "RFC822.SIZE"})
+
+
+def _cacheable(att: FetchAtt) -> bool:
+    return att.section is None and att.name in _CACHEABLE
+
+
+def _all_cached(s: Session, sel: Selected, uid: int, atts: list[FetchAtt]) -> bool:
+    cache = s.rt.cache
+    return all(
+        cache.get(_key(s, sel, uid, att.name)) is not None for att in atts if _cacheable(att)
+    )
 
 
 def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[int]) -> bool:
@@ -149,14 +172,12 @@ async def _one(  # noqa: PLR0917
                 items.append(b"FLAGS " + r.flag_list(sel.shown_flags(s, i)))
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+            elif _cacheable(att):
+                value = _cached(s, sel, uid, rec, name)
+                if value is not None:
+                    items.append(name.encode() + b" " + value)
             elif rec is None:
                 continue
-            elif name == "INTERNALDATE":
-                items.append(b"INTERNALDATE " + render.internal_date(rec.internal_date))
-            elif name == "RFC822.SIZE":
-                items.append(b"RFC822.SIZE %d" % rec.size)
-            elif name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and att.section is None):
-                items.append(name.encode() + b" " + _cached(s, sel, uid, rec, name))
             else:
                 if fh is None:
                     fh = s.account.open_message(rec) if s.account is not None else None
@@ -178,18 +199,24 @@ async def _one(  # noqa: PLR0917
     return chunks
 
 
-def _cached(s: Session, sel: Selected, uid: int, rec: MessageRecord, name: str) -> bytes:
+def _cached(
+    s: Session, sel: Selected, uid: int, rec: MessageRecord | None, name: str
+) -> bytes | None:
     key = _key(s, sel, uid, name)
     hit = s.rt.cache.get(key)
-    if hit is not None:
+    if hit is not None or rec is None:
         return hit
-    p = rec.parsed
-    assert p is not None
-    out = (
-        render.envelope(p.envelope)
-        if name == "ENVELOPE"
-        else render.body_structure(p.structure, extended=name == "BODYSTRUCTURE")
-    )
+    if name == "INTERNALDATE":
+        out = render.internal_date(rec.internal_date)
+    elif name == "RFC822.SIZE":
+        out = b"%d" % rec.size
+    else:
+        p = rec.parsed
+        assert p is not None
+        if name == "ENVELOPE":
+            out = render.envelope(p.envelope)
+        else:
+            out = render.body_structure(p.structure, extended=name == "BODYSTRUCTURE")
     s.rt.cache.put(key, out)
     return out
 
