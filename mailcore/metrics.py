@@ -59,6 +59,9 @@ DELIVERY_SECONDS = Histogram(
     "postern_delivery_commit_seconds", "one group commit", buckets=_LATENCY
 )
 DELIVERY_PAUSED = Gauge("postern_delivery_paused", "1 while delivery waits for disk space")
+DELIVERY_REQUEUED = Counter(
+    "postern_delivery_requeued_total", "bus messages republished after their last attempt"
+)
 STORE_DISK_USED = Gauge("postern_store_disk_used_bytes", "bytes the mail store occupies")
 STORE_DISK_FREE = Gauge(
     "postern_store_disk_free_bytes", "bytes free on the mail store's file system"

@@ -11,7 +11,8 @@ Outcomes per bus message:
 * poison (unknown schema version, undecodable, body object missing): terminated,
   counted in ``postern_delivery_terminated_total{reason}`` and logged; the consumer goes on;
 * disk full: nak with a delay and stop fetching until a probe write succeeds;
-* other transient failure: nak with a delay;
+* other transient failure: nak with a delay; when the consumer's attempts run out the
+  frame is published again (fresh attempts) and the old copy dropped, so it is never stuck;
 * over quota: a temporary failure, like Postfix deferring on Dovecot's "mailbox full":
   retried every ``QUOTA_RETRY`` seconds while attempts remain (so freeing space or
   raising the quota lets it in); on the consumer's last attempt it is terminated and
@@ -251,9 +252,8 @@ class DeliveryConsumer:
             else:
                 log.warning("delivery failed", id=item.mail.id, error=failed[0].error)
             if attempt >= self.max_deliver:
-                log.error(
-                    "delivery attempts exhausted; message left in the stream", id=item.mail.id
-                )
+                await self._requeue(item.msg, item.mail)
+                return
             await self._nak(item.msg, self.retry_delay)
             return
         if over_quota:
@@ -273,6 +273,25 @@ class DeliveryConsumer:
         await item.msg.ack()
         if item.mail.body_ref is not None and self._bodies is not None:
             await drop_body(self._bodies, item.mail)
+
+    async def _requeue(self, msg: Any, mail: MailMessage) -> None:
+        """A temporary failure outlasted the consumer's attempts: publish the same frame
+        again (fresh attempts, same mail id, so still idempotent), then drop the old one.
+        JetStream would otherwise keep it in the stream and never deliver it again."""
+        seq = _stream_seq(msg)
+        headers = {
+            names.HDR_MSG_ID: f"{mail.id}.requeued.{seq}",
+            names.HDR_SCHEMA: str(mail.v),
+        }
+        try:
+            await self.bus.js.publish(names.SUBJECT_INBOUND, msg.data, headers=headers)
+        except Exception as exc:
+            log.error("requeue failed", id=mail.id, error=f"{type(exc).__name__}: {exc}")
+            await self._nak(msg, self.retry_delay)
+            return
+        metrics.DELIVERY_REQUEUED.inc()
+        log.warning("delivery attempts exhausted; requeued", id=mail.id, stream_seq=seq)
+        await msg.term()
 
     async def _nak(self, msg: Any, delay: float) -> None:
         """Ask for redelivery after ``delay`` seconds.

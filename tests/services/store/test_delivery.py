@@ -263,3 +263,19 @@ async def test_disk_full_naks_pauses_and_loses_nothing(env: Env) -> None:
     await eventually(lambda: _true(not env.consumer.disk_full))
     (a,) = await env.inbox(env.alice)
     assert a.endswith(BODY)
+
+
+async def test_failure_on_the_last_attempt_requeues_instead_of_sticking(env: Env) -> None:
+    env.consumer.max_deliver = 1  # the first failure is already the last attempt
+    before = counter("postern_delivery_requeued_total")
+    acct: Account = await env.store.account(env.bob.account_id)
+    adir = env.store.account_dir(acct.id)
+    with sqlite3.connect(index_path(adir)) as conn:
+        (first_free,) = conn.execute("SELECT next_file_id FROM state").fetchone()
+    target = message_path(adir, first_free)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to("/dev/full")
+    await env.publish(["bob@example.org"])
+    await eventually(lambda: _backlog_is(env, 0))
+    await eventually(lambda: _inbox_len(env, env.bob, 1))
+    assert counter("postern_delivery_requeued_total") == before + 1
