@@ -21,7 +21,7 @@ from types import FrameType
 
 from bench.machine import describe, load_average, now
 from bench.report import write_report
-from bench.results import Report
+from bench.results import Report, WorkloadResult
 from bench.workloads import WORKLOAD_IDS, all_workloads
 from bench.workloads.base import Context, run_workload
 from bench.workloads.mailboxes import ACCOUNTS_KEY
@@ -119,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             report.workloads = Report.load(out / "latest.json").workloads
     status = 0
+    ran: list[WorkloadResult] = []
     try:
         with ctx.cleanups:
             needs_boxes = [w.id for w in selected if w.mailbox_accounts(ctx)]
             for w in selected:
                 result = run_workload(w, ctx)
                 report.workloads[w.id] = result
+                ran.append(result)
                 report.save(rundir / "report.json")
                 if needs_boxes and w.id == needs_boxes[-1]:
                     ctx.cleanups.close()  # stop the shared mailboxes' servers now
@@ -141,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         path = write_report(report, args.out or rundir, name="report")
     log(f"report: {path}")
+    failed = [f"{w.id} {r.side} run {r.run + 1}" for w in ran for r in w.errors()]
+    if failed and status == 0:
+        log(f"!! failed runs (see the report): {', '.join(failed)}")
+        status = 1
     return status
 
 
