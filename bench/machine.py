@@ -9,8 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
-
 from bench.results import Machine
 from services.ctl import daemons
 
@@ -78,7 +76,7 @@ def describe() -> Machine:
     return Machine(
         cpu_model=cpu_model(),
         cores=os.cpu_count() or 1,
-        memory_bytes=int(psutil.virtual_memory().total),
+        memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         kernel=platform.release(),
         python=platform.python_version(),
         load_start=load_average(),

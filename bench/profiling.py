@@ -20,8 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
-
 RATE = 200  # samples per second
 
 
@@ -33,7 +31,9 @@ def py_spy() -> str | None:
 
 def python_processes(roots: list[int]) -> list[tuple[int, str]]:
     """(pid, label) of every Python process in the trees: label is the ``-m`` module."""
-    from bench.procs import tree
+    import psutil  # type: ignore[import-untyped]
+
+    from bench.meter import tree
 
     out = []
     for p in tree(roots):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import load_average, now
-from bench.procs import Finished, Meter, run_metered
+from bench.procs import Finished, run_metered
 from bench.profiling import Profiler, py_spy, python_processes
 from bench.results import SIDES, MetricDef, Side, SideRun, WorkloadResult
 
@@ -138,6 +138,8 @@ def run_workload(w: Workload, ctx: Context) -> WorkloadResult:
 def _one_run(
     w: Workload, ctx: Context, side: Side, run: int, driver: Driver, result: WorkloadResult
 ) -> SideRun:
+    from bench.meter import Meter  # psutil: only when measuring
+
     meter = Meter({side: driver.pids})
     t0 = time.monotonic()
     profiled = ctx.profile and side == "postern" and run == 0 and py_spy() is not None

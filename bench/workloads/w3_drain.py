@@ -20,9 +20,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
-
-from bench import procs as procs_mod
 from bench.loadgen.populate import imap_count
 from bench.loadgen.smtp_flow import smtp_source_argv
 from bench.peers.dovecot import Dovecot
@@ -108,9 +105,13 @@ class DrainPhase:
         return self.store_cpu + max(0.0, nats)
 
     def _run(self) -> None:
+        import psutil  # type: ignore[import-untyped]
+
+        from bench.meter import memory, tree
+
         while not self._stop.wait(self.interval):
             assert self.root is not None
-            procs = procs_mod.tree([self.root])
+            procs = tree([self.root])
             store = nats = None
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
@@ -124,7 +125,7 @@ class DrainPhase:
             if self.profiler is not None:
                 self.profiler.attach(store.pid, "store")
                 self.profiler = None
-            rss, pss = procs_mod.memory([p for p in (store, nats) if p is not None], pss=True)
+            rss, pss = memory([p for p in (store, nats) if p is not None], pss=True)
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
             with contextlib.suppress(psutil.Error):

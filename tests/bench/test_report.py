@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.report import fmt_value, render_markdown, write_report
 from bench.results import Machine, MetricDef, Report, SideRun, WorkloadResult
 
@@ -113,6 +115,7 @@ def test_number_formatting() -> None:
 
 
 def test_write_report_makes_markdown_json_and_pngs(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is in the bench extra, not the test extra")
     path = write_report(Report(machine(), {"W1": w1(), "W3": w3_unavailable()}), tmp_path)
     assert path == tmp_path / "latest.md"
     assert (tmp_path / "latest.json").exists()
