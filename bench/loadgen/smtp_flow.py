@@ -64,25 +64,30 @@ class _Probe:
     def __init__(self, imap: Imap, exists: int) -> None:
         self.imap = imap
         self.exists = exists
+        self.seen_at: dict[int, float] = {}  # EXISTS count -> when it arrived
         self.changed = asyncio.Event()
         imap.on_untagged = self._untagged
 
     def _untagged(self, line: bytes) -> None:
         n = exists_count(line)
         if n is not None:
-            self.exists = n
+            now = time.monotonic()
+            for k in range(self.exists + 1, n + 1):
+                self.seen_at.setdefault(k, now)
+            self.exists = max(self.exists, n)
             self.changed.set()
 
-    async def wait_for(self, want: int, timeout: float) -> bool:
+    async def wait_for(self, want: int, timeout: float) -> float | None:
+        """When the mailbox reached ``want`` messages (None: not within ``timeout``)."""
         deadline = time.monotonic() + timeout
         while self.exists < want:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return None
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), left)
-        return True
+        return self.seen_at.get(want, time.monotonic())
 
 
 async def _probe_loop(
@@ -103,10 +108,13 @@ async def _probe_loop(
             want = p.exists + 1
             await smtp.send("probe-sender@example.org", [probe], body)
             t_ok = time.monotonic()
-            if await p.wait_for(want, PROBE_WAIT):
-                result.latencies.append(time.monotonic() - t_ok)
-            else:
+            seen = await p.wait_for(want, PROBE_WAIT)
+            if seen is None:
                 result.lost_probes += 1
+            else:
+                # The EXISTS can arrive before the client has read the 250 (the store
+                # delivered while the reply was on its way): that counts as 0.
+                result.latencies.append(max(0.0, seen - t_ok))
             await asyncio.sleep(PROBE_GAP)
     finally:
         reader.cancel()
