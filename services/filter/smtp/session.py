@@ -115,6 +115,7 @@ class Session(SMTP):
         self._closing = False
         self._session_timer: asyncio.TimerHandle | None = None
         self.on_lost: Callable[[Session], None] | None = None
+        self._waiting = False
 
     # --- connection life cycle (aiosmtpd's protocol callbacks) -------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,6 +136,13 @@ class Session(SMTP):
         super().connection_lost(error)
         if self.on_lost is not None:
             self.on_lost(self)
+
+    def eof_received(self) -> bool | None:
+        # aiosmtpd cancels the conversation and keeps the transport half-open; if the task
+        # was cancelled before it ever ran (a port probe), nothing would close it. The
+        # client has finished sending: let the transport close.
+        super().eof_received()
+        return False
 
     def _timeout_cb(self) -> None:
         transport: Any = self.transport
@@ -190,6 +198,9 @@ class Session(SMTP):
             finally:
                 gauge.dec()
                 self.ctx.connections.release(ip)
+                # Whatever ended the conversation (EOF, cancellation, an error), the
+                # transport goes too: aiosmtpd keeps a half-closed one open otherwise.
+                self._close()
 
     async def _converse(self) -> None:
         if self.ctx.stopping:
@@ -315,11 +326,31 @@ class Session(SMTP):
             line = self._lines.next_line()
             if line is not None:
                 return line
+            if self.ctx.stopping:
+                self.reply(replies.SHUTTING_DOWN)
+                await self._flush()
+                raise ConnectionClosed
             await self._flush()
-            chunk = await self._reader.read(READ_CHUNK)
+            self._waiting = True
+            try:
+                chunk = await self._reader.read(READ_CHUNK)
+            finally:
+                self._waiting = False
             if not chunk:
                 raise ConnectionClosed
             self._lines.feed(chunk)
+
+    def shutdown(self) -> None:
+        """The node is stopping: a session waiting for its client's next command ends now
+        with 421; one busy with a message ends after it has answered it."""
+        transport: Any = self.transport
+        if not self._waiting or transport is None or transport.is_closing():
+            return
+        self._out.append(replies.SHUTTING_DOWN.line)
+        with contextlib.suppress(Exception):
+            transport.write(b"".join(self._out))
+        self._out.clear()
+        self._close()
 
     async def _flush(self) -> None:
         if not self._out:
@@ -333,6 +364,11 @@ class Session(SMTP):
             raise ConnectionClosed
         self._writer.write(data)
         await self._writer.drain()
+
+    def abort(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abort()
 
     def _close(self) -> None:
         self._closing = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -138,11 +139,19 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawClient:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def connect(
+        cls, port: int, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
+    ) -> RawClient:
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         client = cls(reader, writer)
-        await client.reply()  # greeting
+        client.greeting = await client.reply()
         return client
+
+    greeting: list[str]
+
+    async def starttls(self, tls: ssl.SSLContext) -> None:
+        assert (await self.command("STARTTLS"))[-1].startswith("220")
+        await self.writer.start_tls(tls)
 
     async def reply(self, timeout: float = 30.0) -> list[str]:
         """One complete (possibly multi-line) reply."""
@@ -167,6 +176,26 @@ class RawClient:
         raw = line.encode() if isinstance(line, str) else line
         self.writer.write(raw + b"\r\n")
         return await self.reply()
+
+    async def expect(self, line: str | bytes, code: int) -> str:
+        """Send a command; assert the reply code; return the last reply line."""
+        reply = await self.command(line)
+        assert int(reply[-1][:3]) == code, (line, reply)
+        return reply[-1]
+
+    async def send_message(self, data: bytes) -> str:
+        """DATA, the dot-stuffed ``data`` and the terminator; the final reply line."""
+        await self.expect("DATA", 354)
+        stuffed = b"".join(
+            (b"." + line if line.startswith(b".") else line) + b"\r\n"
+            for line in data.split(b"\r\n")[:-1]
+        )
+        self.writer.write(stuffed + b".\r\n")
+        return (await self.reply())[-1]
+
+    async def login(self, user: str, password: str) -> str:
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return (await self.command(f"AUTH PLAIN {token}"))[-1]
 
     async def closed(self, timeout: float = 10.0) -> bool:
         async with asyncio.timeout(timeout):
