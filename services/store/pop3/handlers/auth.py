@@ -149,14 +149,15 @@ async def login(s: Session, name: str, password: str, *, authzid: str = "") -> N
     if authzid and _canonical(authzid) != found.address:
         await s.send(replies.AUTH_AUTHZID_REFUSED)
         return
-    if not env.limiter.open_user(found.address):
-        await s.send(replies.TOO_MANY_CONNECTIONS)
-        return
     lease = env.locks.acquire(found.account_id, conn.conn_id)
     if lease is None:
-        env.limiter.close_user(found.address)
         log.info("maildrop in use", user=found.address, holder=env.locks.holder(found.account_id))
         await s.send(replies.IN_USE)
+        return
+    # the per-user connection cap counts IMAP sessions too (shared limiter)
+    if not env.limiter.open_user(found.address):
+        env.locks.release(lease)
+        await s.send(replies.TOO_MANY_CONNECTIONS)
         return
     s.hold(lease, found.address)  # released when the session ends, even if cancelled now
     try:

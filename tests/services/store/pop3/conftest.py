@@ -99,9 +99,13 @@ class Pop3Harness:
 
     async def wait_idle(self) -> None:
         """Until the server has no open session (a dropped client is noticed)."""
+        await self.wait_idle_except(0)
+
+    async def wait_idle_except(self, sessions: int) -> None:
+        """Until at most ``sessions`` sessions are open."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
-        while self.server.open_sessions:
+        while self.server.open_sessions > sessions:
             assert loop.time() < deadline, "POP3 sessions still open"
             await asyncio.sleep(0.01)
 
@@ -141,6 +145,8 @@ async def make_pop3(
         max_bad_commands: int = 10,
         throttle: LoginThrottle | None = None,
         tls: bool = True,
+        max_per_ip: int = 100,
+        max_per_user: int = 50,
     ) -> Pop3Harness:
         root = tmp_path / f"mailstore{len(made)}"
         store = await MailStore.open(root, fsync=False)
@@ -154,7 +160,7 @@ async def make_pop3(
             ),
             locks=MaildropLocks(),
             store=store,
-            limiter=ConnectionLimiter(100, 50),
+            limiter=ConnectionLimiter(max_per_ip, max_per_user),
             tls_context=server_context(cert, key) if tls else None,
             idle_timeout=idle_timeout,
             max_bad_commands=max_bad_commands,

@@ -225,3 +225,31 @@ async def test_storage_failure_at_login_releases_the_lock(alice_pop: Pop3Harness
     await c.login()
     assert (await c.cmd(b"STAT")).startswith(b"+OK 2 ")
     await c.close()
+
+
+async def test_connection_caps(make_pop3: Factory) -> None:
+    pop = await make_pop3(max_per_ip=2, max_per_user=1)
+    alice = await pop.add_user()
+    await pop.deliver(alice, message(1))
+    first = await RawClient.open(pop.port)
+    await first.login()
+    second = await RawClient.open(pop.port)
+    # the same user again: the maildrop lock answers first
+    assert (await second.cmd(b"USER alice@example.com")).startswith(b"+OK")
+    assert await second.cmd(b"PASS " + PASSWORD.encode()) == replies.IN_USE.line
+    # a third connection from this address is refused at once
+    reader, writer = await asyncio.open_connection("127.0.0.1", pop.port)
+    refused = await asyncio.wait_for(reader.read(), 30)
+    assert refused == b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
+    writer.close()
+    # the user's slot is taken (an IMAP session would count the same): TOO_MANY, no lock left
+    assert (await first.cmd(b"QUIT")).startswith(b"+OK")
+    assert await first.eof()
+    await pop.wait_idle_except(1)
+    pop.server.env.limiter.open_user("alice@example.com")  # as if IMAP held the only slot
+    assert (await second.cmd(b"USER alice@example.com")).startswith(b"+OK")
+    assert await second.cmd(b"PASS " + PASSWORD.encode()) == replies.TOO_MANY_CONNECTIONS.line
+    assert len(pop.server.env.locks) == 0
+    pop.server.env.limiter.close_user("alice@example.com")
+    await second.login()
+    await second.close()
