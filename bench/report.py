@@ -31,7 +31,9 @@ def fmt_value(value: float | None, unit: str) -> str:
 
 
 def fmt_ratio(ratio: float | None) -> str:
-    return DASH if ratio is None else f"{ratio:.2f}×"
+    if ratio is None:
+        return DASH
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
 
 
 def fmt_target(row: Row) -> str:

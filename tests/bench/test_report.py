@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import fmt_value, render_markdown, write_report
+from bench.report import fmt_ratio, fmt_value, render_markdown, write_report
 from bench.results import Machine, MetricDef, Report, SideRun, WorkloadResult
 
 
@@ -112,6 +112,8 @@ def test_number_formatting() -> None:
     assert fmt_value(12.345, "msg/s") == "12.3 msg/s"
     assert fmt_value(1.234, "MB/s") == "1.23 MB/s"
     assert fmt_value(None, "ms") == "—"
+    assert fmt_ratio(1.2345) == "1.23×"
+    assert fmt_ratio(0.00466) == "0.0047×"
 
 
 def test_write_report_makes_markdown_json_and_pngs(tmp_path: Path) -> None:
