@@ -11,6 +11,7 @@ help:
 	@echo "make run    - create .venv, install, start the whole cluster locally (mailctl up)"
 	@echo "make test   - install what the suite needs, then lint, type-check and run every test"
 	@echo "make bench  - side-by-side benchmarks against Postfix and Dovecot (bench/results/)"
+	@echo "              e.g. make bench BENCH_ARGS='--only W4 --runs 1'"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +51,7 @@ test: $(VENV)/.test-deps system-deps lint typecheck pytest
 
 bench: $(VENV)/.bench-deps
 	@scripts/system-deps bench
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 docs: $(VENV)/.run-deps
 	$(BIN)/python -m mailcore.config --write docs/configuration.md
