@@ -113,11 +113,13 @@ class Handoff:
         self, msg: MailMessage, body: bytes, *, local: list[str], remote: list[str]
     ) -> None:
         """Publish to inbound and/or outbound and wait for every PubAck."""
-        targets = []
-        if local:
+        targets: list[tuple[str, MailMessage]] = []
+        if local and remote:  # two frames: publish_mail fills in each one's body fields
             targets.append((names.SUBJECT_INBOUND, replace(msg, recipients=list(local))))
-        if remote:
             targets.append((names.SUBJECT_OUTBOUND, replace(msg, recipients=list(remote))))
+        else:
+            msg.recipients = list(local or remote)
+            targets.append((names.SUBJECT_INBOUND if local else names.SUBJECT_OUTBOUND, msg))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline(len(body))):

@@ -116,6 +116,7 @@ class Session(SMTP):
         self._session_timer: asyncio.TimerHandle | None = None
         self.on_lost: Callable[[Session], None] | None = None
         self._waiting = False
+        self._idle_deadline = 0.0
 
     # --- connection life cycle (aiosmtpd's protocol callbacks) -------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,6 +144,24 @@ class Session(SMTP):
         # client has finished sending: let the transport close.
         super().eof_received()
         return False
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """The idle timer, re-armed lazily: a command only moves a deadline; the timer
+        callback looks at it and sleeps on if it moved (aiosmtpd cancels and schedules a
+        timer for every command)."""
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or deadline < handle.when():
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         transport: Any = self.transport

@@ -357,3 +357,17 @@ async def test_a_client_that_half_closes_is_disconnected(mx: FilterNode) -> None
     assert await client.closed()
     await asyncio.sleep(0.1)
     assert metric("postern_smtp_sessions_open", listener="smtp") == 0
+
+
+async def test_idle_timeout_after_a_message(
+    start_filter: StartFilter, accounts: Accounts, bus: Bus
+) -> None:
+    """The long deadline held while a message is screened and handed off does not outlive
+    it: the next idle period ends with the usual command timeout."""
+    node = await start_filter(command_timeout=0.5)
+    client = await session(node)
+    await client.expect("MAIL FROM:<a@remote.test>", 250)
+    await client.expect(f"RCPT TO:<{ALICE}>", 250)
+    assert (await client.send_message(MESSAGE)).startswith("250 ")
+    assert await client.reply(timeout=10) == [str(replies.TIMEOUT)]
+    assert await client.closed()
