@@ -111,11 +111,19 @@ class DeliveryConsumer:
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping`` is set; every failure is contained and logged."""
         js = self.bus.js
-        sub = await js.pull_subscribe_bind(
-            durable=names.CONSUMER_DELIVERY, stream=names.STREAM_INBOUND
-        )
-        self._bodies = await js.object_store(names.OBJ_BODIES)
-        info = await js.consumer_info(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+        while True:
+            try:
+                sub = await js.pull_subscribe_bind(
+                    durable=names.CONSUMER_DELIVERY, stream=names.STREAM_INBOUND
+                )
+                self._bodies = await js.object_store(names.OBJ_BODIES)
+                info = await js.consumer_info(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+                break
+            except Exception as exc:
+                log.warning("delivery consumer not ready", error=f"{type(exc).__name__}: {exc}")
+                await _sleep(stopping, 2.0)
+                if stopping.is_set():
+                    return
         self._ack_wait = float(info.config.ack_wait or 0.0)
         self._backoff = [float(b) for b in info.config.backoff or []]
         self.running = True
