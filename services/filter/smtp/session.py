@@ -297,6 +297,10 @@ class Session(SMTP):
         s = self.ctx.settings
         self._reset_timeout(max(s.command_timeout, s.scan_timeout + s.handoff_timeout + 30))
 
+    def release_timeout(self) -> None:
+        """Back to the command timeout once the message is answered."""
+        self._reset_timeout()
+
     async def read_line(self) -> bytes | None:
         """One client line outside command dispatch (AUTH responses): its text, or None
         when it is too long or not CRLF-terminated."""

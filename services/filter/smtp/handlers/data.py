@@ -49,6 +49,8 @@ async def data(s: Session, arg: str) -> None:
         log.info("message refused", reason=exc.reason, detail=str(exc)[:200])
         s.reject(replies.for_error(exc), exc.reason)
         return
+    finally:
+        s.release_timeout()
     s.reply(replies.QUEUED.with_text(f"Ok: queued as {message_id}"))
 
 
