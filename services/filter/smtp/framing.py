@@ -150,4 +150,6 @@ class DataReader:
             return DataProblem.LINE_TOO_LONG
         # RFC 5321 §4.5.2: a line starting with a period had one period added; remove it.
         # The leading CRLF makes the first line a line like every other.
-        return bytes(raw.replace(b"\r\n.", CRLF)[2:])
+        unstuffed = raw.replace(b"\r\n.", CRLF)
+        del unstuffed[:2]
+        return bytes(unstuffed)
