@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -399,7 +400,7 @@ class Directory:
             cached = self._auth_cache.get((user.address, digest))
             if cached is not None and cached == user.password_hash:
                 return user
-        stored = user.password_hash if user is not None else _DUMMY_HASH
+        stored = user.password_hash if user is not None else _dummy_hash()
         async with self._verify_slots:
             ok = await asyncio.to_thread(_verify, stored, password)
         if not ok or user is None or user.disabled:
@@ -555,5 +556,9 @@ def _check_quota(quota_bytes: int, quota_messages: int) -> None:
         raise InvalidName("quotas are zero (unlimited) or positive")
 
 
-# Verified against when the user is unknown, so an unknown user costs the same time.
-_DUMMY_HASH = _hasher.hash(os.urandom(16).hex())
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user is unknown, so an unknown user costs the same time.
+    Made on first use: hashing costs argon2's 64 MiB, which a process that never checks a
+    password should not pay."""
+    return _hasher.hash(os.urandom(16).hex())

@@ -104,11 +104,14 @@ async def connect(
     while True:
         attempt += 1
         try:
-            nc = await nats.connect(**options)
+            # nats-py keeps retrying a dead server by itself when reconnects are allowed;
+            # the deadline bounds the whole wait.
+            remaining = max(0.1, deadline - loop.time())
+            nc = await asyncio.wait_for(nats.connect(**options), remaining)
             break
         except Exception as exc:
             if loop.time() >= deadline:
-                raise
+                raise ConnectionError(f"no NATS server at {url} after {wait:.0f}s") from exc
             if attempt == 1 or attempt % 10 == 0:
                 log.info("waiting for nats", url=url, error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(0.25)
