@@ -33,7 +33,8 @@ async def test_inline_message_carries_its_id(bus: Bus) -> None:
     handoff = await handoff_for(bus)
     msg = message()
     await handoff.publish(msg, b"Subject: x\r\n\r\ny\r\n", local=["alice@example.test"], remote=[])
-    raw = await bus.js.get_msg(names.STREAM_INBOUND, 1)
+    info = await bus.js.stream_info(names.STREAM_INBOUND)
+    raw = await bus.js.get_msg(names.STREAM_INBOUND, info.state.last_seq)
     assert raw.headers is not None and raw.headers[names.HDR_MSG_ID] == msg.id
     [stored] = await stream_messages(bus)
     assert stored.recipients == ["alice@example.test"] and stored.body_ref is None
