@@ -7,15 +7,16 @@ connections of their own. See the package docstring for the contract of every me
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import layout, mailboxes, messages, reads
+from mailcore.mailstore import mailboxes, matcher, messages, reads, searchdata, sqlsearch
 from mailcore.mailstore.core import AccountCore, Txn
-from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage
-from mailcore.mailstore.matcher import Candidate, matches, needs_parsed
+from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage, StoreClosed
+from mailcore.mailstore.layout import SHARD_SIZE
 from mailcore.mailstore.model import (
     NO_QUOTA,
     AppendResult,
@@ -31,10 +32,9 @@ from mailcore.mailstore.model import (
 )
 from mailcore.mailstore.search import SearchKey
 from mailcore.mailstore.threads import Writer
-from mailcore.message import dumps, parse
+from mailcore.message import dumps, parse, to_crlf
 
 if TYPE_CHECKING:
-    import sqlite3
     from concurrent.futures import Executor
 
 T = TypeVar("T")
@@ -59,6 +59,7 @@ class Account:
         self._loop = loop
         self._max_size = max_message_size
         self._changed = asyncio.Event()
+        self._msgs = core.msgs_dir
         core.on_commit = self._committed
 
     # --- plumbing ------------------------------------------------------------------------
@@ -74,7 +75,13 @@ class Account:
             with self._core.reader() as conn:
                 return fn(conn)
 
-        return await self._loop.run_in_executor(self._readers, run)
+        if self._core.closed:
+            raise StoreClosed(f"account {self.id} was closed or removed")
+        try:
+            fut = self._loop.run_in_executor(self._readers, run)
+        except RuntimeError:  # the reader pool was shut down: MailStore.close()
+            raise StoreClosed("the mail store is closed") from None
+        return await fut
 
     async def _write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
         def run() -> T:
@@ -135,9 +142,14 @@ class Account:
         return await self._read(lambda c: reads.fetch(c, mailbox_id, uids, parsed))
 
     def open_message(self, rec: MessageRecord) -> BinaryIO:
-        """The stored bytes of a message (still readable after an expunge once opened)."""
+        """The stored bytes of a message (still readable after an expunge once opened).
+
+        Unbuffered: each ``read(n)`` is one read(2) of up to ``n`` bytes, straight into
+        the result, which is what FETCH and RETR do (one read of the message or section).
+        """
+        fid = rec.file_id
         try:
-            return open(layout.message_path(self._core.path, rec.file_id), "rb")
+            return open(f"{self._msgs}/{fid // SHARD_SIZE:06x}/{fid}", "rb", buffering=0)
         except FileNotFoundError:
             raise NoSuchMessage(f"message {rec.uid} is gone") from None
 
@@ -150,19 +162,27 @@ class Account:
         internal_date: float | None = None,
         quota: Quota = NO_QUOTA,
     ) -> AppendResult:
-        """RFC 3501 §6.3.11 APPEND; raises QuotaExceeded (RFC 9208 §5.1)."""
+        """RFC 3501 §6.3.11 APPEND; raises QuotaExceeded (RFC 9208 §5.1).
+
+        Bare LF and bare CR become CRLF (RFC 5322 §2.3), so the stored size is the size on
+        the wire (RFC 3501 §7.4.2 RFC822.SIZE = length of BODY[]); the size limit applies
+        to ``data`` as given (what the client announced, RFC 7889 APPENDLIMIT).
+        """
         if self._max_size and len(data) > self._max_size:
             raise MessageTooLarge(f"message of {len(data)} bytes, limit {self._max_size}")
         wanted = flagset.normalize(flags)
         date = time.time() if internal_date is None else internal_date
+        data = to_crlf(data)
+        parsed = parse(data)  # before the write lock
+        blob = dumps(parsed)
+        new = messages.NewMessage(0, wanted, date, len(data), searchdata.of(parsed))
 
         def run(t: Txn) -> AppendResult:
             mb = mailboxes.by_id(t.conn, mailbox_id)
             messages.quota_check(t, quota, len(data), 1)
-            blob = dumps(parse(data))
             (fid,) = t.write_files([data])
             t.conn.execute("INSERT INTO files VALUES (?, ?, ?)", (fid, len(data), blob))
-            (uid,) = messages.insert(t, mb, [messages.NewMessage(fid, wanted, date, len(data))])
+            (uid,) = messages.insert(t, mb, [new._replace(file_id=fid)])
             return AppendResult(mb.uidvalidity, uid, mb.id, t.modseq())
 
         return await self._write(run)
@@ -184,9 +204,18 @@ class Account:
 
         return await self._write(run)
 
-    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+    async def expunge(
+        self, mailbox_id: int, uids: Sequence[int] | None = None, *, force: bool = False
+    ) -> list[int]:
+        """Remove messages flagged \\Deleted (all, or those among ``uids``); the UIDs gone.
+
+        ``force=True`` removes exactly ``uids`` whatever their flags, in one transaction
+        (RFC 1939 §6 POP3 UPDATE): all of them or, on failure, none.
+        """
+        if force and uids is None:
+            raise ValueError("expunge(force=True) needs the UIDs to remove")
         return await self._write(
-            lambda t: messages.expunge(t, mailboxes.by_id(t.conn, mailbox_id), uids)
+            lambda t: messages.expunge(t, mailboxes.by_id(t.conn, mailbox_id), uids, force=force)
         )
 
     async def copy(
@@ -215,29 +244,19 @@ class Account:
     async def search(
         self, mailbox_id: int, criteria: SearchKey, *, uids: Sequence[int] | None = None
     ) -> list[int]:
-        path = self._core.path
+        """RFC 3501 §6.4.4 semantics, as one SQL query over the index (sqlsearch); only
+        BODY, TEXT and header fields other than From/To/Cc/Bcc/Subject read messages."""
+        msgs = self._msgs
 
         def run(c: sqlite3.Connection) -> list[int]:
             mailboxes.by_id(c, mailbox_id)
-            rows = messages.select_uids(
-                c, "uid, modseq, flags, internal_date, size, file_id", mailbox_id, uids
-            )
-            cache = reads.load_parsed(c, [r[5] for r in rows]) if needs_parsed(criteria) else {}
-            found = []
-            for uid, modseq, encoded, date, size, fid in rows:
-                cand = Candidate(
-                    uid,
-                    modseq,
-                    flagset.decode(encoded),
-                    date,
-                    size,
-                    fid,
-                    cache.get(fid),
-                    layout.message_path(path, fid),
-                )
-                if matches(criteria, cand):
-                    found.append(uid)
-            return found
+            try:
+                return sqlsearch.run(c, msgs, mailbox_id, criteria, uids)
+            except sqlite3.OperationalError as exc:
+                if not _too_big(exc):
+                    raise
+            # criteria beyond SQLite's limits (thousands of keys): the reference scan
+            return matcher.scan(c, msgs, mailbox_id, criteria, uids)
 
         return await self._read(run)
 
@@ -286,6 +305,11 @@ class Account:
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         return await self._read(lambda c: reads.expunged_since(c, mailbox_id, modseq))
+
+
+def _too_big(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(m in text for m in ("too large", "too many", "stack overflow", "too long"))
 
 
 __all__ = ["Account"]

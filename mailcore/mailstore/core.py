@@ -131,6 +131,7 @@ class AccountCore:
     def __init__(self, account_id: str, path: Path, files: FileWriter) -> None:
         self.id = account_id
         self.path = path
+        self.msgs_dir = str(layout.msgs_dir(path))  # str: message paths are built per read
         self.files = files
         self.durable = files.durable
         self.wconn: sqlite3.Connection | None = None
@@ -144,8 +145,11 @@ class AccountCore:
         self.last_used = time.monotonic()
 
     # --- life cycle (writer thread) ---------------------------------------------------
-    def open(self, setup: Callable[[Txn], None]) -> None:
-        """Open or create the index, then drop files no committed row names."""
+    def open(
+        self, setup: Callable[[Txn], None], upgrade: Callable[[Txn], None] | None = None
+    ) -> None:
+        """Open or create the index (``setup`` fills a new one, ``upgrade`` brings an older
+        one up to date), then drop files no committed row names."""
         fresh_dir = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         if fresh_dir and self.durable:
@@ -157,6 +161,8 @@ class AccountCore:
         with self._txn(conn, init=True) as t:
             if t.created:
                 setup(t)
+            elif upgrade is not None:
+                upgrade(t)
             self._clean_orphans(t)
         if t.created and self.durable:
             sync_dir(self.path)

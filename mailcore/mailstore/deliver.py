@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from mailcore import message
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import mailboxes, messages, names, quota
+from mailcore.mailstore import mailboxes, messages, names, quota, searchdata
 from mailcore.mailstore.core import AccountCore
 from mailcore.mailstore.mailboxes import MailboxRow
 from mailcore.mailstore.messages import NewMessage
@@ -32,7 +32,11 @@ def _existing(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int,
 
 def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[DeliveryResult]:
     """Commit every deliverable item; results in the order of ``items``."""
-    blobs = [message.dumps(message.parse(d.data)) for d in items]  # before taking the lock
+    # Before taking the lock: CRLF line ends (the stored size is the size on the wire),
+    # one parse per message for the cache and the search columns.
+    datas = [message.to_crlf(d.data) for d in items]
+    parsed = [message.parse(data) for data in datas]
+    blobs = [message.dumps(p) for p in parsed]
     item_flags = [flagset.normalize(d.flags) for d in items]
     results: list[DeliveryResult | None] = [None] * len(items)
     with core.txn() as t:
@@ -51,20 +55,20 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
             elif d.key in first_of:
                 continue  # same key twice in one batch: resolved after the insert
             elif not quota.fits(
-                t.state, d.quota, pending_bytes + len(d.data), pending_messages + 1
+                t.state, d.quota, pending_bytes + len(datas[i]), pending_messages + 1
             ):
                 results[i] = DeliveryResult(d.key, "quota", error="quota exceeded")
             else:
                 first_of[d.key] = i
-                pending_bytes += len(d.data)
+                pending_bytes += len(datas[i])
                 pending_messages += 1
                 accepted.append((i, junk if d.mailbox_role == "junk" else inbox))
         if accepted:
-            file_ids = t.write_files([items[i].data for i, _ in accepted])
+            file_ids = t.write_files([datas[i] for i, _ in accepted])
             conn.executemany(
                 "INSERT INTO files VALUES (?, ?, ?)",
                 [
-                    (fid, len(items[i].data), blobs[i])
+                    (fid, len(datas[i]), blobs[i])
                     for fid, (i, _) in zip(file_ids, accepted, strict=True)
                 ],
             )
@@ -76,7 +80,13 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
             rows = []
             for mb_id, entries in by_box.items():
                 new = [
-                    NewMessage(fid, item_flags[i], items[i].internal_date, len(items[i].data))
+                    NewMessage(
+                        fid,
+                        item_flags[i],
+                        items[i].internal_date,
+                        len(datas[i]),
+                        searchdata.of(parsed[i]),
+                    )
                     for i, fid in entries
                 ]
                 uids = messages.insert(t, boxes[mb_id], new)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mailcore.logging import get_logger
 from mailcore.mailstore import deliver as delivery
-from mailcore.mailstore import layout, mailboxes
+from mailcore.mailstore import layout, mailboxes, migrate
 from mailcore.mailstore.account import Account
 from mailcore.mailstore.core import AccountCore
 from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
@@ -123,11 +123,11 @@ class MailStore:
 
     async def account(self, account_id: str) -> Account:
         """The account, opened (and created with its default mailboxes) on first use."""
+        if self._closed:
+            raise StoreClosed("the mail store is closed")
         found = self._accounts.get(account_id)
         if found is not None:
             return found
-        if self._closed:
-            raise StoreClosed("the mail store is closed")
         path = layout.account_dir(self.root, account_id)
         lock = self._opening.setdefault(account_id, asyncio.Lock())
         async with lock:
@@ -136,7 +136,7 @@ class MailStore:
                 return found
             core = AccountCore(account_id, path, self._files)
             writer = self._writer_for(account_id)
-            await writer.submit(lambda: core.open(mailboxes.create_defaults))
+            await writer.submit(lambda: core.open(mailboxes.create_defaults, migrate.upgrade))
             acct = Account(core, writer, self._readers, self._loop, self._max_size)
             self._cores[account_id] = core
             self._accounts[account_id] = acct

@@ -46,9 +46,19 @@ def shard_of(file_id: int) -> int:
     return file_id // SHARD_SIZE
 
 
+def msgs_dir(account: Path) -> Path:
+    return account / "msgs"
+
+
 def shard_dir(account: Path, shard: int) -> Path:
     return account / "msgs" / f"{shard:06x}"
 
 
 def message_path(account: Path, file_id: int) -> Path:
     return shard_dir(account, shard_of(file_id)) / str(file_id)
+
+
+def message_file(msgs: str, file_id: int) -> str:
+    """:func:`message_path` as a str below ``msgs`` (``str(msgs_dir(account))``): no
+    pathlib objects on the read path (POP3 RETR, IMAP FETCH, SEARCH)."""
+    return f"{msgs}/{file_id // SHARD_SIZE:06x}/{file_id}"

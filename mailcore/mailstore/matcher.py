@@ -1,8 +1,11 @@
-"""Evaluating search criteria against stored messages (RFC 3501 §6.4.4 semantics).
+"""Evaluating search criteria against one stored message (RFC 3501 §6.4.4 semantics).
 
-Flags, sizes, dates and UIDs come from the index; address and subject text from the
-parse cache; other header fields and bodies from the message file, decoded (CTE and
-charset) on the fly. Comparisons are case-insensitive substring matches.
+The reference evaluation: :mod:`mailcore.mailstore.sqlsearch` turns criteria into SQL over
+the index and calls :func:`matches` only for what needs the message itself (BODY, TEXT,
+header fields without a column); tests check that both agree. Flags, sizes, dates and UIDs
+come from the index; address and subject text from the parse cache; other header fields
+and bodies from the message file, decoded (CTE and charset) on the fly. Comparisons are
+case-insensitive substring matches.
 """
 
 from __future__ import annotations
@@ -10,17 +13,22 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import math
 import quopri
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailcore import message
 from mailcore.mailstore import flags as flagset
+from mailcore.mailstore import layout
 from mailcore.mailstore import search as s
+from mailcore.mailstore.messages import select_uids
+from mailcore.mailstore.reads import load_parsed
 from mailcore.message import BodyPart, ParsedMessage
 
-CACHED_HEADERS = frozenset(("from", "to", "cc", "bcc", "subject"))
+CACHED_HEADERS = s.INDEXED_HEADERS
 
 
 def _needs(key: s.SearchKey, kinds: tuple[type, ...]) -> bool:
@@ -48,25 +56,45 @@ class Candidate:
     size: int
     file_id: int
     parsed: ParsedMessage | None
-    path: Path
+    path: str | Path
+    hdr_size: int | None = None  # the header's size when known without ``parsed``
     _data: bytes | None = None
+    _head: bytes | None = None
     _header_text: str | None = None
     _fields: list[tuple[str, str]] | None = field(default=None)
 
     def data(self) -> bytes:
         if self._data is None:
             try:
-                self._data = self.path.read_bytes()
+                with open(self.path, "rb") as fh:
+                    self._data = fh.read()
             except OSError:
                 self._data = b""
         return self._data
 
     def header_size(self) -> int:
-        return self.parsed.header_size if self.parsed else len(self.data())
+        if self.parsed is not None:
+            return self.parsed.header_size
+        if self.hdr_size is not None:
+            return self.hdr_size
+        return len(self.data())
+
+    def head(self) -> bytes:
+        """The header block; only that much of the file is read when its size is known."""
+        if self._head is None:
+            if self._data is None and (self.parsed is not None or self.hdr_size is not None):
+                try:
+                    with open(self.path, "rb") as fh:
+                        self._head = fh.read(self.header_size())
+                except OSError:
+                    self._head = b""
+            else:
+                self._head = self.data()[: self.header_size()]
+        return self._head
 
     def fields(self) -> list[tuple[str, str]]:
         if self._fields is None:
-            self._fields = message.header_fields(self.data()[: self.header_size()])
+            self._fields = message.header_fields(self.head())
         return self._fields
 
     def header_text(self) -> str:
@@ -123,8 +151,7 @@ def _header_contains(c: Candidate, name: str, needle: str) -> bool:
     return False
 
 
-def _compare_day(op: s.DateOp, value: int, day: datetime.date) -> bool:
-    target = day.year * 10000 + day.month * 100 + day.day
+def _compare(op: s.DateOp, value: int, target: int) -> bool:
     if op == "before":
         return value < target
     if op == "on":
@@ -132,9 +159,22 @@ def _compare_day(op: s.DateOp, value: int, day: datetime.date) -> bool:
     return value >= target
 
 
-def _internal_day(epoch: float) -> int:
-    d = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    return d.year * 10000 + d.month * 100 + d.day
+def _compare_day(op: s.DateOp, value: int, day: datetime.date) -> bool:
+    return _compare(op, value, day.year * 10000 + day.month * 100 + day.day)
+
+
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+
+def epoch_day(day: datetime.date) -> int:
+    """Days from 1970-01-01 to ``day`` (UTC)."""
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+def internal_day(epoch: float) -> int:
+    """The UTC day of an internal date, as days since 1970-01-01: the second it falls in
+    decides (so ``internal_date < epoch_day(d) * 86400`` is exactly "before d")."""
+    return math.floor(epoch) // 86400
 
 
 def matches(key: s.SearchKey, c: Candidate) -> bool:
@@ -154,7 +194,7 @@ _HANDLERS: dict[type, Callable[..., bool]] = {
     s.Larger: lambda k, c: c.size > k.n,
     s.Smaller: lambda k, c: c.size < k.n,
     s.ModSeq: lambda k, c: c.modseq >= k.at_least,
-    s.InternalDate: lambda k, c: _compare_day(k.op, _internal_day(c.internal_date), k.day),
+    s.InternalDate: lambda k, c: _compare(k.op, internal_day(c.internal_date), epoch_day(k.day)),
     s.SentDate: lambda k, c: (
         c.parsed is not None
         and c.parsed.sent_day is not None
@@ -166,3 +206,36 @@ _HANDLERS: dict[type, Callable[..., bool]] = {
         k.text.casefold() in c.header_text() or _body_contains(c, k.text.casefold())
     ),
 }
+
+
+def scan(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    mailbox_id: int,
+    key: s.SearchKey,
+    uids: Sequence[int] | None = None,
+) -> list[int]:
+    """The reference search: every message of the mailbox through :func:`matches`, with
+    its parse cache loaded when the criteria need it. Slow (a Python object and a JSON
+    decode per message); the engine uses :func:`mailcore.mailstore.sqlsearch.run` and
+    falls back to this only for criteria SQLite cannot take."""
+    rows = select_uids(
+        conn, "uid, modseq, flags, internal_date, size, file_id, hdr_size", mailbox_id, uids
+    )
+    cache = load_parsed(conn, [r[5] for r in rows]) if needs_parsed(key) else {}
+    found = []
+    for uid, modseq, encoded, date, size, fid, hdr_size in rows:
+        cand = Candidate(
+            uid,
+            modseq,
+            flagset.decode(encoded),
+            date,
+            size,
+            fid,
+            cache.get(fid),
+            layout.message_file(msgs_dir, fid),
+            hdr_size=hdr_size,
+        )
+        if matches(key, cand):
+            found.append(uid)
+    return found

@@ -11,6 +11,7 @@ from mailcore.mailstore import quota
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.mailboxes import MailboxRow
 from mailcore.mailstore.model import CopyResult, FlagOp, Quota, StoreResult
+from mailcore.mailstore.searchdata import COLUMNS, NO_DATA, SearchData
 
 CHUNK = 500  # UIDs per "IN (...)" list
 
@@ -20,6 +21,11 @@ class NewMessage(NamedTuple):
     flags: frozenset[str]
     internal_date: float
     size: int
+    search: SearchData = NO_DATA
+
+
+_NAMES = ", ".join(("mailbox_id, uid, modseq, flags, internal_date, size, file_id", *COLUMNS))
+_INSERT = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (7 + len(COLUMNS)))})"  # noqa: S608 (constants)
 
 
 def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -62,9 +68,9 @@ def insert(t: Txn, mb: MailboxRow, new: Sequence[NewMessage]) -> list[int]:
     rows = []
     for uid, m in zip(uids, new, strict=True):
         encoded = flagset.encode(m.flags)
-        rows.append((mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id))
+        rows.append((mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id, *m.search))
         t.change("append", mb.id, uid=uid, modseq=modseq, flags=encoded)
-    t.conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    t.conn.executemany(_INSERT, rows)
     t.conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, uid) for uid in uids])
     t.conn.execute(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
@@ -131,11 +137,17 @@ def remove(t: Txn, mb: MailboxRow, rows: Sequence[tuple[int, int, int]], *, free
         t.release_files([r[1] for r in rows])
 
 
-def expunge(t: Txn, mb: MailboxRow, uids: Sequence[int] | None) -> list[int]:
-    """RFC 3501 §6.4.3 EXPUNGE / RFC 4315 §2.1 UID EXPUNGE: messages flagged \\Deleted."""
-    rows = select_uids(
-        t.conn, "uid, file_id, size", mb.id, uids, " AND instr(flags, '\\Deleted') > 0"
-    )
+def expunge(
+    t: Txn, mb: MailboxRow, uids: Sequence[int] | None, *, force: bool = False
+) -> list[int]:
+    """RFC 3501 §6.4.3 EXPUNGE / RFC 4315 §2.1 UID EXPUNGE: messages flagged \\Deleted.
+
+    ``force``: exactly ``uids``, whatever their flags (RFC 1939 §6 POP3 UPDATE).
+    """
+    if force and uids is None:
+        raise ValueError("a forced expunge needs the UIDs to remove")
+    extra = "" if force else " AND instr(flags, '\\Deleted') > 0"
+    rows = select_uids(t.conn, "uid, file_id, size", mb.id, uids, extra)
     remove(t, mb, rows, free=True)
     return [r[0] for r in rows]
 
@@ -151,12 +163,14 @@ def copy(
 ) -> CopyResult:
     """RFC 3501 §6.4.7 COPY / RFC 6851 MOVE: flags and internal date travel along, the
     file is shared, the copies are \\Recent in the destination."""
-    rows = select_uids(t.conn, "uid, flags, internal_date, size, file_id", src.id, uids)
+    rows = select_uids(
+        t.conn, "uid, flags, internal_date, size, file_id, " + ", ".join(COLUMNS), src.id, uids
+    )
     if not rows:
         return CopyResult(uidvalidity=dst.uidvalidity, mapping=[])
     if not move:
         quota_check(t, quota, sum(r[3] for r in rows), len(rows))
-    new = [NewMessage(r[4], flagset.decode(r[1]), r[2], r[3]) for r in rows]
+    new = [NewMessage(r[4], flagset.decode(r[1]), r[2], r[3], SearchData(*r[5:])) for r in rows]
     new_uids = insert(t, dst, new)
     if move:
         remove(t, src, [(r[0], r[4], r[3]) for r in rows], free=False)

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: search columns in messages (mailcore.mailstore.migrate)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS messages (
     internal_date REAL NOT NULL,
     size INTEGER NOT NULL,
     file_id INTEGER NOT NULL,           -- COPY shares the file
+    -- for SEARCH without the message file (mailcore.mailstore.searchdata), version 2:
+    hdr_size INTEGER,                   -- bytes of the header, blank line included
+    s_from TEXT,                        -- decoded, case-folded text, NULL = no such field
+    s_to TEXT,
+    s_cc TEXT,
+    s_bcc TEXT,
+    s_subject TEXT,
+    sent_day INTEGER,                   -- the Date header's own day, yyyymmdd
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_file ON messages (file_id);
@@ -92,14 +100,18 @@ def connect(path: Path, *, durable: bool) -> sqlite3.Connection:
 
 
 def create(conn: sqlite3.Connection) -> bool:
-    """Create the tables inside the caller's transaction; True when the index is new."""
+    """Create the tables inside the caller's transaction; True when the index is new.
+
+    An index of an older version is left for :func:`mailcore.mailstore.migrate.upgrade`;
+    one written by a newer Postern is refused.
+    """
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
     row = conn.execute("SELECT schema FROM state WHERE id = 1").fetchone()
     if row is not None:
-        if row[0] != SCHEMA_VERSION:
-            raise RuntimeError(f"index schema {row[0]} is not {SCHEMA_VERSION}")
+        if row[0] > SCHEMA_VERSION:
+            raise RuntimeError(f"index schema {row[0]} is newer than {SCHEMA_VERSION}")
         return False
     conn.execute(
         "INSERT INTO state VALUES (1, ?, 1, 0, 0, 0, 0, 0, ?)", (SCHEMA_VERSION, time.time())

@@ -104,6 +104,26 @@ class ModSeq:
     at_least: int
 
 
+# RFC 3501 §6.4.4 header keys the index answers without the message (searchdata columns)
+INDEXED_HEADERS = frozenset(("from", "to", "cc", "bcc", "subject"))
+
+
+def reads_messages(key: SearchKey) -> bool:
+    """True when evaluating ``key`` reads message files: BODY, TEXT, or HEADER of a field
+    other than From/To/Cc/Bcc/Subject. Everything else is one query over the index."""
+    if isinstance(key, (Body, Text)):
+        return True
+    if isinstance(key, Header):
+        return key.name.lower() not in INDEXED_HEADERS
+    if isinstance(key, And):
+        return any(reads_messages(k) for k in key.keys)
+    if isinstance(key, Or):
+        return reads_messages(key.a) or reads_messages(key.b)
+    if isinstance(key, Not):
+        return reads_messages(key.key)
+    return False
+
+
 SearchKey: TypeAlias = (
     All
     | And
@@ -122,6 +142,7 @@ SearchKey: TypeAlias = (
 )
 
 __all__ = [
+    "INDEXED_HEADERS",
     "All",
     "And",
     "Body",
@@ -138,4 +159,5 @@ __all__ = [
     "Smaller",
     "Text",
     "UidIn",
+    "reads_messages",
 ]

@@ -12,6 +12,7 @@ Public API::
     header_fields(block: bytes) -> list[(lower-case name, unfolded value)]
     decode_words(value: str) -> str        # RFC 2047
     decode_text(raw: bytes, charset) -> str
+    to_crlf(data: bytes) -> bytes          # bare LF / bare CR to CRLF (cheap when clean)
     Address, Envelope, BodyPart, ParsedMessage   (dataclasses; see parse.py)
 
 Sections (``BODY[1.2.HEADER]``) are found by walking ``ParsedMessage.structure``:
@@ -23,6 +24,7 @@ Sections (``BODY[1.2.HEADER]``) are found by walking ``ParsedMessage.structure``
 from mailcore.message.cache import dumps, loads
 from mailcore.message.encoded import decode_text, decode_words
 from mailcore.message.headers import Address, parse_addresses
+from mailcore.message.lines import is_crlf_clean, to_crlf
 from mailcore.message.parse import BodyPart, Envelope, ParsedMessage, header_fields, parse
 
 __all__ = [
@@ -34,7 +36,9 @@ __all__ = [
     "decode_words",
     "dumps",
     "header_fields",
+    "is_crlf_clean",
     "loads",
     "parse",
     "parse_addresses",
+    "to_crlf",
 ]

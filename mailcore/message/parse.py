@@ -79,7 +79,8 @@ class ParsedMessage:
     envelope: Envelope
     structure: BodyPart
     header_size: int
-    # Decoded (RFC 2047) text of from/to/cc/bcc/subject, for SEARCH (RFC 3501 §6.4.4).
+    # Decoded (RFC 2047) text of from/to/cc/bcc/subject, for SEARCH (RFC 3501 §6.4.4);
+    # "" for a field that is present without text, no key for an absent field.
     decoded: dict[str, str] = field(default_factory=dict)
     sent: float | None = None  # the Date header as epoch seconds
     sent_day: int | None = None  # the Date header's own calendar day, yyyymmdd
@@ -148,6 +149,7 @@ _ENVELOPE_FIELDS = frozenset(
         "message-id",
     )
 )
+_SEARCHED = frozenset(("from", "to", "cc", "bcc", "subject"))
 _PART_FIELDS = frozenset(
     (
         "content-type",
@@ -295,6 +297,11 @@ def parse(data: bytes) -> ParsedMessage:
     ):
         if addrs:
             decoded[name] = decode_words(address_text(addrs))
+    # A field that is present without text (no address, empty subject) is "": RFC 3501
+    # §6.4.4 HEADER with an empty string matches every message that has the field.
+    for key, _ in fields:
+        if key in _SEARCHED and key not in decoded:
+            decoded[key] = ""
     sent = parse_date(envelope.date) if envelope.date else None
     return ParsedMessage(
         envelope=envelope,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailcore.message import Address, BodyPart, ParsedMessage, dumps, loads, parse
+from mailcore.message import (
+    Address,
+    BodyPart,
+    ParsedMessage,
+    dumps,
+    is_crlf_clean,
+    loads,
+    parse,
+    to_crlf,
+)
 
 
 def _roundtrip(p: ParsedMessage) -> ParsedMessage:
@@ -245,3 +254,34 @@ def test_generated_trees_are_recovered_exactly(tree: tuple[bytes, list[bytes]]) 
     data, leaves = tree
     p = _roundtrip(parse(b"Subject: t\r\n" + data))
     assert _leaf_bodies(b"Subject: t\r\n" + data, p.structure) == leaves
+
+
+def test_present_but_empty_search_fields_are_empty_strings() -> None:
+    # RFC 3501 §6.4.4: HEADER <field> "" matches messages that have the field, even
+    # when it carries no address or text; an absent field has no entry.
+    p = parse(b"From:\r\nTo: ,\r\nSubject:   \r\nCc: Group:;\r\n\r\nx\r\n")
+    assert p.decoded["from"] == "" and p.decoded["to"] == "" and p.decoded["subject"] == ""
+    assert p.decoded["cc"] == "Group:"
+    assert "bcc" not in p.decoded
+    assert _roundtrip(p).decoded == p.decoded
+
+
+def test_to_crlf_normalises_bare_lf_and_bare_cr() -> None:
+    assert to_crlf(b"a\nb\r\nc\rd\n\r\n\r") == b"a\r\nb\r\nc\r\nd\r\n\r\n\r\n"
+    assert to_crlf(b"\n\n") == b"\r\n\r\n"
+    assert to_crlf(b"\r\r\n") == b"\r\n\r\n"
+    assert to_crlf(b"") == b""
+    clean = b"Subject: x\r\n\r\nbody\r\n"
+    assert to_crlf(clean) is clean  # CRLF-clean data (everything from SMTP) is not copied
+    assert is_crlf_clean(clean) and not is_crlf_clean(b"x\n") and not is_crlf_clean(b"x\r")
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200) | st.text(alphabet="ab\r\n", max_size=60).map(str.encode))
+def test_to_crlf_is_clean_idempotent_and_keeps_the_lines(data: bytes) -> None:
+    out = to_crlf(data)
+    assert is_crlf_clean(out)
+    assert to_crlf(out) == out
+    # the same lines: every line break (CRLF, bare CR, bare LF) is one CRLF afterwards
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    assert out.split(b"\r\n") == lines

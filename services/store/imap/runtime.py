@@ -48,6 +48,8 @@ class Runtime:
     max_bad_commands: int = 5  # before login; a few bad commands end the session
     max_bad_after_login: int = 50
     cache: RenderCache = field(default_factory=RenderCache)
-    # Engine searches that scan message data run in threads and compete with the event
-    # loop for the GIL; a few at a time keeps every other session responsive.
+    # Engine searches that read message files (BODY, TEXT, HEADER of an unindexed field)
+    # evaluate them in Python in a reader thread and compete with the event loop for the
+    # GIL; one at a time keeps every other session responsive. Searches the index answers
+    # alone (flags, dates, sizes, From/To/Cc/Bcc/Subject) do not take a slot.
     search_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))

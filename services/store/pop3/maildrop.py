@@ -128,8 +128,9 @@ class Maildrop:
         """Apply the session's changes; the number of messages removed.
 
         Messages fetched with RETR and kept become \\Seen (as Dovecot does), so a webmail
-        or IMAP client shows them as read. Deleted messages get \\Deleted and are expunged
-        by UID, only those: anything else flagged \\Deleted in the INBOX is not touched.
+        or IMAP client shows them as read. Deleted messages are expunged by UID in one
+        transaction whatever their flags (all of them or, on failure, none), only those:
+        anything else flagged \\Deleted in the INBOX is not touched.
         """
         acc, mb = self._account, self._mailbox_id
         seen = [
@@ -142,6 +143,6 @@ class Maildrop:
         if not self._deleted:
             return 0
         uids = [self._records[n - 1].uid for n in sorted(self._deleted)]
-        await acc.store_flags(mb, uids, FlagOp.ADD, ["\\Deleted"])
-        removed = await acc.expunge(mb, uids)
+        # RFC 1939 §6: exactly the messages marked as deleted, atomically
+        removed = await acc.expunge(mb, uids, force=True)
         return len(removed)

@@ -8,13 +8,16 @@ import pytest
 
 from mailcore.mailstore import (
     Account,
+    Delivery,
     FlagOp,
     InvalidFlag,
     MailStore,
     MessageTooLarge,
     NoSuchMailbox,
     NoSuchMessage,
+    StoreClosed,
 )
+from mailcore.mailstore.core import Txn
 from mailcore.mailstore.layout import message_path
 from tests.mailcore.mailstore.conftest import message
 
@@ -232,3 +235,88 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
         assert (await acct.append(inbox.id, message("next"))).uid == 2
     finally:
         await store.close()
+
+
+async def test_append_stores_crlf_so_the_size_is_the_wire_size(account: Account) -> None:
+    # RFC 3501 §7.4.2: RFC822.SIZE is the length of BODY[]; RFC 1939: octets as sent.
+    inbox = await account.mailbox("INBOX")
+    bare = b"Subject: lf\nFrom: a@example.org\n\nline 1\nline 2\rline 3\r\n"
+    await account.append(inbox.id, bare)
+    (rec,) = await account.fetch(inbox.id, [1])
+    wire = b"Subject: lf\r\nFrom: a@example.org\r\n\r\nline 1\r\nline 2\r\nline 3\r\n"
+    with account.open_message(rec) as fh:
+        assert fh.read() == wire
+    assert rec.size == len(wire) and (await account.usage())[0] == len(wire)
+    assert rec.parsed is not None and rec.parsed.header_size == wire.index(b"\r\n\r\n") + 4
+    assert rec.parsed.envelope.subject == "lf"
+
+
+async def test_delivery_stores_crlf_and_leaves_clean_mail_untouched(store: MailStore) -> None:
+    clean = message("clean")
+    await store.deliver(
+        [
+            Delivery("k1", "crlf", "inbox", b"Subject: a\n\nbare lf\n", 1.0),
+            Delivery("k2", "crlf", "inbox", clean, 2.0),
+        ]
+    )
+    acct = await store.account("crlf")
+    inbox = await acct.mailbox("INBOX")
+    first, second = await acct.fetch(inbox.id, [1, 2])
+    with acct.open_message(first) as fh:
+        assert fh.read() == b"Subject: a\r\n\r\nbare lf\r\n"
+    assert first.size == 23
+    with acct.open_message(second) as fh:
+        assert fh.read() == clean
+    assert second.size == len(clean)
+
+
+async def test_forced_expunge_removes_exactly_these_uids_whatever_their_flags(
+    account: Account,
+) -> None:
+    inbox = await account.mailbox("INBOX")
+    for i in range(5):
+        await account.append(inbox.id, message(f"m{i}"))
+    await account.store_flags(inbox.id, [4], FlagOp.ADD, ["\\Deleted"])
+    assert await account.expunge(inbox.id, [1, 3, 99], force=True) == [1, 3]
+    assert (await account.snapshot(inbox.id)).uids == [2, 4, 5]  # 4 stays: not named
+    assert await account.expunged_since(inbox.id, 0) == [1, 3]
+    with pytest.raises(ValueError, match="UIDs"):
+        await account.expunge(inbox.id, None, force=True)
+
+
+async def test_forced_expunge_is_one_transaction(
+    account: Account, store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = await account.mailbox("INBOX")
+    for i in range(3):
+        await account.append(inbox.id, message(f"m{i}"))
+    before = (await account.snapshot(inbox.id), await account.usage(), account.change_seq)
+
+    def fail(self: Txn, file_ids: list[int]) -> None:
+        raise OSError("disk gone")  # after every row is deleted, before the commit
+
+    monkeypatch.setattr(Txn, "release_files", fail)
+    with pytest.raises(OSError, match="disk gone"):
+        await account.expunge(inbox.id, [1, 2, 3], force=True)
+    monkeypatch.undo()
+    after = (await account.snapshot(inbox.id), await account.usage(), account.change_seq)
+    assert after == before and await account.expunged_since(inbox.id, 0) == []
+    for rec in await account.fetch(inbox.id, [1, 2, 3]):
+        with account.open_message(rec) as fh:
+            assert fh.read().startswith(b"From: Alice")
+    assert await account.expunge(inbox.id, [1, 2, 3], force=True) == [1, 2, 3]
+
+
+async def test_closed_store_raises_store_closed(tmp_path: Path) -> None:
+    store = await MailStore.open(tmp_path / "s")
+    acct = await store.account("closing")
+    inbox = await acct.mailbox("INBOX")
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await store.account("closing")  # opened before
+    with pytest.raises(StoreClosed):
+        await store.account("another")
+    with pytest.raises(StoreClosed):
+        await acct.snapshot(inbox.id)
+    with pytest.raises(StoreClosed):
+        await acct.append(inbox.id, message("late"))

@@ -145,8 +145,15 @@ async def search(s: Session, req: c.Request) -> str:
         idx = sorted(local(a.key, sel))
     elif sel.uids:
         view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
-        async with s.rt.search_slots:
-            found = await account(s).search(sel.mailbox_id, q.And((view, translate(a.key, sel))))
+        key = q.And((view, translate(a.key, sel)))
+        if q.reads_messages(key):
+            # BODY/TEXT/other headers read message files in Python: one such search at a
+            # time, so they cannot starve the event loop of the GIL
+            async with s.rt.search_slots:
+                found = await account(s).search(sel.mailbox_id, key)
+        else:
+            # one SQL query over the index, run with the GIL released: no queue
+            found = await account(s).search(sel.mailbox_id, key)
         idx = sorted(i for u in found if (i := sel.index_of(u)) is not None)
     else:
         idx = []

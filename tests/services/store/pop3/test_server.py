@@ -303,3 +303,66 @@ async def test_failed_logins_same_reply_and_throttled(make_pop3: Factory) -> Non
     # three failures for the account: even the right password is refused for a while
     throttled = await pop.run(lambda: attempt("alice@example.com", PASSWORD))
     assert throttled == b"-ERR [AUTH] Too many failed logins; try again later"
+
+
+async def test_sizes_are_the_octets_sent_for_mail_appended_with_bare_lf(pop: Pop3Harness) -> None:
+    """RFC 1939 §5: LIST and STAT count the octets RETR sends; the engine stores CRLF."""
+    alice = await pop.add_user()
+    bare = b"From: a@example.org\nSubject: lf\n\nline one\n.dot line\rlast\n"
+    await pop.deliver(alice, bare)
+
+    def client() -> tuple[tuple[int, int], bytes, int, list[bytes]]:
+        c = pop.login()
+        stat, one = c.stat(), c.list(1)
+        _, lines, octets = c.retr(1)  # poplib counts the octets of the unstuffed lines
+        c.quit()
+        return stat, one, octets, lines
+
+    stat, one, octets, lines = await pop.run(client)
+    wire = b"From: a@example.org\r\nSubject: lf\r\n\r\nline one\r\n.dot line\r\nlast\r\n"
+    assert joined(lines) == wire
+    assert stat == (1, len(wire)) and one == b"+OK 1 %d" % len(wire) and octets == len(wire)
+
+
+async def test_quit_removes_the_marked_messages_in_one_transaction(
+    pop: Pop3Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UPDATE (RFC 1939 §6) is one engine expunge of exactly the marked UIDs: when it
+    fails nothing is removed and no message is left flagged \\Deleted."""
+    alice = await pop.add_user()
+    uids = await pop.deliver(alice, message(1), message(2), message(3))
+    acct, _ = await pop.inbox(alice)
+    real = type(acct).expunge
+    calls: list[tuple[list[int] | None, bool]] = []
+
+    async def failing(
+        self: object, mailbox_id: int, uids: object = None, *, force: bool = False
+    ) -> list[int]:
+        calls.append((list(uids) if uids is not None else None, force))  # type: ignore[call-overload]
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(type(acct), "expunge", failing)
+
+    def client() -> bytes:
+        c = pop.login()
+        c.dele(1)
+        c.dele(3)
+        with pytest.raises(poplib.error_proto) as exc:
+            c.quit()
+        return exc.value.args[0]
+
+    assert (await pop.run(client)).startswith(b"-ERR")
+    assert calls == [([uids[0], uids[2]], True)]
+    assert await pop.uids(alice) == uids
+    assert all("\\Deleted" not in f for f in (await pop.flags(alice)).values())
+    monkeypatch.setattr(type(acct), "expunge", real)
+    await pop.wait_idle()
+
+    def again() -> bytes:
+        c = pop.login()
+        c.dele(1)
+        c.dele(3)
+        return c.quit()
+
+    assert (await pop.run(again)).endswith(b"(2 messages deleted)")
+    assert await pop.uids(alice) == [uids[1]]
