@@ -86,7 +86,21 @@ async def start_filter(bus: Bus, tmp_path: Path) -> AsyncIterator[StartFilter]:
 
     yield start
     for node in nodes:
-        await node.stop()
+        try:
+            async with asyncio.timeout(40):
+                await node.stop()
+        except TimeoutError:
+            dump_tasks()
+            raise
+
+
+def dump_tasks() -> None:
+    """Every task's stack, for a teardown that hangs."""
+    import sys
+
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
 
 
 @pytest.fixture
