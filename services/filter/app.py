@@ -36,16 +36,18 @@ DRAIN_SECONDS = 10.0
 
 
 def tls_context(s: FilterSettings) -> ssl.SSLContext:
-    """The node's certificate (self-signed on first run); a lock file keeps two nodes
-    sharing a data directory from writing it at once."""
-    lock_path = s.cert_path.parent / ".cert.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            ensure_certificate(s.cert_path, s.key_path, s.hostname)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """The node's certificate (self-signed on first run). Two nodes sharing a data
+    directory take turns creating it; an existing certificate (a read-only mount in
+    compose) is only read."""
+    if not (s.cert_path.exists() and s.key_path.exists()):
+        lock_path = s.cert_path.parent / ".cert.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                ensure_certificate(s.cert_path, s.key_path, s.hostname)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     return server_context(s.cert_path, s.key_path)
 
 

@@ -4,6 +4,7 @@ limits, framing errors, pipelining, and the hand-off's result on the bus."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP
@@ -371,3 +372,19 @@ async def test_idle_timeout_after_a_message(
     assert (await client.send_message(MESSAGE)).startswith("250 ")
     assert await client.reply(timeout=10) == [str(replies.TIMEOUT)]
     assert await client.closed()
+
+
+def test_an_existing_certificate_on_a_read_only_mount_is_only_read(tmp_path: Path) -> None:
+    from mailcore.tls import ensure_certificate
+    from services.filter.app import tls_context
+    from tests.services.filter.conftest import filter_settings
+
+    settings = filter_settings(tmp_path)
+    ensure_certificate(settings.cert_path, settings.key_path, "mx.example.test")
+    tls_dir = settings.cert_path.parent
+    tls_dir.chmod(0o555)  # as compose mounts it (root ignores modes, so also check no lock)
+    try:
+        assert tls_context(settings) is not None
+        assert not (tls_dir / ".cert.lock").exists()
+    finally:
+        tls_dir.chmod(0o755)
