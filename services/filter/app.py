@@ -145,7 +145,10 @@ class FilterNode:
         if self.gate is not None:
             await self.gate.stop()
         if self.directory is not None:
-            await self.directory.close()
+            # Bounded: a cancel lost inside the client library must not hold up the stop.
+            closing = asyncio.create_task(self.directory.close())
+            if not (await asyncio.wait({closing}, timeout=5))[0]:
+                log.warning("directory watch did not stop in time")
 
 
 async def serve(ctx: ServiceContext[FilterSettings]) -> None:
