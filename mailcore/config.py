@@ -179,6 +179,9 @@ class FilterSettings(CommonSettings):
     scan_authenticated: bool = Field(
         default=False, description="also send authenticated submissions to spamd"
     )
+    dkim_verify: bool = Field(
+        default=True, description="check DKIM signatures of inbound mail (DNS TXT lookups)"
+    )
     proxy_trusted_networks: str = Field(
         default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
         description="comma-separated networks whose PROXY headers the proxy_* ports accept",

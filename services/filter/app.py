@@ -21,6 +21,7 @@ from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
 from services.filter.context import FilterContext
+from services.filter.dkim_verify import DkimVerifier, TxtLookup, dns_txt
 from services.filter.handoff import FILL_REFRESH, FillGate, Handoff
 from services.filter.listeners import Listeners, ListenerSpec, listener_specs
 from services.filter.policy import Policy
@@ -33,6 +34,7 @@ log = get_logger("filter")
 
 # At stop, how long messages in progress may finish; within mailctl's 15 s cleanup budget.
 DRAIN_SECONDS = 10.0
+DKIM_DNS_TIMEOUT = 5.0
 
 
 def tls_context(s: FilterSettings) -> ssl.SSLContext:
@@ -55,9 +57,15 @@ class FilterNode:
     """Everything one filter process runs; ``serve`` and the tests start it the same way."""
 
     def __init__(
-        self, settings: FilterSettings, bus: Bus, *, fill_refresh: float = FILL_REFRESH
+        self,
+        settings: FilterSettings,
+        bus: Bus,
+        *,
+        fill_refresh: float = FILL_REFRESH,
+        dkim_lookup: TxtLookup | None = None,
     ) -> None:
         self.settings = settings
+        self.dkim_lookup = dkim_lookup
         self.bus = bus
         self.fill_refresh = fill_refresh
         self.directory: Directory | None = None
@@ -98,6 +106,11 @@ class FilterNode:
             ),
             tls=tls,
             trusted_proxies=TrustedNetworks(s.proxy_trusted_networks),
+            dkim=(
+                DkimVerifier(self.dkim_lookup or dns_txt(DKIM_DNS_TIMEOUT), s.scan_timeout)
+                if s.dkim_verify
+                else None
+            ),
         )
         self._make_session = session_factory(self.ctx)
         self.listeners = Listeners(s.listen_host, tls)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mailcore.config import FilterSettings
 from mailcore.directory import Directory
+from services.filter.dkim_verify import DkimVerifier
 from services.filter.handoff import Handoff
 from services.filter.policy import Policy
 from services.filter.proxy import TrustedNetworks
@@ -27,6 +28,7 @@ class FilterContext:
     auth_throttle: AuthThrottle
     tls: ssl.SSLContext | None
     trusted_proxies: TrustedNetworks
+    dkim: DkimVerifier | None = None
     stopping: bool = False
 
     def plaintext_auth_allowed(self, ip: str) -> bool:

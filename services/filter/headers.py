@@ -84,13 +84,18 @@ def received(
     return "Received", "\r\n\t".join(parts)
 
 
-def authentication_results(hostname: str, auth_user: str | None) -> tuple[str, str]:
-    """RFC 8601 §2.2: ``authserv-id; method=result property…`` or ``; none``."""
+def authentication_results(
+    hostname: str, auth_user: str | None, checks: list[str] | None = None
+) -> tuple[str, str]:
+    """RFC 8601 §2.2: ``authserv-id; method=result property…`` per check, or ``; none``."""
     authserv = _token(hostname)
+    results = list(checks or [])
     if auth_user is not None:
         # RFC 8601 §2.7.4 (auth), property smtp.auth (§2.3).
-        return "Authentication-Results", f"{authserv};\r\n\tauth=pass smtp.auth={auth_user}"
-    return "Authentication-Results", f"{authserv}; none"
+        results.insert(0, f"auth=pass smtp.auth={auth_user}")
+    if not results:
+        return "Authentication-Results", f"{authserv}; none"
+    return "Authentication-Results", authserv + ";" + ";".join(f"\r\n\t{r}" for r in results)
 
 
 def render(fields: list[tuple[str, str]]) -> bytes:

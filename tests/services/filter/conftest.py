@@ -21,6 +21,7 @@ from mailcore.directory import Directory
 from mailcore.tls import client_context_trusting
 from services.ctl.daemons import free_port
 from services.filter.app import FilterNode
+from services.filter.dkim_verify import TxtLookup
 
 DOMAIN = "example.test"
 ALICE = f"alice@{DOMAIN}"
@@ -65,6 +66,7 @@ def filter_settings(tmp_path: Path, **overrides: Any) -> FilterSettings:
         "auth_fail_delay": 0.0,
         "handoff_timeout": 5.0,
         "scan_timeout": 20.0,
+        "dkim_verify": False,  # no DNS from the test suite; DKIM tests give their own lookup
     }
     values.update(overrides)
     return FilterSettings(**values)
@@ -78,8 +80,11 @@ async def start_filter(bus: Bus, tmp_path: Path) -> AsyncIterator[StartFilter]:
     """``await start_filter(**settings)``: a running filter node on this test's bus."""
     nodes: list[FilterNode] = []
 
-    async def start(bus_: Bus | None = None, **overrides: Any) -> FilterNode:
-        node = FilterNode(filter_settings(tmp_path, **overrides), bus_ or bus, fill_refresh=0.2)
+    async def start(
+        bus_: Bus | None = None, dkim_lookup: TxtLookup | None = None, **overrides: Any
+    ) -> FilterNode:
+        settings = filter_settings(tmp_path, **overrides)
+        node = FilterNode(settings, bus_ or bus, fill_refresh=0.2, dkim_lookup=dkim_lookup)
         await node.start()
         nodes.append(node)
         return node

@@ -3,13 +3,14 @@ JetStream, and answer 250 only after the PubAck (architecture invariant 1)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
 from mailcore import metrics
 from mailcore.bus.schemas import ClientInfo, MailMessage, new_message_id
 from mailcore.logging import get_logger
-from services.filter import errors, headers
+from services.filter import dkim_verify, errors, headers
 from services.filter.smtp import framing, replies
 from services.filter.smtp.state import Transaction
 
@@ -58,9 +59,13 @@ async def accept(s: Session, tx: Transaction, message: bytes) -> str:
     """Screen, stamp and publish one message; return its id or raise a FilterError."""
     ctx, st = s.ctx, s.state
     authenticated = st.user is not None
-    verdict = await ctx.screening.screen(
+    screening = ctx.screening.screen(
         message, spam_check=not authenticated or ctx.settings.scan_authenticated
     )
+    if ctx.dkim is not None and not authenticated and dkim_verify.has_signature(message):
+        verdict, dkim_results = await asyncio.gather(screening, ctx.dkim.check(message))
+    else:
+        verdict, dkim_results = await screening, []
     message_id = new_message_id()
     now = time.time()
     protocol = headers.protocol_name(
@@ -78,7 +83,11 @@ async def accept(s: Session, tx: Transaction, message: bytes) -> str:
             tls_version=st.tls_version,
             when=now,
         ),
-        headers.authentication_results(ctx.hostname, st.user.address if st.user else None),
+        headers.authentication_results(
+            ctx.hostname,
+            st.user.address if st.user else None,
+            [result.render() for result in dkim_results],
+        ),
         *verdict.headers,
     ]
     body = headers.render(added) + headers.strip_untrusted(message, ctx.hostname)
