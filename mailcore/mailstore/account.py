@@ -31,6 +31,7 @@ from mailcore.mailstore.model import (
     StoreResult,
 )
 from mailcore.mailstore.search import SearchKey
+from mailcore.mailstore.snapshots import SnapshotCache
 from mailcore.mailstore.threads import Writer
 from mailcore.message import dumps, parse, to_crlf
 
@@ -60,6 +61,7 @@ class Account:
         self._max_size = max_message_size
         self._changed = asyncio.Event()
         self._msgs = core.msgs_dir
+        self._snapshots = SnapshotCache()  # the last snapshot of each mailbox
         core.on_commit = self._committed
 
     # --- plumbing ------------------------------------------------------------------------
@@ -134,7 +136,7 @@ class Account:
 
     # --- messages --------------------------------------------------------------------------
     async def snapshot(self, mailbox_id: int) -> Snapshot:
-        return await self._read(lambda c: reads.snapshot(c, mailbox_id))
+        return await self._read(lambda c: reads.snapshot(c, mailbox_id, self._snapshots))
 
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, parsed: bool = True
@@ -285,6 +287,13 @@ class Account:
         return self._core.change_seq
 
     async def changes_since(self, seq: int, mailbox_id: int | None = None) -> list[Change]:
+        """The change log after ``seq``: from memory when this process committed all of
+        them recently (every IMAP command of a session asks), else from the index."""
+        if self._core.closed:
+            raise StoreClosed(f"account {self.id} was closed or removed")
+        found = self._core.recent_changes(seq, mailbox_id)
+        if found is not None:
+            return found
         return await self._read(lambda c: reads.changes_since(c, seq, mailbox_id))
 
     async def wait_for_change(self, seq: int, timeout: float | None = None) -> int:

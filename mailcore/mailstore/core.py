@@ -6,7 +6,9 @@ readers borrow a connection of their own from :meth:`AccountCore.reader`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import sqlite3
 import threading
 import time
@@ -15,16 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailcore.logging import get_logger
+from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import layout, schema
 from mailcore.mailstore.errors import StorageFull, StoreClosed
 from mailcore.mailstore.files import FileWriter, remove, sync_dir
+from mailcore.mailstore.model import Change
 
 log = get_logger("mailstore")
 
 CHANGES_KEPT = 200_000  # change log entries kept per account
 DELIVERY_KEYS_KEPT = 14 * 86400.0  # seconds a delivery key is remembered (redelivery window)
 PRUNE_EVERY = 500  # commits between prunes
-MAX_READERS = 2  # idle read connections kept per account
+MAX_READERS = 4  # idle read connections kept per account (one per reader thread)
+CHANGES_IN_MEMORY = 2048  # newest change log entries also kept in memory (recent_changes)
 
 
 @dataclass(slots=True)
@@ -140,6 +145,9 @@ class AccountCore:
         self._readers: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
         self._unlinked: list[int] = []
+        # the newest changes committed by this process, consecutive seqs (recent_changes)
+        self._recent: collections.deque[Change] = collections.deque(maxlen=CHANGES_IN_MEMORY)
+        self._recent_lock = threading.Lock()
         self._commits = 0
         self.closed = False
         self.last_used = time.monotonic()
@@ -268,6 +276,8 @@ class AccountCore:
                 raise StorageFull("disk full") from exc
             raise
         self._unlinked.clear()
+        if t.changes:
+            self._remember(t.changes)  # before change_seq moves: readers rely on the order
         for fid in t.dead_files:
             remove(layout.message_path(self.path, fid))
         self._unlinked.extend(t.dead_files)
@@ -278,6 +288,42 @@ class AccountCore:
             self.change_seq = t.state.change_seq
             if self.on_commit is not None:
                 self.on_commit(self.change_seq)
+
+    def _remember(
+        self, rows: list[tuple[int, str, int, int | None, int | None, str | None, str | None]]
+    ) -> None:
+        entries = [
+            Change(
+                seq=seq,
+                kind=kind,  # type: ignore[arg-type]
+                mailbox_id=mb,
+                uid=uid,
+                modseq=modseq,
+                flags=None if flags is None else flagset.decode(flags),
+                name=name,
+            )
+            for seq, kind, mb, uid, modseq, flags, name in rows
+        ]
+        with self._recent_lock:
+            if self._recent and self._recent[-1].seq + 1 != entries[0].seq:
+                self._recent.clear()  # another process committed in between: a gap
+            self._recent.extend(entries)
+
+    def recent_changes(self, seq: int, mailbox_id: int | None) -> list[Change] | None:
+        """The changes after ``seq`` (of ``mailbox_id``) from memory, exactly what the
+        change log holds up to :attr:`change_seq`; None when memory does not cover them
+        all (read the index then)."""
+        with self._recent_lock:
+            recent = self._recent
+            if not recent or seq >= self.change_seq:
+                return None
+            first, last = recent[0].seq, recent[-1].seq
+            if seq + 1 < first or last != self.change_seq:
+                return None
+            found = list(itertools.islice(recent, seq + 1 - first, None))
+        if mailbox_id is None:
+            return found
+        return [c for c in found if c.mailbox_id == mailbox_id]
 
     def _prune(self) -> None:
         conn = self.wconn

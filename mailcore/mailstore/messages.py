@@ -39,9 +39,13 @@ def select_uids(
     mailbox_id: int,
     uids: Sequence[int] | None,
     extra: str = "",
+    *,
+    index: str = "",
 ) -> list[tuple]:
-    """Rows of ``mailbox_id`` (all, or those among ``uids``), by ascending UID."""
-    base = f"SELECT {columns} FROM messages WHERE mailbox_id = ?{extra}"  # noqa: S608 (placeholders only)
+    """Rows of ``mailbox_id`` (all, or those among ``uids``), by ascending UID; ``index``
+    names the index to scan for all of them (when ``extra`` matches a partial index)."""
+    source = f"messages INDEXED BY {index}" if index and uids is None else "messages"
+    base = f"SELECT {columns} FROM {source} WHERE mailbox_id = ?{extra}"  # noqa: S608 (placeholders only)
     if uids is None:
         return conn.execute(base + " ORDER BY uid", (mailbox_id,)).fetchall()
     wanted = sorted(set(uids))
@@ -146,8 +150,14 @@ def expunge(
     """
     if force and uids is None:
         raise ValueError("a forced expunge needs the UIDs to remove")
-    extra = "" if force else " AND instr(flags, '\\Deleted') > 0"
-    rows = select_uids(t.conn, "uid, file_id, size", mb.id, uids, extra)
+    if force:
+        rows = select_uids(t.conn, "uid, file_id, size", mb.id, uids)
+    else:
+        # the same expression as the partial index messages_deleted (schema)
+        extra = " AND instr(flags, '\\Deleted') > 0"
+        rows = select_uids(
+            t.conn, "uid, file_id, size", mb.id, uids, extra, index="messages_deleted"
+        )
     remove(t, mb, rows, free=True)
     return [r[0] for r in rows]
 

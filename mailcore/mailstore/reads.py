@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from mailcore import message
 from mailcore.logging import get_logger
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import mailboxes
+from mailcore.mailstore import mailboxes, snapshots
 from mailcore.mailstore.errors import ChangeLogTruncated
 from mailcore.mailstore.messages import select_uids
 from mailcore.mailstore.model import Change, MailboxStatus, MessageRecord, Snapshot
+from mailcore.mailstore.snapshots import SnapshotCache
 
 log = get_logger("mailstore")
 
@@ -41,23 +42,11 @@ def status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
     )
 
 
-def snapshot(conn: sqlite3.Connection, mailbox_id: int) -> Snapshot:
-    mb = mailboxes.by_id(conn, mailbox_id)
-    (change_seq,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
-    rows = conn.execute(
-        "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
-    ).fetchall()
-    decode = flagset.decode
-    return Snapshot(
-        mailbox_id=mb.id,
-        uidvalidity=mb.uidvalidity,
-        uidnext=mb.uidnext,
-        highestmodseq=mb.highestmodseq,
-        change_seq=change_seq,
-        uids=[r[0] for r in rows],
-        modseqs=[r[1] for r in rows],
-        flags=[decode(r[2]) for r in rows],
-    )
+def snapshot(
+    conn: sqlite3.Connection, mailbox_id: int, cache: SnapshotCache | None = None
+) -> Snapshot:
+    """UIDs, modseqs and flags of a mailbox; see :mod:`mailcore.mailstore.snapshots`."""
+    return snapshots.snapshot(conn, mailbox_id, cache)
 
 
 def load_parsed(

@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_file ON messages (file_id);
+-- EXPUNGE finds the messages flagged \\Deleted without reading every row of the mailbox
+CREATE INDEX IF NOT EXISTS messages_deleted ON messages (mailbox_id, uid)
+    WHERE instr(flags, '\\Deleted') > 0;
 CREATE TABLE IF NOT EXISTS recent (
     mailbox_id INTEGER NOT NULL,
     uid INTEGER NOT NULL,

@@ -51,7 +51,7 @@ def flag_list(flags: Iterable[str]) -> bytes:
 
 
 def number_list(ns: Iterable[int]) -> bytes:
-    return " ".join(str(n) for n in ns).encode()
+    return " ".join(map(str, ns)).encode()
 
 
 def seq_set(ns: Iterable[int]) -> bytes:

@@ -36,7 +36,7 @@ class Selected:
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs behind "$"
         self.keywords: set[str] = set()
-        for f in self.flags:
+        for f in set(self.flags):  # few distinct sets: the engine shares equal ones
             if f:
                 self.keywords.update(k for k in f if not k.startswith("\\"))
 

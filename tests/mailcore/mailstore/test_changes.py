@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
-from mailcore.mailstore import Account, Delivery, FlagOp, MailStore
+import pytest
+
+from mailcore.mailstore import Account, Change, Delivery, FlagOp, MailStore, core, reads
 from tests.mailcore.mailstore.conftest import message
 
 
@@ -76,3 +80,65 @@ async def test_changes_survive_reopen(tmp_path: object) -> None:
         assert (await acct.changes_since(seq - 1))[0].kind == "append"
     finally:
         await store.close()
+
+
+async def _from_index(account: Account, seq: int, mailbox_id: int | None = None) -> list[Change]:
+    return await account._read(lambda c: reads.changes_since(c, seq, mailbox_id))
+
+
+async def test_recent_changes_come_from_memory_and_equal_the_index(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = (await account.mailbox("INBOX")).id
+    archive = (await account.mailbox("Archive")).id
+    start = account.change_seq
+    for i in range(6):
+        await account.append(inbox if i % 2 else archive, message(f"m{i}"))
+    await account.store_flags(inbox, [1, 2], FlagOp.ADD, ["\\Seen", "$x"])
+    await account.move(inbox, [1], archive)
+    await account.create_mailbox("New")
+    reads_done = 0
+    real = account._read
+
+    async def counting(fn: Any) -> Any:
+        nonlocal reads_done
+        reads_done += 1
+        return await real(fn)
+
+    monkeypatch.setattr(account, "_read", counting)
+    for seq in range(start, account.change_seq):
+        for box in (None, inbox, archive):
+            got = await account.changes_since(seq, box)
+            assert got == await _from_index(account, seq, box)
+    # every comparison read the index once for the expected value, never for the answer
+    assert reads_done == 3 * (account.change_seq - start)
+    # nothing newer in memory: the index says (another process may have written)
+    assert await account.changes_since(account.change_seq) == []
+    assert reads_done == 3 * (account.change_seq - start) + 1
+
+
+async def test_changes_beyond_memory_or_from_another_process_come_from_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "CHANGES_IN_MEMORY", 4)
+    root = tmp_path / "s"
+    one = await MailStore.open(root, exclusive=False)
+    two = await MailStore.open(root, exclusive=False)
+    try:
+        a, b = await one.account("shared"), await two.account("shared")
+        inbox = (await a.mailbox("INBOX")).id
+        start = a.change_seq
+        for i in range(6):
+            await a.append(inbox, message(f"a{i}"))
+        # older than memory holds: read from the index, same answer
+        assert [c.uid for c in await a.changes_since(start)] == [1, 2, 3, 4, 5, 6]
+        before_b = a.change_seq
+        await b.append(inbox, message("from b"))  # a gap in a's memory
+        await a.append(inbox, message("a again"))
+        got = await a.changes_since(before_b)
+        assert [c.uid for c in got] == [7, 8]  # b's change is not lost
+        assert got == await _from_index(a, before_b)
+        assert [c.uid for c in await a.changes_since(a.change_seq - 1)] == [8]
+    finally:
+        await one.close()
+        await two.close()

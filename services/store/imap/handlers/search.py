@@ -154,7 +154,7 @@ async def search(s: Session, req: c.Request) -> str:
         else:
             # one SQL query over the index, run with the GIL released: no queue
             found = await account(s).search(sel.mailbox_id, key)
-        idx = sorted(i for u in found if (i := sel.index_of(u)) is not None)
+        idx = _indexes(sel, found)
     else:
         idx = []
     ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
@@ -187,6 +187,17 @@ async def search(s: Session, req: c.Request) -> str:
             parts.append(b"COUNT %d" % len(ids))
         s.untagged(b" ".join(parts))
     return f"{req.name} completed"
+
+
+def _indexes(sel: Selected, found: list[int]) -> list[int]:
+    """Positions in the view of the UIDs found (ascending); UIDs not in the view are left
+    out (mail not announced yet)."""
+    if len(found) <= 64:
+        return sorted(i for u in found if (i := sel.index_of(u)) is not None)
+    pos = dict(zip(sel.uids, range(len(sel.uids)), strict=True))
+    idx = [i for i in map(pos.get, found) if i is not None]
+    idx.sort()
+    return idx
 
 
 def _to_save(returns: frozenset[str], uids: list[int]) -> list[int]:

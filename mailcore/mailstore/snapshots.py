@@ -1,0 +1,149 @@
+"""Mailbox snapshots (UIDs, modseqs, flags), kept up to date from the change log.
+
+Every IMAP SELECT and POP3 login takes a snapshot of a mailbox; read row by row, one of
+10,000 messages costs 10,000 Python tuples and as many hand-overs of the GIL between the
+reader thread and SQLite. So the rows are read in one aggregate row (JSON arrays: one
+SQLite step), and each account keeps the last snapshot of each mailbox: the next one is
+that snapshot plus the mailbox's entries of the change log since (appends, flag changes,
+expunges, in commit order), read in the same read transaction, so it is exactly what a
+full read would give. A mailbox change (create, delete, rename, subscription), a
+UIDVALIDITY that differs, a pruned change log or a long list of changes reads the
+mailbox afresh.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+from mailcore.mailstore import flags as flagset
+from mailcore.mailstore import mailboxes
+from mailcore.mailstore.model import Snapshot
+
+MAX_REPLAY = 2000  # changes applied to a kept snapshot; beyond that, a full read
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    uidvalidity: int
+    change_seq: int
+    uids: list[int]  # never changed once in the cache: updates make new lists
+    modseqs: list[int]
+    flags: list[frozenset[str]]
+
+
+class SnapshotCache:
+    """The last snapshot of each mailbox of one account (any reader thread)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, _Entry] = {}
+        self._lock = threading.Lock()
+        self.full_reads = 0  # for tests and metrics: snapshots read without the cache
+
+    def get(self, mailbox_id: int) -> _Entry | None:
+        with self._lock:
+            return self._entries.get(mailbox_id)
+
+    def put(self, mailbox_id: int, entry: _Entry) -> None:
+        with self._lock:
+            old = self._entries.get(mailbox_id)
+            if old is None or old.change_seq <= entry.change_seq:
+                self._entries[mailbox_id] = entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _full(conn: sqlite3.Connection, mailbox_id: int) -> tuple[list[int], list[int], list[str]]:
+    # one aggregate row: SQLite scans with the GIL released, Python decodes three arrays
+    uids, modseqs, flags = conn.execute(
+        "SELECT json_group_array(uid), json_group_array(modseq), json_group_array(flags)"
+        " FROM (SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? ORDER BY uid)",
+        (mailbox_id,),
+    ).fetchone()
+    out_uids: list[int] = json.loads(uids)
+    out_modseqs: list[int] = json.loads(modseqs)
+    out_flags: list[str] = json.loads(flags)
+    if sorted(out_uids) != out_uids:  # O(n) in C when sorted, as it always is
+        # aggregate order follows the ordered subquery in SQLite; never trust it blindly
+        order = sorted(range(len(out_uids)), key=out_uids.__getitem__)
+        out_uids = [out_uids[i] for i in order]
+        out_modseqs = [out_modseqs[i] for i in order]
+        out_flags = [out_flags[i] for i in order]
+    return out_uids, out_modseqs, out_flags
+
+
+def _replay(
+    conn: sqlite3.Connection, mailbox_id: int, entry: _Entry, change_seq: int
+) -> _Entry | None:
+    """``entry`` brought to ``change_seq``, or None when it cannot be (read afresh)."""
+    first = conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+    if first is None or first > entry.change_seq + 1:
+        return None  # pruned: the changes since the entry are not all there
+    rows = conn.execute(
+        "SELECT kind, uid, modseq, flags FROM changes WHERE seq > ? AND seq <= ?"
+        " AND mailbox_id = ? ORDER BY seq LIMIT ?",
+        (entry.change_seq, change_seq, mailbox_id, MAX_REPLAY + 1),
+    ).fetchall()
+    if len(rows) > MAX_REPLAY:
+        return None
+    uids, modseqs, flags = list(entry.uids), list(entry.modseqs), list(entry.flags)
+    decode = flagset.decode
+    for kind, uid, modseq, text in rows:
+        if kind == "append":
+            if uids and uid <= uids[-1]:
+                return None  # UIDs are appended in ascending order; anything else: reread
+            uids.append(uid)
+            modseqs.append(modseq)
+            flags.append(decode(text or ""))
+            continue
+        if kind not in ("flags", "expunge"):
+            return None  # a mailbox change: create, delete, rename, subscription
+        i = bisect.bisect_left(uids, uid)
+        if i == len(uids) or uids[i] != uid:
+            continue
+        if kind == "flags":
+            modseqs[i] = modseq
+            flags[i] = decode(text or "")
+        else:
+            del uids[i], modseqs[i], flags[i]
+    return _Entry(entry.uidvalidity, change_seq, uids, modseqs, flags)
+
+
+def snapshot(conn: sqlite3.Connection, mailbox_id: int, cache: SnapshotCache | None) -> Snapshot:
+    """The mailbox as of this read transaction (see the module docstring)."""
+    mb = mailboxes.by_id(conn, mailbox_id)
+    (change_seq,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
+    entry = cache.get(mailbox_id) if cache is not None else None
+    fresh: _Entry | None = None
+    if entry is not None and entry.uidvalidity == mb.uidvalidity:
+        if entry.change_seq == change_seq:
+            fresh = entry
+        elif entry.change_seq < change_seq:
+            fresh = _replay(conn, mailbox_id, entry, change_seq)
+    if fresh is None:
+        uids, modseqs, texts = _full(conn, mailbox_id)
+        decode = flagset.decode
+        fresh = _Entry(mb.uidvalidity, change_seq, uids, modseqs, [decode(t) for t in texts])
+        if cache is not None:
+            cache.full_reads += 1
+    if cache is not None and fresh is not entry:
+        cache.put(mailbox_id, fresh)
+    return Snapshot(
+        mailbox_id=mb.id,
+        uidvalidity=mb.uidvalidity,
+        uidnext=mb.uidnext,
+        highestmodseq=mb.highestmodseq,
+        change_seq=change_seq,
+        # copies: the caller may change its lists, the kept ones must not change
+        uids=list(fresh.uids),
+        modseqs=list(fresh.modseqs),
+        flags=list(fresh.flags),
+    )
+
+
+__all__ = ["SnapshotCache", "snapshot"]
