@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -163,6 +164,7 @@ class Directory:
         self._aliases: dict[str, Alias] = {}
         self._by_account: dict[str, User] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._watcher: Any = None  # nats-py's KeyWatcher of the running watch
         self._synced = asyncio.Event()
         self._verify_slots = asyncio.Semaphore(verify_concurrency or max(2, os.cpu_count() or 2))
         self._auth_secret = os.urandom(32)
@@ -182,19 +184,25 @@ class Directory:
         return d
 
     async def close(self) -> None:
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            try:
-                await self._watch_task
-            except asyncio.CancelledError:
-                pass
-            self._watch_task = None
+        """Stop following the bucket: unsubscribe the watch, then end its task."""
+        task, self._watch_task = self._watch_task, None
+        await self._stop_watch(task)
 
     async def restart_watch(self) -> None:
         """Follow the bucket afresh (after a NATS reconnect the old watch may be gone)."""
         if self._watch_task is not None:
-            self._watch_task.cancel()
+            await self._stop_watch(self._watch_task)
             self._watch_task = asyncio.create_task(self._watch_forever(), name="directory-watch")
+
+    async def _stop_watch(self, task: asyncio.Task[None] | None) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watcher.stop(), 5)
+        if task is not None:
+            task.cancel()
+            # Bounded: on Python 3.11 a cancel can be swallowed inside a library's wait_for.
+            await asyncio.wait({task}, timeout=5)
 
     @property
     def synced(self) -> bool:
@@ -226,7 +234,7 @@ class Directory:
     async def _watch_forever(self) -> None:
         while True:
             try:
-                watcher = await self._kv.watchall()
+                watcher = self._watcher = await self._kv.watchall()
                 seen: dict[str, tuple[str, Any]] = {}
                 initial = True
                 async for entry in watcher:

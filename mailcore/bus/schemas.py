@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 MAIL_SCHEMA_VERSION = 1
@@ -73,9 +73,30 @@ class MailMessage:
     v: int = MAIL_SCHEMA_VERSION
 
     def header(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["body"]
-        return data
+        # Explicit, not dataclasses.asdict(): that deep-copies, and this runs per message.
+        c, sc = self.client, self.scan
+        return {
+            "id": self.id,
+            "mail_from": self.mail_from,
+            "recipients": self.recipients,
+            "size": self.size,
+            "received_at": self.received_at,
+            "client": {
+                "ip": c.ip,
+                "helo": c.helo,
+                "auth_user": c.auth_user,
+                "tls": c.tls,
+                "listener": c.listener,
+            },
+            "scan": {
+                "spam_score": sc.spam_score,
+                "spam_tagged": sc.spam_tagged,
+                "spam_scanned": sc.spam_scanned,
+                "virus_scanned": sc.virus_scanned,
+            },
+            "body_ref": self.body_ref,
+            "v": self.v,
+        }
 
 
 def encode_mail(msg: MailMessage) -> bytes:
