@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
 T = TypeVar("T")
+INLINE_FETCH = 4  # fetch() of at most this many UIDs reads on the event loop thread
 
 
 class Account:
@@ -84,6 +85,16 @@ class Account:
         except RuntimeError:  # the reader pool was shut down: MailStore.close()
             raise StoreClosed("the mail store is closed") from None
         return await fut
+
+    def _read_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
+        """``fn`` on the event loop's own connection; None when the database is busy."""
+        try:
+            with self._core.inline_reader() as conn:
+                return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise
 
     async def _write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
         def run() -> T:
@@ -141,7 +152,16 @@ class Account:
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, parsed: bool = True
     ) -> list[MessageRecord]:
-        return await self._read(lambda c: reads.fetch(c, mailbox_id, uids, parsed))
+        def run(c: sqlite3.Connection) -> list[MessageRecord]:
+            return reads.fetch(c, mailbox_id, uids, parsed)
+
+        if len(uids) <= INLINE_FETCH:
+            # a few primary-key look-ups (tens of µs) cost less than the hand-over to a
+            # reader thread and back (FETCH BODY[] of one message, POP3 has none)
+            found = self._read_inline(run)
+            if found is not None:
+                return found
+        return await self._read(run)
 
     def open_message(self, rec: MessageRecord) -> BinaryIO:
         """The stored bytes of a message (still readable after an expunge once opened).

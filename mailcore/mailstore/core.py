@@ -144,6 +144,8 @@ class AccountCore:
         self.on_commit: Callable[[int], None] | None = None
         self._readers: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
+        self._inline: sqlite3.Connection | None = None  # the event loop's (inline_reader)
+        self._ilock = threading.Lock()
         self._unlinked: list[int] = []
         # the newest changes committed by this process, consecutive seqs (recent_changes)
         self._recent: collections.deque[Change] = collections.deque(maxlen=CHANGES_IN_MEMORY)
@@ -216,10 +218,14 @@ class AccountCore:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        with self._ilock:
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
 
     @property
     def connected(self) -> bool:
-        return self.wconn is not None or bool(self._readers)
+        return self.wconn is not None or bool(self._readers) or self._inline is not None
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self.closed:
@@ -363,6 +369,28 @@ class AccountCore:
                 except sqlite3.Error:
                     ok = False
             self._release(conn, ok)
+
+    @contextlib.contextmanager
+    def inline_reader(self) -> Iterator[sqlite3.Connection]:
+        """The event loop thread's own read connection, for point reads too small to be
+        worth a hand-over to a reader thread. It never waits for a lock: a busy database
+        raises ``sqlite3.OperationalError`` at once (read on a reader thread then)."""
+        self.last_used = time.monotonic()
+        with self._ilock:
+            if self.closed:
+                raise StoreClosed(f"account {self.id} was closed or removed")
+            conn = self._inline
+            if conn is None:
+                conn = schema.connect(
+                    layout.index_path(self.path), durable=self.durable, wait=False
+                )
+                self._inline = conn
+            try:
+                conn.execute("BEGIN")
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")  # read only: nothing to keep
 
     def _release(self, conn: sqlite3.Connection, ok: bool) -> None:
         with self._rlock:

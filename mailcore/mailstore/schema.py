@@ -92,12 +92,14 @@ CREATE TABLE IF NOT EXISTS unlink (file_id INTEGER PRIMARY KEY);
 """
 
 
-def connect(path: Path, *, durable: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode; callers BEGIN and COMMIT explicitly."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+def connect(path: Path, *, durable: bool, wait: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode; callers BEGIN and COMMIT explicitly. ``wait=False``:
+    a lock held elsewhere fails at once ("database is locked") instead of waiting."""
+    timeout = 60 if wait else 0
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-    conn.execute("PRAGMA busy_timeout=60000")
+    conn.execute(f"PRAGMA busy_timeout={timeout * 1000}")
     conn.execute("PRAGMA temp_store=MEMORY")
     return conn
 

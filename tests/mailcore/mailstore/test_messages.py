@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +21,7 @@ from mailcore.mailstore import (
     NoSuchMessage,
     StoreClosed,
 )
-from mailcore.mailstore.core import Txn
+from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.layout import message_path
 from tests.mailcore.mailstore.conftest import message
 
@@ -320,3 +324,34 @@ async def test_closed_store_raises_store_closed(tmp_path: Path) -> None:
         await acct.snapshot(inbox.id)
     with pytest.raises(StoreClosed):
         await acct.append(inbox.id, message("late"))
+
+
+async def test_small_fetches_read_on_the_loop_and_fall_back_when_busy(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = await account.mailbox("INBOX")
+    for i in range(6):
+        await account.append(inbox.id, message(f"m{i}"))
+    pooled = 0
+    real_read = account._read
+
+    async def counting(fn: Any) -> Any:
+        nonlocal pooled
+        pooled += 1
+        return await real_read(fn)
+
+    monkeypatch.setattr(account, "_read", counting)
+    (one,) = await account.fetch(inbox.id, [3], parsed=False)
+    assert one.uid == 3 and pooled == 0  # no hand-over to a reader thread
+    assert [r.uid for r in await account.fetch(inbox.id, [1, 2, 3, 4, 5, 6])] == [1, 2, 3, 4, 5, 6]
+    assert pooled == 1  # larger fetches go to the reader threads
+
+    @contextlib.contextmanager
+    def locked(self: AccountCore) -> Iterator[sqlite3.Connection]:
+        raise sqlite3.OperationalError("database is locked")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(AccountCore, "inline_reader", locked)
+    (again,) = await account.fetch(inbox.id, [3])
+    assert (again.uid, again.file_id, again.size) == (3, one.file_id, one.size)
+    assert pooled == 2 and again.parsed is not None
