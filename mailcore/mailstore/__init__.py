@@ -4,7 +4,10 @@ Per account: an SQLite index (WAL, ``synchronous=FULL``) plus one file per store
 below ``<root>/accounts/<account_id>/`` (see :mod:`mailcore.mailstore.layout`). Mailbox
 and user names are rows, never paths. Every write runs on a writer thread (one account is
 always served by the same one), so the event loop never waits for an fsync; reads run on a
-small thread pool with their own connections.
+small thread pool with their own connections, except ``fetch`` of at most 4 UIDs, which
+reads on the event loop's own connection (never waiting for a lock: a busy index sends it
+to the pool). Messages are stored with CRLF line ends (bare LF/CR become CRLF), so
+``MessageRecord.size`` is the size on the wire.
 
 Opening and delivery::
 
@@ -26,17 +29,20 @@ Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
     rename_mailbox(old, new)  children move too; INBOX: its messages move (RFC 3501 §6.3.5)
     set_subscribed(name, bool); subscriptions() -> [str] (may name missing mailboxes)
     status(mailbox_id) -> MailboxStatus
-    snapshot(mailbox_id) -> Snapshot       uids/modseqs/flags, no message file read
+    snapshot(mailbox_id) -> Snapshot       uids/modseqs/flags, no message file read; the
+        last one per mailbox is kept and replayed from the change log (snapshots.py)
     fetch(mailbox_id, uids, parsed=True) -> [MessageRecord]   missing UIDs are skipped
     open_message(rec) -> BinaryIO          the stored bytes (NoSuchMessage once gone)
     append(mailbox_id, data, flags=(), internal_date=None, quota=Quota()) -> AppendResult
     store_flags(mailbox_id, uids, FlagOp, flags, unchanged_since=None) -> StoreResult
-    expunge(mailbox_id, uids=None) -> [uid]   only messages flagged \\Deleted
+    expunge(mailbox_id, uids=None, *, force=False) -> [uid]   only messages flagged
+        \\Deleted; force=True: exactly ``uids`` whatever their flags (one transaction)
     copy(src, uids, dst, quota=Quota()) / move(...) -> CopyResult   move is atomic
-    search(mailbox_id, SearchKey, uids=None) -> [uid]
+    search(mailbox_id, SearchKey, uids=None) -> [uid]   one SQL query over the index
+        (sqlsearch.py); BODY/TEXT/unindexed HEADER read message files (search.reads_messages)
     claim_recent(mailbox_id) -> {uid}      each message is \\Recent for one caller only
     usage() -> (bytes, messages)
-    change_seq; changes_since(seq, mailbox_id=None) -> [Change];
+    change_seq; changes_since(seq, mailbox_id=None) -> [Change]  (recent ones from memory);
     wait_for_change(seq, timeout=None) -> int; expunged_since(mailbox_id, modseq) -> [uid]
 
 MODSEQ is one counter per account: each write operation takes the next value (RFC 7162
@@ -55,9 +61,11 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
   ``modseq``; ``MailboxStatus`` also carries ``recent``; ``Change`` also carries ``name``
   (for ``mailbox`` changes); ``MessageRecord`` also carries ``mailbox_id`` and an opaque
   ``file_id``.
-* Errors add :class:`InvalidAccountId`, :class:`InvalidFlag`, :class:`StoreClosed`,
+* Errors add :class:`InvalidAccountId`, :class:`InvalidFlag`, :class:`StoreClosed`
+  (every call after ``MailStore.close()``, and on an account removed meanwhile),
   :class:`StoreLocked` and :class:`ChangeLogTruncated` (``changes_since`` for a position
   older than the newest 200,000 changes kept: take a fresh snapshot).
+* ``expunge(..., force=True)`` added (POP3 UPDATE).
   ``MessageTooLarge`` is raised by ``append`` when ``max_message_size`` is set.
 * ``store_flags``: ``StoreResult.changed`` lists only messages whose flags changed (a STORE
   that changes nothing assigns no new MODSEQ); IMAP answers FETCH for the others from
