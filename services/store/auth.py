@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import ipaddress
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Any
 
 from mailcore import metrics
 from mailcore.config import PlaintextAuth
@@ -23,6 +25,8 @@ log = get_logger("auth")
 
 FAILURE_WINDOW = 900.0  # seconds a failure counts against a peer or an account
 MAX_DELAY = 30.0
+MAX_TRACKED = 50_000  # peers or account names remembered at most (client input is unbounded)
+SWEEP_EVERY = 256  # failures between sweeps of expired entries
 
 
 def is_loopback(ip: str) -> bool:
@@ -79,9 +83,29 @@ class LoginThrottle:
         self.max_per_account = max_per_account
         self.window = window
         self._by_ip: dict[str, deque[float]] = defaultdict(deque)
-        self._by_account: dict[str, deque[float]] = defaultdict(deque)
+        self._by_account: dict[bytes, deque[float]] = defaultdict(deque)
+        self._failures = 0
 
-    def _count(self, table: dict[str, deque[float]], key: str) -> int:
+    @staticmethod
+    def _account_key(account: str) -> bytes:
+        # A fixed-size key: login names are client input, up to a literal's size.
+        return hashlib.blake2b(account.lower().encode("utf-8", "replace"), digest_size=16).digest()
+
+    @property
+    def tracked(self) -> int:
+        """Entries held (peers + account names); bounded by :data:`MAX_TRACKED` each."""
+        return len(self._by_ip) + len(self._by_account)
+
+    def _sweep(self) -> None:
+        """Forget expired entries; beyond the cap forget the oldest ones."""
+        tables: tuple[dict[Any, deque[float]], ...] = (self._by_ip, self._by_account)
+        for table in tables:
+            for key in list(table):
+                self._count(table, key)
+            while len(table) > MAX_TRACKED:
+                del table[next(iter(table))]
+
+    def _count(self, table: dict[Any, deque[float]], key: Any) -> int:
         q = table.get(key)
         if not q:
             return 0
@@ -96,11 +120,14 @@ class LoginThrottle:
     def blocked(self, ip: str, account: str) -> bool:
         return (
             self._count(self._by_ip, ip) >= self.max_per_ip
-            or self._count(self._by_account, account.lower()) >= self.max_per_account
+            or self._count(self._by_account, self._account_key(account)) >= self.max_per_account
         )
 
     def delay_for(self, ip: str, account: str) -> float:
-        n = max(self._count(self._by_ip, ip), self._count(self._by_account, account.lower()))
+        n = max(
+            self._count(self._by_ip, ip),
+            self._count(self._by_account, self._account_key(account)),
+        )
         if n == 0:
             return 0.0
         return float(min(self.base_delay * (2 ** (n - 1)), MAX_DELAY))
@@ -108,11 +135,14 @@ class LoginThrottle:
     def record_failure(self, ip: str, account: str) -> float:
         now = time.monotonic()
         self._by_ip[ip].append(now)
-        self._by_account[account.lower()].append(now)
+        self._by_account[self._account_key(account)].append(now)
+        self._failures += 1
+        if self._failures % SWEEP_EVERY == 0 or self.tracked > 2 * MAX_TRACKED:
+            self._sweep()
         return self.delay_for(ip, account)
 
     def record_success(self, ip: str, account: str) -> None:
-        self._by_account.pop(account.lower(), None)
+        self._by_account.pop(self._account_key(account), None)
 
 
 class Authenticator:

@@ -101,3 +101,26 @@ async def test_login_paths(authenticator: Authenticator) -> None:
             "alice@example.com", "correct horse", peer_ip="127.0.0.3", tls=True
         )
     assert exc.value.reason is Refusal.THROTTLED
+
+
+def test_throttle_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.store.auth as auth
+
+    monkeypatch.setattr(auth, "MAX_TRACKED", 100)
+    monkeypatch.setattr(auth, "SWEEP_EVERY", 10)
+    t = LoginThrottle(0.0)
+    for i in range(1000):
+        # hostile, ever-new, long login names from ever-new peers
+        t.record_failure(f"192.0.2.{i % 250}.{i}", f"{i}" + "x" * 60_000)
+    assert len(t._by_ip) <= 100 + 10
+    assert len(t._by_account) <= 100 + 10
+    assert all(len(k) == 16 for k in t._by_account)
+
+
+def test_throttle_sweeps_expired_entries() -> None:
+    t = LoginThrottle(0.0, window=0.01)
+    for i in range(300):
+        t.record_failure(f"198.51.100.{i}", f"user{i}@x.test")
+    time.sleep(0.02)
+    t._sweep()
+    assert t.tracked == 0
