@@ -107,6 +107,11 @@ class CommonSettings(BaseSettings):
     outbound_max_bytes: Annotated[int, Field(gt=0)] = 1024**3
     bodies_max_bytes: Annotated[int, Field(gt=0)] = 8 * 1024**3
     mirror_max_bytes: Annotated[int, Field(gt=0)] = 1024**3
+    dead_max_bytes: Annotated[int, Field(gt=0)] = Field(
+        default=1024**3,
+        description="byte budget of the dead-letter stream MAIL_DEAD (full: new dead letters "
+        "are refused and the mail stays on the inbound stream)",
+    )
     stream_replicas: Annotated[int, Field(ge=1, le=5)] = 1
 
     @classmethod
@@ -212,6 +217,16 @@ class StoreSettings(CommonSettings):
     auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0
     delivery_batch: Annotated[int, Field(gt=0, le=4096)] = 256
     delivery_max_deliver: Annotated[int, Field(gt=0)] = 20
+    delivery_max_requeues: Annotated[int, Field(ge=0)] = Field(
+        default=5,
+        description="times a message failing on every attempt is published again with fresh "
+        "attempts before it is dead-lettered (reason failed)",
+    )
+    delivery_unknown_attempts: Annotated[int, Field(gt=0)] = Field(
+        default=5,
+        description="attempts for a recipient the directory does not resolve before the mail "
+        "for it is dead-lettered (reason unknown_recipient)",
+    )
     fsync: bool = True
 
 

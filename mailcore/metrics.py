@@ -62,6 +62,15 @@ DELIVERY_PAUSED = Gauge("postern_delivery_paused", "1 while delivery waits for d
 DELIVERY_REQUEUED = Counter(
     "postern_delivery_requeued_total", "bus messages republished after their last attempt"
 )
+DELIVERY_DEAD_LETTERED = Counter(
+    "postern_delivery_dead_lettered_total",
+    "dead letters published to MAIL_DEAD (unknown_recipient, quota, failed, poison, ...)",
+    ["reason"],
+)
+DELIVERY_DEAD_LETTER_FAILURES = Counter(
+    "postern_delivery_dead_letter_failures_total",
+    "dead letters the bus refused (the mail stays on the inbound stream)",
+)
 STORE_DISK_USED = Gauge("postern_store_disk_used_bytes", "bytes the mail store occupies")
 STORE_DISK_FREE = Gauge(
     "postern_store_disk_free_bytes", "bytes free on the mail store's file system"

@@ -70,6 +70,7 @@ TEST_LIMITS = BusLimits(
     outbound_max_bytes=64 * 1024**2,
     bodies_max_bytes=512 * 1024**2,
     mirror_max_bytes=64 * 1024**2,
+    dead_max_bytes=64 * 1024**2,
 )
 
 
@@ -77,7 +78,12 @@ async def fresh_bus(url: str, limits: BusLimits = TEST_LIMITS) -> Bus:
     """Connect, declare everything, and empty the streams and buckets a test may have used."""
     bus = await connect(url, "postern-test", wait=10)
     await declare_all(bus.js, limits)
-    for stream in (names.STREAM_INBOUND, names.STREAM_OUTBOUND, names.STREAM_MIRROR):
+    for stream in (
+        names.STREAM_INBOUND,
+        names.STREAM_OUTBOUND,
+        names.STREAM_MIRROR,
+        names.STREAM_DEAD,
+    ):
         await bus.js.purge_stream(stream)
     for stream in (
         "KV_" + names.KV_DIRECTORY,

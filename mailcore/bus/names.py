@@ -13,6 +13,12 @@ STREAM_OUTBOUND = "MAIL_OUTBOUND"
 SUBJECT_OUTBOUND = "mail.outbound"
 CONSUMER_RELAY = "relay"
 
+# Dead letters: accepted mail the store could not deliver (unknown recipient, over quota
+# after the last attempt, a failure that outlasted every requeue, poison payloads), kept
+# with the original frame until an operator retries or drops it (`mailctl queue dead`).
+STREAM_DEAD = "MAIL_DEAD"
+SUBJECT_DEAD = "mail.dead"
+
 # Bodies above the inline threshold (claim check).
 OBJ_BODIES = "MAIL_BODIES"
 
@@ -30,3 +36,12 @@ SUBJECT_MIRROR = "mirror.changes"
 HDR_SCHEMA = "Postern-Schema"
 # JetStream's de-duplication header: equal ids within the window are stored once.
 HDR_MSG_ID = "Nats-Msg-Id"
+# How often a message was published again after running out of delivery attempts.
+HDR_REQUEUES = "Postern-Requeues"
+# Dead-letter headers: why, for which recipients, which mail, when.
+HDR_DEAD_REASON = "Postern-Dead-Reason"
+HDR_DEAD_RECIPIENTS = "Postern-Dead-Recipients"  # JSON list of addresses
+HDR_DEAD_MESSAGE_ID = "Postern-Dead-Message-Id"
+HDR_DEAD_TIME = "Postern-Dead-Time"  # RFC 3339, UTC
+HDR_DEAD_DETAIL = "Postern-Dead-Detail"
+HDR_DEAD_SOURCE_SEQ = "Postern-Dead-Source-Seq"  # the inbound stream sequence it came from

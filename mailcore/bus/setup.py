@@ -30,6 +30,7 @@ class BusLimits:
     outbound_max_bytes: int = 1024**3
     bodies_max_bytes: int = 8 * 1024**3
     mirror_max_bytes: int = 1024**3
+    dead_max_bytes: int = 1024**3
     replicas: int = 1
     delivery_max_deliver: int = 20
     delivery_ack_wait: float = 60.0
@@ -41,6 +42,7 @@ class BusLimits:
             outbound_max_bytes=s.outbound_max_bytes,
             bodies_max_bytes=s.bodies_max_bytes,
             mirror_max_bytes=s.mirror_max_bytes,
+            dead_max_bytes=s.dead_max_bytes,
             replicas=s.stream_replicas,
             delivery_max_deliver=max_deliver,
         )
@@ -83,7 +85,26 @@ def stream_configs(limits: BusLimits) -> list[js_api.StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW,
             num_replicas=limits.replicas,
         ),
+        dead_stream(limits),
     ]
+
+
+def dead_stream(limits: BusLimits) -> js_api.StreamConfig:
+    """Dead letters stay until an operator retries or drops them (``mailctl queue dead``):
+    limits retention, no age limit, and a full stream refuses new dead letters (discard
+    new) rather than silently dropping old ones; the store then keeps the mail on the
+    inbound stream and logs the failure."""
+    return js_api.StreamConfig(
+        name=names.STREAM_DEAD,
+        subjects=[names.SUBJECT_DEAD],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        discard=js_api.DiscardPolicy.NEW,
+        max_bytes=limits.dead_max_bytes,
+        max_msg_size=MAX_MSG_SIZE,
+        duplicate_window=DUPLICATE_WINDOW,
+        num_replicas=limits.replicas,
+    )
 
 
 def delivery_consumer(limits: BusLimits) -> js_api.ConsumerConfig:

@@ -33,7 +33,13 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     )
     ctx.on_cleanup(store.close)
     consumer = DeliveryConsumer(
-        bus, directory, store, batch=s.delivery_batch, max_deliver=s.delivery_max_deliver
+        bus,
+        directory,
+        store,
+        batch=s.delivery_batch,
+        max_deliver=s.delivery_max_deliver,
+        unknown_attempts=s.delivery_unknown_attempts,
+        max_requeues=s.delivery_max_requeues,
     )
     delivery_task = asyncio.create_task(consumer.run(ctx.stopping), name="delivery")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")

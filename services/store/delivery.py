@@ -6,17 +6,33 @@ recipient with the watched directory, commit every local recipient's copy in one
 commit (one transaction per account), and only then ack (architecture invariant 2).
 Redelivery is harmless: the store recognises (message id, account) delivery keys.
 
+A 250 is a promise: nothing accepted disappears. What the store cannot deliver goes to
+the dead-letter stream (:mod:`mailcore.bus.deadletter`) with the original frame, and a
+message is acked only once every recipient is either committed or dead-lettered.
+
 Outcomes per bus message:
 
-* poison (unknown schema version, undecodable, body object missing): terminated,
-  counted in ``postern_delivery_terminated_total{reason}`` and logged; the consumer goes on;
+* poison (unknown schema version, undecodable, body object missing): dead-lettered
+  (reason ``poison``/``body_missing``) and terminated, counted in
+  ``postern_delivery_terminated_total{reason}`` and logged; the consumer goes on;
+* a recipient the directory does not resolve: the directory is read afresh from NATS
+  (the store's watched copy may lag the filter's), then the message is nacked and retried
+  every ``unknown_retry`` seconds; after ``unknown_attempts`` attempts the mail for that
+  recipient is dead-lettered (``unknown_recipient``). Resolved recipients are delivered
+  at once (redelivery is idempotent);
 * disk full: nak with a delay and stop fetching until a probe write succeeds;
 * other transient failure: nak with a delay; when the consumer's attempts run out the
-  frame is published again (fresh attempts) and the old copy dropped, so it is never stuck;
+  frame is published again (fresh attempts, ``Postern-Requeues`` counts it) and the old
+  copy dropped, so it is never stuck; after ``max_requeues`` requeues it is dead-lettered
+  (``failed``). A full disk does not count as a requeue: delivery pauses instead;
 * over quota: a temporary failure, like Postfix deferring on Dovecot's "mailbox full":
   retried every ``QUOTA_RETRY`` seconds while attempts remain (so freeing space or
-  raising the quota lets it in); on the consumer's last attempt it is terminated and
-  logged at error level (reason ``quota``) — the relay issue turns that into a bounce.
+  raising the quota lets it in); on the consumer's last attempt it is dead-lettered
+  (``quota``) and logged at error level — the relay issue turns that into a bounce.
+
+When the bus refuses a dead letter (the dead stream is full), the failure is logged at
+error level and the message stays on the inbound stream (nak, or a requeue on its last
+attempt): nothing is acked that is not stored somewhere.
 """
 
 from __future__ import annotations
@@ -34,11 +50,11 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.object_store import ObjectStore
 
 from mailcore import metrics
-from mailcore.bus import names
+from mailcore.bus import deadletter, names
 from mailcore.bus.claimcheck import BodyMissing, drop_body, load_body
 from mailcore.bus.connect import Bus
 from mailcore.bus.schemas import MailMessage, SchemaError, decode_mail
-from mailcore.directory import Directory
+from mailcore.directory import Directory, Resolution
 from mailcore.logging import get_logger
 from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
 from mailcore.mailstore.engine import STORAGE_FULL
@@ -47,6 +63,9 @@ log = get_logger("delivery")
 
 RETRY_DELAY = 30.0  # seconds before a transient failure is retried
 QUOTA_RETRY = 900.0  # seconds between attempts for a full mailbox
+UNKNOWN_RETRY = 60.0  # seconds between attempts for a recipient the directory lacks
+UNKNOWN_ATTEMPTS = 5
+MAX_REQUEUES = 5
 DISK_PROBE_INTERVAL = 5.0
 DISK_PROBE_BYTES = 1024 * 1024
 JUNK_FLAGS = frozenset(("$Junk",))
@@ -59,6 +78,10 @@ class _Item:
     msg: Any  # nats.aio.msg.Msg
     mail: MailMessage
     copies: list[Delivery] = field(default_factory=list)
+    # account id -> the user's address (what a dead letter for that mailbox names)
+    addresses: dict[str, str] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)  # recipients that did not resolve
+    remote_skipped: int = 0  # remote alias targets (counted once the message is settled)
 
 
 def delivery_key(mail: MailMessage, account_id: str) -> str:
@@ -85,6 +108,9 @@ class DeliveryConsumer:
         fetch_timeout: float = 1.0,
         retry_delay: float = RETRY_DELAY,
         quota_retry: float = QUOTA_RETRY,
+        unknown_retry: float = UNKNOWN_RETRY,
+        unknown_attempts: int = UNKNOWN_ATTEMPTS,
+        max_requeues: int = MAX_REQUEUES,
     ) -> None:
         self.bus = bus
         self.directory = directory
@@ -94,12 +120,17 @@ class DeliveryConsumer:
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay
         self.quota_retry = quota_retry
+        self.unknown_retry = unknown_retry
+        self.unknown_attempts = unknown_attempts
+        self.max_requeues = max_requeues
         self.probe_interval = DISK_PROBE_INTERVAL
         self._ack_wait = 0.0
         self._backoff: list[float] = []
         self.disk_full = False
         self.running = False
         self._bodies: ObjectStore | None = None
+        self._fresh: Directory | None = None
+        self._fresh_at = 0.0
 
     def _disk_is_full(self) -> bool:
         return self.disk_full
@@ -174,7 +205,7 @@ class DeliveryConsumer:
             except Exception:
                 log.exception("bus message not prepared; retried later")
                 with contextlib.suppress(Exception):
-                    await self._nak(msg, self.retry_delay)
+                    await self._retry_later(msg, None)
                 continue
             if item is not None:
                 items.append(item)
@@ -201,35 +232,47 @@ class DeliveryConsumer:
         try:
             mail = decode_mail(msg.data)
         except SchemaError as exc:
-            await self._terminate(msg, "schema", str(exc))
+            await self._terminate(msg, "schema", str(exc), dead_reason=deadletter.REASON_POISON)
             return None
         if mail.body_ref is not None:
             assert self._bodies is not None
             try:
                 mail.body = await load_body(self._bodies, mail)
             except BodyMissing as exc:
-                await self._terminate(msg, "body_missing", str(exc), mail=mail)
+                await self._terminate(
+                    msg,
+                    "body_missing",
+                    str(exc),
+                    mail=mail,
+                    dead_reason=deadletter.REASON_BODY_MISSING,
+                )
                 return None
             except Exception as exc:
                 log.warning("body not loaded", id=mail.id, error=f"{type(exc).__name__}: {exc}")
-                await self._nak(msg, self.retry_delay)
+                await self._retry_later(msg, mail)
                 return None
         item = _Item(msg=msg, mail=mail)
         spam = mail.scan.spam_tagged
         seen: set[str] = set()
         for rcpt in mail.recipients:
-            res = self.directory.resolve(rcpt)
+            res = await self._resolve(rcpt)
             if not res:
-                metrics.DELIVERIES.labels("unknown_recipient").inc()
-                log.warning("recipient no longer exists", id=mail.id, rcpt=rcpt)
+                item.unknown.append(rcpt)
+                log.warning(
+                    "recipient not in the directory; retried later",
+                    id=mail.id,
+                    rcpt=rcpt,
+                    attempt=_attempt(msg),
+                )
             for remote in res.remote:
                 # Forwarding to remote alias targets comes with the relay.
-                metrics.DELIVERIES.labels("remote_skipped").inc()
+                item.remote_skipped += 1
                 log.info("remote alias target not forwarded", id=mail.id, rcpt=rcpt, to=remote)
             for user in res.local:
                 if user.account_id in seen:
                     continue  # one copy per mailbox, however many addresses reach it
                 seen.add(user.account_id)
+                item.addresses[user.account_id] = user.address
                 item.copies.append(
                     Delivery(
                         key=delivery_key(mail, user.account_id),
@@ -243,6 +286,34 @@ class DeliveryConsumer:
                 )
         return item
 
+    async def _resolve(self, rcpt: str) -> Resolution:
+        """The watched directory's answer; when it has none, NATS is asked afresh: the
+        filter resolved this address before its 250, and the store's watch may lag."""
+        res = self.directory.resolve(rcpt)
+        if res:
+            return res
+        fresh = await self._fresh_directory()
+        if fresh is None:
+            return res
+        res = fresh.resolve(rcpt)
+        if res:
+            log.info("recipient found by a fresh directory read (watch behind)", rcpt=rcpt)
+        return res
+
+    async def _fresh_directory(self) -> Directory | None:
+        """A directory read from NATS now; one read serves every look-up for a moment
+        (well under ``unknown_retry``, so a retry always reads afresh)."""
+        now = time.monotonic()
+        if self._fresh is not None and now - self._fresh_at < min(1.0, self.unknown_retry / 2):
+            return self._fresh
+        try:
+            fresh = await Directory.open(self.bus.js, watch=False)
+        except Exception as exc:
+            log.warning("directory not re-read", error=f"{type(exc).__name__}: {exc}")
+            return None
+        self._fresh, self._fresh_at = fresh, time.monotonic()
+        return fresh
+
     async def _settle(self, item: _Item, results: list[DeliveryResult]) -> None:
         spam = item.mail.scan.spam_tagged
         for r in results:
@@ -251,54 +322,150 @@ class DeliveryConsumer:
         failed = [r for r in results if r.outcome == "failed"]
         over_quota = [r for r in results if r.outcome == "quota"]
         attempt = _attempt(item.msg)
+        last = attempt >= self.max_deliver
         if failed:
-            if any(r.error == STORAGE_FULL for r in failed):
+            disk = any(r.error == STORAGE_FULL for r in failed)
+            if disk:
                 if not self.disk_full:
                     log.error("disk full: delivery paused", store=str(self.store.root))
                 self.disk_full = True
                 metrics.DELIVERY_PAUSED.set(1)
             else:
                 log.warning("delivery failed", id=item.mail.id, error=failed[0].error)
-            if attempt >= self.max_deliver:
-                await self._requeue(item.msg, item.mail)
+            if not last:
+                await self._nak(item.msg, self.retry_delay)
                 return
-            await self._nak(item.msg, self.retry_delay)
-            return
-        if over_quota:
-            if attempt >= self.max_deliver:
-                accounts = [r.key.rpartition("/")[2] for r in over_quota]
-                await self._terminate(
-                    item.msg,
-                    "quota",
+            requeues = _requeues(item.msg)
+            if disk or requeues < self.max_requeues:
+                # A full disk pauses delivery; it does not count towards giving up.
+                await self._requeue(item.msg, item.mail, requeues + (0 if disk else 1))
+                return
+            detail = f"failed on every attempt of {requeues + 1} rounds: {failed[0].error}"
+            groups = {deadletter.REASON_FAILED: (self._addresses(item, failed), detail)}
+            if over_quota:
+                groups[deadletter.REASON_QUOTA] = (
+                    self._addresses(item, over_quota),
                     "mailbox full until the last attempt",
-                    mail=item.mail,
-                    accounts=accounts,
                 )
-                return
+            if item.unknown:
+                groups[deadletter.REASON_UNKNOWN] = (item.unknown, "not in the directory")
+            await self._dead_letter(item, groups)
+            return
+        if over_quota and not last:
             log.info("mailbox full, retrying later", id=item.mail.id, attempt=attempt)
             await self._nak(item.msg, self.quota_retry)
             return
+        if item.unknown and attempt < min(self.unknown_attempts, self.max_deliver):
+            await self._nak(item.msg, self.unknown_retry)
+            return
+        if over_quota or item.unknown:
+            groups = {}
+            if over_quota:
+                groups[deadletter.REASON_QUOTA] = (
+                    self._addresses(item, over_quota),
+                    "mailbox full until the last attempt",
+                )
+            if item.unknown:
+                groups[deadletter.REASON_UNKNOWN] = (
+                    item.unknown,
+                    f"not in the directory after {attempt} attempts",
+                )
+            await self._dead_letter(item, groups)
+            return
         await item.msg.ack()
+        _count_remote(item)
         if item.mail.body_ref is not None and self._bodies is not None:
             await drop_body(self._bodies, item.mail)
 
-    async def _requeue(self, msg: Any, mail: MailMessage) -> None:
+    @staticmethod
+    def _addresses(item: _Item, results: Iterable[DeliveryResult]) -> list[str]:
+        """The mailbox addresses of the copies ``results`` name (a retry goes to them
+        directly, not through an alias that would reach others too)."""
+        out: list[str] = []
+        for r in results:
+            account = r.key.rpartition("/")[2]
+            address = item.addresses.get(account, account)
+            if address not in out:
+                out.append(address)
+        return out
+
+    async def _dead_letter(self, item: _Item, groups: dict[str, tuple[list[str], str]]) -> None:
+        """Publish one dead letter per reason, then ack. The claim-checked body stays in
+        the Object Store: the dead letter refers to it."""
+        seq = _stream_seq(item.msg)
+        mail = item.mail
+        published: list[tuple[str, list[str], int]] = []
+        try:
+            for reason, (rcpts, detail) in groups.items():
+                ack = await deadletter.publish_dead(
+                    self.bus.js,
+                    item.msg.data,
+                    reason=reason,
+                    recipients=rcpts,
+                    message_id=mail.id,
+                    detail=detail,
+                    source_seq=seq,
+                )
+                published.append((reason, rcpts, int(ack.seq)))
+        except Exception as exc:
+            metrics.DELIVERY_DEAD_LETTER_FAILURES.inc()
+            log.error(
+                "DEAD LETTER NOT STORED: the mail stays on the inbound stream",
+                id=mail.id,
+                reasons=list(groups),
+                error=f"{type(exc).__name__}: {exc}",
+                stream_seq=seq,
+            )
+            await self._retry_later(item.msg, mail, count=False)
+            return
+        for reason, rcpts, dead_seq in published:
+            metrics.DELIVERY_DEAD_LETTERED.labels(reason).inc()
+            if reason == deadletter.REASON_UNKNOWN:
+                metrics.DELIVERIES.labels("unknown_recipient").inc(len(rcpts))
+            log.error(
+                "mail dead-lettered",
+                reason=reason,
+                id=mail.id,
+                sender=mail.mail_from,
+                recipients=rcpts,
+                dead_seq=dead_seq,
+                stream_seq=seq,
+            )
+        await item.msg.ack()
+        _count_remote(item)
+
+    async def _retry_later(self, msg: Any, mail: MailMessage | None, *, count: bool = True) -> None:
+        """Nak; on the consumer's last attempt (a nak would never be redelivered) publish
+        the frame again with fresh attempts instead."""
+        if _attempt(msg) < self.max_deliver:
+            await self._nak(msg, self.retry_delay)
+            return
+        requeues = _requeues(msg)
+        await self._requeue(msg, mail, requeues + 1 if count else requeues)
+
+    async def _requeue(self, msg: Any, mail: MailMessage | None, requeues: int) -> None:
         """A temporary failure outlasted the consumer's attempts: publish the same frame
         again (fresh attempts, same mail id, so still idempotent), then drop the old one.
         JetStream would otherwise keep it in the stream and never deliver it again."""
         seq = _stream_seq(msg)
+        base = mail.id if mail is not None else "raw"
         headers = {
-            names.HDR_MSG_ID: f"{mail.id}.requeued.{seq}",
-            names.HDR_SCHEMA: str(mail.v),
+            names.HDR_MSG_ID: f"{base}.requeued.{seq}",
+            names.HDR_REQUEUES: str(requeues),
         }
+        schema = (msg.headers or {}).get(names.HDR_SCHEMA) if mail is None else str(mail.v)
+        if schema:
+            headers[names.HDR_SCHEMA] = schema
         try:
             await self.bus.js.publish(names.SUBJECT_INBOUND, msg.data, headers=headers)
         except Exception as exc:
-            log.error("requeue failed", id=mail.id, error=f"{type(exc).__name__}: {exc}")
+            log.error("requeue failed", id=base, error=f"{type(exc).__name__}: {exc}")
             await self._nak(msg, self.retry_delay)
             return
         metrics.DELIVERY_REQUEUED.inc()
-        log.warning("delivery attempts exhausted; requeued", id=mail.id, stream_seq=seq)
+        log.warning(
+            "delivery attempts exhausted; requeued", id=base, stream_seq=seq, requeues=requeues
+        )
         await msg.term()
 
     async def _nak(self, msg: Any, delay: float) -> None:
@@ -320,23 +487,40 @@ class DeliveryConsumer:
         reason: str,
         detail: str,
         *,
+        dead_reason: str,
         mail: MailMessage | None = None,
-        accounts: Iterable[str] = (),
     ) -> None:
+        """A payload no retry can deliver: kept as a dead letter for an operator to see
+        (its raw bytes), then terminated. If even the dead letter is refused it is only
+        logged — retrying poison would not make it deliverable."""
         metrics.DELIVERY_TERMINATED.labels(reason).inc()
+        seq = _stream_seq(msg)
+        dead_seq: int | None = None
+        try:
+            ack = await deadletter.publish_dead(
+                self.bus.js,
+                msg.data,
+                reason=dead_reason,
+                recipients=mail.recipients if mail else [],
+                message_id=mail.id if mail else "",
+                detail=detail,
+                source_seq=seq,
+            )
+            dead_seq = int(ack.seq)
+            metrics.DELIVERY_DEAD_LETTERED.labels(dead_reason).inc()
+        except Exception as exc:
+            metrics.DELIVERY_DEAD_LETTER_FAILURES.inc()
+            log.error("dead letter of a poison message not stored", error=str(exc), stream_seq=seq)
         log.error(
             "bus message terminated",
             reason=reason,
             detail=detail,
             id=mail.id if mail else None,
             sender=mail.mail_from if mail else None,
-            accounts=list(accounts) or None,
-            stream_seq=_stream_seq(msg),
+            stream_seq=seq,
+            dead_seq=dead_seq,
         )
         await msg.term()
-        if mail is not None and mail.body_ref is not None and self._bodies is not None:
-            with contextlib.suppress(Exception):
-                await drop_body(self._bodies, mail)
 
     # --- disk full -----------------------------------------------------------------------
     async def _wait_for_space(self, stopping: asyncio.Event) -> None:
@@ -367,11 +551,24 @@ def _probe_write(root: Path) -> bool:
             os.unlink(path)
 
 
+def _count_remote(item: _Item) -> None:
+    if item.remote_skipped:
+        metrics.DELIVERIES.labels("remote_skipped").inc(item.remote_skipped)
+
+
 def _attempt(msg: Any) -> int:
     try:
         return int(msg.metadata.num_delivered)
     except Exception:
         return 1
+
+
+def _requeues(msg: Any) -> int:
+    """How often this frame was already published again (the ``Postern-Requeues`` header)."""
+    try:
+        return max(0, int((msg.headers or {}).get(names.HDR_REQUEUES, 0)))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _stream_seq(msg: Any) -> int | None:

@@ -8,18 +8,28 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from nats.js.errors import APIError
 from prometheus_client import REGISTRY
 
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus
-from mailcore.bus.schemas import MailMessage, ScanResult, encode_mail, new_message_id
-from mailcore.bus.setup import declare_all, delivery_consumer
+from mailcore.bus.deadletter import DeadLetter, iter_dead
+from mailcore.bus.schemas import (
+    MailMessage,
+    ScanResult,
+    decode_mail,
+    encode_mail,
+    new_message_id,
+)
+from mailcore.bus.setup import MAX_MSG_SIZE, declare_all, delivery_consumer
 from mailcore.directory import Directory, User
 from mailcore.mailstore import Account, MailStore
 from mailcore.mailstore.layout import index_path, message_path
+from services.store import delivery
 from services.store.delivery import DeliveryConsumer
 from tests.conftest import TEST_LIMITS
 
@@ -60,6 +70,9 @@ class Env:
     async def backlog(self) -> int:
         return int((await self.bus.js.stream_info(names.STREAM_INBOUND)).state.messages)
 
+    async def dead(self) -> list[DeadLetter]:
+        return [d async for d in iter_dead(self.bus.js)]
+
     async def inbox(self, user: User, box: str = "INBOX") -> list[bytes]:
         acct = await self.store.account(user.account_id)
         mb = await acct.mailbox(box)
@@ -98,7 +111,15 @@ async def env(bus: Bus, tmp_path: Path) -> AsyncIterator[Env]:
     await directory.add_alias("fwd@example.org", ["alice@example.org", "someone@remote.example"])
     store = await MailStore.open(tmp_path / "mail")
     consumer = DeliveryConsumer(
-        bus, directory, store, batch=64, max_deliver=20, retry_delay=0.2, quota_retry=0.2
+        bus,
+        directory,
+        store,
+        batch=64,
+        max_deliver=20,
+        retry_delay=0.2,
+        quota_retry=0.2,
+        unknown_retry=0.2,
+        unknown_attempts=3,
     )
     consumer.probe_interval = 0.1
     stopping = asyncio.Event()
@@ -135,6 +156,15 @@ async def test_delivers_every_local_recipient_once_then_acks(env: Env) -> None:
     assert b"Delivered-To: bob@example.org\r\n" in b
     assert counter("postern_deliveries_total", outcome="remote_skipped") == remote_before + 1
     assert counter("postern_deliveries_total", outcome="unknown_recipient") == unknown_before + 1
+    # The unknown address did not vanish: it is a dead letter; the retries that preceded
+    # it did not deliver alice or bob twice.
+    (dead,) = await env.dead()
+    assert (dead.reason, dead.recipients, dead.message_id) == (
+        "unknown_recipient",
+        ["gone@example.org"],
+        msg.id,
+    )
+    assert len(await env.inbox(env.alice)) == 1 and len(await env.inbox(env.bob)) == 1
     acct = await env.store.account(env.alice.account_id)
     inbox = await acct.mailbox("INBOX")
     (rec,) = await acct.fetch(inbox.id, [1])
@@ -194,6 +224,12 @@ async def test_poison_is_terminated_and_the_consumer_goes_on(env: Env) -> None:
         == before["body_missing"] + 1
     )
     assert env.consumer.running
+    # An operator can still see them: the raw bytes are kept as dead letters.
+    dead = await env.dead()
+    assert sorted(d.reason for d in dead) == ["body_missing", "poison", "poison"]
+    assert b"this is not a frame" in [d.payload for d in dead]
+    (gone,) = [d for d in dead if d.reason == "body_missing"]
+    assert gone.message_id == missing.id and gone.recipients == ["alice@example.org"]
 
 
 async def test_claim_checked_body_is_delivered_and_dropped(env: Env) -> None:
@@ -235,14 +271,27 @@ async def _inbox_len(env: Env, user: User, n: int) -> bool:
     return len(await env.inbox(user)) == n
 
 
-async def test_full_mailbox_is_terminated_after_the_last_attempt(env: Env) -> None:
+async def test_full_mailbox_is_dead_lettered_after_the_last_attempt(env: Env) -> None:
     env.consumer.max_deliver = 3
-    before = counter("postern_delivery_terminated_total", reason="quota")
+    before = counter("postern_delivery_dead_lettered_total", reason="quota")
     await env.directory.set_quota("bob@example.org", quota_bytes=10, quota_messages=0)
-    await env.publish(["bob@example.org"])
+    big = BODY + b"x" * (700 * 1024) + b"\r\n"  # claim-checked: the body must survive
+    msg = await env.publish(["bob@example.org", "alice@example.org"], body=big)
+    assert msg.body_ref is not None
     await eventually(lambda: _backlog_is(env, 0))
-    assert counter("postern_delivery_terminated_total", reason="quota") == before + 1
+    assert counter("postern_delivery_dead_lettered_total", reason="quota") == before + 1
     assert await env.inbox(env.bob) == []
+    assert len(await env.inbox(env.alice)) == 1
+    (dead,) = await env.dead()
+    assert (dead.reason, dead.recipients, dead.message_id) == (
+        "quota",
+        ["bob@example.org"],
+        msg.id,
+    )
+    frame = decode_mail(dead.payload)
+    assert frame.id == msg.id and frame.body_ref == msg.body_ref
+    bodies = await env.bus.js.object_store(names.OBJ_BODIES)
+    assert (await bodies.get(msg.body_ref)).data == big
 
 
 async def test_disk_full_naks_pauses_and_loses_nothing(env: Env) -> None:
@@ -279,3 +328,134 @@ async def test_failure_on_the_last_attempt_requeues_instead_of_sticking(env: Env
     await eventually(lambda: _backlog_is(env, 0))
     await eventually(lambda: _inbox_len(env, env.bob, 1))
     assert counter("postern_delivery_requeued_total") == before + 1
+
+
+def _plant_write_error(env: Env, acct: Account) -> Path:
+    """The next message file of ``acct`` is a directory: every write fails with EISDIR, a
+    temporary failure that is not a full disk."""
+    adir = env.store.account_dir(acct.id)
+    with sqlite3.connect(index_path(adir)) as conn:
+        (first_free,) = conn.execute("SELECT next_file_id FROM state").fetchone()
+    target = message_path(adir, first_free)
+    target.mkdir(parents=True)
+    return target
+
+
+async def test_endless_failure_is_dead_lettered_after_the_requeue_limit(env: Env) -> None:
+    env.consumer.max_deliver = 1  # every failure is the last attempt: requeued at once
+    env.consumer.max_requeues = 2
+    requeued = counter("postern_delivery_requeued_total")
+    acct: Account = await env.store.account(env.bob.account_id)
+    target = _plant_write_error(env, acct)
+    msg = await env.publish(["bob@example.org", "alice@example.org"])
+    await eventually(lambda: _dead_count(env, 1))
+    await eventually(lambda: _backlog_is(env, 0))
+    assert counter("postern_delivery_requeued_total") == requeued + 2
+    (dead,) = await env.dead()
+    assert (dead.reason, dead.recipients, dead.message_id) == (
+        "failed",
+        ["bob@example.org"],
+        msg.id,
+    )
+    assert "IsADirectoryError" in dead.detail
+    assert decode_mail(dead.payload).recipients == ["bob@example.org", "alice@example.org"]
+    assert len(await env.inbox(env.alice)) == 1  # delivered once, whatever the requeues
+    assert await env.inbox(env.bob) == []
+    target.rmdir()
+
+
+async def _dead_count(env: Env, n: int) -> bool:
+    return len(await env.dead()) == n
+
+
+async def test_recipient_missing_from_a_lagging_watch_is_found_afresh(env: Env) -> None:
+    # The store's copy of the directory stands still (a watch that lags behind the
+    # filter's): carol exists on NATS, so the filter accepted mail for her.
+    env.consumer.directory = await Directory.open(env.bus.js, watch=False)
+    carol = await env.directory.add_user("carol@example.org", "password-carol")
+    assert env.consumer.directory.user("carol@example.org") is None
+    await env.publish(["carol@example.org"])
+    await eventually(lambda: _inbox_len(env, carol, 1))
+    await eventually(lambda: _backlog_is(env, 0))
+    assert await env.dead() == []
+
+
+async def test_unknown_recipient_is_retried_until_the_user_exists(env: Env) -> None:
+    env.consumer.unknown_attempts = 1000  # long enough for the user to be added
+    env.consumer.unknown_retry = 0.3
+    await env.publish(["late@example.org", "alice@example.org"])
+    # alice is delivered at the first attempt; the message stays for late@.
+    await eventually(lambda: _inbox_len(env, env.alice, 1))
+    await asyncio.sleep(0.5)
+    assert await env.backlog() == 1
+    late = await env.directory.add_user("late@example.org", "password-late")
+    await eventually(lambda: _inbox_len(env, late, 1))
+    await eventually(lambda: _backlog_is(env, 0))
+    assert len(await env.inbox(env.alice)) == 1
+    assert await env.dead() == []
+
+
+class _LogRecorder:
+    """Stands in for the delivery module's logger; keeps the error-level lines."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.errors: list[tuple[str, dict[str, Any]]] = []
+
+    def error(self, event: str, **kw: Any) -> None:
+        self.errors.append((event, kw))
+        self.inner.error(event, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_removed_recipient_is_dead_lettered_and_logged(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = _LogRecorder(delivery.log)
+    monkeypatch.setattr(delivery, "log", recorder)
+    # bob is removed after the filter's 250.
+    await env.directory.remove_user("bob@example.org")
+    big = BODY + b"y" * (600 * 1024) + b"\r\n"
+    msg = await env.publish(["bob@example.org", "alice@example.org"], body=big)
+    await eventually(lambda: _backlog_is(env, 0))
+    (dead,) = await env.dead()
+    assert (dead.reason, dead.recipients) == ("unknown_recipient", ["bob@example.org"])
+    assert "after 3 attempts" in dead.detail  # unknown_attempts, then given up
+    assert len(await env.inbox(env.alice)) == 1
+    events = [(e, kw.get("reason"), kw.get("id")) for e, kw in recorder.errors]
+    assert ("mail dead-lettered", "unknown_recipient", msg.id) in events
+    # The claim-checked body stays for the dead letter.
+    bodies = await env.bus.js.object_store(names.OBJ_BODIES)
+    assert (await bodies.get(msg.body_ref or "")).data == big
+
+
+async def test_full_dead_stream_keeps_the_mail_on_the_inbound_stream(env: Env) -> None:
+    failures = counter("postern_delivery_dead_letter_failures_total")
+    js = env.bus.js
+    config = (await js.stream_info(names.STREAM_DEAD)).config
+    config.max_bytes, config.max_msg_size = 8 * 1024, 4 * 1024
+    await js.update_stream(config)
+    try:
+        # Fill the dead stream to its byte budget: discard-new refuses what comes next.
+        with pytest.raises(APIError):
+            for _ in range(100):
+                await js.publish(names.SUBJECT_DEAD, b"f" * 1024)
+        filler = len(await env.dead())
+        await env.publish(["ghost@example.org"])
+        await eventually(
+            lambda: _true(counter("postern_delivery_dead_letter_failures_total") > failures)
+        )
+        await asyncio.sleep(0.5)
+        assert await env.backlog() == 1  # not acked: still waiting on the inbound stream
+        assert len(await env.dead()) == filler  # nothing old was discarded for it
+    finally:
+        await js.purge_stream(names.STREAM_DEAD)
+        config.max_bytes, config.max_msg_size = TEST_LIMITS.dead_max_bytes, MAX_MSG_SIZE
+        await js.update_stream(config)
+    # With room again, the next attempt stores the dead letter and only then acks.
+    await eventually(lambda: _dead_count(env, 1))
+    await eventually(lambda: _backlog_is(env, 0))
+    (dead,) = await env.dead()
+    assert dead.recipients == ["ghost@example.org"]
