@@ -8,9 +8,11 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import click
+from nats.js.errors import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailcore.bus import names
+from mailcore.bus.connect import Bus
 from mailcore.config import StoreSettings, load_settings
 from services.ctl.nats_cli import fail, nats_option, open_bus, run
 
@@ -69,9 +71,17 @@ async def read_backlog(url: str) -> dict[str, int]:
             "pending": int(consumer.num_pending or 0),
             "in_flight": int(consumer.num_ack_pending or 0),
             "redelivered": int(consumer.num_redelivered or 0),
+            "dead": await _dead_count(bus),
         }
     finally:
         await bus.close()
+
+
+async def _dead_count(bus: Bus) -> int:
+    try:
+        return int((await bus.js.stream_info(names.STREAM_DEAD)).state.messages)
+    except NotFoundError:
+        return 0
 
 
 def _default_store() -> str:
@@ -95,6 +105,8 @@ def status(stores: tuple[str, ...], nats_url: str) -> None:
         f"inbound backlog: {backlog['messages']} messages ({approx(backlog['bytes'])}), "
         f"{backlog['in_flight']} being delivered, {backlog['redelivered']} redelivered"
     )
+    if backlog["dead"]:
+        click.echo(f"dead letters: {backlog['dead']} (mailctl queue dead list)")
     down = 0
     for url in stores or (_default_store(),):
         r = read_store(url)

@@ -29,6 +29,7 @@ from mailcore.bus.setup import MAX_MSG_SIZE, declare_all, delivery_consumer
 from mailcore.directory import Directory, User
 from mailcore.mailstore import Account, MailStore
 from mailcore.mailstore.layout import index_path, message_path
+from services.ctl.queue import retry_dead
 from services.store import delivery
 from services.store.delivery import DeliveryConsumer
 from tests.conftest import TEST_LIMITS
@@ -459,3 +460,33 @@ async def test_full_dead_stream_keeps_the_mail_on_the_inbound_stream(env: Env) -
     await eventually(lambda: _backlog_is(env, 0))
     (dead,) = await env.dead()
     assert dead.recipients == ["ghost@example.org"]
+
+
+async def test_retried_dead_letter_is_delivered_once_there_is_room(env: Env) -> None:
+    env.consumer.max_deliver = 2
+    await env.directory.set_quota("bob@example.org", quota_bytes=10, quota_messages=0)
+    big = BODY + b"q" * (600 * 1024) + b"\r\n"
+    msg = await env.publish(["bob@example.org", "team@example.org"], body=big)
+    await eventually(lambda: _dead_count(env, 1))
+    await eventually(lambda: _backlog_is(env, 0))
+    assert len(await env.inbox(env.alice)) == 1
+    # The operator raises the quota and retries (`mailctl queue dead retry ID`).
+    await env.directory.set_quota("bob@example.org", quota_bytes=0, quota_messages=0)
+    (dead,) = await env.dead()
+    assert await retry_dead(env.bus.js, dead, directory=env.directory) == ["bob@example.org"]
+    await eventually(lambda: _inbox_len(env, env.bob, 1))
+    await eventually(lambda: _backlog_is(env, 0))
+    assert await env.dead() == []
+    (b,) = await env.inbox(env.bob)
+    assert b.endswith(big)
+    assert len(await env.inbox(env.alice)) == 1  # alice (via team@) was not delivered twice
+    bodies = await env.bus.js.object_store(names.OBJ_BODIES)
+
+    async def dropped() -> bool:
+        try:
+            await bodies.get(msg.body_ref or "")
+        except Exception:
+            return True
+        return False
+
+    await eventually(dropped)
