@@ -136,6 +136,11 @@ class FilterNode:
             self._no_sessions.set()
 
     @property
+    def open_sessions(self) -> int:
+        """Connections this node is serving now (TLS handshakes in progress included)."""
+        return len(self._sessions)
+
+    @property
     def ready(self) -> bool:
         return self.directory is not None and self.directory.synced
 

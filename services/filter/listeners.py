@@ -1,5 +1,11 @@
 """The filter's listening sockets: MX, submission (STARTTLS), submissions (implicit TLS),
-and the PROXY-protocol-only twins of each for use behind HAProxy (0 = off)."""
+and the PROXY-protocol-only twins of each for use behind HAProxy (0 = off).
+
+Every socket accepts in plaintext, implicit TLS included: behind HAProxy the PROXY header
+comes in the clear before the TLS handshake (``send-proxy-v2``), so the session reads it
+and then starts TLS itself (see ``Session.start_implicit_tls``). The direct submissions
+port takes the same path, so a failed handshake is handled in one place.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +61,6 @@ class Listeners:
                 lambda spec=spec: factory(spec),
                 self.host,
                 spec.port,
-                ssl=self.tls if spec.implicit_tls else None,
                 reuse_address=True,
                 backlog=1024,
                 family=socket.AF_INET6 if ":" in self.host else socket.AF_UNSPEC,

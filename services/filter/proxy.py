@@ -43,6 +43,7 @@ class TrustedNetworks:
 class Peer:
     ip: str
     port: int
+    local: bool = False  # the proxy speaking for itself (v2 LOCAL, v1 UNKNOWN): a health check
 
 
 async def read_header(
@@ -62,7 +63,7 @@ async def read_header(
         return None
     # v2 LOCAL (HAProxy's own health checks) and v1 UNKNOWN carry no client address.
     if data.command == V2_CMD.LOCAL or data.src_addr is None:
-        return peer
+        return Peer(peer.ip, peer.port, local=True)
     if isinstance(data.src_addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return Peer(str(data.src_addr), int(data.src_port or 0))
     return peer  # AF_UNIX source: keep the proxy's address

@@ -1,9 +1,10 @@
 """One SMTP session: the state machine and its dispatch table.
 
 aiosmtpd's ``SMTP`` protocol carries the connection (transport, STARTTLS handshake, idle
-timer); the conversation is ours: :mod:`framing` cuts lines and DATA (refusing bare CR/LF,
-the smuggling class of CVE-2023-51764), :mod:`parser` reads commands, and ``COMMANDS``
-sends each verb to its handler module. Replies are batched while pipelined commands are
+timer; implicit TLS is started here, after any PROXY header); the conversation is ours:
+:mod:`framing` cuts lines and DATA (refusing bare CR/LF, the smuggling class of
+CVE-2023-51764), :mod:`parser` reads commands, and ``COMMANDS`` sends each verb to its
+handler module. Replies are batched while pipelined commands are
 waiting (RFC 2920 §3.2) and flushed before the session waits for input.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from asyncio import sslproto
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +33,8 @@ log = get_logger("filter.smtp")
 
 READ_CHUNK = 64 * 1024
 PROXY_TIMEOUT = 10.0
+JOIN_IN_THREAD = 1024 * 1024  # a message this large is joined off the event loop
+HANDSHAKE_TIMEOUT = 60  # seconds, implicit TLS (asyncio's own default for ssl= servers)
 
 
 class ConnectionClosed(Exception):
@@ -117,6 +121,7 @@ class Session(SMTP):
         self.on_lost: Callable[[Session], None] | None = None
         self._waiting = False
         self._idle_deadline = 0.0
+        self._lost = False
 
     # --- connection life cycle (aiosmtpd's protocol callbacks) -------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -132,6 +137,9 @@ class Session(SMTP):
             )
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
         if self._session_timer is not None:
             self._session_timer.cancel()
         super().connection_lost(error)
@@ -189,6 +197,7 @@ class Session(SMTP):
             ip, port = "unknown", 0
         conn_id = next_connection_id("smtp")
         with connection_context(conn=conn_id, peer=ip, listener=self.listener.name):
+            health_check = False
             if self.listener.proxied:
                 real = await read_header(
                     self._reader, Peer(ip, port), self.ctx.trusted_proxies, PROXY_TIMEOUT
@@ -196,8 +205,14 @@ class Session(SMTP):
                 if real is None:
                     self._close()
                     return
-                ip, port = real.ip, real.port
+                ip, port, health_check = real.ip, real.port, real.local
                 bind(peer=ip)
+            # A proxy's health check connects, says LOCAL and hangs up: no news worth a log line.
+            if self.listener.implicit_tls and not await self._start_implicit_tls(
+                quiet=health_check
+            ):
+                self._tls_failed()
+                return
             if not self.ctx.connections.acquire(ip):
                 metrics.SMTP_REJECTED.labels("connection_limit").inc()
                 log.info("connection limit reached")
@@ -254,7 +269,7 @@ class Session(SMTP):
         except TLSSetupException:
             log.info("TLS handshake failed")
             self._closing = True
-            self._close()
+            self._tls_failed()
         except (ConnectionClosed, ConnectionError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -321,7 +336,69 @@ class Session(SMTP):
             self._reset_timeout()
             rest = reader.feed(chunk)
         self._lines.feed(rest)
+        if reader.problem is None and reader.size > JOIN_IN_THREAD:
+            # Checks and unstuffing were done piece by piece as the data came; what is
+            # left is one copy of the whole message, which need not hold up the loop.
+            return await asyncio.to_thread(reader.result)
         return reader.result()
+
+    async def _start_implicit_tls(self, *, quiet: bool = False) -> bool:
+        """RFC 8314 §3.3: TLS from the first octet (after the PROXY header, if any: HAProxy's
+        ``send-proxy-v2`` sends it in the clear, before the handshake). Whether it worked.
+
+        The client's first TLS bytes may have come in one read with the PROXY header and
+        wait in the stream reader's buffer: they go to the TLS layer before anything else.
+        The bookkeeping is aiosmtpd's STARTTLS (``_tls_protocol``, ``_original_transport``),
+        so its ``connection_made`` switches the streams over once the handshake is done.
+        """
+        assert self.ctx.tls is not None  # Listeners.start refuses implicit TLS without one
+        raw: Any = self.transport
+        reader: Any = self._reader
+        early = bytes(reader._buffer)
+        reader._buffer.clear()
+        waiter = self.loop.create_future()
+        protocol = sslproto.SSLProtocol(
+            self.loop,
+            self,
+            self.ctx.tls,
+            waiter,
+            server_side=True,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+        )
+        self._tls_protocol = protocol
+        self._original_transport = raw
+        raw.set_protocol(protocol)
+        self.transport = protocol._app_transport
+        protocol.connection_made(raw)
+        if not raw.is_closing() and not raw.is_reading():
+            raw.resume_reading()  # the stream reader had paused it (a flood before TLS)
+        view = memoryview(early)
+        while view and not raw.is_closing():
+            buffer = protocol.get_buffer(len(view))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            protocol.buffer_updated(n)
+            view = view[n:]
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT + 5):
+                await waiter
+        except asyncio.CancelledError:
+            self._tls_failed()
+            raise
+        except Exception as exc:
+            (log.debug if quiet else log.info)("TLS handshake failed", error=type(exc).__name__)
+            return False
+        return self._tls_version() is not None
+
+    def _tls_failed(self) -> None:
+        """asyncio's TLS layer tells its protocol nothing when a handshake fails (it reports
+        ``connection_lost`` only after one succeeded), so the session ends itself here: the
+        connection goes, and the node forgets the session."""
+        raw: Any = self._original_transport
+        if raw is not None:
+            raw.abort()
+        if self.session is not None and not self._lost:
+            self.connection_lost(None)
 
     async def start_tls(self) -> None:
         await self._flush()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 
 from mailcore.bus.connect import Bus
@@ -26,6 +27,7 @@ from tests.services.filter.conftest import (
     RawClient,
     stream_messages,
 )
+from tests.services.filter.haproxy import HaproxyLike, v2
 from tests.support.daemons import NatsServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +40,7 @@ class FilterProcess:
     smtp: int
     submission: int
     ops: int
+    proxy_submissions: int
     data: Path
     log: Path
 
@@ -47,6 +50,7 @@ class FilterProcess:
 
 def spawn(name: str, nats_url: str, workdir: Path) -> FilterProcess:
     smtp, submission, submissions, ops = free_port(), free_port(), free_port(), free_port()
+    proxy_submissions = free_port()
     data = workdir / name
     data.mkdir(parents=True)
     env = os.environ | {
@@ -56,6 +60,7 @@ def spawn(name: str, nats_url: str, workdir: Path) -> FilterProcess:
         "POSTERN_SMTP_PORT": str(smtp),
         "POSTERN_SUBMISSION_PORT": str(submission),
         "POSTERN_SUBMISSIONS_PORT": str(submissions),
+        "POSTERN_PROXY_SUBMISSIONS_PORT": str(proxy_submissions),
         "POSTERN_OPS_PORT": str(ops),
         "POSTERN_SPAMD_ENABLED": "false",
         "POSTERN_CLAMD_ENABLED": "false",
@@ -71,7 +76,7 @@ def spawn(name: str, nats_url: str, workdir: Path) -> FilterProcess:
             stderr=out,
             stdin=subprocess.DEVNULL,
         )
-    return FilterProcess(name, proc, smtp, submission, ops, data, log)
+    return FilterProcess(name, proc, smtp, submission, ops, proxy_submissions, data, log)
 
 
 @pytest.fixture
@@ -149,6 +154,27 @@ async def test_starttls_and_auth_under_uvloop(two_filters: list[FilterProcess], 
     await client.close()
     [msg] = await stream_messages(bus)
     assert msg.client.tls and msg.client.auth_user == ALICE
+
+
+async def test_proxy_header_then_implicit_tls_under_uvloop(
+    two_filters: list[FilterProcess], bus: Bus
+) -> None:
+    """HAProxy's send-proxy-v2 in front of port 465: the header in the clear, the
+    ClientHello in the same write, then TLS, on the uvloop transports production runs."""
+    from mailcore.tls import client_context_trusting
+
+    a = two_filters[0]
+    tls = client_context_trusting(a.data / "tls" / "cert.pem")
+    async with HaproxyLike(a.proxy_submissions, v2("198.51.100.4")) as proxy:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=proxy.port, use_tls=True, tls_context=tls)
+        await smtp.connect()
+        await smtp.login(BOB, PASSWORD)
+        errors, _ = await smtp.sendmail(BOB, [ALICE], b"Subject: 465 via proxy\r\n\r\nx\r\n")
+        assert errors == {}
+        await smtp.quit()
+    [msg] = await stream_messages(bus)
+    assert msg.client.ip == "198.51.100.4" and msg.client.listener == "proxy-submissions"
+    assert msg.client.tls and msg.client.auth_user == BOB
 
 
 def test_sigterm_stops_cleanly(two_filters: list[FilterProcess]) -> None:
