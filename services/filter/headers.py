@@ -127,12 +127,27 @@ def _fields(head: bytes) -> list[list[bytes]]:
 def strip_untrusted(message: bytes, authserv_id: str) -> bytes:
     """Remove forged screening and Authentication-Results fields from the header block."""
     end = header_end(message)
-    head = message[:end]
+    kept = _kept_head(message[:end], authserv_id)
+    return message if kept is None else kept + message[end:]
+
+
+def stamp(fields: list[tuple[str, str]], message: bytes, authserv_id: str) -> bytes:
+    """Our header fields on top of the client's message, forged fields taken out: the
+    message is copied once, however large (no intermediate copies of it)."""
+    end = header_end(message)
+    kept = _kept_head(message[:end], authserv_id)
+    if kept is None:
+        return render(fields) + message
+    return b"".join((render(fields), kept, memoryview(message)[end:]))
+
+
+def _kept_head(head: bytes, authserv_id: str) -> bytes | None:
+    """The header block without forged fields, or None when there are none to remove."""
     lowered = head.lower()
     ours = authserv_id.lower().encode()
     forged_ar = b"authentication-results:" in lowered and ours in lowered
     if not forged_ar and not any(name in lowered for name in _SCREENING_FIELDS):
-        return message
+        return None
     kept: list[bytes] = []
     for field in _fields(head):
         first = field[0].lower()
@@ -143,4 +158,4 @@ def strip_untrusted(message: bytes, authserv_id: str) -> bytes:
             if value.split(b";", 1)[0].strip() == ours:
                 continue
         kept.extend(field)
-    return b"".join(line + CRLF for line in kept) + message[end:]
+    return b"".join(line + CRLF for line in kept)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 CRLF = b"\r\n"
+_CR, _LF = 0x0D, 0x0A
 # RFC 5321 §4.1.1.4: the data ends with a line holding a single period.
 END_OF_DATA = b"\r\n.\r\n"
 # RFC 5321 §4.5.3.1.4 gives 512 octets for a command line; AUTH's initial response may be
@@ -99,57 +100,135 @@ class DataReader:
     """Collects one message's DATA until ``<CRLF>.<CRLF>``.
 
     :meth:`feed` takes bytes as they arrive and returns what follows the terminator
-    (pipelined commands) once it is seen. :meth:`result` then gives the message with the
-    transparency periods removed (RFC 5321 §4.5.2), or the :class:`DataProblem` that makes
-    the whole message unacceptable. Over ``max_size`` the data is dropped as it comes, but
-    reading goes on to the terminator so the session stays in step.
+    (pipelined commands) once it is seen. Each piece is checked (bare CR or LF, line length)
+    and unstuffed (RFC 5321 §4.5.2) as it comes, so the work is spread over the reads and
+    nothing walks the whole message at the end: :meth:`result` only joins the pieces, or
+    gives the :class:`DataProblem` that makes the whole message unacceptable. Once the
+    message is known to be refused (over ``max_size``, bare line ending, line too long) its
+    data is dropped as it comes, but reading goes on to the terminator so the session stays
+    in step.
     """
 
-    __slots__ = ("_buf", "_dropped", "done", "max_size")
+    __slots__ = (
+        "_bare",
+        "_col",
+        "_last",
+        "_long",
+        "_parts",
+        "_size",
+        "_skip",
+        "_tail",
+        "done",
+        "max_size",
+    )
 
     def __init__(self, max_size: int) -> None:
-        # The CRLF that ended the DATA command line, so an empty message (".\r\n" at once)
-        # is found by the same search as every other end.
-        self._buf = bytearray(CRLF)
-        self._dropped = 0
+        # Raw bytes held back: the terminator may straddle two reads. It starts as the CRLF
+        # that ended the DATA command line, so an empty message (".\r\n" at once) is found
+        # by the same search as every other end; ``_skip`` keeps that CRLF out of the data.
+        self._tail = CRLF
+        self._skip = len(CRLF)
+        self._parts: list[bytes] = []
+        self._last = _LF  # the octet before the next piece: a line starts after an LF
+        self._col = 0  # octets of the current line seen so far
+        self._size = 0  # data octets taken so far (the held-back tail excluded)
+        self._bare = False
+        self._long = False
         self.done = False
         self.max_size = max_size
 
     @property
     def size(self) -> int:
         """Bytes of data received so far (terminator excluded once done)."""
-        return len(self._buf) - 2 + self._dropped
+        return self._size + len(self._tail) - self._skip
 
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
             return chunk
-        start = max(0, len(self._buf) - (len(END_OF_DATA) - 1))
-        self._buf += chunk
-        end = self._buf.find(END_OF_DATA, start)
-        if end < 0:
-            if self.size > self.max_size:
-                # Keep the last four bytes: the terminator may straddle two chunks.
-                keep = len(END_OF_DATA) - 1
-                self._dropped += len(self._buf) - 2 - keep
-                del self._buf[2:-keep]
+        seg = self._tail + chunk
+        end = seg.find(END_OF_DATA)
+        if end >= 0:
+            self._take(seg, end + 2)  # keep the CRLF that ends the last line
+            self._tail = b""
+            self.done = True
+            return seg[end + len(END_OF_DATA) :]
+        # Hold back what may be the start of the terminator, and never end a piece on a CR:
+        # whether it is bare depends on the next octet.
+        cut = len(seg) - (len(END_OF_DATA) - 1)
+        if cut > 0 and seg[cut - 1] == _CR:
+            cut -= 1
+        if cut <= self._skip:
+            self._tail = seg
             return b""
-        self.done = True
-        rest = bytes(self._buf[end + len(END_OF_DATA) :])
-        del self._buf[end + 2 :]  # keep the CRLF that ends the last line
-        return rest
+        self._take(seg, cut)
+        self._tail = seg[cut:]
+        return b""
+
+    def _take(self, seg: bytes, stop: int) -> None:
+        """Check and unstuff ``seg[skip:stop]``, a piece of the message as sent."""
+        piece = seg[self._skip : stop]
+        self._skip = 0
+        if not piece:
+            return
+        self._size += len(piece)
+        last, self._last = self._last, piece[-1]
+        if self._size > self.max_size:
+            self._parts.clear()
+            return
+        if not self._bare:
+            # RFC 5321 §2.3.8: CR and LF only ever come together, as CRLF. A piece never
+            # ends on a CR unless the next octet is known not to be LF, so counting is exact.
+            crs = piece.count(b"\r")
+            if crs != piece.count(b"\n") or (crs and crs != piece.count(CRLF)):
+                self._bare = True
+        if not self._bare and not self._long:
+            self._long = not self._lines_fit(piece)
+        if self._bare or self._long:
+            self._parts.clear()
+            return
+        # RFC 5321 §4.5.2: a line starting with a period had one period added; remove it.
+        # (Every LF here ends a CRLF, so "\n." is "\r\n." without the search across pieces.)
+        if last == _LF and piece[:1] == b".":
+            piece = piece[1:]
+        if b"\n." in piece:
+            piece = piece.replace(b"\n.", b"\n")
+        self._parts.append(piece)
+
+    def _lines_fit(self, piece: bytes) -> bool:
+        """RFC 5322 §2.1.1: no line of more than DATA_LINE_MAX octets before its CRLF.
+
+        The LF ending a line may come at most DATA_LINE_MAX + 1 octets after its start; the
+        search jumps to the last LF within that reach, so it takes one step per ~1000
+        octets rather than one per line.
+        """
+        pos, col, n = 0, self._col, len(piece)
+        while True:
+            reach = pos - col + DATA_LINE_MAX + 2  # one past the last place for the LF
+            nl = piece.rfind(b"\n", pos, reach)
+            if nl < 0:
+                if n >= reach:
+                    return False
+                self._col = col + n - pos
+                return True
+            pos, col = nl + 1, 0
+
+    @property
+    def problem(self) -> DataProblem | None:
+        """Why the message will be refused, as far as the data so far shows (or None)."""
+        if self._size > self.max_size:
+            return DataProblem.TOO_BIG
+        if self._bare:
+            return DataProblem.BARE_LINE_ENDING
+        if self._long:
+            return DataProblem.LINE_TOO_LONG
+        return None
 
     def result(self) -> bytes | DataProblem:
+        """The message, or its problem. Only a join is left to do: a large message's
+        join may run in a thread (``bytes.join`` drops the GIL for large copies)."""
         assert self.done, "result() before the end of data"
-        if self._dropped or self.size > self.max_size:
-            return DataProblem.TOO_BIG
-        raw = self._buf
-        lines = raw.count(CRLF)
-        if raw.count(b"\r") != lines or raw.count(b"\n") != lines:
-            return DataProblem.BARE_LINE_ENDING
-        if len(raw) > DATA_LINE_MAX + 4 and max(map(len, raw.split(CRLF))) > DATA_LINE_MAX:
-            return DataProblem.LINE_TOO_LONG
-        # RFC 5321 §4.5.2: a line starting with a period had one period added; remove it.
-        # The leading CRLF makes the first line a line like every other.
-        unstuffed = raw.replace(b"\r\n.", CRLF)
-        del unstuffed[:2]
-        return bytes(unstuffed)
+        problem = self.problem
+        if problem is not None:
+            return problem
+        parts, self._parts = self._parts, []
+        return b"".join(parts)

@@ -71,3 +71,16 @@ def test_strip_untrusted_leaves_clean_messages_untouched() -> None:
     message = b"Subject: hi\r\n\r\nbody\r\n"
     assert headers.strip_untrusted(message, "mx.example.test") is message
     assert headers.strip_untrusted(b"\r\nno headers\r\n", "mx") == b"\r\nno headers\r\n"
+
+
+def test_stamp_puts_our_fields_on_top_of_the_client_bytes() -> None:
+    fields = [("Received", "from a (b)"), ("X-Spam-Score", "0.1")]
+    clean = b"Subject: hi\r\n\r\nbody\r\n"
+    assert headers.stamp(fields, clean, "mx.example.test") == (
+        b"Received: from a (b)\r\nX-Spam-Score: 0.1\r\n" + clean
+    )
+    forged = b"X-Spam-Score: -100\r\nSubject: hi\r\n\r\nX-Spam-Score: body\r\n"
+    assert headers.stamp(fields, forged, "mx.example.test") == (
+        b"Received: from a (b)\r\nX-Spam-Score: 0.1\r\nSubject: hi\r\n\r\nX-Spam-Score: body\r\n"
+    )
+    assert headers.stamp([], b"\r\nno headers\r\n", "mx") == b"\r\nno headers\r\n"

@@ -45,7 +45,11 @@ async def data(s: Session, arg: str) -> None:
         return
     s.hold_timeout()
     try:
-        message_id = await accept(s, tx, message)
+        msg, body = await prepare(s, tx, message)
+        # The stamped body holds the client's bytes now: drop the message so a large one
+        # is held once while it is handed off, not twice.
+        del message
+        message_id = await hand_off(s, tx, msg, body)
     except errors.FilterError as exc:
         log.info("message refused", reason=exc.reason, detail=str(exc)[:200])
         s.reject(replies.for_error(exc), exc.reason)
@@ -55,8 +59,8 @@ async def data(s: Session, arg: str) -> None:
     s.reply(replies.QUEUED.with_text(f"Ok: queued as {message_id}"))
 
 
-async def accept(s: Session, tx: Transaction, message: bytes) -> str:
-    """Screen, stamp and publish one message; return its id or raise a FilterError."""
+async def prepare(s: Session, tx: Transaction, message: bytes) -> tuple[MailMessage, bytes]:
+    """Screen and stamp one message: its bus header and body, or raise a FilterError."""
     ctx, st = s.ctx, s.state
     authenticated = st.user is not None
     screening = ctx.screening.screen(
@@ -90,7 +94,7 @@ async def accept(s: Session, tx: Transaction, message: bytes) -> str:
         ),
         *verdict.headers,
     ]
-    body = headers.render(added) + headers.strip_untrusted(message, ctx.hostname)
+    body = headers.stamp(added, message, ctx.hostname)
     msg = MailMessage(
         id=message_id,
         mail_from=tx.mail_from,
@@ -106,15 +110,21 @@ async def accept(s: Session, tx: Transaction, message: bytes) -> str:
         ),
         scan=verdict.scan,
     )
+    return msg, body
+
+
+async def hand_off(s: Session, tx: Transaction, msg: MailMessage, body: bytes) -> str:
+    """Publish and wait for the PubAck (then, and only then, the message is ours)."""
+    ctx, st = s.ctx, s.state
     await ctx.handoff.publish(msg, body, local=list(tx.local), remote=list(tx.remote))
     metrics.SMTP_ACCEPTED.labels(st.listener.name).inc()
     log.info(
         "accepted",
-        id=message_id,
+        id=msg.id,
         size=len(body),
         local=len(tx.local),
         remote=len(tx.remote),
-        spam_score=verdict.scan.spam_score,
-        tagged=verdict.scan.spam_tagged,
+        spam_score=msg.scan.spam_score,
+        tagged=msg.scan.spam_tagged,
     )
-    return message_id
+    return msg.id

@@ -150,3 +150,73 @@ def test_arbitrary_data_yields_one_message_or_a_refusal(data: bytes) -> None:
         again, rest_again = read_all([_stuff(result.split(b"\r\n")[:-1]) + b".\r\n"])
         assert again == result and rest_again == b""
     assert isinstance(rest, bytes)
+
+
+def whole_buffer_reference(wire: bytes, max_size: int) -> tuple[bytes | DataProblem, bytes]:
+    """DATA read the simple way, all at once: the model the incremental reader must match."""
+    buf = b"\r\n" + wire
+    end = buf.find(b"\r\n.\r\n")
+    assert end >= 0
+    data, rest = buf[2 : end + 2], buf[end + 5 :]
+    if len(data) > max_size:
+        return DataProblem.TOO_BIG, rest
+    lines = data.count(b"\r\n")
+    if data.count(b"\r") != lines or data.count(b"\n") != lines:
+        return DataProblem.BARE_LINE_ENDING, rest
+    if any(len(line) > 999 for line in data.split(b"\r\n")):
+        return DataProblem.LINE_TOO_LONG, rest
+    return (b"\r\n" + data).replace(b"\r\n.", b"\r\n")[2:], rest
+
+
+# Pieces that meet at chunk boundaries in every way that matters: CR, LF, CRLF, periods at
+# line starts, the terminator itself, and runs that make lines of 998 to 1001 octets.
+_piece = st.sampled_from(
+    [b"\r", b"\n", b"\r\n", b".", b"..", b"\r\n.", b"\r\n.\r\n", b"a", b"x" * 250, b"y" * 499]
+)
+
+
+@given(
+    st.lists(_piece, max_size=40),
+    st.lists(st.integers(min_value=1, max_value=700), max_size=12),
+    st.sampled_from([200, 1000, 100_000]),
+)
+def test_incremental_checks_match_the_whole_buffer_model(
+    pieces: list[bytes], cuts: list[int], max_size: int
+) -> None:
+    wire = b"".join(pieces) + b"\r\n.\r\nNEXT\r\n"
+    chunks, pos = [], 0
+    for cut in cuts:
+        chunks.append(wire[pos : pos + cut])
+        pos += cut
+    chunks.append(wire[pos:])
+    assert read_all([c for c in chunks if c], max_size) == whole_buffer_reference(wire, max_size)
+
+
+@pytest.mark.parametrize("length", [997, 998, 999, 1000, 1001, 2500])
+@pytest.mark.parametrize("chunk", [1, 7, 64, 999, 1000, 1001, 65536])
+def test_line_length_limit_at_every_chunk_size(length: int, chunk: int) -> None:
+    wire = b"Subject: x\r\n\r\n" + b"z" * length + b"\r\nshort\r\n.\r\n"
+    chunks = [wire[i : i + chunk] for i in range(0, len(wire), chunk)]
+    result, _ = read_all(chunks)
+    if length <= 999:
+        assert result == b"Subject: x\r\n\r\n" + b"z" * length + b"\r\nshort\r\n"
+    else:
+        assert result is DataProblem.LINE_TOO_LONG
+
+
+def test_problems_are_found_as_the_data_comes() -> None:
+    """The checks run in feed(), piece by piece: result() has no pass over the message left
+    to do, and a refused message's data is not kept."""
+    reader = DataReader(10_000_000)
+    reader.feed(b"Subject: x\r\n\r\nfine\r\n" * 1000)
+    assert reader.problem is None
+    reader.feed(b"bare\nline\r\n" + b"q" * 100_000)
+    assert not reader.done and reader.problem is DataProblem.BARE_LINE_ENDING
+    assert reader.feed(b"\r\n.\r\nNOOP\r\n") == b"NOOP\r\n"
+    assert reader.result() is DataProblem.BARE_LINE_ENDING
+
+    long = DataReader(10_000_000)
+    long.feed(b"w" * 999)
+    assert long.problem is None
+    long.feed(b"w" * 10)  # past 999 octets with no CRLF in sight: too long already
+    assert long.problem is DataProblem.LINE_TOO_LONG
