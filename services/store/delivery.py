@@ -30,9 +30,9 @@ Outcomes per bus message:
   raising the quota lets it in); on the consumer's last attempt it is dead-lettered
   (``quota``) and logged at error level — the relay issue turns that into a bounce.
 
-When the bus refuses a dead letter (the dead stream is full), the failure is logged at
-error level and the message stays on the inbound stream (nak, or a requeue on its last
-attempt): nothing is acked that is not stored somewhere.
+When the bus refuses a dead letter (the dead stream is full; :mod:`services.store.dead`),
+the message stays on the inbound stream (nak, or a requeue on its last attempt): nothing
+is acked that is not stored somewhere.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from mailcore.directory import Directory, Resolution
 from mailcore.logging import get_logger
 from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
 from mailcore.mailstore.engine import STORAGE_FULL
+from services.store import dead
 
 log = get_logger("delivery")
 
@@ -221,12 +222,22 @@ class DeliveryConsumer:
             results = await self.store.deliver(copies) if copies else []
             metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
             metrics.DELIVERY_BATCH.observe(len(items))
-            by_key: dict[str, DeliveryResult] = {r.key: r for r in results}
-            for item in items:
-                await self._settle(item, [by_key[c.key] for c in item.copies])
         except Exception:
-            # Nothing unacked is lost: JetStream redelivers after the ack wait.
             log.exception("delivery batch failed")
+            results = None
+        by_key: dict[str, DeliveryResult] = {r.key: r for r in results or []}
+        for item in items:
+            try:
+                if results is None:
+                    await self._retry_later(item.msg, item.mail)
+                else:
+                    await self._settle(item, [by_key[c.key] for c in item.copies])
+            except Exception:
+                # Not settled: retried (a requeue on its last attempt, which a bare
+                # redelivery after the ack wait would not give), else left to JetStream.
+                log.exception("bus message not settled", id=item.mail.id)
+                with contextlib.suppress(Exception):
+                    await self._retry_later(item.msg, item.mail)
 
     async def _prepare(self, msg: Any) -> _Item | None:
         try:
@@ -341,7 +352,9 @@ class DeliveryConsumer:
                 await self._requeue(item.msg, item.mail, requeues + (0 if disk else 1))
                 return
             detail = f"failed on every attempt of {requeues + 1} rounds: {failed[0].error}"
-            groups = {deadletter.REASON_FAILED: (self._addresses(item, failed), detail)}
+            groups: dead.Groups = {
+                deadletter.REASON_FAILED: (self._addresses(item, failed), detail)
+            }
             if over_quota:
                 groups[deadletter.REASON_QUOTA] = (
                     self._addresses(item, over_quota),
@@ -375,7 +388,12 @@ class DeliveryConsumer:
         await item.msg.ack()
         _count_remote(item)
         if item.mail.body_ref is not None and self._bodies is not None:
-            await drop_body(self._bodies, item.mail)
+            try:
+                await drop_body(self._bodies, item.mail)
+            except Exception as exc:  # only garbage is left: the mail is stored
+                log.warning(
+                    "claim-checked body not deleted", ref=item.mail.body_ref, error=str(exc)
+                )
 
     @staticmethod
     def _addresses(item: _Item, results: Iterable[DeliveryResult]) -> list[str]:
@@ -389,48 +407,13 @@ class DeliveryConsumer:
                 out.append(address)
         return out
 
-    async def _dead_letter(self, item: _Item, groups: dict[str, tuple[list[str], str]]) -> None:
-        """Publish one dead letter per reason, then ack. The claim-checked body stays in
-        the Object Store: the dead letter refers to it."""
-        seq = _stream_seq(item.msg)
-        mail = item.mail
-        published: list[tuple[str, list[str], int]] = []
-        try:
-            for reason, (rcpts, detail) in groups.items():
-                ack = await deadletter.publish_dead(
-                    self.bus.js,
-                    item.msg.data,
-                    reason=reason,
-                    recipients=rcpts,
-                    message_id=mail.id,
-                    detail=detail,
-                    source_seq=seq,
-                )
-                published.append((reason, rcpts, int(ack.seq)))
-        except Exception as exc:
-            metrics.DELIVERY_DEAD_LETTER_FAILURES.inc()
-            log.error(
-                "DEAD LETTER NOT STORED: the mail stays on the inbound stream",
-                id=mail.id,
-                reasons=list(groups),
-                error=f"{type(exc).__name__}: {exc}",
-                stream_seq=seq,
-            )
-            await self._retry_later(item.msg, mail, count=False)
+    async def _dead_letter(self, item: _Item, groups: dead.Groups) -> None:
+        """Dead-letter, then ack; a refused dead letter keeps the mail on the stream."""
+        if not await dead.dead_letter(
+            self.bus.js, item.msg, item.mail, groups, _stream_seq(item.msg)
+        ):
+            await self._retry_later(item.msg, item.mail, count=False)
             return
-        for reason, rcpts, dead_seq in published:
-            metrics.DELIVERY_DEAD_LETTERED.labels(reason).inc()
-            if reason == deadletter.REASON_UNKNOWN:
-                metrics.DELIVERIES.labels("unknown_recipient").inc(len(rcpts))
-            log.error(
-                "mail dead-lettered",
-                reason=reason,
-                id=mail.id,
-                sender=mail.mail_from,
-                recipients=rcpts,
-                dead_seq=dead_seq,
-                stream_seq=seq,
-            )
         await item.msg.ack()
         _count_remote(item)
 
@@ -490,35 +473,15 @@ class DeliveryConsumer:
         dead_reason: str,
         mail: MailMessage | None = None,
     ) -> None:
-        """A payload no retry can deliver: kept as a dead letter for an operator to see
-        (its raw bytes), then terminated. If even the dead letter is refused it is only
-        logged — retrying poison would not make it deliverable."""
-        metrics.DELIVERY_TERMINATED.labels(reason).inc()
-        seq = _stream_seq(msg)
-        dead_seq: int | None = None
-        try:
-            ack = await deadletter.publish_dead(
-                self.bus.js,
-                msg.data,
-                reason=dead_reason,
-                recipients=mail.recipients if mail else [],
-                message_id=mail.id if mail else "",
-                detail=detail,
-                source_seq=seq,
-            )
-            dead_seq = int(ack.seq)
-            metrics.DELIVERY_DEAD_LETTERED.labels(dead_reason).inc()
-        except Exception as exc:
-            metrics.DELIVERY_DEAD_LETTER_FAILURES.inc()
-            log.error("dead letter of a poison message not stored", error=str(exc), stream_seq=seq)
-        log.error(
-            "bus message terminated",
+        """Poison: kept as a dead letter (raw bytes), then terminated."""
+        await dead.keep_poison(
+            self.bus.js,
+            msg,
             reason=reason,
+            dead_reason=dead_reason,
             detail=detail,
-            id=mail.id if mail else None,
-            sender=mail.mail_from if mail else None,
-            stream_seq=seq,
-            dead_seq=dead_seq,
+            mail=mail,
+            seq=_stream_seq(msg),
         )
         await msg.term()
 

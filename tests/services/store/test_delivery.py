@@ -30,7 +30,7 @@ from mailcore.directory import Directory, User
 from mailcore.mailstore import Account, MailStore
 from mailcore.mailstore.layout import index_path, message_path
 from services.ctl.queue import retry_dead
-from services.store import delivery
+from services.store import dead as dead_module
 from services.store.delivery import DeliveryConsumer
 from tests.conftest import TEST_LIMITS
 
@@ -414,8 +414,8 @@ class _LogRecorder:
 async def test_removed_recipient_is_dead_lettered_and_logged(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = _LogRecorder(delivery.log)
-    monkeypatch.setattr(delivery, "log", recorder)
+    recorder = _LogRecorder(dead_module.log)
+    monkeypatch.setattr(dead_module, "log", recorder)
     # bob is removed after the filter's 250.
     await env.directory.remove_user("bob@example.org")
     big = BODY + b"y" * (600 * 1024) + b"\r\n"
