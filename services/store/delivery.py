@@ -131,7 +131,7 @@ class DeliveryConsumer:
         self.running = False
         self._bodies: ObjectStore | None = None
         self._fresh: Directory | None = None
-        self._fresh_at = 0.0
+        self._fresh_at = -1e9
 
     def _disk_is_full(self) -> bool:
         return self.disk_full
@@ -315,15 +315,15 @@ class DeliveryConsumer:
         """A directory read from NATS now; one read serves every look-up for a moment
         (well under ``unknown_retry``, so a retry always reads afresh)."""
         now = time.monotonic()
-        if self._fresh is not None and now - self._fresh_at < min(1.0, self.unknown_retry / 2):
-            return self._fresh
+        if now - self._fresh_at < min(1.0, self.unknown_retry / 2):
+            return self._fresh  # None after a failed read: not retried at once either
         try:
-            fresh = await Directory.open(self.bus.js, watch=False)
+            self._fresh = await asyncio.wait_for(Directory.open(self.bus.js, watch=False), 30)
         except Exception as exc:
+            self._fresh = None
             log.warning("directory not re-read", error=f"{type(exc).__name__}: {exc}")
-            return None
-        self._fresh, self._fresh_at = fresh, time.monotonic()
-        return fresh
+        self._fresh_at = time.monotonic()  # from the end: a big directory takes a while
+        return self._fresh
 
     async def _settle(self, item: _Item, results: list[DeliveryResult]) -> None:
         spam = item.mail.scan.spam_tagged
