@@ -51,7 +51,7 @@ from nats.js.object_store import ObjectStore
 
 from mailcore import metrics
 from mailcore.bus import deadletter, names
-from mailcore.bus.claimcheck import BodyMissing, drop_body, load_body
+from mailcore.bus.claimcheck import BodyMissing, drop_body, load_body, publish_mail
 from mailcore.bus.connect import Bus
 from mailcore.bus.schemas import MailMessage, SchemaError, decode_mail
 from mailcore.directory import Directory, Resolution
@@ -82,7 +82,7 @@ class _Item:
     # account id -> the user's address (what a dead letter for that mailbox names)
     addresses: dict[str, str] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)  # recipients that did not resolve
-    remote_skipped: int = 0  # remote alias targets (counted once the message is settled)
+    remote: list[str] = field(default_factory=list)  # remote alias targets to forward
 
 
 def delivery_key(mail: MailMessage, account_id: str) -> str:
@@ -276,9 +276,8 @@ class DeliveryConsumer:
                     attempt=_attempt(msg),
                 )
             for remote in res.remote:
-                # Forwarding to remote alias targets comes with the relay.
-                item.remote_skipped += 1
-                log.info("remote alias target not forwarded", id=mail.id, rcpt=rcpt, to=remote)
+                if remote not in item.remote:
+                    item.remote.append(remote)
             for user in res.local:
                 if user.account_id in seen:
                     continue  # one copy per mailbox, however many addresses reach it
@@ -385,6 +384,8 @@ class DeliveryConsumer:
                 )
             await self._dead_letter(item, groups)
             return
+        if not await self._forward(item):
+            return
         await item.msg.ack()
         _count_remote(item)
         if item.mail.body_ref is not None and self._bodies is not None:
@@ -407,8 +408,42 @@ class DeliveryConsumer:
                 out.append(address)
         return out
 
+    async def _forward(self, item: _Item) -> bool:
+        """Hand the copies for remote alias targets to the outbound stream (the relay
+        delivers them) before the inbound message is acked; False after a nak.
+
+        The forwarded message's id derives from the original, so a redelivery within the
+        duplicate window is stored once (JetStream Nats-Msg-Id)."""
+        if not item.remote:
+            return True
+        mail = item.mail
+        forward = MailMessage(
+            id=f"{mail.id}.fwd",
+            mail_from=mail.mail_from,
+            recipients=list(item.remote),
+            size=len(mail.body),
+            received_at=mail.received_at,
+            client=mail.client,
+            scan=mail.scan,
+        )
+        try:
+            assert self._bodies is not None
+            await publish_mail(
+                self.bus.js, self._bodies, names.SUBJECT_OUTBOUND, forward, mail.body
+            )
+        except Exception as exc:
+            log.warning(
+                "forward to outbound failed", id=mail.id, error=f"{type(exc).__name__}: {exc}"
+            )
+            await self._retry_later(item.msg, mail)
+            return False
+        log.info("forwarded to remote alias targets", id=mail.id, to=item.remote)
+        return True
+
     async def _dead_letter(self, item: _Item, groups: dead.Groups) -> None:
         """Dead-letter, then ack; a refused dead letter keeps the mail on the stream."""
+        if not await self._forward(item):
+            return
         if not await dead.dead_letter(
             self.bus.js, item.msg, item.mail, groups, _stream_seq(item.msg)
         ):
@@ -515,8 +550,8 @@ def _probe_write(root: Path) -> bool:
 
 
 def _count_remote(item: _Item) -> None:
-    if item.remote_skipped:
-        metrics.DELIVERIES.labels("remote_skipped").inc(item.remote_skipped)
+    if item.remote:
+        metrics.DELIVERIES.labels("forwarded").inc(len(item.remote))
 
 
 def _attempt(msg: Any) -> int:

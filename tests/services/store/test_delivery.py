@@ -140,7 +140,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_delivers_every_local_recipient_once_then_acks(env: Env) -> None:
-    remote_before = counter("postern_deliveries_total", outcome="remote_skipped")
+    forwarded_before = counter("postern_deliveries_total", outcome="forwarded")
     unknown_before = counter("postern_deliveries_total", outcome="unknown_recipient")
     # alice is reached three ways (plus tag, alias, alias with a remote target): one copy.
     msg = await env.publish(
@@ -155,7 +155,18 @@ async def test_delivers_every_local_recipient_once_then_acks(env: Env) -> None:
         b"Return-Path: <sender@remote.example>\r\nDelivered-To: alice@example.org\r\n"
     )
     assert b"Delivered-To: bob@example.org\r\n" in b
-    assert counter("postern_deliveries_total", outcome="remote_skipped") == remote_before + 1
+    assert counter("postern_deliveries_total", outcome="forwarded") == forwarded_before + 1
+    # the alias's remote target waits on the outbound stream for the relay
+    sub = await env.bus.js.pull_subscribe(names.SUBJECT_OUTBOUND, durable="test-relay")
+    (out,) = await sub.fetch(1, timeout=5)
+    await out.ack()
+    await sub.unsubscribe()
+    await env.bus.js.delete_consumer(names.STREAM_OUTBOUND, "test-relay")
+    fwd = decode_mail(out.data)
+    assert fwd.recipients == ["someone@remote.example"]
+    assert fwd.mail_from == "sender@remote.example"
+    assert fwd.id == f"{msg.id}.fwd"
+    assert fwd.body == BODY
     assert counter("postern_deliveries_total", outcome="unknown_recipient") == unknown_before + 1
     # The unknown address did not vanish: it is a dead letter; the retries that preceded
     # it did not deliver alice or bob twice.
