@@ -45,3 +45,6 @@ HDR_DEAD_MESSAGE_ID = "Postern-Dead-Message-Id"
 HDR_DEAD_TIME = "Postern-Dead-Time"  # RFC 3339, UTC
 HDR_DEAD_DETAIL = "Postern-Dead-Detail"
 HDR_DEAD_SOURCE_SEQ = "Postern-Dead-Source-Seq"  # the inbound stream sequence it came from
+
+# Requests to the store (NATS request/reply, no stream): remove a user and erase their mail.
+SUBJECT_STORE_PURGE = "postern.admin.store.purge"

@@ -5,17 +5,21 @@ Passwords come from a prompt or ``--password-stdin``, never from the command lin
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+from nats.errors import NoRespondersError
 
+from mailcore.bus import names
 from mailcore.config import StoreSettings, load_settings
 from mailcore.directory import Directory, NoSuchUser
 from mailcore.mailstore import store_root
 from mailcore.mailstore.layout import account_dir
-from services.ctl.nats_cli import CtlError, fail, nats_option, with_directory
+from services.ctl.nats_cli import CtlError, fail, nats_option, open_bus, run, with_directory
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -163,12 +167,34 @@ def user_list(domain_name: str | None, nats_url: str) -> None:
 
 @user.command("remove")
 @click.argument("address")
+@click.option("--purge", is_flag=True, help="also erase the user's mail (asks the store)")
 @_data_option
 @nats_option
-def user_remove(address: str, data: Path | None, nats_url: str) -> None:
-    """Remove a user. The mail is kept on the store; its directory is printed."""
+def user_remove(address: str, purge: bool, data: Path | None, nats_url: str) -> None:
+    """Remove a user. The mail is kept on the store (its directory is printed) unless
+    --purge, which has the running store remove the user and erase the mail."""
+    if purge:
+        reply = run(lambda: _request_purge(nats_url, address))
+        click.echo(f"user {reply['address']} removed; mail erased")
+        return
     u = with_directory(nats_url, lambda dr: dr.remove_user(address))
     click.echo(f"user {u.address} removed; mail kept in {_mail_dir(data, u.account_id)}")
+
+
+async def _request_purge(nats_url: str, address: str) -> dict[str, Any]:
+    bus = await open_bus(nats_url)
+    try:
+        payload = json.dumps({"address": address}).encode()
+        try:
+            msg = await bus.nc.request(names.SUBJECT_STORE_PURGE, payload, timeout=30)
+        except NoRespondersError:
+            raise CtlError("no store is running to erase the mail; nothing was removed") from None
+        reply = dict(json.loads(msg.data))
+    finally:
+        await bus.close()
+    if "error" in reply:
+        raise CtlError(str(reply["error"]))
+    return reply
 
 
 @user.command("quota")

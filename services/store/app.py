@@ -12,6 +12,7 @@ from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
+from services.store.admin import serve_admin
 from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
@@ -51,6 +52,8 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    admin = await serve_admin(bus, directory, store)
+    ctx.on_cleanup(admin.unsubscribe)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running)
     ctx.ops.add_check("storage", lambda: not consumer.disk_full)

@@ -19,6 +19,8 @@ from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.schemas import MailMessage, new_message_id
 from mailcore.directory import Directory
+from mailcore.mailstore import store_root
+from mailcore.mailstore.layout import account_dir
 from services.cli import main
 from services.ctl import daemons
 from tests.support.daemons import NatsServer
@@ -162,6 +164,14 @@ def test_path_prints_the_account_directory(
     assert "no user" in refused(url, "path", "nobody@path.test")
 
 
+def test_purge_without_a_store_removes_nothing(bus: Bus, nats_server: NatsServer) -> None:
+    url = nats_server.url
+    ok(url, "domain", "add", "purge.test")
+    ok(url, "user", "add", "p@purge.test", "--password-stdin", stdin="password-purge\n")
+    assert "no store is running" in refused(url, "user", "remove", "p@purge.test", "--purge")
+    assert directory_state(url).user("p@purge.test") is not None
+
+
 def test_unreachable_nats_is_one_line() -> None:
     port = daemons.free_port()
     line = refused(f"nats://127.0.0.1:{port}", "domain", "list")
@@ -230,6 +240,15 @@ def test_status_reports_backlog_and_store_counts(
         assert "inbound backlog: 0 messages" in out
         assert f"store http://127.0.0.1:{ops_port}: delivered 3 (junk 0)" in out
         assert "failed 0" in out and "disk used " in out
+        # --purge: the running store removes the user and erases the mail
+        account_id = directory_state(url).user("stat@status.test").account_id  # type: ignore[union-attr]
+        mail_dir = account_dir(store_root(tmp_path / "data"), account_id)
+        assert mail_dir.exists()
+        out = ok(url, "user", "remove", "stat@status.test", "--purge")
+        assert "mail erased" in out
+        assert not mail_dir.exists()
+        assert directory_state(url).user("stat@status.test") is None
+        assert "no user" in refused(url, "user", "remove", "stat@status.test", "--purge")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
