@@ -17,8 +17,11 @@ _ZONES = {
     "edt": -240, "est": -300, "cdt": -300, "cst": -360,
     "mdt": -360, "mst": -420, "pdt": -420, "pst": -480,
 }  # fmt: skip
+MAX_DATE_TEXT = 256
+# The day name may only start a run of letters: without the look-behind, a search tried
+# it at every letter of a long word, each try reading to the word's end (quadratic).
 _DATE = re.compile(
-    r"(?:[A-Za-z]+\s*,\s*)?(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})"
+    r"(?:(?<![A-Za-z])[A-Za-z]+\s*,\s*)?(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})"
     r"(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*([+-]\d{4}|[A-Za-z]+)?"
 )
 
@@ -31,7 +34,9 @@ def parse_date(value: str | None) -> tuple[float, int] | None:
     """
     if not value:
         return None
-    m = _DATE.search(value)
+    # A date-time is some 31 characters (comments aside): the rest of a long value is
+    # not looked at, whatever it holds.
+    m = _DATE.search(value, 0, MAX_DATE_TEXT)
     if m is None:
         return None
     day, mon, year = int(m.group(1)), _MONTHS.get(m.group(2).lower()), int(m.group(3))

@@ -93,7 +93,7 @@ def parse_params(parts: list[str]) -> list[tuple[str, str]]:
     plain: list[tuple[str, str]] = []
     # RFC 2231 §3: name*0, name*1 ... are one value; name*0* marks an encoded segment.
     continued: dict[str, dict[int, tuple[str, bool]]] = {}
-    order: list[str] = []
+    order: dict[str, None] = {}  # first appearance of each name (a dict: O(1) look-ups)
     for part in parts:
         name, eq, value = part.partition("=")
         name = name.strip().lower()
@@ -106,14 +106,13 @@ def parse_params(parts: list[str]) -> list[tuple[str, str]]:
         if star and index.isdigit():
             if base not in continued:
                 continued[base] = {}
-                order.append(base)
+                order.setdefault(base)
             continued[base][int(index)] = (value.strip(), extended)
             continue
         text = _unquote(value)
         if extended:
             text = decode_2231(text, extended=True)
-        if name not in order:
-            order.append(name)
+        order.setdefault(name)
         plain.append((name, text))
     if not continued:
         return plain
@@ -141,17 +140,22 @@ def parse_params(parts: list[str]) -> list[tuple[str, str]]:
     return [(name, values[name]) for name in order if name in values]
 
 
-# The common case: type/subtype with at most one simple parameter.
+# The common case: type/subtype with at most one simple parameter. No two neighbouring
+# parts can match the same text (every white-space run belongs to exactly one "\s*"), so a
+# failing match backtracks at most once per character: linear time on any input.
 _SIMPLE_CTYPE = re.compile(
-    r'\s*([\w.+-]+)/([\w.+-]+)\s*(?:;\s*([\w-]+)=(?:"([^"\\]*)"|([^\s";*]+)))?\s*;?\s*'
+    r'\s*([\w.+-]+)/([\w.+-]+)\s*(?:;\s*([\w-]+)=(?:"([^"\\]*)"|([^\s";*]+))\s*)?(?:;\s*)?'
 )
+# Values longer than this skip the regex fast paths (a real one is far shorter); the
+# general parsers below are linear too, this only bounds the work spent on a miss.
+FAST_PATH_MAX = 1000
 
 
 def parse_content_type(value: str | None) -> tuple[str, str, list[tuple[str, str]]] | None:
     """``(type, subtype, params)`` lower-cased, or None when absent or malformed."""
     if not value:
         return None
-    m = _SIMPLE_CTYPE.fullmatch(value)
+    m = _SIMPLE_CTYPE.fullmatch(value) if len(value) <= FAST_PATH_MAX else None
     if m is not None:
         value4 = m.group(4) if m.group(4) is not None else m.group(5)
         params = [(m.group(3).lower(), value4)] if m.group(3) else []
@@ -185,9 +189,14 @@ _TOKEN = re.compile(
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
 # The common case, one plain mailbox: "Name" <local@host>, Name <local@host>, local@host.
+# The display name is words separated by white space (a word never holds white space), so
+# it cannot overlap the "\s*" around it: linear time on any input. (A lazy "[^…]*?" that
+# also took white space made a folded header quadratic, cubic with the outer "\s*".)
+_WORD = r'[^"<>@,;:()\[\]\\\s]+'
+_SPEC = r'[^<>@\s,;:"()\[\]\\]+'
 _SIMPLE = re.compile(
-    r'\s*(?:"([^"\\]*)"\s*|([^"<>@,;:()\[\]\\]*?)\s*)<([^<>@\s,;:"()\[\]\\]+)@([^<>@\s,;:"()\[\]\\]+)>\s*'
-    r'|\s*([^<>@\s,;:"()\[\]\\]+)@([^<>@\s,;:"()\[\]\\]+)\s*'
+    rf'\s*(?:"([^"\\]*)"\s*|({_WORD}(?:\s+{_WORD})*)?\s*)<({_SPEC})@({_SPEC})>\s*'
+    rf"|\s*({_SPEC})@({_SPEC})\s*"
 )
 
 
@@ -309,10 +318,10 @@ def parse_addresses(value: str | None) -> list[Address]:
     """Every address of an address-list header, groups as start/end markers."""
     if not value:
         return []
-    m = _SIMPLE.fullmatch(value)
+    m = _SIMPLE.fullmatch(value) if len(value) <= FAST_PATH_MAX else None
     if m is not None:
         if m.group(3) is not None:
-            name = m.group(1) if m.group(1) is not None else " ".join(m.group(2).split())
+            name = m.group(1) if m.group(1) is not None else " ".join((m.group(2) or "").split())
             return [Address(name or None, None, m.group(3), m.group(4))]
         return [Address(None, None, m.group(5), m.group(6))]
     return _AddressParser(value).parse_list()

@@ -23,6 +23,11 @@ from mailcore.message.headers import (
 )
 
 MAX_DEPTH = 40  # deeper nesting is kept as one opaque part
+# MIME parts per message (Dovecot's default limit too): a megabyte of "--b" lines would
+# otherwise become hundreds of thousands of parts, each kept in the index and rendered in
+# BODYSTRUCTURE. Parts past the limit are left out of the structure (their bytes stay
+# in the parent's body, as an epilogue's do).
+MAX_PARTS = 10_000
 Fields = list[tuple[str, str]]
 
 
@@ -164,8 +169,11 @@ _PART_FIELDS = frozenset(
 )
 
 
-def _delimiters(data: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int, bool]]:
-    """Boundary lines in ``[start, end)``: (line start, after the line, is close-delimiter).
+def _delimiters(
+    data: bytes, boundary: bytes, start: int, end: int, limit: int
+) -> list[tuple[int, int, bool]]:
+    """Boundary lines in ``[start, end)``: (line start, after the line, is close-delimiter);
+    at most ``limit`` of them.
 
     RFC 2046 §5.1.1: a delimiter is "--" boundary at the start of a line, optionally
     followed by "--" (the close delimiter) and transport padding.
@@ -187,7 +195,7 @@ def _delimiters(data: bytes, boundary: bytes, start: int, end: int) -> list[tupl
         if data[rest:line_end].strip(b" \t\r\n"):
             continue  # a longer boundary that merely starts with ours
         found.append((i, line_end, close))
-        if close:
+        if close or len(found) >= limit:
             return found
         pos = line_end
 
@@ -205,9 +213,11 @@ def _part_end(data: bytes, line_start: int, floor: int) -> int:
 class _Parser:
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.parts_left = MAX_PARTS
 
     def part(self, start: int, end: int, depth: int, digest: bool) -> tuple[BodyPart, Fields]:
         data = self.data
+        self.parts_left -= 1
         body_start = _header_end(data, start, end)
         fields = split_fields(data[start:body_start]) if body_start > start else []
         p = BodyPart(header_start=start, body_start=body_start, body_end=end)
@@ -238,7 +248,7 @@ class _Parser:
         p.location = mime.get("content-location")
         if p.type == "multipart":
             boundary = p.param("boundary")
-            if not boundary or depth >= MAX_DEPTH:
+            if not boundary or depth >= MAX_DEPTH or self.parts_left <= 0:
                 # RFC 2046 §5.1.1: the boundary is mandatory; without it, plain text.
                 p.type, p.subtype = "text", "plain"
             else:
@@ -248,6 +258,7 @@ class _Parser:
             p.type == "message"
             and p.subtype in ("rfc822", "global")
             and depth < MAX_DEPTH
+            and self.parts_left > 0
             and p.encoding in ("7bit", "8bit", "binary")
         ):
             inner, inner_fields = self.part(body_start, end, depth + 1, False)
@@ -258,10 +269,10 @@ class _Parser:
 
     def children(self, p: BodyPart, boundary: bytes, depth: int) -> None:
         data = self.data
-        delims = _delimiters(data, boundary, p.body_start, p.body_end)
+        delims = _delimiters(data, boundary, p.body_start, p.body_end, self.parts_left + 1)
         digest = p.subtype == "digest"
         for n, (_line_start, after, close) in enumerate(delims):
-            if close:
+            if close or self.parts_left <= 0:
                 break
             if n + 1 < len(delims):
                 part_end = _part_end(data, delims[n + 1][0], after)
