@@ -4,13 +4,13 @@ RFC 3348 CHILDREN, RFC 6154 SPECIAL-USE) and LSUB."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
 from services.store.imap.errors import Refused, bad
 from services.store.imap.handlers.status import status_line
+from services.store.imap.wildcard import Pattern, compile_pattern
 
 if TYPE_CHECKING:
     from mailcore.mailstore import Account
@@ -68,14 +68,11 @@ async def unsubscribe(s: Session, req: Request) -> str:
     return "UNSUBSCRIBE completed"
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+def pattern_matcher(reference: str, pattern: str) -> Pattern:
     """RFC 3501 §6.3.8: ``*`` matches anything, ``%`` anything but the separator; the
-    reference is prefixed; INBOX matches case-insensitively."""
-    full = reference + pattern
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in "/*%"):
-        full = "INBOX" + full[5:]
-    rx = "".join(".*" if ch == "*" else "[^/]*" if ch == "%" else re.escape(ch) for ch in full)
-    return re.compile(rx + r"\Z", re.DOTALL)
+    reference is prefixed; INBOX matches case-insensitively. A linear-time matcher, never a
+    regex (``.*`` per ``*`` backtracked exponentially: a LIST ReDoS on the event loop)."""
+    return compile_pattern(reference, pattern)
 
 
 def parents(names: set[str]) -> set[str]:
@@ -112,14 +109,14 @@ async def list_(s: Session, req: Request) -> str:
     names = set(existing)
     with_children = parents(names)
     subscribed = set(await acct.subscriptions()) if _wants_subscribed(a) else set()
-    rxs = [pattern_regex(a.reference, p) for p in a.patterns]
+    matchers = [pattern_matcher(a.reference, p) for p in a.patterns]
     only_subscribed = "SUBSCRIBED" in a.select
     only_special = "SPECIAL-USE" in a.select
     pool = names | subscribed if only_subscribed else names
     candidates = sorted(pool, key=lambda n: (n != "INBOX", n))
     entries: list[tuple[bytes, MailboxInfo | None]] = []
     for name in candidates:
-        if not any(rx.match(name) for rx in rxs):
+        if not any(m.match(name) for m in matchers):
             continue
         box = existing.get(name)
         attrs: list[str] = []
@@ -158,7 +155,7 @@ def _wants_subscribed(a: ListCmd) -> bool:
 async def _lsub(s: Session, a: ListCmd) -> str:
     # RFC 3501 §6.3.9
     acct = _account(s)
-    rx = pattern_regex(a.reference, a.patterns[0])
+    matcher = pattern_matcher(a.reference, a.patterns[0])
     subs = sorted(set(await acct.subscriptions()))
     existing = {b.name for b in await acct.list_mailboxes()}
     if a.patterns == ("",):
@@ -166,7 +163,7 @@ async def _lsub(s: Session, a: ListCmd) -> str:
         return "LSUB completed"
     shown: set[str] = set()
     for name in subs:
-        if rx.match(name):
+        if matcher.match(name):
             attrs = "" if name in existing else "\\Noselect"
             s.send(b'* LSUB (%s) "/" %s\r\n' % (attrs.encode(), s.mbox(name)))
             shown.add(name)
@@ -175,7 +172,7 @@ async def _lsub(s: Session, a: ListCmd) -> str:
             parts = name.split(SEP)
             for k in range(1, len(parts)):
                 parent = SEP.join(parts[:k])
-                if parent not in shown and rx.match(parent) and parent not in subs:
+                if parent not in shown and matcher.match(parent) and parent not in subs:
                     s.send(b'* LSUB (\\Noselect) "/" %s\r\n' % s.mbox(parent))
                     shown.add(parent)
     return "LSUB completed"
