@@ -212,6 +212,20 @@ class StoreSettings(CommonSettings):
     allow_plaintext_auth: PlaintextAuth = "never"
     max_message_size: Annotated[int, Field(gt=0)] = 50_000_000
     imap_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0
+    write_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=300.0,
+        description="seconds an IMAP/POP3 client may leave a response unread before the "
+        "connection is dropped (and a POP3 maildrop lock released)",
+    )
+    imap_search_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=120.0,
+        description="seconds a SEARCH that reads messages (BODY, TEXT, other headers) may "
+        "take, waiting for its turn included, before it answers NO [LIMIT]",
+    )
+    imap_search_scans: Annotated[int, Field(gt=0)] = Field(
+        default=2,
+        description="searches reading messages that run at once server-wide (one per user)",
+    )
     max_connections_per_user: Annotated[int, Field(gt=0)] = 50
     max_connections_per_ip: Annotated[int, Field(gt=0)] = 100
     auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0

@@ -7,7 +7,9 @@ connections of their own. See the package docstring for the contract of every me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import mailboxes, matcher, messages, reads, searchdata, sqlsearch
 from mailcore.mailstore.core import AccountCore, Txn
-from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage, StoreClosed
+from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage, SearchStopped, StoreClosed
 from mailcore.mailstore.layout import SHARD_SIZE
 from mailcore.mailstore.model import (
     NO_QUOTA,
@@ -267,20 +269,47 @@ class Account:
         self, mailbox_id: int, criteria: SearchKey, *, uids: Sequence[int] | None = None
     ) -> list[int]:
         """RFC 3501 §6.4.4 semantics, as one SQL query over the index (sqlsearch); only
-        BODY, TEXT and header fields other than From/To/Cc/Bcc/Subject read messages."""
+        BODY, TEXT and header fields other than From/To/Cc/Bcc/Subject read messages.
+
+        Cancelling the awaiting task stops a scan that reads messages between two
+        messages, and the cancellation returns only once the reader thread has let go
+        (so a caller that limits concurrent scans never has more running than it
+        allowed). Set a deadline with ``asyncio.timeout`` around the call."""
         msgs = self._msgs
+        stop = threading.Event()
+        stopped = stop.is_set
 
         def run(c: sqlite3.Connection) -> list[int]:
             mailboxes.by_id(c, mailbox_id)
             try:
-                return sqlsearch.run(c, msgs, mailbox_id, criteria, uids)
+                return sqlsearch.run(c, msgs, mailbox_id, criteria, uids, stopped=stopped)
             except sqlite3.OperationalError as exc:
                 if not _too_big(exc):
                     raise
             # criteria beyond SQLite's limits (thousands of keys): the reference scan
-            return matcher.scan(c, msgs, mailbox_id, criteria, uids)
+            return matcher.scan(c, msgs, mailbox_id, criteria, uids, stopped=stopped)
 
-        return await self._read(run)
+        if self._core.closed:
+            raise StoreClosed(f"account {self.id} was closed or removed")
+
+        def guarded() -> list[int]:
+            if stop.is_set():  # cancelled before a reader thread took it
+                raise SearchStopped("search stopped")
+            with self._core.reader() as conn:
+                return run(conn)
+
+        try:
+            fut = self._loop.run_in_executor(self._readers, guarded)
+        except RuntimeError:  # the reader pool was shut down: MailStore.close()
+            raise StoreClosed("the mail store is closed") from None
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            stop.set()
+            # wait for the thread to notice (one message at most), then re-raise
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await fut
+            raise
 
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         """RFC 3501 §2.3.2 \\Recent: the caller is the first session to see these messages.

@@ -65,3 +65,17 @@ class InvalidFlag(MailstoreError):
 
 class ChangeLogTruncated(MailstoreError):
     """``changes_since`` asked for changes no longer kept: take a fresh snapshot."""
+
+
+class SearchStopped(MailstoreError):
+    """A search that reads message files was stopped before its end: the caller
+    cancelled it (its client went away, its time ran out). Never raised to a caller that
+    did not cancel: :meth:`Account.search` re-raises the cancellation instead."""
+
+    temporary = True
+
+
+class TooManyKeywords(MailstoreError):
+    """A STORE/APPEND/COPY would give a message more keywords than
+    :data:`~mailcore.mailstore.flags.MAX_KEYWORDS_PER_MESSAGE`, or a mailbox more distinct
+    keywords than :data:`~mailcore.mailstore.flags.MAX_KEYWORDS_PER_MAILBOX`."""

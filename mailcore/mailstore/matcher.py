@@ -24,6 +24,7 @@ from mailcore import message
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import layout
 from mailcore.mailstore import search as s
+from mailcore.mailstore.errors import SearchStopped
 from mailcore.mailstore.messages import select_uids
 from mailcore.mailstore.reads import load_parsed
 from mailcore.message import BodyPart, ParsedMessage
@@ -214,6 +215,8 @@ def scan(
     mailbox_id: int,
     key: s.SearchKey,
     uids: Sequence[int] | None = None,
+    *,
+    stopped: Callable[[], bool] | None = None,
 ) -> list[int]:
     """The reference search: every message of the mailbox through :func:`matches`, with
     its parse cache loaded when the criteria need it. Slow (a Python object and a JSON
@@ -225,6 +228,8 @@ def scan(
     cache = load_parsed(conn, [r[5] for r in rows]) if needs_parsed(key) else {}
     found = []
     for uid, modseq, encoded, date, size, fid, hdr_size in rows:
+        if stopped is not None and stopped():
+            raise SearchStopped("search stopped")
         cand = Candidate(
             uid,
             modseq,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailcore import message
@@ -24,6 +24,7 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import layout, matcher
 from mailcore.mailstore import search as s
+from mailcore.mailstore.errors import SearchStopped
 from mailcore.mailstore.model import SYSTEM_FLAGS
 from mailcore.mailstore.searchdata import HEADER_COLUMNS
 
@@ -32,6 +33,8 @@ log = get_logger("mailstore")
 _SYSTEM = {f.lower(): f for f in SYSTEM_FLAGS}
 MAX_INLINE_RANGES = 32  # UID ranges written out as BETWEENs; more go through bisect
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+PROGRESS_STEPS = 1000  # SQLite VM steps between two looks at ``stopped`` (rows that
+# need no message also count; the residual function looks before every message it reads)
 RESIDUAL_FN = "postern_match"
 RANGES_FN = "postern_uid_in"
 FLAG_FN = "postern_flag"
@@ -220,16 +223,29 @@ def compile_key(key: s.SearchKey, uids: Sequence[int] | None = None) -> Query:
 class _Residual:
     """The Python side of the residual leaves of one query, for one connection."""
 
-    def __init__(self, q: Query, msgs_dir: str) -> None:
+    def __init__(
+        self,
+        q: Query,
+        msgs_dir: str,
+        stopped: Callable[[], bool] | None = None,
+        interrupt: Callable[[], None] | None = None,
+    ) -> None:
         self.q = q
         self.msgs_dir = msgs_dir
         self.error: BaseException | None = None
+        self._stopped = stopped
+        self._interrupt = interrupt
         self._last: tuple[int, matcher.Candidate] | None = None
         self._flag_memo: dict[tuple[int, str], int] = {}
 
     def match(
         self, i: int, uid: int, file_id: int, hdr_size: int | None, blob: bytes | None
     ) -> int:
+        if self._stopped is not None and self._stopped():
+            # before the next message is read: SQLite ends the query ("interrupted")
+            if self._interrupt is not None:
+                self._interrupt()
+            return 0
         try:
             cand = self._candidate(uid, file_id, hdr_size, blob)
             return 1 if matcher.matches(self.q.residual[i], cand) else 0
@@ -282,9 +298,16 @@ def run(
     mailbox_id: int,
     key: s.SearchKey,
     uids: Sequence[int] | None = None,
+    *,
+    stopped: Callable[[], bool] | None = None,
 ) -> list[int]:
     """UIDs of ``mailbox_id`` matching ``key``, ascending. Raises ``sqlite3.Error`` for a
-    query SQLite cannot take (an expression too deep, too many variables)."""
+    query SQLite cannot take (an expression too deep, too many variables).
+
+    ``stopped`` is asked before every message a query reads, and by a SQLite progress
+    handler in between; once it says True the query is abandoned with
+    :class:`SearchStopped`. Queries over the index alone do not ask (they are quick, and
+    the handler would take the GIL back from SQLite)."""
     q = compile_key(key, uids)
     # one aggregate row: SQLite scans without the GIL and hands over one JSON array,
     # instead of one GIL round trip per matching message
@@ -292,16 +315,26 @@ def run(
         "SELECT json_group_array(uid) FROM (SELECT uid FROM messages"  # noqa: S608 (placeholders only)
         f" WHERE mailbox_id = ? AND {q.where} ORDER BY uid)"
     )
-    ev = _Residual(q, msgs_dir)
+    ev = _Residual(q, msgs_dir, stopped, conn.interrupt)
     if q.residual:
         conn.create_function(RESIDUAL_FN, 5, ev.match)
     if q.uid_sets:
         conn.create_function(RANGES_FN, 2, ev.uid_in, deterministic=True)
     if q.flag_names:
         conn.create_function(FLAG_FN, 2, ev.flag, deterministic=True)
+    watch = stopped is not None and bool(q.residual)
+    if watch:
+        assert stopped is not None
+        conn.set_progress_handler(lambda: 1 if stopped() else 0, PROGRESS_STEPS)
     try:
         (found_json,) = conn.execute(sql, [mailbox_id, *q.params]).fetchone()
+    except sqlite3.OperationalError:
+        if watch and stopped is not None and stopped():
+            raise SearchStopped("search stopped") from None  # "interrupted" by the handler
+        raise
     finally:
+        if watch:
+            conn.set_progress_handler(None, 0)
         for name, n, used in (
             (RESIDUAL_FN, 5, q.residual),
             (RANGES_FN, 2, q.uid_sets),

@@ -17,6 +17,15 @@ from services.store.auth import ConnectionLimiter
 log = get_logger("listener")
 
 READ_LIMIT = 128 * 1024  # StreamReader buffer limit; protocol parsers enforce their own
+# Seconds a client may leave our output unread (a write waiting for the socket to drain)
+# before the connection is dropped: StoreSettings.write_timeout.
+DEFAULT_WRITE_TIMEOUT = 300.0
+
+
+class WriteTimeout(ConnectionError):
+    """The client stopped reading: a write waited ``write_timeout`` seconds to drain. The
+    connection is aborted already; a ConnectionError, so sessions end as they do when a
+    client drops the connection (releasing the POP3 maildrop lock, the user slot…)."""
 
 
 @dataclass
@@ -32,6 +41,40 @@ class Connection:
     local_port: int = 0
     # Set when the server stops: sessions say goodbye (IMAP BYE, POP3 -ERR) and end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+
+    async def drain(self) -> None:
+        """``writer.drain()``, bounded by :attr:`write_timeout`. Every protocol write that
+        waits for the socket goes through here: without a bound, a client that stops
+        reading in the middle of a large response (FETCH, RETR) would hold the session,
+        its socket and any lock it has (the POP3 maildrop) forever. On expiry the
+        transport is aborted (its unsent buffer dropped) and :class:`WriteTimeout` raised."""
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            log.info("client stopped reading; connection dropped", seconds=self.write_timeout)
+            self.abort()
+            raise WriteTimeout(f"output unread for {self.write_timeout:g} s") from None
+
+    @property
+    def disconnected(self) -> bool:
+        """The client closed its side (or the connection is gone) and nothing it sent
+        before is still unread."""
+        return self.writer.transport.is_closing() or self.reader.at_eof()
+
+    async def wait_disconnected(self, poll: float = 0.25) -> None:
+        """Return once :attr:`disconnected` (for a command that runs long without
+        reading, so that it can stop working for a client that left). Polled: the
+        streams offer no event for the peer's EOF that does not consume input."""
+        while not self.disconnected:  # noqa: ASYNC110
+            await asyncio.sleep(poll)
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding unsent output (``close`` would wait for
+        a client that does not read)."""
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Upgrade in place (STARTTLS / STLS). Anything the client pipelined before the TLS
@@ -71,8 +114,10 @@ class Listener:
         limiter: ConnectionLimiter,
         ssl_context: ssl.SSLContext | None = None,
         on_refused: Refuse | None = None,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
     ) -> None:
         self.name = name
+        self.write_timeout = write_timeout
         self.host = host
         self.port = port
         self.handler = handler
@@ -110,6 +155,7 @@ class Listener:
             conn_id=next_connection_id(self.name),
             local_port=int(sock[1]),
             stopping=self._stopping,
+            write_timeout=self.write_timeout,
         )
         try:
             with connection_context(conn=conn.conn_id, peer=conn.peer_ip):

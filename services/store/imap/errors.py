@@ -37,6 +37,8 @@ _ENGINE: list[tuple[type[engine.MailstoreError], str, str]] = [
     (engine.MailboxExists, "ALREADYEXISTS", "Mailbox already exists"),
     (engine.InvalidMailboxName, "CANNOT", "Invalid mailbox name"),
     (engine.InvalidFlag, "CANNOT", "Invalid flag"),
+    (engine.TooManyKeywords, "LIMIT", "Too many keywords"),
+    (engine.SearchStopped, "LIMIT", "Search stopped"),
     (engine.MailboxNotAllowed, "CANNOT", "Not allowed on this mailbox"),
     (engine.QuotaExceeded, "OVERQUOTA", "Quota exceeded"),
     (engine.MessageTooLarge, "TOOBIG", "Message too large"),
@@ -57,7 +59,8 @@ _AUTH: dict[Refusal, tuple[str, str]] = {
 def engine_reply(exc: engine.MailstoreError) -> tuple[str, str]:
     for cls, code, text in _ENGINE:
         if isinstance(exc, cls):
-            detail = str(exc) if isinstance(exc, engine.InvalidMailboxName) else ""
+            shown = (engine.InvalidMailboxName, engine.TooManyKeywords)
+            detail = str(exc) if isinstance(exc, shown) else ""
             return "NO", f"[{code}] {text}" + (f": {detail}" if detail else "")
     return "NO", "[SERVERBUG] Internal error"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
+from mailcore.mailstore import ChangeLogTruncated, NoSuchMailbox
 from services.store.imap import responses
 from services.store.imap.commands import SeqSet
 from services.store.imap.errors import bad
@@ -99,9 +100,69 @@ class Selected:
         acct = s.account
         assert acct is not None
         if acct.change_seq > self.seen:
-            await self._pull(s)
+            try:
+                await self._pull(s)
+            except ChangeLogTruncated:
+                # the change log no longer reaches back to our last look (it keeps the
+                # newest entries only): compare with a fresh snapshot instead
+                await self._resync(s)
         if expunge_ok and self.pending_expunge:
             self.remove(s, sorted(self.pending_expunge))
+
+    async def _resync(self, s: Session) -> None:
+        """Bring the view up to date from :meth:`Account.snapshot` when the changes in
+        between are no longer known one by one.
+
+        What a client may be told without the change log (RFC 3501 §7.4.1, §5.2): the
+        messages it knows that are gone are expunged (queued like other sessions'
+        expunges, so never during FETCH, STORE or SEARCH; VANISHED under QRESYNC), new
+        messages are announced with EXISTS, and every known message whose flags or
+        MODSEQ differ gets a FETCH. A mailbox that disappeared, changed UIDVALIDITY or
+        holds messages the view cannot place (UIDs below its newest that it never saw)
+        cannot be shown consistently: the session ends with a BYE saying so."""
+        from services.store.imap.session import CloseSession
+
+        acct = s.account
+        assert acct is not None
+        try:
+            snap = await acct.snapshot(self.mailbox_id)
+        except NoSuchMailbox:
+            s.untagged("BYE Selected mailbox no longer exists")
+            raise CloseSession from None
+        known = {u: i for i, u in enumerate(self.uids)}
+        last = self.uids[-1] if self.uids else 0
+        unplaceable = any(u <= last and u not in known for u in snap.uids)
+        if snap.uidvalidity != self.uidvalidity or unplaceable:
+            s.untagged("BYE [UNAVAILABLE] Mailbox changed too much while selected; select it again")
+            raise CloseSession
+        now = dict(zip(snap.uids, range(len(snap.uids)), strict=True))
+        self.pending_expunge.update(u for u in self.uids if u not in now)
+        flag_updates = []
+        for u, i in known.items():
+            j = now.get(u)
+            if j is None:
+                continue
+            changed = snap.flags[j] != self.flags[i]
+            if changed or (s.condstore and snap.modseqs[j] != self.modseqs[i]):
+                self.set_flags(i, snap.flags[j], snap.modseqs[j])
+                flag_updates.append(i)
+        new = [j for j, u in enumerate(snap.uids) if u > last]
+        for j in new:
+            self.uids.append(snap.uids[j])
+            self.flags.append(snap.flags[j])
+            self.modseqs.append(snap.modseqs[j])
+        self.uidnext = max(self.uidnext, snap.uidnext)
+        self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
+        self.seen = max(self.seen, snap.change_seq)
+        if new:
+            s.untagged(f"{len(self.uids)} EXISTS")
+            if not s.rev2:
+                if not self.readonly:
+                    self.recent |= await acct.claim_recent(self.mailbox_id)
+                s.untagged(f"{len(self.recent)} RECENT")
+        for i in flag_updates:
+            if self.uids[i] not in self.pending_expunge:
+                s.send(self.flags_response(s, i))
 
     async def _pull(self, s: Session) -> None:
         acct = s.account

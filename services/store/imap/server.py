@@ -16,7 +16,7 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import MailStore
 from services.store.auth import Authenticator, ConnectionLimiter, LoginThrottle, PlaintextPolicy
 from services.store.imap.dispatch import DISPATCH
-from services.store.imap.runtime import Runtime
+from services.store.imap.runtime import Runtime, SearchGate
 from services.store.imap.session import Session
 from services.store.listener import Connection, Listener
 
@@ -65,6 +65,9 @@ class ImapServer:
             tls_context=tls_context,
             max_message_size=s.max_message_size,
             idle_timeout=s.imap_idle_timeout,
+            write_timeout=s.write_timeout,
+            searches=SearchGate(s.imap_search_scans),
+            search_timeout=s.imap_search_timeout,
         )
         endpoints = []
         if s.imap_port:
@@ -86,6 +89,7 @@ class ImapServer:
                 limiter=self.rt.limiter,
                 ssl_context=self.rt.tls_context if ep.implicit_tls else None,
                 on_refused=_refuse,
+                write_timeout=self.rt.write_timeout,
             )
             await listener.start()
             self.listeners.append(listener)
@@ -115,4 +119,4 @@ class ImapServer:
 async def _refuse(conn: Connection) -> None:
     # RFC 3501 §7.1.5: BYE as the greeting refuses the connection
     conn.writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
-    await conn.writer.drain()
+    await conn.drain()

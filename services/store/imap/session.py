@@ -90,7 +90,7 @@ class Session:
             if len(chunk) >= FLUSH_AT:
                 await self.flush()
                 self.conn.writer.write(chunk)
-                await self.conn.writer.drain()
+                await self.conn.drain()
             else:
                 self.out += chunk
         await self.flush_if_large()
@@ -100,7 +100,7 @@ class Session:
             # hand the buffer over rather than copying it; a new one takes its place
             data, self.out = self.out, bytearray()
             self.conn.writer.write(data)
-        await self.conn.writer.drain()
+        await self.conn.drain()  # bounded: a client that stops reading is dropped
 
     async def flush_if_large(self) -> None:
         if len(self.out) >= FLUSH_AT:
@@ -300,7 +300,12 @@ class Session:
         elif self.user is not None:
             self.bad_commands = 0  # after login only consecutive bad commands count
         if self.selected is not None and spec.updates != "none" and self.state is State.SELECTED:
-            await self.selected.sync(self, expunge_ok=spec.updates == "all")
+            try:
+                await self.selected.sync(self, expunge_ok=spec.updates == "all")
+            except MailstoreError as exc:
+                # the command itself is done: its reply stands; the updates that could
+                # not be read now are sent after a later command (the view is unchanged)
+                log.warning("mailbox updates failed", error=type(exc).__name__)
         self.send(responses.tagged(req.tag, status, text))
         await self._check_bad_limit()
 

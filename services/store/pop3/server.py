@@ -68,6 +68,7 @@ class Pop3Server:
             tls_context=tls_context,
             idle_timeout=s.pop3_idle_timeout,
             max_bad_commands=s.pop3_max_bad_commands,
+            write_timeout=s.write_timeout,
         )
         endpoints = []
         if s.pop3_port:
@@ -89,6 +90,7 @@ class Pop3Server:
                 limiter=self.env.limiter,
                 ssl_context=self.env.tls_context if ep.implicit_tls else None,
                 on_refused=_refuse,
+                write_timeout=self.env.write_timeout,
             )
             await listener.start()
             self.listeners.append(listener)
@@ -115,4 +117,4 @@ class Pop3Server:
 
 async def _refuse(conn: Connection) -> None:
     conn.writer.write(TOO_MANY_FROM_PEER)
-    await conn.writer.drain()
+    await conn.drain()

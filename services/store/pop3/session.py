@@ -25,7 +25,7 @@ from mailcore.directory import User
 from mailcore.logging import bind, get_logger
 from mailcore.mailstore import MailStore
 from services.store.auth import Authenticator, ConnectionLimiter
-from services.store.listener import Connection
+from services.store.listener import DEFAULT_WRITE_TIMEOUT, Connection
 from services.store.pop3 import errors, parser, replies
 from services.store.pop3.handlers import auth as auth_commands
 from services.store.pop3.handlers import maildrop as maildrop_commands
@@ -54,6 +54,9 @@ class Pop3Env:
     # RFC 1939 §3: an inactivity autologout timer of at least 10 minutes.
     idle_timeout: float = 600.0
     max_bad_commands: int = 10
+    # A response the client leaves unread this long drops the connection (and with it
+    # the maildrop lock): a client that stops reading mid-RETR cannot hold it forever.
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
 
 
 class LineTooLong:
@@ -121,7 +124,7 @@ class Session:
                     await self.send(replies.SHUTTING_DOWN)
                     break
             with contextlib.suppress(ConnectionError):
-                await self.conn.writer.drain()
+                await self.conn.drain()
         finally:
             watcher.cancel()
             if self._idle_timer is not None:
@@ -221,13 +224,13 @@ class Session:
     async def send(self, reply: Reply) -> None:
         self._last_ok = reply.ok
         self.conn.writer.write(reply.line)
-        await self.conn.writer.drain()
+        await self.conn.drain()
 
     async def send_lines(self, first: Reply, lines: list[bytes]) -> None:
         """A multi-line response whose lines need no byte-stuffing (listings, CAPA)."""
         self._last_ok = first.ok
         self.conn.writer.write(b"".join([first.line, *lines, replies.END_OF_LIST]))
-        await self.conn.writer.drain()
+        await self.conn.drain()
 
     def mark_sent(self, ok: bool) -> None:
         """For handlers that write a status line themselves (RETR/TOP)."""

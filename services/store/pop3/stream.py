@@ -12,6 +12,7 @@ flags and at most three bytes, so a message of any size goes out in constant mem
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import BinaryIO
 
 CHUNK = 256 * 1024
@@ -112,6 +113,7 @@ async def send_message(
     body_lines: int | None = None,
     size_hint: int | None = None,
     chunk_size: int = CHUNK,
+    drain: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Write ``first_line``, the encoded message and the terminator.
 
@@ -119,8 +121,10 @@ async def send_message(
     line and terminator; larger ones go out one write per chunk, waiting for the socket
     to drain in between, so memory stays at about one chunk per session. ``size_hint``
     (the stored size) sizes the first read, so a small message costs one read of its own
-    size — a short read of a regular file is its end.
+    size — a short read of a regular file is its end. ``drain`` waits for the socket
+    (the session passes its bounded :meth:`Connection.drain`; default ``writer.drain``).
     """
+    wait = writer.drain if drain is None else drain
     enc = WireEncoder(body_lines)
     out = first_line
     want = chunk_size if size_hint is None else min(size_hint + 1, chunk_size)
@@ -132,6 +136,6 @@ async def send_message(
             writer.write(out + enc.finish())
             return
         writer.write(out)
-        await writer.drain()
+        await wait()
         out = b""
         want = chunk_size

@@ -4,12 +4,14 @@ session state and are turned into UID ranges here."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
 from services.store.imap import commands as c
 from services.store.imap import responses as r
+from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import account, selected
 
 if TYPE_CHECKING:
@@ -147,10 +149,7 @@ async def search(s: Session, req: c.Request) -> str:
         view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
         key = q.And((view, translate(a.key, sel)))
         if q.reads_messages(key):
-            # BODY/TEXT/other headers read message files in Python: one such search at a
-            # time, so they cannot starve the event loop of the GIL
-            async with s.rt.search_slots:
-                found = await account(s).search(sel.mailbox_id, key)
+            found = await scan(s, sel.mailbox_id, key)
         else:
             # one SQL query over the index, run with the GIL released: no queue
             found = await account(s).search(sel.mailbox_id, key)
@@ -187,6 +186,38 @@ async def search(s: Session, req: c.Request) -> str:
             parts.append(b"COUNT %d" % len(ids))
         s.untagged(b" ".join(parts))
     return f"{req.name} completed"
+
+
+async def scan(s: Session, mailbox_id: int, key: q.SearchKey) -> list[int]:
+    """A search that reads message files (BODY, TEXT, other header fields) in Python.
+
+    It waits for a slot of the runtime's :class:`SearchGate` (one per account, a few per
+    server: one user's long scan never holds up another user's), gets
+    ``rt.search_timeout`` seconds, waiting included, and then answers ``NO [LIMIT]``;
+    it stops as soon as the client disconnects. Either way the engine stops the scan
+    between two messages."""
+    from services.store.imap.session import CloseSession
+
+    acct = account(s)
+    try:
+        async with asyncio.timeout(s.rt.search_timeout), s.rt.searches.slot(acct.id):
+            work = asyncio.ensure_future(acct.search(mailbox_id, key))
+            gone = asyncio.ensure_future(s.conn.wait_disconnected())
+            try:
+                await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                if not work.done():
+                    work.cancel()  # the engine returns once its thread has let go
+                    await asyncio.gather(work, return_exceptions=True)
+            if not work.done() or work.cancelled():
+                raise CloseSession  # the client went away: nobody to answer
+            return work.result()
+    except TimeoutError:
+        # RFC 5530 §3 LIMIT: an implementation limit was reached
+        raise Refused(
+            "Search took too long; search a smaller range or fewer messages", code="LIMIT"
+        ) from None
 
 
 def _indexes(sel: Selected, found: list[int]) -> list[int]:

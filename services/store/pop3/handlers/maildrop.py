@@ -75,7 +75,12 @@ async def _send(s: Session, md: Maildrop, n: int, first: replies.Reply, lines: i
         s.mark_sent(True)
         try:
             await send_message(
-                s.conn.writer, source, first.line, body_lines=lines, size_hint=md.size(n)
+                s.conn.writer,
+                source,
+                first.line,
+                body_lines=lines,
+                size_hint=md.size(n),
+                drain=s.conn.drain,
             )
         except OSError as exc:
             if isinstance(exc, ConnectionError):

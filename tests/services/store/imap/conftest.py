@@ -178,6 +178,7 @@ async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
         max_per_user: int = 50,
         throttle: LoginThrottle | None = None,
         user: bool = True,
+        write_timeout: float = 300.0,
     ) -> ImapHarness:
         cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
         ensure_certificate(cert, key, "localhost")
@@ -196,6 +197,7 @@ async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
             tls_context=server_context(cert, key),
             max_message_size=max_message_size,
             idle_timeout=idle_timeout,
+            write_timeout=write_timeout,
         )
         server = ImapServer(rt, [Endpoint(HOST, 0), Endpoint(HOST, 0, implicit_tls=True)])
         await server.start()

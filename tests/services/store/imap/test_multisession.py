@@ -161,8 +161,19 @@ async def test_ten_sessions_agree_with_final_state(imap: ImapHarness) -> None:
         assert all(b in (None, a) for a, b in zip(snap.uids, before, strict=True))
         for uid, flags in final.items():
             assert cl.view.flags[uid] == frozenset(f.encode() for f in flags), (cl.view.name, uid)
-    # \Recent went to exactly one session per message: the sum of claims equals deliveries
-    # seen after the sessions selected (each message counted once)
+    # \Recent went to exactly one session per message (RFC 3501 §2.3.2): every session
+    # saw every message arrive (all selected INBOX read-write before any mail came, the
+    # first 20 were claimed by the first SELECT), so each message still in the mailbox
+    # is recent in exactly one session
+    recent: dict[int, list[str]] = {uid: [] for uid in snap.uids}
+    for cl in clients:
+        reply = await cl.cmd(b"UID SEARCH RECENT")
+        line = next(ln for ln in reply if ln.startswith(b"* SEARCH"))
+        for uid in map(int, line.split()[2:]):
+            recent[uid].append(cl.view.name)
+    assert all(len(names) == 1 for names in recent.values()), {
+        u: names for u, names in recent.items() if len(names) != 1
+    }
     await asyncio.gather(*[c.c.close() for c in clients])
 
 

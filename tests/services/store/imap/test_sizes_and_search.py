@@ -1,6 +1,6 @@
 """RFC822.SIZE is the length of BODY[] (RFC 3501 §7.4.2) for mail appended with bare LF;
 SEARCH on indexed criteria runs beside other searches, only those reading message files
-take the one search slot."""
+take a search slot."""
 
 from __future__ import annotations
 
@@ -30,20 +30,9 @@ async def test_rfc822_size_is_the_length_of_body_for_bare_lf_appends(imap: ImapH
     await c.close()
 
 
-class CountingSlots(asyncio.Semaphore):
-    def __init__(self) -> None:
-        super().__init__(1)
-        self.taken = 0
-
-    async def acquire(self) -> Any:
-        self.taken += 1
-        return await super().acquire()
-
-
 async def test_only_searches_reading_messages_take_the_search_slot(imap: ImapHarness) -> None:
     await imap.deliver(*[message(i, subject=f"topic {i % 3}") for i in range(12)])
-    slots = CountingSlots()
-    imap.rt.search_slots = slots
+    gate = imap.rt.searches
     c = await imap.raw_login()
     await c.cmd(b"s SELECT INBOX")
     indexed = [
@@ -55,7 +44,7 @@ async def test_only_searches_reading_messages_take_the_search_slot(imap: ImapHar
     for n, cmd in enumerate(indexed):
         reply = await c.cmd(b"i%d " % n + cmd)
         assert reply[-1].startswith(b"i%d OK" % n), reply
-    assert slots.taken == 0
+    assert gate.granted == 0
     reply = await c.cmd(b'i9 UID SEARCH SUBJECT "topic 1"')
     assert reply[0] == b"* SEARCH 2 5 8 11\r\n", reply
     reading = [b"UID SEARCH BODY second", b"UID SEARCH TEXT line", b"SEARCH HEADER Message-ID m3@"]
@@ -63,7 +52,7 @@ async def test_only_searches_reading_messages_take_the_search_slot(imap: ImapHar
         reply = await c.cmd(b"r%d " % n + cmd)
         assert reply[-1].startswith(b"r%d OK" % n), reply
     assert reply[0] == b"* SEARCH 4\r\n"
-    assert slots.taken == len(reading)
+    assert gate.granted == len(reading)
     await c.close()
 
 

@@ -147,6 +147,7 @@ async def make_pop3(
         tls: bool = True,
         max_per_ip: int = 100,
         max_per_user: int = 50,
+        write_timeout: float = 300.0,
     ) -> Pop3Harness:
         root = tmp_path / f"mailstore{len(made)}"
         store = await MailStore.open(root, fsync=False)
@@ -164,6 +165,7 @@ async def make_pop3(
             tls_context=server_context(cert, key) if tls else None,
             idle_timeout=idle_timeout,
             max_bad_commands=max_bad_commands,
+            write_timeout=write_timeout,
         )
         endpoints = [Endpoint(HOST, 0)]
         if tls:
