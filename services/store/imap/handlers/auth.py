@@ -89,8 +89,15 @@ async def _authenticate(s: Session, username: str, password: str) -> str:
         raise errors.auth_refusal(exc.reason) from None
     if not s.rt.limiter.open_user(user.address):
         raise Refused("Too many connections for this user", code="LIMIT")
+    try:
+        acct = await s.rt.store.account(user.account_id)
+    except BaseException:
+        # not logged in after all: give the user slot back, change nothing in the session
+        # (s.user decides capabilities and the APPEND literal limit)
+        s.rt.limiter.close_user(user.address)
+        raise
     s.user = user
-    s.account = await s.rt.store.account(user.account_id)
+    s.account = acct
     s.state = State.AUTHENTICATED
     s.bad_commands = 0
     with contextlib.suppress(Exception):

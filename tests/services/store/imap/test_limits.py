@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
+import types
 
+import pytest
+
+from mailcore.mailstore import StoreClosed
+from services.store import auth as auth_module
 from services.store.auth import LoginThrottle
+from services.store.imap import lexer
 from services.store.imap.lexer import MAX_LINE
 from tests.services.store.imap.conftest import ALICE, PASSWORD, Factory, ImapHarness, message
 
@@ -61,12 +66,27 @@ async def test_large_literal_in_other_commands_refused(imap: ImapHarness) -> Non
     await c.close()
 
 
-async def test_deep_nesting_refused(imap: ImapHarness) -> None:
+async def test_deep_nesting_refused(imap: ImapHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the parser gives up at the first level past the limit: it never reads further into
+    # the command, nor builds anything for the levels it did not reach
+    reached: list[tuple[int, int]] = []
+    nest = lexer.Cursor.nest
+
+    def counting_nest(cur: lexer.Cursor) -> None:
+        reached.append((cur.depth + 1, cur.pos))
+        nest(cur)
+
+    monkeypatch.setattr(lexer.Cursor, "nest", counting_nest)
     await imap.deliver(message(1))
     c = await imap.raw_login()
     await c.cmd(b"s SELECT INBOX")
-    reply = await c.cmd(b"a SEARCH " + b"(" * 5000 + b"ALL" + b")" * 5000)
+    prefix = b"a SEARCH "
+    reply = await c.cmd(prefix + b"(" * 5000 + b"ALL" + b")" * 5000)
     assert reply[-1].startswith(b"a BAD"), reply[-1]
+    assert len(reached) == lexer.MAX_DEPTH + 1  # one step past the limit, not 5000
+    deepest, pos = reached[-1]
+    assert deepest == lexer.MAX_DEPTH + 1
+    assert pos == len(prefix) + lexer.MAX_DEPTH + 1  # just after the 33rd "(" of 5000
     assert (await c.cmd(b"b NOOP"))[-1].startswith(b"b OK")
     await c.close()
 
@@ -85,15 +105,31 @@ async def test_bad_commands_before_login_end_session(imap: ImapHarness) -> None:
     assert len([ln for ln in lines if b" BAD " in ln]) == imap.rt.max_bad_commands
 
 
-async def test_failed_logins_are_delayed_and_throttled(make_imap: Factory) -> None:
+async def test_failed_logins_are_delayed_and_throttled(
+    make_imap: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the failure delay is held open by the test: the reply must wait for it
+    delays: list[float] = []
+    gate = asyncio.Event()
+
+    async def held_sleep(delay: float) -> None:
+        delays.append(delay)
+        await gate.wait()
+
+    monkeypatch.setattr(auth_module, "asyncio", types.SimpleNamespace(sleep=held_sleep))
     h = await make_imap(throttle=LoginThrottle(0.2, max_per_account=3, max_per_ip=100))
     c = await h.raw()
-    t0 = time.monotonic()
-    reply = await c.cmd(b"a LOGIN alice@example.com wrong")
+    await c.send(b"a LOGIN alice@example.com wrong\r\n")
+    while not delays:
+        await asyncio.sleep(0.01)
+    with pytest.raises(TimeoutError):  # no answer while the delay lasts
+        await c.line(timeout=0.3)
+    gate.set()
+    reply = await c.until_tagged(b"a")
     assert reply[-1].startswith(b"a NO [AUTHENTICATIONFAILED]")
-    assert time.monotonic() - t0 >= 0.2  # a failure is answered only after the delay
     await c.cmd(b"b LOGIN alice@example.com wrong")
     await c.cmd(b"c LOGIN alice@example.com wrong")
+    assert delays == [0.2, 0.4, 0.8]  # doubling with each recent failure
     # the account is now throttled: even the right password is refused for a while
     reply = await c.cmd(f'd LOGIN {ALICE} "{PASSWORD}"'.encode())
     assert reply[-1].startswith(b"d NO [UNAVAILABLE]"), reply
@@ -189,4 +225,29 @@ async def test_mailbox_names_never_paths(imap: ImapHarness) -> None:
     assert reply[-1].startswith((b"a OK", b"a NO"))
     assert not (imap.root.parent / "etc").exists()
     assert not any(p.name == "passwd" for p in imap.root.rglob("*"))
+    await c.close()
+
+
+async def test_login_whose_account_fails_to_open_stays_logged_out(
+    make_imap: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await make_imap(max_per_user=1)
+
+    async def broken(account_id: str) -> object:
+        raise StoreClosed("the mail store is closed")
+
+    monkeypatch.setattr(h.store, "account", broken)
+    c = await h.raw()
+    reply = await c.cmd(f'a LOGIN {ALICE} "{PASSWORD}"'.encode())
+    assert reply[-1].startswith(b"a NO [UNAVAILABLE]"), reply
+    # nothing of a login stuck: capabilities, literal limit and state are pre-login ones
+    caps = (await c.cmd(b"b CAPABILITY"))[0]
+    assert b"NAMESPACE" not in caps and b"IMAP4rev1" in caps
+    await c.send(b"c APPEND INBOX {100000}\r\n")
+    assert (await c.line()).startswith(b"c BAD Literal too large")
+    assert (await c.cmd(b"d SELECT INBOX"))[-1].startswith(b"d BAD")
+    # and the user's only connection slot (max_per_user=1) was given back
+    monkeypatch.undo()
+    reply = await c.cmd(f'e LOGIN {ALICE} "{PASSWORD}"'.encode())
+    assert reply[-1].startswith(b"e OK"), reply
     await c.close()
