@@ -11,7 +11,8 @@ to the pool). Messages are stored with CRLF line ends (bare LF/CR become CRLF), 
 
 Opening and delivery::
 
-    store = await MailStore.open(root, fsync=True)      # cleans orphaned files
+    store = await MailStore.open(root, fsync=True)      # orphaned files of an account
+        # (interrupted writes) are removed lazily, when that account is first opened
     acct = await store.account(user.account_id)         # opens or creates; a new account
         # has INBOX, Sent (\\Sent), Drafts (\\Drafts), Trash (\\Trash), Junk (\\Junk),
         # Archive (\\Archive), all subscribed
@@ -30,7 +31,8 @@ Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
     set_subscribed(name, bool); subscriptions() -> [str] (may name missing mailboxes)
     status(mailbox_id) -> MailboxStatus
     snapshot(mailbox_id) -> Snapshot       uids/modseqs/flags, no message file read; the
-        last one per mailbox is kept and replayed from the change log (snapshots.py)
+        last one of the 16 busiest mailboxes is kept and replayed from the change log
+        (snapshots.py)
     fetch(mailbox_id, uids, parsed=True) -> [MessageRecord]   missing UIDs are skipped
     open_message(rec) -> BinaryIO          the stored bytes (NoSuchMessage once gone)
     append(mailbox_id, data, flags=(), internal_date=None, quota=Quota()) -> AppendResult
@@ -39,7 +41,8 @@ Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
         \\Deleted; force=True: exactly ``uids`` whatever their flags (one transaction)
     copy(src, uids, dst, quota=Quota()) / move(...) -> CopyResult   move is atomic
     search(mailbox_id, SearchKey, uids=None) -> [uid]   one SQL query over the index
-        (sqlsearch.py); BODY/TEXT/unindexed HEADER read message files (search.reads_messages)
+        (sqlsearch.py); BODY/TEXT/unindexed HEADER read message files (search.reads_messages);
+        cancelling the awaiting task stops such a scan between two messages
     claim_recent(mailbox_id) -> {uid}      each message is \\Recent for one caller only
     usage() -> (bytes, messages)
     change_seq; changes_since(seq, mailbox_id=None) -> [Change]  (recent ones from memory);
@@ -65,6 +68,11 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
   (every call after ``MailStore.close()``, and on an account removed meanwhile),
   :class:`StoreLocked` and :class:`ChangeLogTruncated` (``changes_since`` for a position
   older than the newest 200,000 changes kept: take a fresh snapshot).
+* :class:`TooManyKeywords`: at most 100 keywords per message and 1,000 distinct ones per
+  mailbox (keywords.py), raised by ``store_flags``, ``append``, ``copy``/``move``.
+* ``max_open_accounts`` bounds memory too: beyond it the least recently used accounts are
+  forgotten (an Account a caller still holds stays valid, and ``account()`` returns that
+  same object), and idle ones lose their connections and kept snapshots.
 * ``expunge(..., force=True)`` added (POP3 UPDATE).
   ``MessageTooLarge`` is raised by ``append`` when ``max_message_size`` is set.
 * ``store_flags``: ``StoreResult.changed`` lists only messages whose flags changed (a STORE
@@ -89,9 +97,11 @@ from mailcore.mailstore.errors import (
     NoSuchMailbox,
     NoSuchMessage,
     QuotaExceeded,
+    SearchStopped,
     StorageFull,
     StoreClosed,
     StoreLocked,
+    TooManyKeywords,
 )
 from mailcore.mailstore.layout import store_root
 from mailcore.mailstore.model import (
@@ -135,10 +145,12 @@ __all__ = [
     "NoSuchMessage",
     "Quota",
     "QuotaExceeded",
+    "SearchStopped",
     "Snapshot",
     "StorageFull",
     "StoreClosed",
     "StoreLocked",
     "StoreResult",
+    "TooManyKeywords",
     "store_root",
 ]

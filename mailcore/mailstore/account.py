@@ -11,6 +11,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 INLINE_FETCH = 4  # fetch() of at most this many UIDs reads on the event loop thread
+INLINE_PREPARE = 256 * 1024  # append() parses larger messages in a thread
 
 
 class Account:
@@ -64,8 +66,17 @@ class Account:
         self._max_size = max_message_size
         self._changed = asyncio.Event()
         self._msgs = core.msgs_dir
-        self._snapshots = SnapshotCache()  # the last snapshot of each mailbox
-        core.on_commit = self._committed
+        self._snapshots = SnapshotCache()  # the last snapshots of the busiest mailboxes
+        # a weak link back: the engine forgets an unused Account by dropping its reference,
+        # and no cycle through the core should keep it (and its snapshots) alive until GC
+        committed = weakref.WeakMethod(self._committed)
+
+        def on_commit(seq: int) -> None:
+            method = committed()
+            if method is not None:
+                method(seq)
+
+        core.on_commit = on_commit
 
     # --- plumbing ------------------------------------------------------------------------
     def _committed(self, seq: int) -> None:  # writer thread
@@ -89,9 +100,12 @@ class Account:
         return await fut
 
     def _read_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
-        """``fn`` on the event loop's own connection; None when the database is busy."""
+        """``fn`` on the event loop's own connection; None when that connection is not
+        open and warm yet, or the database is busy (the caller reads on a thread)."""
         try:
             with self._core.inline_reader() as conn:
+                if conn is None:
+                    return None
                 return fn(conn)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
@@ -108,6 +122,11 @@ class Account:
     @property
     def path(self) -> str:
         return str(self._core.path)
+
+    def release_memory(self) -> None:
+        """Drop what is kept for speed only (mailbox snapshots); called when the engine
+        closes an idle account's connections."""
+        self._snapshots.clear()
 
     # --- mailboxes -------------------------------------------------------------------------
     async def list_mailboxes(self) -> list[MailboxInfo]:
@@ -158,11 +177,23 @@ class Account:
             return reads.fetch(c, mailbox_id, uids, parsed)
 
         if len(uids) <= INLINE_FETCH:
-            # a few primary-key look-ups (tens of µs) cost less than the hand-over to a
-            # reader thread and back (FETCH BODY[] of one message, POP3 has none)
+            # Deliberate (commit 4df30a0): a few primary-key look-ups on a warm connection
+            # cost tens of µs, less than the hand-over to a reader thread and back (FETCH
+            # BODY[] of one message is most of IMAP). Only the look-ups run on the loop:
+            # the connection is opened and warmed on a reader thread (core.warm_inline),
+            # so the loop never pays for a file open or a schema parse; the index of an
+            # account in use is in the OS page cache, so its pages are memory reads; a
+            # locked index and a connection not yet warm send the read to the pool.
             found = self._read_inline(run)
             if found is not None:
                 return found
+
+            def run_and_warm(c: sqlite3.Connection) -> list[MessageRecord]:
+                found = run(c)
+                self._core.warm_inline()
+                return found
+
+            return await self._read(run_and_warm)
         return await self._read(run)
 
     def open_message(self, rec: MessageRecord) -> BinaryIO:
@@ -196,10 +227,19 @@ class Account:
             raise MessageTooLarge(f"message of {len(data)} bytes, limit {self._max_size}")
         wanted = flagset.normalize(flags)
         date = time.time() if internal_date is None else internal_date
-        data = to_crlf(data)
-        parsed = parse(data)  # before the write lock
-        blob = dumps(parsed)
-        new = messages.NewMessage(0, wanted, date, len(data), searchdata.of(parsed))
+
+        def prepare() -> tuple[bytes, bytes, searchdata.SearchData]:
+            clean = to_crlf(data)
+            parsed = parse(clean)
+            return clean, dumps(parsed), searchdata.of(parsed)
+
+        # before the write lock; a large message in a thread (some 3 ms per MiB of Python
+        # work: 25 MiB would stop the event loop for ~70 ms), a small one right here
+        if len(data) > INLINE_PREPARE:
+            data, blob, search = await asyncio.to_thread(prepare)
+        else:
+            data, blob, search = prepare()
+        new = messages.NewMessage(0, wanted, date, len(data), search)
 
         def run(t: Txn) -> AppendResult:
             mb = mailboxes.by_id(t.conn, mailbox_id)

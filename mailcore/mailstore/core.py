@@ -371,26 +371,47 @@ class AccountCore:
             self._release(conn, ok)
 
     @contextlib.contextmanager
-    def inline_reader(self) -> Iterator[sqlite3.Connection]:
+    def inline_reader(self) -> Iterator[sqlite3.Connection | None]:
         """The event loop thread's own read connection, for point reads too small to be
-        worth a hand-over to a reader thread. It never waits for a lock: a busy database
-        raises ``sqlite3.OperationalError`` at once (read on a reader thread then)."""
+        worth a hand-over to a reader thread; None while it is not open and warm (read on
+        a reader thread then, which calls :meth:`warm_inline`). Opening a connection and
+        its first statement (file opens, WAL index mapping, schema parse, the first
+        pages) can take milliseconds, so that never happens on the event loop. It never
+        waits for a lock: a busy database raises ``sqlite3.OperationalError`` at once."""
         self.last_used = time.monotonic()
         with self._ilock:
             if self.closed:
                 raise StoreClosed(f"account {self.id} was closed or removed")
             conn = self._inline
             if conn is None:
-                conn = schema.connect(
-                    layout.index_path(self.path), durable=self.durable, wait=False
-                )
-                self._inline = conn
+                yield None
+                return
             try:
                 conn.execute("BEGIN")
                 yield conn
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")  # read only: nothing to keep
+
+    def warm_inline(self) -> None:
+        """Open the inline connection and run a first read on it (a reader thread)."""
+        if self._inline is not None or self.closed:
+            return
+        conn = schema.connect(layout.index_path(self.path), durable=self.durable, wait=False)
+        try:
+            # parses the schema and reads the upper pages of the tables fetch() uses
+            conn.execute("SELECT uid FROM messages LIMIT 1").fetchall()
+            conn.execute("SELECT id FROM files LIMIT 1").fetchall()
+        except sqlite3.Error:
+            conn.close()
+            return  # busy: the next reader-thread fetch tries again
+        with self._ilock:
+            # another thread may have won the race, or the account closed meanwhile
+            taken = self._inline is None and not self.closed
+            if taken:
+                self._inline = conn
+        if not taken:
+            conn.close()
 
     def _release(self, conn: sqlite3.Connection, ok: bool) -> None:
         with self._rlock:

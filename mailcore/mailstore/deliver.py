@@ -89,7 +89,7 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
                     )
                     for i, fid in entries
                 ]
-                uids = messages.insert(t, boxes[mb_id], new)
+                uids = messages.insert(t, boxes[mb_id], new, mailbox_keywords=False)
                 for (i, _), uid in zip(entries, uids, strict=True):
                     results[i] = DeliveryResult(items[i].key, "delivered", mb_id, uid)
                     rows.append((items[i].key, mb_id, uid, now))

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,8 +51,13 @@ class MailStore:
         self._readers = concurrent.futures.ThreadPoolExecutor(
             4, thread_name_prefix="mailstore-read"
         )
+        # The most recently used accounts, at most ``max_open_accounts``; older ones are
+        # dropped by _trim (connections closed, snapshots and change memory freed with
+        # the object) unless a session still holds them: ``_live`` finds every Account
+        # object still in use, so one account never has two (two cores would each miss
+        # the other's commits).
         self._accounts: dict[str, Account] = {}
-        self._cores: dict[str, AccountCore] = {}
+        self._live: weakref.WeakValueDictionary[str, Account] = weakref.WeakValueDictionary()
         self._opening: dict[str, asyncio.Lock] = {}
         self._lock_fd = lock_fd
         self._max_size = max_message_size
@@ -108,8 +114,8 @@ class MailStore:
         self._closed = True
         for w in self._writers:
             await asyncio.to_thread(w.stop)
-        for core in self._cores.values():
-            core.close()
+        for acct in list(self._live.values()):
+            acct._core.close()
         self._readers.shutdown(wait=True)
         self._files.close()
         os.close(self._lock_fd)
@@ -125,34 +131,64 @@ class MailStore:
         """The account, opened (and created with its default mailboxes) on first use."""
         if self._closed:
             raise StoreClosed("the mail store is closed")
-        found = self._accounts.get(account_id)
+        found = self._known(account_id)
         if found is not None:
             return found
         path = layout.account_dir(self.root, account_id)
         lock = self._opening.setdefault(account_id, asyncio.Lock())
         async with lock:
-            found = self._accounts.get(account_id)
+            found = self._known(account_id)
             if found is not None:
                 return found
             core = AccountCore(account_id, path, self._files)
             writer = self._writer_for(account_id)
             await writer.submit(lambda: core.open(mailboxes.create_defaults, migrate.upgrade))
             acct = Account(core, writer, self._readers, self._loop, self._max_size)
-            self._cores[account_id] = core
             self._accounts[account_id] = acct
+            self._live[account_id] = acct
+            # forgotten and no longer used: its connections are closed on its writer,
+            # after any job still queued there (sqlite3 connections would otherwise
+            # wait for the cycle collector, file descriptors and all)
+            weakref.finalize(acct, writer.post, core.release)
         self._opening.pop(account_id, None)
         await self._trim(keep=account_id)
         return acct
 
+    def _known(self, account_id: str) -> Account | None:
+        found = self._accounts.get(account_id)
+        if found is None:
+            found = self._live.get(account_id)  # dropped by _trim, still held by a session
+            if found is not None:
+                self._accounts[account_id] = found
+        return found
+
+    def loaded(self) -> list[Account]:
+        """Every Account object in memory (recently used, or still held by a session)."""
+        return list(self._live.values())
+
     async def _trim(self, keep: str) -> None:
-        """Close the connections of the least recently used accounts beyond the limit."""
-        connected = [c for c in self._cores.values() if c.connected and c.id != keep]
+        """Beyond ``max_open_accounts``: forget the least recently used accounts (their
+        connections closed, their kept snapshots and changes freed with the object) and
+        close the connections of any others beyond the limit. An account a session
+        still holds stays usable (connections reopen on use) and :meth:`account` finds
+        that same object again (``_live``); it is only no longer kept for its own sake."""
+        kept = [a for a in self._accounts.values() if a.id != keep]
+        excess = len(kept) + 1 - self._max_open
+        if excess > 0:
+            for acct in sorted(kept, key=lambda a: a._core.last_used)[:excess]:
+                # once nobody holds it, its finalizer closes the connections (account())
+                self._accounts.pop(acct.id, None)
+        connected = [a for a in self._live.values() if a._core.connected and a.id != keep]
         excess = len(connected) + 1 - self._max_open
-        if excess <= 0:
-            return
-        for core in sorted(connected, key=lambda c: c.last_used)[:excess]:
+        if excess > 0:
+            for acct in sorted(connected, key=lambda a: a._core.last_used)[:excess]:
+                await self._release(acct)
+
+    async def _release(self, acct: Account) -> None:
+        if acct._core.connected:
             # On the account's own writer: never in the middle of one of its transactions.
-            await self._writer_for(core.id).submit(core.release)
+            await self._writer_for(acct.id).submit(acct._core.release)
+        acct.release_memory()
 
     async def deliver(self, items: Sequence[Delivery]) -> list[DeliveryResult]:
         """Commit every item; one transaction (and one sync) per account.
@@ -170,7 +206,7 @@ class MailStore:
             batch = [items[i] for i in idxs]
             try:
                 acct = await self.account(account_id)
-                core = self._cores[account_id]
+                core = acct._core
                 done = await acct._writer.submit(lambda: delivery.deliver(core, batch, now))
             except StorageFull:
                 done = [DeliveryResult(d.key, "failed", error=STORAGE_FULL) for d in batch]
@@ -190,15 +226,16 @@ class MailStore:
                 results[i] = r
 
         await asyncio.gather(*(one(a, idxs) for a, idxs in groups.items()))
-        if len(groups) > 1 or len(self._cores) > self._max_open:
+        if len(groups) > 1 or len(self._accounts) > self._max_open:
             await self._trim(keep="")
         return [r for r in results if r is not None]
 
     async def remove_account(self, account_id: str) -> None:
         """Delete an account's mail: moved to trash at once, erased in the background."""
         path = layout.account_dir(self.root, account_id)
-        acct = self._accounts.pop(account_id, None)
-        core = self._cores.pop(account_id, None)
+        self._accounts.pop(account_id, None)
+        acct = self._live.pop(account_id, None)
+        core = acct._core if acct is not None else None
         writer = self._writer_for(account_id)
 
         def run() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import quota
+from mailcore.mailstore import keywords, quota
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.mailboxes import MailboxRow
 from mailcore.mailstore.model import CopyResult, FlagOp, Quota, StoreResult
@@ -60,10 +60,22 @@ def select_uids(
     return out
 
 
-def insert(t: Txn, mb: MailboxRow, new: Sequence[NewMessage]) -> list[int]:
-    """New messages at the end of ``mb``: their UIDs (RFC 3501 §2.3.1.1: ascending)."""
+def insert(
+    t: Txn, mb: MailboxRow, new: Sequence[NewMessage], *, mailbox_keywords: bool = True
+) -> list[int]:
+    """New messages at the end of ``mb``: their UIDs (RFC 3501 §2.3.1.1: ascending).
+
+    Keyword limits apply (keywords.py); ``mailbox_keywords=False`` skips the per-mailbox
+    count, for delivery, which only sets the store's own few keywords ($Junk)."""
     if not new:
         return []
+    added: set[str] = set()
+    for m in new:
+        if m.flags:
+            keywords.check_message(m.flags)
+            added |= keywords.of(m.flags)
+    if mailbox_keywords:
+        keywords.check_mailbox(t.conn, mb.id, added)
     modseq = t.modseq()
     # Read uidnext inside the write lock: several writers never hand out one UID twice.
     row = t.conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mb.id,)).fetchone()
@@ -96,6 +108,8 @@ def set_flags(
 ) -> StoreResult:
     """RFC 3501 §6.4.6 STORE with RFC 7162 §3.1.3 UNCHANGEDSINCE."""
     rows = select_uids(t.conn, "uid, modseq, flags", mb.id, uids)
+    if op is not FlagOp.REMOVE:
+        keywords.check_mailbox(t.conn, mb.id, keywords.of(new_flags))
     changed: list[tuple[int, int, frozenset[str]]] = []
     modified: list[int] = []
     updates: list[tuple[int, str, int, int]] = []
@@ -107,6 +121,7 @@ def set_flags(
         after = flagset.apply(op, current, new_flags)
         if after is current:
             continue
+        keywords.check_message(after)  # refuses the whole STORE (one transaction)
         new_modseq = t.modseq()
         text = flagset.encode(after)
         updates.append((new_modseq, text, mb.id, uid))

@@ -8,7 +8,8 @@ that snapshot plus the mailbox's entries of the change log since (appends, flag 
 expunges, in commit order), read in the same read transaction, so it is exactly what a
 full read would give. A mailbox change (create, delete, rename, subscription), a
 UIDVALIDITY that differs, a pruned change log or a long list of changes reads the
-mailbox afresh.
+mailbox afresh. The snapshots of the 16 most recently used mailboxes of an account are
+kept, and none once the account has not been used for a while (see SnapshotCache).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import bisect
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from mailcore.mailstore import flags as flagset
@@ -24,6 +26,7 @@ from mailcore.mailstore import mailboxes
 from mailcore.mailstore.model import Snapshot
 
 MAX_REPLAY = 2000  # changes applied to a kept snapshot; beyond that, a full read
+MAX_MAILBOXES = 16  # snapshots kept per account (the mailboxes its sessions use most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +39,35 @@ class _Entry:
 
 
 class SnapshotCache:
-    """The last snapshot of each mailbox of one account (any reader thread)."""
+    """The last snapshot of the most recently used mailboxes of one account (any reader
+    thread): at most ``size`` of them, the least recently used dropped first. The whole
+    cache goes when the engine forgets the account, and is emptied when it closes the
+    account's connections (MailStore._trim)."""
 
-    def __init__(self) -> None:
-        self._entries: dict[int, _Entry] = {}
+    def __init__(self, size: int = MAX_MAILBOXES) -> None:
+        self.size = max(1, size)
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.full_reads = 0  # for tests and metrics: snapshots read without the cache
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, mailbox_id: int) -> _Entry | None:
         with self._lock:
-            return self._entries.get(mailbox_id)
+            found = self._entries.get(mailbox_id)
+            if found is not None:
+                self._entries.move_to_end(mailbox_id)
+            return found
 
     def put(self, mailbox_id: int, entry: _Entry) -> None:
         with self._lock:
             old = self._entries.get(mailbox_id)
             if old is None or old.change_seq <= entry.change_seq:
                 self._entries[mailbox_id] = entry
+                self._entries.move_to_end(mailbox_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from mailcore.mailstore.errors import StoreClosed
 
 T = TypeVar("T")
-_Job = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Job = tuple[Callable[[], Any], asyncio.Future[Any] | None, asyncio.AbstractEventLoop | None]
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -40,6 +40,17 @@ class Writer:
         self._queue.put((fn, fut, loop))
         return fut
 
+    def post(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the writer thread after the queued jobs, from any thread, with
+        nobody waiting for it (errors are dropped); inline once the writer stopped."""
+        if self._stopped:
+            try:
+                fn()
+            except Exception:  # noqa: S110 (nobody to tell; best effort by contract)
+                pass
+            return
+        self._queue.put((fn, None, None))
+
     def _run(self) -> None:
         while True:
             job = self._queue.get()
@@ -50,6 +61,8 @@ class Writer:
                 result, exc = fn(), None
             except BaseException as e:  # handed to the awaiting coroutine
                 result, exc = None, e
+            if fut is None or loop is None:
+                continue  # posted: nobody waits
             try:
                 loop.call_soon_threadsafe(_resolve, fut, result, exc)
             except RuntimeError:  # the loop is gone; nobody waits any more

@@ -16,6 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import BinaryIO
 
 CHUNK = 256 * 1024
+# Reads larger than this run in a thread (a chunk of a big message may come from disk);
+# smaller ones, which is every read of a typical message, stay on the event loop.
+INLINE_READ = 64 * 1024
 
 _CR = 0x0D
 _LF = 0x0A
@@ -129,7 +132,9 @@ async def send_message(
     out = first_line
     want = chunk_size if size_hint is None else min(size_hint + 1, chunk_size)
     while True:
-        chunk = source.read(want)
+        chunk = (
+            source.read(want) if want <= INLINE_READ else await asyncio.to_thread(source.read, want)
+        )
         if chunk:
             out += enc.feed(chunk)
         if enc.done or len(chunk) < want:  # TOP has its lines, or the end of the file

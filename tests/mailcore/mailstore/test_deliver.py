@@ -93,7 +93,7 @@ async def test_idle_accounts_give_back_their_file_descriptors(tmp_path: Path) ->
             ]
             results = await store.deliver(batch)
             assert all(r.outcome == "delivered" for r in results)
-        connected = [c for c in store._cores.values() if c.connected]
+        connected = [a for a in store.loaded() if a._core.connected]
         assert len(connected) <= 3
         assert _open_fds() - before <= 3 * 3 * 3  # index, WAL, shm; writer + 2 readers
         # A released account reopens transparently, for reads and writes.
@@ -101,5 +101,38 @@ async def test_idle_accounts_give_back_their_file_descriptors(tmp_path: Path) ->
         inbox = await acct.mailbox("INBOX")
         assert (await acct.status(inbox.id)).messages == 12
         assert (await acct.append(inbox.id, message("again"))).uid == 13
+    finally:
+        await store.close()
+
+
+async def test_unused_accounts_are_forgotten_and_used_ones_kept(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    store = await MailStore.open(tmp_path / "s", max_open_accounts=3)
+    try:
+        held = await store.account("user0")  # a session holds it all along
+        await held.snapshot((await held.mailbox("INBOX")).id)
+        assert len(held._snapshots) == 1
+        first = await store.account("user1")
+        gone = weakref.ref(first)
+        del first
+        for j in range(2, 12):
+            results = await store.deliver(
+                [Delivery(f"k{j}", f"user{j}", "inbox", message(f"m{j}"), 0.0)]
+            )
+            assert results[0].outcome == "delivered"
+        gc.collect()
+        # at most max_open_accounts kept for their own sake; the unused one is gone
+        assert len(store._accounts) <= 3
+        assert gone() is None
+        # the held one is the same object (never two cores for one account), and an idle
+        # account's snapshots were dropped with its connections
+        again = await store.account("user0")
+        assert again is held
+        assert len(held._snapshots) == 0
+        assert len(store.loaded()) <= 4
+        inbox = await held.mailbox("INBOX")
+        assert (await held.append(inbox.id, message("x"))).uid == 1
     finally:
         await store.close()

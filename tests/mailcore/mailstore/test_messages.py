@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from mailcore.mailstore import (
     NoSuchMailbox,
     NoSuchMessage,
     StoreClosed,
+    schema,
 )
 from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.layout import message_path
@@ -341,10 +343,24 @@ async def test_small_fetches_read_on_the_loop_and_fall_back_when_busy(
         return await real_read(fn)
 
     monkeypatch.setattr(account, "_read", counting)
+    # no connection is ever opened on the event loop's thread
+    opened_on: list[int] = []
+    real_connect = schema.connect
+
+    def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened_on.append(threading.get_ident())
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "connect", recording_connect)
+    account._core.release()  # cold: no connection open at all
+    (first,) = await account.fetch(inbox.id, [2], parsed=False)
+    assert first.uid == 2 and pooled == 1  # not warm yet: read on a reader thread…
+    assert account._core._inline is not None  # …which opened and warmed the inline one
     (one,) = await account.fetch(inbox.id, [3], parsed=False)
-    assert one.uid == 3 and pooled == 0  # no hand-over to a reader thread
+    assert one.uid == 3 and pooled == 1  # no hand-over to a reader thread
+    assert threading.get_ident() not in opened_on and opened_on
     assert [r.uid for r in await account.fetch(inbox.id, [1, 2, 3, 4, 5, 6])] == [1, 2, 3, 4, 5, 6]
-    assert pooled == 1  # larger fetches go to the reader threads
+    assert pooled == 2  # larger fetches go to the reader threads
 
     @contextlib.contextmanager
     def locked(self: AccountCore) -> Iterator[sqlite3.Connection]:
@@ -354,4 +370,79 @@ async def test_small_fetches_read_on_the_loop_and_fall_back_when_busy(
     monkeypatch.setattr(AccountCore, "inline_reader", locked)
     (again,) = await account.fetch(inbox.id, [3])
     assert (again.uid, again.file_id, again.size) == (3, one.file_id, one.size)
-    assert pooled == 2 and again.parsed is not None
+    assert pooled == 3 and again.parsed is not None
+
+
+async def test_large_appends_are_parsed_off_the_event_loop(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailcore.mailstore import account as account_module
+
+    parsed_on: list[bool] = []  # True: on the event loop's thread
+    real_parse = account_module.parse
+    loop_thread = threading.get_ident()
+
+    def recording(data: bytes) -> Any:
+        parsed_on.append(threading.get_ident() == loop_thread)
+        return real_parse(data)
+
+    monkeypatch.setattr(account_module, "parse", recording)
+    inbox = await account.mailbox("INBOX")
+    await account.append(inbox.id, message("small"))
+    big = message("big", body=("z" * 78 + "\n") * 40_000)  # ~3 MiB, bare LFs for to_crlf
+    res = await account.append(inbox.id, big)
+    assert parsed_on == [True, False]
+    (rec,) = await account.fetch(inbox.id, [res.uid])
+    assert rec.size == len(big) + 40_000  # every bare LF became CRLF
+    assert rec.parsed is not None and rec.parsed.envelope.subject == "big"
+
+
+async def test_keyword_limits(account: Account) -> None:
+    from mailcore.mailstore import TooManyKeywords
+    from mailcore.mailstore.keywords import MAX_PER_MAILBOX, MAX_PER_MESSAGE
+
+    inbox = await account.mailbox("INBOX")
+    uids = [(await account.append(inbox.id, message(f"k{i}"))).uid for i in range(12)]
+    many = [f"$k{i}" for i in range(MAX_PER_MESSAGE)]
+    await account.store_flags(inbox.id, [uids[0]], FlagOp.ADD, many)
+    # one more on that message: refused, and the whole STORE with it
+    with pytest.raises(TooManyKeywords):
+        await account.store_flags(inbox.id, uids[:2], FlagOp.ADD, ["$one-more"])
+    snap = await account.snapshot(inbox.id)
+    assert "$one-more" not in snap.flags[1]
+    with pytest.raises(TooManyKeywords):
+        await account.append(inbox.id, message("x"), flags=[*many, "$extra"])
+    # case-insensitive: an existing keyword in another spelling is no new one
+    await account.store_flags(inbox.id, [uids[0]], FlagOp.ADD, ["$K1"])
+    # the mailbox: fill it up to the limit with distinct keywords, 90 per message
+    n = MAX_PER_MESSAGE - 10
+    for j, start in enumerate(range(MAX_PER_MESSAGE, MAX_PER_MAILBOX, n)):
+        names = [f"$k{i}" for i in range(start, min(start + n, MAX_PER_MAILBOX))]
+        await account.store_flags(inbox.id, [uids[1 + j]], FlagOp.REPLACE, names)
+    with pytest.raises(TooManyKeywords):
+        await account.store_flags(inbox.id, [uids[-1]], FlagOp.ADD, ["$brand-new"])
+    with pytest.raises(TooManyKeywords):
+        await account.append(inbox.id, message("y"), flags=["$brand-new"])
+    # keywords the mailbox has are still fine anywhere, and removing is always allowed
+    await account.store_flags(inbox.id, [uids[-1]], FlagOp.ADD, ["$k5", "$k999"])
+    await account.store_flags(inbox.id, [uids[-1]], FlagOp.REMOVE, ["$k5"])
+    # another mailbox has its own budget; a copy into it counts there
+    other = await account.create_mailbox("Other")
+    await account.copy(inbox.id, [uids[0]], other.id)
+    fresh = await account.append(other.id, message("fresh"), flags=["$brand-new"])
+    await account.store_flags(other.id, [fresh.uid], FlagOp.ADD, ["$newer"])
+
+
+async def test_snapshots_are_kept_for_the_busiest_mailboxes_only(account: Account) -> None:
+    from mailcore.mailstore.snapshots import MAX_MAILBOXES
+
+    ids = [(await account.create_mailbox(f"box{i}")).id for i in range(MAX_MAILBOXES + 8)]
+    for mb in ids:
+        await account.append(mb, message(f"in {mb}"))
+        await account.snapshot(mb)
+    cache = account._snapshots
+    assert len(cache) == MAX_MAILBOXES
+    assert cache.get(ids[0]) is None and cache.get(ids[-1]) is not None
+    reads = cache.full_reads
+    await account.snapshot(ids[-1])  # kept: replayed, not read afresh
+    assert cache.full_reads == reads

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.store.pop3.stream import WireEncoder, send_message
+from services.store.pop3.stream import CHUNK, INLINE_READ, WireEncoder, send_message
 
 
 def reference(data: bytes, body_lines: int | None = None) -> bytes:
@@ -184,3 +185,29 @@ async def test_send_message_top_reads_no_further_than_needed() -> None:
     await send_message(w, src, b"+OK\r\n", body_lines=2, chunk_size=4096)
     assert b"".join(w.writes) == b"+OK\r\nSubject: x\r\n\r\nbody line\r\nbody line\r\n.\r\n"
     assert src.tell() <= 8192
+
+
+class _ThreadRecordingSource(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads: list[tuple[int, bool]] = []  # (size asked, on the event loop's thread)
+
+    def read(self, n: int | None = -1) -> bytes:
+        self.reads.append((n or 0, threading.get_ident() == MAIN))
+        return super().read(n)
+
+
+MAIN = threading.get_ident()
+
+
+async def test_large_reads_leave_the_event_loop_small_ones_do_not() -> None:
+    small = _ThreadRecordingSource(MSG)
+    await send_message(_Writer(), small, b"+OK\r\n", size_hint=len(MSG))  # type: ignore[arg-type]
+    assert small.reads == [(len(MSG) + 1, True)]  # one read, inline
+    data = b"Subject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 20_000  # ~1.6 MB
+    big = _ThreadRecordingSource(data)
+    w: Any = _Writer()
+    await send_message(w, big, b"+OK\r\n", size_hint=len(data))
+    assert all(size > INLINE_READ and not inline for size, inline in big.reads)
+    assert len(big.reads) >= len(data) // CHUNK
+    assert b"".join(w.writes) == b"+OK\r\n" + reference(data)
