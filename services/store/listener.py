@@ -49,6 +49,12 @@ class Connection:
         reading in the middle of a large response (FETCH, RETR) would hold the session,
         its socket and any lock it has (the POP3 maildrop) forever. On expiry the
         transport is aborted (its unsent buffer dropped) and :class:`WriteTimeout` raised."""
+        transport = self.writer.transport
+        if not transport.get_write_buffer_size() and not transport.is_closing():
+            # everything went to the kernel already: drain() returns at once (the common
+            # case, one per command), so no timer is armed for it
+            await self.writer.drain()
+            return
         try:
             async with asyncio.timeout(self.write_timeout):
                 await self.writer.drain()
