@@ -138,10 +138,24 @@ def clamd_command(binary: str, config: Path) -> list[str]:
     return [binary, "-c", str(config)]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never the same one twice in this process.
+
+    The kernel may hand the same ephemeral port to two ``bind(0)`` calls in a row once the
+    first socket is closed; a caller that asks for several ports before binding any (a
+    service's SMTP, submission and ops ports) would then get a duplicate and fail to start.
+    """
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError("no free port left that was not already handed out")
 
 
 def port_open(host: str, port: int) -> bool:
