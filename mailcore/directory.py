@@ -30,11 +30,11 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from mailcore import address as addr
-from mailcore.bus import names
+from mailcore.bus import kvwatch, names
 from mailcore.bus.schemas import new_message_id
 from mailcore.logging import get_logger
 
@@ -136,6 +136,11 @@ def _decode(key: str, value: bytes) -> tuple[str, Any] | None:
         return None
 
 
+def _decode_all(entries: dict[str, KeyValue.Entry]) -> dict[str, tuple[str, Any]]:
+    decoded = {key: _decode(key, entry.value or b"") for key, entry in entries.items()}
+    return {key: record for key, record in decoded.items() if record}
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -210,61 +215,33 @@ class Directory:
 
     async def reload(self) -> None:
         """Read every key once (used without a watch, and by tests)."""
+        last = await kvwatch.last_revision(self._kv)
+        watcher: Any = await self._kv.watchall()
         try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            keys = []
-        fresh: dict[str, tuple[str, Any]] = {}
-        for key in keys:
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                continue
-            decoded = _decode(key, entry.value or b"")
-            if decoded:
-                fresh[key] = decoded
-        self._domains.clear()
-        self._users.clear()
-        self._aliases.clear()
-        self._by_account.clear()
-        for kind, record in fresh.values():
-            self._apply(kind, record)
-        self._synced.set()
+            values = await kvwatch.initial_values(watcher, last)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watcher.stop(), 5)
+        self._replace_all(_decode_all(values))
 
     async def _watch_forever(self) -> None:
         while True:
             try:
+                last = await kvwatch.last_revision(self._kv)
                 watcher = self._watcher = await self._kv.watchall()
-                seen: dict[str, tuple[str, Any]] = {}
-                initial = True
+                self._replace_all(_decode_all(await kvwatch.initial_values(watcher, last)))
                 async for entry in watcher:
-                    if entry is None:  # end of the initial values
-                        initial = False
-                        self._replace_all(seen)
+                    if entry is None:  # nats-py's marker; see kvwatch for why it is ignored
                         continue
-                    self._on_entry(entry.key, entry.value, entry.operation, seen, initial)
+                    self._on_entry(entry.key, entry.value, entry.operation)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("directory watch restarting", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(1.0)
 
-    def _on_entry(
-        self,
-        key: str,
-        value: bytes | None,
-        op: str | None,
-        seen: dict[str, tuple[str, Any]],
-        initial: bool,
-    ) -> None:
-        deleted = op in ("DEL", "PURGE")
-        decoded = None if deleted else _decode(key, value or b"")
-        if initial:
-            if decoded:
-                seen[key] = decoded
-            else:
-                seen.pop(key, None)
-            return
+    def _on_entry(self, key: str, value: bytes | None, op: str | None) -> None:
+        decoded = None if op in kvwatch.DELETE_OPERATIONS else _decode(key, value or b"")
         if decoded:
             self._apply(*decoded)
         else:
