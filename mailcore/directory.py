@@ -162,7 +162,10 @@ def _canonical_domain(domain: str) -> str:
 class Directory:
     """A watched copy of the DIRECTORY bucket; see the module docstring."""
 
-    def __init__(self, kv: KeyValue, *, verify_concurrency: int | None = None) -> None:
+    def __init__(
+        self, js: JetStreamContext, kv: KeyValue, *, verify_concurrency: int | None = None
+    ) -> None:
+        self._js = js
         self._kv = kv
         self._domains: dict[str, Domain] = {}
         self._users: dict[str, User] = {}
@@ -180,7 +183,7 @@ class Directory:
     async def open(cls, js: JetStreamContext, *, watch: bool = True) -> Directory:
         """Load the bucket; with ``watch`` keep following it until :meth:`close`."""
         kv = await js.key_value(names.KV_DIRECTORY)
-        d = cls(kv)
+        d = cls(js, kv)
         if watch:
             d._watch_task = asyncio.create_task(d._watch_forever(), name="directory-watch")
             await asyncio.wait_for(d._synced.wait(), 30)
@@ -215,7 +218,7 @@ class Directory:
 
     async def reload(self) -> None:
         """Read every key once (used without a watch, and by tests)."""
-        last = await kvwatch.last_revision(self._kv)
+        last = await kvwatch.last_revision(self._js, names.KV_DIRECTORY)
         watcher: Any = await self._kv.watchall()
         try:
             values = await kvwatch.initial_values(watcher, last)
@@ -227,7 +230,7 @@ class Directory:
     async def _watch_forever(self) -> None:
         while True:
             try:
-                last = await kvwatch.last_revision(self._kv)
+                last = await kvwatch.last_revision(self._js, names.KV_DIRECTORY)
                 watcher = self._watcher = await self._kv.watchall()
                 self._replace_all(_decode_all(await kvwatch.initial_values(watcher, last)))
                 async for entry in watcher:

@@ -6,8 +6,8 @@ server may already have pushed every value by then: ``num_pending`` is 0, the cl
 not yet run a callback, and the marker goes out *before* the values. A process that opened
 the directory just after ``mailctl domain add`` then saw no such domain (CI caught it).
 
-Here the initial values end at the bucket's last revision as read *before* the watch was
-made: with deliver-last-per-subject the stream's last message (or a later write of the same
+Here the initial values end at the bucket's newest revision as read *before* the watch
+was made: with deliver-last-per-subject the stream's last message (or a later write of the same
 key) always comes through, so reaching that revision means every older key has come too.
 The marker is only used as a fallback when the last message is one the watcher drops (a
 server marker of a kind nats-py does not know): after it, a short quiet spell ends the wait.
@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 DELETE_OPERATIONS = frozenset({"DEL", "PURGE"})
@@ -27,10 +29,17 @@ class WatchStopped(Exception):
     """The watcher was stopped before the initial values were all read."""
 
 
-async def last_revision(kv: KeyValue) -> int:
-    """The bucket's last stream sequence (0 when nothing was ever written)."""
-    status = await kv.status()
-    return int(status.stream_info.state.last_seq)
+async def last_revision(js: JetStreamContext, bucket: str) -> int:
+    """The revision of the bucket's newest stored entry; 0 when it holds none.
+
+    Not the stream's ``last_seq``: after a purge that stays put while the messages are gone,
+    and the watch would wait for a revision that never comes.
+    """
+    try:
+        msg = await js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.>")
+    except NotFoundError:
+        return 0
+    return int(msg.seq or 0)
 
 
 async def initial_values(
