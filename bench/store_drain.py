@@ -5,9 +5,9 @@ A private nats-server (JetStream, ``sync_interval: always``) is pre-loaded with
 service (``python -m services.store``, fsync on: every message is durable before its
 ack) is started and the inbound stream is watched until it is empty. The rate is the
 messages delivered between the first and the last observed delivery divided by that
-time; peak RSS is the store process's high-water mark (``VmHWM``; note that importing
-the directory hashes a dummy argon2id password at 64 MiB memory cost, so the peak includes
-that), ``rss_end_mb`` its resident size when the stream is empty.
+time; peak RSS is the store process's high-water mark (``VmHWM``; a login would add
+argon2id's 64 MiB working memory, but the drain makes none, and the dummy hash for unknown
+users is made only on first use), ``rss_end_mb`` its resident size when the stream is empty.
 
     python -m bench.store_drain --messages 10000 --size 10240 --json out.json
 
