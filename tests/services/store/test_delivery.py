@@ -284,7 +284,7 @@ async def _inbox_len(env: Env, user: User, n: int) -> bool:
 
 
 async def test_full_mailbox_is_dead_lettered_after_the_last_attempt(env: Env) -> None:
-    env.consumer.max_deliver = 3
+    env.consumer.settler.max_deliver = 3
     before = counter("postern_delivery_dead_lettered_total", reason="quota")
     await env.directory.set_quota("bob@example.org", quota_bytes=10, quota_messages=0)
     big = BODY + b"x" * (700 * 1024) + b"\r\n"  # claim-checked: the body must survive
@@ -327,7 +327,7 @@ async def test_disk_full_naks_pauses_and_loses_nothing(env: Env) -> None:
 
 
 async def test_failure_on_the_last_attempt_requeues_instead_of_sticking(env: Env) -> None:
-    env.consumer.max_deliver = 1  # the first failure is already the last attempt
+    env.consumer.settler.max_deliver = 1  # the first failure is already the last attempt
     before = counter("postern_delivery_requeued_total")
     acct: Account = await env.store.account(env.bob.account_id)
     adir = env.store.account_dir(acct.id)
@@ -354,8 +354,8 @@ def _plant_write_error(env: Env, acct: Account) -> Path:
 
 
 async def test_endless_failure_is_dead_lettered_after_the_requeue_limit(env: Env) -> None:
-    env.consumer.max_deliver = 1  # every failure is the last attempt: requeued at once
-    env.consumer.max_requeues = 2
+    env.consumer.settler.max_deliver = 1  # every failure is the last attempt: requeued at once
+    env.consumer.settler.max_requeues = 2
     requeued = counter("postern_delivery_requeued_total")
     acct: Account = await env.store.account(env.bob.account_id)
     target = _plant_write_error(env, acct)
@@ -393,8 +393,8 @@ async def test_recipient_missing_from_a_lagging_watch_is_found_afresh(env: Env) 
 
 
 async def test_unknown_recipient_is_retried_until_the_user_exists(env: Env) -> None:
-    env.consumer.unknown_attempts = 1000  # long enough for the user to be added
-    env.consumer.unknown_retry = 0.3
+    env.consumer.settler.unknown_attempts = 1000  # long enough for the user to be added
+    env.consumer.settler.unknown_retry = 0.3
     await env.publish(["late@example.org", "alice@example.org"])
     # alice is delivered at the first attempt; the message stays for late@.
     await eventually(lambda: _inbox_len(env, env.alice, 1))
@@ -474,7 +474,7 @@ async def test_full_dead_stream_keeps_the_mail_on_the_inbound_stream(env: Env) -
 
 
 async def test_retried_dead_letter_is_delivered_once_there_is_room(env: Env) -> None:
-    env.consumer.max_deliver = 2
+    env.consumer.settler.max_deliver = 2
     await env.directory.set_quota("bob@example.org", quota_bytes=10, quota_messages=0)
     big = BODY + b"q" * (600 * 1024) + b"\r\n"
     msg = await env.publish(["bob@example.org", "team@example.org"], body=big)
