@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="run Postern's services under pyinstrument (profiles in the run's directory)",
+        help="sample Postern's services with py-spy (profiles in the run's directory)",
     )
     p.add_argument("--out", type=Path, default=None, help="where the report goes")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from JSON")

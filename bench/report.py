@@ -220,14 +220,21 @@ def _runs_text(runs: int) -> str:
     return "the runs" if runs == 0 else ("1 run" if runs == 1 else f"{runs} runs")
 
 
+def _runs_of_report(report: Report) -> str:
+    counts = {wid: len({r.run for r in w.runs}) for wid, w in report.workloads.items() if w.runs}
+    usual = max(set(counts.values()), key=list(counts.values()).count, default=0)
+    others = [f"{wid}: {n}" for wid, n in sorted(counts.items()) if n != usual]
+    text = _runs_text(usual)
+    return f"{text} ({', '.join(others)})" if others else text
+
+
 def render_markdown(report: Report, plots: Iterable[str]) -> str:
-    runs = max((len({r.run for r in w.runs}) for w in report.workloads.values()), default=0)
     quick = any(w.quick for w in report.workloads.values())
     lines = [
         "# Postern benchmarks, side by side with Postfix and Dovecot",
         "",
         "Written by `make bench` (`python -m bench`; see `bench/README.md`). Each figure is "
-        f"the median of {_runs_text(runs)}; each run measures both sides on this machine, "
+        f"the median of {_runs_of_report(report)}; each run measures both sides on this machine, "
         "one after the other. **Ratio** = how many times better Postern is "
         "(throughput: Postern ÷ peer; latency: peer ÷ Postern), so > 1 favours Postern. "
         "CPU s is the median CPU time of one run of each side's processes (psutil over the "

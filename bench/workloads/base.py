@@ -87,6 +87,10 @@ class Workload(abc.ABC):
     def metric_defs(self, ctx: Context) -> list[MetricDef]:
         return list(self.metrics)
 
+    def runs(self, ctx: Context) -> int:
+        """Runs per side (``--runs``; a noisy workload may ask for more)."""
+        return ctx.runs
+
     def mailbox_accounts(self, ctx: Context) -> dict[str, int]:
         """Pre-loaded mailboxes this workload needs (see bench.workloads.mailboxes)."""
         return {}
@@ -124,7 +128,7 @@ def run_workload(w: Workload, ctx: Context) -> WorkloadResult:
         for name, why in result.unavailable.items():
             ctx.log(f"   {name}: {why}")
         if drivers:
-            for run in range(ctx.runs):
+            for run in range(w.runs(ctx)):
                 order = list(SIDES) if run % 2 == 0 else list(reversed(SIDES))
                 for side in order:
                     if side in drivers:

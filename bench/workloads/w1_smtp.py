@@ -114,7 +114,7 @@ class SmtpToImap(Workload):
         self, ctx: Context, result: WorkloadResult, stack: contextlib.ExitStack
     ) -> dict[Side, Driver]:
         p = result.params
-        users = accounts(p["prefix"], ctx.runs)
+        users = accounts(p["prefix"], self.runs(ctx))
         where = ctx.dir(self.id)
         msg_file, body = write_message_files(where, p["size"], f"{p['prefix']}@{DOMAIN}")
         drivers: dict[Side, Driver] = {}

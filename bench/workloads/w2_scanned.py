@@ -60,12 +60,17 @@ class SmtpScanned(Workload):
 
     def params(self, ctx: Context) -> dict[str, Any]:
         return {
-            "messages": 20 if ctx.quick else 100,
+            "messages": 20 if ctx.quick else 200,
             "sessions": 10 if ctx.quick else 20,
             "size": 10 * 1024,
             "timeout": 600,
             "prefix": "w2",
         }
+
+    def runs(self, ctx: Context) -> int:
+        # spamd's own throughput here varies by ±10 % between adjacent runs (6.0–7.1 msg/s
+        # in one series), as wide as the 0.9× target: five runs per side, not three.
+        return ctx.runs if ctx.quick else max(ctx.runs, 5)
 
     def setup(
         self, ctx: Context, result: WorkloadResult, stack: contextlib.ExitStack
@@ -86,7 +91,7 @@ class SmtpScanned(Workload):
             ctx,
             stack,
             where / "postern",
-            accounts(p["prefix"], ctx.runs),
+            accounts(p["prefix"], self.runs(ctx)),
             result,
             needs=("smtp", "delivery", "imap"),
             with_filter=True,

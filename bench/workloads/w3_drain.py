@@ -251,7 +251,7 @@ class DeliveryDrain(Workload):
             )
         where = ctx.dir(self.id)
         msg_file, _ = write_message_files(where, p["size"], f"w3@{DOMAIN}")
-        users = {f"w3run{r + 1}@{DOMAIN}": PASSWORD for r in range(ctx.runs)}
+        users = {f"w3run{r + 1}@{DOMAIN}": PASSWORD for r in range(self.runs(ctx))}
         try:
             dovecot = start_dovecot(ctx, stack, ctx.dir(self.id, "dovecot"), users)
         except PeerSetupError as exc:

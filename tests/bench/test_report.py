@@ -125,3 +125,14 @@ def test_write_report_makes_markdown_json_and_pngs(tmp_path: Path) -> None:
         data = (tmp_path / png).read_bytes()
         assert data.startswith(b"\x89PNG")
         assert f"![{png}]({png})" in path.read_text()
+
+
+def test_header_names_a_workload_with_more_runs() -> None:
+    more = w1()
+    more.id = "W2"
+    for run in range(3, 5):
+        more.runs.append(SideRun("postern", run, {"e2e": 480.0, "lat": 12.0}, cpu_s=9.5))
+        more.runs.append(SideRun("peer", run, {"e2e": 400.0, "lat": 600.0}, cpu_s=7.0))
+    md = render_markdown(Report(machine(), {"W1": w1(), "W2": more, "W4": w1()}), [])
+    assert "the median of 3 runs (W2: 5);" in md
+    assert "the median of 3 runs;" in render_markdown(Report(machine(), {"W1": w1()}), [])
