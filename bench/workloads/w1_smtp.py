@@ -36,8 +36,11 @@ class FlowDriver(Driver):
         params: dict[str, Any],
         msg_file: Path,
         probe_body: bytes,
+        *,
+        count_probes: bool = False,
     ) -> None:
         self._pids = pids
+        self.count_probes = count_probes
         self.smtp_port = smtp_port
         self.imap_port = imap_port
         self.params = params
@@ -71,9 +74,11 @@ class FlowDriver(Driver):
         if result.lost_probes:
             notes.append(f"{result.lost_probes} latency probes never showed up in IDLE")
         notes.append(f"{len(result.latencies)} latency probes")
+        if self.count_probes:
+            notes.append(f"{result.probes_sent} probes counted in the throughput")
         gen = result.generator
         return Sample(
-            values=result.values(p["messages"]),
+            values=result.values(p["messages"], count_probes=self.count_probes),
             loadgen_cpu=gen.cpu_s if gen else None,
             notes=notes,
         )

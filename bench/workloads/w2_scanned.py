@@ -103,12 +103,20 @@ class SmtpScanned(Workload):
                 return postern.pids() + scanners.pids()
 
             drivers["postern"] = FlowDriver(
-                postern_pids, postern.smtp_port, postern.imap_port, p, msg_file, body
+                postern_pids,
+                postern.smtp_port,
+                postern.imap_port,
+                p,
+                msg_file,
+                body,
+                count_probes=True,
             )
         result.notes.append(
             f"{p['messages']} messages of {p['size']} bytes per run; Postern through "
             f"filter (spamd ∥ clamd) → NATS → store with smtp-source -s {p['sessions']}; "
             f"spamd alone fed the same message by {p['sessions']} concurrent SPAMC CHECKs. "
+            "The latency probe's messages go through spamd as well, so Postern's throughput "
+            "counts them. "
             "Postern's CPU and memory include spamd and clamd; the peer's are spamd's"
         )
         return drivers

@@ -37,3 +37,10 @@ def test_smtp_source_command() -> None:
         "-s", "20", "-m", "3000", "-F", "/m.txt", "-f", "sender@example.org",
         "-t", "a@b.test", "-M", "bench.client", "-L", "127.0.0.1:2525",
     ]  # fmt: skip
+
+
+def test_w2_counts_the_probes_spamd_scanned_too() -> None:
+    r = FlowResult(accept_s=2.0, visible_s=4.0, probes_sent=20)
+    assert r.values(1000)["e2e"] == 250.0
+    assert r.values(1000, count_probes=True)["e2e"] == 255.0
+    assert r.values(1000, count_probes=True)["accept"] == 500.0
