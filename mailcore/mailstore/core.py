@@ -40,6 +40,7 @@ class State:
     last_uidvalidity: int
     usage_bytes: int
     usage_messages: int
+    last_mailbox_id: int
 
 
 @dataclass(slots=True)
@@ -83,6 +84,12 @@ class Txn:
         self.state.last_uidvalidity = value
         return value
 
+    def mailbox_id(self) -> int:
+        """A new mailbox id: never one the account used before (a session that had the
+        old mailbox selected must never see another's mail under its id)."""
+        self.state.last_mailbox_id += 1
+        return self.state.last_mailbox_id
+
     def write_files(self, datas: list[bytes]) -> list[int]:
         """Store new message files durably; their ids (rows must follow in this txn)."""
         first = self.state.next_file_id
@@ -108,7 +115,7 @@ class Txn:
         s = self.state
         self.conn.execute(
             "UPDATE state SET next_file_id = ?, modseq = ?, change_seq = ?, last_uidvalidity = ?,"
-            " usage_bytes = ?, usage_messages = ? WHERE id = 1",
+            " usage_bytes = ?, usage_messages = ?, last_mailbox_id = ? WHERE id = 1",
             (
                 s.next_file_id,
                 s.modseq,
@@ -116,14 +123,15 @@ class Txn:
                 s.last_uidvalidity,
                 s.usage_bytes,
                 s.usage_messages,
+                s.last_mailbox_id,
             ),
         )
 
 
 def load_state(conn: sqlite3.Connection) -> State:
     row = conn.execute(
-        "SELECT next_file_id, modseq, change_seq, last_uidvalidity, usage_bytes, usage_messages"
-        " FROM state WHERE id = 1"
+        "SELECT next_file_id, modseq, change_seq, last_uidvalidity, usage_bytes, usage_messages,"
+        " last_mailbox_id FROM state WHERE id = 1"
     ).fetchone()
     return State(*row)
 

@@ -80,13 +80,12 @@ def _check_special_use(special_use: str | None) -> str | None:
 
 def _insert(t: Txn, name: str, special_use: str | None) -> MailboxRow:
     uidvalidity = t.uidvalidity()
-    cur = t.conn.execute(
-        "INSERT INTO mailboxes (name, special_use, uidvalidity, uidnext, highestmodseq)"
-        " VALUES (?, ?, ?, 1, ?)",
-        (name, special_use, uidvalidity, t.modseq()),
+    mailbox_id = t.mailbox_id()
+    t.conn.execute(
+        "INSERT INTO mailboxes (id, name, special_use, uidvalidity, uidnext, highestmodseq)"
+        " VALUES (?, ?, ?, ?, 1, ?)",
+        (mailbox_id, name, special_use, uidvalidity, t.modseq()),
     )
-    mailbox_id = cur.lastrowid
-    assert mailbox_id is not None
     t.change("mailbox", mailbox_id, name=name)
     return MailboxRow(mailbox_id, name, special_use, uidvalidity, 1, t.modseq())
 

@@ -54,7 +54,18 @@ def _to_2(t: Txn) -> None:
     )
 
 
-_STEPS = {2: _to_2}
+def _to_3(t: Txn) -> None:
+    # Mailbox ids are never reused from now on: the next one is above every id the
+    # index still mentions (mailboxes and the old change log).
+    conn = t.conn
+    (top,) = conn.execute(
+        "SELECT max(coalesce((SELECT max(id) FROM mailboxes), 0),"
+        " coalesce((SELECT max(mailbox_id) FROM changes), 0))"
+    ).fetchone()
+    t.state.last_mailbox_id = max(t.state.last_mailbox_id, int(top))
+
+
+_STEPS = {2: _to_2, 3: _to_3}
 
 
 def upgrade(t: Txn) -> None:

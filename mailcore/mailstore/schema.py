@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: search columns in messages (mailcore.mailstore.migrate)
+SCHEMA_VERSION = 3  # 2: search columns in messages; 3: journal (mailcore.mailstore.migrate)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS state (
     last_uidvalidity INTEGER NOT NULL,
     usage_bytes INTEGER NOT NULL,
     usage_messages INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    last_mailbox_id INTEGER NOT NULL DEFAULT 0  -- version 3: mailbox ids are never reused
 );
 CREATE TABLE IF NOT EXISTS mailboxes (
     id INTEGER PRIMARY KEY,
@@ -104,6 +105,20 @@ def connect(path: Path, *, durable: bool, wait: bool = True) -> sqlite3.Connecti
     return conn
 
 
+_STATE_COLUMNS = {  # added by version 3; filled by migrate._to_3
+    "last_mailbox_id": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+def _add_state_columns(conn: sqlite3.Connection) -> None:
+    """Columns of ``state`` an older index lacks: the state row is read before the
+    upgrade runs (mailcore.mailstore.migrate fills them)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(state)")}
+    for name, decl in _STATE_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE state ADD COLUMN {name} {decl}")
+
+
 def create(conn: sqlite3.Connection) -> bool:
     """Create the tables inside the caller's transaction; True when the index is new.
 
@@ -117,8 +132,11 @@ def create(conn: sqlite3.Connection) -> bool:
     if row is not None:
         if row[0] > SCHEMA_VERSION:
             raise RuntimeError(f"index schema {row[0]} is newer than {SCHEMA_VERSION}")
+        _add_state_columns(conn)
         return False
     conn.execute(
-        "INSERT INTO state VALUES (1, ?, 1, 0, 0, 0, 0, 0, ?)", (SCHEMA_VERSION, time.time())
+        "INSERT INTO state (id, schema, next_file_id, modseq, change_seq, last_uidvalidity,"
+        " usage_bytes, usage_messages, created) VALUES (1, ?, 1, 0, 0, 0, 0, 0, ?)",
+        (SCHEMA_VERSION, time.time()),
     )
     return True

@@ -186,3 +186,21 @@ def _tree(root: Path) -> set[str]:
         for n in dirnames + filenames:
             out.add(os.path.join(dirpath, n))
     return out
+
+
+async def test_mailbox_ids_are_never_reused(account: Account) -> None:
+    # the newest mailbox deleted: SQLite's rowid would give its id to the next one
+    first = await account.create_mailbox("Newest")
+    await account.delete_mailbox("Newest")
+    second = await account.create_mailbox("Newest")
+    third = await account.create_mailbox("Other")
+    ids = {first.id, second.id, third.id}
+    assert len(ids) == 3
+    assert len({first.uidvalidity, second.uidvalidity, third.uidvalidity}) == 3
+
+
+async def test_rename_keeps_id_and_uidvalidity(account: Account) -> None:
+    box = await account.create_mailbox("A/B")
+    await account.rename_mailbox("A/B", "C/D")
+    moved = await account.mailbox("C/D")
+    assert (moved.id, moved.uidvalidity) == (box.id, box.uidvalidity)

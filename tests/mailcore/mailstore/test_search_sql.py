@@ -22,6 +22,7 @@ from mailcore import message as message_pkg
 from mailcore.mailstore import Account, Delivery, FlagOp, MailStore, matcher, sqlsearch
 from mailcore.mailstore import search as s
 from mailcore.mailstore.layout import index_path, msgs_dir
+from mailcore.mailstore.schema import SCHEMA_VERSION
 
 DAY = 86400
 BASE_DAY = 19700  # 2023-12-09
@@ -396,7 +397,7 @@ async def test_index_of_version_1_is_upgraded_on_open(tmp_path: Path) -> None:
         archive = (await acct.mailbox("Archive")).id
         assert await acct.search(archive, s.Header("from", "b@y")) == [2]
         c = sqlite3.connect(path)
-        assert c.execute("SELECT schema FROM state").fetchone() == (2,)
+        assert c.execute("SELECT schema FROM state").fetchone() == (SCHEMA_VERSION,)
         c.close()
     finally:
         await store.close()
