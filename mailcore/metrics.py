@@ -75,6 +75,12 @@ STORE_DISK_USED = Gauge("postern_store_disk_used_bytes", "bytes the mail store o
 STORE_DISK_FREE = Gauge(
     "postern_store_disk_free_bytes", "bytes free on the mail store's file system"
 )
+JOURNAL_READER_RESYNC = Counter(
+    "postern_journal_reader_resync_total",
+    "journal readers told to resync: they fell beyond the size or age ceiling",
+    ["reader"],
+)
+JOURNAL_PRUNED = Counter("postern_journal_pruned_total", "journal records pruned")
 IMAP_SESSIONS = Gauge("postern_imap_sessions_open", "open IMAP sessions")
 IMAP_COMMANDS = Counter("postern_imap_commands_total", "IMAP commands", ["command", "status"])
 POP3_SESSIONS = Gauge("postern_pop3_sessions_open", "open POP3 sessions")

@@ -107,7 +107,6 @@ from mailcore.mailstore.layout import store_root
 from mailcore.mailstore.model import (
     SYSTEM_FLAGS,
     AppendResult,
-    Change,
     CopyResult,
     Delivery,
     DeliveryResult,
@@ -124,7 +123,6 @@ __all__ = [
     "SYSTEM_FLAGS",
     "Account",
     "AppendResult",
-    "Change",
     "ChangeLogTruncated",
     "CopyResult",
     "Delivery",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 import threading
 import time
@@ -16,14 +17,21 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import mailboxes, matcher, messages, reads, searchdata, sqlsearch
+from mailcore.mailstore import (
+    journal,
+    mailboxes,
+    matcher,
+    messages,
+    reads,
+    searchdata,
+    sqlsearch,
+)
 from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage, SearchStopped, StoreClosed
 from mailcore.mailstore.layout import SHARD_SIZE
 from mailcore.mailstore.model import (
     NO_QUOTA,
     AppendResult,
-    Change,
     CopyResult,
     FlagOp,
     MailboxInfo,
@@ -33,6 +41,8 @@ from mailcore.mailstore.model import (
     Snapshot,
     StoreResult,
 )
+from mailcore.mailstore.records import Record
+from mailcore.mailstore.replication import Replication
 from mailcore.mailstore.search import SearchKey
 from mailcore.mailstore.snapshots import SnapshotCache
 from mailcore.mailstore.threads import Writer
@@ -118,6 +128,13 @@ class Account:
                 return fn(t)
 
         return await self._writer.submit(run)
+
+    @property
+    def replication(self) -> Replication:
+        """The journal by position, readers, replica apply, digests (a new view each
+        time: a view kept here would be a reference cycle, and the engine frees an
+        unused Account by reference counting)."""
+        return Replication(self)
 
     @property
     def path(self) -> str:
@@ -228,18 +245,18 @@ class Account:
         wanted = flagset.normalize(flags)
         date = time.time() if internal_date is None else internal_date
 
-        def prepare() -> tuple[bytes, bytes, searchdata.SearchData]:
+        def prepare() -> tuple[bytes, bytes, searchdata.SearchData, bytes]:
             clean = to_crlf(data)
             parsed = parse(clean)
-            return clean, dumps(parsed), searchdata.of(parsed)
+            return clean, dumps(parsed), searchdata.of(parsed), hashlib.sha256(clean).digest()
 
         # before the write lock; a large message in a thread (some 3 ms per MiB of Python
         # work: 25 MiB would stop the event loop for ~70 ms), a small one right here
         if len(data) > INLINE_PREPARE:
-            data, blob, search = await asyncio.to_thread(prepare)
+            data, blob, search, sha = await asyncio.to_thread(prepare)
         else:
-            data, blob, search = prepare()
-        new = messages.NewMessage(0, wanted, date, len(data), search)
+            data, blob, search, sha = prepare()
+        new = messages.NewMessage(0, wanted, date, len(data), search, sha)
 
         def run(t: Txn) -> AppendResult:
             mb = mailboxes.by_id(t.conn, mailbox_id)
@@ -370,20 +387,26 @@ class Account:
     async def usage(self) -> tuple[int, int]:
         return await self._read(reads.usage)
 
-    # --- change log ------------------------------------------------------------------------
+    # --- journal -------------------------------------------------------------------------
     @property
     def change_seq(self) -> int:
+        """The newest journal record's ``seq`` (0: none yet)."""
         return self._core.change_seq
 
-    async def changes_since(self, seq: int, mailbox_id: int | None = None) -> list[Change]:
-        """The change log after ``seq``: from memory when this process committed all of
-        them recently (every IMAP command of a session asks), else from the index."""
+    async def changes_since(self, seq: int, mailbox_id: int | None = None) -> list[Record]:
+        """The journal records after ``seq`` up to :attr:`change_seq` (of ``mailbox_id``):
+        from memory when this process committed all of them recently (every IMAP command
+        of a session asks), else from the index. :class:`ChangeLogTruncated` when some
+        were pruned (take a fresh snapshot)."""
         if self._core.closed:
             raise StoreClosed(f"account {self.id} was closed or removed")
         found = self._core.recent_changes(seq, mailbox_id)
         if found is not None:
             return found
-        return await self._read(lambda c: reads.changes_since(c, seq, mailbox_id))
+        upto = self._core.change_seq
+        return await self._read(
+            lambda c: journal.read(c, seq, mailbox_id=mailbox_id, upto=max(upto, seq))
+        )
 
     async def wait_for_change(self, seq: int, timeout: float | None = None) -> int:
         """Return as soon as ``change_seq > seq`` (or when ``timeout`` passes)."""

@@ -17,19 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailcore.logging import get_logger
-from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import layout, schema
+from mailcore.mailstore import journal, layout, readers, schema
 from mailcore.mailstore.errors import StorageFull, StoreClosed
 from mailcore.mailstore.files import FileWriter, remove, sync_dir
-from mailcore.mailstore.model import Change
+from mailcore.mailstore.records import Record, mailbox_of
 
 log = get_logger("mailstore")
 
-CHANGES_KEPT = 200_000  # change log entries kept per account
+CHANGES_KEPT = 200_000  # journal records kept per account (beyond what readers need)
 DELIVERY_KEYS_KEPT = 14 * 86400.0  # seconds a delivery key is remembered (redelivery window)
 PRUNE_EVERY = 500  # commits between prunes
 MAX_READERS = 4  # idle read connections kept per account (one per reader thread)
-CHANGES_IN_MEMORY = 2048  # newest change log entries also kept in memory (recent_changes)
+CHANGES_IN_MEMORY = 2048  # newest journal records also kept in memory (recent_changes)
 
 
 @dataclass(slots=True)
@@ -41,6 +40,8 @@ class State:
     usage_bytes: int
     usage_messages: int
     last_mailbox_id: int
+    quota_bytes: int
+    quota_messages: int
 
 
 @dataclass(slots=True)
@@ -53,9 +54,8 @@ class Txn:
     created: bool = False  # the index was created in this transaction
     new_files: list[Path] = field(default_factory=list)
     dead_files: list[int] = field(default_factory=list)
-    changes: list[tuple[int, str, int, int | None, int | None, str | None, str | None]] = field(
-        default_factory=list
-    )
+    changes: list[Record] = field(default_factory=list)  # the journal records written
+    at: float = field(default_factory=time.time)  # the records' time
     _modseq: int | None = None
 
     def modseq(self) -> int:
@@ -65,18 +65,15 @@ class Txn:
             self._modseq = self.state.modseq
         return self._modseq
 
-    def change(
-        self,
-        kind: str,
-        mailbox_id: int,
-        *,
-        uid: int | None = None,
-        modseq: int | None = None,
-        flags: str | None = None,
-        name: str | None = None,
-    ) -> None:
-        self.state.change_seq += 1
-        self.changes.append((self.state.change_seq, kind, mailbox_id, uid, modseq, flags, name))
+    def next_seq(self) -> int:
+        """The journal position of the next record (dense: one per :meth:`log`)."""
+        return self.state.change_seq + 1
+
+    def log(self, rec: Record) -> None:
+        """Journal ``rec`` (built with ``seq=t.next_seq()``) in this transaction."""
+        assert rec.seq == self.state.change_seq + 1, "journal records are numbered densely"
+        self.state.change_seq = rec.seq
+        self.changes.append(rec)
 
     def uidvalidity(self) -> int:
         # RFC 3501 §2.3.1.1: never reused for a name; values are unique per account.
@@ -111,11 +108,12 @@ class Txn:
 
     def flush(self) -> None:
         if self.changes:
-            self.conn.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?)", self.changes)
+            journal.write(self.conn, self.changes)
         s = self.state
         self.conn.execute(
             "UPDATE state SET next_file_id = ?, modseq = ?, change_seq = ?, last_uidvalidity = ?,"
-            " usage_bytes = ?, usage_messages = ?, last_mailbox_id = ? WHERE id = 1",
+            " usage_bytes = ?, usage_messages = ?, last_mailbox_id = ?, quota_bytes = ?,"
+            " quota_messages = ? WHERE id = 1",
             (
                 s.next_file_id,
                 s.modseq,
@@ -124,6 +122,8 @@ class Txn:
                 s.usage_bytes,
                 s.usage_messages,
                 s.last_mailbox_id,
+                s.quota_bytes,
+                s.quota_messages,
             ),
         )
 
@@ -131,7 +131,7 @@ class Txn:
 def load_state(conn: sqlite3.Connection) -> State:
     row = conn.execute(
         "SELECT next_file_id, modseq, change_seq, last_uidvalidity, usage_bytes, usage_messages,"
-        " last_mailbox_id FROM state WHERE id = 1"
+        " last_mailbox_id, quota_bytes, quota_messages FROM state WHERE id = 1"
     ).fetchone()
     return State(*row)
 
@@ -156,7 +156,7 @@ class AccountCore:
         self._ilock = threading.Lock()
         self._unlinked: list[int] = []
         # the newest changes committed by this process, consecutive seqs (recent_changes)
-        self._recent: collections.deque[Change] = collections.deque(maxlen=CHANGES_IN_MEMORY)
+        self._recent: collections.deque[Record] = collections.deque(maxlen=CHANGES_IN_MEMORY)
         self._recent_lock = threading.Lock()
         self._commits = 0
         self.closed = False
@@ -303,29 +303,15 @@ class AccountCore:
             if self.on_commit is not None:
                 self.on_commit(self.change_seq)
 
-    def _remember(
-        self, rows: list[tuple[int, str, int, int | None, int | None, str | None, str | None]]
-    ) -> None:
-        entries = [
-            Change(
-                seq=seq,
-                kind=kind,  # type: ignore[arg-type]
-                mailbox_id=mb,
-                uid=uid,
-                modseq=modseq,
-                flags=None if flags is None else flagset.decode(flags),
-                name=name,
-            )
-            for seq, kind, mb, uid, modseq, flags, name in rows
-        ]
+    def _remember(self, entries: list[Record]) -> None:
         with self._recent_lock:
             if self._recent and self._recent[-1].seq + 1 != entries[0].seq:
                 self._recent.clear()  # another process committed in between: a gap
             self._recent.extend(entries)
 
-    def recent_changes(self, seq: int, mailbox_id: int | None) -> list[Change] | None:
-        """The changes after ``seq`` (of ``mailbox_id``) from memory, exactly what the
-        change log holds up to :attr:`change_seq`; None when memory does not cover them
+    def recent_changes(self, seq: int, mailbox_id: int | None) -> list[Record] | None:
+        """The records after ``seq`` (of ``mailbox_id``) from memory, exactly what the
+        journal holds up to :attr:`change_seq`; None when memory does not cover them
         all (read the index then)."""
         with self._recent_lock:
             recent = self._recent
@@ -337,20 +323,25 @@ class AccountCore:
             found = list(itertools.islice(recent, seq + 1 - first, None))
         if mailbox_id is None:
             return found
-        return [c for c in found if c.mailbox_id == mailbox_id]
+        return [c for c in found if mailbox_of(c) == mailbox_id]
 
     def _prune(self) -> None:
         conn = self.wconn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("DELETE FROM changes WHERE seq <= ?", (self.change_seq - CHANGES_KEPT,))
+            readers.prune(conn, self.id, CHANGES_KEPT)
             conn.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_KEYS_KEPT,))
             conn.execute("COMMIT")
         except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            log.warning("pruning the change log failed", account=self.id)
+            log.warning("pruning the journal failed", account=self.id)
+
+    def prune(self) -> None:
+        """Prune now (writer thread); otherwise every :data:`PRUNE_EVERY` commits."""
+        self._writer_conn()
+        self._prune()
 
     # --- reads (any thread) -----------------------------------------------------------
     @contextlib.contextmanager

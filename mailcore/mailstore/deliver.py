@@ -3,6 +3,7 @@ one account, idempotent by delivery key (writer-thread side)."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Sequence
 
@@ -37,6 +38,7 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
     datas = [message.to_crlf(d.data) for d in items]
     parsed = [message.parse(data) for data in datas]
     blobs = [message.dumps(p) for p in parsed]
+    hashes = [hashlib.sha256(data).digest() for data in datas]
     item_flags = [flagset.normalize(d.flags) for d in items]
     results: list[DeliveryResult | None] = [None] * len(items)
     with core.txn() as t:
@@ -49,6 +51,8 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
         first_of: dict[str, int] = {}
         pending_bytes = pending_messages = 0
         for i, d in enumerate(items):
+            if i == 0 or d.quota != items[i - 1].quota:
+                quota.note(t, d.quota)
             if d.key in existing:
                 mb_id, uid = existing[d.key]
                 results[i] = DeliveryResult(d.key, "duplicate", mb_id, uid)
@@ -86,6 +90,8 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
                         items[i].internal_date,
                         len(datas[i]),
                         searchdata.of(parsed[i]),
+                        hashes[i],
+                        items[i].key,
                     )
                     for i, fid in entries
                 ]

@@ -20,10 +20,11 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import deliver as delivery
 from mailcore.mailstore import layout, mailboxes, migrate
 from mailcore.mailstore.account import Account
-from mailcore.mailstore.core import AccountCore
+from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
 from mailcore.mailstore.files import FileWriter, is_full, sync_dir
 from mailcore.mailstore.model import Delivery, DeliveryResult
+from mailcore.mailstore.records import AccountRemovedRecord
 from mailcore.mailstore.threads import Writer
 
 log = get_logger("mailstore")
@@ -127,8 +128,9 @@ class MailStore:
         """Where ``account_id``'s mail lives (for ``mailctl path``)."""
         return layout.account_dir(self.root, account_id)
 
-    async def account(self, account_id: str) -> Account:
-        """The account, opened (and created with its default mailboxes) on first use."""
+    async def account(self, account_id: str, *, replica: bool = False) -> Account:
+        """The account, opened (and created with its default mailboxes) on first use;
+        ``replica``: created empty, for a peer's journal to fill (replica apply)."""
         if self._closed:
             raise StoreClosed("the mail store is closed")
         found = self._known(account_id)
@@ -142,7 +144,8 @@ class MailStore:
                 return found
             core = AccountCore(account_id, path, self._files)
             writer = self._writer_for(account_id)
-            await writer.submit(lambda: core.open(mailboxes.create_defaults, migrate.upgrade))
+            setup = _no_mailboxes if replica else mailboxes.create_defaults
+            await writer.submit(lambda: core.open(setup, migrate.upgrade))
             acct = Account(core, writer, self._readers, self._loop, self._max_size)
             self._accounts[account_id] = acct
             self._live[account_id] = acct
@@ -230,9 +233,23 @@ class MailStore:
             await self._trim(keep="")
         return [r for r in results if r is not None]
 
-    async def remove_account(self, account_id: str) -> None:
-        """Delete an account's mail: moved to trash at once, erased in the background."""
+    async def remove_account(self, account_id: str) -> AccountRemovedRecord | None:
+        """Delete an account's mail: moved to trash at once, erased in the background.
+
+        The account's journal gets its last record first (returned; None when the
+        account had no mail directory), for whoever follows it (the mirror)."""
         path = layout.account_dir(self.root, account_id)
+        last: AccountRemovedRecord | None = None
+        if path.exists():
+            opened = await self.account(account_id)
+
+            def farewell(t: Txn) -> AccountRemovedRecord:
+                rec = AccountRemovedRecord(t.next_seq(), t.at, account_id)
+                t.log(rec)
+                return rec
+
+            last = await opened._write(farewell)
+            del opened
         self._accounts.pop(account_id, None)
         acct = self._live.pop(account_id, None)
         core = acct._core if acct is not None else None
@@ -252,6 +269,7 @@ class MailStore:
 
         del acct
         await writer.submit(run)
+        return last
 
     async def __aenter__(self) -> MailStore:
         return self
@@ -259,6 +277,10 @@ class MailStore:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.close()
+
+
+def _no_mailboxes(t: Txn) -> None:
+    """A replica's new account: its mailboxes come from the primary's journal."""
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -79,3 +79,23 @@ class TooManyKeywords(MailstoreError):
     """A STORE/APPEND/COPY would give a message more keywords than
     :data:`~mailcore.mailstore.flags.MAX_KEYWORDS_PER_MESSAGE`, or a mailbox more distinct
     keywords than :data:`~mailcore.mailstore.flags.MAX_KEYWORDS_PER_MAILBOX`."""
+
+
+class ResyncRequired(MailstoreError):
+    """A journal reader fell further behind than the journal keeps for it (its size or
+    age ceiling): records it has not confirmed are gone. It must copy the account afresh
+    and register again with ``reset=True``."""
+
+
+class UnknownReader(MailstoreError):
+    """No journal reader of that name is registered."""
+
+
+class ReplicaConflict(MailstoreError):
+    """A peer's record cannot be applied: the UID is taken by a different message, or a
+    mailbox id or name is used by another mailbox. Nothing of the record was applied."""
+
+    def __init__(self, message: str, *, mailbox_id: int | None = None, uid: int | None = None):
+        super().__init__(message)
+        self.mailbox_id = mailbox_id
+        self.uid = uid

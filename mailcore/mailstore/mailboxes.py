@@ -14,6 +14,13 @@ from mailcore.mailstore.errors import (
     NoSuchMailbox,
 )
 from mailcore.mailstore.model import DEFAULT_MAILBOXES, SPECIAL_USE, MailboxInfo
+from mailcore.mailstore.records import (
+    MailboxCreateRecord,
+    MailboxDeleteRecord,
+    MailboxRenameRecord,
+    SubscribeRecord,
+    UnsubscribeRecord,
+)
 
 COLUMNS = "id, name, special_use, uidvalidity, uidnext, highestmodseq"
 
@@ -86,8 +93,13 @@ def _insert(t: Txn, name: str, special_use: str | None) -> MailboxRow:
         " VALUES (?, ?, ?, ?, 1, ?)",
         (mailbox_id, name, special_use, uidvalidity, t.modseq()),
     )
-    t.change("mailbox", mailbox_id, name=name)
-    return MailboxRow(mailbox_id, name, special_use, uidvalidity, 1, t.modseq())
+    modseq = t.modseq()
+    t.log(
+        MailboxCreateRecord(
+            t.next_seq(), t.at, mailbox_id, name, special_use, uidvalidity, 1, modseq
+        )
+    )
+    return MailboxRow(mailbox_id, name, special_use, uidvalidity, 1, modseq)
 
 
 def create(t: Txn, name: str, special_use: str | None = None) -> MailboxRow:
@@ -105,10 +117,24 @@ def create(t: Txn, name: str, special_use: str | None = None) -> MailboxRow:
 def create_defaults(t: Txn) -> None:
     for name, use in DEFAULT_MAILBOXES:
         _insert(t, name, use)
-        t.conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?)", (name,))
+        subscribe(t, name, True)
 
 
-def _drop_messages(t: Txn, mailbox_id: int) -> None:
+def subscribe(t: Txn, name: str, subscribed: bool) -> bool:
+    """Add or remove the subscription of a canonical ``name``, journalled when it
+    changes; whether it changed."""
+    if subscribed:
+        sql = "INSERT OR IGNORE INTO subscriptions VALUES (?)"
+    else:
+        sql = "DELETE FROM subscriptions WHERE name = ?"
+    if not t.conn.execute(sql, (name,)).rowcount:
+        return False
+    cls = SubscribeRecord if subscribed else UnsubscribeRecord
+    t.log(cls(t.next_seq(), t.at, name))
+    return True
+
+
+def drop_messages(t: Txn, mailbox_id: int) -> None:
     rows = t.conn.execute(
         "SELECT file_id, size FROM messages WHERE mailbox_id = ?", (mailbox_id,)
     ).fetchall()
@@ -125,10 +151,9 @@ def delete(t: Txn, name: str) -> None:
     row = require(t.conn, name)
     if names.is_inbox(row.name):
         raise MailboxNotAllowed("INBOX cannot be deleted")
-    _drop_messages(t, row.id)
+    drop_messages(t, row.id)
     t.conn.execute("DELETE FROM mailboxes WHERE id = ?", (row.id,))
-    t.modseq()
-    t.change("mailbox", row.id, name=None)
+    t.log(MailboxDeleteRecord(t.next_seq(), t.at, row.id, row.name, t.modseq()))
 
 
 def rename(t: Txn, old: str, new: str) -> list[tuple[int, int, int]]:
@@ -156,13 +181,13 @@ def rename(t: Txn, old: str, new: str) -> list[tuple[int, int, int]]:
     for _, _, to in moves:
         if to != target and by_name(t.conn, to) is not None:
             raise MailboxExists(f"mailbox {to!r} exists")
-    t.modseq()
+    modseq = t.modseq()
     for mailbox_id, frm, to in moves:
         names.canonical(to)  # the new names must be valid too (length, depth)
         t.conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (to, mailbox_id))
-        if t.conn.execute("DELETE FROM subscriptions WHERE name = ?", (frm,)).rowcount:
-            t.conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?)", (to,))
-        t.change("mailbox", mailbox_id, name=to)
+        t.log(MailboxRenameRecord(t.next_seq(), t.at, mailbox_id, frm, to, modseq))
+        if subscribe(t, frm, False):
+            subscribe(t, to, True)
     return []
 
 
@@ -179,13 +204,4 @@ def _rename_inbox(t: Txn, inbox: MailboxRow, target: str) -> list[tuple[int, int
 
 def set_subscribed(t: Txn, name: str, subscribed: bool) -> None:
     """RFC 3501 §6.3.6/§6.3.7; a name may be subscribed whether or not it exists."""
-    canonical = names.canonical(name)
-    if subscribed:
-        changed = t.conn.execute(
-            "INSERT OR IGNORE INTO subscriptions VALUES (?)", (canonical,)
-        ).rowcount
-    else:
-        changed = t.conn.execute("DELETE FROM subscriptions WHERE name = ?", (canonical,)).rowcount
-    row = by_name(t.conn, canonical)
-    if changed and row is not None:
-        t.change("mailbox", row.id, name=canonical)
+    subscribe(t, names.canonical(name), subscribed)

@@ -6,11 +6,12 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from mailcore.mailstore import digest, keywords, quota
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import keywords, quota
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.mailboxes import MailboxRow
 from mailcore.mailstore.model import CopyResult, FlagOp, Quota, StoreResult
+from mailcore.mailstore.records import AppendRecord, ExpungeRecord, FlagsRecord
 from mailcore.mailstore.searchdata import COLUMNS, NO_DATA, SearchData
 
 CHUNK = 500  # UIDs per "IN (...)" list
@@ -22,10 +23,14 @@ class NewMessage(NamedTuple):
     internal_date: float
     size: int
     search: SearchData = NO_DATA
+    sha256: bytes = b""  # of the stored bytes
+    delivery_key: str | None = None
 
 
-_NAMES = ", ".join(("mailbox_id, uid, modseq, flags, internal_date, size, file_id", *COLUMNS))
-_INSERT = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (7 + len(COLUMNS)))})"  # noqa: S608 (constants)
+_NAMES = ", ".join(
+    ("mailbox_id, uid, modseq, flags, internal_date, size, file_id, sha256", *COLUMNS)
+)
+_INSERT = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (8 + len(COLUMNS)))})"  # noqa: S608 (constants)
 
 
 def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -78,19 +83,40 @@ def insert(
         keywords.check_mailbox(t.conn, mb.id, added)
     modseq = t.modseq()
     # Read uidnext inside the write lock: several writers never hand out one UID twice.
-    row = t.conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mb.id,)).fetchone()
+    row = t.conn.execute("SELECT uidnext, digest FROM mailboxes WHERE id = ?", (mb.id,)).fetchone()
     first = int(row[0])
+    value = digest.load(row[1])
     uids = list(range(first, first + len(new)))
     rows = []
+    at = t.at
     for uid, m in zip(uids, new, strict=True):
         encoded = flagset.encode(m.flags)
-        rows.append((mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id, *m.search))
-        t.change("append", mb.id, uid=uid, modseq=modseq, flags=encoded)
+        sha = m.sha256
+        rows.append(
+            (mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id, sha, *m.search)
+        )
+        value ^= digest.contribution(uid, sha, encoded)
+        t.log(
+            AppendRecord(
+                t.next_seq(),
+                at,
+                mb.id,
+                mb.uidvalidity,
+                uid,
+                modseq,
+                m.internal_date,
+                m.size,
+                sha.hex(),
+                m.file_id,
+                m.flags,
+                m.delivery_key,
+            )
+        )
     t.conn.executemany(_INSERT, rows)
     t.conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, uid) for uid in uids])
     t.conn.execute(
-        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-        (first + len(new), modseq, mb.id),
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, digest = ? WHERE id = ?",
+        (first + len(new), modseq, digest.dump(value), mb.id),
     )
     t.state.usage_messages += len(new)
     t.state.usage_bytes += sum(m.size for m in new)
@@ -107,13 +133,14 @@ def set_flags(
     unchanged_since: int | None,
 ) -> StoreResult:
     """RFC 3501 §6.4.6 STORE with RFC 7162 §3.1.3 UNCHANGEDSINCE."""
-    rows = select_uids(t.conn, "uid, modseq, flags", mb.id, uids)
+    rows = select_uids(t.conn, "uid, modseq, flags, sha256", mb.id, uids)
     if op is not FlagOp.REMOVE:
         keywords.check_mailbox(t.conn, mb.id, keywords.of(new_flags))
     changed: list[tuple[int, int, frozenset[str]]] = []
     modified: list[int] = []
     updates: list[tuple[int, str, int, int]] = []
-    for uid, modseq, encoded in rows:
+    delta = digest.EMPTY
+    for uid, modseq, encoded, sha in rows:
         if unchanged_since is not None and modseq > unchanged_since:
             modified.append(uid)
             continue
@@ -126,17 +153,31 @@ def set_flags(
         text = flagset.encode(after)
         updates.append((new_modseq, text, mb.id, uid))
         changed.append((uid, new_modseq, after))
-        t.change("flags", mb.id, uid=uid, modseq=new_modseq, flags=text)
+        delta ^= digest.contribution(uid, sha, encoded) ^ digest.contribution(uid, sha, text)
+        t.log(FlagsRecord(t.next_seq(), t.at, mb.id, uid, new_modseq, after))
     if updates:
         t.conn.executemany(
             "UPDATE messages SET modseq = ?, flags = ? WHERE mailbox_id = ? AND uid = ?", updates
         )
-        t.conn.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (t.modseq(), mb.id))
+        _update_digest(t, mb.id, delta, highestmodseq=t.modseq())
     return StoreResult(changed=changed, modified=modified)
 
 
-def remove(t: Txn, mb: MailboxRow, rows: Sequence[tuple[int, int, int]], *, free: bool) -> None:
-    """Take (uid, file_id, size) rows out of ``mb``; remember them for QRESYNC."""
+def _update_digest(t: Txn, mailbox_id: int, delta: int, *, highestmodseq: int) -> None:
+    (old,) = t.conn.execute("SELECT digest FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    t.conn.execute(
+        "UPDATE mailboxes SET highestmodseq = ?, digest = ? WHERE id = ?",
+        (highestmodseq, digest.dump(digest.load(old) ^ delta), mailbox_id),
+    )
+
+
+REMOVE_COLUMNS = "uid, file_id, size, flags, sha256"  # the rows remove() takes
+
+
+def remove(
+    t: Txn, mb: MailboxRow, rows: Sequence[tuple[int, int, int, str, bytes | None]], *, free: bool
+) -> None:
+    """Take rows of :data:`REMOVE_COLUMNS` out of ``mb``; remember them for QRESYNC."""
     if not rows:
         return
     modseq = t.modseq()
@@ -147,9 +188,11 @@ def remove(t: Txn, mb: MailboxRow, rows: Sequence[tuple[int, int, int]], *, free
     t.conn.executemany(
         "INSERT OR REPLACE INTO expunged VALUES (?, ?, ?)", [(mb.id, r[0], modseq) for r in rows]
     )
-    t.conn.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mb.id))
+    delta = digest.EMPTY
     for r in rows:
-        t.change("expunge", mb.id, uid=r[0], modseq=modseq)
+        delta ^= digest.contribution(r[0], r[4], r[3])
+    _update_digest(t, mb.id, delta, highestmodseq=modseq)
+    t.log(ExpungeRecord(t.next_seq(), t.at, mb.id, tuple(r[0] for r in rows), modseq))
     t.state.usage_messages -= len(rows)
     t.state.usage_bytes -= sum(r[2] for r in rows)
     if free:
@@ -166,13 +209,11 @@ def expunge(
     if force and uids is None:
         raise ValueError("a forced expunge needs the UIDs to remove")
     if force:
-        rows = select_uids(t.conn, "uid, file_id, size", mb.id, uids)
+        rows = select_uids(t.conn, REMOVE_COLUMNS, mb.id, uids)
     else:
         # the same expression as the partial index messages_deleted (schema)
         extra = " AND instr(flags, '\\Deleted') > 0"
-        rows = select_uids(
-            t.conn, "uid, file_id, size", mb.id, uids, extra, index="messages_deleted"
-        )
+        rows = select_uids(t.conn, REMOVE_COLUMNS, mb.id, uids, extra, index="messages_deleted")
     remove(t, mb, rows, free=True)
     return [r[0] for r in rows]
 
@@ -189,16 +230,22 @@ def copy(
     """RFC 3501 §6.4.7 COPY / RFC 6851 MOVE: flags and internal date travel along, the
     file is shared, the copies are \\Recent in the destination."""
     rows = select_uids(
-        t.conn, "uid, flags, internal_date, size, file_id, " + ", ".join(COLUMNS), src.id, uids
+        t.conn,
+        "uid, flags, internal_date, size, file_id, sha256, " + ", ".join(COLUMNS),
+        src.id,
+        uids,
     )
     if not rows:
         return CopyResult(uidvalidity=dst.uidvalidity, mapping=[])
     if not move:
         quota_check(t, quota, sum(r[3] for r in rows), len(rows))
-    new = [NewMessage(r[4], flagset.decode(r[1]), r[2], r[3], SearchData(*r[5:])) for r in rows]
+    new = [
+        NewMessage(r[4], flagset.decode(r[1]), r[2], r[3], SearchData(*r[6:]), r[5] or b"")
+        for r in rows
+    ]
     new_uids = insert(t, dst, new)
     if move:
-        remove(t, src, [(r[0], r[4], r[3]) for r in rows], free=False)
+        remove(t, src, [(r[0], r[4], r[3], r[1], r[5]) for r in rows], free=False)
     return CopyResult(
         uidvalidity=dst.uidvalidity,
         mapping=[(r[0], uid) for r, uid in zip(rows, new_uids, strict=True)],
@@ -206,6 +253,7 @@ def copy(
 
 
 def quota_check(t: Txn, limits: Quota | None, add_bytes: int, add_messages: int) -> None:
+    quota.note(t, limits)
     quota.check(t.state, limits, add_bytes, add_messages)
 
 

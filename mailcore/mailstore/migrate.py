@@ -6,17 +6,25 @@ index or the upgraded one, never half of it.
 * 1 → 2: the search columns of ``messages`` (:mod:`mailcore.mailstore.searchdata`) are
   added and filled by parsing every stored message file once (about 0.2 ms per 10 KiB
   message: a few seconds for an account of 10,000 messages, once).
+* 2 → 3: the journal. Mailbox ids are never reused (``state.last_mailbox_id``); the
+  SHA-256 of every message file is computed once (``messages.sha256``) and every
+  mailbox's digest from it (:mod:`mailcore.mailstore.digest`); the journal starts with a
+  record per mailbox, subscription and message (so a replica can be built from it); the
+  old change log (``changes``) is dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 
 from mailcore import message
 from mailcore.logging import get_logger
-from mailcore.mailstore import layout, searchdata
+from mailcore.mailstore import digest, layout, searchdata
+from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
+from mailcore.mailstore.records import AppendRecord, MailboxCreateRecord, SubscribeRecord
 from mailcore.mailstore.schema import SCHEMA_VERSION
 
 log = get_logger("mailstore")
@@ -55,14 +63,80 @@ def _to_2(t: Txn) -> None:
 
 
 def _to_3(t: Txn) -> None:
+    conn = t.conn
     # Mailbox ids are never reused from now on: the next one is above every id the
     # index still mentions (mailboxes and the old change log).
-    conn = t.conn
-    (top,) = conn.execute(
-        "SELECT max(coalesce((SELECT max(id) FROM mailboxes), 0),"
-        " coalesce((SELECT max(mailbox_id) FROM changes), 0))"
-    ).fetchone()
+    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM mailboxes").fetchone()
+    if "mailbox_id" in _columns(conn, "changes"):
+        (logged,) = conn.execute("SELECT coalesce(max(mailbox_id), 0) FROM changes").fetchone()
+        top = max(top, logged)
     t.state.last_mailbox_id = max(t.state.last_mailbox_id, int(top))
+    if "sha256" not in _columns(conn, "messages"):
+        conn.execute("ALTER TABLE messages ADD COLUMN sha256 BLOB")
+    if "digest" not in _columns(conn, "mailboxes"):
+        conn.execute("ALTER TABLE mailboxes ADD COLUMN digest BLOB")
+    started = time.monotonic()
+    hashes = []
+    for (fid,) in conn.execute("SELECT DISTINCT file_id FROM messages").fetchall():
+        try:
+            with open(layout.message_path(t.core.path, fid), "rb") as fh:
+                hashes.append((hashlib.sha256(fh.read()).digest(), fid))
+        except OSError:
+            continue  # a missing file: NULL, as an empty one in the digest
+    conn.executemany("UPDATE messages SET sha256 = ? WHERE file_id = ?", hashes)
+    boxes = [r[0] for r in conn.execute("SELECT id FROM mailboxes ORDER BY id")]
+    for mailbox_id in boxes:
+        value = digest.dump(digest.recompute(conn, mailbox_id))
+        conn.execute("UPDATE mailboxes SET digest = ? WHERE id = ?", (value, mailbox_id))
+    _baseline(t)
+    conn.execute("DROP TABLE IF EXISTS changes")
+    log.info(
+        "index upgraded: journal started",
+        account=t.core.id,
+        files=len(hashes),
+        records=len(t.changes),
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+def _baseline(t: Txn) -> None:
+    """The journal of an upgraded index starts with what the index holds: a record per
+    mailbox, subscription and message, so replaying it from zero rebuilds the account
+    (the old change log had too little to say so; it is dropped)."""
+    conn = t.conn
+    boxes = conn.execute(
+        "SELECT id, name, special_use, uidvalidity, uidnext, highestmodseq"
+        " FROM mailboxes ORDER BY id"
+    ).fetchall()
+    for mailbox_id, name, use, uidvalidity, uidnext, highest in boxes:
+        t.log(
+            MailboxCreateRecord(
+                t.next_seq(), t.at, mailbox_id, name, use, uidvalidity, uidnext, highest
+            )
+        )
+    for (name,) in conn.execute("SELECT name FROM subscriptions ORDER BY name").fetchall():
+        t.log(SubscribeRecord(t.next_seq(), t.at, name))
+    by_box = {r[0]: r[3] for r in boxes}
+    rows = conn.execute(
+        "SELECT mailbox_id, uid, modseq, flags, internal_date, size, file_id, sha256"
+        " FROM messages ORDER BY mailbox_id, uid"
+    )
+    for mailbox_id, uid, modseq, flags, date, size, fid, sha in rows:
+        t.log(
+            AppendRecord(
+                t.next_seq(),
+                t.at,
+                mailbox_id,
+                by_box[mailbox_id],
+                uid,
+                modseq,
+                date,
+                size,
+                (sha or b"").hex(),
+                fid,
+                flagset.decode(flags),
+            )
+        )
 
 
 _STEPS = {2: _to_2, 3: _to_3}

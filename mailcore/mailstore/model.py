@@ -76,7 +76,7 @@ class Snapshot:
     """What SELECT needs, read in one consistent transaction without any message file.
 
     ``uids`` ascend; ``modseqs[i]`` and ``flags[i]`` belong to ``uids[i]``. ``change_seq``
-    is the account's change log position the snapshot reflects: follow it with
+    is the account's journal position the snapshot reflects: follow it with
     :meth:`Account.changes_since` to stay current.
     """
 
@@ -127,27 +127,6 @@ class CopyResult:
 
     uidvalidity: int
     mapping: list[tuple[int, int]]
-
-
-ChangeKind = Literal["append", "flags", "expunge", "mailbox"]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One entry of the account's change log (per-account ``seq``, ascending).
-
-    ``append``/``flags``: uid, modseq and the message's flags; ``expunge``: uid and the
-    modseq of the expunge; ``mailbox``: a mailbox was created, deleted, renamed or
-    (un)subscribed — ``name`` is its name now (None once deleted).
-    """
-
-    seq: int
-    kind: ChangeKind
-    mailbox_id: int
-    uid: int | None
-    modseq: int | None
-    flags: frozenset[str] | None
-    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

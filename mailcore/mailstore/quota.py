@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mailcore.mailstore.core import State
+from mailcore.mailstore.core import State, Txn
 from mailcore.mailstore.errors import QuotaExceeded
 from mailcore.mailstore.model import Quota
+from mailcore.mailstore.records import QuotaRecord
 
 
 def fits(state: State, quota: Quota | None, add_bytes: int, add_messages: int) -> bool:
@@ -23,3 +24,14 @@ def check(state: State, quota: Quota | None, add_bytes: int, add_messages: int) 
             f"quota exceeded: {state.usage_bytes + add_bytes} of {quota.bytes or '∞'} bytes, "
             f"{state.usage_messages + add_messages} of {quota.messages or '∞'} messages"
         )
+
+
+def note(t: Txn, quota: Quota | None) -> None:
+    """Journal the account's quota when the directory gives one other than the last
+    journalled (every write that checks the quota passes it here)."""
+    if quota is None:
+        return
+    s = t.state
+    if quota.bytes != s.quota_bytes or quota.messages != s.quota_messages:
+        s.quota_bytes, s.quota_messages = quota.bytes, quota.messages
+        t.log(QuotaRecord(t.next_seq(), t.at, quota.bytes, quota.messages))

@@ -9,9 +9,8 @@ from mailcore import message
 from mailcore.logging import get_logger
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import mailboxes, snapshots
-from mailcore.mailstore.errors import ChangeLogTruncated
 from mailcore.mailstore.messages import select_uids
-from mailcore.mailstore.model import Change, MailboxStatus, MessageRecord, Snapshot
+from mailcore.mailstore.model import MailboxStatus, MessageRecord, Snapshot
 from mailcore.mailstore.snapshots import SnapshotCache
 
 log = get_logger("mailstore")
@@ -85,31 +84,6 @@ def fetch(
         )
         for r in rows
     ]
-
-
-def changes_since(conn: sqlite3.Connection, seq: int, mailbox_id: int | None) -> list[Change]:
-    first = conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
-    if first is not None and seq < first - 1:
-        raise ChangeLogTruncated(f"changes before {first} are no longer kept")
-    sql = "SELECT seq, kind, mailbox_id, uid, modseq, flags, name FROM changes WHERE seq > ?"
-    args: tuple[int, ...] = (seq,)
-    if mailbox_id is not None:
-        sql += " AND mailbox_id = ?"
-        args = (seq, mailbox_id)
-    out = []
-    for s, kind, mb, uid, modseq, flags, name in conn.execute(sql + " ORDER BY seq", args):
-        out.append(
-            Change(
-                seq=s,
-                kind=kind,
-                mailbox_id=mb,
-                uid=uid,
-                modseq=modseq,
-                flags=None if flags is None else flagset.decode(flags),
-                name=name,
-            )
-        )
-    return out
 
 
 def expunged_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[int]:

@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS state (
     usage_bytes INTEGER NOT NULL,
     usage_messages INTEGER NOT NULL,
     created REAL NOT NULL,
-    last_mailbox_id INTEGER NOT NULL DEFAULT 0  -- version 3: mailbox ids are never reused
+    -- version 3:
+    last_mailbox_id INTEGER NOT NULL DEFAULT 0, -- mailbox ids are never reused
+    quota_bytes INTEGER NOT NULL DEFAULT 0,     -- the quota last journalled
+    quota_messages INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS mailboxes (
     id INTEGER PRIMARY KEY,
@@ -32,7 +35,8 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     special_use TEXT,
     uidvalidity INTEGER NOT NULL,
     uidnext INTEGER NOT NULL,
-    highestmodseq INTEGER NOT NULL
+    highestmodseq INTEGER NOT NULL,
+    digest BLOB                         -- version 3: mailcore.mailstore.digest (NULL: empty)
 );
 CREATE TABLE IF NOT EXISTS subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
@@ -56,6 +60,7 @@ CREATE TABLE IF NOT EXISTS messages (
     s_bcc TEXT,
     s_subject TEXT,
     sent_day INTEGER,                   -- the Date header's own day, yyyymmdd
+    sha256 BLOB,                        -- version 3: of the stored bytes (32 bytes)
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_file ON messages (file_id);
@@ -73,15 +78,20 @@ CREATE TABLE IF NOT EXISTS expunged (
     modseq INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    mailbox_id INTEGER NOT NULL,
-    uid INTEGER,
-    modseq INTEGER,
-    flags TEXT,
-    name TEXT
+-- version 3: the journal (mailcore.mailstore.journal), replacing the change log "changes"
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,            -- dense per account, = state.change_seq when newest
+    kind TEXT NOT NULL,                 -- mailcore.mailstore.records.RecordKind
+    mailbox_id INTEGER,                 -- NULL: subscriptions, quota, account removal
+    at REAL NOT NULL,
+    data TEXT NOT NULL                  -- JSON array of the record's other fields
 );
+CREATE TABLE IF NOT EXISTS journal_readers (
+    name TEXT PRIMARY KEY,              -- e.g. mirror:store-b
+    position INTEGER NOT NULL,          -- last record the reader confirmed
+    confirmed_at REAL NOT NULL,
+    resync INTEGER NOT NULL DEFAULT 0   -- 1: fell beyond the ceiling, must start over
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY,
     mailbox_id INTEGER NOT NULL,
@@ -107,6 +117,8 @@ def connect(path: Path, *, durable: bool, wait: bool = True) -> sqlite3.Connecti
 
 _STATE_COLUMNS = {  # added by version 3; filled by migrate._to_3
     "last_mailbox_id": "INTEGER NOT NULL DEFAULT 0",
+    "quota_bytes": "INTEGER NOT NULL DEFAULT 0",
+    "quota_messages": "INTEGER NOT NULL DEFAULT 0",
 }
 
 

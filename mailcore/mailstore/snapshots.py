@@ -22,8 +22,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from mailcore.mailstore import flags as flagset
-from mailcore.mailstore import mailboxes
+from mailcore.mailstore import journal, mailboxes
+from mailcore.mailstore.errors import ChangeLogTruncated
 from mailcore.mailstore.model import Snapshot
+from mailcore.mailstore.records import AppendRecord, ExpungeRecord, FlagsRecord
 
 MAX_REPLAY = 2000  # changes applied to a kept snapshot; beyond that, a full read
 MAX_MAILBOXES = 16  # snapshots kept per account (the mailboxes its sessions use most)
@@ -97,36 +99,34 @@ def _replay(
     conn: sqlite3.Connection, mailbox_id: int, entry: _Entry, change_seq: int
 ) -> _Entry | None:
     """``entry`` brought to ``change_seq``, or None when it cannot be (read afresh)."""
-    first = conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
-    if first is None or first > entry.change_seq + 1:
+    try:
+        records = journal.read(
+            conn, entry.change_seq, mailbox_id=mailbox_id, upto=change_seq, limit=MAX_REPLAY + 1
+        )
+    except ChangeLogTruncated:
         return None  # pruned: the changes since the entry are not all there
-    rows = conn.execute(
-        "SELECT kind, uid, modseq, flags FROM changes WHERE seq > ? AND seq <= ?"
-        " AND mailbox_id = ? ORDER BY seq LIMIT ?",
-        (entry.change_seq, change_seq, mailbox_id, MAX_REPLAY + 1),
-    ).fetchall()
-    if len(rows) > MAX_REPLAY:
+    if len(records) > MAX_REPLAY:
         return None
     uids, modseqs, flags = list(entry.uids), list(entry.modseqs), list(entry.flags)
-    decode = flagset.decode
-    for kind, uid, modseq, text in rows:
-        if kind == "append":
-            if uids and uid <= uids[-1]:
+    for rec in records:
+        if isinstance(rec, AppendRecord):
+            if uids and rec.uid <= uids[-1]:
                 return None  # UIDs are appended in ascending order; anything else: reread
-            uids.append(uid)
-            modseqs.append(modseq)
-            flags.append(decode(text or ""))
-            continue
-        if kind not in ("flags", "expunge"):
-            return None  # a mailbox change: create, delete, rename, subscription
-        i = bisect.bisect_left(uids, uid)
-        if i == len(uids) or uids[i] != uid:
-            continue
-        if kind == "flags":
-            modseqs[i] = modseq
-            flags[i] = decode(text or "")
+            uids.append(rec.uid)
+            modseqs.append(rec.modseq)
+            flags.append(rec.flags)
+        elif isinstance(rec, FlagsRecord):
+            i = bisect.bisect_left(uids, rec.uid)
+            if i < len(uids) and uids[i] == rec.uid:
+                modseqs[i] = rec.modseq
+                flags[i] = rec.flags
+        elif isinstance(rec, ExpungeRecord):
+            for uid in rec.uids:
+                i = bisect.bisect_left(uids, uid)
+                if i < len(uids) and uids[i] == uid:
+                    del uids[i], modseqs[i], flags[i]
         else:
-            del uids[i], modseqs[i], flags[i]
+            return None  # a mailbox change: create, delete, rename, uidnext
     return _Entry(entry.uidvalidity, change_seq, uids, modseqs, flags)
 
 

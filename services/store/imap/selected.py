@@ -9,9 +9,17 @@ until a command that may report them (never during FETCH, STORE or SEARCH).
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from mailcore.mailstore import ChangeLogTruncated, NoSuchMailbox
+from mailcore.mailstore.records import (
+    AppendRecord,
+    ExpungeRecord,
+    FlagsRecord,
+    MailboxDeleteRecord,
+    MailboxRenameRecord,
+    mailbox_of,
+)
 from services.store.imap import responses
 from services.store.imap.commands import SeqSet
 from services.store.imap.errors import bad
@@ -127,8 +135,7 @@ class Selected:
         try:
             snap = await acct.snapshot(self.mailbox_id)
         except NoSuchMailbox:
-            s.untagged("BYE Selected mailbox no longer exists")
-            raise CloseSession from None
+            self._gone(s)
         known = {u: i for i, u in enumerate(self.uids)}
         last = self.uids[-1] if self.uids else 0
         unplaceable = any(u <= last and u not in known for u in snap.uids)
@@ -173,40 +180,36 @@ class Selected:
         self.seen = max(self.seen, upto)
         appended = 0
         flag_updates: dict[int, None] = {}
-        mailbox_changed = False
         for ch in changes:
             self.seen = max(self.seen, ch.seq)
-            if ch.mailbox_id != self.mailbox_id:
+            if mailbox_of(ch) != self.mailbox_id:
                 continue
-            if ch.modseq is not None:
-                self.highestmodseq = max(self.highestmodseq, ch.modseq)
-            if ch.kind == "append" and ch.uid is not None:
+            if isinstance(ch, MailboxDeleteRecord):
+                # deleted (or deleted and replaced: ids are never reused) by another
+                # session: nothing of it may be shown any more, as Dovecot does
+                self._gone(s)
+            modseq = getattr(ch, "modseq", None)
+            if modseq is not None:
+                self.highestmodseq = max(self.highestmodseq, modseq)
+            if isinstance(ch, AppendRecord):
                 if not self.uids or ch.uid > self.uids[-1]:
                     self.uids.append(ch.uid)
-                    self.flags.append(ch.flags or frozenset())
-                    self.modseqs.append(ch.modseq or 0)
+                    self.flags.append(ch.flags)
+                    self.modseqs.append(ch.modseq)
                     self.uidnext = max(self.uidnext, ch.uid + 1)
                     appended += 1
-            elif ch.kind == "flags" and ch.uid is not None:
+            elif isinstance(ch, FlagsRecord):
                 i = self.index_of(ch.uid)
-                if i is not None and ch.flags is not None and ch.flags != self.flags[i]:
+                if i is not None and ch.flags != self.flags[i]:
                     self.set_flags(i, ch.flags, ch.modseq)
                     flag_updates[i] = None
-                elif (
-                    i is not None
-                    and ch.modseq is not None
-                    and s.condstore
-                    and ch.modseq > self.modseqs[i]
-                ):
+                elif i is not None and s.condstore and ch.modseq > self.modseqs[i]:
                     self.modseqs[i] = ch.modseq
                     flag_updates[i] = None
-            elif ch.kind == "expunge" and ch.uid is not None:
-                if self.index_of(ch.uid) is not None:
-                    self.pending_expunge.add(ch.uid)
-            elif ch.kind == "mailbox":
-                mailbox_changed = True
-        if mailbox_changed:
-            await self._check_still_there(s)
+            elif isinstance(ch, ExpungeRecord):
+                self.pending_expunge.update(u for u in ch.uids if self.index_of(u) is not None)
+            elif isinstance(ch, MailboxRenameRecord):
+                self.name = ch.new_name  # same id, same UIDVALIDITY: the view stays valid
         if appended:
             s.untagged(f"{len(self.uids)} EXISTS")
             if not s.rev2:
@@ -235,12 +238,8 @@ class Selected:
             responses.flag_list(self.shown_flags(s, i)),
         )
 
-    async def _check_still_there(self, s: Session) -> None:
+    def _gone(self, s: Session) -> NoReturn:
         from services.store.imap.session import CloseSession
 
-        acct = s.account
-        assert acct is not None
-        if not any(m.id == self.mailbox_id for m in await acct.list_mailboxes()):
-            # the selected mailbox was deleted or renamed away by another session
-            s.untagged("BYE Selected mailbox no longer exists")
-            raise CloseSession
+        s.untagged("BYE Selected mailbox no longer exists")
+        raise CloseSession

@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from mailcore.mailstore import Account, Change, Delivery, FlagOp, MailStore, core, reads
+from mailcore.mailstore import Account, Delivery, FlagOp, MailStore, core, journal
+from mailcore.mailstore.records import (
+    AppendRecord,
+    ExpungeRecord,
+    FlagsRecord,
+    MailboxCreateRecord,
+    MailboxDeleteRecord,
+    MailboxRenameRecord,
+    Record,
+    mailbox_of,
+)
 from tests.mailcore.mailstore.conftest import message
 
 
@@ -22,20 +32,26 @@ async def test_every_write_appends_typed_changes(account: Account) -> None:
     await account.rename_mailbox("Folder", "Renamed")
     await account.delete_mailbox("Renamed")
     changes = await account.changes_since(start)
-    kinds = [(c.kind, c.mailbox_id, c.uid) for c in changes]
+    kinds = [(c.kind, mailbox_of(c)) for c in changes]
     assert kinds == [
-        ("append", inbox.id, 1),
-        ("flags", inbox.id, 1),
-        ("expunge", inbox.id, 1),
-        ("mailbox", box.id, None),
-        ("mailbox", box.id, None),
-        ("mailbox", box.id, None),
+        ("append", inbox.id),
+        ("flags", inbox.id),
+        ("expunge", inbox.id),
+        ("mailbox-create", box.id),
+        ("mailbox-rename", box.id),
+        ("mailbox-delete", box.id),
     ]
-    assert [c.name for c in changes[3:]] == ["Folder", "Renamed", None]
-    assert changes[1].flags == {"\\Deleted"}
+    append, flags, expunge, create, rename, delete = changes
+    assert isinstance(append, AppendRecord) and append.uid == 1
+    assert isinstance(flags, FlagsRecord) and flags.flags == {"\\Deleted"}
+    assert isinstance(expunge, ExpungeRecord) and expunge.uids == (1,)
+    assert isinstance(create, MailboxCreateRecord) and create.name == "Folder"
+    assert isinstance(rename, MailboxRenameRecord)
+    assert (rename.old_name, rename.new_name) == ("Folder", "Renamed")
+    assert isinstance(delete, MailboxDeleteRecord) and delete.name == "Renamed"
     seqs = [c.seq for c in changes]
     assert seqs == list(range(start + 1, start + 7)) and account.change_seq == seqs[-1]
-    modseqs = [c.modseq or 0 for c in changes[:3]]
+    modseqs = [append.modseq, flags.modseq, expunge.modseq]
     assert modseqs == sorted(set(modseqs))  # strictly increasing
     only_inbox = await account.changes_since(start, mailbox_id=inbox.id)
     assert [c.kind for c in only_inbox] == ["append", "flags", "expunge"]
@@ -52,7 +68,7 @@ async def test_wait_for_change_wakes_on_delivery(store: MailStore, account: Acco
     new_seq = await asyncio.wait_for(waiter, 10)
     assert new_seq > seq
     changes = await account.changes_since(seq)
-    assert [(c.kind, c.uid) for c in changes] == [("append", r.uid)]
+    assert [(c.kind, getattr(c, "uid", None)) for c in changes] == [("append", r.uid)]
 
 
 async def test_wait_for_change_times_out_and_returns_at_once_when_behind(
@@ -82,8 +98,8 @@ async def test_changes_survive_reopen(tmp_path: object) -> None:
         await store.close()
 
 
-async def _from_index(account: Account, seq: int, mailbox_id: int | None = None) -> list[Change]:
-    return await account._read(lambda c: reads.changes_since(c, seq, mailbox_id))
+async def _from_index(account: Account, seq: int, mailbox_id: int | None = None) -> list[Record]:
+    return await account._read(lambda c: journal.read(c, seq, mailbox_id=mailbox_id))
 
 
 async def test_recent_changes_come_from_memory_and_equal_the_index(
@@ -131,14 +147,19 @@ async def test_changes_beyond_memory_or_from_another_process_come_from_the_index
         for i in range(6):
             await a.append(inbox, message(f"a{i}"))
         # older than memory holds: read from the index, same answer
-        assert [c.uid for c in await a.changes_since(start)] == [1, 2, 3, 4, 5, 6]
+        assert [_uid(c) for c in await a.changes_since(start)] == [1, 2, 3, 4, 5, 6]
         before_b = a.change_seq
         await b.append(inbox, message("from b"))  # a gap in a's memory
         await a.append(inbox, message("a again"))
         got = await a.changes_since(before_b)
-        assert [c.uid for c in got] == [7, 8]  # b's change is not lost
+        assert [_uid(c) for c in got] == [7, 8]  # b's change is not lost
         assert got == await _from_index(a, before_b)
-        assert [c.uid for c in await a.changes_since(a.change_seq - 1)] == [8]
+        assert [_uid(c) for c in await a.changes_since(a.change_seq - 1)] == [8]
     finally:
         await one.close()
         await two.close()
+
+
+def _uid(rec: Record) -> int:
+    assert isinstance(rec, AppendRecord)
+    return rec.uid

@@ -97,7 +97,7 @@ async def test_pruned_change_log_or_long_replay_reads_afresh(
     await acct.store_flags(inbox, [3], FlagOp.ADD, ["\\Flagged"])
     await acct.expunge(inbox, [1], force=True)
     conn = sqlite3.connect(path)
-    conn.execute("DELETE FROM changes WHERE seq < (SELECT max(seq) FROM changes)")
+    conn.execute("DELETE FROM journal WHERE seq < (SELECT max(seq) FROM journal)")
     conn.commit()
     conn.close()
     snap = await _check(acct, path, inbox)

@@ -1,0 +1,134 @@
+"""Journal readers with positions, and pruning that keeps what they need.
+
+A reader (``mirror:store-b``) is a row of ``journal_readers``: the last record it
+confirmed. Pruning deletes records older than both the newest :data:`core.CHANGES_KEPT`
+and the oldest position of a reader in good standing, so a reader never loses a record it
+has not confirmed. A reader that falls further behind than :data:`MAX_BEHIND` records, or
+confirms nothing for :data:`MAX_AGE` seconds while records wait for it, is marked
+``resync`` (counted in ``postern_journal_reader_resync_total``) and no longer holds
+records back; reading or confirming then raises :class:`ResyncRequired`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import TYPE_CHECKING
+
+from mailcore import metrics
+from mailcore.logging import get_logger
+from mailcore.mailstore import journal
+from mailcore.mailstore.errors import ResyncRequired, UnknownReader
+from mailcore.mailstore.records import ReaderPosition, Record
+
+if TYPE_CHECKING:
+    from mailcore.mailstore.core import Txn
+
+log = get_logger("mailstore")
+
+MAX_BEHIND = 5_000_000  # records a reader may lag before it is told to resync
+MAX_AGE = 30 * 86400.0  # seconds a lagging reader may go without confirming
+
+
+def _row(conn: sqlite3.Connection, name: str) -> tuple[int, float, int]:
+    row = conn.execute(
+        "SELECT position, confirmed_at, resync FROM journal_readers WHERE name = ?", (name,)
+    ).fetchone()
+    if row is None:
+        raise UnknownReader(f"no journal reader {name!r}")
+    return int(row[0]), float(row[1]), int(row[2])
+
+
+def register(t: Txn, name: str, position: int | None, *, reset: bool) -> ReaderPosition:
+    """Register ``name`` at ``position`` (default: the journal's head). An existing reader
+    keeps its position unless ``reset`` (after it copied the account afresh)."""
+    head = t.state.change_seq
+    at = head if position is None else max(0, min(position, head))
+    if not name or len(name) > 200:
+        raise ValueError("a reader name is 1 to 200 characters")
+    found = t.conn.execute("SELECT 1 FROM journal_readers WHERE name = ?", (name,)).fetchone()
+    if found is None or reset:
+        t.conn.execute(
+            "INSERT OR REPLACE INTO journal_readers VALUES (?, ?, ?, 0)", (name, at, time.time())
+        )
+    return position_of(t.conn, name)
+
+
+def unregister(t: Txn, name: str) -> None:
+    if not t.conn.execute("DELETE FROM journal_readers WHERE name = ?", (name,)).rowcount:
+        raise UnknownReader(f"no journal reader {name!r}")
+
+
+def confirm(t: Txn, name: str, seq: int) -> None:
+    """``name`` applied every record up to ``seq``; positions never go back."""
+    position, _, resync = _row(t.conn, name)
+    if resync:
+        raise ResyncRequired(f"journal reader {name!r} must resync")
+    if seq > t.state.change_seq:
+        raise ValueError(f"record {seq} does not exist yet (head {t.state.change_seq})")
+    t.conn.execute(
+        "UPDATE journal_readers SET position = ?, confirmed_at = ? WHERE name = ?",
+        (max(position, seq), time.time(), name),
+    )
+
+
+def read(conn: sqlite3.Connection, name: str, limit: int) -> list[Record]:
+    """The next records for ``name`` after its confirmed position (at most ``limit``)."""
+    position, _, resync = _row(conn, name)
+    if resync:
+        raise ResyncRequired(f"journal reader {name!r} must resync")
+    return journal.read(conn, position, limit=limit)
+
+
+def position_of(conn: sqlite3.Connection, name: str) -> ReaderPosition:
+    position, confirmed_at, resync = _row(conn, name)
+    (head,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
+    return ReaderPosition(name, position, confirmed_at, bool(resync), head - position)
+
+
+def all_positions(conn: sqlite3.Connection) -> list[ReaderPosition]:
+    (head,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
+    rows = conn.execute(
+        "SELECT name, position, confirmed_at, resync FROM journal_readers ORDER BY name"
+    )
+    return [ReaderPosition(n, p, c, bool(r), head - p) for n, p, c, r in rows]
+
+
+def prune(conn: sqlite3.Connection, account_id: str, keep: int) -> int:
+    """Inside the caller's write transaction: mark readers beyond the ceilings, then delete
+    the records nobody needs (older than the newest ``keep`` and than every reader in
+    good standing). The number of records deleted."""
+    (head,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
+    now = time.time()
+    floor = head - keep
+    for name, position, confirmed_at, resync in conn.execute(
+        "SELECT name, position, confirmed_at, resync FROM journal_readers"
+    ).fetchall():
+        if resync:
+            continue
+        behind = head - position
+        if behind > MAX_BEHIND or (behind > 0 and now - confirmed_at > MAX_AGE):
+            conn.execute("UPDATE journal_readers SET resync = 1 WHERE name = ?", (name,))
+            metrics.JOURNAL_READER_RESYNC.labels(reader=name).inc()
+            log.warning(
+                "journal reader must resync", account=account_id, reader=name, behind=behind
+            )
+            continue
+        floor = min(floor, position)
+    deleted = conn.execute("DELETE FROM journal WHERE seq <= ?", (floor,)).rowcount
+    if deleted:
+        metrics.JOURNAL_PRUNED.inc(deleted)
+    return int(deleted)
+
+
+__all__ = [
+    "MAX_AGE",
+    "MAX_BEHIND",
+    "all_positions",
+    "confirm",
+    "position_of",
+    "prune",
+    "read",
+    "register",
+    "unregister",
+]

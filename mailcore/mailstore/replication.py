@@ -1,0 +1,96 @@
+"""What a mirror (or any journal consumer) uses of one account: ``account.replication``.
+
+Reading the journal by position, named readers with confirmed positions, replica apply,
+mailbox digests. See docs/storage.md "Journal" and the modules behind each method
+(journal.py, readers.py, replica.py, digest.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailcore.mailstore import digest, journal, layout, readers, replica
+from mailcore.mailstore.records import MailboxDigest, RangeDigest, ReaderPosition, Record
+
+if TYPE_CHECKING:
+    from mailcore.mailstore.account import Account
+
+READ_LIMIT = 1000  # records per read unless asked otherwise
+
+
+class Replication:
+    def __init__(self, account: Account) -> None:
+        self._acct = account
+
+    # --- reading --------------------------------------------------------------------------
+    @property
+    def head(self) -> int:
+        """The newest record's ``seq`` (0: none yet)."""
+        return self._acct.change_seq
+
+    async def read(self, after: int, limit: int = READ_LIMIT) -> list[Record]:
+        """Records with ``seq > after``, ascending, at most ``limit``; raises
+        :class:`ChangeLogTruncated` when some of them were pruned."""
+        return await self._acct._read(lambda c: journal.read(c, after, limit=limit))
+
+    async def first_kept(self) -> int | None:
+        """The oldest record still kept (None: the journal is empty)."""
+        return await self._acct._read(journal.first_kept)
+
+    def message_bytes(self, file_id: int) -> bytes | None:
+        """The stored bytes an append record names (``file_id``); None once every copy of
+        the message was expunged (apply the record with ``data=None`` then)."""
+        path = layout.message_path(self._acct._core.path, file_id)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    # --- readers --------------------------------------------------------------------------
+    async def register_reader(
+        self, name: str, position: int | None = None, *, reset: bool = False
+    ) -> ReaderPosition:
+        """Register reader ``name`` at ``position`` (default: the head); an existing one
+        keeps its position unless ``reset`` (after a full resync)."""
+        return await self._acct._write(lambda t: readers.register(t, name, position, reset=reset))
+
+    async def unregister_reader(self, name: str) -> None:
+        await self._acct._write(lambda t: readers.unregister(t, name))
+
+    async def confirm(self, name: str, seq: int) -> None:
+        """``name`` has applied every record up to ``seq`` (they may be pruned now).
+        Raises :class:`ResyncRequired` for a reader beyond its ceiling."""
+        await self._acct._write(lambda t: readers.confirm(t, name, seq), durable=False)
+
+    async def read_for(self, name: str, limit: int = READ_LIMIT) -> list[Record]:
+        """The records after ``name``'s confirmed position (:class:`ResyncRequired`)."""
+        return await self._acct._read(lambda c: readers.read(c, name, limit))
+
+    async def readers(self) -> list[ReaderPosition]:
+        return await self._acct._read(readers.all_positions)
+
+    async def prune(self) -> None:
+        """Prune now (the store also does every few hundred commits)."""
+        core = self._acct._core
+        await self._acct._writer.submit(core.prune)
+
+    # --- replica apply --------------------------------------------------------------------
+    async def apply(self, rec: Record, data: bytes | None = None) -> bool:
+        """Apply a peer's record verbatim (same UID, UIDVALIDITY, modseq, internal date,
+        mailbox id); ``data``: the stored bytes for an append. False: it was applied
+        already. :class:`ReplicaConflict`: refused, nothing applied."""
+        return await self._acct._write(lambda t: replica.apply(t, rec, data))
+
+    async def raise_uidnext(self, mailbox_id: int, uidnext: int) -> bool:
+        """Never give out UIDs below ``uidnext`` in the mailbox (after a conflict)."""
+        return await self._acct._write(lambda t: replica.raise_uidnext(t, mailbox_id, uidnext))
+
+    # --- digests --------------------------------------------------------------------------
+    async def digest(self, mailbox_id: int) -> MailboxDigest:
+        return await self._acct._read(lambda c: digest.mailbox(c, mailbox_id))
+
+    async def range_digest(self, mailbox_id: int, first: int, last: int) -> RangeDigest:
+        return await self._acct._read(lambda c: digest.uid_range(c, mailbox_id, first, last))
+
+
+__all__ = ["Replication"]
