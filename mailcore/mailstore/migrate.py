@@ -9,8 +9,8 @@ index or the upgraded one, never half of it.
 * 2 → 3: the journal. Mailbox ids are never reused (``state.last_mailbox_id``); the
   SHA-256 of every message file is computed once (``messages.sha256``) and every
   mailbox's digest from it (:mod:`mailcore.mailstore.digest`); the journal starts with a
-  record per mailbox, subscription and message (so a replica can be built from it); the
-  old change log (``changes``) is dropped.
+  record per mailbox, subscription and message, numbered from 1 (so a replica can be
+  built from it); the old change log (``changes``) is dropped.
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def _to_3(t: Txn) -> None:
     for mailbox_id in boxes:
         value = digest.dump(digest.recompute(conn, mailbox_id))
         conn.execute("UPDATE mailboxes SET digest = ? WHERE id = ?", (value, mailbox_id))
-    _baseline(t)
     conn.execute("DROP TABLE IF EXISTS changes")
+    conn.execute("DELETE FROM journal")  # (empty, unless an index was downgraded by hand)
+    t.state.change_seq = 0  # positions in the old change log mean nothing to the journal
+    _baseline(t)
     log.info(
         "index upgraded: journal started",
         account=t.core.id,
