@@ -31,7 +31,7 @@ Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
     set_subscribed(name, bool); subscriptions() -> [str] (may name missing mailboxes)
     status(mailbox_id) -> MailboxStatus
     snapshot(mailbox_id) -> Snapshot       uids/modseqs/flags, no message file read; the
-        last one of the 16 busiest mailboxes is kept and replayed from the change log
+        last one of the 16 busiest mailboxes is kept and replayed from the journal
         (snapshots.py)
     fetch(mailbox_id, uids, parsed=True) -> [MessageRecord]   missing UIDs are skipped
     open_message(rec) -> BinaryIO          the stored bytes (NoSuchMessage once gone)
@@ -45,8 +45,23 @@ Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
         cancelling the awaiting task stops such a scan between two messages
     claim_recent(mailbox_id) -> {uid}      each message is \\Recent for one caller only
     usage() -> (bytes, messages)
-    change_seq; changes_since(seq, mailbox_id=None) -> [Change]  (recent ones from memory);
+    change_seq; changes_since(seq, mailbox_id=None) -> [Record]  (recent ones from memory;
+        records.py: one typed, immutable journal record per event, dense seq);
     wait_for_change(seq, timeout=None) -> int; expunged_since(mailbox_id, modseq) -> [uid]
+
+Journal, readers, replica apply, digests (docs/storage.md "Journal")::
+
+    acct.replication.read(after, limit) -> [Record]; .head; .first_kept()
+    .register_reader(name, position=None, reset=False) -> ReaderPosition
+    .read_for(name, limit) -> [Record]; .confirm(name, seq); .readers(); .prune()
+        ResyncRequired once a reader fell beyond the ceiling (readers.py)
+    .apply(record, data=None) -> bool   replica apply, idempotent; ReplicaConflict
+    .message_bytes(file_id) -> bytes | None; .raise_uidnext(mailbox_id, uidnext)
+    .digest(mailbox_id) -> MailboxDigest; .range_digest(mailbox_id, a, b) -> RangeDigest
+    store.account(id, replica=True)   a new account without default mailboxes
+    store.remove_account(id) -> AccountRemovedRecord | None
+
+Mailbox ids and UIDVALIDITY values are never reused in an account.
 
 MODSEQ is one counter per account: each write operation takes the next value (RFC 7162
 §3.1.1 only asks that it grows); a mailbox's HIGHESTMODSEQ is the largest modseq of its
@@ -61,9 +76,8 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
   (SQLite serialises them, UIDs stay unique) but ``wait_for_change`` only wakes on
   changes made in the same process.
 * ``Account.mailbox_by_id`` added; ``AppendResult`` also carries ``mailbox_id`` and
-  ``modseq``; ``MailboxStatus`` also carries ``recent``; ``Change`` also carries ``name``
-  (for ``mailbox`` changes); ``MessageRecord`` also carries ``mailbox_id`` and an opaque
-  ``file_id``.
+  ``modseq``; ``MailboxStatus`` also carries ``recent``; ``MessageRecord`` also carries
+  ``mailbox_id`` and an opaque ``file_id``.
 * Errors add :class:`InvalidAccountId`, :class:`InvalidFlag`, :class:`StoreClosed`
   (every call after ``MailStore.close()``, and on an account removed meanwhile),
   :class:`StoreLocked` and :class:`ChangeLogTruncated` (``changes_since`` for a position
@@ -97,11 +111,14 @@ from mailcore.mailstore.errors import (
     NoSuchMailbox,
     NoSuchMessage,
     QuotaExceeded,
+    ReplicaConflict,
+    ResyncRequired,
     SearchStopped,
     StorageFull,
     StoreClosed,
     StoreLocked,
     TooManyKeywords,
+    UnknownReader,
 )
 from mailcore.mailstore.layout import store_root
 from mailcore.mailstore.model import (
@@ -143,6 +160,8 @@ __all__ = [
     "NoSuchMessage",
     "Quota",
     "QuotaExceeded",
+    "ReplicaConflict",
+    "ResyncRequired",
     "SearchStopped",
     "Snapshot",
     "StorageFull",
@@ -150,5 +169,6 @@ __all__ = [
     "StoreLocked",
     "StoreResult",
     "TooManyKeywords",
+    "UnknownReader",
     "store_root",
 ]
