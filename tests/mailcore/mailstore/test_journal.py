@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailcore.mailstore import Account, Delivery, FlagOp, MailStore, Quota, journal
 from mailcore.mailstore.core import Txn
@@ -276,3 +278,36 @@ async def test_journal_is_written_in_the_transaction_of_the_change(
         assert (await acct.snapshot(inbox)).uids == []
     finally:
         await store.close()
+
+
+_text = st.text(max_size=40)
+_flags = st.frozensets(st.sampled_from(["\\Seen", "\\Deleted", "$a", "Work", "ü"]), max_size=5)
+_int = st.integers(min_value=0, max_value=2**62)
+_hex = st.text("0123456789abcdef", min_size=64, max_size=64)
+
+
+@given(
+    st.one_of(
+        st.builds(
+            AppendRecord,
+            _int,
+            st.floats(0, 4e9),
+            _int,
+            _int,
+            _int,
+            _int,
+            st.floats(-1e10, 1e10),
+            _int,
+            _hex,
+            _int,
+            _flags,
+            st.none() | _text,
+        ),
+        st.builds(ExpungeRecord, _int, st.floats(0, 4e9), _int, st.lists(_int).map(tuple), _int),
+        st.builds(MailboxRenameRecord, _int, st.floats(0, 4e9), _int, _text, _text, _int),
+        st.builds(SubscribeRecord, _int, st.floats(0, 4e9), _text),
+        st.builds(AccountRemovedRecord, _int, st.floats(0, 4e9), _text),
+    )
+)
+def test_any_record_survives_its_row(rec: Record) -> None:
+    assert journal.decode(journal.encode(rec)) == rec
