@@ -185,7 +185,8 @@ class Account:
 
     # --- messages --------------------------------------------------------------------------
     async def snapshot(self, mailbox_id: int) -> Snapshot:
-        return await self._read(lambda c: reads.snapshot(c, mailbox_id, self._snapshots))
+        recent = self._core.recent_changes
+        return await self._read(lambda c: reads.snapshot(c, mailbox_id, self._snapshots, recent))
 
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, parsed: bool = True

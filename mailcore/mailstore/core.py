@@ -309,10 +309,12 @@ class AccountCore:
                 self._recent.clear()  # another process committed in between: a gap
             self._recent.extend(entries)
 
-    def recent_changes(self, seq: int, mailbox_id: int | None) -> list[Record] | None:
-        """The records after ``seq`` (of ``mailbox_id``) from memory, exactly what the
-        journal holds up to :attr:`change_seq`; None when memory does not cover them
-        all (read the index then)."""
+    def recent_changes(
+        self, seq: int, mailbox_id: int | None, upto: int | None = None
+    ) -> list[Record] | None:
+        """The records after ``seq`` (of ``mailbox_id``; up to ``upto``, default
+        :attr:`change_seq`) from memory, exactly what the journal holds; None when memory
+        does not cover them all (read the index then)."""
         with self._recent_lock:
             recent = self._recent
             if not recent or seq >= self.change_seq:
@@ -320,7 +322,10 @@ class AccountCore:
             first, last = recent[0].seq, recent[-1].seq
             if seq + 1 < first or last != self.change_seq:
                 return None
-            found = list(itertools.islice(recent, seq + 1 - first, None))
+            if upto is not None and (upto > last or upto <= seq):
+                return None
+            stop = None if upto is None else upto + 1 - first
+            found = list(itertools.islice(recent, seq + 1 - first, stop))
         if mailbox_id is None:
             return found
         return [c for c in found if mailbox_of(c) == mailbox_id]

@@ -42,10 +42,13 @@ def status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
 
 
 def snapshot(
-    conn: sqlite3.Connection, mailbox_id: int, cache: SnapshotCache | None = None
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    cache: SnapshotCache | None = None,
+    recent: snapshots.Recent | None = None,
 ) -> Snapshot:
     """UIDs, modseqs and flags of a mailbox; see :mod:`mailcore.mailstore.snapshots`."""
-    return snapshots.snapshot(conn, mailbox_id, cache)
+    return snapshots.snapshot(conn, mailbox_id, cache, recent)
 
 
 def load_parsed(

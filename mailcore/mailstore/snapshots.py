@@ -19,14 +19,17 @@ import json
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import journal, mailboxes
 from mailcore.mailstore.errors import ChangeLogTruncated
 from mailcore.mailstore.model import Snapshot
-from mailcore.mailstore.records import AppendRecord, ExpungeRecord, FlagsRecord
+from mailcore.mailstore.records import AppendRecord, ExpungeRecord, FlagsRecord, Record
 
+# (after, mailbox_id, upto) -> the records in between from memory, or None
+Recent = Callable[[int, int, int], "list[Record] | None"]
 MAX_REPLAY = 2000  # changes applied to a kept snapshot; beyond that, a full read
 MAX_MAILBOXES = 16  # snapshots kept per account (the mailboxes its sessions use most)
 
@@ -96,15 +99,22 @@ def _full(conn: sqlite3.Connection, mailbox_id: int) -> tuple[list[int], list[in
 
 
 def _replay(
-    conn: sqlite3.Connection, mailbox_id: int, entry: _Entry, change_seq: int
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    entry: _Entry,
+    change_seq: int,
+    recent: Recent | None,
 ) -> _Entry | None:
     """``entry`` brought to ``change_seq``, or None when it cannot be (read afresh)."""
-    try:
-        records = journal.read(
-            conn, entry.change_seq, mailbox_id=mailbox_id, upto=change_seq, limit=MAX_REPLAY + 1
-        )
-    except ChangeLogTruncated:
-        return None  # pruned: the changes since the entry are not all there
+    # the account's newest records are in memory (core.recent_changes): no rows to decode
+    records = None if recent is None else recent(entry.change_seq, mailbox_id, change_seq)
+    if records is None:
+        try:
+            records = journal.read(
+                conn, entry.change_seq, mailbox_id=mailbox_id, upto=change_seq, limit=MAX_REPLAY + 1
+            )
+        except ChangeLogTruncated:
+            return None  # pruned: the changes since the entry are not all there
     if len(records) > MAX_REPLAY:
         return None
     uids, modseqs, flags = list(entry.uids), list(entry.modseqs), list(entry.flags)
@@ -130,7 +140,12 @@ def _replay(
     return _Entry(entry.uidvalidity, change_seq, uids, modseqs, flags)
 
 
-def snapshot(conn: sqlite3.Connection, mailbox_id: int, cache: SnapshotCache | None) -> Snapshot:
+def snapshot(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    cache: SnapshotCache | None,
+    recent: Recent | None = None,
+) -> Snapshot:
     """The mailbox as of this read transaction (see the module docstring)."""
     mb = mailboxes.by_id(conn, mailbox_id)
     (change_seq,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
@@ -140,7 +155,7 @@ def snapshot(conn: sqlite3.Connection, mailbox_id: int, cache: SnapshotCache | N
         if entry.change_seq == change_seq:
             fresh = entry
         elif entry.change_seq < change_seq:
-            fresh = _replay(conn, mailbox_id, entry, change_seq)
+            fresh = _replay(conn, mailbox_id, entry, change_seq, recent)
     if fresh is None:
         uids, modseqs, texts = _full(conn, mailbox_id)
         decode = flagset.decode

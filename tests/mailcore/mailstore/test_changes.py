@@ -163,3 +163,21 @@ async def test_changes_beyond_memory_or_from_another_process_come_from_the_index
 def _uid(rec: Record) -> int:
     assert isinstance(rec, AppendRecord)
     return rec.uid
+
+
+async def test_recent_changes_up_to_a_position_equal_the_index(account: Account) -> None:
+    inbox = (await account.mailbox("INBOX")).id
+    start = account.change_seq
+    for i in range(4):
+        await account.append(inbox, message(f"u{i}"))
+    await account.store_flags(inbox, [1, 3], FlagOp.ADD, ["\\Seen"])
+    head = account.change_seq
+    for seq in range(start, head):
+        for upto in range(seq + 1, head + 1):
+            got = account._core.recent_changes(seq, inbox, upto)
+            assert got is not None
+            expected = await account._read(
+                lambda c, s=seq, u=upto: journal.read(c, s, mailbox_id=inbox, upto=u)
+            )
+            assert got == expected
+    assert account._core.recent_changes(start, inbox, head + 1) is None  # not committed yet
