@@ -2,8 +2,11 @@
 and how other sessions' changes reach this one (RFC 3501 §5.2, §7.4.1; RFC 7162 §3.2.10).
 
 The view is parallel arrays sorted by UID; the sequence number of ``uids[i]`` is ``i + 1``.
-Changes come from the engine's change log; expunges by others wait in ``pending_expunge``
-until a command that may report them (never during FETCH, STORE or SEARCH).
+Changes come from the account's journal (typed records: mailcore.mailstore.records);
+expunges by others wait in ``pending_expunge`` until a command that may report them (never
+during FETCH, STORE or SEARCH). A selected mailbox deleted by another session ends the
+session with BYE; mailbox ids are never reused, so a new one of the same name is another
+mailbox.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from mailcore.mailstore.records import (
     FlagsRecord,
     MailboxDeleteRecord,
     MailboxRenameRecord,
+    UidNextRecord,
     mailbox_of,
 )
 from services.store.imap import responses
@@ -210,6 +214,8 @@ class Selected:
                 self.pending_expunge.update(u for u in ch.uids if self.index_of(u) is not None)
             elif isinstance(ch, MailboxRenameRecord):
                 self.name = ch.new_name  # same id, same UIDVALIDITY: the view stays valid
+            elif isinstance(ch, UidNextRecord):
+                self.uidnext = max(self.uidnext, ch.uidnext)
         if appended:
             s.untagged(f"{len(self.uids)} EXISTS")
             if not s.rev2:
