@@ -241,6 +241,16 @@ class StoreSettings(CommonSettings):
         description="attempts for a recipient the directory does not resolve before the mail "
         "for it is dead-lettered (reason unknown_recipient)",
     )
+    journal_reader_max_behind: Annotated[int, Field(gt=0)] = Field(
+        default=5_000_000,
+        description="journal records a reader (the mirror) may lag behind an account before "
+        "it is told to resync and no longer holds records back",
+    )
+    journal_reader_max_age: Annotated[float, Field(gt=0)] = Field(
+        default=30 * 86400.0,
+        description="seconds a journal reader with records waiting may go without confirming "
+        "before it is told to resync",
+    )
     fsync: bool = True
 
 

@@ -159,6 +159,9 @@ class AccountCore:
         self._recent: collections.deque[Record] = collections.deque(maxlen=CHANGES_IN_MEMORY)
         self._recent_lock = threading.Lock()
         self._commits = 0
+        # journal reader ceilings (readers.prune); None: the module's defaults
+        self.reader_max_behind: int | None = None
+        self.reader_max_age: float | None = None
         self.closed = False
         self.last_used = time.monotonic()
 
@@ -335,7 +338,7 @@ class AccountCore:
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            readers.prune(conn, self.id, CHANGES_KEPT)
+            readers.prune(conn, self.id, CHANGES_KEPT, self.reader_max_behind, self.reader_max_age)
             conn.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_KEYS_KEPT,))
             conn.execute("COMMIT")
         except sqlite3.Error:

@@ -44,6 +44,8 @@ class MailStore:
         lock_fd: int,
         max_message_size: int,
         max_open_accounts: int = 256,
+        reader_max_behind: int | None = None,
+        reader_max_age: float | None = None,
     ) -> None:
         self.root = root
         self._files = files
@@ -63,6 +65,7 @@ class MailStore:
         self._lock_fd = lock_fd
         self._max_size = max_message_size
         self._max_open = max(1, max_open_accounts)
+        self._reader_limits = (reader_max_behind, reader_max_age)
         self._closed = False
 
     @classmethod
@@ -75,6 +78,8 @@ class MailStore:
         writers: int = 2,
         max_message_size: int = 0,
         max_open_accounts: int = 256,
+        reader_max_behind: int | None = None,
+        reader_max_age: float | None = None,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -83,6 +88,8 @@ class MailStore:
         of interrupted writes are removed as each account is opened. At most
         ``max_open_accounts`` accounts keep their SQLite connections (and file
         descriptors) open; the least recently used are closed and reopen when used.
+        ``reader_max_behind`` (records) and ``reader_max_age`` (seconds): the ceilings
+        beyond which a journal reader must resync (default: readers.MAX_BEHIND/MAX_AGE).
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -100,6 +107,8 @@ class MailStore:
             lock_fd=fd,
             max_message_size=max_message_size,
             max_open_accounts=max_open_accounts,
+            reader_max_behind=reader_max_behind,
+            reader_max_age=reader_max_age,
         )
         threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
@@ -143,6 +152,7 @@ class MailStore:
             if found is not None:
                 return found
             core = AccountCore(account_id, path, self._files)
+            core.reader_max_behind, core.reader_max_age = self._reader_limits
             writer = self._writer_for(account_id)
             setup = _no_mailboxes if replica else mailboxes.create_defaults
             await writer.submit(lambda: core.open(setup, migrate.upgrade))

@@ -94,10 +94,18 @@ def all_positions(conn: sqlite3.Connection) -> list[ReaderPosition]:
     return [ReaderPosition(n, p, c, bool(r), head - p) for n, p, c, r in rows]
 
 
-def prune(conn: sqlite3.Connection, account_id: str, keep: int) -> int:
-    """Inside the caller's write transaction: mark readers beyond the ceilings, then delete
-    the records nobody needs (older than the newest ``keep`` and than every reader in
-    good standing). The number of records deleted."""
+def prune(
+    conn: sqlite3.Connection,
+    account_id: str,
+    keep: int,
+    max_behind: int | None = None,
+    max_age: float | None = None,
+) -> int:
+    """Inside the caller's write transaction: mark readers beyond the ceilings (default
+    :data:`MAX_BEHIND`, :data:`MAX_AGE`), then delete the records nobody needs (older than
+    the newest ``keep`` and than every reader in good standing). The number deleted."""
+    max_behind = MAX_BEHIND if max_behind is None else max_behind
+    max_age = MAX_AGE if max_age is None else max_age
     (head,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
     now = time.time()
     floor = head - keep
@@ -107,7 +115,7 @@ def prune(conn: sqlite3.Connection, account_id: str, keep: int) -> int:
         if resync:
             continue
         behind = head - position
-        if behind > MAX_BEHIND or (behind > 0 and now - confirmed_at > MAX_AGE):
+        if behind > max_behind or (behind > 0 and now - confirmed_at > max_age):
             conn.execute("UPDATE journal_readers SET resync = 1 WHERE name = ?", (name,))
             metrics.JOURNAL_READER_RESYNC.labels(reader=name).inc()
             log.warning(

@@ -30,7 +30,11 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     ctx.ops.add_check("directory", lambda: directory.synced)
     # The mail storage engine and the delivery consumer (issue 3).
     store = await MailStore.open(
-        store_root(s.data), fsync=s.fsync, max_message_size=s.max_message_size
+        store_root(s.data),
+        fsync=s.fsync,
+        max_message_size=s.max_message_size,
+        reader_max_behind=s.journal_reader_max_behind,
+        reader_max_age=s.journal_reader_max_age,
     )
     ctx.on_cleanup(store.close)
     consumer = DeliveryConsumer(

@@ -5,11 +5,12 @@ resync (and counted)."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
-from mailcore.mailstore import Account, ChangeLogTruncated, core, readers
+from mailcore.mailstore import Account, ChangeLogTruncated, MailStore, core, readers
 from mailcore.mailstore.errors import ResyncRequired, UnknownReader
 from tests.mailcore.mailstore.conftest import message
 
@@ -122,3 +123,19 @@ async def test_reader_beyond_the_age_ceiling_must_resync(
     current, stale = await rep.readers()
     assert (current.name, current.resync) == ("idle-but-current", False)  # nothing pending
     assert (stale.name, stale.resync) == ("stale", True)
+
+
+async def test_store_wide_ceiling_setting(tmp_path: Path) -> None:
+    # POSTERN_JOURNAL_READER_MAX_BEHIND reaches the engine as MailStore.open(reader_max_behind)
+    store = await MailStore.open(tmp_path / "s", fsync=False, reader_max_behind=3)
+    try:
+        acct = await store.account("limits")
+        await acct.replication.register_reader("r")
+        await _appends(acct, 3)
+        await acct.replication.prune()
+        assert not (await acct.replication.readers())[0].resync  # 3 behind: at the ceiling
+        await _appends(acct, 1)
+        await acct.replication.prune()
+        assert (await acct.replication.readers())[0].resync
+    finally:
+        await store.close()
