@@ -30,7 +30,7 @@ class NewMessage(NamedTuple):
 _NAMES = ", ".join(
     ("mailbox_id, uid, modseq, flags, internal_date, size, file_id, sha256", *COLUMNS)
 )
-_INSERT = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (8 + len(COLUMNS)))})"  # noqa: S608 (constants)
+INSERT_ROW = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (8 + len(COLUMNS)))})"  # noqa: S608 (constants)
 
 
 def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -112,7 +112,7 @@ def insert(
                 m.delivery_key,
             )
         )
-    t.conn.executemany(_INSERT, rows)
+    t.conn.executemany(INSERT_ROW, rows)
     t.conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, uid) for uid in uids])
     t.conn.execute(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, digest = ? WHERE id = ?",

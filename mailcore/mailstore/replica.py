@@ -26,7 +26,7 @@ from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.errors import ReplicaConflict
 from mailcore.mailstore.mailboxes import MailboxRow
-from mailcore.mailstore.messages import _INSERT, REMOVE_COLUMNS, select_uids
+from mailcore.mailstore.messages import INSERT_ROW, REMOVE_COLUMNS, select_uids
 from mailcore.mailstore.model import Quota
 from mailcore.mailstore.records import (
     AccountRemovedRecord,
@@ -104,7 +104,7 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None) -> bool:
     t.conn.execute("INSERT INTO files VALUES (?, ?, ?)", (fid, len(data), message.dumps(parsed)))
     encoded = flagset.encode(rec.flags)
     t.conn.execute(
-        _INSERT,
+        INSERT_ROW,
         (
             mb.id,
             rec.uid,
