@@ -78,6 +78,37 @@ CASES: list[tuple[str, list[bytes], list[tuple[type[Record], dict[str, Any]]]]] 
         [b"X SUBSCRIBE Nowhere"],
         [(SubscribeRecord, {"name": "Nowhere"})],
     ),
+    ("UID COPY", [b"X UID COPY 2 Archive"], [(AppendRecord, {"uid": 1, "flags": {"\\Deleted"}})]),
+    (
+        "UID MOVE",
+        [b"X UID MOVE 1:2 Trash"],
+        [
+            (AppendRecord, {"uid": 1}),
+            (AppendRecord, {"uid": 2}),
+            (ExpungeRecord, {"uids": (1, 2)}),
+        ],
+    ),
+    (
+        "CREATE with SPECIAL-USE",
+        [b"X CREATE Mine (USE (\\Archive))"],
+        [(MailboxCreateRecord, {"name": "Mine", "special_use": "\\Archive"})],
+    ),
+    (
+        "RENAME INBOX",
+        [b"X APPEND INBOX {4+}\r\nhi\r\n", b"Y RENAME INBOX Saved"],
+        [
+            (AppendRecord, {"uid": 1}),
+            (MailboxCreateRecord, {"name": "Saved"}),
+            (AppendRecord, {"uid": 1}),
+            (ExpungeRecord, {"uids": (1,)}),
+        ],
+    ),
+    (
+        "STORE UNCHANGEDSINCE refused",
+        [b"X STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Flagged)"],
+        [],
+    ),
+    ("UNSELECT keeps \\Deleted messages", [b"X UNSELECT"], []),
     ("UNSUBSCRIBE", [b"X UNSUBSCRIBE Trash"], [(UnsubscribeRecord, {"name": "Trash"})]),
     (
         "EXAMINE, FETCH, SEARCH, STATUS: no records",
