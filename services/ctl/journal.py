@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import click
 
 from mailcore.config import StoreSettings, load_settings
 from mailcore.directory import Directory, NoSuchUser
-from mailcore.mailstore import InvalidAccountId, offline, store_root
+from mailcore.mailstore import ChangeLogTruncated, InvalidAccountId, offline, store_root
 from mailcore.mailstore.layout import account_dir
 from mailcore.mailstore.records import ReaderPosition, Record
 from services.ctl.nats_cli import fail, nats_option, with_directory
@@ -105,6 +106,8 @@ def tail(  # noqa: PLR0917 (click passes every option by keyword)
         head, records = offline.tail(path, max(count, 0), after)
     except FileNotFoundError:
         fail(f"no mail for account {account_id} at {path}")
+    except (sqlite3.Error, ChangeLogTruncated) as exc:
+        fail(f"cannot read the journal of {account_id}: {exc}")
     for rec in records:
         if as_json:
             click.echo(json.dumps({"seq": rec.seq, "at": rec.at, "kind": rec.kind, **_fields(rec)}))
@@ -140,6 +143,8 @@ def readers_cmd(account: str | None, data: Path | None, nats_url: str) -> None:
             positions = offline.reader_positions(path)
         except FileNotFoundError:
             fail(f"no mail for account {account_id} at {path}")
+        except sqlite3.Error as exc:
+            fail(f"cannot read the journal readers of {account_id}: {exc}")
         for r in positions:
             click.echo(_reader_line(account_id, r, now))
             shown += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -63,6 +64,20 @@ async def test_tail_of_missing_account_is_one_line(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["journal", "tail", "nobody", "--data", str(tmp_path)])
     assert r.exit_code == 1
     assert r.output.strip().startswith("mailctl: no mail for account nobody")
+
+
+async def test_index_not_upgraded_yet_is_one_line(tmp_path: Path) -> None:
+    path = store_root(tmp_path) / "accounts" / "old"
+    path.mkdir(parents=True)
+    sqlite3.connect(path / "index.sqlite").executescript(
+        "CREATE TABLE state (id INTEGER PRIMARY KEY, change_seq INTEGER);"
+        "INSERT INTO state VALUES (1, 5);"
+    )
+    r = CliRunner().invoke(main, ["journal", "tail", "old", "--data", str(tmp_path)])
+    assert r.exit_code == 1
+    assert r.output.startswith("mailctl: cannot read the journal of old: no such table")
+    r = CliRunner().invoke(main, ["journal", "readers", "--data", str(tmp_path)])
+    assert r.exit_code == 1 and "cannot read the journal readers of old" in r.output
 
 
 async def test_readers_lists_positions_and_resync(tmp_path: Path) -> None:
