@@ -242,6 +242,11 @@ class StoreSettings(CommonSettings):
         "for it is dead-lettered (reason unknown_recipient)",
     )
     fsync: bool = True
+    delivery_min_free_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=256 * 1024**2,
+        description="delivery pauses (and /healthz reports storage unhealthy) when less than "
+        "this is free on the store's file system; it resumes once twice this is free",
+    )
 
 
 class WebmailSettings(CommonSettings):

@@ -41,6 +41,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         max_deliver=s.delivery_max_deliver,
         unknown_attempts=s.delivery_unknown_attempts,
         max_requeues=s.delivery_max_requeues,
+        min_free=s.delivery_min_free_bytes,
     )
     delivery_task = asyncio.create_task(consumer.run(ctx.stopping), name="delivery")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
@@ -56,7 +57,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     ctx.on_cleanup(admin.unsubscribe)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running)
-    ctx.ops.add_check("storage", lambda: not consumer.disk_full)
+    ctx.ops.add_check("storage", consumer.storage_ok)
     # IMAP (issue 4): plain port with STARTTLS, IMAPS with implicit TLS.
     ensure_certificate(s.cert_path, s.key_path, s.hostname)
     tls = server_context(s.cert_path, s.key_path)

@@ -10,17 +10,16 @@ What then becomes of each bus message (ack, nak with a delay, requeue, dead lett
 termination of poison, forwarding to remote alias targets) is up to the consumer's
 :class:`~services.store.settlement.Settler`. The consumer itself reads the directory
 afresh from NATS when the watched copy does not resolve a recipient (it may lag the
-filter's), and once the settler reports a full disk it stops fetching until a probe
-write succeeds.
+filter's), and it stops fetching while the store's file system is below its free-space
+threshold or the settler reports a full disk, until the space is back above the resume
+mark (:mod:`services.store.diskspace`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
@@ -35,12 +34,13 @@ from mailcore.directory import Directory, Resolution
 from mailcore.logging import get_logger
 from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
 from services.store import settlement
+from services.store.diskspace import SpaceGuard
 from services.store.settlement import Item, Settler, delivery_attempt
 
 log = get_logger("delivery")
 
 DISK_PROBE_INTERVAL = 5.0
-DISK_PROBE_BYTES = 1024 * 1024
+MIN_FREE_BYTES = 256 * 1024**2  # StoreSettings.delivery_min_free_bytes
 JUNK_FLAGS = frozenset(("$Junk",))
 
 
@@ -71,6 +71,7 @@ class DeliveryConsumer:
         unknown_retry: float = settlement.UNKNOWN_RETRY,
         unknown_attempts: int = settlement.UNKNOWN_ATTEMPTS,
         max_requeues: int = settlement.MAX_REQUEUES,
+        min_free: int = MIN_FREE_BYTES,
     ) -> None:
         self.bus = bus
         self.directory = directory
@@ -88,6 +89,7 @@ class DeliveryConsumer:
             max_requeues=max_requeues,
         )
         self.probe_interval = DISK_PROBE_INTERVAL
+        self.space = SpaceGuard(store.root, min_free)
         self.disk_full = False
         self.running = False
         self._bodies: ObjectStore | None = None
@@ -99,7 +101,11 @@ class DeliveryConsumer:
 
     @property
     def healthy(self) -> bool:
-        return self.running and not self.disk_full
+        return self.running and self.storage_ok()
+
+    def storage_ok(self) -> bool:
+        """For ``/healthz``: delivery is not paused and the disk is above the threshold now."""
+        return not self.disk_full and not self.space.low()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping`` is set; every failure is contained and logged."""
@@ -129,6 +135,8 @@ class DeliveryConsumer:
         inflight: asyncio.Task[None] | None = None
         try:
             while not stopping.is_set():
+                if not self.disk_full and self.space.low():
+                    self._pause()
                 if self.disk_full:
                     await _finish(inflight)
                     inflight = None
@@ -294,7 +302,12 @@ class DeliveryConsumer:
     def _pause(self) -> None:
         """A copy failed for want of disk space: stop fetching until there is room."""
         if not self.disk_full:
-            log.error("disk full: delivery paused", store=str(self.store.root))
+            log.error(
+                "disk full: delivery paused",
+                store=str(self.store.root),
+                free_bytes=self.space.free(),
+                min_free_bytes=self.space.min_free,
+            )
         self.disk_full = True
         metrics.DELIVERY_PAUSED.set(1)
 
@@ -302,28 +315,10 @@ class DeliveryConsumer:
         await _sleep(stopping, self.probe_interval)
         if stopping.is_set():
             return
-        if await asyncio.to_thread(_probe_write, self.store.root):
-            log.info("disk has room again: delivery resumed")
+        if await asyncio.to_thread(self.space.room_again):
+            log.info("disk has room again: delivery resumed", free_bytes=self.space.free())
             self.disk_full = False
             metrics.DELIVERY_PAUSED.set(0)
-
-
-def _probe_write(root: Path) -> bool:
-    """True when a durable 1 MiB write succeeds below ``root`` (then removed)."""
-    path = root / f".probe-{os.getpid()}"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"\0" * DISK_PROBE_BYTES)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
 
 
 async def _finish(task: asyncio.Task[None] | None) -> None:
