@@ -99,6 +99,11 @@ class CommonSettings(BaseSettings):
     listen_host: str = "127.0.0.1"
     ops_host: str = "127.0.0.1"
     ops_port: Port = 0
+    listen_backlog: Annotated[int, Field(gt=0)] = Field(
+        default=1024,
+        description="listen() backlog of every SMTP, IMAP and POP3 port (the kernel caps it "
+        "at net.core.somaxconn)",
+    )
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # JetStream limits: a full disk would switch JetStream off for the whole server, so
@@ -227,6 +232,16 @@ class StoreSettings(CommonSettings):
         description="searches reading messages that run at once server-wide (one per user)",
     )
     max_connections_per_user: Annotated[int, Field(gt=0)] = 50
+    max_connections: Annotated[int, Field(gt=0)] = Field(
+        default=5000,
+        description="IMAP and POP3 connections open at once server-wide; one more is greeted "
+        "with * BYE [UNAVAILABLE] / -ERR [SYS/TEMP] and closed",
+    )
+    login_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="seconds an IMAP or POP3 connection may stay idle before it has logged "
+        "in (RFC 9051 §5.4 allows a short pre-authentication timeout)",
+    )
     max_connections_per_ip: Annotated[int, Field(gt=0)] = 100
     auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0
     delivery_batch: Annotated[int, Field(gt=0, le=4096)] = 256

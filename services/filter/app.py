@@ -113,7 +113,7 @@ class FilterNode:
             ),
         )
         self._make_session = session_factory(self.ctx)
-        self.listeners = Listeners(s.listen_host, tls)
+        self.listeners = Listeners(s.listen_host, tls, s.listen_backlog)
         await self.listeners.start(listener_specs(s), self._new_session)
         log.info(
             "filter ready",

@@ -62,7 +62,9 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     ensure_certificate(s.cert_path, s.key_path, s.hostname)
     tls = server_context(s.cert_path, s.key_path)
     # One connection cap and one failed-login throttle for IMAP and POP3 together.
-    limiter = ConnectionLimiter(s.max_connections_per_ip, s.max_connections_per_user)
+    limiter = ConnectionLimiter(
+        s.max_connections_per_ip, s.max_connections_per_user, s.max_connections
+    )
     throttle = LoginThrottle(s.auth_fail_delay)
     imap = ImapServer.from_settings(
         s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle

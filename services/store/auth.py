@@ -54,6 +54,7 @@ class Refusal(enum.Enum):
     THROTTLED = "throttled"  # too many recent failures from this peer or for this account
     FAILED = "failed"  # wrong user or password (one reply for both)
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    SERVER_BUSY = "server_busy"  # the server-wide connection cap
 
 
 class AuthRefused(Exception):
@@ -185,21 +186,33 @@ class Authenticator:
 
 
 class ConnectionLimiter:
-    """Caps concurrent connections per peer IP and per user (shared by IMAP and POP3)."""
+    """Caps concurrent connections server-wide (``max_total``, 0 = no cap), per peer IP and
+    per user (shared by IMAP and POP3)."""
 
-    def __init__(self, max_per_ip: int, max_per_user: int) -> None:
+    def __init__(self, max_per_ip: int, max_per_user: int, max_total: int = 0) -> None:
         self.max_per_ip = max_per_ip
         self.max_per_user = max_per_user
+        self.max_total = max_total
+        self.total = 0
         self._ips: dict[str, int] = defaultdict(int)
         self._users: dict[str, int] = defaultdict(int)
 
-    def open_ip(self, ip: str) -> bool:
+    def admit(self, ip: str) -> Refusal | None:
+        """Take a connection slot for ``ip``; None when admitted, else why not
+        (:attr:`Refusal.SERVER_BUSY` or :attr:`Refusal.TOO_MANY_CONNECTIONS`)."""
+        if self.max_total and self.total >= self.max_total:
+            return Refusal.SERVER_BUSY
         if self._ips[ip] >= self.max_per_ip:
-            return False
+            return Refusal.TOO_MANY_CONNECTIONS
         self._ips[ip] += 1
-        return True
+        self.total += 1
+        return None
+
+    def open_ip(self, ip: str) -> bool:
+        return self.admit(ip) is None
 
     def close_ip(self, ip: str) -> None:
+        self.total = max(0, self.total - 1)
         self._release(self._ips, ip)
 
     def open_user(self, address: str) -> bool:

@@ -141,6 +141,12 @@ class Session:
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
 
+    @property
+    def autologout(self) -> float:
+        """RFC 9051 §5.4: the server may use a shorter inactivity timer before
+        authentication (``login_timeout``) than the 30 minutes it keeps afterwards."""
+        return self.rt.login_timeout if self.user is None else self.rt.idle_timeout
+
     # --- framing --------------------------------------------------------------------------
     async def read_line(self) -> bytes:
         """One line without its CRLF. RFC 3501 §2.2: lines end in CRLF (bare LF tolerated)."""
@@ -161,7 +167,7 @@ class Session:
         refused during framing (the reply is queued)."""
         self._waiting = True
         try:
-            async with asyncio.timeout(self.rt.idle_timeout):
+            async with asyncio.timeout(self.autologout):
                 first = await self.read_line()
         except TimeoutError:
             # RFC 3501 §5.4 autologout
@@ -200,7 +206,7 @@ class Session:
                 self.send(b"+ Ready for literal data\r\n")
                 await self.flush()
             try:
-                async with asyncio.timeout(self.rt.idle_timeout):
+                async with asyncio.timeout(self.autologout):
                     data = await self.conn.reader.readexactly(size)
                     line = await self.read_line()
             except TimeoutError:
@@ -217,7 +223,7 @@ class Session:
         self.send(b"+ " + prompt + b"\r\n")
         await self.flush()
         try:
-            async with asyncio.timeout(self.rt.idle_timeout):
+            async with asyncio.timeout(self.autologout):
                 return await self.read_line()
         except TimeoutError:
             self.untagged("BYE Autologout; idle for too long")
