@@ -15,6 +15,7 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import MailstoreError
 from services.store.imap import errors, responses
 from services.store.imap.commands import Request
+from services.store.imap.handlers.append import over_quota
 from services.store.imap.lexer import MAX_LINE, literal_suffix, tag_of
 from services.store.imap.parser import BadCharset, ParseError, UnknownCommand, parse
 from services.store.listener import Connection
@@ -201,6 +202,11 @@ class Session:
                     if tag
                     else responses.untagged(f"BAD {text}")
                 )
+                return None
+            if sync and is_append and await over_quota(self, literal_bytes):
+                # refused before the continuation (RFC 9208 §4.3): nothing is uploaded
+                tag = tag_of(first)
+                self.send(responses.tagged(tag or "*", "NO", "[OVERQUOTA] Quota exceeded"))
                 return None
             if sync:
                 self.send(b"+ Ready for literal data\r\n")
