@@ -297,6 +297,12 @@ class ClusterSettings(CommonSettings):
     scanners: bool = True
     demo_domain: str = "postern.test"
     demo_user: str = "demo"
+    jetstream_max_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="disk the local nats-server's JetStream may use (max_file_store); 0 = "
+        "half the free space of the data directory, at most what the stream budgets need "
+        "(stream budgets not set explicitly are scaled down to fit, with a warning)",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
