@@ -175,6 +175,12 @@ class FilterSettings(CommonSettings):
     spam_tag_score: float = 5.0
     spam_reject_score: float = 10.0
     handoff_timeout: Annotated[float, Field(gt=0)] = 10.0
+    handoff_patience: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=60.0,
+        description="seconds a publish without PubAck is retried with the same Nats-Msg-Id "
+        "before the client gets 451 (inside the streams' 120 s duplicate window, and the "
+        "sender's 10 minutes for the reply to DATA, RFC 5321 §4.5.3.2)",
+    )
     # Above this the body goes to the Object Store (claim check); NATS max_payload is 1 MiB.
     inline_body_max: Annotated[int, Field(gt=0, le=900 * 1024)] = 512 * 1024
     # Fraction of the inbound stream's byte budget above which new mail gets 452 4.3.1.

@@ -92,6 +92,7 @@ class FilterNode:
             self.gate,
             inline_max=s.inline_body_max,
             timeout=s.handoff_timeout,
+            patience=s.handoff_patience,
         )
         self.ctx = FilterContext(
             settings=s,

@@ -35,6 +35,7 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
 from services.store import settlement
 from services.store.diskspace import SpaceGuard
+from services.store.duplicates import RecentDeliveries, fingerprint
 from services.store.settlement import Item, Settler, delivery_attempt
 
 log = get_logger("delivery")
@@ -90,6 +91,10 @@ class DeliveryConsumer:
         )
         self.probe_interval = DISK_PROBE_INTERVAL
         self.space = SpaceGuard(store.root, min_free)
+        self.recent = RecentDeliveries()
+        # fingerprints of the bus messages being delivered now: id -> fp and fp -> id
+        self._fingerprints: dict[str, bytes] = {}
+        self._pending: dict[bytes, str] = {}
         self.disk_full = False
         self.running = False
         self._bodies: ObjectStore | None = None
@@ -201,9 +206,14 @@ class DeliveryConsumer:
         for item in items:
             try:
                 if results is None:
+                    self._forget(item.mail.id)
                     await self.settler.retry_later(item.msg, item.mail)
                 else:
-                    await self.settler.settle(item, [by_key[c.key] for c in item.copies])
+                    done = [by_key[c.key] for c in item.copies]
+                    await self.settler.settle(item, done)
+                    fp = self._forget(item.mail.id)
+                    if done and all(r.outcome in ("delivered", "duplicate") for r in done):
+                        self.recent.remember(fp, item.mail.id)
             except Exception:
                 # Not settled: retried (a requeue on its last attempt, which a bare
                 # redelivery after the ack wait would not give), else left to JetStream.
@@ -237,6 +247,18 @@ class DeliveryConsumer:
                 await self.settler.retry_later(msg, mail)
                 return None
         item = Item(msg=msg, mail=mail)
+        fp = fingerprint(mail)
+        if self.recent.resent(fp, mail.id) or (
+            fp is not None and self._pending.get(fp, mail.id) != mail.id
+        ):
+            # the sender's retry of a message already delivered under another bus id
+            log.info("resent copy dropped", id=mail.id)
+            metrics.DELIVERY_RESENT.inc()
+            await self.settler.settle(item, [])  # nothing to store: acked
+            return None
+        if fp is not None:
+            self._fingerprints[mail.id] = fp
+            self._pending[fp] = mail.id
         spam = mail.scan.spam_tagged
         seen: set[str] = set()
         for rcpt in mail.recipients:
@@ -269,6 +291,12 @@ class DeliveryConsumer:
                     )
                 )
         return item
+
+    def _forget(self, bus_id: str) -> bytes | None:
+        fp = self._fingerprints.pop(bus_id, None)
+        if fp is not None and self._pending.get(fp) == bus_id:
+            del self._pending[fp]
+        return fp
 
     async def _resolve(self, rcpt: str) -> Resolution:
         """The watched directory's answer; when it has none, NATS is asked afresh: the
