@@ -16,6 +16,9 @@ CONSUMER_RELAY = "relay"
 # Dead letters: accepted mail the store could not deliver (unknown recipient, over quota
 # after the last attempt, a failure that outlasted every requeue, poison payloads), kept
 # with the original frame until an operator retries or drops it (`mailctl queue dead`).
+# One tiny file-storage stream whose only use is a write probe: can JetStream store now?
+STREAM_PROBE = "POSTERN_PROBE"
+SUBJECT_PROBE = "postern.probe"
 STREAM_DEAD = "MAIL_DEAD"
 SUBJECT_DEAD = "mail.dead"
 

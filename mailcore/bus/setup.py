@@ -86,6 +86,16 @@ def stream_configs(limits: BusLimits) -> list[js_api.StreamConfig]:
             num_replicas=limits.replicas,
         ),
         dead_stream(limits),
+        js_api.StreamConfig(
+            name=names.STREAM_PROBE,
+            subjects=[names.SUBJECT_PROBE],
+            retention=js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            discard=js_api.DiscardPolicy.OLD,
+            max_msgs=1,
+            max_bytes=64 * 1024,
+            num_replicas=limits.replicas,
+        ),
     ]
 
 

@@ -32,6 +32,7 @@ from mailcore.config import (
 from mailcore.directory import Directory, DirectoryError
 from mailcore.tls import ensure_certificate
 from services.ctl import budget, daemons
+from services.ctl.natswatch import NatsWatch
 from services.ctl.supervisor import ChildSpec, Supervisor
 
 HEALTH_TIMEOUT = 30.0
@@ -219,6 +220,31 @@ async def _wait_healthy(sup: Supervisor, c: Cluster, ports: dict[str, int]) -> N
         raise UpError(f"not healthy after {HEALTH_TIMEOUT:.0f}s: {', '.join(pending)}\n{details}")
 
 
+async def _watch_nats(
+    sup: Supervisor, c: Cluster, echo: Callable[[str], None], stop: asyncio.Event
+) -> None:
+    """JetStream switched off by a full disk comes back once there is room (natswatch)."""
+
+    async def restart() -> None:
+        pid = sup.pid("nats")
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # the supervisor starts it again
+
+    bus = await connect(c.nats_url, "mailctl-watch", wait=15)
+    try:
+        watch = NatsWatch(
+            bus.js,
+            c.data / "nats" / "jetstream",
+            pid=lambda: sup.pid("nats"),
+            restart=restart,
+            echo=echo,
+        )
+        await watch.run(stop)
+    finally:
+        await bus.close()
+
+
 def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
     f, s, w = c.filter, c.store, c.webmail
     host = "127.0.0.1" if f.listen_host in ("0.0.0.0", "::") else f.listen_host
@@ -284,6 +310,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
             await sup.start(_python_child(name, f"services.{name}", c, env))
         ports = {"store": c.store.ops_port, "filter": c.filter.ops_port}
         ports["webmail"] = c.webmail.ops_port
+        watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -294,6 +321,8 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         else:
             waiter.cancel()
         echo("stopping…")
+        watching.cancel()
+        await asyncio.wait({watching}, timeout=5)
         return 0
     finally:
         await sup.stop_all()

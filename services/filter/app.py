@@ -176,4 +176,7 @@ async def serve(ctx: ServiceContext[FilterSettings]) -> None:
     await node.start()
     ctx.on_cleanup(node.stop)
     ctx.ops.add_check("directory", lambda: node.ready)
+    # false while JetStream cannot store (a full disk switched it off): a balancer stops
+    # sending mail here, which would only get 451
+    ctx.ops.add_check("bus", lambda: node.gate is not None and node.gate.bus_available)
     await ctx.stopping.wait()

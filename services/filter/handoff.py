@@ -35,6 +35,7 @@ from nats.js.object_store import ObjectStore
 from mailcore import metrics
 from mailcore.bus import names
 from mailcore.bus.claimcheck import body_object_name, publish_mail
+from mailcore.bus.probe import can_store
 from mailcore.bus.schemas import MailMessage
 from mailcore.bus.setup import inbound_fill
 from mailcore.logging import get_logger
@@ -53,7 +54,9 @@ def _is_full(exc: APIError) -> bool:
 
 
 class FillGate:
-    """Whether the inbound stream is at or above its high-water mark (cached)."""
+    """Whether the inbound stream is at or above its high-water mark (cached), and whether
+    JetStream can store at all (:attr:`bus_available`, a probe write each refresh: a
+    JetStream switched off by a full disk keeps the connection up but stores nothing)."""
 
     def __init__(
         self, js: JetStreamContext, high_water: float, interval: float = FILL_REFRESH
@@ -62,6 +65,7 @@ class FillGate:
         self.high_water = high_water
         self.interval = interval
         self.fill = 0.0
+        self.bus_available = True
         self._full_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -75,6 +79,13 @@ class FillGate:
         self._full_until = time.monotonic() + self.interval
 
     async def refresh(self) -> None:
+        available = await can_store(self.js, timeout=max(1.0, self.interval))
+        if available != self.bus_available:
+            if available:
+                log.info("bus stores again")
+            else:
+                log.error("bus unavailable: JetStream stores nothing (disk full?)")
+        self.bus_available = available
         try:
             async with asyncio.timeout(max(1.0, self.interval)):
                 self.fill = await inbound_fill(self.js)
@@ -169,9 +180,11 @@ class Handoff:
                 if _is_full(exc):
                     self.gate.note_full()
                     raise errors.StorageFull(exc.description or "stream full") from None
+                self.gate.bus_available = False  # until the next probe says otherwise
                 raise errors.BusUnavailable(f"JetStream refused: {exc.description}") from None
             except NatsError as exc:
                 # not sent, or refused at once (no JetStream responders): not stored
+                self.gate.bus_available = False  # until the next probe says otherwise
                 await self._forget_bodies(msg, targets, body)
                 raise errors.BusUnavailable(type(exc).__name__) from None
         if attempt > 1:
