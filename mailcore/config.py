@@ -118,6 +118,16 @@ class CommonSettings(BaseSettings):
         "are refused and the mail stays on the inbound stream)",
     )
     stream_replicas: Annotated[int, Field(ge=1, le=5)] = 1
+    login_max_failures: Annotated[int, Field(gt=0)] = Field(
+        default=10,
+        description="failed logins for one account from one client address (SMTP AUTH, IMAP, "
+        "POP3, webmail together, 15 minutes) before that address may not try that account",
+    )
+    login_max_failures_per_address: Annotated[int, Field(gt=0)] = Field(
+        default=30,
+        description="failed logins from one client address for any accounts (15 minutes) "
+        "before it may not try at all; a correct password from another address always works",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -30,6 +30,9 @@ KV_DIRECTORY = "DIRECTORY"
 
 # Webmail sessions, so any webmail node serves any user.
 KV_SESSIONS = "SESSIONS"
+# Failed-login counters shared by every filter and store (mailcore.loginguard).
+KV_AUTH_FAILURES = "AUTH_FAILURES"
+AUTH_FAILURE_WINDOW = 900.0  # seconds an entry lives after its last failure
 
 # Ordered change records for the peer store.
 STREAM_MIRROR = "MIRROR_CHANGES"

@@ -228,6 +228,13 @@ async def _declare_all(js: JetStreamContext, limits: BusLimits) -> None:
     await ensure_consumer(js, names.STREAM_INBOUND, delivery_consumer(limits))
     await ensure_kv(js, names.KV_DIRECTORY, history=5, replicas=limits.replicas)
     await ensure_kv(js, names.KV_SESSIONS, history=1, replicas=limits.replicas, ttl=30 * 86400)
+    await ensure_kv(
+        js,
+        names.KV_AUTH_FAILURES,
+        history=1,
+        replicas=limits.replicas,
+        ttl=names.AUTH_FAILURE_WINDOW,
+    )
     await ensure_object_store(js, limits)
 
 

@@ -18,6 +18,8 @@ from mailcore.bus.connect import Bus
 from mailcore.config import FilterSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
+from mailcore.loginguard import Policy as LoginPolicy
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
 from services.filter.context import FilterContext
@@ -107,6 +109,9 @@ class FilterNode:
             ),
             tls=tls,
             trusted_proxies=TrustedNetworks(s.proxy_trusted_networks),
+            login_guard=await LoginGuard.open(
+                self.bus.js, LoginPolicy.from_settings(s, s.auth_fail_delay)
+            ),
             dkim=(
                 DkimVerifier(self.dkim_lookup or dns_txt(DKIM_DNS_TIMEOUT), s.scan_timeout)
                 if s.dkim_verify

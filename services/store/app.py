@@ -8,6 +8,7 @@ import contextlib
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard, Policy
 from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
@@ -66,14 +67,28 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         s.max_connections_per_ip, s.max_connections_per_user, s.max_connections
     )
     throttle = LoginThrottle(s.auth_fail_delay)
+    # the failed-login policy shared with the filters' SMTP AUTH, kept in NATS
+    guard = await LoginGuard.open(bus.js, Policy.from_settings(s, s.auth_fail_delay))
     imap = ImapServer.from_settings(
-        s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle
+        s,
+        store=store,
+        directory=directory,
+        tls_context=tls,
+        limiter=limiter,
+        throttle=throttle,
+        guard=guard,
     )
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
     # POP3 (issue 5): plain port with STLS, POP3S with implicit TLS.
     pop3 = Pop3Server.from_settings(
-        s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle
+        s,
+        store=store,
+        directory=directory,
+        tls_context=tls,
+        limiter=limiter,
+        throttle=throttle,
+        guard=guard,
     )
     await pop3.start()
     ctx.on_cleanup(pop3.stop)

@@ -20,6 +20,7 @@ from mailcore import metrics
 from mailcore.config import PlaintextAuth
 from mailcore.directory import Directory, User
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 
 log = get_logger("auth")
 
@@ -156,11 +157,16 @@ class Authenticator:
         policy: PlaintextPolicy,
         throttle: LoginThrottle,
         protocol: str,
+        guard: LoginGuard | None = None,
     ) -> None:
         self.directory = directory
         self.policy = policy
         self.throttle = throttle
         self.protocol = protocol
+        # The shared policy (mailcore.loginguard; the store passes one): failures count per
+        # (account, address) and per address across every filter and store, in NATS.
+        # Without it the in-process LoginThrottle applies.
+        self.guard = guard
 
     def plaintext_allowed(self, peer_ip: str, tls: bool) -> bool:
         return self.policy.allows(peer_ip, tls)
@@ -169,6 +175,8 @@ class Authenticator:
         """The user, or :class:`AuthRefused` after the failure delay."""
         if not self.policy.allows(peer_ip, tls):
             raise AuthRefused(Refusal.PLAINTEXT)
+        if self.guard is not None:
+            return await self._guarded(self.guard, username, password, peer_ip)
         if self.throttle.blocked(peer_ip, username):
             metrics.AUTH_FAILURES.labels(self.protocol).inc()
             log.warning("login throttled", user=username, peer=peer_ip)
@@ -182,6 +190,17 @@ class Authenticator:
             await asyncio.sleep(delay)
             raise AuthRefused(Refusal.FAILED)
         self.throttle.record_success(peer_ip, username)
+        return user
+
+    async def _guarded(self, guard: LoginGuard, username: str, password: str, peer_ip: str) -> User:
+        if await guard.blocked(self.protocol, peer_ip, username):
+            await asyncio.sleep(guard.policy.base_delay)
+            raise AuthRefused(Refusal.THROTTLED)
+        user = await self.directory.authenticate(username, password)
+        if user is None:
+            await asyncio.sleep(await guard.failed(self.protocol, peer_ip, username))
+            raise AuthRefused(Refusal.FAILED)
+        await guard.succeeded(peer_ip, username)
         return user
 
 

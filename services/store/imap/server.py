@@ -13,6 +13,7 @@ from mailcore import metrics
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 from mailcore.mailstore import MailStore
 from services.store.auth import (
     Authenticator,
@@ -53,6 +54,7 @@ class ImapServer:
         tls_context: ssl.SSLContext | None,
         limiter: ConnectionLimiter | None = None,
         throttle: LoginThrottle | None = None,
+        guard: LoginGuard | None = None,
     ) -> ImapServer:
         """``limiter`` and ``throttle`` may be shared with POP3, so that connection caps
         and failed-login counts span both protocols."""
@@ -65,6 +67,7 @@ class ImapServer:
                 policy=PlaintextPolicy(s.allow_plaintext_auth),
                 throttle=throttle or LoginThrottle(s.auth_fail_delay),
                 protocol="imap",
+                guard=guard,
             ),
             limiter=limiter
             or ConnectionLimiter(

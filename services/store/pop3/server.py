@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 from mailcore.mailstore import MailStore
 from services.store.auth import (
     Authenticator,
@@ -57,6 +58,7 @@ class Pop3Server:
         tls_context: ssl.SSLContext | None,
         limiter: ConnectionLimiter | None = None,
         throttle: LoginThrottle | None = None,
+        guard: LoginGuard | None = None,
     ) -> Pop3Server:
         """The server the store runs. ``limiter`` and ``throttle`` may be shared with IMAP,
         so that connection caps and failed-login counts span both protocols."""
@@ -66,6 +68,7 @@ class Pop3Server:
             policy=PlaintextPolicy(s.allow_plaintext_auth),
             throttle=throttle or LoginThrottle(s.auth_fail_delay),
             protocol="pop3",
+            guard=guard,
         )
         env = Pop3Env(
             authenticator=authenticator,
