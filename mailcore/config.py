@@ -99,6 +99,11 @@ class CommonSettings(BaseSettings):
     listen_host: str = "127.0.0.1"
     ops_host: str = "127.0.0.1"
     ops_port: Port = 0
+    listen_backlog: Annotated[int, Field(gt=0)] = Field(
+        default=1024,
+        description="listen() backlog of every SMTP, IMAP and POP3 port (the kernel caps it "
+        "at net.core.somaxconn)",
+    )
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # JetStream limits: a full disk would switch JetStream off for the whole server, so
@@ -113,6 +118,16 @@ class CommonSettings(BaseSettings):
         "are refused and the mail stays on the inbound stream)",
     )
     stream_replicas: Annotated[int, Field(ge=1, le=5)] = 1
+    login_max_failures: Annotated[int, Field(gt=0)] = Field(
+        default=10,
+        description="failed logins for one account from one client address (SMTP AUTH, IMAP, "
+        "POP3, webmail together, 15 minutes) before that address may not try that account",
+    )
+    login_max_failures_per_address: Annotated[int, Field(gt=0)] = Field(
+        default=30,
+        description="failed logins from one client address for any accounts (15 minutes) "
+        "before it may not try at all; a correct password from another address always works",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -170,6 +185,12 @@ class FilterSettings(CommonSettings):
     spam_tag_score: float = 5.0
     spam_reject_score: float = 10.0
     handoff_timeout: Annotated[float, Field(gt=0)] = 10.0
+    handoff_patience: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=60.0,
+        description="seconds a publish without PubAck is retried with the same Nats-Msg-Id "
+        "before the client gets 451 (inside the streams' 120 s duplicate window, and the "
+        "sender's 10 minutes for the reply to DATA, RFC 5321 §4.5.3.2)",
+    )
     # Above this the body goes to the Object Store (claim check); NATS max_payload is 1 MiB.
     inline_body_max: Annotated[int, Field(gt=0, le=900 * 1024)] = 512 * 1024
     # Fraction of the inbound stream's byte budget above which new mail gets 452 4.3.1.
@@ -227,6 +248,16 @@ class StoreSettings(CommonSettings):
         description="searches reading messages that run at once server-wide (one per user)",
     )
     max_connections_per_user: Annotated[int, Field(gt=0)] = 50
+    max_connections: Annotated[int, Field(gt=0)] = Field(
+        default=5000,
+        description="IMAP and POP3 connections open at once server-wide; one more is greeted "
+        "with * BYE [UNAVAILABLE] / -ERR [SYS/TEMP] and closed",
+    )
+    login_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="seconds an IMAP or POP3 connection may stay idle before it has logged "
+        "in (RFC 9051 §5.4 allows a short pre-authentication timeout)",
+    )
     max_connections_per_ip: Annotated[int, Field(gt=0)] = 100
     auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0
     delivery_batch: Annotated[int, Field(gt=0, le=4096)] = 256
@@ -252,6 +283,11 @@ class StoreSettings(CommonSettings):
         "before it is told to resync",
     )
     fsync: bool = True
+    delivery_min_free_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=256 * 1024**2,
+        description="delivery pauses (and /healthz reports storage unhealthy) when less than "
+        "this is free on the store's file system; it resumes once twice this is free",
+    )
 
 
 class WebmailSettings(CommonSettings):
@@ -287,6 +323,12 @@ class ClusterSettings(CommonSettings):
     scanners: bool = True
     demo_domain: str = "postern.test"
     demo_user: str = "demo"
+    jetstream_max_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="disk the local nats-server's JetStream may use (max_file_store); 0 = "
+        "half the free space of the data directory, at most what the stream budgets need "
+        "(stream budgets not set explicitly are scaled down to fit, with a warning)",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

@@ -39,7 +39,16 @@ SCAN_VERDICTS = Counter("postern_scan_verdicts_total", "scan outcomes", ["scanne
 HANDOFF_SECONDS = Histogram(
     "postern_handoff_seconds", "publish to JetStream until PubAck", buckets=_LATENCY
 )
+HANDOFF_RETRIES = Counter(
+    "postern_handoff_retries_total",
+    "publishes repeated with the same Nats-Msg-Id after no PubAck came in time",
+)
 AUTH_FAILURES = Counter("postern_auth_failures_total", "failed logins", ["protocol"])
+AUTH_THROTTLED = Counter(
+    "postern_auth_throttled_total",
+    "logins refused unchecked: too many recent failures from that address",
+    ["protocol"],
+)
 
 # --- store ----------------------------------------------------------------------------
 DELIVERIES = Counter(
@@ -57,6 +66,10 @@ DELIVERY_BATCH = Histogram(
 )
 DELIVERY_SECONDS = Histogram(
     "postern_delivery_commit_seconds", "one group commit", buckets=_LATENCY
+)
+DELIVERY_RESENT = Counter(
+    "postern_delivery_resent_duplicates_total",
+    "bus messages dropped as a sender's resend of one delivered minutes before",
 )
 DELIVERY_PAUSED = Gauge("postern_delivery_paused", "1 while delivery waits for disk space")
 DELIVERY_REQUEUED = Counter(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic
 
 from mailcore.bus.connect import Bus, connect
-from mailcore.bus.setup import BusLimits, declare_all
+from mailcore.bus.setup import BusLimits, SetupError, declare_all
 from mailcore.config import SettingsT, load_settings
 from mailcore.logging import get_logger, setup_logging
 from mailcore.metrics import OpsServer
@@ -69,6 +69,10 @@ async def _main(settings: SettingsT, serve: Serve[SettingsT]) -> int:
     status = 0
     try:
         await serve(ctx)
+    except SetupError as exc:
+        # a start-up refusal says what to change in one line; no traceback
+        log.error(f"cannot start: {exc}")
+        status = 2
     except Exception:
         log.exception("service failed")
         status = 1

@@ -43,6 +43,9 @@ def up(data: Path | None) -> None:
     except UpError as exc:
         click.echo(f"mailctl up: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:  # any other start-up failure: one line, no traceback
+        click.echo(f"mailctl up: start-up failed: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
     sys.exit(status)
 
 

@@ -16,6 +16,9 @@ CONSUMER_RELAY = "relay"
 # Dead letters: accepted mail the store could not deliver (unknown recipient, over quota
 # after the last attempt, a failure that outlasted every requeue, poison payloads), kept
 # with the original frame until an operator retries or drops it (`mailctl queue dead`).
+# One tiny file-storage stream whose only use is a write probe: can JetStream store now?
+STREAM_PROBE = "POSTERN_PROBE"
+SUBJECT_PROBE = "postern.probe"
 STREAM_DEAD = "MAIL_DEAD"
 SUBJECT_DEAD = "mail.dead"
 
@@ -27,6 +30,9 @@ KV_DIRECTORY = "DIRECTORY"
 
 # Webmail sessions, so any webmail node serves any user.
 KV_SESSIONS = "SESSIONS"
+# Failed-login counters shared by every filter and store (mailcore.loginguard).
+KV_AUTH_FAILURES = "AUTH_FAILURES"
+AUTH_FAILURE_WINDOW = 900.0  # seconds an entry lives after its last failure
 
 # Ordered change records for the peer store.
 STREAM_MIRROR = "MIRROR_CHANGES"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -86,6 +86,16 @@ def stream_configs(limits: BusLimits) -> list[js_api.StreamConfig]:
             num_replicas=limits.replicas,
         ),
         dead_stream(limits),
+        js_api.StreamConfig(
+            name=names.STREAM_PROBE,
+            subjects=[names.SUBJECT_PROBE],
+            retention=js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            discard=js_api.DiscardPolicy.OLD,
+            max_msgs=1,
+            max_bytes=64 * 1024,
+            num_replicas=limits.replicas,
+        ),
     ]
 
 
@@ -184,13 +194,47 @@ async def ensure_object_store(js: JetStreamContext, limits: BusLimits) -> Object
         return store
 
 
+class SetupError(Exception):
+    """NATS refused a stream or bucket; the message says what to change (one line)."""
+
+
+INSUFFICIENT_STORAGE = 10047  # JetStream API error: "insufficient storage resources"
+
+
+def explain(exc: APIError, what: str) -> str:
+    if exc.err_code == INSUFFICIENT_STORAGE:
+        return (
+            f"NATS has not enough JetStream storage for {what} (error 10047: the stream "
+            "budgets exceed what JetStream may use, by default 75 % of the free disk): free "
+            "disk space, or lower POSTERN_INBOUND_MAX_BYTES, POSTERN_BODIES_MAX_BYTES, "
+            "POSTERN_OUTBOUND_MAX_BYTES, POSTERN_MIRROR_MAX_BYTES, POSTERN_DEAD_MAX_BYTES, "
+            "or raise the NATS server's jetstream max_file_store"
+        )
+    return f"NATS refused {what}: {exc.description} (error {exc.err_code})"
+
+
 async def declare_all(js: JetStreamContext, limits: BusLimits) -> None:
-    """Create or check everything Postern puts on NATS."""
+    """Create or check everything Postern puts on NATS; :class:`SetupError` when NATS
+    refuses one of them (no space for the budgets, above all)."""
+    try:
+        await _declare_all(js, limits)
+    except APIError as exc:
+        raise SetupError(explain(exc, "the streams")) from None
+
+
+async def _declare_all(js: JetStreamContext, limits: BusLimits) -> None:
     for config in stream_configs(limits):
         await ensure_stream(js, config)
     await ensure_consumer(js, names.STREAM_INBOUND, delivery_consumer(limits))
     await ensure_kv(js, names.KV_DIRECTORY, history=5, replicas=limits.replicas)
     await ensure_kv(js, names.KV_SESSIONS, history=1, replicas=limits.replicas, ttl=30 * 86400)
+    await ensure_kv(
+        js,
+        names.KV_AUTH_FAILURES,
+        history=1,
+        replicas=limits.replicas,
+        ttl=names.AUTH_FAILURE_WINDOW,
+    )
     await ensure_object_store(js, limits)
 
 

@@ -35,10 +35,18 @@ def nats_server_binary() -> str:
 
 
 def write_nats_config(
-    path: Path, *, host: str, port: int, store_dir: Path, monitor_port: int = 0
+    path: Path,
+    *,
+    host: str,
+    port: int,
+    store_dir: Path,
+    monitor_port: int = 0,
+    max_file_store: int = 0,
 ) -> Path:
     """A single-node JetStream server that fsyncs every write (``sync_interval: always``),
-    so a PubAck means the message is on disk (architecture invariant 1)."""
+    so a PubAck means the message is on disk (architecture invariant 1). ``max_file_store``
+    (bytes, 0 = NATS's default of 75 % of the free space) keeps JetStream on a budget below
+    the file system's size (services.ctl.budget)."""
     store_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         f"listen: {host}:{port}",
@@ -50,6 +58,8 @@ def write_nats_config(
         "  max_memory_store: 256MB",
         "}",
     ]
+    if max_file_store:
+        lines.insert(-1, f"  max_file_store: {max_file_store}")
     if monitor_port:
         lines.insert(1, f"http: {host}:{monitor_port}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailcore.bus.connect import connect
-from mailcore.bus.setup import BusLimits, declare_all
+from mailcore.bus.setup import BusLimits, SetupError, declare_all
 from mailcore.config import (
     ClusterSettings,
     FilterSettings,
@@ -31,7 +31,8 @@ from mailcore.config import (
 )
 from mailcore.directory import Directory, DirectoryError
 from mailcore.tls import ensure_certificate
-from services.ctl import daemons
+from services.ctl import budget, daemons
+from services.ctl.natswatch import NatsWatch
 from services.ctl.supervisor import ChildSpec, Supervisor
 
 HEALTH_TIMEOUT = 30.0
@@ -49,6 +50,7 @@ class Cluster:
     filter: FilterSettings
     webmail: WebmailSettings
     data: Path
+    budget: budget.Budget | None = None
 
     @property
     def nats_url(self) -> str:
@@ -102,7 +104,11 @@ async def _provision_demo(c: Cluster) -> tuple[str, str] | None:
     """Declare everything on NATS; on first run create the demo domain and user."""
     bus = await connect(c.nats_url, "mailctl", wait=15)
     try:
-        await declare_all(bus.js, BusLimits.from_settings(c.store, c.store.delivery_max_deliver))
+        store = c.store.model_copy(update=c.budget.streams) if c.budget else c.store
+        try:
+            await declare_all(bus.js, BusLimits.from_settings(store, store.delivery_max_deliver))
+        except SetupError as exc:
+            raise UpError(str(exc)) from None
         directory = await Directory.open(bus.js, watch=False)
         login_file = c.data / "demo-login.txt"
         address = f"{c.cluster.demo_user}@{c.cluster.demo_domain}"
@@ -141,6 +147,7 @@ async def _start_nats(sup: Supervisor, c: Cluster) -> None:
         port=c.cluster.nats_port,
         store_dir=c.data / "nats" / "jetstream",
         monitor_port=c.cluster.nats_monitor_port,
+        max_file_store=c.budget.jetstream if c.budget else 0,
     )
     if daemons.port_open("127.0.0.1", c.cluster.nats_port):
         raise UpError(f"port {c.cluster.nats_port} is taken (set POSTERN_NATS_PORT)")
@@ -213,6 +220,31 @@ async def _wait_healthy(sup: Supervisor, c: Cluster, ports: dict[str, int]) -> N
         raise UpError(f"not healthy after {HEALTH_TIMEOUT:.0f}s: {', '.join(pending)}\n{details}")
 
 
+async def _watch_nats(
+    sup: Supervisor, c: Cluster, echo: Callable[[str], None], stop: asyncio.Event
+) -> None:
+    """JetStream switched off by a full disk comes back once there is room (natswatch)."""
+
+    async def restart() -> None:
+        pid = sup.pid("nats")
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # the supervisor starts it again
+
+    bus = await connect(c.nats_url, "mailctl-watch", wait=15)
+    try:
+        watch = NatsWatch(
+            bus.js,
+            c.data / "nats" / "jetstream",
+            pid=lambda: sup.pid("nats"),
+            restart=restart,
+            echo=echo,
+        )
+        await watch.run(stop)
+    finally:
+        await bus.close()
+
+
 def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
     f, s, w = c.filter, c.store, c.webmail
     host = "127.0.0.1" if f.listen_host in ("0.0.0.0", "::") else f.listen_host
@@ -238,8 +270,24 @@ def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
     return "\n".join(lines)
 
 
+def plan_budget(c: Cluster) -> budget.Budget:
+    """JetStream's and the streams' disk budgets from the data file system's free space."""
+    js_dir = c.data / "nats" / "jetstream"
+    js_dir.mkdir(parents=True, exist_ok=True)
+    free = budget.free_bytes(js_dir) + budget.dir_bytes(js_dir)
+    try:
+        return budget.plan(
+            c.store, free=free, jetstream_max=c.cluster.jetstream_max_bytes, where=c.data
+        )
+    except budget.BudgetError as exc:
+        raise UpError(str(exc)) from None
+
+
 async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     _lock(c.data)
+    c.budget = plan_budget(c)
+    if c.budget.warning:
+        echo(c.budget.warning)
     if ensure_certificate(c.store.cert_path, c.store.key_path, c.store.hostname):
         echo(f"created a self-signed certificate in {c.store.cert_path.parent}")
     stop = asyncio.Event()
@@ -256,11 +304,13 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
             "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
             "POSTERN_LOG_FORMAT": "json",
         }
+        env |= c.budget.env()
         env |= await _start_scanners(sup, c, echo)
         for name in ("store", "filter", "webmail"):
             await sup.start(_python_child(name, f"services.{name}", c, env))
         ports = {"store": c.store.ops_port, "filter": c.filter.ops_port}
         ports["webmail"] = c.webmail.ops_port
+        watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -271,6 +321,8 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         else:
             waiter.cancel()
         echo("stopping…")
+        watching.cancel()
+        await asyncio.wait({watching}, timeout=5)
         return 0
     finally:
         await sup.stop_all()

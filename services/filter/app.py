@@ -18,6 +18,8 @@ from mailcore.bus.connect import Bus
 from mailcore.config import FilterSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
+from mailcore.loginguard import Policy as LoginPolicy
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
 from services.filter.context import FilterContext
@@ -92,6 +94,7 @@ class FilterNode:
             self.gate,
             inline_max=s.inline_body_max,
             timeout=s.handoff_timeout,
+            patience=s.handoff_patience,
         )
         self.ctx = FilterContext(
             settings=s,
@@ -106,6 +109,9 @@ class FilterNode:
             ),
             tls=tls,
             trusted_proxies=TrustedNetworks(s.proxy_trusted_networks),
+            login_guard=await LoginGuard.open(
+                self.bus.js, LoginPolicy.from_settings(s, s.auth_fail_delay)
+            ),
             dkim=(
                 DkimVerifier(self.dkim_lookup or dns_txt(DKIM_DNS_TIMEOUT), s.scan_timeout)
                 if s.dkim_verify
@@ -113,7 +119,7 @@ class FilterNode:
             ),
         )
         self._make_session = session_factory(self.ctx)
-        self.listeners = Listeners(s.listen_host, tls)
+        self.listeners = Listeners(s.listen_host, tls, s.listen_backlog)
         await self.listeners.start(listener_specs(s), self._new_session)
         log.info(
             "filter ready",
@@ -175,4 +181,7 @@ async def serve(ctx: ServiceContext[FilterSettings]) -> None:
     await node.start()
     ctx.on_cleanup(node.stop)
     ctx.ops.add_check("directory", lambda: node.ready)
+    # false while JetStream cannot store (a full disk switched it off): a balancer stops
+    # sending mail here, which would only get 451
+    ctx.ops.add_check("bus", lambda: node.gate is not None and node.gate.bus_available)
     await ctx.stopping.wait()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mailcore.config import FilterSettings
 from mailcore.directory import Directory
+from mailcore.loginguard import LoginGuard
 from services.filter.dkim_verify import DkimVerifier
 from services.filter.handoff import Handoff
 from services.filter.policy import Policy
@@ -30,6 +31,9 @@ class FilterContext:
     trusted_proxies: TrustedNetworks
     dkim: DkimVerifier | None = None
     stopping: bool = False
+    # The failed-login policy shared with IMAP and POP3 (mailcore.loginguard); without it
+    # the in-process per-address AuthThrottle applies.
+    login_guard: LoginGuard | None = None
 
     def plaintext_auth_allowed(self, ip: str) -> bool:
         """``allow_plaintext_auth``: never, on loopback addresses only, or always."""

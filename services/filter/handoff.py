@@ -3,9 +3,18 @@
 Mail for local recipients goes to ``mail.inbound`` (the store delivers it), mail for
 remote recipients to ``mail.outbound`` (the relay delivers it); a message for both is
 published to both under one id. ``Nats-Msg-Id`` is the message id, so a publish retried
-inside the duplicate window is stored once. Bodies above ``inline_body_max`` travel
-through the Object Store (claim check). Any failure is a :class:`BusUnavailable` (451) or,
-when the stream is at its byte budget, :class:`StorageFull` (452); never a 5xx.
+inside the duplicate window is stored once.
+
+A PubAck that does not come in time is ambiguous: a slow or frozen nats-server may store
+the message when it wakes. Answering 451 then would make the sender send it again under a
+new id — a duplicate. So the publish is retried with the same ``Nats-Msg-Id`` for up to
+``patience`` seconds (well inside the sender's 10 minutes for the reply to DATA, RFC 5321
+§4.5.3.2, and inside the stream's duplicate window), and the message is accepted as soon
+as one attempt is acknowledged (a PubAck marked duplicate included).
+
+Bodies above ``inline_body_max`` travel through the Object Store (claim check). Any
+failure is a :class:`BusUnavailable` (451) or, when the stream is at its byte budget,
+:class:`StorageFull` (452); never a 5xx.
 
 :class:`FillGate` keeps a cached view of how full the inbound stream is, refreshed in the
 background, so the 452 gate costs nothing per message.
@@ -26,6 +35,7 @@ from nats.js.object_store import ObjectStore
 from mailcore import metrics
 from mailcore.bus import names
 from mailcore.bus.claimcheck import body_object_name, publish_mail
+from mailcore.bus.probe import can_store
 from mailcore.bus.schemas import MailMessage
 from mailcore.bus.setup import inbound_fill
 from mailcore.logging import get_logger
@@ -34,6 +44,8 @@ from services.filter import errors
 log = get_logger("filter.handoff")
 
 FILL_REFRESH = 2.0  # seconds between looks at the inbound stream's fill level
+RETRY_MIN = 1.0  # an attempt needs at least this long before the patience runs out
+RETRY_PAUSE = 0.5  # after a connection error, before the next attempt
 
 
 def _is_full(exc: APIError) -> bool:
@@ -42,7 +54,9 @@ def _is_full(exc: APIError) -> bool:
 
 
 class FillGate:
-    """Whether the inbound stream is at or above its high-water mark (cached)."""
+    """Whether the inbound stream is at or above its high-water mark (cached), and whether
+    JetStream can store at all (:attr:`bus_available`, a probe write each refresh: a
+    JetStream switched off by a full disk keeps the connection up but stores nothing)."""
 
     def __init__(
         self, js: JetStreamContext, high_water: float, interval: float = FILL_REFRESH
@@ -51,6 +65,7 @@ class FillGate:
         self.high_water = high_water
         self.interval = interval
         self.fill = 0.0
+        self.bus_available = True
         self._full_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -64,6 +79,13 @@ class FillGate:
         self._full_until = time.monotonic() + self.interval
 
     async def refresh(self) -> None:
+        available = await can_store(self.js, timeout=max(1.0, self.interval))
+        if available != self.bus_available:
+            if available:
+                log.info("bus stores again")
+            else:
+                log.error("bus unavailable: JetStream stores nothing (disk full?)")
+        self.bus_available = available
         try:
             async with asyncio.timeout(max(1.0, self.interval)):
                 self.fill = await inbound_fill(self.js)
@@ -101,8 +123,10 @@ class Handoff:
         *,
         inline_max: int,
         timeout: float,
+        patience: float = 0.0,
     ) -> None:
         self.js = js
+        self.patience = patience
         self.bodies = bodies
         self.gate = gate
         self.inline_max = inline_max
@@ -127,24 +151,44 @@ class Handoff:
             msg.recipients = list(local or remote)
             targets.append((names.SUBJECT_INBOUND if local else names.SUBJECT_OUTBOUND, msg))
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._deadline(len(body))):
-                if len(targets) == 1:
-                    await self._one(*targets[0], body)
-                else:
-                    await asyncio.gather(*(self._one(s, m, body) for s, m in targets))
-        except TimeoutError:
-            await self._forget_bodies(msg, targets, body)
-            raise errors.BusUnavailable("no PubAck in time") from None
-        except APIError as exc:
-            await self._forget_bodies(msg, targets, body)
-            if _is_full(exc):
-                self.gate.note_full()
-                raise errors.StorageFull(exc.description or "stream full") from None
-            raise errors.BusUnavailable(f"JetStream refused: {exc.description}") from None
-        except (NatsError, ConnectionError) as exc:
-            await self._forget_bodies(msg, targets, body)
-            raise errors.BusUnavailable(type(exc).__name__) from None
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + max(self.patience, self._deadline(len(body)))
+        attempt = 0
+        while True:
+            attempt += 1
+            left = give_up - loop.time()
+            try:
+                async with asyncio.timeout(min(self._deadline(len(body)), max(left, 0.1))):
+                    if len(targets) == 1:
+                        await self._one(*targets[0], body)
+                    else:
+                        await asyncio.gather(*(self._one(s, m, body) for s, m in targets))
+                break
+            except (TimeoutError, ConnectionError) as exc:
+                # ambiguous: the bus may have stored it. Again, same Nats-Msg-Id.
+                if give_up - loop.time() < RETRY_MIN:
+                    await self._forget_bodies(msg, targets, body)
+                    raise errors.BusUnavailable(
+                        f"no PubAck after {attempt} attempts ({type(exc).__name__})"
+                    ) from None
+                log.warning("no PubAck; publishing again with the same id", id=msg.id)
+                metrics.HANDOFF_RETRIES.inc()
+                if isinstance(exc, ConnectionError):
+                    await asyncio.sleep(RETRY_PAUSE)
+            except APIError as exc:
+                await self._forget_bodies(msg, targets, body)
+                if _is_full(exc):
+                    self.gate.note_full()
+                    raise errors.StorageFull(exc.description or "stream full") from None
+                self.gate.bus_available = False  # until the next probe says otherwise
+                raise errors.BusUnavailable(f"JetStream refused: {exc.description}") from None
+            except NatsError as exc:
+                # not sent, or refused at once (no JetStream responders): not stored
+                self.gate.bus_available = False  # until the next probe says otherwise
+                await self._forget_bodies(msg, targets, body)
+                raise errors.BusUnavailable(type(exc).__name__) from None
+        if attempt > 1:
+            log.info("stored after a retry", id=msg.id, attempts=attempt)
         metrics.HANDOFF_SECONDS.observe(time.perf_counter() - started)
 
     async def _one(self, subject: str, msg: MailMessage, body: bytes) -> None:

@@ -43,9 +43,10 @@ def listener_specs(s: FilterSettings) -> list[ListenerSpec]:
 
 
 class Listeners:
-    def __init__(self, host: str, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, host: str, tls: ssl.SSLContext | None, backlog: int = 1024) -> None:
         self.host = host
         self.tls = tls
+        self.backlog = backlog
         self.servers: dict[str, asyncio.Server] = {}
 
     async def start(
@@ -62,7 +63,7 @@ class Listeners:
                 self.host,
                 spec.port,
                 reuse_address=True,
-                backlog=1024,
+                backlog=self.backlog,
                 family=socket.AF_INET6 if ":" in self.host else socket.AF_UNSPEC,
             )
             self.servers[spec.name] = server

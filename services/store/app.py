@@ -8,6 +8,7 @@ import contextlib
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard, Policy
 from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
@@ -45,6 +46,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         max_deliver=s.delivery_max_deliver,
         unknown_attempts=s.delivery_unknown_attempts,
         max_requeues=s.delivery_max_requeues,
+        min_free=s.delivery_min_free_bytes,
     )
     delivery_task = asyncio.create_task(consumer.run(ctx.stopping), name="delivery")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
@@ -60,21 +62,37 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     ctx.on_cleanup(admin.unsubscribe)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running)
-    ctx.ops.add_check("storage", lambda: not consumer.disk_full)
+    ctx.ops.add_check("storage", consumer.storage_ok)
     # IMAP (issue 4): plain port with STARTTLS, IMAPS with implicit TLS.
     ensure_certificate(s.cert_path, s.key_path, s.hostname)
     tls = server_context(s.cert_path, s.key_path)
     # One connection cap and one failed-login throttle for IMAP and POP3 together.
-    limiter = ConnectionLimiter(s.max_connections_per_ip, s.max_connections_per_user)
+    limiter = ConnectionLimiter(
+        s.max_connections_per_ip, s.max_connections_per_user, s.max_connections
+    )
     throttle = LoginThrottle(s.auth_fail_delay)
+    # the failed-login policy shared with the filters' SMTP AUTH, kept in NATS
+    guard = await LoginGuard.open(bus.js, Policy.from_settings(s, s.auth_fail_delay))
     imap = ImapServer.from_settings(
-        s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle
+        s,
+        store=store,
+        directory=directory,
+        tls_context=tls,
+        limiter=limiter,
+        throttle=throttle,
+        guard=guard,
     )
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
     # POP3 (issue 5): plain port with STLS, POP3S with implicit TLS.
     pop3 = Pop3Server.from_settings(
-        s, store=store, directory=directory, tls_context=tls, limiter=limiter, throttle=throttle
+        s,
+        store=store,
+        directory=directory,
+        tls_context=tls,
+        limiter=limiter,
+        throttle=throttle,
+        guard=guard,
     )
     await pop3.start()
     ctx.on_cleanup(pop3.stop)

@@ -20,6 +20,7 @@ from mailcore import metrics
 from mailcore.config import PlaintextAuth
 from mailcore.directory import Directory, User
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 
 log = get_logger("auth")
 
@@ -54,6 +55,7 @@ class Refusal(enum.Enum):
     THROTTLED = "throttled"  # too many recent failures from this peer or for this account
     FAILED = "failed"  # wrong user or password (one reply for both)
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    SERVER_BUSY = "server_busy"  # the server-wide connection cap
 
 
 class AuthRefused(Exception):
@@ -155,11 +157,16 @@ class Authenticator:
         policy: PlaintextPolicy,
         throttle: LoginThrottle,
         protocol: str,
+        guard: LoginGuard | None = None,
     ) -> None:
         self.directory = directory
         self.policy = policy
         self.throttle = throttle
         self.protocol = protocol
+        # The shared policy (mailcore.loginguard; the store passes one): failures count per
+        # (account, address) and per address across every filter and store, in NATS.
+        # Without it the in-process LoginThrottle applies.
+        self.guard = guard
 
     def plaintext_allowed(self, peer_ip: str, tls: bool) -> bool:
         return self.policy.allows(peer_ip, tls)
@@ -168,6 +175,8 @@ class Authenticator:
         """The user, or :class:`AuthRefused` after the failure delay."""
         if not self.policy.allows(peer_ip, tls):
             raise AuthRefused(Refusal.PLAINTEXT)
+        if self.guard is not None:
+            return await self._guarded(self.guard, username, password, peer_ip)
         if self.throttle.blocked(peer_ip, username):
             metrics.AUTH_FAILURES.labels(self.protocol).inc()
             log.warning("login throttled", user=username, peer=peer_ip)
@@ -183,23 +192,46 @@ class Authenticator:
         self.throttle.record_success(peer_ip, username)
         return user
 
+    async def _guarded(self, guard: LoginGuard, username: str, password: str, peer_ip: str) -> User:
+        if await guard.blocked(self.protocol, peer_ip, username):
+            await asyncio.sleep(guard.policy.base_delay)
+            raise AuthRefused(Refusal.THROTTLED)
+        user = await self.directory.authenticate(username, password)
+        if user is None:
+            await asyncio.sleep(await guard.failed(self.protocol, peer_ip, username))
+            raise AuthRefused(Refusal.FAILED)
+        await guard.succeeded(peer_ip, username)
+        return user
+
 
 class ConnectionLimiter:
-    """Caps concurrent connections per peer IP and per user (shared by IMAP and POP3)."""
+    """Caps concurrent connections server-wide (``max_total``, 0 = no cap), per peer IP and
+    per user (shared by IMAP and POP3)."""
 
-    def __init__(self, max_per_ip: int, max_per_user: int) -> None:
+    def __init__(self, max_per_ip: int, max_per_user: int, max_total: int = 0) -> None:
         self.max_per_ip = max_per_ip
         self.max_per_user = max_per_user
+        self.max_total = max_total
+        self.total = 0
         self._ips: dict[str, int] = defaultdict(int)
         self._users: dict[str, int] = defaultdict(int)
 
-    def open_ip(self, ip: str) -> bool:
+    def admit(self, ip: str) -> Refusal | None:
+        """Take a connection slot for ``ip``; None when admitted, else why not
+        (:attr:`Refusal.SERVER_BUSY` or :attr:`Refusal.TOO_MANY_CONNECTIONS`)."""
+        if self.max_total and self.total >= self.max_total:
+            return Refusal.SERVER_BUSY
         if self._ips[ip] >= self.max_per_ip:
-            return False
+            return Refusal.TOO_MANY_CONNECTIONS
         self._ips[ip] += 1
-        return True
+        self.total += 1
+        return None
+
+    def open_ip(self, ip: str) -> bool:
+        return self.admit(ip) is None
 
     def close_ip(self, ip: str) -> None:
+        self.total = max(0, self.total - 1)
         self._release(self._ips, ip)
 
     def open_user(self, address: str) -> bool:

@@ -10,17 +10,16 @@ What then becomes of each bus message (ack, nak with a delay, requeue, dead lett
 termination of poison, forwarding to remote alias targets) is up to the consumer's
 :class:`~services.store.settlement.Settler`. The consumer itself reads the directory
 afresh from NATS when the watched copy does not resolve a recipient (it may lag the
-filter's), and once the settler reports a full disk it stops fetching until a probe
-write succeeds.
+filter's), and it stops fetching while the store's file system is below its free-space
+threshold or the settler reports a full disk, until the space is back above the resume
+mark (:mod:`services.store.diskspace`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
@@ -35,12 +34,14 @@ from mailcore.directory import Directory, Resolution
 from mailcore.logging import get_logger
 from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
 from services.store import settlement
+from services.store.diskspace import SpaceGuard
+from services.store.duplicates import RecentDeliveries, fingerprint
 from services.store.settlement import Item, Settler, delivery_attempt
 
 log = get_logger("delivery")
 
 DISK_PROBE_INTERVAL = 5.0
-DISK_PROBE_BYTES = 1024 * 1024
+MIN_FREE_BYTES = 256 * 1024**2  # StoreSettings.delivery_min_free_bytes
 JUNK_FLAGS = frozenset(("$Junk",))
 
 
@@ -71,6 +72,7 @@ class DeliveryConsumer:
         unknown_retry: float = settlement.UNKNOWN_RETRY,
         unknown_attempts: int = settlement.UNKNOWN_ATTEMPTS,
         max_requeues: int = settlement.MAX_REQUEUES,
+        min_free: int = MIN_FREE_BYTES,
     ) -> None:
         self.bus = bus
         self.directory = directory
@@ -88,6 +90,11 @@ class DeliveryConsumer:
             max_requeues=max_requeues,
         )
         self.probe_interval = DISK_PROBE_INTERVAL
+        self.space = SpaceGuard(store.root, min_free)
+        self.recent = RecentDeliveries()
+        # fingerprints of the bus messages being delivered now: id -> fp and fp -> id
+        self._fingerprints: dict[str, bytes] = {}
+        self._pending: dict[bytes, str] = {}
         self.disk_full = False
         self.running = False
         self._bodies: ObjectStore | None = None
@@ -99,7 +106,11 @@ class DeliveryConsumer:
 
     @property
     def healthy(self) -> bool:
-        return self.running and not self.disk_full
+        return self.running and self.storage_ok()
+
+    def storage_ok(self) -> bool:
+        """For ``/healthz``: delivery is not paused and the disk is above the threshold now."""
+        return not self.disk_full and not self.space.low()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping`` is set; every failure is contained and logged."""
@@ -129,6 +140,8 @@ class DeliveryConsumer:
         inflight: asyncio.Task[None] | None = None
         try:
             while not stopping.is_set():
+                if not self.disk_full and self.space.low():
+                    self._pause()
                 if self.disk_full:
                     await _finish(inflight)
                     inflight = None
@@ -193,9 +206,14 @@ class DeliveryConsumer:
         for item in items:
             try:
                 if results is None:
+                    self._forget(item.mail.id)
                     await self.settler.retry_later(item.msg, item.mail)
                 else:
-                    await self.settler.settle(item, [by_key[c.key] for c in item.copies])
+                    done = [by_key[c.key] for c in item.copies]
+                    await self.settler.settle(item, done)
+                    fp = self._forget(item.mail.id)
+                    if done and all(r.outcome in ("delivered", "duplicate") for r in done):
+                        self.recent.remember(fp, item.mail.id)
             except Exception:
                 # Not settled: retried (a requeue on its last attempt, which a bare
                 # redelivery after the ack wait would not give), else left to JetStream.
@@ -229,6 +247,18 @@ class DeliveryConsumer:
                 await self.settler.retry_later(msg, mail)
                 return None
         item = Item(msg=msg, mail=mail)
+        fp = fingerprint(mail)
+        if self.recent.resent(fp, mail.id) or (
+            fp is not None and self._pending.get(fp, mail.id) != mail.id
+        ):
+            # the sender's retry of a message already delivered under another bus id
+            log.info("resent copy dropped", id=mail.id)
+            metrics.DELIVERY_RESENT.inc()
+            await self.settler.settle(item, [])  # nothing to store: acked
+            return None
+        if fp is not None:
+            self._fingerprints[mail.id] = fp
+            self._pending[fp] = mail.id
         spam = mail.scan.spam_tagged
         seen: set[str] = set()
         for rcpt in mail.recipients:
@@ -262,6 +292,12 @@ class DeliveryConsumer:
                 )
         return item
 
+    def _forget(self, bus_id: str) -> bytes | None:
+        fp = self._fingerprints.pop(bus_id, None)
+        if fp is not None and self._pending.get(fp) == bus_id:
+            del self._pending[fp]
+        return fp
+
     async def _resolve(self, rcpt: str) -> Resolution:
         """The watched directory's answer; when it has none, NATS is asked afresh: the
         filter resolved this address before its 250, and the store's watch may lag."""
@@ -294,7 +330,12 @@ class DeliveryConsumer:
     def _pause(self) -> None:
         """A copy failed for want of disk space: stop fetching until there is room."""
         if not self.disk_full:
-            log.error("disk full: delivery paused", store=str(self.store.root))
+            log.error(
+                "disk full: delivery paused",
+                store=str(self.store.root),
+                free_bytes=self.space.free(),
+                min_free_bytes=self.space.min_free,
+            )
         self.disk_full = True
         metrics.DELIVERY_PAUSED.set(1)
 
@@ -302,28 +343,10 @@ class DeliveryConsumer:
         await _sleep(stopping, self.probe_interval)
         if stopping.is_set():
             return
-        if await asyncio.to_thread(_probe_write, self.store.root):
-            log.info("disk has room again: delivery resumed")
+        if await asyncio.to_thread(self.space.room_again):
+            log.info("disk has room again: delivery resumed", free_bytes=self.space.free())
             self.disk_full = False
             metrics.DELIVERY_PAUSED.set(0)
-
-
-def _probe_write(root: Path) -> bool:
-    """True when a durable 1 MiB write succeeds below ``root`` (then removed)."""
-    path = root / f".probe-{os.getpid()}"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"\0" * DISK_PROBE_BYTES)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
 
 
 async def _finish(task: asyncio.Task[None] | None) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailcore.logging import connection_context, get_logger, next_connection_id
-from services.store.auth import ConnectionLimiter
+from services.store.auth import ConnectionLimiter, Refusal
 
 log = get_logger("listener")
 
@@ -106,7 +106,7 @@ class Connection:
 
 
 Handler = Callable[[Connection], Awaitable[None]]
-Refuse = Callable[[Connection], Awaitable[None]]
+Refuse = Callable[[Connection, Refusal], Awaitable[None]]
 
 
 class Listener:
@@ -121,8 +121,10 @@ class Listener:
         ssl_context: ssl.SSLContext | None = None,
         on_refused: Refuse | None = None,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        backlog: int = 1024,
     ) -> None:
         self.name = name
+        self.backlog = backlog
         self.write_timeout = write_timeout
         self.host = host
         self.port = port
@@ -136,7 +138,12 @@ class Listener:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, ssl=self.ssl_context, limit=READ_LIMIT
+            self._accept,
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            limit=READ_LIMIT,
+            backlog=self.backlog,
         )
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
@@ -165,11 +172,12 @@ class Listener:
         )
         try:
             with connection_context(conn=conn.conn_id, peer=conn.peer_ip):
-                if not self.limiter.open_ip(conn.peer_ip):
-                    log.warning("too many connections from peer")
+                refused = self.limiter.admit(conn.peer_ip)
+                if refused is not None:
+                    log.warning("connection refused", reason=refused.value)
                     if self.on_refused is not None:
                         with contextlib.suppress(Exception):
-                            await asyncio.wait_for(self.on_refused(conn), 5)
+                            await asyncio.wait_for(self.on_refused(conn, refused), 5)
                     return
                 try:
                     await self.handler(conn)

@@ -18,9 +18,10 @@ END_OF_DATA = b"\r\n.\r\n"
 # RFC 5321 §4.5.3.1.4 gives 512 octets for a command line; AUTH's initial response may be
 # longer (RFC 4954 §4 allows 12288), so one generous bound applies to every command line.
 COMMAND_LINE_MAX = 4096
-# RFC 5322 §2.1.1 / RFC 5321 §4.5.3.1.6: 998 characters plus CRLF, plus one for a
-# transparency period (RFC 5321 §4.5.2) on the wire.
-DATA_LINE_MAX = 999
+# RFC 5321 §4.5.3.1.6 / RFC 5322 §2.1.1: a text line is at most 998 octets plus CRLF; a
+# line the client stuffed with a transparency period (RFC 5321 §4.5.2) has one more on
+# the wire.
+DATA_LINE_MAX = 998
 
 
 class TooLong:
@@ -112,6 +113,7 @@ class DataReader:
     __slots__ = (
         "_bare",
         "_col",
+        "_dot",
         "_last",
         "_long",
         "_parts",
@@ -131,6 +133,7 @@ class DataReader:
         self._parts: list[bytes] = []
         self._last = _LF  # the octet before the next piece: a line starts after an LF
         self._col = 0  # octets of the current line seen so far
+        self._dot = False  # the current line starts with a (transparency) period
         self._size = 0  # data octets taken so far (the held-back tail excluded)
         self._bare = False
         self._long = False
@@ -195,20 +198,27 @@ class DataReader:
         self._parts.append(piece)
 
     def _lines_fit(self, piece: bytes) -> bool:
-        """RFC 5322 §2.1.1: no line of more than DATA_LINE_MAX octets before its CRLF.
+        """RFC 5321 §4.5.3.1.6: no line of more than DATA_LINE_MAX octets before its CRLF
+        (one more on the wire when it starts with the transparency period).
 
-        The LF ending a line may come at most DATA_LINE_MAX + 1 octets after its start; the
-        search jumps to the last LF within that reach, so it takes one step per ~1000
-        octets rather than one per line.
+        The LF ending a line may come at most limit + 1 octets after its start; the search
+        jumps to the last LF within that reach, so it takes one step per ~1000 octets
+        rather than one per line (a line skipped over is shorter than the limit: the jump's
+        first line and its CRLF come before it).
         """
-        pos, col, n = 0, self._col, len(piece)
+        pos, col, n, dot = 0, self._col, len(piece), self._dot
         while True:
-            reach = pos - col + DATA_LINE_MAX + 2  # one past the last place for the LF
+            if col == 0:
+                if pos >= n:
+                    self._col = 0
+                    return True
+                dot = piece[pos] == 0x2E
+            reach = pos - col + DATA_LINE_MAX + (3 if dot else 2)  # one past the last LF
             nl = piece.rfind(b"\n", pos, reach)
             if nl < 0:
                 if n >= reach:
                     return False
-                self._col = col + n - pos
+                self._col, self._dot = col + n - pos, dot
                 return True
             pos, col = nl + 1, 0
 

@@ -310,7 +310,8 @@ class Session(SMTP):
     def hold_timeout(self) -> None:
         """Screening and hand-off may take longer than an idle client is allowed."""
         s = self.ctx.settings
-        self._reset_timeout(max(s.command_timeout, s.scan_timeout + s.handoff_timeout + 30))
+        handoff = max(s.handoff_timeout, s.handoff_patience)
+        self._reset_timeout(max(s.command_timeout, s.scan_timeout + handoff + 30))
 
     def release_timeout(self) -> None:
         """Back to the command timeout once the message is answered."""

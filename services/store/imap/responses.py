@@ -14,6 +14,9 @@ _QUOTED_BAD_UTF8 = re.compile(rb"[\r\n\x00]")  # RFC 9051 §4.3: UTF-8 in quoted
 
 
 def literal(data: bytes) -> bytes:
+    """RFC 3501 §4.3: CHAR8 excludes NUL; one found in data is sent as 0x80."""
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"\x80")
     return b"{%d}\r\n" % len(data) + data
 
 

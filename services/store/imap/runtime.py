@@ -86,6 +86,7 @@ class Runtime:
     tls_context: ssl.SSLContext | None = None
     max_message_size: int = 50_000_000
     idle_timeout: float = 1800.0  # RFC 3501 §5.4: at least 30 minutes of inactivity
+    login_timeout: float = 60.0  # before login: RFC 9051 §5.4 allows a shorter timer
     write_timeout: float = DEFAULT_WRITE_TIMEOUT  # output left unread this long: dropped
     max_bad_commands: int = 5  # before login; a few bad commands end the session
     max_bad_after_login: int = 50

@@ -13,8 +13,15 @@ from mailcore import metrics
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 from mailcore.mailstore import MailStore
-from services.store.auth import Authenticator, ConnectionLimiter, LoginThrottle, PlaintextPolicy
+from services.store.auth import (
+    Authenticator,
+    ConnectionLimiter,
+    LoginThrottle,
+    PlaintextPolicy,
+    Refusal,
+)
 from services.store.imap.dispatch import DISPATCH
 from services.store.imap.runtime import Runtime, SearchGate
 from services.store.imap.session import Session
@@ -35,6 +42,7 @@ class ImapServer:
     rt: Runtime
     endpoints: list[Endpoint]
     listeners: list[Listener] = field(default_factory=list)
+    backlog: int = 1024
 
     @classmethod
     def from_settings(
@@ -46,6 +54,7 @@ class ImapServer:
         tls_context: ssl.SSLContext | None,
         limiter: ConnectionLimiter | None = None,
         throttle: LoginThrottle | None = None,
+        guard: LoginGuard | None = None,
     ) -> ImapServer:
         """``limiter`` and ``throttle`` may be shared with POP3, so that connection caps
         and failed-login counts span both protocols."""
@@ -58,13 +67,17 @@ class ImapServer:
                 policy=PlaintextPolicy(s.allow_plaintext_auth),
                 throttle=throttle or LoginThrottle(s.auth_fail_delay),
                 protocol="imap",
+                guard=guard,
             ),
             limiter=limiter
-            or ConnectionLimiter(s.max_connections_per_ip, s.max_connections_per_user),
+            or ConnectionLimiter(
+                s.max_connections_per_ip, s.max_connections_per_user, s.max_connections
+            ),
             hostname=s.hostname,
             tls_context=tls_context,
             max_message_size=s.max_message_size,
             idle_timeout=s.imap_idle_timeout,
+            login_timeout=s.login_timeout,
             write_timeout=s.write_timeout,
             searches=SearchGate(s.imap_search_scans),
             search_timeout=s.imap_search_timeout,
@@ -77,7 +90,7 @@ class ImapServer:
                 log.warning("IMAPS listener off: no TLS certificate", port=s.imaps_port)
             else:
                 endpoints.append(Endpoint(s.listen_host, s.imaps_port, implicit_tls=True))
-        return cls(rt, endpoints)
+        return cls(rt, endpoints, backlog=s.listen_backlog)
 
     async def start(self) -> None:
         for ep in self.endpoints:
@@ -90,6 +103,7 @@ class ImapServer:
                 ssl_context=self.rt.tls_context if ep.implicit_tls else None,
                 on_refused=_refuse,
                 write_timeout=self.rt.write_timeout,
+                backlog=self.backlog,
             )
             await listener.start()
             self.listeners.append(listener)
@@ -116,7 +130,10 @@ class ImapServer:
             metrics.IMAP_SESSIONS.dec()
 
 
-async def _refuse(conn: Connection) -> None:
+async def _refuse(conn: Connection, why: Refusal) -> None:
     # RFC 3501 §7.1.5: BYE as the greeting refuses the connection
-    conn.writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+    if why is Refusal.SERVER_BUSY:
+        conn.writer.write(b"* BYE [UNAVAILABLE] Server busy: too many connections\r\n")
+    else:
+        conn.writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
     await conn.drain()

@@ -15,6 +15,7 @@ from mailcore.logging import get_logger
 from mailcore.mailstore import MailstoreError
 from services.store.imap import errors, responses
 from services.store.imap.commands import Request
+from services.store.imap.handlers.append import over_quota
 from services.store.imap.lexer import MAX_LINE, literal_suffix, tag_of
 from services.store.imap.parser import BadCharset, ParseError, UnknownCommand, parse
 from services.store.listener import Connection
@@ -141,6 +142,12 @@ class Session:
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
 
+    @property
+    def autologout(self) -> float:
+        """RFC 9051 §5.4: the server may use a shorter inactivity timer before
+        authentication (``login_timeout``) than the 30 minutes it keeps afterwards."""
+        return self.rt.login_timeout if self.user is None else self.rt.idle_timeout
+
     # --- framing --------------------------------------------------------------------------
     async def read_line(self) -> bytes:
         """One line without its CRLF. RFC 3501 §2.2: lines end in CRLF (bare LF tolerated)."""
@@ -161,7 +168,7 @@ class Session:
         refused during framing (the reply is queued)."""
         self._waiting = True
         try:
-            async with asyncio.timeout(self.rt.idle_timeout):
+            async with asyncio.timeout(self.autologout):
                 first = await self.read_line()
         except TimeoutError:
             # RFC 3501 §5.4 autologout
@@ -196,11 +203,16 @@ class Session:
                     else responses.untagged(f"BAD {text}")
                 )
                 return None
+            if sync and is_append and await over_quota(self, literal_bytes):
+                # refused before the continuation (RFC 9208 §4.3): nothing is uploaded
+                tag = tag_of(first)
+                self.send(responses.tagged(tag or "*", "NO", "[OVERQUOTA] Quota exceeded"))
+                return None
             if sync:
                 self.send(b"+ Ready for literal data\r\n")
                 await self.flush()
             try:
-                async with asyncio.timeout(self.rt.idle_timeout):
+                async with asyncio.timeout(self.autologout):
                     data = await self.conn.reader.readexactly(size)
                     line = await self.read_line()
             except TimeoutError:
@@ -217,7 +229,7 @@ class Session:
         self.send(b"+ " + prompt + b"\r\n")
         await self.flush()
         try:
-            async with asyncio.timeout(self.rt.idle_timeout):
+            async with asyncio.timeout(self.autologout):
                 return await self.read_line()
         except TimeoutError:
             self.untagged("BYE Autologout; idle for too long")

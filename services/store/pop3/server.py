@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 from mailcore.mailstore import MailStore
-from services.store.auth import Authenticator, ConnectionLimiter, LoginThrottle, PlaintextPolicy
+from services.store.auth import (
+    Authenticator,
+    ConnectionLimiter,
+    LoginThrottle,
+    PlaintextPolicy,
+    Refusal,
+)
 from services.store.listener import Connection, Listener
 from services.store.pop3.lock import MaildropLocks
 from services.store.pop3.replies import err
@@ -24,6 +31,7 @@ from services.store.pop3.session import Pop3Env, Session
 log = get_logger("pop3")
 
 TOO_MANY_FROM_PEER = err("Too many connections from your address", "SYS/TEMP").line
+SERVER_BUSY = err("Server busy: too many connections", "SYS/TEMP").line
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,7 @@ class Pop3Server:
     env: Pop3Env
     endpoints: list[Endpoint]
     listeners: list[Listener] = field(default_factory=list)
+    backlog: int = 1024
 
     @classmethod
     def from_settings(
@@ -49,6 +58,7 @@ class Pop3Server:
         tls_context: ssl.SSLContext | None,
         limiter: ConnectionLimiter | None = None,
         throttle: LoginThrottle | None = None,
+        guard: LoginGuard | None = None,
     ) -> Pop3Server:
         """The server the store runs. ``limiter`` and ``throttle`` may be shared with IMAP,
         so that connection caps and failed-login counts span both protocols."""
@@ -58,15 +68,19 @@ class Pop3Server:
             policy=PlaintextPolicy(s.allow_plaintext_auth),
             throttle=throttle or LoginThrottle(s.auth_fail_delay),
             protocol="pop3",
+            guard=guard,
         )
         env = Pop3Env(
             authenticator=authenticator,
             locks=MaildropLocks(),
             store=store,
             limiter=limiter
-            or ConnectionLimiter(s.max_connections_per_ip, s.max_connections_per_user),
+            or ConnectionLimiter(
+                s.max_connections_per_ip, s.max_connections_per_user, s.max_connections
+            ),
             tls_context=tls_context,
             idle_timeout=s.pop3_idle_timeout,
+            login_timeout=s.login_timeout,
             max_bad_commands=s.pop3_max_bad_commands,
             write_timeout=s.write_timeout,
         )
@@ -78,7 +92,7 @@ class Pop3Server:
                 log.warning("POP3S listener off: no TLS certificate", port=s.pop3s_port)
             else:
                 endpoints.append(Endpoint(s.listen_host, s.pop3s_port, implicit_tls=True))
-        return cls(env, endpoints)
+        return cls(env, endpoints, backlog=s.listen_backlog)
 
     async def start(self) -> None:
         for ep in self.endpoints:
@@ -91,6 +105,7 @@ class Pop3Server:
                 ssl_context=self.env.tls_context if ep.implicit_tls else None,
                 on_refused=_refuse,
                 write_timeout=self.env.write_timeout,
+                backlog=self.backlog,
             )
             await listener.start()
             self.listeners.append(listener)
@@ -115,6 +130,6 @@ class Pop3Server:
         await Session(conn, self.env).run()
 
 
-async def _refuse(conn: Connection) -> None:
-    conn.writer.write(TOO_MANY_FROM_PEER)
+async def _refuse(conn: Connection, why: Refusal) -> None:
+    conn.writer.write(SERVER_BUSY if why is Refusal.SERVER_BUSY else TOO_MANY_FROM_PEER)
     await conn.drain()

@@ -53,6 +53,9 @@ class Pop3Env:
     tls_context: ssl.SSLContext | None  # for STLS; None: STLS not offered
     # RFC 1939 §3: an inactivity autologout timer of at least 10 minutes.
     idle_timeout: float = 600.0
+    # Before login a much shorter one (StoreSettings.login_timeout): an unauthenticated
+    # connection holds a slot of the connection caps and costs nothing to open.
+    login_timeout: float = 60.0
     max_bad_commands: int = 10
     # A response the client leaves unread this long drops the connection (and with it
     # the maildrop lock): a client that stops reading mid-RETR cannot hold it forever.
@@ -102,8 +105,15 @@ class Session:
         self._loop = asyncio.get_running_loop()
         # RFC 1939 §3 autologout: one timer per session, re-armed lazily (no timer per
         # command); it fires only when a read has waited ``idle_timeout`` seconds.
-        self._deadline = self._loop.time() + env.idle_timeout
+        self._deadline = self._loop.time() + env.login_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def timeout(self) -> float:
+        """The autologout for the next read: short until the client has logged in."""
+        if self.state is State.AUTHORIZATION:
+            return self.env.login_timeout
+        return self.env.idle_timeout
 
     # --- life cycle -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -152,7 +162,7 @@ class Session:
             self.write(replies.IDLE_TIMEOUT.line)
             self.conn.close()  # the pending read ends; the goodbye is flushed first
             return
-        when = self._deadline if self._waiting else now + self.env.idle_timeout
+        when = self._deadline if self._waiting else now + self.timeout
         self._idle_timer = self._loop.call_at(when, self._check_idle)
 
     def hold(self, lease: Lease | None, user_slot: str | None) -> None:
@@ -188,7 +198,7 @@ class Session:
         """The next line; TOO_LONG for a line over ``limit`` (read and dropped); None at
         end of input or after the idle timeout (the goodbye is already sent)."""
         reader = self.conn.reader
-        self._deadline = self._loop.time() + self.env.idle_timeout
+        self._deadline = self._loop.time() + self.timeout
         self._waiting = True
         try:
             line = await reader.readuntil(b"\n")

@@ -269,6 +269,28 @@ async def test_overlong_data_line_is_refused_and_the_session_goes_on(
     assert len(await stream_messages(bus)) == 1
 
 
+@pytest.mark.parametrize(
+    ("line", "accepted"),
+    [(b"y" * 998, True), (b"." + b"y" * 997, True), (b"y" * 999, False)],
+    ids=["998", "998-dot-stuffed", "999"],
+)
+async def test_data_line_limit_is_998_octets(
+    mx: FilterNode, bus: Bus, line: bytes, accepted: bool
+) -> None:
+    """RFC 5321 §4.5.3.1.6: 998 octets and CRLF; a line of 999 is refused (the period a
+    client adds for transparency does not count)."""
+    client = await session(mx)
+    await client.expect("MAIL FROM:<a@remote.test>", 250)
+    await client.expect(f"RCPT TO:<{ALICE}>", 250)
+    final = await client.send_message(b"Subject: edge\r\n\r\n" + line + b"\r\n")
+    if accepted:
+        assert final.startswith("250 ")
+        assert len(await stream_messages(bus)) == 1
+    else:
+        assert final == str(replies.DATA_LINE_TOO_LONG)
+        assert await stream_messages(bus) == []
+
+
 async def test_pipelined_transaction(mx: FilterNode, bus: Bus) -> None:
     client = await session(mx)
     client.send(

@@ -40,7 +40,7 @@ async def deliver(node: FilterNode) -> str:
 async def test_nats_stopped_is_451_and_nothing_is_lost(
     own_nats: NatsServer, own_bus: Bus, start_filter: StartFilter
 ) -> None:
-    node = await start_filter(bus_=own_bus, handoff_timeout=2.0)
+    node = await start_filter(bus_=own_bus, handoff_timeout=2.0, handoff_patience=0)
     before = await deliver(node)
     assert before.startswith("250 2.0.0 Ok: queued as ")
 

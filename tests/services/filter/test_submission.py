@@ -171,7 +171,7 @@ async def test_failed_logins_are_delayed_and_throttled_per_ip(
     start_filter: StartFilter, accounts: Accounts
 ) -> None:
     before = REGISTRY.get_sample_value("postern_auth_failures_total", {"protocol": "smtp"}) or 0
-    node = await start_filter(auth_fail_delay=0.3, auth_max_failures_per_ip=3)
+    node = await start_filter(auth_fail_delay=0.3, login_max_failures=3)
     client = await RawClient.connect(node.settings.submissions_port, tls=client_tls(node))
     await client.expect("EHLO client.test", 250)
     loop = asyncio.get_running_loop()

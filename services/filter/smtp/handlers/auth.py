@@ -104,7 +104,7 @@ async def auth(s: Session, arg: str) -> None:
     if not s.auth_offered:
         s.reject(replies.AUTH_ENCRYPTION_REQUIRED, "tls_required", counts=True)
         return
-    if ctx.auth_throttle.blocked(st.client_ip):
+    if ctx.login_guard is None and ctx.auth_throttle.blocked(st.client_ip):
         s.reject(replies.AUTH_THROTTLED, "auth_throttled")
         return
     name, _, initial = arg.strip().partition(" ")
@@ -117,6 +117,9 @@ async def auth(s: Session, arg: str) -> None:
         s.error(credentials)
         return
     login_name, password = credentials
+    if ctx.login_guard is not None:
+        await _guarded(s, name, login_name, password)
+        return
     user = None
     if login_name and password:
         user = await ctx.directory.authenticate(login_name, password)
@@ -133,4 +136,31 @@ async def auth(s: Session, arg: str) -> None:
     st.user = user
     bind(user=user.address)
     log.info("authenticated", mechanism=name.upper())
+    s.reply(replies.AUTH_OK)
+
+
+async def _guarded(s: Session, mechanism: str, login_name: str, password: str) -> None:
+    """The shared failed-login policy (mailcore.loginguard): per (account, address) and per
+    address, across filters and the store."""
+    ctx, st = s.ctx, s.state
+    guard = ctx.login_guard
+    assert guard is not None
+    if await guard.blocked("smtp", st.client_ip, login_name):
+        await asyncio.sleep(guard.policy.base_delay)
+        s.reject(replies.AUTH_THROTTLED, "auth_throttled")
+        return
+    user = None
+    if login_name and password:
+        user = await ctx.directory.authenticate(login_name, password)
+    if user is None:
+        await asyncio.sleep(await guard.failed("smtp", st.client_ip, login_name))
+        if await guard.blocked("smtp", st.client_ip, login_name):
+            s.reject(replies.AUTH_THROTTLED, "auth_throttled")  # and the session ends
+        else:
+            s.reject(replies.AUTH_FAILED, "auth_failed")
+        return
+    await guard.succeeded(st.client_ip, login_name)
+    st.user = user
+    bind(user=user.address)
+    log.info("authenticated", mechanism=mechanism.upper())
     s.reply(replies.AUTH_OK)

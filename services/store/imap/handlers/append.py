@@ -13,6 +13,21 @@ if TYPE_CHECKING:
     from services.store.imap.session import Session
 
 
+async def over_quota(s: Session, size: int) -> bool:
+    """Whether a message of ``size`` octets would pass the user's quota now: asked before
+    the continuation, so an APPEND over quota is refused before the client uploads it
+    (RFC 9208 §4.3 / RFC 7889 style; the engine checks again when it stores)."""
+    if s.user is None or s.account is None:
+        return False
+    limits = quota(s)
+    if not limits.bytes and not limits.messages:
+        return False
+    used_bytes, used_messages = await account(s).usage()
+    if limits.bytes and used_bytes + size > limits.bytes:
+        return True
+    return bool(limits.messages and used_messages + 1 > limits.messages)
+
+
 async def append(s: Session, req: Request) -> str:
     a = req.args
     assert isinstance(a, Append)

@@ -235,6 +235,12 @@ async def _read(fh: BinaryIO, start: int, end: int) -> bytes:
 
 
 def _lit(head: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """A BODY[]/RFC822 literal. RFC 3501 §4.3 / RFC 9051 §4.3: a literal is CHAR8, which
+    excludes NUL; a stored message holding NUL octets has each sent as 0x80 (as Dovecot
+    does), so sizes and partial offsets stay true. BINARY[] sends them as they are, in a
+    literal8 (:func:`_binary`)."""
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"\x80")
     return (head + b" {%d}\r\n" % len(data), data) if data else (head + b' ""', b"")
 
 

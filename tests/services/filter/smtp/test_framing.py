@@ -106,7 +106,10 @@ def test_overlong_line_is_refused() -> None:
     assert ok == b"A" * 998 + b"\r\n"
     stuffed, _ = read_all([b"." + b"A" * 998 + b"\r\n.\r\n"])
     assert stuffed == b"A" * 998 + b"\r\n"  # 999 on the wire with the transparency period
+    # RFC 5321 §4.5.3.1.6: 998 octets and CRLF; a 999-octet line is refused
+    assert read_all([b"A" * 999 + b"\r\n.\r\n"])[0] is DataProblem.LINE_TOO_LONG
     assert read_all([b"A" * 1000 + b"\r\n.\r\n"])[0] is DataProblem.LINE_TOO_LONG
+    assert read_all([b".." + b"A" * 998 + b"\r\n.\r\n"])[0] is DataProblem.LINE_TOO_LONG
 
 
 def test_too_big_reads_to_the_end_then_refuses() -> None:
@@ -163,7 +166,7 @@ def whole_buffer_reference(wire: bytes, max_size: int) -> tuple[bytes | DataProb
     lines = data.count(b"\r\n")
     if data.count(b"\r") != lines or data.count(b"\n") != lines:
         return DataProblem.BARE_LINE_ENDING, rest
-    if any(len(line) > 999 for line in data.split(b"\r\n")):
+    if any(len(line) > (999 if line.startswith(b".") else 998) for line in data.split(b"\r\n")):
         return DataProblem.LINE_TOO_LONG, rest
     return (b"\r\n" + data).replace(b"\r\n.", b"\r\n")[2:], rest
 
@@ -171,7 +174,19 @@ def whole_buffer_reference(wire: bytes, max_size: int) -> tuple[bytes | DataProb
 # Pieces that meet at chunk boundaries in every way that matters: CR, LF, CRLF, periods at
 # line starts, the terminator itself, and runs that make lines of 998 to 1001 octets.
 _piece = st.sampled_from(
-    [b"\r", b"\n", b"\r\n", b".", b"..", b"\r\n.", b"\r\n.\r\n", b"a", b"x" * 250, b"y" * 499]
+    [
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b".",
+        b"..",
+        b"\r\n.",
+        b"\r\n.\r\n",
+        b"a",
+        b"x" * 250,
+        b"y" * 499,
+        b"w" * 998,
+    ]
 )
 
 
@@ -195,10 +210,11 @@ def test_incremental_checks_match_the_whole_buffer_model(
 @pytest.mark.parametrize("length", [997, 998, 999, 1000, 1001, 2500])
 @pytest.mark.parametrize("chunk", [1, 7, 64, 999, 1000, 1001, 65536])
 def test_line_length_limit_at_every_chunk_size(length: int, chunk: int) -> None:
+    """998 octets pass, 999 do not (RFC 5321 §4.5.3.1.6), however the line is cut."""
     wire = b"Subject: x\r\n\r\n" + b"z" * length + b"\r\nshort\r\n.\r\n"
     chunks = [wire[i : i + chunk] for i in range(0, len(wire), chunk)]
     result, _ = read_all(chunks)
-    if length <= 999:
+    if length <= 998:
         assert result == b"Subject: x\r\n\r\n" + b"z" * length + b"\r\nshort\r\n"
     else:
         assert result is DataProblem.LINE_TOO_LONG
@@ -216,7 +232,7 @@ def test_problems_are_found_as_the_data_comes() -> None:
     assert reader.result() is DataProblem.BARE_LINE_ENDING
 
     long = DataReader(10_000_000)
-    long.feed(b"w" * 999)
+    long.feed(b"w" * 998)
     assert long.problem is None
-    long.feed(b"w" * 10)  # past 999 octets with no CRLF in sight: too long already
+    long.feed(b"w" * 10)  # past 998 octets with no CRLF in sight: too long already
     assert long.problem is DataProblem.LINE_TOO_LONG

@@ -179,6 +179,7 @@ async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
         throttle: LoginThrottle | None = None,
         user: bool = True,
         write_timeout: float = 300.0,
+        login_timeout: float | None = None,
     ) -> ImapHarness:
         cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
         ensure_certificate(cert, key, "localhost")
@@ -197,6 +198,7 @@ async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
             tls_context=server_context(cert, key),
             max_message_size=max_message_size,
             idle_timeout=idle_timeout,
+            login_timeout=min(60.0, idle_timeout) if login_timeout is None else login_timeout,
             write_timeout=write_timeout,
         )
         server = ImapServer(rt, [Endpoint(HOST, 0), Endpoint(HOST, 0, implicit_tls=True)])

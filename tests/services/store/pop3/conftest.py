@@ -148,6 +148,7 @@ async def make_pop3(
         max_per_ip: int = 100,
         max_per_user: int = 50,
         write_timeout: float = 300.0,
+        login_timeout: float | None = None,
     ) -> Pop3Harness:
         root = tmp_path / f"mailstore{len(made)}"
         store = await MailStore.open(root, fsync=False)
@@ -164,6 +165,7 @@ async def make_pop3(
             limiter=ConnectionLimiter(max_per_ip, max_per_user),
             tls_context=server_context(cert, key) if tls else None,
             idle_timeout=idle_timeout,
+            login_timeout=min(60.0, idle_timeout) if login_timeout is None else login_timeout,
             max_bad_commands=max_bad_commands,
             write_timeout=write_timeout,
         )
