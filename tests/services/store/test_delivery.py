@@ -14,6 +14,7 @@ import pytest
 from nats.js.errors import APIError
 from prometheus_client import REGISTRY
 
+from mailcore.bus import deadletter as dead_module
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus
@@ -30,7 +31,6 @@ from mailcore.directory import Directory, User
 from mailcore.mailstore import Account, MailStore
 from mailcore.mailstore.layout import index_path, message_path
 from services.ctl.queue import retry_dead
-from services.store import dead as dead_module
 from services.store.delivery import DeliveryConsumer
 from tests.conftest import TEST_LIMITS
 
