@@ -12,6 +12,9 @@ CONSUMER_DELIVERY = "store-delivery"
 STREAM_OUTBOUND = "MAIL_OUTBOUND"
 SUBJECT_OUTBOUND = "mail.outbound"
 CONSUMER_RELAY = "relay"
+# The relay's record of each outbound message: attempts, recipients done, last answer,
+# next attempt (``mailctl queue list``); key = mail id.
+KV_RELAY = "RELAY_QUEUE"
 
 # Dead letters: accepted mail the store could not deliver (unknown recipient, over quota
 # after the last attempt, a failure that outlasted every requeue, poison payloads), kept
