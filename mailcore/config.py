@@ -273,6 +273,9 @@ class RelaySettings(CommonSettings):
         default="starttls",
         description="smarthost TLS: starttls (required), tls (implicit), none",
     )
+    relay_smarthost_ca: Path | None = Field(
+        default=None, description="CA bundle the smarthost's certificate is checked against"
+    )
     relay_mx_port: Port = Field(default=25, description="port of the MX hosts")
     relay_retry_schedule: list[float] = Field(
         default=[60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0],

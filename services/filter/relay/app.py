@@ -56,6 +56,7 @@ class RelayNode:
             smarthost_tls=s.relay_smarthost_tls,
             smarthost_user=s.relay_smarthost_user,
             smarthost_password=s.relay_smarthost_password,
+            smarthost_ca=str(s.relay_smarthost_ca) if s.relay_smarthost_ca else None,
             lookup=self.lookup,
         )
         dispatcher = Dispatcher(

@@ -32,6 +32,7 @@ class Route:
     tls: str = "opportunistic"  # opportunistic | starttls | tls | none
     username: str | None = None
     password: str | None = None
+    ca: str | None = None  # CA bundle for the smarthost's certificate
 
 
 def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
@@ -49,7 +50,7 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
 
 async def dns_mx(domain: str) -> list[tuple[int, str]]:
     answer = await dns.asyncresolver.resolve(domain, "MX", lifetime=20)
-    return [(int(r.preference), r.exchange.to_text().rstrip(".")) for r in answer]
+    return [(int(r.preference), r.exchange.to_text()) for r in answer]
 
 
 class Router:
@@ -62,6 +63,7 @@ class Router:
         smarthost_tls: str = "starttls",
         smarthost_user: str | None = None,
         smarthost_password: str | None = None,
+        smarthost_ca: str | None = None,
         lookup: MxLookup = dns_mx,
     ) -> None:
         self.routes = {d.lower().rstrip("."): parse_hostport(v, 25) for d, v in routes.items()}
@@ -70,6 +72,7 @@ class Router:
         self.smarthost_tls = smarthost_tls
         self.smarthost_user = smarthost_user
         self.smarthost_password = smarthost_password
+        self.smarthost_ca = smarthost_ca
         self.lookup = lookup
 
     async def route(self, domain: str) -> Route:
@@ -86,6 +89,7 @@ class Router:
                 tls=self.smarthost_tls,
                 username=self.smarthost_user,
                 password=self.smarthost_password,
+                ca=self.smarthost_ca,
             )
         return Route(key=domain, hosts=await self._mx_hosts(domain))
 
@@ -101,7 +105,7 @@ class Router:
             raise DeliveryError(
                 451, f"MX lookup for {domain} failed: {type(exc).__name__}", enhanced="4.4.3"
             ) from None
-        hosts = [(pref, host) for pref, host in records if host not in ("", ".")]
+        hosts = [(pref, host.rstrip(".")) for pref, host in records if host not in ("", ".")]
         if not hosts:
             # RFC 7505 §3: a null MX ("0 .") says the domain accepts no mail.
             raise DeliveryError(556, f"domain {domain} accepts no mail", enhanced="5.1.10")

@@ -91,6 +91,7 @@ class Transactor:
             start_tls=False,
             validate_certs=route.smarthost,
             tls_context=None if route.smarthost else _OPPORTUNISTIC,
+            cert_bundle=route.ca,
         )
         try:
             await client.connect(timeout=self.connect_timeout)

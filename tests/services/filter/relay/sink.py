@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from services.ctl.daemons import free_port
 
@@ -42,6 +43,7 @@ class Sink:
         delay: float = 0.0,
         tls: ssl.SSLContext | None = None,
         port: int | None = None,
+        logins: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -56,7 +58,13 @@ class Sink:
         self.hold = threading.Event()  # set: DATA answers; clear + holding: DATA waits
         self.hold.set()
         self.holding = threading.Event()
+        self.held: Any = None  # the session held in DATA
         self._lock = threading.Lock()
+        self.logins = logins
+        self.authenticated: list[str] = []
+        auth: dict[str, Any] = {}
+        if logins is not None:
+            auth = {"authenticator": self._authenticate, "auth_required": True}
         self.controller = Controller(
             self,
             hostname=host,
@@ -64,7 +72,17 @@ class Sink:
             tls_context=tls,
             require_starttls=False,
             ready_timeout=10,
+            **auth,
         )
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        user = data.login.decode() if isinstance(data, LoginPassword) else ""
+        ok = self.logins is not None and self.logins.get(user) == data.password.decode()
+        if ok:
+            self.authenticated.append(user)
+        return AuthResult(success=ok, handled=False)
 
     @property
     def address(self) -> str:
@@ -103,6 +121,7 @@ class Sink:
             self.max_active = max(self.max_active, self.active)
         try:
             if not self.hold.is_set():
+                self.held = server
                 self.holding.set()
                 await asyncio.to_thread(self.hold.wait)
             if self.delay:

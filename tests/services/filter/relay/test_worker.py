@@ -195,3 +195,41 @@ async def _state_keys(env: RelayEnv):  # type: ignore[no-untyped-def]
             yield k
     except Exception:
         return
+
+
+async def test_next_mx_when_the_preferred_one_fails(relay_env: RelayEnv) -> None:
+    env = relay_env
+    good = env.sink("127.0.0.3")
+    busy = env.sink("127.0.0.5", port=good.port)
+    busy.controller.stop()  # nothing listens on 127.0.0.5 any more: connection refused
+    env.sinks.remove(busy)
+    greeting_421 = env.sink("127.0.0.6", port=good.port, rcpt=["421 4.3.2 shutting down"])
+
+    async def lookup(domain: str) -> list[tuple[int, str]]:
+        assert domain == REMOTE
+        return [(30, "127.0.0.3"), (10, "127.0.0.5"), (20, "127.0.0.6")]
+
+    await env.start_relay({}, lookup=lookup, relay_mx_port=good.port)
+    await env.submit([f"bob@{REMOTE}"])
+    await eventually(lambda: len(good.messages) == 1)
+    assert greeting_421.sessions == 1 and greeting_421.messages == []
+
+
+async def test_smarthost_with_starttls_and_auth(relay_env: RelayEnv) -> None:
+    from mailcore.tls import ensure_certificate, server_context
+
+    env = relay_env
+    cert, key = env.tmp / "c.pem", env.tmp / "k.pem"
+    ensure_certificate(cert, key, "smarthost.test")  # valid for localhost too
+    smart = env.sink("127.0.0.1", tls=server_context(cert, key), logins={"relay": "s3cret"})
+    await env.start_relay(
+        {},
+        relay_smarthost=f"localhost:{smart.port}",  # the certificate is checked
+        relay_smarthost_user="relay",
+        relay_smarthost_password="s3cret",
+        relay_smarthost_ca=cert,
+    )
+    await env.submit([f"bob@{REMOTE}", "x@elsewhere.example"])
+    await eventually(lambda: len(smart.messages) == 2)
+    assert all(m.tls for m in smart.messages)
+    assert smart.authenticated == ["relay", "relay"]
