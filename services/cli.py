@@ -14,7 +14,7 @@ import click
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
 from mailcore.tls import ensure_certificate
-from services.ctl import accounts, queue, status
+from services.ctl import accounts, outbound, queue, status
 from services.ctl.up import UpError, load_cluster, run_up
 
 
@@ -60,3 +60,4 @@ def cert(data: Path | None) -> None:
 accounts.register(main)
 main.add_command(status.status)
 main.add_command(queue.queue)
+outbound.register(queue.queue)  # list, show, retry, bounce, delete

@@ -24,16 +24,15 @@ from nats.js.object_store import ObjectStore
 
 from mailcore import address as addr
 from mailcore import metrics
-from mailcore.bus import names
+from mailcore.bus import names, outbound_state
 from mailcore.bus.claimcheck import publish_mail
+from mailcore.bus.outbound_state import QueueState
 from mailcore.bus.outcome import Deferred, Delivered, DeliveryError, Failed, Outcome, backoff
 from mailcore.bus.schemas import MailMessage
 from mailcore.directory import DirectoryView
 from mailcore.logging import get_logger
-from services.filter.relay import queue_state
 from services.filter.relay.dsn import RecipientStatus
 from services.filter.relay.notify import Notifier
-from services.filter.relay.queue_state import QueueState
 from services.filter.relay.routes import Router
 from services.filter.relay.signing import Signer
 from services.filter.relay.transaction import Envelope, Results, Transactor
@@ -115,7 +114,7 @@ class Dispatcher:
         if by_domain:
             signed = await self.signer.sign(body) if self.signer is not None else body
             state.inflight = sorted(by_domain)
-            await queue_state.save(self.kv, state)
+            await outbound_state.save(self.kv, state)
             answers = await asyncio.gather(
                 *(self._domain(d, mail.mail_from, rcpts, signed) for d, rcpts in by_domain.items())
             )

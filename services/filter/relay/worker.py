@@ -19,16 +19,15 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 
-from mailcore.bus import deadletter, names
+from mailcore.bus import deadletter, names, outbound_state
 from mailcore.bus.claimcheck import BodyMissing, load_body
 from mailcore.bus.connect import Bus
+from mailcore.bus.outbound_state import QueueState
 from mailcore.bus.outcome import Deferred
 from mailcore.bus.schemas import SchemaError, decode_mail
 from mailcore.bus.settlement import QueueSettler
 from mailcore.logging import get_logger
-from services.filter.relay import queue_state
 from services.filter.relay.attempt import Dispatcher
-from services.filter.relay.queue_state import QueueState
 
 log = get_logger("relay")
 
@@ -154,7 +153,7 @@ class RelayWorker:
                 msg, "body_missing", str(exc), mail=mail, dead_reason=deadletter.REASON_BODY_MISSING
             )
             return
-        state = await queue_state.load(self.kv, mail.id)
+        state = await outbound_state.load(self.kv, mail.id)
         if state is None:
             state = QueueState(
                 id=mail.id,
@@ -164,11 +163,11 @@ class RelayWorker:
             )
         outcome = await self.dispatcher.attempt(mail, body, state)
         if isinstance(outcome, Deferred):
-            await queue_state.save(self.kv, state)
+            await outbound_state.save(self.kv, state)
             await self.settler.apply(msg, mail, outcome)
             return
         # Finished: ack, then forget the record. A crash before the ack redelivers the
         # message; the record saved before the transaction then says it was interrupted.
         await self.settler.apply(msg, mail, outcome)
         with contextlib.suppress(Exception):
-            await queue_state.forget(self.kv, mail.id)
+            await outbound_state.forget(self.kv, mail.id)
