@@ -207,8 +207,15 @@ class Settler(QueueSettler):
                 self.bus.js, self._bodies, names.SUBJECT_OUTBOUND, forward, mail.body
             )
         except Exception as exc:
+            # Not a tight loop: the message comes back after retry_delay (a requeue with
+            # fresh attempts once they run out); the local copies are already stored.
             log.warning(
-                "forward to outbound failed", id=mail.id, error=f"{type(exc).__name__}: {exc}"
+                "remote alias targets not queued on MAIL_OUTBOUND; deferred",
+                id=mail.id,
+                targets=item.remote,
+                error=_why(exc),
+                retry_in=self.retry_delay,
+                attempt=delivery_attempt(item.msg),
             )
             await self.retry_later(item.msg, mail)
             return False
@@ -231,3 +238,8 @@ class Settler(QueueSettler):
 def _count_remote(item: Item) -> None:
     if item.remote:
         metrics.DELIVERIES.labels("forwarded").inc(len(item.remote))
+
+
+def _why(exc: Exception) -> str:
+    """A bus refusal's own words (a full stream says "maximum bytes exceeded")."""
+    return getattr(exc, "description", None) or f"{type(exc).__name__}: {exc}"

@@ -501,3 +501,53 @@ async def test_retried_dead_letter_is_delivered_once_there_is_room(env: Env) -> 
         return False
 
     await eventually(dropped)
+
+
+class _WarnRecorder:
+    """Stands in for the settlement logger; keeps the warning-level lines with a time."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.warnings: list[tuple[float, str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self.warnings.append((asyncio.get_running_loop().time(), event, kw))
+        self.inner.warning(event, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_full_outbound_stream_defers_the_forward_without_a_tight_loop(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailcore.bus.setup import stream_configs
+    from services.store import settlement
+
+    recorder = _WarnRecorder(settlement.log)
+    monkeypatch.setattr(settlement, "log", recorder)
+    env.consumer.settler.retry_delay = 0.5
+    (outbound,) = [c for c in stream_configs(TEST_LIMITS) if c.name == names.STREAM_OUTBOUND]
+    outbound.max_bytes = 1  # nothing fits: the forward is refused
+    await env.bus.js.update_stream(outbound)
+    try:
+        msg = await env.publish(["fwd@example.org"])
+
+        def refusals() -> list[float]:
+            return [t for t, e, _ in recorder.warnings if e.startswith("remote alias targets")]
+
+        await eventually(lambda: _true(len(refusals()) >= 3))
+        first, second, third = refusals()[:3]
+        # Each retry waits for the nak's delay: no tight loop.
+        assert second - first >= 0.45 and third - second >= 0.45
+        _, _, kw = next(w for w in recorder.warnings if w[1].startswith("remote alias"))
+        assert kw["targets"] == ["someone@remote.example"] and kw["id"] == msg.id
+        assert "maximum bytes" in kw["error"].lower()
+        assert len(await env.inbox(env.alice)) == 1  # the local copy is not held back
+    finally:
+        outbound.max_bytes = TEST_LIMITS.outbound_max_bytes
+        await env.bus.js.update_stream(outbound)
+    await eventually(lambda: _backlog_is(env, 0))
+    out = await env.bus.js.get_msg(names.STREAM_OUTBOUND, seq=1, next=True)
+    assert decode_mail(out.data).id == f"{msg.id}.fwd"
+    assert len(await env.inbox(env.alice)) == 1  # redelivery stored nothing twice

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.message
 
+import pytest
+
 from tests.services.filter.relay.conftest import (
     ALICE,
     LOCAL,
@@ -233,3 +235,27 @@ async def test_smarthost_with_starttls_and_auth(relay_env: RelayEnv) -> None:
     await eventually(lambda: len(smart.messages) == 2)
     assert all(m.tls for m in smart.messages)
     assert smart.authenticated == ["relay", "relay"]
+
+
+async def test_queue_gauges_show_depth_and_oldest_age(
+    relay_env: RelayEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from services.filter.relay import app
+
+    env = relay_env
+    monkeypatch.setattr(app, "GAUGE_INTERVAL", 0.1)
+    sink = env.sink(rcpt=["451 4.3.0 later"] * 10)
+    await env.start_relay({REMOTE: sink.address}, relay_retry_schedule=[3600.0])
+    await env.submit([f"bob@{REMOTE}"])
+    await env.submit([f"carol@{REMOTE}"])
+    await eventually(lambda: sink.sessions == 2)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(app.queue_gauges(env.bus, stopping))
+    try:
+        await eventually(lambda: counter("postern_relay_queue_depth") == 2)
+        await eventually(lambda: counter("postern_relay_oldest_seconds") > 0)
+    finally:
+        stopping.set()
+        await task
