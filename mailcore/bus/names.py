@@ -41,6 +41,9 @@ HDR_SCHEMA = "Postern-Schema"
 HDR_MSG_ID = "Nats-Msg-Id"
 # How often a message was published again after running out of delivery attempts.
 HDR_REQUEUES = "Postern-Requeues"
+# On an outbound frame published again by `mailctl queue retry|bounce`: the relay has a
+# record of it (RELAY_QUEUE) to read first.
+HDR_RELAY_STATE = "Postern-Relay-State"
 # Dead-letter headers: why, for which recipients, which mail, when.
 HDR_DEAD_REASON = "Postern-Dead-Reason"
 HDR_DEAD_RECIPIENTS = "Postern-Dead-Recipients"  # JSON list of addresses

@@ -1,8 +1,10 @@
 """The relay's record of one outbound message in the ``RELAY_QUEUE`` KV bucket (key = mail
 id): attempts so far, recipients delivered or bounced, the last remote answer, the next
-attempt, whether a delay warning went out, and the destinations of a transaction in
-progress (found still set at redelivery, they mean a relay died mid-transaction: the mail
-may arrive twice, RFC 5321 §6.1). ``mailctl queue`` reads the same records.
+attempt, whether a delay warning went out, which delivery of which stream copy was last
+attempted, and (for a retry) the destinations of a transaction in progress. A redelivery
+that finds fewer attempts recorded than JetStream made means a relay died
+mid-transaction: the mail may arrive twice (RFC 5321 §6.1). A message delivered on its
+first attempt gets no record at all. ``mailctl queue`` reads the same records.
 
 A retry only goes to the recipients not yet done, so two relays, a restart or an
 operator's retry never send one recipient a message twice once its answer is recorded.
@@ -34,6 +36,8 @@ class QueueState:
     warned: bool = False
     inflight: list[str] = field(default_factory=list)  # destinations being talked to now
     bounce_requested: bool = False  # `mailctl queue bounce`
+    seq: int = 0  # the stream sequence of the copy last attempted
+    last_delivery: int = 0  # and which delivery of it that was (JetStream's count)
     v: int = STATE_VERSION
 
     def pending(self) -> list[str]:

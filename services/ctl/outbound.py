@@ -5,7 +5,8 @@ attempt, the last remote answer, recipients done and pending.
 ``retry`` and ``bounce`` publish the message's frame again (fresh, so the relay takes it
 at once instead of at its next scheduled attempt) and delete the old copy; the relay then
 sends only to the recipients still pending (``bounce``: returns them to the sender with a
-DSN). A message a relay is working on right now is left alone. ``delete`` removes a
+DSN). A message a relay is retrying right now is left alone (a first attempt is not
+recorded: retrying that one may send it twice). ``delete`` removes a
 message, its record and its body for good, without telling the sender.
 """
 
@@ -88,6 +89,7 @@ async def _republish(js: JetStreamContext, e: Entry, *, bounce: bool) -> None:
     headers = {
         names.HDR_MSG_ID: f"{e.mail.id}.retry.{e.seq}",
         names.HDR_SCHEMA: str(MAIL_SCHEMA_VERSION),
+        names.HDR_RELAY_STATE: "1",
     }
     await js.publish(names.SUBJECT_OUTBOUND, raw.data or b"", headers=headers)
     await js.delete_msg(names.STREAM_OUTBOUND, e.seq)

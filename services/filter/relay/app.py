@@ -22,6 +22,7 @@ from mailcore.service import ServiceContext
 from services.filter.relay.attempt import Dispatcher, Policy
 from services.filter.relay.notify import Notifier
 from services.filter.relay.routes import MxLookup, Router, dns_mx
+from services.filter.relay.sessions import SessionPool
 from services.filter.relay.signing import Signer
 from services.filter.relay.transaction import Transactor
 from services.filter.relay.worker import RelayWorker
@@ -41,6 +42,7 @@ class RelayNode:
         self.directory: Directory | None = None
         self.worker: RelayWorker | None = None
         self.state_kv: KeyValue | None = None
+        self.pool = SessionPool(per_destination=settings.relay_destination_concurrency)
 
     async def start(self) -> RelayWorker:
         s, js = self.settings, self.bus.js
@@ -69,6 +71,7 @@ class RelayNode:
                 hostname=s.hostname,
                 connect_timeout=s.relay_connect_timeout,
                 command_timeout=s.relay_command_timeout,
+                pool=self.pool,
             ),
             notifier=Notifier(js, bodies, self.directory, s.hostname),
             signer=Signer(directory_kv) if s.relay_dkim else None,
@@ -88,6 +91,7 @@ class RelayNode:
         return self.worker
 
     async def close(self) -> None:
+        await self.pool.close_all()
         if self.directory is not None:
             await self.directory.close()
 

@@ -87,18 +87,26 @@ class Dispatcher:
             lambda: asyncio.Semaphore(policy.destination_concurrency)
         )
 
-    async def attempt(self, mail: MailMessage, body: bytes, state: QueueState) -> Outcome:
-        if state.inflight:
+    async def attempt(
+        self, mail: MailMessage, body: bytes, state: QueueState, *, delivery: int = 1, seq: int = 0
+    ) -> Outcome:
+        """One attempt; ``delivery`` is JetStream's count of deliveries of stream copy
+        ``seq``. More deliveries than recorded attempts mean an attempt was cut short."""
+        previous = state.last_delivery if state.seq == seq else 0
+        if state.inflight or delivery - 1 > previous:
             # A relay died (or was stopped) mid-transaction: the remote side may have the
             # mail already, and it may arrive twice (RFC 5321 §6.1).
-            metrics.RELAY_INTERRUPTED.inc(len(state.inflight))
+            metrics.RELAY_INTERRUPTED.inc(max(len(state.inflight), 1))
             log.warning(
-                "transaction interrupted earlier: possible duplicate (RFC 5321 §6.1)",
+                "attempt interrupted earlier: possible duplicate (RFC 5321 §6.1)",
                 id=mail.id,
-                destinations=state.inflight,
+                destinations=state.inflight or "unknown",
+                delivery=delivery,
             )
             state.inflight = []
+        retrying = state.attempts > 0
         state.attempts += 1
+        state.seq, state.last_delivery = seq, delivery
         now = time.time()
         new_bounces: list[RecipientStatus] = []
         pending = state.pending()
@@ -113,8 +121,9 @@ class Dispatcher:
         temporary: dict[str, DeliveryError] = {}
         if by_domain:
             signed = await self.signer.sign(body) if self.signer is not None else body
-            state.inflight = sorted(by_domain)
-            await outbound_state.save(self.kv, state)
+            if retrying:  # `mailctl queue retry` leaves a message in this state alone
+                state.inflight = sorted(by_domain)
+                await outbound_state.save(self.kv, state)
             answers = await asyncio.gather(
                 *(self._domain(d, mail.mail_from, rcpts, signed) for d, rcpts in by_domain.items())
             )

@@ -1,6 +1,7 @@
 """One SMTP transaction to one destination carrying every recipient of one domain
 (RFC 5321 §3.3), with opportunistic STARTTLS (RFC 3207; RFC 7435: an unverified
-certificate is still better than plain text) and AUTH for a smarthost.
+certificate is still better than plain text) and AUTH for a smarthost; the session is
+kept for the next transaction to the same destination (:mod:`.sessions`).
 
 The hosts of a route are tried in order: a connection failure or a temporary refusal of
 the whole session moves on to the next host (RFC 5321 §5.1); a permanent refusal, or
@@ -20,6 +21,7 @@ from mailcore import metrics
 from mailcore.bus.outcome import DeliveryError
 from mailcore.logging import get_logger
 from services.filter.relay.routes import Route
+from services.filter.relay.sessions import Key, SessionPool
 
 log = get_logger("relay")
 
@@ -56,11 +58,17 @@ def _error(exc: Exception, host: str) -> DeliveryError:
 
 class Transactor:
     def __init__(
-        self, *, hostname: str, connect_timeout: float = 30.0, command_timeout: float = 300.0
+        self,
+        *,
+        hostname: str,
+        connect_timeout: float = 30.0,
+        command_timeout: float = 300.0,
+        pool: SessionPool | None = None,
     ) -> None:
         self.hostname = hostname
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
+        self.pool = pool or SessionPool()
 
     async def send(self, route: Route, env: Envelope) -> Results:
         """Deliver ``env`` over ``route``; never raises."""
@@ -81,7 +89,35 @@ class Transactor:
         assert last is not None
         return dict.fromkeys(env.recipients, last)
 
+    def _key(self, route: Route, host: str, port: int) -> Key:
+        return (host, port, route.tls, route.username or "")
+
     async def _session(self, route: Route, host: str, port: int, env: Envelope) -> Results:
+        key = self._key(route, host, port)
+        client = self.pool.take(key)
+        reused = client is not None
+        try:
+            if client is None:
+                client = await self._open(route, host, port)
+            try:
+                results = await self._transaction(client, host, env, reused=reused)
+            except _Stale:
+                # A kept session the peer had closed: nothing was sent; a fresh one.
+                client.close()
+                client = await self._open(route, host, port)
+                results = await self._transaction(client, host, env, reused=False)
+        except DeliveryError:
+            if client is not None:
+                client.close()
+            raise
+        except Exception as exc:
+            if client is not None:
+                client.close()
+            raise _error(exc, host) from None
+        self.pool.give(key, client)
+        return results
+
+    async def _open(self, route: Route, host: str, port: int) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(
             hostname=host,
             port=port,
@@ -95,37 +131,37 @@ class Transactor:
         )
         try:
             await client.connect(timeout=self.connect_timeout)
-        except Exception as exc:
-            raise _error(exc, host) from None
-        try:
-            return await self._transaction(client, route, host, env)
+            await client.ehlo()
+            if route.tls in ("opportunistic", "starttls") and client.supports_extension("starttls"):
+                # RFC 3207 §4.2: after STARTTLS the session starts afresh (EHLO again).
+                await client.starttls()
+            elif route.tls == "starttls":
+                raise DeliveryError(
+                    451, f"{host} offers no STARTTLS", enhanced="4.7.5", remote=host
+                )
+            if route.username and route.password:
+                await client.login(route.username, route.password)
         except DeliveryError:
+            client.close()
             raise
         except Exception as exc:
+            client.close()
             raise _error(exc, host) from None
-        finally:
-            try:
-                if client.is_connected:
-                    await client.quit(timeout=10)
-            except Exception:
-                client.close()
+        return client
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, route: Route, host: str, env: Envelope
+        self, client: aiosmtplib.SMTP, host: str, env: Envelope, *, reused: bool
     ) -> Results:
-        await client.ehlo()
-        if route.tls in ("opportunistic", "starttls") and client.supports_extension("starttls"):
-            # RFC 3207 §4.2: after STARTTLS the session starts afresh (EHLO again).
-            await client.starttls()
-        elif route.tls == "starttls":
-            raise DeliveryError(451, f"{host} offers no STARTTLS", enhanced="4.7.5", remote=host)
-        if route.username and route.password:
-            await client.login(route.username, route.password)
         utf8 = any(not a.isascii() for a in (env.sender, *env.recipients))
         options = ["SMTPUTF8"] if utf8 and client.supports_extension("smtputf8") else []
         if client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
-        await client.mail(env.sender, options=options)
+        try:
+            await client.mail(env.sender, options=options)
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+            if reused:
+                raise _Stale() from None
+            raise
         results: Results = {}
         for rcpt in env.recipients:
             try:
@@ -140,3 +176,7 @@ class Transactor:
         # RFC 5321 §4.1.1.4: one answer to DATA for every accepted recipient.
         await client.data(env.body)
         return results
+
+
+class _Stale(Exception):
+    """A reused session turned out closed before anything was sent."""

@@ -25,7 +25,7 @@ from mailcore.bus.connect import Bus
 from mailcore.bus.outbound_state import QueueState
 from mailcore.bus.outcome import Deferred
 from mailcore.bus.schemas import SchemaError, decode_mail
-from mailcore.bus.settlement import QueueSettler
+from mailcore.bus.settlement import QueueSettler, delivery_attempt, stream_seq
 from mailcore.logging import get_logger
 from services.filter.relay.attempt import Dispatcher
 
@@ -153,7 +153,10 @@ class RelayWorker:
                 msg, "body_missing", str(exc), mail=mail, dead_reason=deadletter.REASON_BODY_MISSING
             )
             return
-        state = await outbound_state.load(self.kv, mail.id)
+        n = delivery_attempt(msg)
+        # A first delivery has no record, unless mailctl published it again.
+        known = n > 1 or bool((msg.headers or {}).get(names.HDR_RELAY_STATE))
+        state = await outbound_state.load(self.kv, mail.id) if known else None
         if state is None:
             state = QueueState(
                 id=mail.id,
@@ -161,13 +164,16 @@ class RelayWorker:
                 recipients=list(mail.recipients),
                 received_at=mail.received_at,
             )
-        outcome = await self.dispatcher.attempt(mail, body, state)
+        outcome = await self.dispatcher.attempt(
+            mail, body, state, delivery=n, seq=stream_seq(msg) or 0
+        )
         if isinstance(outcome, Deferred):
             await outbound_state.save(self.kv, state)
             await self.settler.apply(msg, mail, outcome)
             return
         # Finished: ack, then forget the record. A crash before the ack redelivers the
-        # message; the record saved before the transaction then says it was interrupted.
+        # message, and the redelivery finds it interrupted (see the dispatcher).
         await self.settler.apply(msg, mail, outcome)
-        with contextlib.suppress(Exception):
-            await outbound_state.forget(self.kv, mail.id)
+        if known:
+            with contextlib.suppress(Exception):
+                await outbound_state.forget(self.kv, mail.id)

@@ -36,7 +36,7 @@ async def test_list_show_then_retry_now(relay_env: RelayEnv) -> None:
     # The next scheduled attempt is an hour away: only `retry` brings it sooner.
     await env.start_relay({REMOTE: sink.address}, relay_retry_schedule=[3600.0])
     msg = await env.submit([f"bob@{REMOTE}"])
-    await eventually(lambda: sink.sessions == 1)
+    await eventually(lambda: sink.transactions == 1)
 
     async def listed() -> bool:
         return "attempts 1" in await ctl(env, "list")
@@ -50,7 +50,7 @@ async def test_list_show_then_retry_now(relay_env: RelayEnv) -> None:
     out = await ctl(env, "retry", msg.id)
     assert "queued for delivery now" in out
     await eventually(lambda: len(sink.messages) == 1)
-    assert sink.sessions == 2
+    assert sink.transactions == 2
     await eventually(lambda: _empty(env))
     assert "outbound queue is empty" in await ctl(env, "list")
 
@@ -61,7 +61,7 @@ async def test_bounce_returns_it_to_the_sender_and_delete_drops_it(relay_env: Re
     await env.start_relay({REMOTE: sink.address}, relay_retry_schedule=[3600.0])
     first = await env.submit([f"bob@{REMOTE}"])
     second = await env.submit([f"carol@{REMOTE}"])
-    await eventually(lambda: sink.sessions == 2)
+    await eventually(lambda: sink.transactions == 2)
 
     async def both_tried() -> bool:
         return (await ctl(env, "list")).count("attempts 1") == 2

@@ -51,7 +51,8 @@ class Sink:
         self.data = Script(list(data or []))
         self.delay = delay
         self.messages: list[Received] = []
-        self.sessions = 0
+        self.sessions = 0  # EHLOs: new connections
+        self.transactions = 0  # MAIL commands
         self.data_commands = 0
         self.active = 0
         self.max_active = 0
@@ -103,6 +104,15 @@ class Sink:
             self.sessions += 1
         session.host_name = hostname
         return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        with self._lock:
+            self.transactions += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]

@@ -56,7 +56,8 @@ async def test_4xx_twice_then_success(relay_env: RelayEnv) -> None:
     await env.submit([f"bob@{REMOTE}"])
     await eventually(lambda: len(sink.messages) == 1)
     await eventually(lambda: _zero(env.outbound()))
-    assert sink.sessions == 3
+    assert sink.transactions == 3
+    assert sink.sessions == 1  # the session was kept for the retries (within 2 s)
     assert counter("postern_relay_deliveries_total", outcome="deferred") - before == 2
     assert await env.inbox() == []  # no DSN for a delivery that succeeded
 
@@ -97,7 +98,7 @@ async def test_expiry_bounces_after_a_delay_warning(relay_env: RelayEnv) -> None
     assert "Action: delayed" in w and "Will-Retry-Until:" in w
     b = _report_parts(bounce)["message/delivery-status"]
     assert "Action: failed" in b and "Status: 4.4.7" in b and "greylisted" in b
-    assert sink.messages == [] and sink.sessions >= 2
+    assert sink.messages == [] and sink.transactions >= 2
 
 
 async def test_no_bounce_to_a_null_sender(relay_env: RelayEnv) -> None:
@@ -250,7 +251,7 @@ async def test_queue_gauges_show_depth_and_oldest_age(
     await env.start_relay({REMOTE: sink.address}, relay_retry_schedule=[3600.0])
     await env.submit([f"bob@{REMOTE}"])
     await env.submit([f"carol@{REMOTE}"])
-    await eventually(lambda: sink.sessions == 2)
+    await eventually(lambda: sink.transactions == 2)
     stopping = asyncio.Event()
     task = asyncio.create_task(app.queue_gauges(env.bus, stopping))
     try:
@@ -259,3 +260,23 @@ async def test_queue_gauges_show_depth_and_oldest_age(
     finally:
         stopping.set()
         await task
+
+
+async def test_a_kept_session_the_peer_closed_is_replaced(relay_env: RelayEnv) -> None:
+    env = relay_env
+    first = env.sink("127.0.0.2")
+    await env.start_relay({REMOTE: first.address})
+    node = env.relays[-1][0]
+    node.pool.idle = 600.0  # keep the session however slow the machine is
+    deferred = counter("postern_relay_deliveries_total", outcome="deferred")
+    await env.submit([f"bob@{REMOTE}"])
+    await eventually(lambda: len(first.messages) == 1)
+    await eventually(lambda: bool(node.pool._idle))  # the session is kept
+    first.stop()  # closes the kept session on the server's side
+    env.sinks.remove(first)
+    second = env.sink("127.0.0.2", port=first.port)
+    await env.submit([f"carol@{REMOTE}"])
+    await eventually(lambda: len(second.messages) == 1)
+    assert second.messages[0].rcpt_tos == [f"carol@{REMOTE}"]
+    # Replaced at once, not deferred: the dead session had not been used for anything.
+    assert counter("postern_relay_deliveries_total", outcome="deferred") == deferred
