@@ -40,6 +40,7 @@ from services.filter.relay.transaction import Envelope, Results, Transactor
 log = get_logger("relay")
 
 NOTIFY_RETRY = 30.0  # seconds before retrying when the bus refused a DSN
+RETURNED = "returned by the postmaster"  # `mailctl queue bounce`
 
 
 @dataclass(slots=True)
@@ -55,7 +56,7 @@ def _bounce_reason(err: DeliveryError) -> str:
         return "expired"
     if err.enhanced.startswith("5.1.2") or err.enhanced == "5.1.10":
         return "no_domain"
-    if err.code == 554 and err.enhanced == "5.0.0" and "postmaster" in err.message:
+    if err.message == RETURNED:
         return "operator"
     return "rejected"
 
@@ -111,7 +112,7 @@ class Dispatcher:
         new_bounces: list[RecipientStatus] = []
         pending = state.pending()
         if state.bounce_requested:
-            returned = DeliveryError(554, "returned by the postmaster", enhanced="5.0.0")
+            returned = DeliveryError(554, RETURNED, enhanced="5.0.0")
             new_bounces = [RecipientStatus(r, returned) for r in pending]
             pending = []
         pending = await self._keep_local(mail, body, state, pending)
