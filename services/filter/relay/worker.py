@@ -18,6 +18,7 @@ from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from mailcore.bus import deadletter, names, outbound_state
 from mailcore.bus.claimcheck import BodyMissing, load_body
@@ -56,6 +57,7 @@ class RelayWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._ack_wait = 60.0
+        self._bodies: ObjectStore | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         js = self.bus.js
@@ -80,7 +82,10 @@ class RelayWorker:
         log.info("relay started", concurrency=self.concurrency)
         try:
             while not stopping.is_set():
-                await self._slots.acquire()  # fetch only what there is room for
+                try:  # fetch only what there is room for; look at `stopping` meanwhile
+                    await asyncio.wait_for(self._slots.acquire(), 1.0)
+                except TimeoutError:
+                    continue
                 free = 1
                 while free < FETCH_MAX and not self._slots.locked():
                     await self._slots.acquire()
@@ -146,6 +151,7 @@ class RelayWorker:
                 msg, "schema", str(exc), dead_reason=deadletter.REASON_POISON
             )
             return
+        assert self._bodies is not None, "handle() before run() bound the consumer"
         try:
             body = await load_body(self._bodies, mail)
         except BodyMissing as exc:
