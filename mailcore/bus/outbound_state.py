@@ -12,6 +12,7 @@ operator's retry never send one recipient a message twice once its answer is rec
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -56,8 +57,9 @@ class QueueState:
 
 
 def state_key(mail_id: str) -> str:
-    """KV keys allow ``[-/_=.a-zA-Z0-9]``; mail ids are ULIDs with suffixes like ``.fwd``."""
-    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in mail_id)
+    """The mail id in base64url: KV keys allow ``[-/_=.a-zA-Z0-9]`` and no leading,
+    trailing or doubled dot, and this keeps distinct ids distinct."""
+    return base64.urlsafe_b64encode(mail_id.encode()).rstrip(b"=").decode("ascii") or "_"
 
 
 async def load(kv: KeyValue, mail_id: str) -> QueueState | None:
