@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,15 @@ class Postern:
     filter_ops_port: int = field(default_factory=daemons.free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     features: dict[str, str | None] = field(default_factory=dict)
+    # W8: the outbound relay beside the filter, its static routes, the submission port.
+    relay_routes: dict[str, str] | None = None
+    relay_env: dict[str, str] = field(default_factory=dict)
+    submission_port: int = field(default_factory=daemons.free_port)
+    relay_ops_port: int = field(default_factory=daemons.free_port)
+
+    @property
+    def with_relay(self) -> bool:
+        return self.relay_routes is not None
 
     @property
     def probe_address(self) -> str:
@@ -98,7 +108,7 @@ class Postern:
             "POSTERN_STORE_OPS_PORT": str(self.store_ops_port),
             "POSTERN_FILTER_OPS_PORT": str(self.filter_ops_port),
             "POSTERN_SMTP_PORT": str(self.smtp_port),
-            "POSTERN_SUBMISSION_PORT": "0",
+            "POSTERN_SUBMISSION_PORT": str(self.submission_port) if self.with_relay else "0",
             "POSTERN_SUBMISSIONS_PORT": "0",
             "POSTERN_IMAP_PORT": str(self.imap_port),
             "POSTERN_IMAPS_PORT": "0",
@@ -111,6 +121,12 @@ class Postern:
             "POSTERN_SPAMD_ENABLED": "true" if s else "false",
             "POSTERN_CLAMD_ENABLED": "true" if s else "false",
         }
+        if self.relay_routes is not None:
+            env |= {
+                "POSTERN_RELAY_OPS_PORT": str(self.relay_ops_port),
+                "POSTERN_RELAY_ROUTES": json.dumps(self.relay_routes),
+                **self.relay_env,
+            }
         if s is not None:
             env |= {
                 "POSTERN_SPAMD_HOST": HOST,
@@ -167,6 +183,8 @@ class Postern:
         self._spawn("store", self._python("services.store"))
         if self.with_filter:
             self._spawn("filter", self._python("services.filter"))
+        if self.with_relay:
+            self._spawn("relay", self._python("services.filter.relay"))
         self._wait_ops()
         self.features = asyncio.run(self._probe())
 
@@ -178,6 +196,8 @@ class Postern:
         wanted = {"store": self.store_ops_port}
         if self.with_filter:
             wanted["filter"] = self.filter_ops_port
+        if self.with_relay:
+            wanted["relay"] = self.relay_ops_port
         for name, port in wanted.items():
             if not daemons.wait_for_port(HOST, port, START_TIMEOUT, self._alive(name)):
                 raise RuntimeError(f"postern {name} did not start:\n{self.log_tail(name)}")
@@ -192,7 +212,7 @@ class Postern:
 
     def stop(self) -> None:
         """Stop services first, NATS last (SIGTERM; SIGKILL after 15 s)."""
-        for name in [n for n in ("filter", "store", "nats") if n in self.procs]:
+        for name in [n for n in ("relay", "filter", "store", "nats") if n in self.procs]:
             proc = self.procs.pop(name)
             if proc.poll() is not None:
                 continue

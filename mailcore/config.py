@@ -128,6 +128,16 @@ class CommonSettings(BaseSettings):
         description="failed logins from one client address for any accounts (15 minutes) "
         "before it may not try at all; a correct password from another address always works",
     )
+    outbound_max_age: Annotated[float, Field(gt=0)] = Field(
+        default=6 * 86400.0,
+        description="seconds mail may stay on MAIL_OUTBOUND (keep it above relay_max_age: "
+        "the relay bounces expired mail before the stream would drop it)",
+    )
+    relay_ack_wait: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="seconds a relay may hold an outbound message without a sign of life "
+        "before another relay gets it (a relay reports progress every third of it)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -290,6 +300,52 @@ class StoreSettings(CommonSettings):
     )
 
 
+class RelaySettings(CommonSettings):
+    """The outbound relay, beside every filter node: delivers MAIL_OUTBOUND by SMTP."""
+
+    service_name: ClassVar[str] = "relay"
+
+    ops_port: Port = _ops_port("relay", 9105)
+    relay_routes: dict[str, str] = Field(
+        default_factory=dict,
+        description='static routes overriding MX lookup, JSON: {"example.org": "host:port"}',
+    )
+    relay_smarthost: str | None = Field(
+        default=None, description="host:port every other domain's mail goes through"
+    )
+    relay_smarthost_user: str | None = None
+    relay_smarthost_password: str | None = None
+    relay_smarthost_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="smarthost TLS: starttls (required), tls (implicit), none",
+    )
+    relay_smarthost_ca: Path | None = Field(
+        default=None, description="CA bundle the smarthost's certificate is checked against"
+    )
+    relay_mx_port: Port = Field(default=25, description="port of the MX hosts")
+    relay_retry_schedule: list[float] = Field(
+        default=[60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0],
+        description="seconds before each retry after a temporary failure (the last repeats)",
+    )
+    relay_max_age: Annotated[float, Field(gt=0)] = Field(
+        default=5 * 86400.0, description="seconds of retries before mail is bounced (expired)"
+    )
+    relay_delay_warning: Annotated[float, Field(gt=0)] = Field(
+        default=4 * 3600.0, description="seconds after which the sender gets a delay warning"
+    )
+    relay_concurrency: Annotated[int, Field(gt=0)] = Field(
+        default=64, description="messages one relay process works on at once"
+    )
+    relay_destination_concurrency: Annotated[int, Field(gt=0)] = Field(
+        default=8, description="SMTP connections one relay opens to one destination at once"
+    )
+    relay_connect_timeout: Annotated[float, Field(gt=0)] = 30.0
+    relay_command_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, description="seconds for one SMTP reply (RFC 5321 §4.5.3.2)"
+    )
+    relay_dkim: bool = Field(default=True, description="DKIM-sign mail of domains with a key")
+
+
 class WebmailSettings(CommonSettings):
     """A webmail node: HTTP in front, IMAP to the store behind."""
 
@@ -372,6 +428,7 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
 ALL_SETTINGS: tuple[type[CommonSettings], ...] = (
     FilterSettings,
     StoreSettings,
+    RelaySettings,
     WebmailSettings,
     MirrorSettings,
     ClusterSettings,

@@ -84,6 +84,28 @@ DELIVERY_DEAD_LETTER_FAILURES = Counter(
     "postern_delivery_dead_letter_failures_total",
     "dead letters the bus refused (the mail stays on the inbound stream)",
 )
+# --- relay (outbound) -------------------------------------------------------------------
+RELAY_DELIVERIES = Counter(
+    "postern_relay_deliveries_total",
+    "remote recipients by outcome (delivered, deferred, bounced, local)",
+    ["outcome"],
+)
+RELAY_BOUNCES = Counter("postern_relay_bounces_total", "recipients bounced, by reason", ["reason"])
+RELAY_DSN = Counter("postern_relay_dsn_total", "DSNs sent to senders", ["action"])
+RELAY_INTERRUPTED = Counter(
+    "postern_relay_interrupted_total",
+    "transactions found interrupted at redelivery: possible duplicates (RFC 5321 §6.1)",
+)
+RELAY_QUEUE_DEPTH = Gauge("postern_relay_queue_depth", "messages on MAIL_OUTBOUND")
+RELAY_OLDEST_SECONDS = Gauge(
+    "postern_relay_oldest_seconds", "age of the oldest message on MAIL_OUTBOUND"
+)
+RELAY_SECONDS = Histogram(
+    "postern_relay_transaction_seconds", "one SMTP transaction to a remote MX", buckets=_LATENCY
+)
+RELAY_REQUEUED = Counter(
+    "postern_relay_requeued_total", "outbound messages republished (operator retry)"
+)
 STORE_DISK_USED = Gauge("postern_store_disk_used_bytes", "bytes the mail store occupies")
 STORE_DISK_FREE = Gauge(
     "postern_store_disk_free_bytes", "bytes free on the mail store's file system"

@@ -89,6 +89,7 @@ async def fresh_bus(url: str, limits: BusLimits = TEST_LIMITS) -> Bus:
         "KV_" + names.KV_DIRECTORY,
         "KV_" + names.KV_SESSIONS,
         "KV_" + names.KV_AUTH_FAILURES,
+        "KV_" + names.KV_RELAY,
         "OBJ_" + names.OBJ_BODIES,
     ):
         await bus.js.purge_stream(stream)

@@ -18,6 +18,7 @@ COMPOSE = ROOT / "compose"
 SETTINGS = [
     config.FilterSettings,
     config.StoreSettings,
+    config.RelaySettings,
     config.WebmailSettings,
     config.MirrorSettings,
     config.ClusterSettings,

@@ -48,12 +48,23 @@ class PostfixLayout:
         return self.config_dir / "vmailbox"
 
     @property
+    def transport(self) -> Path:
+        return self.config_dir / "transport"
+
+    @property
     def pid_file(self) -> Path:
         return self.queue_dir / "pid" / "master.pid"
 
 
-def render_main_cf(layout: PostfixLayout, *, domain: str, lmtp_port: int) -> str:
-    return f"""\
+def render_main_cf(
+    layout: PostfixLayout, *, domain: str, lmtp_port: int, transport: bool = False
+) -> str:
+    # W8: mail for other domains goes where the transport table says (the sink), as
+    # Postern's POSTERN_RELAY_ROUTES sends it; 127.0.0.0/8 may relay (mynetworks).
+    routes = f"transport_maps = texthash:{layout.transport}\n" if transport else ""
+    return (
+        routes
+        + f"""\
 # Private benchmark instance written by bench/peers/postfix.py; not the system's Postfix.
 compatibility_level = 3.6
 queue_directory = {layout.queue_dir}
@@ -80,6 +91,7 @@ virtual_mailbox_domains = {domain}
 virtual_mailbox_maps = texthash:{layout.mailboxes}
 virtual_transport = lmtp:inet:127.0.0.1:{lmtp_port}
 """
+    )
 
 
 # service type private unpriv chroot wakeup maxproc command: Debian's master.cf services,
@@ -115,6 +127,15 @@ def render_master_cf(smtp_port: int) -> str:
     return "# Written by bench/peers/postfix.py\n" + head + _MASTER_SERVICES
 
 
+def render_transport(routes: dict[str, str]) -> str:
+    """A transport(5) table: each domain by SMTP to ``[host]:port`` (no MX lookup)."""
+    out = []
+    for domain, where in sorted(routes.items()):
+        host, _, port = where.rpartition(":")
+        out.append(f"{domain} smtp:[{host}]:{port}\n")
+    return "".join(out)
+
+
 def render_mailboxes(addresses: list[str]) -> str:
     """A texthash: table of the virtual mailboxes (unknown recipients get 550, as Postern)."""
     return "".join(f"{a} OK\n" for a in sorted(addresses))
@@ -127,6 +148,7 @@ class Postfix:
     lmtp_port: int
     domain: str
     addresses: list[str]
+    routes: dict[str, str] | None = None  # domain -> host:port (a transport table)
 
     @staticmethod
     def available() -> str | None:
@@ -157,8 +179,15 @@ class Postfix:
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.layout.root, 0o755)
         (cfg / "main.cf").write_text(
-            render_main_cf(self.layout, domain=self.domain, lmtp_port=self.lmtp_port)
+            render_main_cf(
+                self.layout,
+                domain=self.domain,
+                lmtp_port=self.lmtp_port,
+                transport=self.routes is not None,
+            )
         )
+        if self.routes is not None:
+            self.layout.transport.write_text(render_transport(self.routes))
         (cfg / "master.cf").write_text(render_master_cf(self.smtp_port))
         self.layout.mailboxes.write_text(render_mailboxes(self.addresses))
 

@@ -63,6 +63,8 @@ def start_postern(
     needs: tuple[str, ...],
     with_filter: bool = False,
     scanners: ScannerDaemons | None = None,
+    relay_routes: dict[str, str] | None = None,
+    relay_env: dict[str, str] | None = None,
 ) -> Postern | None:
     """Postern's services, or None (with the reason in ``result``) when a feature the
     workload needs does not work yet; the services are then stopped at once."""
@@ -74,6 +76,8 @@ def start_postern(
         scanners=Scanners(scanners.spamd_port, scanners.clamd_port) if scanners else None,
         # Without py-spy (bench/profiling.py), fall back to pyinstrument inside the process.
         profile_dir=ctx.rundir / "profiles" if ctx.profile and py_spy() is None else None,
+        relay_routes=relay_routes,
+        relay_env=relay_env or {},
     )
     stack.callback(p.stop)
     p.start()

@@ -10,6 +10,12 @@ Reasons: ``unknown_recipient`` (the directory never resolved the address), ``quo
 (still over quota on the last attempt), ``failed`` (a temporary failure outlasted every
 requeue), ``poison`` (a payload this version cannot decode), ``body_missing`` (its
 claim-checked body is gone). Only the first three can be retried.
+
+:func:`dead_letter` and :func:`keep_poison` are what a consumer does with mail it gives
+up on (published before the bus message is acked or terminated, logged at error level
+and counted); :func:`dead_letter` reports whether every letter was stored: when the bus
+refuses one (the dead stream is full: discard new), the caller keeps the mail on its
+stream, so nothing is acked that is not stored somewhere.
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
+from mailcore import metrics
 from mailcore.bus import names
+from mailcore.bus.schemas import MailMessage
+from mailcore.logging import get_logger
 
 REASON_UNKNOWN = "unknown_recipient"
 REASON_QUOTA = "quota"
@@ -33,6 +43,8 @@ REASON_POISON = "poison"
 REASON_BODY_MISSING = "body_missing"
 RETRYABLE = frozenset((REASON_UNKNOWN, REASON_QUOTA, REASON_FAILED))
 _DETAIL_MAX = 300
+
+log = get_logger("delivery")
 
 
 @dataclass(slots=True)
@@ -146,3 +158,92 @@ async def get_dead(js: JetStreamContext, seq: int) -> DeadLetter | None:
     except NotFoundError:
         return None
     return parse_dead(raw)
+
+
+# reason -> (recipients concerned, one-line detail)
+Groups = dict[str, tuple[list[str], str]]
+
+
+async def dead_letter(
+    js: JetStreamContext, msg: Any, mail: MailMessage, groups: Groups, seq: int | None
+) -> bool:
+    """Publish one dead letter per reason (the frame unchanged); True when all are stored.
+    The claim-checked body stays in the Object Store: the letters refer to it."""
+    published: list[tuple[str, list[str], int]] = []
+    try:
+        for reason, (rcpts, detail) in groups.items():
+            ack = await publish_dead(
+                js,
+                msg.data,
+                reason=reason,
+                recipients=rcpts,
+                message_id=mail.id,
+                detail=detail,
+                source_seq=seq,
+            )
+            published.append((reason, rcpts, int(ack.seq)))
+    except Exception as exc:
+        metrics.DELIVERY_DEAD_LETTER_FAILURES.inc()
+        log.error(
+            "DEAD LETTER NOT STORED: the mail stays on the inbound stream",
+            id=mail.id,
+            reasons=list(groups),
+            error=f"{type(exc).__name__}: {exc}",
+            stream_seq=seq,
+        )
+        return False
+    for reason, rcpts, dead_seq in published:
+        metrics.DELIVERY_DEAD_LETTERED.labels(reason).inc()
+        if reason == REASON_UNKNOWN:
+            metrics.DELIVERIES.labels("unknown_recipient").inc(len(rcpts))
+        log.error(
+            "mail dead-lettered",
+            reason=reason,
+            id=mail.id,
+            sender=mail.mail_from,
+            recipients=rcpts,
+            dead_seq=dead_seq,
+            stream_seq=seq,
+        )
+    return True
+
+
+async def keep_poison(
+    js: JetStreamContext,
+    msg: Any,
+    *,
+    reason: str,
+    dead_reason: str,
+    detail: str,
+    mail: MailMessage | None,
+    seq: int | None,
+) -> None:
+    """A payload no retry can deliver: its raw bytes become a dead letter for an operator
+    to see; the caller terminates it. A refused letter is only logged — retrying poison
+    would never make it deliverable."""
+    metrics.DELIVERY_TERMINATED.labels(reason).inc()
+    dead_seq: int | None = None
+    try:
+        ack = await publish_dead(
+            js,
+            msg.data,
+            reason=dead_reason,
+            recipients=mail.recipients if mail else [],
+            message_id=mail.id if mail else "",
+            detail=detail,
+            source_seq=seq,
+        )
+        dead_seq = int(ack.seq)
+        metrics.DELIVERY_DEAD_LETTERED.labels(dead_reason).inc()
+    except Exception as exc:
+        metrics.DELIVERY_DEAD_LETTER_FAILURES.inc()
+        log.error("dead letter of a poison message not stored", error=str(exc), stream_seq=seq)
+    log.error(
+        "bus message terminated",
+        reason=reason,
+        detail=detail,
+        id=mail.id if mail else None,
+        sender=mail.mail_from if mail else None,
+        stream_seq=seq,
+        dead_seq=dead_seq,
+    )

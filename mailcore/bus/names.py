@@ -12,6 +12,9 @@ CONSUMER_DELIVERY = "store-delivery"
 STREAM_OUTBOUND = "MAIL_OUTBOUND"
 SUBJECT_OUTBOUND = "mail.outbound"
 CONSUMER_RELAY = "relay"
+# The relay's record of each outbound message: attempts, recipients done, last answer,
+# next attempt (``mailctl queue list``); key = mail id.
+KV_RELAY = "RELAY_QUEUE"
 
 # Dead letters: accepted mail the store could not deliver (unknown recipient, over quota
 # after the last attempt, a failure that outlasted every requeue, poison payloads), kept
@@ -44,6 +47,9 @@ HDR_SCHEMA = "Postern-Schema"
 HDR_MSG_ID = "Nats-Msg-Id"
 # How often a message was published again after running out of delivery attempts.
 HDR_REQUEUES = "Postern-Requeues"
+# On an outbound frame published again by `mailctl queue retry|bounce`: the relay has a
+# record of it (RELAY_QUEUE) to read first.
+HDR_RELAY_STATE = "Postern-Relay-State"
 # Dead-letter headers: why, for which recipients, which mail, when.
 HDR_DEAD_REASON = "Postern-Dead-Reason"
 HDR_DEAD_RECIPIENTS = "Postern-Dead-Recipients"  # JSON list of addresses

@@ -34,6 +34,8 @@ class BusLimits:
     replicas: int = 1
     delivery_max_deliver: int = 20
     delivery_ack_wait: float = 60.0
+    outbound_max_age: float = 6 * 86400.0
+    relay_ack_wait: float = 60.0
 
     @classmethod
     def from_settings(cls, s: CommonSettings, max_deliver: int = 20) -> BusLimits:
@@ -45,10 +47,14 @@ class BusLimits:
             dead_max_bytes=s.dead_max_bytes,
             replicas=s.stream_replicas,
             delivery_max_deliver=max_deliver,
+            outbound_max_age=s.outbound_max_age,
+            relay_ack_wait=s.relay_ack_wait,
         )
 
 
-def _mail_stream(name: str, subject: str, max_bytes: int, replicas: int) -> js_api.StreamConfig:
+def _mail_stream(
+    name: str, subject: str, max_bytes: int, replicas: int, max_age: float | None = None
+) -> js_api.StreamConfig:
     return js_api.StreamConfig(
         name=name,
         subjects=[subject],
@@ -57,6 +63,7 @@ def _mail_stream(name: str, subject: str, max_bytes: int, replicas: int) -> js_a
         # A full stream refuses new mail (the filter answers 452) instead of dropping old.
         discard=js_api.DiscardPolicy.NEW,
         max_bytes=max_bytes,
+        max_age=max_age,
         max_msg_size=MAX_MSG_SIZE,
         duplicate_window=DUPLICATE_WINDOW,
         num_replicas=replicas,
@@ -73,6 +80,8 @@ def stream_configs(limits: BusLimits) -> list[js_api.StreamConfig]:
             names.SUBJECT_OUTBOUND,
             limits.outbound_max_bytes,
             limits.replicas,
+            # Above the relay's retry period: the relay bounces expired mail first.
+            limits.outbound_max_age,
         ),
         js_api.StreamConfig(
             name=names.STREAM_MIRROR,
@@ -133,6 +142,22 @@ def delivery_consumer(limits: BusLimits) -> js_api.ConsumerConfig:
     )
 
 
+def relay_consumer(limits: BusLimits) -> js_api.ConsumerConfig:
+    """Every relay process binds this one durable: a message goes to one relay at a time,
+    which reports progress while it talks to the remote MX; retries are naks with the
+    relay's own delay (no max_deliver: the relay gives up by age and bounces)."""
+    return js_api.ConsumerConfig(
+        durable_name=names.CONSUMER_RELAY,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+        filter_subject=names.SUBJECT_OUTBOUND,
+        ack_wait=limits.relay_ack_wait,
+        max_deliver=-1,
+        max_ack_pending=20_000,
+        max_waiting=64,
+    )
+
+
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> None:
     try:
         info = await js.stream_info(config.name or "")
@@ -141,10 +166,11 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> No
         log.info("stream created", stream=config.name)
         return
     current = info.config
-    if (current.max_bytes, current.num_replicas, current.subjects) != (
+    if (current.max_bytes, current.num_replicas, current.subjects, current.max_age or 0) != (
         config.max_bytes,
         config.num_replicas,
         config.subjects,
+        config.max_age or 0,
     ):
         await js.update_stream(config)
         log.info("stream updated", stream=config.name)
@@ -226,6 +252,8 @@ async def _declare_all(js: JetStreamContext, limits: BusLimits) -> None:
     for config in stream_configs(limits):
         await ensure_stream(js, config)
     await ensure_consumer(js, names.STREAM_INBOUND, delivery_consumer(limits))
+    await ensure_consumer(js, names.STREAM_OUTBOUND, relay_consumer(limits))
+    await ensure_kv(js, names.KV_RELAY, history=1, replicas=limits.replicas)
     await ensure_kv(js, names.KV_DIRECTORY, history=5, replicas=limits.replicas)
     await ensure_kv(js, names.KV_SESSIONS, history=1, replicas=limits.replicas, ttl=30 * 86400)
     await ensure_kv(

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from nats.errors import NoRespondersError
 
+from mailcore import dkim_keys
 from mailcore.bus import names
 from mailcore.config import StoreSettings, load_settings
 from mailcore.directory import Directory, NoSuchUser
@@ -96,6 +97,39 @@ def domain_list(nats_url: str) -> None:
             click.echo(f"{d.name}  {users} users  {aliases} aliases{extra}")
 
     with_directory(nats_url, go)
+
+
+@domain.command("dkim")
+@click.argument("name")
+@click.option("--selector", default=dkim_keys.DEFAULT_SELECTOR, show_default=True)
+@click.option("--new", "rotate", is_flag=True, help="replace an existing key")
+@nats_option
+def domain_dkim(name: str, selector: str, rotate: bool, nats_url: str) -> None:
+    """Make the domain's DKIM key (kept in the directory) and print its TXT record."""
+
+    async def go() -> tuple[dkim_keys.DkimKey, bool]:
+        bus = await open_bus(nats_url)
+        try:
+            dr = await Directory.open(bus.js, watch=False)
+            if not dr.is_local_domain(name):
+                raise CtlError(f"no local domain {name}")
+            kv = await bus.js.key_value(names.KV_DIRECTORY)
+            key = await dkim_keys.load_key(kv, name)
+            if key is not None and not rotate:
+                return key, False
+            key = dkim_keys.make_key(name, selector)
+            await dkim_keys.store_key(kv, key)
+            return key, True
+        finally:
+            await bus.close()
+
+    key, made = run(go)
+    state = "created" if made else "existing key (--new replaces it)"
+    click.echo(f"DKIM key for {key.domain}, selector {key.selector}: {state}")
+    click.echo("Publish this TXT record:")
+    txt = key.txt()
+    chunks = " ".join(f'"{txt[i : i + 250]}"' for i in range(0, len(txt), 250))
+    click.echo(f"{key.record_name}. IN TXT ( {chunks} )")
 
 
 @domain.command("remove")

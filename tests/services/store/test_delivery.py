@@ -14,6 +14,7 @@ import pytest
 from nats.js.errors import APIError
 from prometheus_client import REGISTRY
 
+from mailcore.bus import deadletter as dead_module
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus
@@ -30,7 +31,6 @@ from mailcore.directory import Directory, User
 from mailcore.mailstore import Account, MailStore
 from mailcore.mailstore.layout import index_path, message_path
 from services.ctl.queue import retry_dead
-from services.store import dead as dead_module
 from services.store.delivery import DeliveryConsumer
 from tests.conftest import TEST_LIMITS
 
@@ -157,12 +157,11 @@ async def test_delivers_every_local_recipient_once_then_acks(env: Env) -> None:
     assert b"Delivered-To: bob@example.org\r\n" in b
     assert counter("postern_deliveries_total", outcome="forwarded") == forwarded_before + 1
     # the alias's remote target waits on the outbound stream for the relay
-    sub = await env.bus.js.pull_subscribe(names.SUBJECT_OUTBOUND, durable="test-relay")
-    (out,) = await sub.fetch(1, timeout=5)
-    await out.ack()
-    await sub.unsubscribe()
-    await env.bus.js.delete_consumer(names.STREAM_OUTBOUND, "test-relay")
-    fwd = decode_mail(out.data)
+    # (read, not consumed: the relay's durable is the stream's one consumer)
+    out = await env.bus.js.get_msg(
+        names.STREAM_OUTBOUND, seq=1, subject=names.SUBJECT_OUTBOUND, next=True
+    )
+    fwd = decode_mail(out.data or b"")
     assert fwd.recipients == ["someone@remote.example"]
     assert fwd.mail_from == "sender@remote.example"
     assert fwd.id == f"{msg.id}.fwd"
@@ -501,3 +500,55 @@ async def test_retried_dead_letter_is_delivered_once_there_is_room(env: Env) -> 
         return False
 
     await eventually(dropped)
+
+
+class _WarnRecorder:
+    """Stands in for the settlement logger; keeps the warning-level lines with a time."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.warnings: list[tuple[float, str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self.warnings.append((asyncio.get_running_loop().time(), event, kw))
+        self.inner.warning(event, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_full_outbound_stream_defers_the_forward_without_a_tight_loop(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailcore.bus.setup import stream_configs
+    from services.store import settlement
+
+    recorder = _WarnRecorder(settlement.log)
+    monkeypatch.setattr(settlement, "log", recorder)
+    env.consumer.settler.retry_delay = 0.5
+    (outbound,) = [c for c in stream_configs(TEST_LIMITS) if c.name == names.STREAM_OUTBOUND]
+    outbound.max_bytes = 1  # nothing fits: the forward is refused
+    await env.bus.js.update_stream(outbound)
+    try:
+        msg = await env.publish(["fwd@example.org"])
+
+        def refusals() -> list[float]:
+            return [t for t, e, _ in recorder.warnings if e.startswith("remote alias targets")]
+
+        await eventually(lambda: _true(len(refusals()) >= 3))
+        first, second, third = refusals()[:3]
+        # Each retry waits for the nak's delay: no tight loop.
+        assert second - first >= 0.45 and third - second >= 0.45
+        _, _, kw = next(w for w in recorder.warnings if w[1].startswith("remote alias"))
+        assert kw["targets"] == ["someone@remote.example"] and kw["id"] == msg.id
+        assert "maximum bytes" in kw["error"].lower()
+        assert len(await env.inbox(env.alice)) == 1  # the local copy is not held back
+    finally:
+        outbound.max_bytes = TEST_LIMITS.outbound_max_bytes
+        await env.bus.js.update_stream(outbound)
+    await eventually(lambda: _backlog_is(env, 0))
+    out = await env.bus.js.get_msg(
+        names.STREAM_OUTBOUND, seq=1, subject=names.SUBJECT_OUTBOUND, next=True
+    )
+    assert decode_mail(out.data or b"").id == f"{msg.id}.fwd"
+    assert len(await env.inbox(env.alice)) == 1  # redelivery stored nothing twice
