@@ -242,6 +242,11 @@ class StoreSettings(CommonSettings):
         "for it is dead-lettered (reason unknown_recipient)",
     )
     fsync: bool = True
+    webmail_trusted_networks: str = Field(
+        default="127.0.0.0/8,::1/128",
+        description="comma-separated networks whose IMAP ID x-originating-ip (RFC 2971) the "
+        "store believes: the webmail nodes; that address then keys the login throttle and logs",
+    )
 
 
 class WebmailSettings(CommonSettings):

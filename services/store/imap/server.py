@@ -14,7 +14,13 @@ from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
 from mailcore.mailstore import MailStore
-from services.store.auth import Authenticator, ConnectionLimiter, LoginThrottle, PlaintextPolicy
+from services.store.auth import (
+    Authenticator,
+    ConnectionLimiter,
+    LoginThrottle,
+    PlaintextPolicy,
+    parse_networks,
+)
 from services.store.imap.dispatch import DISPATCH
 from services.store.imap.runtime import Runtime, SearchGate
 from services.store.imap.session import Session
@@ -68,6 +74,7 @@ class ImapServer:
             write_timeout=s.write_timeout,
             searches=SearchGate(s.imap_search_scans),
             search_timeout=s.imap_search_timeout,
+            trusted_id_networks=parse_networks(s.webmail_trusted_networks),
         )
         endpoints = []
         if s.imap_port:
