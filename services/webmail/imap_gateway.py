@@ -1,0 +1,575 @@
+"""The one module that speaks IMAP: aioimaplib underneath, typed records on top.
+
+Every view reaches the store through :class:`ImapClient`. Extensions are used when the
+store advertises them (SORT, PREVIEW, MOVE, SPECIAL-USE) and emulated otherwise, so the
+webmail works against any IMAP4rev1 server. Each command counts one round trip in
+:data:`ROUND_TRIPS`, which the app reports per page (mailcore.metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import email.utils
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+import aioimaplib
+
+from services.webmail import mutf7
+from services.webmail.imap_parse import Value, join_responses, number, pairs, parse, text
+
+# Round trips to the store made while serving the current request.
+ROUND_TRIPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "imap_round_trips", default=None
+)
+
+SORT_KEYS = {"date": "DATE", "from": "FROM", "subject": "SUBJECT", "size": "SIZE"}
+SPECIAL_USES = ("\\Drafts", "\\Sent", "\\Trash", "\\Junk", "\\Archive")
+_LIST_HEADERS = "BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT)]"
+
+
+class ImapError(Exception):
+    """The store said NO or BAD, or the connection failed; ``text`` is the server's words."""
+
+    def __init__(self, text: str, *, auth: bool = False, connection: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.auth = auth
+        self.connection = connection
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    name: str  # decoded (Unicode)
+    flags: frozenset[str]
+    delimiter: str
+    messages: int = 0
+    unseen: int = 0
+
+    @property
+    def special(self) -> str | None:
+        if self.name.upper() == "INBOX":
+            return "\\Inbox"
+        return next((f for f in SPECIAL_USES if f in self.flags), None)
+
+    @property
+    def selectable(self) -> bool:
+        return "\\Noselect" not in self.flags and "\\NonExistent" not in self.flags
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    uid: int
+    flags: frozenset[str]
+    size: int
+    date: datetime | None
+    sender: str
+    sender_address: str
+    to: str
+    subject: str
+    preview: str = ""
+
+    @property
+    def seen(self) -> bool:
+        return "\\Seen" in self.flags
+
+    @property
+    def flagged(self) -> bool:
+        return "\\Flagged" in self.flags
+
+
+@dataclass(slots=True)
+class Page:
+    rows: list[Row]
+    total: int
+    page: int
+    pages: int
+    sorted_by_server: bool = False
+
+
+@dataclass(slots=True)
+class Upstream:
+    """Where the store is and how to reach it."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None = None  # implicit TLS (IMAPS) when set
+    timeout: float = 30.0
+
+
+def decode_words(raw: str) -> str:
+    """RFC 2047 encoded words → text; never raises on garbage."""
+    try:
+        return str(make_header(decode_header(raw)))
+    except (ValueError, LookupError, UnicodeError):
+        return raw
+
+
+def imap_quote(s: str) -> str:
+    """A quoted string (RFC 3501 §4.3); CR, LF and NUL never reach here (refused earlier)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class ImapClient:
+    imap: Any
+    user: str
+    capabilities: frozenset[str] = frozenset()
+    selected: str | None = None
+    last_used: float = 0.0
+    broken: bool = False
+    _delimiter: str = "/"
+    _folders: list[Folder] = field(default_factory=list)
+
+    # --- connection ---------------------------------------------------------------------
+    @classmethod
+    async def connect(
+        cls, up: Upstream, user: str, password: str, *, client_ip: str | None
+    ) -> ImapClient:
+        imap: Any = (
+            aioimaplib.IMAP4_SSL(host=up.host, port=up.port, timeout=up.timeout, ssl_context=up.tls)
+            if up.tls is not None
+            else aioimaplib.IMAP4(host=up.host, port=up.port, timeout=up.timeout)
+        )
+        try:
+            await imap.wait_hello_from_server()
+        except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+            raise ImapError(f"store unreachable: {exc}", connection=True) from exc
+        client = cls(imap, user)
+        client._count()
+        if client_ip:
+            # RFC 2971 §3.3: the store believes this only from trusted webmail nodes
+            await client._run(
+                "ID",
+                "(",
+                '"name"',
+                '"Postern webmail"',
+                '"x-originating-ip"',
+                imap_quote(client_ip),
+                ")",
+                check=False,
+            )
+        try:
+            resp = await asyncio.wait_for(imap.login(user, password), up.timeout)
+        except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+            await client.close()
+            raise ImapError(f"store unreachable: {exc}", connection=True) from exc
+        client._count()
+        if resp.result != "OK":
+            await client.close()
+            raise ImapError(_last_text(resp.lines), auth=True)
+        await client._run("CAPABILITY")
+        client.capabilities = frozenset(c.upper() for c in imap.protocol.capabilities)
+        return client
+
+    async def close(self) -> None:
+        self.broken = True
+        try:
+            if self.imap.get_state() not in ("LOGOUT", "CONNECTED", "STARTED"):
+                await asyncio.wait_for(self.imap.logout(), 5)
+        except Exception:  # noqa: S110 - closing anyway
+            pass
+        transport = getattr(self.imap.protocol, "transport", None)
+        if transport is not None:
+            transport.close()
+
+    def has(self, cap: str) -> bool:
+        return cap.upper() in self.capabilities
+
+    def _count(self) -> None:
+        counter = ROUND_TRIPS.get()
+        if counter is not None:
+            counter[0] += 1
+
+    async def _run(
+        self, name: str, *args: str, uid: bool = False, check: bool = True, resp: str | None = None
+    ) -> list[bytes]:
+        """Run one command; its untagged responses as wire-format ``bytes``."""
+        proto = self.imap.protocol
+        prefix = "UID" if uid else None
+        cmd: Any
+        if name == "FETCH":
+            cmd = aioimaplib.FetchCommand(proto.new_tag(), *args, prefix=prefix, loop=proto.loop)
+        else:
+            cmd = aioimaplib.Command(
+                name,
+                proto.new_tag(),
+                *args,
+                prefix=prefix,
+                untagged_resp_name=resp,
+                loop=proto.loop,
+            )
+        self._count()
+        try:
+            result = await asyncio.wait_for(proto.execute(cmd), self.imap.timeout)
+        except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+            self.broken = True
+            raise ImapError(f"{name} failed: {exc}", connection=True) from exc
+        if proto.state in ("LOGOUT", "CONNECTED"):
+            self.broken = True
+        if check and result.result != "OK":
+            raise ImapError(_last_text(result.lines))
+        return join_responses(result.lines[:-1])
+
+    # --- folders --------------------------------------------------------------------------
+    async def folders(self) -> list[Folder]:
+        """Every folder with its message and unseen counts (LIST, then STATUS per folder)."""
+        args = ['""', '"*"']
+        if self.has("SPECIAL-USE"):
+            args += ["RETURN", "(SPECIAL-USE)"]  # RFC 6154 §2
+        found: list[Folder] = []
+        for line in await self._run("LIST", *args):
+            vals = _values(line, b"LIST")
+            if len(vals) < 3 or not isinstance(vals[0], list):
+                continue
+            flags = frozenset(text(f) for f in vals[0])
+            delim = text(vals[1]) or "/"
+            self._delimiter = delim
+            found.append(Folder(mutf7.decode(text(vals[2])), flags, delim))
+        out: list[Folder] = []
+        for f in found:
+            if not f.selectable:
+                out.append(f)
+                continue
+            st = await self._run("STATUS", imap_quote(mutf7.encode(f.name)), "(MESSAGES UNSEEN)")
+            counts: dict[bytes, Value] = {}
+            for line in st:
+                vals = _values(line, b"STATUS")
+                if len(vals) >= 2 and isinstance(vals[1], list):
+                    counts = pairs(vals[1])
+            out.append(
+                Folder(
+                    f.name,
+                    f.flags,
+                    f.delimiter,
+                    number(counts.get(b"MESSAGES")),
+                    number(counts.get(b"UNSEEN")),
+                )
+            )
+        out.sort(key=_folder_order)
+        self._folders = out
+        return out
+
+    async def special_folder(self, use: str, fallback: str) -> str:
+        """The folder marked ``use`` (RFC 6154), else ``fallback`` (created if missing)."""
+        folders = self._folders or await self.folders()
+        for f in folders:
+            if use in f.flags:
+                return f.name
+        if not any(f.name == fallback for f in folders):
+            await self.create(fallback, special=use)
+            self._folders = []
+        return fallback
+
+    async def create(self, name: str, *, special: str | None = None) -> None:
+        args = [imap_quote(mutf7.encode(name))]
+        if special and self.has("CREATE-SPECIAL-USE"):
+            args += ["(USE", f"({special}))"]  # RFC 6154 §3
+        await self._run("CREATE", *args)
+        self._folders = []
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._run("RENAME", imap_quote(mutf7.encode(old)), imap_quote(mutf7.encode(new)))
+        self._folders = []
+        if self.selected == old:
+            self.selected = None
+
+    async def delete(self, name: str) -> None:
+        if self.selected == name:
+            await self._run("CLOSE")
+            self.imap.protocol.state = aioimaplib.AUTH
+            self.selected = None
+        await self._run("DELETE", imap_quote(mutf7.encode(name)))
+        self._folders = []
+
+    async def select(self, name: str) -> int:
+        """SELECT ``name`` unless it is selected already; the message count when selecting."""
+        if self.selected == name:
+            return -1
+        self.selected = None
+        lines = await self._run("SELECT", imap_quote(mutf7.encode(name)))
+        self.imap.protocol.state = aioimaplib.SELECTED  # aioimaplib's own state machine
+        self.selected = name
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].upper() == b"EXISTS" and parts[0].isdigit():
+                return int(parts[0])
+        return 0
+
+    # --- message lists --------------------------------------------------------------------
+    async def uids(
+        self, folder: str, *, sort: str, reverse: bool, query: str = ""
+    ) -> tuple[list[int], bool]:
+        """UIDs of ``folder`` matching ``query`` in display order; True if the store sorted."""
+        await self.select(folder)
+        criteria = search_criteria(query)
+        if self.has("SORT"):
+            # RFC 5256 §3: UID SORT (program) charset criteria
+            keys = f"(REVERSE {SORT_KEYS[sort]})" if reverse else f"({SORT_KEYS[sort]})"
+            lines = await self._run("SORT", keys, "UTF-8", *criteria, uid=True)
+            return _numbers(lines, b"SORT"), True
+        lines = await self._run("SEARCH", *criteria, uid=True)
+        uids = _numbers(lines, b"SEARCH")
+        if not uids:
+            return [], False
+        rows = await self.rows(folder, uids, with_preview=False)
+        rows.sort(key=_sort_key(sort), reverse=reverse)
+        return [r.uid for r in rows], False
+
+    async def page(
+        self,
+        folder: str,
+        *,
+        sort: str = "date",
+        reverse: bool = True,
+        page: int = 1,
+        per_page: int = 50,
+        query: str = "",
+    ) -> Page:
+        uids, by_server = await self.uids(folder, sort=sort, reverse=reverse, query=query)
+        pages = max(1, -(-len(uids) // per_page))
+        page = min(max(1, page), pages)
+        chosen = uids[(page - 1) * per_page : page * per_page]
+        rows = await self.rows(folder, chosen) if chosen else []
+        order = {u: i for i, u in enumerate(chosen)}
+        rows.sort(key=lambda r: order.get(r.uid, 0))
+        return Page(rows, len(uids), page, pages, by_server)
+
+    async def rows(
+        self, folder: str, uids: Sequence[int], *, with_preview: bool = True
+    ) -> list[Row]:
+        await self.select(folder)
+        items = f"(UID FLAGS RFC822.SIZE INTERNALDATE {_LIST_HEADERS}"
+        if with_preview and self.has("PREVIEW"):
+            items += " PREVIEW"  # RFC 8970
+        items += ")"
+        lines = await self._run("FETCH", uid_set(uids), items, uid=True)
+        return [r for r in (_row(line) for line in lines) if r is not None]
+
+    # --- one message ----------------------------------------------------------------------
+    async def message(self, folder: str, uid: int) -> bytes | None:
+        """The whole message (BODY.PEEK[]: reading does not set \\Seen by itself)."""
+        await self.select(folder)
+        for line in await self._run("FETCH", str(uid), "(UID BODY.PEEK[])", uid=True):
+            attrs = _fetch_attrs(line)
+            if attrs is not None and number(attrs.get(b"UID")) == uid:
+                body = attrs.get(b"BODY[]")
+                if isinstance(body, bytes):
+                    return body
+        return None
+
+    async def set_flag(self, folder: str, uids: Sequence[int], flag: str, on: bool) -> None:
+        await self.select(folder)
+        op = "+FLAGS.SILENT" if on else "-FLAGS.SILENT"  # RFC 3501 §6.4.6
+        await self._run("STORE", uid_set(uids), op, f"({flag})", uid=True)
+
+    async def move(self, folder: str, uids: Sequence[int], dest: str) -> None:
+        await self.select(folder)
+        target = imap_quote(mutf7.encode(dest))
+        if self.has("MOVE"):
+            await self._run("MOVE", uid_set(uids), target, uid=True)  # RFC 6851 §3.2
+            return
+        await self._run("COPY", uid_set(uids), target, uid=True)
+        await self.set_flag(folder, uids, "\\Deleted", True)
+        if self.has("UIDPLUS"):
+            await self._run("EXPUNGE", uid_set(uids), uid=True)  # RFC 4315 §2.1
+        else:
+            await self._run("EXPUNGE")
+
+    async def expunge(self, folder: str, uids: Sequence[int]) -> None:
+        await self.set_flag(folder, uids, "\\Deleted", True)
+        if self.has("UIDPLUS"):
+            await self._run("EXPUNGE", uid_set(uids), uid=True)
+        else:
+            await self._run("EXPUNGE")
+
+    async def append(self, folder: str, data: bytes, flags: str) -> None:
+        self._count()
+        try:
+            resp = await asyncio.wait_for(
+                self.imap.append(data, mailbox=imap_quote(mutf7.encode(folder)), flags=flags),
+                self.imap.timeout,
+            )
+        except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+            self.broken = True
+            raise ImapError(f"APPEND failed: {exc}", connection=True) from exc
+        if resp.result != "OK":
+            raise ImapError(_last_text(resp.lines))
+
+    async def noop(self) -> None:
+        await self._run("NOOP")
+
+    # --- push -----------------------------------------------------------------------------
+    async def wait_for_change(self, folder: str, timeout: float) -> bool:
+        """IDLE on ``folder`` (RFC 2177) until the store reports a change or ``timeout``;
+        True on a change. Without IDLE, a NOOP after ``timeout`` answers the same."""
+        await self.select(folder)
+        if not self.has("IDLE"):
+            await asyncio.sleep(timeout)
+            lines = await self._run("NOOP", resp="NOOP")
+            return any(_is_change(line) for line in lines)
+        self._count()
+        try:
+            idle = await self.imap.idle_start(timeout=timeout)
+            changed = False
+            try:
+                while not changed:
+                    pushed = await self.imap.wait_server_push(timeout=timeout + 5)
+                    if pushed == aioimaplib.STOP_WAIT_SERVER_PUSH:
+                        break
+                    changed = any(_is_change(bytes(x)) for x in pushed)
+            finally:
+                self.imap.idle_done()
+                await asyncio.wait_for(idle, 10)
+        except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+            self.broken = True
+            raise ImapError(f"IDLE failed: {exc}", connection=True) from exc
+        return changed
+
+
+# --- helpers (pure) ---------------------------------------------------------------------
+def uid_set(uids: Sequence[int]) -> str:
+    return ",".join(str(int(u)) for u in uids) or "0"
+
+
+def search_criteria(query: str) -> list[str]:
+    """A search box's words → IMAP SEARCH keys (RFC 3501 §6.4.4): every word must appear in
+    the From, To, Subject or the text."""
+    keys: list[str] = []
+    for word in query.split()[:8]:
+        q = imap_quote(word)
+        keys += ["OR", "OR", "FROM", q, "SUBJECT", q, "TEXT", q]
+    return keys or ["ALL"]
+
+
+def _strip_name(line: bytes, name: bytes) -> bytes:
+    # aioimaplib drops the response name of an untagged reply routed to its command
+    if line[: len(name) + 1].upper() == name + b" ":
+        return line[len(name) + 1 :]
+    return b"" if line.upper() == name else line
+
+
+def _values(line: bytes, name: bytes) -> list[Value]:
+    rest = _strip_name(line, name)
+    try:
+        return parse(rest)
+    except ValueError:
+        return []
+
+
+def _numbers(lines: list[bytes], name: bytes) -> list[int]:
+    out: list[int] = []
+    for line in lines:
+        out += [int(p) for p in _strip_name(line, name).split() if p.isdigit()]
+    return out
+
+
+def _fetch_attrs(line: bytes) -> dict[bytes, Value] | None:
+    parts = line.split(b" ", 2)
+    if len(parts) < 3 or parts[1].upper() != b"FETCH":
+        return None
+    try:
+        vals = parse(parts[2])
+    except ValueError:
+        return None
+    if not vals or not isinstance(vals[0], list):
+        return None
+    return pairs(vals[0])
+
+
+def _row(line: bytes) -> Row | None:
+    attrs = _fetch_attrs(line)
+    if attrs is None or b"UID" not in attrs:
+        return None
+    header_raw = next((v for k, v in attrs.items() if k.startswith(b"BODY[HEADER")), b"")
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(
+        header_raw if isinstance(header_raw, bytes) else b""
+    )
+    flags = attrs.get(b"FLAGS")
+    name, addr = _first_address(str(headers.get("From", "")))
+    to_name, to_addr = _first_address(str(headers.get("To", "")))
+    date: datetime | None = None
+    raw_date = headers.get("Date")
+    if raw_date:
+        try:
+            date = email.utils.parsedate_to_datetime(str(raw_date))
+        except (TypeError, ValueError):
+            date = None
+    if date is None:
+        date = _internaldate(text(attrs.get(b"INTERNALDATE")))
+    elif date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
+    return Row(
+        uid=number(attrs.get(b"UID")),
+        flags=frozenset(text(f) for f in flags) if isinstance(flags, list) else frozenset(),
+        size=number(attrs.get(b"RFC822.SIZE")),
+        date=date,
+        sender=name or addr,
+        sender_address=addr,
+        to=to_name or to_addr,
+        subject=decode_words(str(headers.get("Subject", ""))).strip(),
+        preview=text(attrs.get(b"PREVIEW")),
+    )
+
+
+def _first_address(raw: str) -> tuple[str, str]:
+    pairs_ = email.utils.getaddresses([raw])
+    if not pairs_:
+        return "", ""
+    name, addr = pairs_[0]
+    return decode_words(name), addr
+
+
+def _internaldate(s: str) -> datetime | None:
+    try:
+        return datetime.strptime(s, "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
+
+
+def _sort_key(sort: str) -> Any:
+    # RFC 5256 §3 orders: sent date, first From mailbox, base subject, size; ties by UID
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    if sort == "from":
+        return lambda r: (r.sender_address.lower(), r.uid)
+    if sort == "subject":
+        return lambda r: (base_subject(r.subject), r.uid)
+    if sort == "size":
+        return lambda r: (r.size, r.uid)
+    return lambda r: (r.date or epoch, r.uid)
+
+
+def base_subject(subject: str) -> str:
+    """RFC 5256 §2.1 base subject, simplified: reply/forward prefixes and case dropped."""
+    s = subject.strip().lower()
+    changed = True
+    while changed:
+        changed = False
+        for prefix in ("re:", "fw:", "fwd:", "[fwd:"):
+            if s.startswith(prefix):
+                s = s[len(prefix) :].strip()
+                changed = True
+    return s.rstrip("]").strip()
+
+
+def _is_change(line: bytes) -> bool:
+    parts = line.replace(b"* ", b"", 1).split()
+    return len(parts) >= 2 and parts[1].upper() in (b"EXISTS", b"EXPUNGE", b"FETCH", b"RECENT")
+
+
+def _folder_order(f: Folder) -> tuple[int, str]:
+    rank = {"\\Inbox": 0, "\\Drafts": 1, "\\Sent": 2, "\\Archive": 3, "\\Junk": 4, "\\Trash": 5}
+    return (rank.get(f.special or "", 10), f.name.lower())
+
+
+def _last_text(lines: Sequence[bytes | bytearray]) -> str:
+    if not lines:
+        return "no answer"
+    return bytes(lines[-1]).decode("utf-8", "replace")

@@ -1,0 +1,100 @@
+"""The IMAP gateway against the real store: folders with counts, sorted pages (by the
+store's SORT when offered, client-side otherwise), flags, move, append, search, IDLE."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.webmail.imap_gateway import ROUND_TRIPS, ImapClient, ImapError, Upstream
+from tests.services.store.imap.conftest import ALICE, PASSWORD, ImapHarness, message
+
+
+async def _client(h: ImapHarness, password: str = PASSWORD) -> ImapClient:
+    return await ImapClient.connect(
+        Upstream("127.0.0.1", h.port), ALICE, password, client_ip="203.0.113.5"
+    )
+
+
+async def test_login_refused_with_wrong_password(imap: ImapHarness) -> None:
+    with pytest.raises(ImapError) as info:
+        await _client(imap, "wrong")
+    assert info.value.auth
+
+
+async def test_folders_pages_and_sorting(imap: ImapHarness) -> None:
+    await imap.deliver(
+        message(1, subject="banana"), message(2, subject="apple"), message(3, subject="cherry")
+    )
+    c = await _client(imap)
+    try:
+        folders = await c.folders()
+        inbox = next(f for f in folders if f.name == "INBOX")
+        assert (inbox.messages, inbox.unseen) == (3, 3)
+        for server_sort in (True, False):
+            if not server_sort:
+                c.capabilities = c.capabilities - {"SORT"}
+            elif not c.has("SORT"):
+                continue
+            page = await c.page("INBOX", sort="subject", reverse=False, per_page=2)
+            assert [r.subject for r in page.rows] == ["apple", "banana"]
+            assert (page.total, page.pages) == (3, 2)
+            page2 = await c.page("INBOX", sort="subject", reverse=False, per_page=2, page=2)
+            assert [r.subject for r in page2.rows] == ["cherry"]
+            by_date = await c.page("INBOX", sort="date", reverse=True)
+            assert [r.subject for r in by_date.rows] == ["cherry", "apple", "banana"]
+            assert by_date.rows[0].sender == "Sender"
+    finally:
+        await c.close()
+
+
+async def test_flags_move_append_search(imap: ImapHarness) -> None:
+    uids = await imap.deliver(message(1, subject="hello world"), message(2, subject="other"))
+    c = await _client(imap)
+    try:
+        await c.set_flag("INBOX", [uids[0]], "\\Seen", True)
+        await c.set_flag("INBOX", [uids[0]], "\\Flagged", True)
+        rows = await c.rows("INBOX", uids)
+        assert rows[0].seen and rows[0].flagged and not rows[1].seen
+        found = await c.page("INBOX", query="hello")
+        assert [r.uid for r in found.rows] == [uids[0]]
+        await c.create("Archive/2024")
+        await c.move("INBOX", [uids[1]], "Archive/2024")
+        assert [r.subject for r in (await c.page("Archive/2024")).rows] == ["other"]
+        await c.append("INBOX", message(9, subject="appended"), "(\\Seen)")
+        subjects = [r.subject for r in (await c.page("INBOX")).rows]
+        assert sorted(subjects) == ["appended", "hello world"]
+        raw = await c.message("INBOX", uids[0])
+        assert raw is not None and b"Subject: hello world" in raw
+        await c.rename("Archive/2024", "Old")
+        assert "Old" in [f.name for f in await c.folders()]
+        await c.delete("Old")
+        assert "Old" not in [f.name for f in await c.folders()]
+    finally:
+        await c.close()
+
+
+async def test_round_trips_are_counted(imap: ImapHarness) -> None:
+    await imap.deliver(message(1))
+    c = await _client(imap)
+    try:
+        counter = [0]
+        token = ROUND_TRIPS.set(counter)
+        await c.page("INBOX")
+        ROUND_TRIPS.reset(token)
+        # SELECT, UID SORT, UID FETCH; without SORT: SELECT, UID SEARCH, two UID FETCH
+        assert counter[0] == (3 if c.has("SORT") else 4)
+    finally:
+        await c.close()
+
+
+async def test_idle_reports_new_mail(imap: ImapHarness) -> None:
+    c = await _client(imap)
+    try:
+        waiting = asyncio.create_task(c.wait_for_change("INBOX", timeout=60))
+        await asyncio.sleep(0.2)
+        await imap.deliver(message(5))
+        assert await asyncio.wait_for(waiting, 30)
+    finally:
+        await c.close()
