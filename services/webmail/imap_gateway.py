@@ -125,6 +125,10 @@ class ImapClient:
     selected: str | None = None
     last_used: float = 0.0
     broken: bool = False
+    # Back from the pool: the store's view of the selected folder is as of this
+    # connection's last command (RFC 3501 §7: updates come after a command); one NOOP
+    # brings it up to date before the first use in a new request.
+    stale: bool = False
     _delimiter: str = "/"
     _folders: list[Folder] = field(default_factory=list)
 
@@ -292,6 +296,9 @@ class ImapClient:
     async def select(self, name: str) -> int:
         """SELECT ``name`` unless it is selected already; the message count when selecting."""
         if self.selected == name:
+            if self.stale:
+                self.stale = False
+                await self._run("NOOP", resp="NOOP")
             return -1
         self.selected = None
         lines = await self._run("SELECT", imap_quote(mutf7.encode(name)))

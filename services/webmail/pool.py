@@ -53,6 +53,7 @@ class ImapPool:
             if client.broken or len(self._idle[key]) >= self.max_per_user:
                 await client.close()
             else:
+                client.stale = True
                 self._idle[key].append(client)
 
     async def drop_user(self, user: str) -> None:

@@ -21,7 +21,7 @@ async def teach(request: Request, raw: bytes, *, is_spam: bool, user: str) -> bo
         return False
     try:
         # SPAMC TELL: learn as spam/ham and set it in the local (Bayes) database
-        await aiospamc.tell(
+        response = await aiospamc.tell(
             raw,
             message_class="spam" if is_spam else "ham",
             set_action="local",
@@ -32,7 +32,11 @@ async def teach(request: Request, raw: bytes, *, is_spam: bool, user: str) -> bo
     except Exception as exc:  # spamd down: the move still happens, the lesson is lost
         log.warning("spamd TELL failed", error=str(exc))
         return False
-    return True
+    # spamd answers DidSet when it learned; nothing when it could not (no writable Bayes
+    # database) or had learned this message already
+    learned = "DidSet" in response.headers
+    log.info("spamd TELL", user=user, spam=is_spam, learned=learned)
+    return learned
 
 
 async def teach_and_move(

@@ -8,10 +8,13 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from mailcore.logging import get_logger
 from services.webmail.mime_view import part_by_index, safe_html, view
 from services.webmail.runtime import Auth, authed, error_page, imap, render, url
 from services.webmail.security import body_csp
 from services.webmail.views.mailbox import folder_param, sidebar
+
+log = get_logger("webmail")
 
 
 def _uid(request: Request) -> int:
@@ -26,6 +29,7 @@ async def read(request: Request, auth: Auth) -> Response:
     async with imap(request, auth) as c:
         raw = await c.message(folder, uid) if uid else None
         if raw is None:
+            log.info("message not found", user=auth.user, folder=folder, uid=uid)
             return error_page(request, 404, "This message no longer exists.", auth)
         await c.set_flag(folder, [uid], "\\Seen", True)
         flagged = "\\Flagged" in next(

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from services.webmail.imap_gateway import ROUND_TRIPS, ImapClient, ImapError, Upstream
+from services.webmail.pool import ImapPool
 from tests.services.store.imap.conftest import ALICE, PASSWORD, ImapHarness, message
 
 
@@ -98,3 +99,38 @@ async def test_idle_reports_new_mail(imap: ImapHarness) -> None:
         assert await asyncio.wait_for(waiting, 30)
     finally:
         await c.close()
+
+
+async def test_pooled_connection_sees_mail_that_arrived_while_idle(imap: ImapHarness) -> None:
+    pool = ImapPool(Upstream("127.0.0.1", imap.port), idle_timeout=60)
+    try:
+        async with pool.connection(ALICE, PASSWORD, None) as c:
+            assert (await c.page("INBOX")).total == 0
+        [uid] = await imap.deliver(message(1, subject="while idle"))
+        async with pool.connection(ALICE, PASSWORD, None) as again:
+            assert again is c  # the same login, reused
+            # UID FETCH first: it resolves UIDs in the session's view of the folder
+            assert await again.message("INBOX", uid) is not None
+            assert [r.subject for r in (await again.page("INBOX")).rows] == ["while idle"]
+        assert pool.idle_count == 1
+        await pool.reap()
+        assert pool.idle_count == 1  # not idle long enough
+        pool.idle_timeout = 0.0
+        await pool.reap()
+        assert pool.idle_count == 0
+    finally:
+        await pool.close()
+
+
+async def test_pool_keys_by_password(imap: ImapHarness) -> None:
+    pool = ImapPool(Upstream("127.0.0.1", imap.port), idle_timeout=60)
+    try:
+        async with pool.connection(ALICE, PASSWORD, None) as c:
+            pass
+        with pytest.raises(ImapError):
+            async with pool.connection(ALICE, "not the password", None) as other:
+                assert other is not c
+        await pool.drop_user(ALICE)
+        assert pool.idle_count == 0
+    finally:
+        await pool.close()
