@@ -335,6 +335,13 @@ async def test_screenshots(
     """Inbox and message at desktop and phone widths; POSTERN_WEBMAIL_SCREENSHOTS=dir keeps
     them (docs/webmail/ in the repository)."""
     c, lb, _ = cluster
+    for sender, subject in (
+        ("Dana Scully <dana@remote.test>", "Minutes of Monday's meeting"),
+        ("Build bot <ci@remote.test>", "Nightly build passed"),
+        ("Fox Mulder <fox@remote.test>", "Re: the files you asked for"),
+        ("Travel desk <travel@remote.test>", "Your itinerary for Lisbon"),
+    ):
+        await c.smtp(plain(subject, "Details inside.", sender=sender))
     await c.smtp(
         html(
             "Welcome to Postern",
