@@ -152,12 +152,7 @@ class ImapClient:
             # RFC 2971 §3.3: the store believes this only from trusted webmail nodes
             await client._run(
                 "ID",
-                "(",
-                '"name"',
-                '"Postern webmail"',
-                '"x-originating-ip"',
-                imap_quote(client_ip),
-                ")",
+                f'("name" "Postern webmail" "x-originating-ip" {imap_quote(client_ip)})',
                 check=False,
             )
         try:

@@ -229,3 +229,14 @@ async def test_drafts_folders_and_identity(bus: Bus, imap: ImapHarness, tmp_path
         assert bad.status_code == 400
         await c.post("/folders", data={"csrf": token, "op": "delete", "old": "Work"})
         assert ">Work<" not in (await c.get("/folders")).text
+
+
+async def test_store_sees_the_browser_address(bus: Bus, imap: ImapHarness, tmp_path: Path) -> None:
+    from services.store.auth import parse_networks
+
+    imap.rt.trusted_id_networks = parse_networks("127.0.0.0/8")  # the webmail node
+    n = await node(bus, imap, tmp_path)
+    async with n.client() as c:  # the browser is 198.51.100.20 (see app_harness)
+        assert (await login(c, password="wrong password")).status_code == 401
+    by_ip = imap.rt.auth.throttle._by_ip
+    assert "198.51.100.20" in by_ip and "127.0.0.1" not in by_ip
