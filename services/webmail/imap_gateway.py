@@ -30,7 +30,14 @@ ROUND_TRIPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "imap_round_trips", default=None
 )
 
-SORT_KEYS = {"date": "DATE", "from": "FROM", "subject": "SUBJECT", "size": "SIZE"}
+# "arrival" is UID order (what Roundcube shows unsorted): no SORT needed, no headers read
+SORT_KEYS = {
+    "arrival": "ARRIVAL",
+    "date": "DATE",
+    "from": "FROM",
+    "subject": "SUBJECT",
+    "size": "SIZE",
+}
 SPECIAL_USES = ("\\Drafts", "\\Sent", "\\Trash", "\\Junk", "\\Archive")
 _LIST_HEADERS = "BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT)]"
 
@@ -312,6 +319,9 @@ class ImapClient:
         """UIDs of ``folder`` matching ``query`` in display order; True if the store sorted."""
         await self.select(folder)
         criteria = search_criteria(query)
+        if sort == "arrival":
+            found = sorted(_numbers(await self._run("SEARCH", *criteria, uid=True), b"SEARCH"))
+            return (found[::-1] if reverse else found), False
         if self.has("SORT"):
             # RFC 5256 §3: UID SORT (program) charset criteria
             keys = f"(REVERSE {SORT_KEYS[sort]})" if reverse else f"({SORT_KEYS[sort]})"
@@ -329,7 +339,7 @@ class ImapClient:
         self,
         folder: str,
         *,
-        sort: str = "date",
+        sort: str = "arrival",
         reverse: bool = True,
         page: int = 1,
         per_page: int = 50,

@@ -31,7 +31,7 @@ async def index(request: Request, auth: Auth) -> Response:
 async def mailbox(request: Request, auth: Auth) -> Response:
     q = request.query_params
     folder = folder_param(request)
-    sort = q.get("s", "date") if q.get("s") in SORT_KEYS else "date"
+    sort = q.get("s", "arrival") if q.get("s") in SORT_KEYS else "arrival"
     order = "asc" if q.get("o") == "asc" else "desc"
     search = q.get("q", "")[:200]
     if "\r" in search or "\n" in search:
