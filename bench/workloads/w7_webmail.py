@@ -64,14 +64,12 @@ class Pages(Driver):
             ",".join(str(n) for n in p["levels"]),
             "--duration",
             str(p["duration"]),
-            "--warmup",
-            str(p["warmup"]),
             "--uids",
             str(p["messages"]),
             "--seed",
             str(run + 1),
         )
-        timeout = len(p["levels"]) * (p["duration"] + p["warmup"] + 60) + 60
+        timeout = len(p["levels"]) * (p["duration"] + 120) + 60
         out, done = run_json(argv, timeout=timeout)
         values: dict[str, float] = {}
         for n, kinds in out["levels"].items():
@@ -145,7 +143,6 @@ class WebmailWorkload(Workload):
             "size": 4 * 1024,
             "levels": list(LEVELS),
             "duration": 4.0 if quick else 15.0,
-            "warmup": 1.0 if quick else 3.0,
         }
 
     def metric_defs(self, ctx: Context) -> list[MetricDef]:

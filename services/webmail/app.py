@@ -104,6 +104,7 @@ ROUTES = [
     Route("/act", mailbox.act, methods=["POST"]),
     Route("/read", message.read, methods=["GET"]),
     Route("/body", message.body, methods=["GET"]),
+    Route("/conversation", message.conversation, methods=["GET"]),
     Route("/part", message.part, methods=["GET"]),
     Route("/compose", compose.compose_form, methods=["GET"]),
     Route("/compose", compose.compose_post, methods=["POST"]),

@@ -10,36 +10,64 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import email.utils
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 from typing import Any
 
 import aioimaplib
 
 from services.webmail import mutf7
 from services.webmail.imap_parse import Value, join_responses, number, pairs, parse, text
+from services.webmail.imap_records import (
+    LIST_HEADERS,
+    SORT_KEYS,
+    SPECIAL_USES,
+    Folder,
+    Page,
+    Row,
+    base_subject,
+    decode_words,
+    fetch_attrs,
+    flatten,
+    folder_order,
+    imap_quote,
+    is_change,
+    last_text,
+    numbers,
+    row_of,
+    search_criteria,
+    sort_key,
+    strip_name,
+    uid_set,
+    values_of,
+)
+
+__all__ = [
+    "ROUND_TRIPS",
+    "SORT_KEYS",
+    "SPECIAL_USES",
+    "Folder",
+    "ImapClient",
+    "ImapError",
+    "Page",
+    "Row",
+    "Upstream",
+    "decode_words",
+    "imap_quote",
+]
+
+# LIST-STATUS (RFC 5819) answers LIST with STATUS lines in between: aioimaplib hands an
+# untagged reply to the running command of the same name, or to whichever command runs
+# alone (a "sync" command). LIST runs alone here, so its STATUS lines reach it.
+aioimaplib.Commands["LIST"] = aioimaplib.Cmd(
+    "LIST", (aioimaplib.AUTH, aioimaplib.SELECTED), aioimaplib.Exec.is_sync
+)
 
 # Round trips to the store made while serving the current request.
 ROUND_TRIPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "imap_round_trips", default=None
 )
-
-# "arrival" is UID order (what Roundcube shows unsorted): no SORT needed, no headers read
-SORT_KEYS = {
-    "arrival": "ARRIVAL",
-    "date": "DATE",
-    "from": "FROM",
-    "subject": "SUBJECT",
-    "size": "SIZE",
-}
-SPECIAL_USES = ("\\Drafts", "\\Sent", "\\Trash", "\\Junk", "\\Archive")
-_LIST_HEADERS = "BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT)]"
 
 
 class ImapError(Exception):
@@ -52,55 +80,6 @@ class ImapError(Exception):
         self.connection = connection
 
 
-@dataclass(frozen=True, slots=True)
-class Folder:
-    name: str  # decoded (Unicode)
-    flags: frozenset[str]
-    delimiter: str
-    messages: int = 0
-    unseen: int = 0
-
-    @property
-    def special(self) -> str | None:
-        if self.name.upper() == "INBOX":
-            return "\\Inbox"
-        return next((f for f in SPECIAL_USES if f in self.flags), None)
-
-    @property
-    def selectable(self) -> bool:
-        return "\\Noselect" not in self.flags and "\\NonExistent" not in self.flags
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    uid: int
-    flags: frozenset[str]
-    size: int
-    date: datetime | None
-    sender: str
-    sender_address: str
-    to: str
-    subject: str
-    preview: str = ""
-
-    @property
-    def seen(self) -> bool:
-        return "\\Seen" in self.flags
-
-    @property
-    def flagged(self) -> bool:
-        return "\\Flagged" in self.flags
-
-
-@dataclass(slots=True)
-class Page:
-    rows: list[Row]
-    total: int
-    page: int
-    pages: int
-    sorted_by_server: bool = False
-
-
 @dataclass(slots=True)
 class Upstream:
     """Where the store is and how to reach it."""
@@ -109,19 +88,6 @@ class Upstream:
     port: int
     tls: ssl.SSLContext | None = None  # implicit TLS (IMAPS) when set
     timeout: float = 30.0
-
-
-def decode_words(raw: str) -> str:
-    """RFC 2047 encoded words → text; never raises on garbage."""
-    try:
-        return str(make_header(decode_header(raw)))
-    except (ValueError, LookupError, UnicodeError):
-        return raw
-
-
-def imap_quote(s: str) -> str:
-    """A quoted string (RFC 3501 §4.3); CR, LF and NUL never reach here (refused earlier)."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass
@@ -170,7 +136,7 @@ class ImapClient:
         client._count()
         if resp.result != "OK":
             await client.close()
-            raise ImapError(_last_text(resp.lines), auth=True)
+            raise ImapError(last_text(resp.lines), auth=True)
         await client._run("CAPABILITY")
         client.capabilities = frozenset(c.upper() for c in imap.protocol.capabilities)
         return client
@@ -221,18 +187,31 @@ class ImapClient:
         if proto.state in ("LOGOUT", "CONNECTED"):
             self.broken = True
         if check and result.result != "OK":
-            raise ImapError(_last_text(result.lines))
+            raise ImapError(last_text(result.lines))
         return join_responses(result.lines[:-1])
 
     # --- folders --------------------------------------------------------------------------
     async def folders(self) -> list[Folder]:
-        """Every folder with its message and unseen counts (LIST, then STATUS per folder)."""
+        """Every folder with its message and unseen counts: one LIST ... RETURN (STATUS)
+        when the store has LIST-STATUS (RFC 5819), else LIST and a STATUS per folder."""
         args = ['""', '"*"']
+        returns = []
         if self.has("SPECIAL-USE"):
-            args += ["RETURN", "(SPECIAL-USE)"]  # RFC 6154 §2
+            returns.append("SPECIAL-USE")  # RFC 6154 §2
+        with_status = self.has("LIST-STATUS")
+        if with_status:
+            returns.append("STATUS (MESSAGES UNSEEN)")
+        if returns:
+            args += ["RETURN", "(" + " ".join(returns) + ")"]
         found: list[Folder] = []
+        counts: dict[str, dict[bytes, Value]] = {}
         for line in await self._run("LIST", *args):
-            vals = _values(line, b"LIST")
+            if line[:7].upper() == b"STATUS ":
+                vals = values_of(line, b"STATUS")
+                if len(vals) >= 2 and isinstance(vals[1], list):
+                    counts[mutf7.decode(text(vals[0]))] = pairs(vals[1])
+                continue
+            vals = values_of(line, b"LIST")
             if len(vals) < 3 or not isinstance(vals[0], list):
                 continue
             flags = frozenset(text(f) for f in vals[0])
@@ -241,25 +220,25 @@ class ImapClient:
             found.append(Folder(mutf7.decode(text(vals[2])), flags, delim))
         out: list[Folder] = []
         for f in found:
-            if not f.selectable:
-                out.append(f)
-                continue
-            st = await self._run("STATUS", imap_quote(mutf7.encode(f.name)), "(MESSAGES UNSEEN)")
-            counts: dict[bytes, Value] = {}
-            for line in st:
-                vals = _values(line, b"STATUS")
-                if len(vals) >= 2 and isinstance(vals[1], list):
-                    counts = pairs(vals[1])
+            if f.selectable and f.name not in counts and not with_status:
+                st = await self._run(
+                    "STATUS", imap_quote(mutf7.encode(f.name)), "(MESSAGES UNSEEN)"
+                )
+                for line in st:
+                    vals = values_of(line, b"STATUS")
+                    if len(vals) >= 2 and isinstance(vals[1], list):
+                        counts[f.name] = pairs(vals[1])
+            c = counts.get(f.name, {})
             out.append(
                 Folder(
                     f.name,
                     f.flags,
                     f.delimiter,
-                    number(counts.get(b"MESSAGES")),
-                    number(counts.get(b"UNSEEN")),
+                    number(c.get(b"MESSAGES")),
+                    number(c.get(b"UNSEEN")),
                 )
             )
-        out.sort(key=_folder_order)
+        out.sort(key=folder_order)
         self._folders = out
         return out
 
@@ -320,19 +299,19 @@ class ImapClient:
         await self.select(folder)
         criteria = search_criteria(query)
         if sort == "arrival":
-            found = sorted(_numbers(await self._run("SEARCH", *criteria, uid=True), b"SEARCH"))
+            found = sorted(numbers(await self._run("SEARCH", *criteria, uid=True), b"SEARCH"))
             return (found[::-1] if reverse else found), False
         if self.has("SORT"):
             # RFC 5256 §3: UID SORT (program) charset criteria
             keys = f"(REVERSE {SORT_KEYS[sort]})" if reverse else f"({SORT_KEYS[sort]})"
             lines = await self._run("SORT", keys, "UTF-8", *criteria, uid=True)
-            return _numbers(lines, b"SORT"), True
+            return numbers(lines, b"SORT"), True
         lines = await self._run("SEARCH", *criteria, uid=True)
-        uids = _numbers(lines, b"SEARCH")
+        uids = numbers(lines, b"SEARCH")
         if not uids:
             return [], False
         rows = await self.rows(folder, uids, with_preview=False)
-        rows.sort(key=_sort_key(sort), reverse=reverse)
+        rows.sort(key=sort_key(sort), reverse=reverse)
         return [r.uid for r in rows], False
 
     async def page(
@@ -354,27 +333,64 @@ class ImapClient:
         rows.sort(key=lambda r: order.get(r.uid, 0))
         return Page(rows, len(uids), page, pages, by_server)
 
+    async def threads(self, folder: str, *, query: str = "") -> tuple[list[list[int]], bool]:
+        """Conversations in ``folder``: lists of UIDs, oldest first, the conversation with
+        the newest message first; True if the store threaded them (RFC 5256 THREAD),
+        otherwise they are grouped here by base subject (ORDEREDSUBJECT, RFC 5256 §4)."""
+        await self.select(folder)
+        criteria = search_criteria(query)
+        if self.has("THREAD=REFERENCES"):
+            lines = await self._run("THREAD", "REFERENCES", "UTF-8", *criteria, uid=True)
+            found: list[list[int]] = []
+            for line in lines:
+                try:
+                    vals = parse(strip_name(line, b"THREAD"))
+                except ValueError:
+                    continue
+                found += [sorted(flatten(v)) for v in vals if isinstance(v, list)]
+            found = [t for t in found if t]
+            by_server = True
+        else:
+            uids = numbers(await self._run("SEARCH", *criteria, uid=True), b"SEARCH")
+            groups: dict[str, list[int]] = {}
+            for r in await self.rows(folder, uids, with_preview=False) if uids else []:
+                groups.setdefault(base_subject(r.subject), []).append(r.uid)
+            found = [sorted(g) for g in groups.values()]
+            by_server = False
+        found.sort(key=lambda t: t[-1], reverse=True)
+        return found, by_server
+
     async def rows(
         self, folder: str, uids: Sequence[int], *, with_preview: bool = True
     ) -> list[Row]:
         await self.select(folder)
-        items = f"(UID FLAGS RFC822.SIZE INTERNALDATE {_LIST_HEADERS}"
+        items = f"(UID FLAGS RFC822.SIZE INTERNALDATE {LIST_HEADERS}"
         if with_preview and self.has("PREVIEW"):
             items += " PREVIEW"  # RFC 8970
         items += ")"
         lines = await self._run("FETCH", uid_set(uids), items, uid=True)
-        return [r for r in (_row(line) for line in lines) if r is not None]
+        return [r for r in (row_of(line) for line in lines) if r is not None]
 
     # --- one message ----------------------------------------------------------------------
     async def message(self, folder: str, uid: int) -> bytes | None:
         """The whole message (BODY.PEEK[]: reading does not set \\Seen by itself)."""
+        found = await self.message_and_flags(folder, uid)
+        return found[0] if found is not None else None
+
+    async def message_and_flags(self, folder: str, uid: int) -> tuple[bytes, frozenset[str]] | None:
         await self.select(folder)
-        for line in await self._run("FETCH", str(uid), "(UID BODY.PEEK[])", uid=True):
-            attrs = _fetch_attrs(line)
+        for line in await self._run("FETCH", str(uid), "(UID FLAGS BODY.PEEK[])", uid=True):
+            attrs = fetch_attrs(line)
             if attrs is not None and number(attrs.get(b"UID")) == uid:
                 body = attrs.get(b"BODY[]")
+                flags = attrs.get(b"FLAGS")
                 if isinstance(body, bytes):
-                    return body
+                    names = (
+                        frozenset(text(f) for f in flags)
+                        if isinstance(flags, list)
+                        else frozenset()
+                    )
+                    return body, names
         return None
 
     async def set_flag(self, folder: str, uids: Sequence[int], flag: str, on: bool) -> None:
@@ -413,7 +429,7 @@ class ImapClient:
             self.broken = True
             raise ImapError(f"APPEND failed: {exc}", connection=True) from exc
         if resp.result != "OK":
-            raise ImapError(_last_text(resp.lines))
+            raise ImapError(last_text(resp.lines))
 
     async def noop(self) -> None:
         await self._run("NOOP")
@@ -426,7 +442,7 @@ class ImapClient:
         if not self.has("IDLE"):
             await asyncio.sleep(timeout)
             lines = await self._run("NOOP", resp="NOOP")
-            return any(_is_change(line) for line in lines)
+            return any(is_change(line) for line in lines)
         self._count()
         try:
             idle = await self.imap.idle_start(timeout=timeout)
@@ -436,7 +452,7 @@ class ImapClient:
                     pushed = await self.imap.wait_server_push(timeout=timeout + 5)
                     if pushed == aioimaplib.STOP_WAIT_SERVER_PUSH:
                         break
-                    changed = any(_is_change(bytes(x)) for x in pushed)
+                    changed = any(is_change(bytes(x)) for x in pushed)
             finally:
                 self.imap.idle_done()
                 await asyncio.wait_for(idle, 10)
@@ -444,144 +460,3 @@ class ImapClient:
             self.broken = True
             raise ImapError(f"IDLE failed: {exc}", connection=True) from exc
         return changed
-
-
-# --- helpers (pure) ---------------------------------------------------------------------
-def uid_set(uids: Sequence[int]) -> str:
-    return ",".join(str(int(u)) for u in uids) or "0"
-
-
-def search_criteria(query: str) -> list[str]:
-    """A search box's words → IMAP SEARCH keys (RFC 3501 §6.4.4): every word must appear in
-    the From, To, Subject or the text."""
-    keys: list[str] = []
-    for word in query.split()[:8]:
-        q = imap_quote(word)
-        keys += ["OR", "OR", "FROM", q, "SUBJECT", q, "TEXT", q]
-    return keys or ["ALL"]
-
-
-def _strip_name(line: bytes, name: bytes) -> bytes:
-    # aioimaplib drops the response name of an untagged reply routed to its command
-    if line[: len(name) + 1].upper() == name + b" ":
-        return line[len(name) + 1 :]
-    return b"" if line.upper() == name else line
-
-
-def _values(line: bytes, name: bytes) -> list[Value]:
-    rest = _strip_name(line, name)
-    try:
-        return parse(rest)
-    except ValueError:
-        return []
-
-
-def _numbers(lines: list[bytes], name: bytes) -> list[int]:
-    out: list[int] = []
-    for line in lines:
-        out += [int(p) for p in _strip_name(line, name).split() if p.isdigit()]
-    return out
-
-
-def _fetch_attrs(line: bytes) -> dict[bytes, Value] | None:
-    parts = line.split(b" ", 2)
-    if len(parts) < 3 or parts[1].upper() != b"FETCH":
-        return None
-    try:
-        vals = parse(parts[2])
-    except ValueError:
-        return None
-    if not vals or not isinstance(vals[0], list):
-        return None
-    return pairs(vals[0])
-
-
-def _row(line: bytes) -> Row | None:
-    attrs = _fetch_attrs(line)
-    if attrs is None or b"UID" not in attrs:
-        return None
-    header_raw = next((v for k, v in attrs.items() if k.startswith(b"BODY[HEADER")), b"")
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(
-        header_raw if isinstance(header_raw, bytes) else b""
-    )
-    flags = attrs.get(b"FLAGS")
-    name, addr = _first_address(str(headers.get("From", "")))
-    to_name, to_addr = _first_address(str(headers.get("To", "")))
-    date: datetime | None = None
-    raw_date = headers.get("Date")
-    if raw_date:
-        try:
-            date = email.utils.parsedate_to_datetime(str(raw_date))
-        except (TypeError, ValueError):
-            date = None
-    if date is None:
-        date = _internaldate(text(attrs.get(b"INTERNALDATE")))
-    elif date.tzinfo is None:
-        date = date.replace(tzinfo=UTC)
-    return Row(
-        uid=number(attrs.get(b"UID")),
-        flags=frozenset(text(f) for f in flags) if isinstance(flags, list) else frozenset(),
-        size=number(attrs.get(b"RFC822.SIZE")),
-        date=date,
-        sender=name or addr,
-        sender_address=addr,
-        to=to_name or to_addr,
-        subject=decode_words(str(headers.get("Subject", ""))).strip(),
-        preview=text(attrs.get(b"PREVIEW")),
-    )
-
-
-def _first_address(raw: str) -> tuple[str, str]:
-    pairs_ = email.utils.getaddresses([raw])
-    if not pairs_:
-        return "", ""
-    name, addr = pairs_[0]
-    return decode_words(name), addr
-
-
-def _internaldate(s: str) -> datetime | None:
-    try:
-        return datetime.strptime(s, "%d-%b-%Y %H:%M:%S %z")
-    except ValueError:
-        return None
-
-
-def _sort_key(sort: str) -> Any:
-    # RFC 5256 §3 orders: sent date, first From mailbox, base subject, size; ties by UID
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    if sort == "from":
-        return lambda r: (r.sender_address.lower(), r.uid)
-    if sort == "subject":
-        return lambda r: (base_subject(r.subject), r.uid)
-    if sort == "size":
-        return lambda r: (r.size, r.uid)
-    return lambda r: (r.date or epoch, r.uid)
-
-
-def base_subject(subject: str) -> str:
-    """RFC 5256 §2.1 base subject, simplified: reply/forward prefixes and case dropped."""
-    s = subject.strip().lower()
-    changed = True
-    while changed:
-        changed = False
-        for prefix in ("re:", "fw:", "fwd:", "[fwd:"):
-            if s.startswith(prefix):
-                s = s[len(prefix) :].strip()
-                changed = True
-    return s.rstrip("]").strip()
-
-
-def _is_change(line: bytes) -> bool:
-    parts = line.replace(b"* ", b"", 1).split()
-    return len(parts) >= 2 and parts[1].upper() in (b"EXISTS", b"EXPUNGE", b"FETCH", b"RECENT")
-
-
-def _folder_order(f: Folder) -> tuple[int, str]:
-    rank = {"\\Inbox": 0, "\\Drafts": 1, "\\Sent": 2, "\\Archive": 3, "\\Junk": 4, "\\Trash": 5}
-    return (rank.get(f.special or "", 10), f.name.lower())
-
-
-def _last_text(lines: Sequence[bytes | bytearray]) -> str:
-    if not lines:
-        return "no answer"
-    return bytes(lines[-1]).decode("utf-8", "replace")

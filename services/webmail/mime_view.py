@@ -19,7 +19,7 @@ from email.policy import default as default_policy
 
 import nh3
 
-from services.webmail.imap_gateway import decode_words
+from services.webmail.imap_records import decode_words
 
 INLINE_IMAGE_LIMIT = 5 * 1024 * 1024  # bytes of cid: images inlined into one message view
 

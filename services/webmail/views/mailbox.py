@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from services.webmail import spam
-from services.webmail.imap_gateway import SORT_KEYS, Folder, ImapClient
+from services.webmail.imap_gateway import ImapClient
+from services.webmail.imap_records import SORT_KEYS, Folder, Page, Row
 from services.webmail.runtime import Auth, authed, error_page, imap, render, url, web
 
 ACTIONS = ("read", "unread", "flag", "unflag", "delete", "move", "spam", "ham")
@@ -41,16 +43,22 @@ async def mailbox(request: Request, auth: Auth) -> Response:
     except ValueError:
         page_no = 1
     fragment = q.get("fragment") == "rows"
+    threaded = q.get("view") == "threads"
+    per_page = web(request).settings.webmail_page_size
+    conversations: list[Conversation] = []
     async with imap(request, auth) as c:
         folders = [] if fragment else await sidebar(c)
-        page = await c.page(
-            folder,
-            sort=sort,
-            reverse=order == "desc",
-            page=page_no,
-            per_page=web(request).settings.webmail_page_size,
-            query=search,
-        )
+        if threaded:
+            page, conversations = await _conversations(c, folder, page_no, per_page, search)
+        else:
+            page = await c.page(
+                folder,
+                sort=sort,
+                reverse=order == "desc",
+                page=page_no,
+                per_page=per_page,
+                query=search,
+            )
     ctx: dict[str, Any] = dict(
         auth=auth,
         folder=folder,
@@ -60,16 +68,47 @@ async def mailbox(request: Request, auth: Auth) -> Response:
         order=order,
         search=search,
         url=url,
+        threaded=threaded,
+        conversations=conversations,
         unread=sum(f.unseen for f in folders if f.name == folder),
     )
     return render(request, "_rows.html" if fragment else "mailbox.html", **ctx)
 
 
+@dataclass(slots=True)
+class Conversation:
+    newest: Row
+    uids: list[int]
+    unread: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.uids)
+
+
+async def _conversations(
+    c: ImapClient, folder: str, page_no: int, per_page: int, search: str
+) -> tuple[Page, list[Conversation]]:
+    threads, by_server = await c.threads(folder, query=search)
+    pages = max(1, -(-len(threads) // per_page))
+    page_no = min(max(1, page_no), pages)
+    chosen = threads[(page_no - 1) * per_page : page_no * per_page]
+    wanted = [u for t in chosen for u in t]
+    rows = {r.uid: r for r in await c.rows(folder, wanted)} if wanted else {}
+    out = [
+        Conversation(rows[t[-1]], t, any(not rows[u].seen for u in t if u in rows))
+        for t in chosen
+        if t[-1] in rows
+    ]
+    return Page([x.newest for x in out], len(threads), page_no, pages, by_server), out
+
+
 def _uids(values: list[str]) -> list[int]:
     out = []
     for v in values:
-        if v.isdigit() and 0 < int(v) < 2**32:
-            out.append(int(v))
+        for part in v.split(","):  # a conversation's checkbox carries all its UIDs
+            if part.isdigit() and 0 < int(part) < 2**32:
+                out.append(int(part))
     return out[:1000]
 
 

@@ -27,14 +27,14 @@ async def read(request: Request, auth: Auth) -> Response:
     folder, uid = folder_param(request), _uid(request)
     images = request.query_params.get("images") == "1"
     async with imap(request, auth) as c:
-        raw = await c.message(folder, uid) if uid else None
-        if raw is None:
+        found = await c.message_and_flags(folder, uid) if uid else None
+        if found is None:
             log.info("message not found", user=auth.user, folder=folder, uid=uid)
             return error_page(request, 404, "This message no longer exists.", auth)
-        await c.set_flag(folder, [uid], "\\Seen", True)
-        flagged = "\\Flagged" in next(
-            (r.flags for r in await c.rows(folder, [uid], with_preview=False)), frozenset()
-        )
+        raw, flags = found
+        if "\\Seen" not in flags:
+            await c.set_flag(folder, [uid], "\\Seen", True)
+        flagged = "\\Flagged" in flags
         folders = await sidebar(c)
     v = view(raw)
     return render(
@@ -47,6 +47,37 @@ async def read(request: Request, auth: Auth) -> Response:
         v=v,
         images=images,
         flagged=flagged,
+        url=url,
+    )
+
+
+MAX_CONVERSATION = 50
+
+
+@authed
+async def conversation(request: Request, auth: Auth) -> Response:
+    """Every message of a conversation, oldest first, on one page."""
+    folder = folder_param(request)
+    uids = [int(u) for u in request.query_params.get("uids", "").split(",") if u.isdigit()]
+    uids = sorted({u for u in uids if 0 < u < 2**32})[:MAX_CONVERSATION]
+    found = []
+    async with imap(request, auth) as c:
+        for uid in uids:
+            raw = await c.message(folder, uid)
+            if raw is not None:
+                found.append((uid, view(raw)))
+        if found:
+            await c.set_flag(folder, [u for u, _ in found], "\\Seen", True)
+        folders = await sidebar(c)
+    if not found:
+        return error_page(request, 404, "This conversation no longer exists.", auth)
+    return render(
+        request,
+        "conversation.html",
+        auth=auth,
+        folder=folder,
+        folders=folders,
+        messages=found,
         url=url,
     )
 

@@ -240,3 +240,27 @@ async def test_store_sees_the_browser_address(bus: Bus, imap: ImapHarness, tmp_p
         assert (await login(c, password="wrong password")).status_code == 401
     by_ip = imap.rt.auth.throttle._by_ip
     assert "198.51.100.20" in by_ip and "127.0.0.1" not in by_ip
+
+
+async def test_conversation_view(bus: Bus, imap: ImapHarness, tmp_path: Path) -> None:
+    uids = await imap.deliver(
+        message(1, subject="plans"), message(2, subject="Re: plans", body=b"second word\r\n")
+    )
+    n = await node(bus, imap, tmp_path)
+    async with n.client() as c:
+        await login(c)
+        page = await c.get("/mail?f=INBOX&view=threads")
+        assert page.status_code == 200
+        assert 'aria-label="2 messages"' in page.text
+        assert f'value="{uids[0]},{uids[1]}"' in page.text  # one checkbox for both
+        conv = await c.get(f"/conversation?f=INBOX&uids={uids[0]},{uids[1]}")
+        assert conv.status_code == 200
+        assert "(2 messages)" in conv.text and "second word" in conv.text
+        token = csrf_of(page.text)
+        r = await c.post(
+            "/act",
+            data={"csrf": token, "f": "INBOX", "uid": f"{uids[0]},{uids[1]}", "action": "unread"},
+        )
+        assert r.status_code == 303
+        rows = (await c.get("/mail?f=INBOX&fragment=rows")).text
+        assert rows.count("row unread") == 2

@@ -136,3 +136,48 @@ async def test_pool_keys_by_password(imap: ImapHarness) -> None:
         assert pool.idle_count == 0
     finally:
         await pool.close()
+
+
+async def test_folder_counts_in_one_list_or_by_status(imap: ImapHarness) -> None:
+    await imap.deliver(message(1), message(2))
+    c = await _client(imap)
+    try:
+        await c.create("Projects")
+        results = []
+        for list_status in (True, False):
+            if not list_status:
+                c.capabilities = c.capabilities - {"LIST-STATUS"}
+            elif not c.has("LIST-STATUS"):
+                continue
+            counter = [0]
+            token = ROUND_TRIPS.set(counter)
+            folders = await c.folders()
+            ROUND_TRIPS.reset(token)
+            results.append({f.name: (f.messages, f.unseen) for f in folders})
+            # LIST-STATUS: one LIST; without: LIST and a STATUS per folder
+            assert counter[0] == (1 if list_status else 1 + len(folders))
+        assert all(r == results[0] for r in results)
+        assert results[0]["INBOX"] == (2, 2) and results[0]["Projects"] == (0, 0)
+        assert next(f for f in folders if f.name == "Sent").special == "\\Sent"
+    finally:
+        await c.close()
+
+
+async def test_conversations(imap: ImapHarness) -> None:
+    await imap.deliver(
+        message(1, subject="plans"),
+        message(2, subject="other"),
+        message(3, subject="Re: plans"),
+        message(4, subject="RE: Fwd: plans"),
+    )
+    c = await _client(imap)
+    try:
+        threads, by_server = await c.threads("INBOX")
+        if by_server:  # the store's THREAD=REFERENCES (these share no References)
+            assert sorted(u for t in threads for u in t) == [1, 2, 3, 4]
+        c.capabilities = c.capabilities - {"THREAD=REFERENCES"}
+        threads, by_server = await c.threads("INBOX")
+        assert not by_server
+        assert threads == [[1, 3, 4], [2]]
+    finally:
+        await c.close()
