@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 from typing import Any
 
 from services.webmail.imap_parse import Value, number, pairs, parse, text
@@ -143,14 +141,12 @@ def row_of(line: bytes) -> Row | None:
     if attrs is None or b"UID" not in attrs:
         return None
     header_raw = next((v for k, v in attrs.items() if k.startswith(b"BODY[HEADER")), b"")
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(
-        header_raw if isinstance(header_raw, bytes) else b""
-    )
+    headers = header_fields(header_raw if isinstance(header_raw, bytes) else b"")
     flags = attrs.get(b"FLAGS")
-    name, addr = _first_address(str(headers.get("From", "")))
-    to_name, to_addr = _first_address(str(headers.get("To", "")))
+    name, addr = _first_address(headers.get("from", ""))
+    to_name, to_addr = _first_address(headers.get("to", ""))
     date: datetime | None = None
-    raw_date = headers.get("Date")
+    raw_date = headers.get("date")
     if raw_date:
         try:
             date = email.utils.parsedate_to_datetime(str(raw_date))
@@ -168,9 +164,30 @@ def row_of(line: bytes) -> Row | None:
         sender=name or addr,
         sender_address=addr,
         to=to_name or to_addr,
-        subject=decode_words(str(headers.get("Subject", ""))).strip(),
+        subject=decode_words(headers.get("subject", "")).strip(),
         preview=text(attrs.get(b"PREVIEW")),
     )
+
+
+def header_fields(raw: bytes) -> dict[str, str]:
+    """RFC 5322 §2.2 header fields → {lower-case name: unfolded raw value}, the first of
+    each name. (The email package's parser is ~50× slower, and a list page has 50 rows.)"""
+    out: dict[str, str] = {}
+    name = ""
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if not line:
+            break
+        if line[0] in " \t":  # a folded line continues the field above (§2.2.3)
+            if name:
+                out[name] += " " + line.strip()
+            continue
+        key, colon, value = line.partition(":")
+        name = key.strip().lower() if colon else ""
+        if name and name not in out:
+            out[name] = value.strip()
+        elif name:
+            name = ""  # a repeated field: keep the first, skip its continuation lines
+    return out
 
 
 def _first_address(raw: str) -> tuple[str, str]:
