@@ -98,9 +98,8 @@ class ImapClient:
     selected: str | None = None
     last_used: float = 0.0
     broken: bool = False
-    # Back from the pool: the store's view of the selected folder is as of this
-    # connection's last command (RFC 3501 §7: updates come after a command); one NOOP
-    # brings it up to date before the first use in a new request.
+    # Back from the pool and not used since: the store's view of the selected folder may
+    # lack mail that arrived meanwhile (see message_and_flags).
     stale: bool = False
     _delimiter: str = "/"
     _folders: list[Folder] = field(default_factory=list)
@@ -186,6 +185,8 @@ class ImapClient:
             raise ImapError(f"{name} failed: {exc}", connection=True) from exc
         if proto.state in ("LOGOUT", "CONNECTED"):
             self.broken = True
+        if name != "FETCH":
+            self.stale = False  # the store sent its pending updates after this command
         if check and result.result != "OK":
             raise ImapError(last_text(result.lines))
         return join_responses(result.lines[:-1])
@@ -277,9 +278,6 @@ class ImapClient:
     async def select(self, name: str) -> int:
         """SELECT ``name`` unless it is selected already; the message count when selecting."""
         if self.selected == name:
-            if self.stale:
-                self.stale = False
-                await self._run("NOOP", resp="NOOP")
             return -1
         self.selected = None
         lines = await self._run("SELECT", imap_quote(mutf7.encode(name)))
@@ -379,6 +377,18 @@ class ImapClient:
 
     async def message_and_flags(self, folder: str, uid: int) -> tuple[bytes, frozenset[str]] | None:
         await self.select(folder)
+        found = await self._fetch_whole(uid)
+        if found is None and self.stale:
+            # UID FETCH resolves UIDs in the session's view of the folder, which is as of
+            # this connection's last command (RFC 3501 §7: updates follow a command): a
+            # message that arrived while the connection sat in the pool is not in it yet.
+            # One NOOP brings the view up to date.
+            await self._run("NOOP", resp="NOOP")
+            found = await self._fetch_whole(uid)
+        self.stale = False
+        return found
+
+    async def _fetch_whole(self, uid: int) -> tuple[bytes, frozenset[str]] | None:
         for line in await self._run("FETCH", str(uid), "(UID FLAGS BODY.PEEK[])", uid=True):
             attrs = fetch_attrs(line)
             if attrs is not None and number(attrs.get(b"UID")) == uid:
