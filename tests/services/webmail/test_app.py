@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from mailcore.bus.connect import Bus
-from tests.services.store.imap.conftest import ALICE, ImapHarness, message
+from tests.services.store.imap.conftest import ALICE, PASSWORD, ImapHarness, message
 from tests.services.webmail.app_harness import csrf_of, login, node
 
 HTML_MAIL = (
@@ -264,3 +264,39 @@ async def test_conversation_view(bus: Bus, imap: ImapHarness, tmp_path: Path) ->
         assert r.status_code == 303
         rows = (await c.get("/mail?f=INBOX&fragment=rows")).text
         assert rows.count("row unread") == 2
+
+
+async def test_password_change(bus: Bus, imap: ImapHarness, tmp_path: Path) -> None:
+    import asyncio
+
+    from services.webmail.imap_gateway import ImapClient, ImapError, Upstream
+
+    n = await node(bus, imap, tmp_path)
+    new = "a brand new password"
+    async with n.client() as c, n.client() as other:
+        await login(c)
+        await login(other)
+        token = csrf_of((await c.get("/settings")).text)
+        wrong = await c.post(
+            "/settings",
+            data={"csrf": token, "op": "password", "old": "nope", "new": new, "again": new},
+        )
+        assert wrong.status_code == 400 and "current password is wrong" in wrong.text
+        r = await c.post(
+            "/settings",
+            data={"csrf": token, "op": "password", "old": PASSWORD, "new": new, "again": new},
+        )
+        assert r.status_code == 303
+        assert (await other.get("/mail?f=INBOX")).status_code == 303  # ended everywhere
+        assert (await c.get("/settings?done=password")).status_code == 200  # this one lives
+    up = Upstream("127.0.0.1", imap.port)
+    for _ in range(100):  # the store's directory follows the bucket
+        try:
+            client = await ImapClient.connect(up, ALICE, new, client_ip=None)
+        except ImapError:
+            await asyncio.sleep(0.1)
+            continue
+        await client.close()
+        break
+    else:
+        raise AssertionError("the new password never worked")
