@@ -293,6 +293,11 @@ class StoreSettings(CommonSettings):
         "before it is told to resync",
     )
     fsync: bool = True
+    webmail_trusted_networks: str = Field(
+        default="127.0.0.0/8,::1/128",
+        description="comma-separated networks whose IMAP ID x-originating-ip (RFC 2971) the "
+        "store believes: the webmail nodes; that address then keys the login throttle and logs",
+    )
     delivery_min_free_bytes: Annotated[int, Field(ge=0)] = Field(
         default=256 * 1024**2,
         description="delivery pauses (and /healthz reports storage unhealthy) when less than "
@@ -355,6 +360,50 @@ class WebmailSettings(CommonSettings):
     http_port: Port = 8080
     imap_host: str = "127.0.0.1"
     imap_port: Port = 2143
+    imap_tls: Literal["none", "implicit"] = Field(
+        default="none", description="how to reach the store: plain (loopback) or IMAPS"
+    )
+    submission_host: str = "127.0.0.1"
+    submission_port: Port = 2587
+    submission_starttls: bool = Field(
+        default=True, description="STARTTLS before AUTH on the filters' submission port"
+    )
+    upstream_ca: Path | None = Field(
+        default=None,
+        description="CA file that signs the store's and filters' certificates (default: the "
+        "data directory's self-signed certificate when present, else the system's CAs)",
+    )
+    webmail_session_key: str | None = Field(
+        default=None,
+        description="32 bytes, URL-safe base64: seals the IMAP credential in the session "
+        "record; every webmail node must share it (default: made once in <data>/webmail)",
+    )
+    webmail_session_idle: Annotated[float, Field(gt=0)] = Field(
+        default=7200.0, description="seconds without a request after which a session ends"
+    )
+    webmail_session_max_age: Annotated[float, Field(gt=0)] = Field(
+        default=7 * 86400.0, description="seconds after login after which a session ends"
+    )
+    webmail_imap_idle: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, description="seconds a pooled IMAP connection may sit unused"
+    )
+    webmail_login_max_per_ip: Annotated[int, Field(gt=0)] = Field(
+        default=20, description="failed webmail logins per browser address per window"
+    )
+    webmail_login_max_per_user: Annotated[int, Field(gt=0)] = Field(
+        default=10, description="failed webmail logins per account name per window"
+    )
+    webmail_login_window: Annotated[float, Field(gt=0)] = 900.0
+    webmail_forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="proxies whose X-Forwarded-For/-Proto the webmail believes (uvicorn)",
+    )
+    webmail_page_size: Annotated[int, Field(gt=0, le=500)] = 50
+    webmail_spamd_enabled: bool = Field(
+        default=True, description="teach spamd (TELL) when a user marks spam / not spam"
+    )
+    webmail_spamd_host: str = "127.0.0.1"
+    webmail_spamd_port: Port = 783
 
 
 class MirrorSettings(CommonSettings):

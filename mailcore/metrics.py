@@ -123,6 +123,26 @@ POP3_COMMANDS = Counter("postern_pop3_commands_total", "POP3 commands", ["comman
 
 # --- webmail --------------------------------------------------------------------------
 WEBMAIL_REQUESTS = Counter("postern_webmail_requests_total", "HTTP requests", ["route", "status"])
+WEBMAIL_PAGE_SECONDS = Histogram(
+    "postern_webmail_page_seconds",
+    "webmail response latency per route",
+    ["route"],
+    buckets=_LATENCY,
+)
+WEBMAIL_LOGINS = Counter(
+    "postern_webmail_logins_total",
+    "webmail logins by outcome (ok, failed, throttled, error)",
+    ["outcome"],
+)
+WEBMAIL_IMAP_ROUND_TRIPS = Histogram(
+    "postern_webmail_imap_round_trips",
+    "IMAP commands sent to the store per webmail request",
+    ["route"],
+    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50),
+)
+WEBMAIL_SESSIONS_ENDED = Counter(
+    "postern_webmail_sessions_ended_total", "webmail sessions ended, by reason", ["reason"]
+)
 
 # --- mailctl --------------------------------------------------------------------------
 CHILD_RESTARTS = Counter("postern_child_restarts_total", "children restarted", ["child"])

@@ -8,7 +8,8 @@ from bench.workloads.w2_scanned import SmtpScanned
 from bench.workloads.w3_drain import DeliveryDrain
 from bench.workloads.w4_imap import ImapWorkload
 from bench.workloads.w5_pop3 import Pop3Workload
-from bench.workloads.w6_w7_pending import MirrorWorkload, WebmailWorkload
+from bench.workloads.w6_w7_pending import MirrorWorkload
+from bench.workloads.w7_webmail import WebmailWorkload
 from bench.workloads.w8_relay import OutboundRelay
 
 

@@ -1,6 +1,5 @@
-"""W6 (mirror lag and catch-up, peer: ``doveadm sync``) and W7 (webmail page latency):
-not built yet, because the mirror and the webmail do not exist yet. They are listed so the
-report's table says so instead of leaving them out."""
+"""W6 (mirror lag and catch-up, peer: ``doveadm sync``): not built yet, because the mirror
+does not exist yet. It is listed so the report's table says so instead of leaving it out."""
 
 from __future__ import annotations
 
@@ -26,11 +25,3 @@ class MirrorWorkload(Pending):
     peer_name = "doveadm sync"
     metrics = [MetricDef("lag", "replication lag under W1 load", "ms", False)]
     reason = "not built yet: the mirror service does not exist yet"
-
-
-class WebmailWorkload(Pending):
-    id = "W7"
-    title = "webmail page latency"
-    peer_name = "—"
-    metrics = [MetricDef("page", "message list page, median", "ms", False)]
-    reason = "not built yet: the webmail does not exist yet"

@@ -311,6 +311,9 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         }
         env |= c.budget.env()
         env |= await _start_scanners(sup, c, echo)
+        # the webmail's "spam / not spam" teaches the same spamd
+        env["POSTERN_WEBMAIL_SPAMD_ENABLED"] = env["POSTERN_SPAMD_ENABLED"]
+        env["POSTERN_WEBMAIL_SPAMD_PORT"] = env.get("POSTERN_SPAMD_PORT", "783")
         for name in ("store", "filter", "webmail"):
             await sup.start(_python_child(name, f"services.{name}", c, env))
         # The outbound relay runs beside the filter (docs/relay.md).

@@ -30,6 +30,24 @@ MAX_TRACKED = 50_000  # peers or account names remembered at most (client input 
 SWEEP_EVERY = 256  # failures between sweeps of expired entries
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(spec: str) -> tuple[IPNetwork, ...]:
+    """``"127.0.0.0/8, ::1/128"`` → networks (a bad entry raises ValueError at start)."""
+    return tuple(
+        ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(",") if p.strip()
+    )
+
+
+def in_networks(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip.split("%", maxsplit=1)[0])
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
 def is_loopback(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip.split("%", maxsplit=1)[0]).is_loopback
@@ -171,10 +189,15 @@ class Authenticator:
     def plaintext_allowed(self, peer_ip: str, tls: bool) -> bool:
         return self.policy.allows(peer_ip, tls)
 
-    async def login(self, username: str, password: str, *, peer_ip: str, tls: bool) -> User:
-        """The user, or :class:`AuthRefused` after the failure delay."""
+    async def login(
+        self, username: str, password: str, *, peer_ip: str, tls: bool, client_ip: str = ""
+    ) -> User:
+        """The user, or :class:`AuthRefused` after the failure delay. ``client_ip`` (the
+        browser behind a trusted webmail node) replaces the peer in the throttle and logs;
+        the plaintext policy is always about the connection itself."""
         if not self.policy.allows(peer_ip, tls):
             raise AuthRefused(Refusal.PLAINTEXT)
+        peer_ip = client_ip or peer_ip
         if self.guard is not None:
             return await self._guarded(self.guard, username, password, peer_ip)
         if self.throttle.blocked(peer_ip, username):

@@ -1,28 +1,45 @@
-"""The webmail service: an HTTP app in front, IMAP to the store behind.
+"""The webmail service: Starlette + uvicorn + Jinja2, server-rendered, in front of the
+store's IMAP and the filters' submission port.
 
-Webmail proper is a later capability. Until then this node serves one honest page that
-says so and points at the IMAP endpoint, so the local cluster and compose already have
-the process, its port and its health check.
+Nodes are stateless: sessions live in the JetStream KV bucket SESSIONS (sessions.py), so
+operators run several behind a load balancer; each node pools IMAP logins per user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
+import ssl
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
+from nats.js import JetStreamContext
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailcore import metrics
+from mailcore.bus import names
 from mailcore.config import WebmailSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
+from mailcore.tls import client_context_trusting
+from services.webmail.compose import Submission
+from services.webmail.imap_gateway import ROUND_TRIPS, Upstream
+from services.webmail.pool import ImapPool
+from services.webmail.runtime import TEMPLATES, Webmail
+from services.webmail.security import DEFAULT_HEADERS, LoginThrottle
+from services.webmail.sessions import SessionStore, load_key
+from services.webmail.views import auth, compose, events, folders, mailbox, message, settings
 
 log = get_logger("webmail")
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class _Server(uvicorn.Server):
@@ -33,27 +50,131 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_app(settings: WebmailSettings) -> Starlette:
-    imap = f"{settings.imap_host}:{settings.imap_port}"
+class Instrument:
+    """Per request: latency and IMAP round trips by route (mailcore.metrics), and the
+    security headers every response carries unless it set its own."""
 
-    async def index(request: Request) -> HTMLResponse:
-        body = (
-            "<!doctype html><html lang=en><meta charset=utf-8><title>Postern</title>"
-            "<h1>Postern</h1><p>Webmail is not built yet. Read your mail with any IMAP "
-            f"client at <code>{html.escape(imap)}</code>.</p></html>"
-        )
-        return HTMLResponse(body)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-    async def healthz(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok\n")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        counter = [0]
+        token = ROUND_TRIPS.set(counter)
+        start = time.perf_counter()
+        status = [500]
 
-    return Starlette(routes=[Route("/", index), Route("/healthz", healthz)])
+        async def send_wrapper(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+                present = {k.lower() for k, _ in msg.get("headers", [])}
+                extra = [
+                    (k.encode(), v.encode())
+                    for k, v in DEFAULT_HEADERS.items()
+                    if k.encode() not in present
+                ]
+                msg["headers"] = list(msg.get("headers", [])) + extra
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            ROUND_TRIPS.reset(token)
+            route = scope.get("route")
+            name = getattr(route, "path", "other") if route is not None else "other"
+            if name != "/events":
+                metrics.WEBMAIL_PAGE_SECONDS.labels(name).observe(time.perf_counter() - start)
+                metrics.WEBMAIL_IMAP_ROUND_TRIPS.labels(name).observe(counter[0])
+            metrics.WEBMAIL_REQUESTS.labels(name, str(status[0])).inc()
+
+
+async def healthz(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok\n")
+
+
+ROUTES = [
+    Route("/", mailbox.index),
+    Route("/login", auth.login_form, methods=["GET"]),
+    Route("/login", auth.login, methods=["POST"]),
+    Route("/logout", auth.logout, methods=["POST"]),
+    Route("/logout-everywhere", auth.logout_everywhere, methods=["POST"]),
+    Route("/mail", mailbox.mailbox, methods=["GET"]),
+    Route("/act", mailbox.act, methods=["POST"]),
+    Route("/read", message.read, methods=["GET"]),
+    Route("/body", message.body, methods=["GET"]),
+    Route("/conversation", message.conversation, methods=["GET"]),
+    Route("/part", message.part, methods=["GET"]),
+    Route("/compose", compose.compose_form, methods=["GET"]),
+    Route("/compose", compose.compose_post, methods=["POST"]),
+    Route("/folders", folders.folders_page, methods=["GET"]),
+    Route("/folders", folders.folders_post, methods=["POST"]),
+    Route("/settings", settings.settings_page, methods=["GET"]),
+    Route("/settings", settings.settings_post, methods=["POST"]),
+    Route("/events", events.events, methods=["GET"]),
+    Route("/healthz", healthz),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
+def upstream_tls(s: WebmailSettings) -> ssl.SSLContext:
+    ca = s.upstream_ca or (s.cert_path if s.cert_path.exists() else None)
+    if ca is not None:
+        return client_context_trusting(ca)
+    return ssl.create_default_context()
+
+
+def build_app(wm: Webmail) -> Starlette:
+    app = Starlette(routes=ROUTES)
+    app.state.webmail = wm
+    app.add_middleware(Instrument)
+    return app
+
+
+async def make_webmail(s: WebmailSettings, js: JetStreamContext) -> Webmail:
+    kv = await js.key_value(names.KV_SESSIONS)
+    tls = upstream_tls(s)
+    upstream = Upstream(s.imap_host, s.imap_port, tls if s.imap_tls == "implicit" else None)
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    return Webmail(
+        settings=s,
+        sessions=SessionStore(
+            kv,
+            load_key(s.webmail_session_key, s.data),
+            idle_timeout=s.webmail_session_idle,
+            max_age=s.webmail_session_max_age,
+        ),
+        pool=ImapPool(upstream, idle_timeout=s.webmail_imap_idle),
+        submission=Submission(
+            s.submission_host, s.submission_port, tls if s.submission_starttls else None
+        ),
+        throttle=LoginThrottle(
+            max_per_ip=s.webmail_login_max_per_ip,
+            max_per_user=s.webmail_login_max_per_user,
+            window=s.webmail_login_window,
+        ),
+        kv=kv,
+        js=js,
+        templates=templates,
+    )
 
 
 async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
     s = ctx.settings
+    bus = await ctx.connect_bus()
+    wm = await make_webmail(s, bus.js)
+    wm.pool.start()
+    ctx.on_cleanup(wm.pool.close)
     config = uvicorn.Config(
-        build_app(s), host=s.listen_host, port=s.http_port, log_config=None, access_log=False
+        build_app(wm),
+        host=s.listen_host,
+        port=s.http_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=s.webmail_forwarded_allow_ips,
+        timeout_graceful_shutdown=5,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())

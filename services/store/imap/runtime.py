@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mailcore.directory import Directory
 from mailcore.mailstore import MailStore
-from services.store.auth import Authenticator, ConnectionLimiter
+from services.store.auth import Authenticator, ConnectionLimiter, IPNetwork
 from services.store.listener import DEFAULT_WRITE_TIMEOUT
 
 
@@ -98,3 +98,5 @@ class Runtime:
     # not take a slot.
     searches: SearchGate = field(default_factory=SearchGate)
     search_timeout: float = 120.0
+    # Peers whose ID x-originating-ip is believed (webmail nodes), see handlers/misc.py.
+    trusted_id_networks: tuple[IPNetwork, ...] = ()

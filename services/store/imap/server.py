@@ -21,6 +21,7 @@ from services.store.auth import (
     LoginThrottle,
     PlaintextPolicy,
     Refusal,
+    parse_networks,
 )
 from services.store.imap.dispatch import DISPATCH
 from services.store.imap.runtime import Runtime, SearchGate
@@ -81,6 +82,7 @@ class ImapServer:
             write_timeout=s.write_timeout,
             searches=SearchGate(s.imap_search_scans),
             search_timeout=s.imap_search_timeout,
+            trusted_id_networks=parse_networks(s.webmail_trusted_networks),
         )
         endpoints = []
         if s.imap_port:

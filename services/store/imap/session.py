@@ -74,6 +74,9 @@ class Session:
         self.enabled: set[str] = set()
         self.out = bytearray()
         self.bad_commands = 0
+        # The address the login throttle and logs use: the peer, or the browser's address a
+        # trusted webmail node gave in ID x-originating-ip (handlers/misc.py).
+        self.client_ip = conn.peer_ip
         self.stopping = False
         self._waiting = False  # between commands (safe to say BYE and close)
 

@@ -84,7 +84,9 @@ async def _authenticate(s: Session, username: str, password: str) -> str:
     from services.store.imap.session import State
 
     try:
-        user = await s.rt.auth.login(username, password, peer_ip=s.conn.peer_ip, tls=s.conn.tls)
+        user = await s.rt.auth.login(
+            username, password, peer_ip=s.conn.peer_ip, tls=s.conn.tls, client_ip=s.client_ip
+        )
     except AuthRefused as exc:
         raise errors.auth_refusal(exc.reason) from None
     if not s.rt.limiter.open_user(user.address):

@@ -1,0 +1,69 @@
+"""The IMAP response parser: values round-trip, literals are taken by count, aioimaplib's
+split lines are joined back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.webmail.imap_parse import ParseError, Value, join_responses, pairs, parse
+
+atoms = st.from_regex(rb"\A[A-Za-z0-9\\.+-]{1,12}\Z")
+strings = st.binary(max_size=40)
+values: st.SearchStrategy[Value] = st.recursive(
+    st.one_of(atoms, strings, st.none()),
+    lambda inner: st.lists(inner, max_size=5),
+    max_leaves=20,
+)
+
+
+def render(v: Value) -> bytes:
+    if v is None:
+        return b"NIL"
+    if isinstance(v, list):
+        return b"(" + b" ".join(render(x) for x in v) + b")"
+    if (
+        v
+        and all(c not in v for c in b' ()"\\{}[]\r\n\x00%*')
+        and v.upper() != b"NIL"
+        and (v.isascii())
+    ):
+        return v
+    return b"{%d}\r\n" % len(v) + v
+
+
+@given(st.lists(values, max_size=6))
+def test_round_trip(vs: list[Value]) -> None:
+    assert parse(b" ".join(render(v) for v in vs)) == vs
+
+
+def test_quoted_and_sections() -> None:
+    got = parse(b'(UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (FROM SUBJECT)] "a \\"q\\"" NIL)')
+    assert got == [
+        [b"UID", b"7", b"FLAGS", [b"\\Seen"], b"BODY[HEADER.FIELDS (FROM SUBJECT)]", b'a "q"', None]
+    ]
+    assert pairs(got[0])[b"BODY[HEADER.FIELDS (FROM SUBJECT)]"] == b'a "q"'
+
+
+@pytest.mark.parametrize("bad", [b"(a", b"a)", b'"open', b"{5}\r\nab", b"{x}\r\n"])
+def test_malformed(bad: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse(bad)
+
+
+def test_join_responses_puts_literals_back() -> None:
+    lines = [
+        b"1 FETCH (UID 3 BODY[] {5}",
+        bytearray(b"ab{2}"),  # a literal that itself ends like a literal marker
+        b" FLAGS (\\Seen))",
+        b"2 FETCH (UID 4 FLAGS ())",
+    ]
+    joined = join_responses(lines)
+    assert joined == [
+        b"1 FETCH (UID 3 BODY[] {5}\r\nab{2} FLAGS (\\Seen))",
+        b"2 FETCH (UID 4 FLAGS ())",
+    ]
+    assert parse(joined[0].split(b" ", 2)[2]) == [
+        [b"UID", b"3", b"BODY[]", b"ab{2}", b"FLAGS", [b"\\Seen"]]
+    ]
