@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -63,6 +64,8 @@ class Cluster:
     spamd_port: int | None = None
     clamd_port: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    limits: BusLimits = LIMITS
+    nats_max_file_store: str | None = None  # e.g. "150MB" on a small file system
     smtp_port: int = field(default_factory=daemons.free_port)
     imap_port: int = field(default_factory=daemons.free_port)
     pop3_port: int = field(default_factory=daemons.free_port)
@@ -133,6 +136,11 @@ class Cluster:
             "POSTERN_SCAN_TIMEOUT": "5",
             "POSTERN_MAX_CONNECTIONS_PER_IP": "200",
             "POSTERN_MAX_CONNECTIONS_PER_USER": "200",
+            "POSTERN_INBOUND_MAX_BYTES": str(self.limits.inbound_max_bytes),
+            "POSTERN_OUTBOUND_MAX_BYTES": str(self.limits.outbound_max_bytes),
+            "POSTERN_BODIES_MAX_BYTES": str(self.limits.bodies_max_bytes),
+            "POSTERN_MIRROR_MAX_BYTES": str(self.limits.mirror_max_bytes),
+            "POSTERN_DEAD_MAX_BYTES": str(self.limits.dead_max_bytes),
         }
         env.pop("POSTERN_FAULT_POINT", None)
         if self.spamd_port:
@@ -173,6 +181,11 @@ class Cluster:
             f'  store_dir: "{node.store_dir.resolve()}"',
             "  sync_interval: always",
             "  max_memory_store: 64MB",
+            *(
+                [f"  max_file_store: {self.nats_max_file_store}"]
+                if self.nats_max_file_store
+                else []
+            ),
             "}",
         ]
         if len(self.nats) > 1:
@@ -258,7 +271,8 @@ class Cluster:
     async def provision(self) -> None:
         bus = await self.bus()
         try:
-            limits = BusLimits(**{**LIMITS.__dict__, "replicas": min(3, self.nats_nodes)})
+            await self._jetstream_ready(bus)
+            limits = dataclasses.replace(self.limits, replicas=min(3, self.nats_nodes))
             await declare_all(bus.js, limits)
             directory = await Directory.open(bus.js, watch=False)
             if directory.domain(self.domain) is None:
@@ -268,6 +282,18 @@ class Cluster:
                     await directory.add_user(address, password)
         finally:
             await bus.close()
+
+    async def _jetstream_ready(self, bus: Bus, timeout: float = 60.0) -> None:
+        """A fresh cluster answers JetStream requests once it has elected a meta leader."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await bus.js.account_info()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def shorten_ack_wait(self) -> None:
         """The store declares its consumer with a 60 s ack wait; make it seconds so what a
