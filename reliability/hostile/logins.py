@@ -13,14 +13,13 @@ from reliability.hostile.wire import Wire
 from reliability.report import Probe
 
 ATTEMPTS = 12
-ATTACKER = "127.0.0.1"
-OWNER = "127.0.0.2"
 
-Try = Callable[[str, str, str], Awaitable[bool]]  # (source ip, user, password) -> accepted
+# (source ip, user, password) -> (accepted, the server's last line)
+Try = Callable[[str, str, str], Awaitable[tuple[bool, str]]]
 
 
 def _smtp(port: int) -> Try:
-    async def attempt(src: str, user: str, password: str) -> bool:
+    async def attempt(src: str, user: str, password: str) -> tuple[bool, str]:
         w = await Wire.connect(port, local=src)
         try:
             await w.smtp_reply()
@@ -28,7 +27,8 @@ def _smtp(port: int) -> Try:
             await w.smtp_reply()
             token = base64.b64encode(f"\0{user}\0{password}".encode())
             await w.send(b"AUTH PLAIN " + token + b"\r\n")
-            return (await w.smtp_reply(30)).startswith("235")
+            got = await w.smtp_reply(40)
+            return got.startswith("235"), got
         finally:
             w.close()
 
@@ -36,13 +36,13 @@ def _smtp(port: int) -> Try:
 
 
 def _imap(port: int) -> Try:
-    async def attempt(src: str, user: str, password: str) -> bool:
+    async def attempt(src: str, user: str, password: str) -> tuple[bool, str]:
         w = await Wire.connect(port, local=src)
         try:
             await w.line()
             await w.send(f'a LOGIN "{user}" "{password}"\r\n'.encode())
-            lines = await w.until_tagged("a", 30)
-            return any(ln.startswith("a OK") for ln in lines)
+            lines = await w.until_tagged("a", 40)
+            return any(ln.startswith("a OK") for ln in lines), lines[-1]
         finally:
             w.close()
 
@@ -50,48 +50,54 @@ def _imap(port: int) -> Try:
 
 
 def _pop3(port: int) -> Try:
-    async def attempt(src: str, user: str, password: str) -> bool:
+    async def attempt(src: str, user: str, password: str) -> tuple[bool, str]:
         w = await Wire.connect(port, local=src)
         try:
             await w.line()
             await w.send(f"USER {user}\r\n".encode())
             await w.line()
             await w.send(f"PASS {password}\r\n".encode())
-            return (await w.line(30)).startswith("+OK")
+            got = await w.line(40)
+            return got.startswith("+OK"), got
         finally:
             w.close()
 
     return attempt
 
 
-async def brute_force(proto: str, attempt: Try, user: str, password: str) -> Probe:
+async def brute_force(
+    proto: str, attempt: Try, user: str, password: str, attacker: str, owner: str
+) -> Probe:
     took: list[float] = []
+    answers: list[str] = []
     accepted_wrong = False
     for i in range(ATTEMPTS):
         started = time.monotonic()
         try:
-            accepted_wrong |= await attempt(ATTACKER, user, f"wrong-{i}")
-        except (OSError, TimeoutError):
-            pass  # a refused connection is a fine answer to a brute force
+            accepted, line = await attempt(attacker, user, f"wrong-{i}")
+            accepted_wrong |= accepted
+        except (OSError, TimeoutError) as exc:
+            line = f"<{type(exc).__name__}>"  # a refused connection is a fine answer
         took.append(time.monotonic() - started)
+        answers.append(line)
     try:
-        owner_ok = await attempt(OWNER, user, password)
+        owner_ok, owner_line = await attempt(owner, user, password)
     except (OSError, TimeoutError) as exc:
-        owner_ok = False
-        owner_err = type(exc).__name__
-    else:
-        owner_err = ""
+        owner_ok, owner_line = False, f"<{type(exc).__name__}>"
     grows = took[-1] > took[0] * 1.5 and took[-1] > took[0] + 0.5
+    # Slowed down, or turned away without the password being tried (a different answer).
+    stopped = grows or answers[-1][:3] != answers[0][:3]
     got = (
-        f"failure {1} took {took[0]:.1f}s, failure {ATTEMPTS} took {took[-1]:.1f}s; "
-        f"right password from {OWNER}: {'OK' if owner_ok else 'refused ' + owner_err}"
+        f"1st failure {took[0]:.1f}s {answers[0][:30]!r}; {ATTEMPTS}th {took[-1]:.1f}s "
+        f"{answers[-1][:30]!r}; owner from {owner}: "
+        f"{'OK' if owner_ok else 'refused ' + owner_line[:30]}"
     )
     return Probe(
         proto,
-        f"{ATTEMPTS} wrong passwords for one account from {ATTACKER}",
-        "delays grow; the right password from another IP still works",
+        f"{ATTEMPTS} wrong passwords for one account from {attacker}",
+        "attacker slowed or turned away; the right password from another IP still works",
         got,
-        grows and owner_ok and not accepted_wrong,
+        stopped and owner_ok and not accepted_wrong,
     )
 
 
@@ -100,8 +106,8 @@ async def all_protocols(
 ) -> list[Probe]:
     return list(
         await asyncio.gather(
-            brute_force("SMTP AUTH brute force", _smtp(submission), user, password),
-            brute_force("IMAP brute force", _imap(imap), user, password),
-            brute_force("POP3 brute force", _pop3(pop3), user, password),
+            brute_force("SMTP AUTH", _smtp(submission), user, password, "127.0.1.1", "127.0.2.1"),
+            brute_force("IMAP", _imap(imap), user, password, "127.0.1.2", "127.0.2.2"),
+            brute_force("POP3", _pop3(pop3), user, password, "127.0.1.3", "127.0.2.3"),
         )
     )

@@ -203,10 +203,11 @@ async def imap_hostile_names(port: int, user: str, password: str, root: Path) ->
         ("*@rel.test", b'"*@rel.test"'),
         ("1,000 characters", b'"' + b"u" * 1000 + b'"'),
     ]:
-        w = await _imap(port)
+        w = await Wire.connect(port, local=f"127.0.3.{len(out)}")  # own IP: own throttle
+        await w.line()
         try:
             await w.send(b"u LOGIN " + raw + b' "password"\r\n')
-            got = _tagged(await w.until_tagged("u", 15), "u")
+            got = _tagged(await w.until_tagged("u", 40), "u")
         finally:
             w.close()
         out.append(
