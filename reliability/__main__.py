@@ -76,7 +76,7 @@ async def _scenarios(args: argparse.Namespace, ctx: Context) -> list[Report]:
 
 async def _main(args: argparse.Namespace) -> int:
     setup_logging("reliability", level="warning", fmt="console")
-    started = time.monotonic()
+    started, commit = time.monotonic(), _commit()  # the code that runs, not a later one
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="postern-reliability-"))
     ctx = Context(workdir, duration=args.duration, senders=args.senders)
     reports = await _scenarios(args, ctx)
@@ -95,7 +95,7 @@ async def _main(args: argparse.Namespace) -> int:
 
         reports.append(await mixed_run(ctx, args.mixed))
     elapsed = time.monotonic() - started
-    text = render(reports, probes, fuzz_lines, elapsed)
+    text = render(reports, probes, fuzz_lines, elapsed, commit)
     print(text)
     if not args.no_write:
         args.write.write_text(text)
@@ -104,12 +104,14 @@ async def _main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def render(reports: list[Report], probes: list[Probe], fuzz: list[str], elapsed: float) -> str:
+def render(
+    reports: list[Report], probes: list[Probe], fuzz: list[str], elapsed: float, commit: str
+) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "# Reliability",
         "",
-        f"Produced by `make reliability` on {now} from commit `{_commit()}` in "
+        f"Produced by `make reliability` on {now} from commit `{commit}` in "
         f"{elapsed / 60:.1f} minutes on a shared 2-core machine. How it works and how to "
         "read it: see the end of this page.",
         "",
