@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from mailcore.logging import setup_logging
@@ -48,7 +49,9 @@ def _commit() -> str:
         return "unknown"
 
 
-async def _scenarios(args: argparse.Namespace, ctx: Context) -> list[Report]:
+async def _scenarios(
+    args: argparse.Namespace, ctx: Context, progress: Callable[[list[Report]], None]
+) -> list[Report]:
     only = args.only.split(",") if args.only else None
     skip = args.skip.split(",") if args.skip else None
     reports = []
@@ -71,6 +74,7 @@ async def _scenarios(args: argparse.Namespace, ctx: Context) -> list[Report]:
         for d in report.details[:5]:
             print(f"     {d}", flush=True)
         reports.append(report)
+        progress(reports)
     return reports
 
 
@@ -79,7 +83,14 @@ async def _main(args: argparse.Namespace) -> int:
     started, commit = time.monotonic(), _commit()  # the code that runs, not a later one
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="postern-reliability-"))
     ctx = Context(workdir, duration=args.duration, senders=args.senders)
-    reports = await _scenarios(args, ctx)
+
+    def progress(done: list[Report]) -> None:
+        """Write what is done so far: a run cut short still leaves its figures."""
+        if not args.no_write:
+            partial = render(done, [], [], time.monotonic() - started, commit)
+            args.write.write_text(partial.replace("## Faults under load", PARTIAL, 1))
+
+    reports = await _scenarios(args, ctx, progress)
     probes: list[Probe] = []
     if not args.no_hostile:
         from reliability.hostile import run_probes
@@ -130,6 +141,8 @@ def render(
     parts += [ABOUT]
     return "\n".join(parts)
 
+
+PARTIAL = "**Partial: the run was still going when this was written.**\n\n## Faults under load"
 
 ABOUT = """## How it works
 
