@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from reliability.checker import Report
 from reliability.fakes import fake_scanner
@@ -14,6 +14,9 @@ from reliability.ledger import Outcome
 from reliability.scenarios import scenario
 from reliability.scenarios.common import Context, cluster_run
 from services.ctl import daemons
+
+if TYPE_CHECKING:
+    from tests.support.daemons import Daemon
 
 Kind = Literal["refusing", "hang", "garbage"]
 
@@ -58,3 +61,63 @@ KINDS: tuple[Kind, ...] = ("refusing", "hang", "garbage")
 for _which in ("spamd", "clamd"):
     for _kind in KINDS:
         _register(_which, _kind)
+
+
+def _kill_tree(daemon: Daemon) -> None:
+    """SIGKILL the daemon and its children (spamd's children share its listening socket
+    and would go on answering)."""
+    import psutil  # type: ignore[import-untyped]
+
+    if daemon.proc is not None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(daemon.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+    daemon.kill()
+
+
+@scenario(
+    "scanners-real-killed",
+    "scanners",
+    "real spamd and clamd under load; clamd then spamd SIGKILLed and restarted",
+)
+async def real_killed(ctx: Context) -> Report:
+    """With the real daemons: mail is screened and acked; a dead scanner turns answers into
+    4xx (fail closed), never 250 unscreened or 5xx; after its restart mail flows again."""
+    from tests.support.daemons import Clamd, Spamd
+
+    spamd_bin, clamd_bin = daemons.spamd_binary(), daemons.clamd_binary()
+    if spamd_bin is None or clamd_bin is None:
+        report = Report("scanners-real-killed")
+        report.fail("spamd or clamd is not installed (scripts/system-deps test)")
+        return report
+    spamd = Spamd(ctx.workdir / "real-spamd", spamd_bin)
+    clamd = Clamd(ctx.workdir / "real-clamd", clamd_bin)
+    await asyncio.gather(
+        asyncio.to_thread(spamd.start, 180.0), asyncio.to_thread(clamd.start, 180.0)
+    )
+    try:
+        async with cluster_run(
+            ctx, "scanners-real-killed", spamd_port=spamd.port, clamd_port=clamd.port
+        ) as run:
+            run.start_load()
+            phases: dict[str, int] = {}
+            for name, daemon in (("clamd", clamd), ("spamd", spamd)):
+                await asyncio.sleep(ctx.duration / 3)
+                phases[f"before {name} kill"] = run.ledger.count(Outcome.ACKED)
+                _kill_tree(daemon)
+                await asyncio.sleep(ctx.duration / 3)
+                await asyncio.to_thread(daemon.start, 180.0)
+                phases[f"{name} back"] = run.ledger.count(Outcome.ACKED)
+            await asyncio.sleep(ctx.duration / 2)
+            report = await run.finish()  # lets the messages in flight finish
+            acked_end = run.ledger.count(Outcome.ACKED)
+            report.note(f"acked at each phase: {phases}, at the end {acked_end}")
+            if phases["before clamd kill"] == 0:
+                report.fail("nothing was acked with both real scanners up")
+            if acked_end <= phases["spamd back"]:
+                report.fail("no mail acked after the scanners came back")
+            return report
+    finally:
+        spamd.stop()
+        clamd.stop()
