@@ -163,8 +163,36 @@ ABOUT = """## How it works
   SIGKILLs itself the n-th time it passes the point. Disk-full cases use a small tmpfs.
   The store's consumer ack wait is shortened to 3 s in these runs so what a killed store
   fetched comes back within the scenario (60 s in production).
-* `make reliability RELIABILITY_ARGS='--only baseline,filter --mixed 60 --fuzz 30'` runs a
-  part; `--help` lists the flags.
+* Scanner failures (refusing, hanging, garbage) use a closed port or a fake TCP server:
+  those scenarios are about the filter's reaction (fail closed with 4xx, stay responsive).
+  `scanners-real-killed` kills the real spamd and clamd.
+* Hostile input runs against one live cluster; each login probe comes from its own
+  127.0.x.y address so per-IP throttles of one probe do not colour the next.
+* Fuzzing: Hypothesis drives the SMTP, IMAP and POP3 command parsers and the MIME parser
+  with random bytes and token-built input for a bounded time; a parser may refuse input
+  only with its own syntax error. A crash's shrunk input is kept under
+  `tests/reliability/fuzz_regressions/` and replayed by `make test`.
+* The mixed run puts load on one cluster and, every 10–20 s, kills the filter, the store or
+  nats-server (SIGKILL, restarted) or freezes the filter or the store (SIGSTOP for 4 s).
+
+## Running it
+
+`make reliability` runs everything (under 30 minutes on a quiet 2-core machine) and
+rewrites this page. Flags go in `RELIABILITY_ARGS`, e.g.
+`make reliability RELIABILITY_ARGS='--only baseline,filter-kill --mixed 60 --fuzz 30'`;
+`--help` lists them (`--only`/`--skip` take scenario names, prefixes or families,
+`--duration` is the load per scenario, `--mixed` the mixed run's length, `--no-write`
+keeps this page). Disk-full scenarios mount a tmpfs and need root.
+
+## Adding scenarios
+
+A scenario is an async function decorated with
+`@scenario(name, family, what)` in a module listed in `reliability.scenarios.MODULES`; it
+starts a cluster with `cluster_run`, puts load on it, hurts it, and returns
+`run.finish()` (the checker's report; `report.fail(...)` adds a scenario-specific
+failure). Relay, webmail and mirror scenarios slot in as families of their own; the
+checker already takes snapshots from several stores (`MailboxView.store`), which is where
+the mirror's second store comes in.
 """
 
 
