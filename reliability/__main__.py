@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,9 +33,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mixed", type=float, default=300.0, help="mixed run seconds (0 = none)")
     p.add_argument("--fuzz", type=float, default=120.0, help="fuzzing seconds in all (0 = none)")
     p.add_argument("--no-hostile", action="store_true", help="skip the hostile-input probes")
-    p.add_argument("--write", type=Path, default=ROOT / "docs" / "reliability.md")
-    p.add_argument("--no-write", action="store_true")
-    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--write", type=Path, default=ROOT / "docs" / "reliability.md", help="the page")
+    p.add_argument("--no-write", action="store_true", help="do not write the page")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="clusters' data and logs (default: a temp dir, removed after a clean run)",
+    )
     return p.parse_args(argv)
 
 
@@ -112,6 +118,10 @@ async def _main(args: argparse.Namespace) -> int:
         args.write.write_text(text)
         print(f"written to {args.write}")
     failed = [r for r in reports if not r.ok] + [p for p in probes if not p.ok]
+    if args.workdir is None and not failed:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"logs and data kept in {workdir}")
     return 1 if failed else 0
 
 
