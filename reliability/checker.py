@@ -13,7 +13,9 @@ store:
 * **UID violations** — one UID for two messages in one snapshot, a UID at or above
   UIDNEXT, UIDNEXT going backwards, a UID reused for another message, or a new message
   given a UID below one already handed out (all within one UIDVALIDITY; RFC 9051 §2.3.1.1);
-* **bad answers** — a valid message answered 5xx (internal failures must answer 4xx).
+* **bad answers** — a valid message answered 5xx (internal failures must answer 4xx);
+* **divergence** — with more than one store (the two sides of a mirror): a mailbox missing
+  on one side, another UIDVALIDITY, or another UID -> message map.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Report:
     unknown_delivered: int = 0  # no answer, delivered once: allowed
     uid_violations: int = 0
     bad_answers: int = 0
+    divergence: int = 0  # mailboxes that differ between stores (mirror sides)
     details: list[str] = field(default_factory=list)
     extra_failures: list[str] = field(default_factory=list)  # scenario-specific checks
 
@@ -62,6 +65,7 @@ class Report:
             or self.phantom
             or self.uid_violations
             or self.bad_answers
+            or self.divergence
             or unexplained
             or self.extra_failures
         )
@@ -118,7 +122,40 @@ def check(
     for store in names:
         _check_store(report, store, attempts, [v for v in final if v.store == store])
     _check_uids(report, snapshots)
+    if len(names) > 1:
+        _check_divergence(report, names, final)
     return report
+
+
+def _check_divergence(report: Report, stores: Sequence[str], views: list[MailboxView]) -> None:
+    """Mirror sides must hold the same mailboxes, UIDVALIDITY and UID -> message map."""
+    by_store: dict[str, dict[tuple[str, str], MailboxView]] = {s: {} for s in stores}
+    for v in views:
+        if v.store in by_store:
+            by_store[v.store][(v.user.lower(), v.mailbox)] = v
+    first, *others = stores
+    for other in others:
+        a, b = by_store[first], by_store[other]
+        for key in sorted(set(a) | set(b)):
+            va, vb = a.get(key), b.get(key)
+            where = f"{key[0]}/{key[1]}"
+            if va is None or vb is None:
+                missing = first if va is None else other
+                report.divergence += 1
+                report.note(f"divergence: {where} missing on {missing}")
+            elif va.uidvalidity != vb.uidvalidity:
+                report.divergence += 1
+                report.note(
+                    f"divergence: {where} UIDVALIDITY {va.uidvalidity} on {first}, "
+                    f"{vb.uidvalidity} on {other}"
+                )
+            elif sorted(va.messages) != sorted(vb.messages):
+                report.divergence += 1
+                only_a = sorted(set(va.messages) - set(vb.messages))[:3]
+                only_b = sorted(set(vb.messages) - set(va.messages))[:3]
+                report.note(
+                    f"divergence: {where} only on {first}: {only_a}, only on {other}: {only_b}"
+                )
 
 
 def _check_store(

@@ -132,3 +132,24 @@ def test_extra_failure_fails() -> None:
     r = check("x", [acked("m1")], [[box((1, "m1"))]])
     r.fail("scanner hang made the filter stop answering")
     assert not r.ok
+
+
+def _side(store: str, *msgs: tuple[int, str | None], v: int = 7) -> MailboxView:
+    return MailboxView(store, A, "INBOX", v, 10, tuple(msgs))
+
+
+def test_identical_mirror_sides_are_ok() -> None:
+    snap = [_side("primary", (1, "m1")), _side("replica", (1, "m1"))]
+    r = check("x", [acked("m1")], [snap], stores=["primary", "replica"])
+    assert r.ok and r.divergence == 0
+
+
+def test_mirror_divergence_in_uids_uidvalidity_or_presence_fails() -> None:
+    cases = [
+        [_side("primary", (1, "m1")), _side("replica", (2, "m1"))],  # another UID
+        [_side("primary", (1, "m1")), _side("replica", (1, "m1"), v=8)],  # UIDVALIDITY
+        [_side("primary", (1, "m1"))],  # mailbox missing on the replica
+    ]
+    for snap in cases:
+        r = check("x", [acked("m1")], [snap], stores=["primary", "replica"])
+        assert r.divergence == 1 and not r.ok, snap
