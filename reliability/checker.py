@@ -54,6 +54,7 @@ class Report:
     uid_violations: int = 0
     bad_answers: int = 0
     divergence: int = 0  # mailboxes that differ between stores (mirror sides)
+    answers: dict[str, int] = field(default_factory=dict)  # final reply code -> attempts
     details: list[str] = field(default_factory=list)
     extra_failures: list[str] = field(default_factory=list)  # scenario-specific checks
 
@@ -113,6 +114,9 @@ def check(
     report = Report(scenario)
     attempts = _by_rid(entries)
     report.acked = sum(1 for a in attempts.values() if a.acked)
+    report.answers = dict(
+        sorted(Counter("-" if e.code is None else str(e.code) for e in entries).items())
+    )
     for e in entries:
         if e.bad_answer:
             report.bad_answers += 1

@@ -30,6 +30,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def scenario_table(reports: Sequence[Report]) -> str:
     head = ["scenario", "acked", "lost", "duplicated", "phantom", "UID violations", "result"]
+    head.append("SMTP answers (code×attempts; - = none)")
     rows = []
     for r in reports:
         dup = str(r.duplicated)
@@ -44,6 +45,7 @@ def scenario_table(reports: Sequence[Report]) -> str:
                 str(r.phantom),
                 str(r.uid_violations),
                 "ok" if r.ok else "FAIL",
+                " ".join(f"{code}×{n}" for code, n in r.answers.items()),
             ]
         )
     return _table(head, rows)

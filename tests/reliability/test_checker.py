@@ -28,6 +28,7 @@ def box(*msgs: tuple[int, str | None], uidnext: int | None = None, v: int = 7) -
 def test_clean_run_is_ok() -> None:
     r = check("x", [acked("m1"), acked("m2"), refused("m3")], [[box((1, "m1"), (2, "m2"))]])
     assert r.ok and r.acked == 2 and (r.lost, r.phantom, r.duplicated) == (0, 0, 0)
+    assert r.answers == {"250": 2, "451": 1}
 
 
 def test_lost_acked_message_fails() -> None:

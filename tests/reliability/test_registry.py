@@ -51,10 +51,10 @@ def test_ledger_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_tables_show_failures_and_explained_duplicates() -> None:
-    good = Report("a", acked=10, duplicated=1, explained_duplicates=1)
+    good = Report("a", acked=10, duplicated=1, explained_duplicates=1, answers={"250": 10})
     bad = Report("b", acked=5, lost=2)
     text = scenario_table([good, bad])
-    assert "| a | 10 | 0 | 1 (1 explained) | 0 | 0 | ok |" in text
-    assert "| b | 5 | 2 | 0 | 0 | 0 | FAIL |" in text
+    assert "| a | 10 | 0 | 1 (1 explained) | 0 | 0 | ok | 250×10 |" in text
+    assert "| b | 5 | 2 | 0 | 0 | 0 | FAIL |  |" in text
     probes = probe_table([Probe("SMTP", "a|b", "5xx", "250", False)])
     assert "a\\|b" in probes and "FAIL" in probes
