@@ -100,4 +100,9 @@ async def store_disk_full(ctx: Context) -> Report:
             report = await run.finish()
             if not alive_while_full:
                 report.fail("the store died when its disk filled up")
+            log = run.cluster.log("store").read_text(errors="replace")
+            if "disk full: delivery paused" not in log:
+                report.fail("the store never saw its disk full: the fault did not bite")
+            elif "delivery resumed" not in log:
+                report.fail("the store never resumed delivery after space returned")
             return report
