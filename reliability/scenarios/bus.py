@@ -74,7 +74,10 @@ async def nats_disk_full(ctx: Context) -> Report:
             await asyncio.sleep(ctx.duration / 2)
             filler.unlink()
             await asyncio.sleep(ctx.duration / 4)
-            return await run.finish()
+            report = await run.finish()
+            if not any(code.startswith("4") for code in report.answers):
+                report.fail("no 4xx while NATS's disk was full: the fault did not bite")
+            return report
 
 
 @scenario("poison-message", "bus", "undecodable and unknown-recipient frames on the inbound stream")
