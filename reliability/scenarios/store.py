@@ -106,3 +106,34 @@ async def store_disk_full(ctx: Context) -> Report:
             elif "delivery resumed" not in log:
                 report.fail("the store never resumed delivery after space returned")
             return report
+
+
+@scenario(
+    "store-kill-imap-append",
+    "store",
+    "IMAP APPEND and SMTP delivery into the same mailboxes; store SIGKILLed twice",
+)
+async def append_kill(ctx: Context) -> Report:
+    """UIDs come from two paths at once (delivery and APPEND) across store crashes: the
+    snapshots between crashes catch a UID reused or handed out below an earlier UIDNEXT."""
+    from reliability.appender import Appender
+    from reliability.cluster import HOST
+
+    async with cluster_run(ctx, "store-kill-imap-append") as run:
+        appender = Appender(HOST, run.cluster.imap_port, run.ledger, run.accounts())
+        run.start_load()
+        appender.start()
+        try:
+            for _ in range(2):
+                await asyncio.sleep(ctx.duration / 3)
+                await run.take_snapshot()
+                await restart(run, "store")
+            await asyncio.sleep(ctx.duration / 3)
+        finally:
+            await asyncio.to_thread(appender.stop)
+        report = await run.finish()
+        appended = sum(1 for e in run.ledger if e.step == "APPEND" and e.outcome.value == "acked")
+        report.note(f"{appended} messages appended over IMAP")
+        if appended == 0:
+            report.fail("no IMAP APPEND succeeded")
+        return report
