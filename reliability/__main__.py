@@ -110,7 +110,13 @@ async def _main(args: argparse.Namespace) -> int:
     if args.mixed > 0:
         from reliability.mixed import mixed_run
 
-        reports.append(await mixed_run(ctx, args.mixed))
+        try:
+            reports.append(await mixed_run(ctx, args.mixed))
+        except Exception as exc:
+            traceback.print_exc()
+            crashed = Report(f"mixed-{args.mixed:.0f}s")
+            crashed.fail(f"mixed run crashed: {type(exc).__name__}: {exc}")
+            reports.append(crashed)
     elapsed = time.monotonic() - started
     text = render(reports, probes, fuzz_lines, elapsed, commit)
     print(text)
