@@ -65,6 +65,13 @@ def _pop3(port: int) -> Try:
     return attempt
 
 
+def _kind(line: str) -> str:
+    """What sort of answer: the SMTP code, or the status and [RESPONSE-CODE] of IMAP and
+    POP3 (``a NO [AUTHENTICATIONFAILED]`` vs ``a NO [UNAVAILABLE]``)."""
+    head = line.split("]", 1)[0] if "[" in line else line
+    return head[:40] if "[" in line else head[:3]
+
+
 async def brute_force(
     proto: str, attempt: Try, user: str, password: str, attacker: str, owner: str
 ) -> Probe:
@@ -86,7 +93,7 @@ async def brute_force(
         owner_ok, owner_line = False, f"<{type(exc).__name__}>"
     grows = took[-1] > took[0] * 1.5 and took[-1] > took[0] + 0.5
     # Slowed down, or turned away without the password being tried (a different answer).
-    stopped = grows or answers[-1][:3] != answers[0][:3]
+    stopped = grows or _kind(answers[-1]) != _kind(answers[0])
     got = (
         f"1st failure {took[0]:.1f}s {answers[0][:30]!r}; {ATTEMPTS}th {took[-1]:.1f}s "
         f"{answers[-1][:30]!r}; owner from {owner}: "
