@@ -25,7 +25,7 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.object_store import ObjectStore
 
-from mailcore import metrics
+from mailcore import faults, metrics
 from mailcore.bus import deadletter, names
 from mailcore.bus.claimcheck import BodyMissing, load_body
 from mailcore.bus.connect import Bus
@@ -196,7 +196,9 @@ class DeliveryConsumer:
         try:
             copies = [c for item in items for c in item.copies]
             started = time.perf_counter()
+            faults.crash_point("store.before_commit")
             results = await self.store.deliver(copies) if copies else []
+            faults.crash_point("store.after_commit")
             metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
             metrics.DELIVERY_BATCH.observe(len(items))
         except Exception:
@@ -220,6 +222,7 @@ class DeliveryConsumer:
                 log.exception("bus message not settled", id=item.mail.id)
                 with contextlib.suppress(Exception):
                     await self.settler.retry_later(item.msg, item.mail)
+        faults.crash_point("store.after_ack")
 
     async def _prepare(self, msg: Any) -> Item | None:
         try:

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from mailcore import metrics
+from mailcore import faults, metrics
 from mailcore.bus.schemas import ClientInfo, MailMessage, new_message_id
 from mailcore.logging import get_logger
 from services.filter import dkim_verify, errors, headers
@@ -57,6 +57,7 @@ async def data(s: Session, arg: str) -> None:
     finally:
         s.release_timeout()
     s.reply(replies.QUEUED.with_text(f"Ok: queued as {message_id}"))
+    faults.crash_soon("filter.after_250", 0.05)  # once the reply is flushed
 
 
 async def prepare(s: Session, tx: Transaction, message: bytes) -> tuple[MailMessage, bytes]:
@@ -70,6 +71,7 @@ async def prepare(s: Session, tx: Transaction, message: bytes) -> tuple[MailMess
         verdict, dkim_results = await asyncio.gather(screening, ctx.dkim.check(message))
     else:
         verdict, dkim_results = await screening, []
+    faults.crash_point("filter.after_scan")
     message_id = new_message_id()
     now = time.time()
     protocol = headers.protocol_name(
@@ -116,7 +118,9 @@ async def prepare(s: Session, tx: Transaction, message: bytes) -> tuple[MailMess
 async def hand_off(s: Session, tx: Transaction, msg: MailMessage, body: bytes) -> str:
     """Publish and wait for the PubAck (then, and only then, the message is ours)."""
     ctx, st = s.ctx, s.state
+    faults.crash_soon("filter.during_publish")
     await ctx.handoff.publish(msg, body, local=list(tx.local), remote=list(tx.remote))
+    faults.crash_point("filter.after_puback")
     metrics.SMTP_ACCEPTED.labels(st.listener.name).inc()
     log.info(
         "accepted",
