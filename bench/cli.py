@@ -2,6 +2,7 @@
 
 python -m bench                  every workload, 3 runs each → bench/results/latest.md
 python -m bench --only W4        one workload (the others keep their last figures)
+python -m bench --only W4b --duration 20   W4b with 20 measured seconds per run
 python -m bench --quick          small sizes, 1 run, report under bench/results/runs/
 python -m bench --report-only    rebuild latest.md and the plots from latest.json
 """
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"run only these workloads ({', '.join(WORKLOAD_IDS)})",
     )
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="measured seconds per run of the timed workloads (W4b; default 60, quick 5)",
+    )
     p.add_argument("--runs", type=int, default=None, help="runs per side (default 3, quick 1)")
     p.add_argument("--workdir", type=Path, default=None, help="scratch directory (default: new)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -54,11 +62,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="rebuild the report from JSON")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = p.parse_args(argv)
+    ids = {w.upper(): w for w in WORKLOAD_IDS}  # --only w4b names W4b
     wanted = [w.strip().upper() for item in args.only for w in item.split(",") if w.strip()]
-    unknown = [w for w in wanted if w not in WORKLOAD_IDS]
+    unknown = [w for w in wanted if w not in ids]
     if unknown:
         p.error(f"unknown workload {', '.join(unknown)} (known: {', '.join(WORKLOAD_IDS)})")
-    args.only = wanted
+    args.only = [ids[w] for w in wanted]
+    if args.duration is not None and args.duration <= 0:
+        p.error("--duration must be positive")
     if args.runs is None:
         args.runs = 1 if args.quick else 3
     if args.runs < 1:
@@ -107,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         runs=args.runs,
         profile=args.profile,
+        duration=args.duration,
         log=log,
     )
     accounts: dict[str, int] = {}

@@ -156,3 +156,15 @@ def dot_stuff(data: bytes) -> bytes:
     if data.startswith(b"."):
         data = b"." + data
     return data.replace(b"\r\n.", b"\r\n..")
+
+
+SMALL_MIN = 1024
+SMALL_MAX = 50 * 1024
+
+
+def mixed_size(i: int, lo: int = SMALL_MIN, hi: int = SMALL_MAX) -> int:
+    """The size of message ``i`` of a mailbox of mixed sizes (W4b): log-uniform between
+    ``lo`` and ``hi`` bytes, so most messages are small and a few are large (median about
+    7 KiB, mean about 12.5 KiB for 1–50 KiB), the same on every call."""
+    u = random.Random(f"size-{i}").random()
+    return int(lo * (hi / lo) ** u)

@@ -22,6 +22,8 @@ def fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return DASH
     if unit == "ms":
+        if value < 1:  # sub-millisecond latencies (Dovecot's STORE) need two places
+            return f"{value:.2f} ms"
         return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
     if abs(value) >= 100:
         return f"{value:,.0f} {unit}"

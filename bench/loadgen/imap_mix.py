@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from bench.corpus import SENDERS, SUBJECT_WORDS, date_of, imap_date, message
 from bench.loadgen.wire import Imap, ProtocolError
-from bench.stats import percentile
+from bench.stats import latency_bucket, percentile
 
 # Command type -> weight in a visit. LOGIN, SELECT and LOGOUT come once per visit.
 MIX: dict[str, int] = {
@@ -54,15 +54,23 @@ class Tally:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Every latency of the window, bucketed (bench.stats.latency_bucket): processes add up.
+    hists: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    done: int = 0  # commands completed at any time, warm-up and wind-down included
 
     def record(self, kind: str, t0: float, t1: float) -> None:
+        self.done += 1
         if self.start <= t1 < self.end:
             self.counts[kind] += 1
             lat = self.latencies[kind]
             if len(lat) < 20000:
                 lat.append(t1 - t0)
+            hist = self.hists[kind]
+            b = latency_bucket(t1 - t0)
+            hist[b] = hist.get(b, 0) + 1
 
     def error(self, kind: str, t1: float) -> None:
+        self.done += 1  # a NO or BAD is work the server did too
         if self.start <= t1 < self.end:
             self.errors[kind] += 1
 
@@ -98,12 +106,14 @@ def command_for(kind: str, rng: random.Random, size: int) -> bytes:
 
 
 class Generator:
+    mix = MIX
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         now = time.monotonic()
         self.tally = Tally(start=now + args.warmup, end=now + args.warmup + args.duration)
-        self.kinds = list(MIX)
-        self.weights = [MIX[k] for k in self.kinds]
+        self.kinds = list(self.mix)
+        self.weights = [self.mix[k] for k in self.kinds]
         self.append_body = message(args.mailbox_size + 1, args.message_size)
         self.visits = 0
         self.broken = 0
@@ -141,7 +151,7 @@ class Generator:
                 if not self.running():
                     return
                 kind = rng.choices(self.kinds, self.weights)[0]
-                cmd = command_for(kind, rng, a.mailbox_size)
+                cmd = self.command(kind, rng)
                 body = self.append_body if kind == "APPEND" else None
                 await self.timed(kind, functools.partial(conn.command, cmd, body))
             await self.timed("LOGOUT", lambda: conn.command(b"LOGOUT"))
@@ -151,6 +161,9 @@ class Generator:
             conn.close()
             self.visits += 1
 
+    def command(self, kind: str, rng: random.Random) -> bytes:
+        return command_for(kind, rng, self.args.mailbox_size)
+
     async def session(self, n: int) -> None:
         rng = random.Random(self.args.seed * 1000 + n)
         while self.running():
@@ -158,6 +171,9 @@ class Generator:
 
     async def run(self) -> dict[str, object]:
         await asyncio.gather(*(self.session(i) for i in range(self.args.sessions)))
+        return self.results()
+
+    def results(self) -> dict[str, object]:
         t = self.tally
         return {
             "seconds": t.end - t.start,
@@ -170,9 +186,12 @@ class Generator:
                 k: {
                     "p50": round((percentile(v, 50) or 0) * 1000, 3),
                     "p95": round((percentile(v, 95) or 0) * 1000, 3),
+                    "p99": round((percentile(v, 99) or 0) * 1000, 3),
                 }
                 for k, v in t.latencies.items()
             },
+            "latency_hist": {k: {str(b): n for b, n in h.items()} for k, h in t.hists.items()},
+            "commands_done": t.done,
         }
 
 

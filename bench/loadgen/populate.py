@@ -11,20 +11,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 from bench.corpus import date_of, imap_date, message
 from bench.loadgen.wire import Imap, Pop3, ProtocolError, Smtp
 
 HOST = "127.0.0.1"
 
+Size: TypeAlias = int | Callable[[int], int]
+"""Every message's size in bytes, or a function of the message's number (mixed sizes)."""
 
-def corpus(count: int, size: int, to: str, start: int = 0) -> Iterator[bytes]:
+
+def size_at(size: Size, i: int) -> int:
+    return size if isinstance(size, int) else size(i)
+
+
+def corpus(count: int, size: Size, to: str, start: int = 0) -> Iterator[bytes]:
     for i in range(start, start + count):
-        yield message(i, size, to=to)
+        yield message(i, size_at(size, i), to=to)
 
 
 async def lmtp_deliver(
-    port: int, rcpt: str, count: int, size: int, *, concurrency: int = 8, start: int = 0
+    port: int, rcpt: str, count: int, size: Size, *, concurrency: int = 8, start: int = 0
 ) -> None:
     """Deliver corpus messages ``start..start+count`` to ``rcpt`` over LMTP."""
     todo = iter(range(start, start + count))
@@ -33,7 +41,7 @@ async def lmtp_deliver(
         conn = await Smtp.connect(HOST, port, lmtp=True)
         try:
             for i in todo:
-                await conn.send("sender@example.org", [rcpt], message(i, size, to=rcpt))
+                await conn.send("sender@example.org", [rcpt], message(i, size_at(size, i), to=rcpt))
         finally:
             await conn.quit()
 
@@ -41,7 +49,7 @@ async def lmtp_deliver(
 
 
 async def imap_append(
-    port: int, user: str, password: str, count: int, size: int, *, concurrency: int = 4
+    port: int, user: str, password: str, count: int, size: Size, *, concurrency: int = 4
 ) -> None:
     """APPEND corpus messages to INBOX with their own dates as INTERNALDATE."""
     todo = iter(range(count))
@@ -52,7 +60,8 @@ async def imap_append(
             await conn.login(user, password)
             for i in todo:
                 date = imap_date(date_of(i)).encode()
-                await conn.command(b'APPEND INBOX () "%s"' % date, message(i, size, to=user))
+                body = message(i, size_at(size, i), to=user)
+                await conn.command(b'APPEND INBOX () "%s"' % date, body)
         finally:
             await conn.logout()
 

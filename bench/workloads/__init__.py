@@ -7,6 +7,7 @@ from bench.workloads.w1_smtp import SmtpToImap
 from bench.workloads.w2_scanned import SmtpScanned
 from bench.workloads.w3_drain import DeliveryDrain
 from bench.workloads.w4_imap import ImapWorkload
+from bench.workloads.w4b_sessions import SessionsWorkload
 from bench.workloads.w5_pop3 import Pop3Workload
 from bench.workloads.w6_w7_pending import MirrorWorkload
 from bench.workloads.w7_webmail import WebmailWorkload
@@ -19,6 +20,7 @@ def all_workloads() -> list[Workload]:
         SmtpScanned(),
         DeliveryDrain(),
         ImapWorkload(),
+        SessionsWorkload(),
         Pop3Workload(),
         MirrorWorkload(),
         WebmailWorkload(),

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -37,6 +38,7 @@ class Context:
     quick: bool = False
     runs: int = 3
     profile: bool = False
+    duration: float | None = None  # measured seconds per run, for timed workloads (--duration)
     log: Callable[[str], None] = print
     shared: dict[str, Any] = field(default_factory=dict)
     cleanups: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -216,3 +218,30 @@ def run_json(
         return json.loads(done.stdout.strip().splitlines()[-1]), done
     except (ValueError, IndexError):
         raise RuntimeError(f"no JSON from {' '.join(argv[:4])}: {done.stdout[-300:]!r}") from None
+
+
+def run_json_parallel(
+    argvs: list[list[str]], *, timeout: float
+) -> list[tuple[dict[str, Any], float]]:
+    """Run several load generators at once (one thread each waits for its process);
+    return each one's JSON and CPU seconds, or raise the first failure."""
+    outs: list[tuple[dict[str, Any], float] | BaseException] = [RuntimeError("no result")] * len(
+        argvs
+    )
+
+    def one(i: int) -> None:
+        try:
+            out, done = run_json(argvs[i], timeout=timeout)
+            outs[i] = (out, done.cpu_s)
+        except BaseException as exc:
+            outs[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(argvs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for o in outs:
+        if isinstance(o, BaseException):
+            raise o
+    return [o for o in outs if not isinstance(o, BaseException)]

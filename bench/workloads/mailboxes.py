@@ -3,16 +3,19 @@
 Filling 23,000 messages per side takes a while, so the first of W4/W5 to run starts a
 Dovecot and a Postern store, fills every account the selected workloads need with the same
 corpus messages, and both stay up until the last of them is done (the CLI closes
-``ctx.cleanups`` at the end). The workloads never delete a pre-loaded message.
+``ctx.cleanups`` at the end). The workloads never delete a pre-loaded message. W4b fills
+its own pair of servers the same way (:func:`start_filled`), as its accounts differ.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 from bench.loadgen.populate import (
+    Size,
     corpus,
     imap_append,
     imap_count,
@@ -35,7 +38,7 @@ FILL_TIMEOUT = 1800.0
 @dataclass
 class Mailboxes:
     accounts: dict[str, int]
-    size: int
+    size: Size
     dovecot: Dovecot | None = None
     postern: Postern | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -49,13 +52,22 @@ def shared_mailboxes(ctx: Context, result: WorkloadResult, size: int) -> Mailbox
     if isinstance(found, Mailboxes):
         return found
     accounts: dict[str, int] = ctx.shared.get(ACCOUNTS_KEY) or {}
-    boxes = Mailboxes(accounts=dict(accounts), size=size)
+    boxes = start_filled(ctx, ctx.cleanups, "mailboxes", accounts, size)
     ctx.shared[SHARED_KEY] = boxes
-    stack = ctx.cleanups
+    return boxes
+
+
+def start_filled(
+    ctx: Context, stack: contextlib.ExitStack, name: str, accounts: dict[str, int], size: Size
+) -> Mailboxes:
+    """A Dovecot and a Postern store under ``<workdir>/<name>``, each account filled with
+    the same corpus messages (both stopped by ``stack``); a side that cannot run is left
+    out, with the reason in ``unavailable``."""
+    boxes = Mailboxes(accounts=dict(accounts), size=size)
     users = dict.fromkeys(accounts, PASSWORD)
     total = sum(accounts.values())
     try:
-        boxes.dovecot = start_dovecot(ctx, stack, ctx.dir("mailboxes", "dovecot"), users)
+        boxes.dovecot = start_dovecot(ctx, stack, ctx.dir(name, "dovecot"), users)
     except PeerSetupError as exc:
         boxes.unavailable["peer"] = str(exc)
     if boxes.dovecot is not None:
@@ -64,9 +76,7 @@ def shared_mailboxes(ctx: Context, result: WorkloadResult, size: int) -> Mailbox
         asyncio.run(_fill_dovecot(boxes.dovecot, accounts, size))
         boxes.fill_seconds["peer"] = time.monotonic() - t0
     probe = WorkloadResult(id="mailboxes", title="", peer_name="", metrics=[])
-    postern = start_postern(
-        ctx, stack, ctx.workdir / "mailboxes" / "postern", users, probe, needs=()
-    )
+    postern = start_postern(ctx, stack, ctx.workdir / name / "postern", users, probe, needs=())
     if postern is not None:
         reason = _fill_postern(ctx, boxes, postern, accounts, size)
         if reason is None:
@@ -77,7 +87,7 @@ def shared_mailboxes(ctx: Context, result: WorkloadResult, size: int) -> Mailbox
     return boxes
 
 
-async def _fill_dovecot(d: Dovecot, accounts: dict[str, int], size: int) -> None:
+async def _fill_dovecot(d: Dovecot, accounts: dict[str, int], size: Size) -> None:
     for address, count in accounts.items():
         await lmtp_deliver(d.ports.lmtp, address, count, size)
         got = await imap_count(d.ports.imap, address, PASSWORD)
@@ -86,7 +96,7 @@ async def _fill_dovecot(d: Dovecot, accounts: dict[str, int], size: int) -> None
 
 
 def _fill_postern(
-    ctx: Context, boxes: Mailboxes, p: Postern, accounts: dict[str, int], size: int
+    ctx: Context, boxes: Mailboxes, p: Postern, accounts: dict[str, int], size: Size
 ) -> str | None:
     """Fill Postern's mailboxes; None on success, else why it could not."""
     total = sum(accounts.values())
@@ -112,7 +122,7 @@ def _fill_postern(
     return None
 
 
-async def _publish_all(p: Postern, accounts: dict[str, int], size: int) -> None:
+async def _publish_all(p: Postern, accounts: dict[str, int], size: Size) -> None:
     bus = await p.bus()
     try:
         for address, count in accounts.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from typing import Any
 
 from bench.loadgen.imap_mix import MIX
@@ -25,7 +24,7 @@ from bench.workloads.base import (
     Sample,
     Workload,
     python_module,
-    run_json,
+    run_json_parallel,
 )
 from bench.workloads.mailboxes import shared_mailboxes
 
@@ -45,11 +44,8 @@ class ImapMix(Driver):
     def run_once(self, run: int) -> Sample:
         p = self.params
         procs = p["processes"]
-        outs: list[tuple[dict[str, Any], float] | BaseException] = [
-            RuntimeError("no result")
-        ] * procs
-
-        def one(i: int) -> None:
+        argvs = []
+        for i in range(procs):
             sessions = p["sessions"] // procs + (1 if i < p["sessions"] % procs else 0)
             argv = python_module(
                 "bench.loadgen.imap_mix",
@@ -70,21 +66,8 @@ class ImapMix(Driver):
                 "--seed",
                 str(run * 100 + i + 1),
             )
-            try:
-                out, done = run_json(argv, timeout=p["duration"] + p["warmup"] + 120)
-                outs[i] = (out, done.cpu_s)
-            except BaseException as exc:
-                outs[i] = exc
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(procs)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for o in outs:
-            if isinstance(o, BaseException):
-                raise o
-        results = [o for o in outs if not isinstance(o, BaseException)]
+            argvs.append(argv)
+        results = run_json_parallel(argvs, timeout=p["duration"] + p["warmup"] + 120)
         values, notes = combine([r[0] for r in results])
         asyncio.run(expunge_leftovers(self.port))
         return Sample(values=values, loadgen_cpu=sum(r[1] for r in results), notes=notes)

@@ -15,6 +15,20 @@ def test_only_and_quick() -> None:
     assert a.only == ["W4", "W5"] and a.runs == 1
     assert parse_args([]).runs == 3
     assert parse_args(["--runs", "5"]).runs == 5
+    assert parse_args(["--only", "w4b"]).only == ["W4b"]
+    assert parse_args(["--duration", "20"]).duration == 20.0
+    assert parse_args([]).duration is None
+
+
+def test_duration_sets_w4b_and_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    w4b = next(w for w in all_workloads() if w.id == "W4b")
+    ctx = Context(workdir=None, rundir=None, duration=20.0)  # type: ignore[arg-type]
+    assert w4b.params(ctx)["duration"] == 20.0
+    assert w4b.params(Context(workdir=None, rundir=None))["duration"] == 60.0  # type: ignore[arg-type]
+    assert w4b.params(ctx)["sessions"] == [10, 50]
+    with pytest.raises(SystemExit):
+        parse_args(["--duration", "0"])
+    assert "--duration must be positive" in capsys.readouterr().err
 
 
 def test_unknown_workload_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,7 +38,7 @@ def test_unknown_workload_is_refused(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: object) -> None:
-    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
+    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W4b", "W5", "W6", "W7", "W8"]
     ctx = Context(workdir=tmp_path, rundir=tmp_path)  # type: ignore[arg-type]
     targets = {
         w.id: [m.target for m in w.metric_defs(ctx) if m.target is not None]
@@ -34,6 +48,9 @@ def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: obj
     assert targets["W2"] == [0.9]
     assert targets["W3"] == [2.0]
     assert targets["W4"] == [0.5]
+    # issue 20: ≥ 1.0× Dovecot's commands/s at 10 and 50 sessions, p99 ≤ 2× Dovecot's
+    assert targets["W4b"][:2] == [1.0, 1.0]
+    assert set(targets["W4b"][2:]) == {0.5}
     assert targets["W5"] == [0.5, 0.5]
     assert targets["W8"] == [1.5]
 
@@ -44,7 +61,8 @@ def test_quick_sizes_are_small() -> None:
     for w in all_workloads():
         a, b = w.mailbox_accounts(full), w.mailbox_accounts(quick)
         assert sum(b.values()) <= sum(a.values()) / 5 or not a
-    assert sum(all_workloads()[4].mailbox_accounts(full).values()) == 13_000
+    pop3 = next(w for w in all_workloads() if w.id == "W5")
+    assert sum(pop3.mailbox_accounts(full).values()) == 13_000
 
 
 def test_drain_rate_from_store_drain_reports() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from bench.loadgen.imap_mix import MIX, Tally, command_for, parse_args
+from bench.stats import latency_bucket
 from bench.workloads.w4_imap import KINDS, combine
 
 
@@ -40,6 +41,8 @@ def test_tally_counts_only_inside_the_window() -> None:
     assert t.counts == {"STORE": 1}
     assert t.errors == {"SEARCH": 1}
     assert t.latencies["STORE"] == [1.0]
+    assert t.hists["STORE"] == {latency_bucket(1.0): 1}  # the window's only
+    assert t.done == 4  # answered commands at any time, errors and warm-up included
 
 
 def test_processes_add_up() -> None:

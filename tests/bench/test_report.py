@@ -112,6 +112,8 @@ def test_number_formatting() -> None:
     assert fmt_value(12.345, "msg/s") == "12.3 msg/s"
     assert fmt_value(1.234, "MB/s") == "1.23 MB/s"
     assert fmt_value(None, "ms") == "—"
+    assert fmt_value(0.344, "ms") == "0.34 ms"  # sub-millisecond latencies keep two places
+    assert fmt_value(3.44, "ms") == "3.4 ms"
     assert fmt_ratio(1.2345) == "1.23×"
     assert fmt_ratio(0.00466) == "0.0047×"
 

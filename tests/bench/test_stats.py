@@ -38,3 +38,34 @@ def test_ratio_favours_postern_above_one_for_throughput_and_latency() -> None:
     assert ratio(50.0, 100.0, higher_is_better=False) == 2.0  # half the latency
     assert ratio(None, 1.0, higher_is_better=True) is None
     assert ratio(1.0, 0.0, higher_is_better=True) is None
+
+
+def test_histogram_percentiles_are_within_two_percent_of_the_exact_ones() -> None:
+    import random
+
+    from bench.stats import histogram_percentile, latency_bucket
+
+    rng = random.Random(3)
+    xs = [rng.lognormvariate(-6, 1.2) for _ in range(5000)]  # seconds, ~2.5 ms median
+    hist: dict[int, int] = {}
+    for x in xs:
+        b = latency_bucket(x)
+        hist[b] = hist.get(b, 0) + 1
+    for pct in (50, 90, 99, 99.9):
+        exact = sorted(xs)[math.ceil(pct / 100 * len(xs)) - 1]  # nearest rank
+        assert histogram_percentile(hist, pct) == pytest.approx(exact, rel=0.02)
+
+
+def test_histograms_add_up_with_json_keys() -> None:
+    from bench.stats import histogram_percentile, latency_bucket, merge_histograms
+
+    a = {str(latency_bucket(0.001)): 3}
+    b = {latency_bucket(0.001): 1, latency_bucket(0.5): 1}
+    merged = merge_histograms([a, b])
+    assert merged == {latency_bucket(0.001): 4, latency_bucket(0.5): 1}
+    assert histogram_percentile(merged, 80) == pytest.approx(0.001, rel=0.02)
+    assert histogram_percentile(merged, 81) == pytest.approx(0.5, rel=0.02)
+    assert histogram_percentile({}, 50) is None
+    assert latency_bucket(0.0) == 0  # below 1 µs: the first bucket
+    with pytest.raises(ValueError):
+        histogram_percentile(merged, 101)

@@ -204,3 +204,53 @@ async def test_rename_keeps_id_and_uidvalidity(account: Account) -> None:
     await account.rename_mailbox("A/B", "C/D")
     moved = await account.mailbox("C/D")
     assert (moved.id, moved.uidvalidity) == (box.id, box.uidvalidity)
+
+
+async def test_mailbox_reads_stay_on_the_loop_once_warm_and_see_other_writes(
+    account: Account, store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LIST and the mailbox look-ups of SELECT/STATUS read on the event loop's connection
+    (no reader thread) once it is warm, see what was committed just before, raise the
+    same errors, and go to a reader thread while the index is locked."""
+    import contextlib
+    import sqlite3
+    from collections.abc import Iterator
+    from typing import Any
+
+    from mailcore.mailstore.core import AccountCore
+
+    pooled = 0
+    real_read = account._read
+
+    async def counting(fn: Any) -> Any:
+        nonlocal pooled
+        pooled += 1
+        return await real_read(fn)
+
+    monkeypatch.setattr(account, "_read", counting)
+    account._core.release()  # cold: nothing open
+    assert (await account.mailbox("INBOX")).name == "INBOX"
+    assert pooled == 1  # not warm yet: a reader thread, which warms the inline connection
+    assert account._core._inline is not None
+    await account.create_mailbox("Projects")
+    await account.set_subscribed("Projects", False)
+    names = {m.name: m.subscribed for m in await account.list_mailboxes()}
+    assert names["Projects"] is False  # the commit just made is seen
+    box = await account.mailbox("Projects")
+    assert (await account.mailbox_by_id(box.id)).name == "Projects"
+    assert "Projects" not in await account.subscriptions()
+    with pytest.raises(NoSuchMailbox):
+        await account.mailbox("Nowhere")
+    with pytest.raises(NoSuchMailbox):
+        await account.mailbox_by_id(10_000)
+    assert pooled == 1  # every read above stayed on the loop
+
+    @contextlib.contextmanager
+    def locked(self: AccountCore) -> Iterator[sqlite3.Connection]:
+        raise sqlite3.OperationalError("database is locked")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(AccountCore, "inline_reader", locked)
+    assert (await account.mailbox("Projects")).id == box.id
+    assert "Projects" in {m.name for m in await account.list_mailboxes()}
+    assert pooled == 3  # a locked index: reader threads, same answers
