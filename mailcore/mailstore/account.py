@@ -351,21 +351,42 @@ class Account:
                 await fut
             raise
 
-    async def claim_recent(self, mailbox_id: int) -> set[int]:
+    async def claim_recent(self, mailbox_id: int, upto_uid: int | None = None) -> set[int]:
         """RFC 3501 §2.3.2 \\Recent: the caller is the first session to see these messages.
 
+        ``upto_uid`` limits the claim to the messages the caller has been told about (its
+        view ends there): a message appended after that belongs to whichever session
+        announces it first, and RECENT never exceeds EXISTS (RFC 3501 §7.3.2).
         Committed without an fsync of its own: a claim lost to a power cut only makes the
         messages recent once more, which is harmless.
         """
 
         def run(t: Txn) -> set[int]:
             mailboxes.by_id(t.conn, mailbox_id)
-            rows = t.conn.execute(
-                "DELETE FROM recent WHERE mailbox_id = ? RETURNING uid", (mailbox_id,)
-            ).fetchall()
+            if upto_uid is None:
+                rows = t.conn.execute(
+                    "DELETE FROM recent WHERE mailbox_id = ? RETURNING uid", (mailbox_id,)
+                ).fetchall()
+            else:
+                rows = t.conn.execute(
+                    "DELETE FROM recent WHERE mailbox_id = ? AND uid <= ? RETURNING uid",
+                    (mailbox_id, upto_uid),
+                ).fetchall()
             return {r[0] for r in rows}
 
         return await self._write(run, durable=False)
+
+    async def peek_recent(self, mailbox_id: int, upto_uid: int) -> set[int]:
+        """The unclaimed \\Recent messages up to ``upto_uid``, left unclaimed: what a
+        read-only session (EXAMINE) reports as recent (RFC 3501 §6.3.2)."""
+
+        def run(conn: sqlite3.Connection) -> set[int]:
+            rows = conn.execute(
+                "SELECT uid FROM recent WHERE mailbox_id = ? AND uid <= ?", (mailbox_id, upto_uid)
+            ).fetchall()
+            return {r[0] for r in rows}
+
+        return await self._read(run)
 
     async def usage(self) -> tuple[int, int]:
         return await self._read(reads.usage)

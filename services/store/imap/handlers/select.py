@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailcore.mailstore import SYSTEM_FLAGS
 from services.store.imap import responses as r
 from services.store.imap.commands import Request, Select
 from services.store.imap.errors import bad
@@ -13,8 +12,6 @@ from services.store.imap.selected import Selected
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
-
-_SYSTEM = sorted(SYSTEM_FLAGS)
 
 
 def deselect(s: Session) -> None:
@@ -40,14 +37,10 @@ async def select(s: Session, req: Request) -> str:
     box = await s.account.mailbox(a.mailbox)
     snap = await s.account.snapshot(box.id)
     sel = Selected(box.id, box.name, a.readonly, snap)
-    if not a.readonly and not s.rev2:
-        sel.recent = await s.account.claim_recent(box.id)
+    await sel.take_recent(s)  # EXAMINE reports \Recent without claiming (RFC 3501 §6.3.2)
     if a.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
-    flags = " ".join(_SYSTEM + sorted(sel.keywords))
-    s.untagged(f"FLAGS ({flags})")
-    perm = "" if a.readonly else " ".join([*_SYSTEM, "\\*"])
-    s.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
+    sel.flags_lines(s)
     s.untagged(f"{len(sel)} EXISTS")
     if s.rev2:
         # RFC 9051 §6.3.2: a LIST response for the mailbox; no RECENT, no [UNSEEN]

@@ -34,6 +34,7 @@ async def store(s: Session, req: Request) -> str:
             if i is not None:
                 sel.set_flags(i, new, modseq)
         modified = res.modified
+        sel.announce(s)  # a new keyword: FLAGS and PERMANENTFLAGS first (RFC 3501 §7.2.6)
     if not a.silent:
         failed = set(modified)
         s.send(b"".join(_fetch_line(s, i, a.uid) for i in idx if sel.uids[i] not in failed))
