@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from mailcore.mailstore import MailboxInfo, Quota
 from services.store.imap import errors
 from services.store.imap.errors import Refused
+from services.store.imap.utf7 import Undecodable
 
 if TYPE_CHECKING:
     from mailcore.mailstore import Account
@@ -40,5 +41,24 @@ def quota(s: Session) -> Quota:
 
 async def target(s: Session, name: str) -> MailboxInfo:
     """RFC 3501 §6.3.11, §6.4.7: a missing destination answers NO [TRYCREATE]."""
+    new_name(name)
     with errors.destination():
         return await account(s).mailbox(name)
+
+
+async def existing(s: Session, name: str) -> MailboxInfo:
+    """The mailbox a command names; one whose name is not canonical modified UTF-7 does
+    not exist (RFC 3501 §5.1.3), answered ``NO [NONEXISTENT]`` (RFC 5530)."""
+    if isinstance(name, Undecodable):
+        raise Refused("No such mailbox", code="NONEXISTENT")
+    return await account(s).mailbox(name)
+
+
+def new_name(name: str) -> None:
+    """A name to create (CREATE, RENAME, SUBSCRIBE, a TRYCREATE target) must be canonical
+    modified UTF-7 (RFC 3501 §5.1.3): otherwise NO with the reason."""
+    if isinstance(name, Undecodable):
+        raise Refused(
+            "Mailbox name is not canonical modified UTF-7 (RFC 3501 section 5.1.3)",
+            code="CANNOT",
+        )

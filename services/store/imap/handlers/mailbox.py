@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from mailcore.mailstore import MailboxInfo
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
 from services.store.imap.errors import Refused, bad
+from services.store.imap.handlers.common import existing, new_name
 from services.store.imap.handlers.status import status_line
 from services.store.imap.wildcard import Pattern, compile_pattern
 
@@ -29,6 +30,7 @@ def _account(s: Session) -> Account:
 
 async def create(s: Session, req: Request) -> str:
     assert isinstance(req.args, Create)
+    new_name(req.args.mailbox)
     # RFC 3501 §6.3.3: a trailing separator only declares the intent to create children
     name = req.args.mailbox.rstrip(SEP) or req.args.mailbox
     use = None
@@ -46,24 +48,29 @@ async def delete(s: Session, req: Request) -> str:
     assert isinstance(req.args, MailboxArg)
     if req.args.mailbox == "INBOX":
         raise Refused("INBOX cannot be deleted", code="CANNOT")
+    await existing(s, req.args.mailbox)
     await _account(s).delete_mailbox(req.args.mailbox)
     return "DELETE completed"
 
 
 async def rename(s: Session, req: Request) -> str:
     assert isinstance(req.args, Rename)
+    await existing(s, req.args.old)
+    new_name(req.args.new)
     await _account(s).rename_mailbox(req.args.old, req.args.new.rstrip(SEP) or req.args.new)
     return "RENAME completed"
 
 
 async def subscribe(s: Session, req: Request) -> str:
     assert isinstance(req.args, MailboxArg)
+    new_name(req.args.mailbox)
     await _account(s).set_subscribed(req.args.mailbox, True)
     return "SUBSCRIBE completed"
 
 
 async def unsubscribe(s: Session, req: Request) -> str:
     assert isinstance(req.args, MailboxArg)
+    new_name(req.args.mailbox)
     await _account(s).set_subscribed(req.args.mailbox, False)
     return "UNSUBSCRIBE completed"
 

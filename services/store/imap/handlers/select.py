@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from services.store.imap import responses as r
 from services.store.imap.commands import Request, Select
 from services.store.imap.errors import bad
+from services.store.imap.handlers.common import existing
 from services.store.imap.selected import Selected
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ async def select(s: Session, req: Request) -> str:
     if a.qresync is not None and not s.qresync:
         raise bad("QRESYNC is not enabled")  # RFC 7162 §3.2.5
     deselect(s)
-    box = await s.account.mailbox(a.mailbox)
+    box = await existing(s, a.mailbox)
     snap = await s.account.snapshot(box.id)
     sel = Selected(box.id, box.name, a.readonly, snap)
     await sel.take_recent(s)  # EXAMINE reports \Recent without claiming (RFC 3501 §6.3.2)

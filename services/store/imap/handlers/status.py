@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo, MailboxStatus
 from services.store.imap.commands import Request, Status
+from services.store.imap.handlers.common import existing
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
@@ -36,6 +37,6 @@ async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> b
 async def status(s: Session, req: Request) -> str:
     assert isinstance(req.args, Status)
     assert s.account is not None
-    box = await s.account.mailbox(req.args.mailbox)
+    box = await existing(s, req.args.mailbox)
     s.send(await status_line(s, box, req.args.items))
     return "STATUS completed"
