@@ -32,6 +32,16 @@ def writable(s: Session) -> Selected:
     return sel
 
 
+def enable_condstore(s: Session) -> None:
+    """RFC 7162 §3.1: a CONDSTORE enabling command. The first one issued while a mailbox
+    is selected (and not selected with CONDSTORE) sends ``* OK [HIGHESTMODSEQ n]``."""
+    if s.condstore:
+        return
+    s.enabled.add("CONDSTORE")
+    if s.selected is not None:
+        s.untagged(f"OK [HIGHESTMODSEQ {s.selected.highestmodseq}] Highest")
+
+
 def quota(s: Session) -> Quota:
     """The user's limits as the directory has them now (they may change at any time)."""
     assert s.user is not None

@@ -17,6 +17,7 @@ from services.store.imap import render
 from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
 from services.store.imap.errors import Refused
+from services.store.imap.handlers.common import enable_condstore
 
 if TYPE_CHECKING:
     from services.store.imap.selected import Selected
@@ -58,7 +59,7 @@ async def fetch(s: Session, req: Request) -> str:
     atts = list(a.atts)
     names = {att.name for att in atts}
     if a.changed_since is not None or "MODSEQ" in names:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: CONDSTORE enabling command
+        enable_condstore(s)  # RFC 7162 §3.1: CONDSTORE enabling command
     if s.condstore and a.changed_since is not None and "MODSEQ" not in names:
         atts.append(FetchAtt("MODSEQ"))
     idx = sel.resolve(a.seqs, a.uid)

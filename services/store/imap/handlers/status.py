@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo, MailboxStatus
 from services.store.imap.commands import Request, Status
-from services.store.imap.handlers.common import existing
+from services.store.imap.handlers.common import enable_condstore, existing
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
@@ -29,7 +29,7 @@ async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> b
     assert s.account is not None
     st = await s.account.status(box.id)
     if "HIGHESTMODSEQ" in items:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+        enable_condstore(s)  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{it} {_value(st, it)}" for it in items)
     return b"* STATUS %s (%s)\r\n" % (s.mbox(box.name), body.encode())
 
