@@ -129,8 +129,12 @@ async def list_(s: Session, req: Request) -> str:
         attrs: list[str] = []
         extra = b""
         if only_subscribed and name not in subscribed:
-            # RFC 5258 §3.5 RECURSIVEMATCH: a parent of subscribed children
-            if "RECURSIVEMATCH" in a.select and any(n.startswith(name + SEP) for n in subscribed):
+            # RFC 5258 §3.5 RECURSIVEMATCH: a parent of subscribed children that the
+            # patterns do not return themselves (with several patterns, one may)
+            if "RECURSIVEMATCH" in a.select and any(
+                n.startswith(name + SEP) and not any(m.match(n) for m in matchers)
+                for n in subscribed
+            ):
                 extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
             else:
                 continue
