@@ -216,12 +216,15 @@ class Account:
         flags: Iterable[str] = (),
         internal_date: float | None = None,
         quota: Quota = NO_QUOTA,
+        verbatim: bool = False,
     ) -> AppendResult:
         """RFC 3501 §6.3.11 APPEND; raises QuotaExceeded (RFC 9208 §5.1).
 
         Bare LF and bare CR become CRLF (RFC 5322 §2.3), so the stored size is the size on
         the wire (RFC 3501 §7.4.2 RFC822.SIZE = length of BODY[]); the size limit applies
-        to ``data`` as given (what the client announced, RFC 7889 APPENDLIMIT).
+        to ``data`` as given (what the client announced, RFC 7889 APPENDLIMIT). With
+        ``verbatim`` (an RFC 3516 §4.4 literal8 APPEND: binary content) the octets are
+        kept exactly as given.
         """
         if self._max_size and len(data) > self._max_size:
             raise MessageTooLarge(f"message of {len(data)} bytes, limit {self._max_size}")
@@ -229,7 +232,7 @@ class Account:
         date = time.time() if internal_date is None else internal_date
 
         def prepare() -> tuple[bytes, bytes, searchdata.SearchData]:
-            clean = to_crlf(data)
+            clean = data if verbatim else to_crlf(data)
             parsed = parse(clean)
             return clean, dumps(parsed), searchdata.of(parsed)
 

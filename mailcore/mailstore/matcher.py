@@ -14,7 +14,6 @@ import base64
 import binascii
 import datetime
 import math
-import quopri
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,7 +111,7 @@ def _decode_body(data: bytes, part: BodyPart) -> str:
         if part.encoding == "base64":
             raw = base64.b64decode(raw, validate=False)
         elif part.encoding == "quoted-printable":
-            raw = quopri.decodestring(raw)
+            raw = message.decode_qp(raw)  # RFC 2045 §6.7
     except (binascii.Error, ValueError):
         pass
     return message.decode_text(raw, part.param("charset"))

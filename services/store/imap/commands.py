@@ -232,6 +232,7 @@ class Append:
     flags: tuple[str, ...]
     date: datetime.datetime | None
     data: bytes
+    binary: bool = False  # sent as an RFC 3516 literal8: the octets are kept as they are
 
 
 @dataclass(frozen=True, slots=True)

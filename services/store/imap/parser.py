@@ -229,7 +229,8 @@ def _append(cur: Cursor) -> c.Args:
     if cur.peek() not in (0x7B, 0x7E):
         raise cur.error("APPEND needs a literal")
     # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
-    return c.Append(mailbox, flags, date, cur.literal(binary=True))
+    binary = cur.peek() == 0x7E
+    return c.Append(mailbox, flags, date, cur.literal(binary=True), binary)
 
 
 def _expunge(cur: Cursor) -> c.Args:

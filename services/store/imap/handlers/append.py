@@ -23,5 +23,7 @@ async def append(s: Session, req: Request) -> str:
     box = await target(s, a.mailbox)
     flags = [f for f in a.flags if f.lower() != "\\recent"]
     when = a.date.timestamp() if a.date is not None else None
-    res = await account(s).append(box.id, a.data, flags=flags, internal_date=when, quota=quota(s))
+    res = await account(s).append(
+        box.id, a.data, flags=flags, internal_date=when, quota=quota(s), verbatim=a.binary
+    )
     return f"[APPENDUID {res.uidvalidity} {res.uid}] APPEND completed"

@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
+from mailcore.message import decode_qp
 from services.store.imap import render
 from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
@@ -236,6 +237,10 @@ async def _read(fh: BinaryIO, start: int, end: int) -> bytes:
 
 
 def _lit(head: bytes, data: bytes) -> tuple[bytes, bytes]:
+    if b"\x00" in data:
+        # RFC 3501 §4.3: a literal never carries NUL; content that does (a binary part
+        # appended with literal8) goes as an RFC 3516 §4.3 literal8
+        return (head + b" ~{%d}\r\n" % len(data), data)
     return (head + b" {%d}\r\n" % len(data), data) if data else (head + b' ""', b"")
 
 
@@ -263,9 +268,7 @@ async def _binary(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[byte
     if att.partial is not None:
         data = data[att.partial[0] : att.partial[0] + att.partial[1]]
         label += b"<%d>" % att.partial[0]
-    if b"\x00" in data:
-        return (label + b" ~{%d}\r\n" % len(data), data)  # RFC 3516 §4.4 literal8
-    return _lit(label, data)
+    return _lit(label, data)  # literal8 when it holds NUL (RFC 3516 §4.4)
 
 
 def decode_cte(raw: bytes, encoding: str) -> bytes:
@@ -278,7 +281,7 @@ def decode_cte(raw: bytes, encoding: str) -> bytes:
         b64 = b64[: len(b64) - (len(b64) % 4 == 1)]
         return binascii.a2b_base64(b64 + b"=" * (-len(b64) % 4))
     if enc == "quoted-printable":
-        return binascii.a2b_qp(raw)
+        return decode_qp(raw)  # RFC 2045 §6.7
     # RFC 3516 §4.3: an encoding we cannot undo
     raise Refused("Unknown Content-Transfer-Encoding", code="UNKNOWN-CTE")
 
