@@ -9,6 +9,7 @@ from bench.workloads.w3_drain import DeliveryDrain
 from bench.workloads.w4_imap import ImapWorkload
 from bench.workloads.w5_pop3 import Pop3Workload
 from bench.workloads.w6_w7_pending import MirrorWorkload, WebmailWorkload
+from bench.workloads.w8_sessions import SessionsWorkload
 
 
 def all_workloads() -> list[Workload]:
@@ -20,6 +21,7 @@ def all_workloads() -> list[Workload]:
         Pop3Workload(),
         MirrorWorkload(),
         WebmailWorkload(),
+        SessionsWorkload(),
     ]
 
 

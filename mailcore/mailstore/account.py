@@ -113,11 +113,8 @@ class Account:
             raise
 
     async def _write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
-        def run() -> T:
-            with self._core.txn(durable=durable) as t:
-                return fn(t)
-
-        return await self._writer.submit(run)
+        # grouped with the account's other waiting writes: one commit, one fsync for all
+        return await self._writer.submit_txn(self._core, fn, durable=durable)
 
     @property
     def path(self) -> str:

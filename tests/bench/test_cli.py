@@ -24,7 +24,7 @@ def test_unknown_workload_is_refused(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: object) -> None:
-    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
     ctx = Context(workdir=tmp_path, rundir=tmp_path)  # type: ignore[arg-type]
     targets = {
         w.id: [m.target for m in w.metric_defs(ctx) if m.target is not None]
@@ -35,6 +35,7 @@ def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: obj
     assert targets["W3"] == [2.0]
     assert targets["W4"] == [0.5]
     assert targets["W5"] == [0.5, 0.5]
+    assert targets["W8"] == [1.0]  # issue 15: p99 latency ≤ Dovecot's
 
 
 def test_quick_sizes_are_small() -> None:
