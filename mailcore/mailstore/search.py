@@ -68,6 +68,15 @@ class InternalDate:
 
 
 @dataclass(frozen=True, slots=True)
+class InternalTime:
+    """RFC 5032 OLDER/YOUNGER: the internal date against an instant (seconds since the
+    epoch): ``before`` = at or before it (OLDER), ``since`` = after it (YOUNGER)."""
+
+    op: Literal["before", "since"]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class SentDate:
     """RFC 3501 SENTBEFORE/SENTON/SENTSINCE: the Date header's day as written."""
 
@@ -134,6 +143,7 @@ SearchKey: TypeAlias = (
     | Larger
     | Smaller
     | InternalDate
+    | InternalTime
     | SentDate
     | Header
     | Body
@@ -150,6 +160,7 @@ __all__ = [
     "Flag",
     "Header",
     "InternalDate",
+    "InternalTime",
     "Larger",
     "ModSeq",
     "Not",

@@ -127,6 +127,14 @@ class SDate:
 
 
 @dataclass(frozen=True, slots=True)
+class SWithin:
+    """RFC 5032 OLDER / YOUNGER ``seconds``."""
+
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class SHeader:
     name: str
     text: str
@@ -144,7 +152,19 @@ class SModSeq:
 
 
 SearchKey = (
-    SAll | SAnd | SOr | SNot | SSeq | SFlag | SRecent | SSize | SDate | SHeader | SBody | SModSeq
+    SAll
+    | SAnd
+    | SOr
+    | SNot
+    | SSeq
+    | SFlag
+    | SRecent
+    | SSize
+    | SDate
+    | SWithin
+    | SHeader
+    | SBody
+    | SModSeq
 )
 
 

@@ -267,6 +267,13 @@ class SearchParser:
             sent, op = _DATE_KEYS[word]
             cur.sp()
             return c.SDate(sent, op, search_date(cur))  # type: ignore[arg-type]
+        if word in ("OLDER", "YOUNGER"):
+            # RFC 5032 §4: "OLDER" / "YOUNGER" SP nz-number (seconds)
+            cur.sp()
+            seconds = cur.number(bits=32)
+            if seconds == 0:
+                raise cur.error("OLDER/YOUNGER need a non-zero number of seconds")
+            return c.SWithin(word == "OLDER", seconds)
         if word in ("LARGER", "SMALLER"):
             cur.sp()
             return c.SSize(word == "LARGER", cur.number(bits=64))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
@@ -69,6 +70,10 @@ def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
         return q.Larger(key.n) if key.larger else q.Smaller(key.n)
     if isinstance(key, c.SDate):
         return q.SentDate(key.op, key.day) if key.sent else q.InternalDate(key.op, key.day)
+    if isinstance(key, c.SWithin):
+        # RFC 5032 §3: relative to the time the search runs
+        at = time.time() - key.seconds
+        return q.InternalTime("before" if key.older else "since", at)
     if isinstance(key, c.SHeader):
         return q.Header(key.name.lower(), key.text)
     if isinstance(key, c.SBody):
