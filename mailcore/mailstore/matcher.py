@@ -195,6 +195,7 @@ _HANDLERS: dict[type, Callable[..., bool]] = {
     s.Smaller: lambda k, c: c.size < k.n,
     s.ModSeq: lambda k, c: c.modseq >= k.at_least,
     s.InternalDate: lambda k, c: _compare(k.op, internal_day(c.internal_date), epoch_day(k.day)),
+    s.FileIs: lambda k, c: c.file_id == k.file_id,
     s.InternalTime: lambda k, c: (
         c.internal_date <= k.at if k.op == "before" else c.internal_date > k.at
     ),

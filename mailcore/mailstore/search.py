@@ -77,6 +77,13 @@ class InternalTime:
 
 
 @dataclass(frozen=True, slots=True)
+class FileIs:
+    """The message is held by stored file ``file_id`` (RFC 8474 EMAILID: copies share it)."""
+
+    file_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SentDate:
     """RFC 3501 SENTBEFORE/SENTON/SENTSINCE: the Date header's day as written."""
 
@@ -144,6 +151,7 @@ SearchKey: TypeAlias = (
     | Smaller
     | InternalDate
     | InternalTime
+    | FileIs
     | SentDate
     | Header
     | Body
@@ -157,6 +165,7 @@ __all__ = [
     "And",
     "Body",
     "DateOp",
+    "FileIs",
     "Flag",
     "Header",
     "InternalDate",

@@ -34,6 +34,7 @@ AFTER_LOGIN = (
     "SEARCHRES",  # RFC 5182
     "STATUS=SIZE",  # RFC 8438
     "WITHIN",  # RFC 5032
+    "OBJECTID",  # RFC 8474
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

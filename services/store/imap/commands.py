@@ -135,6 +135,14 @@ class SWithin:
 
 
 @dataclass(frozen=True, slots=True)
+class SObjectId:
+    """RFC 8474 §6 EMAILID / THREADID ``objectid``."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class SHeader:
     name: str
     text: str
@@ -162,6 +170,7 @@ SearchKey = (
     | SSize
     | SDate
     | SWithin
+    | SObjectId
     | SHeader
     | SBody
     | SModSeq

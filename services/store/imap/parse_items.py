@@ -90,6 +90,8 @@ _SIMPLE = frozenset(
         "BODYSTRUCTURE",
         "UID",
         "MODSEQ",
+        "EMAILID",  # RFC 8474 §5
+        "THREADID",
     ]
 )
 _MACROS = {
@@ -294,6 +296,13 @@ class SearchParser:
             b = self.key()
             cur.depth -= 1
             return c.SOr(a, b)
+        if word in ("EMAILID", "THREADID"):
+            # RFC 8474 §6: "EMAILID" SP objectid / "THREADID" SP objectid
+            cur.sp()
+            value = cur.atom()
+            if not 1 <= len(value) <= 255 or not all(ch.isalnum() or ch in "_-" for ch in value):
+                raise cur.error("bad objectid")
+            return c.SObjectId(word, value)  # type: ignore[arg-type]
         if word == "MODSEQ":
             # RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer
             cur.sp()

@@ -190,7 +190,17 @@ def _list(lsub: bool) -> Sub:
 
 
 STATUS_ITEMS = frozenset(
-    ["MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"]
+    [
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "HIGHESTMODSEQ",
+        "SIZE",
+        "DELETED",
+        "MAILBOXID",  # RFC 8474 §4.3
+    ]
 )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
 from mailcore.message import decode_qp
-from services.store.imap import render
+from services.store.imap import objectid, render
 from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
 from services.store.imap.errors import Refused
@@ -42,6 +42,7 @@ _NEEDS_RECORD = frozenset(
         "RFC822.TEXT",
         "BINARY",
         "BINARY.SIZE",
+        "EMAILID",
     }
 )
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
@@ -177,6 +178,11 @@ async def _one(  # noqa: PLR0917
                 items.append(b"FLAGS " + r.flag_list(sel.shown_flags(s, i)))
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+            elif name == "THREADID":
+                items.append(b"THREADID NIL")  # RFC 8474 §5.2: no threads
+            elif name == "EMAILID":
+                if rec is not None:  # RFC 8474 §5.1
+                    items.append(b"EMAILID (%s)" % objectid.email_id(rec.file_id).encode())
             elif _cacheable(att):
                 value = _cached(s, sel, uid, rec, name)
                 if value is not None:

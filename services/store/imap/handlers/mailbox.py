@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo
+from services.store.imap import objectid
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
 from services.store.imap.errors import Refused, bad
 from services.store.imap.handlers.common import existing, new_name
@@ -40,8 +41,8 @@ async def create(s: Session, req: Request) -> str:
         if len(uses) != 1 or not uses <= {u.capitalize() for u in SPECIAL_USES}:
             raise Refused("Unsupported special-use attribute", code="USEATTR")
         use = next(iter(uses))
-    await _account(s).create_mailbox(name, use)
-    return "CREATE completed"
+    box = await _account(s).create_mailbox(name, use)
+    return f"[MAILBOXID ({objectid.mailbox_id(box.uidvalidity)})] CREATE completed"  # RFC 8474 §4.1
 
 
 async def delete(s: Session, req: Request) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
 from services.store.imap import commands as c
+from services.store.imap import objectid
 from services.store.imap import responses as r
 from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import account, enable_condstore, selected
@@ -74,6 +75,10 @@ def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
         # RFC 5032 §3: relative to the time the search runs
         at = time.time() - key.seconds
         return q.InternalTime("before" if key.older else "since", at)
+    if isinstance(key, c.SObjectId):
+        # RFC 8474 §6; no THREADIDs here (NIL), so THREADID matches nothing
+        fid = objectid.file_of(key.value) if key.kind == "EMAILID" else None
+        return q.UidIn(()) if fid is None else q.FileIs(fid)
     if isinstance(key, c.SHeader):
         return q.Header(key.name.lower(), key.text)
     if isinstance(key, c.SBody):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from services.store.imap import objectid
 from services.store.imap import responses as r
 from services.store.imap.commands import Request, Select
 from services.store.imap.errors import bad
@@ -58,6 +59,7 @@ async def select(s: Session, req: Request) -> str:
             s.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
     s.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {sel.uidnext}] Predicted next UID")
+    s.untagged(f"OK [MAILBOXID ({objectid.mailbox_id(sel.uidvalidity)})] Ok")  # RFC 8474 §4.2
     if s.condstore:
         s.untagged(f"OK [HIGHESTMODSEQ {sel.highestmodseq}] Highest")
     if a.qresync is not None and a.qresync[0] == sel.uidvalidity:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo, MailboxStatus
+from services.store.imap import objectid
 from services.store.imap.commands import Request, Status
 from services.store.imap.handlers.common import enable_condstore, existing
 
@@ -12,7 +13,9 @@ if TYPE_CHECKING:
     from services.store.imap.session import Session
 
 
-def _value(st: MailboxStatus, item: str) -> int:
+def _value(st: MailboxStatus, item: str) -> int | str:
+    if item == "MAILBOXID":
+        return f"({objectid.mailbox_id(st.uidvalidity)})"  # RFC 8474 §4.3
     return {
         "MESSAGES": st.messages,
         "RECENT": st.recent,
