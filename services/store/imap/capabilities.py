@@ -35,6 +35,7 @@ AFTER_LOGIN = (
     "STATUS=SIZE",  # RFC 8438
     "WITHIN",  # RFC 5032
     "OBJECTID",  # RFC 8474
+    "PREVIEW",  # RFC 8970
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

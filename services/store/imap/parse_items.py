@@ -151,6 +151,19 @@ def fetch_att(cur: Cursor) -> c.FetchAtt:
             cur.expect(b">")
             partial = (offset, length)
         return c.FetchAtt("BODY", section, partial, peek=name == "BODY.PEEK")
+    if name == "PREVIEW":
+        # RFC 8970 §3: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]; preview-mod
+        # = "LAZY" (a preview is always made here, so LAZY changes nothing)
+        if cur.buf[cur.pos : cur.pos + 2] == b" (":
+            cur.pos += 1
+            cur.open()
+            mods = [cur.atom().upper()]
+            while cur.take(b" "):
+                mods.append(cur.atom().upper())
+            cur.close()
+            if any(m != "LAZY" for m in mods):
+                raise cur.error("unknown PREVIEW modifier")
+        return c.FetchAtt("PREVIEW")
     if name == "BODY" or name in _SIMPLE:
         return c.FetchAtt(name)
     raise cur.error(f"unknown FETCH item {name}")

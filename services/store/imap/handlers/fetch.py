@@ -19,6 +19,7 @@ from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
 from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import enable_condstore
+from services.store.imap.preview import preview
 
 if TYPE_CHECKING:
     from services.store.imap.selected import Selected
@@ -43,6 +44,7 @@ _NEEDS_RECORD = frozenset(
         "BINARY",
         "BINARY.SIZE",
         "EMAILID",
+        "PREVIEW",
     }
 )
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
@@ -121,6 +123,8 @@ def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[in
         if att.section is not None:
             if att.section.part or att.section.text:
                 return True
+        elif att.name == "PREVIEW":
+            return True  # RFC 8970: made from the text part, found in the structure
         elif att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
             for uid in uids:
                 if s.rt.cache.get(_key(s, sel, uid, att.name)) is None:
@@ -178,6 +182,12 @@ async def _one(  # noqa: PLR0917
                 items.append(b"FLAGS " + r.flag_list(sel.shown_flags(s, i)))
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+            elif name == "PREVIEW":
+                if rec is None or s.account is None:
+                    continue
+                if fh is None:
+                    fh = s.account.open_message(rec)
+                items.append(b"PREVIEW " + r.nstring(_preview(rec, fh)))  # RFC 8970 §3
             elif name == "THREADID":
                 items.append(b"THREADID NIL")  # RFC 8474 §5.2: no threads
             elif name == "EMAILID":
@@ -240,6 +250,17 @@ async def _read(fh: BinaryIO, start: int, end: int) -> bytes:
     if end - start > BIG_READ:
         return await asyncio.to_thread(read)
     return read()
+
+
+def _preview(rec: MessageRecord, fh: BinaryIO) -> str:
+    if rec.parsed is None:
+        return ""
+
+    def read(start: int, end: int) -> bytes:
+        fh.seek(start)
+        return fh.read(max(0, end - start))
+
+    return preview(rec.parsed.structure, read)
 
 
 def _lit(head: bytes, data: bytes) -> tuple[bytes, bytes]:
