@@ -8,6 +8,7 @@ from bench.workloads.w2_scanned import SmtpScanned
 from bench.workloads.w3_drain import DeliveryDrain
 from bench.workloads.w4_imap import ImapWorkload
 from bench.workloads.w4b_sessions import SessionsWorkload
+from bench.workloads.w4c_shared import SharedMailboxWorkload
 from bench.workloads.w5_pop3 import Pop3Workload
 from bench.workloads.w6_w7_pending import MirrorWorkload
 from bench.workloads.w7_webmail import WebmailWorkload
@@ -21,6 +22,7 @@ def all_workloads() -> list[Workload]:
         DeliveryDrain(),
         ImapWorkload(),
         SessionsWorkload(),
+        SharedMailboxWorkload(),
         Pop3Workload(),
         MirrorWorkload(),
         WebmailWorkload(),

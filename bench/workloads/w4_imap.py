@@ -100,11 +100,11 @@ def combine(outs: list[dict[str, Any]]) -> tuple[dict[str, float], list[str]]:
     return values, notes
 
 
-async def expunge_leftovers(port: int) -> None:
+async def expunge_leftovers(port: int, address: str = ADDRESS) -> None:
     """Remove messages appended during the run (they carry \\Deleted)."""
     conn = await Imap.connect("127.0.0.1", port)
     try:
-        await conn.login(ADDRESS, PASSWORD)
+        await conn.login(address, PASSWORD)
         await conn.select("INBOX")
         await conn.command(b"EXPUNGE")
     finally:

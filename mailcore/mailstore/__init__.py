@@ -43,7 +43,8 @@ Account (names use "/" as hierarchy separator; INBOX is case-insensitive)::
     search(mailbox_id, SearchKey, uids=None) -> [uid]   one SQL query over the index
         (sqlsearch.py); BODY/TEXT/unindexed HEADER read message files (search.reads_messages);
         cancelling the awaiting task stops such a scan between two messages
-    claim_recent(mailbox_id) -> {uid}      each message is \\Recent for one caller only
+    claim_recent(mailbox_id, upto_uid) -> {uid}  each message is \\Recent for one caller only;
+    peek_recent(mailbox_id, upto_uid) -> {uid}   the same, left unclaimed (EXAMINE)
     usage() -> (bytes, messages)
     change_seq; changes_since(seq, mailbox_id=None) -> [Record]  (recent ones from memory;
         records.py: one typed, immutable journal record per event, dense seq);

@@ -143,11 +143,8 @@ class Account:
         return await self._read(run_and_warm)
 
     async def _write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
-        def run() -> T:
-            with self._core.txn(durable=durable) as t:
-                return fn(t)
-
-        return await self._writer.submit(run)
+        # grouped with the account's other waiting writes: one commit, one fsync for all
+        return await self._writer.submit_txn(self._core, fn, durable=durable)
 
     @property
     def replication(self) -> Replication:
@@ -248,12 +245,15 @@ class Account:
         flags: Iterable[str] = (),
         internal_date: float | None = None,
         quota: Quota = NO_QUOTA,
+        verbatim: bool = False,
     ) -> AppendResult:
         """RFC 3501 §6.3.11 APPEND; raises QuotaExceeded (RFC 9208 §5.1).
 
         Bare LF and bare CR become CRLF (RFC 5322 §2.3), so the stored size is the size on
         the wire (RFC 3501 §7.4.2 RFC822.SIZE = length of BODY[]); the size limit applies
-        to ``data`` as given (what the client announced, RFC 7889 APPENDLIMIT).
+        to ``data`` as given (what the client announced, RFC 7889 APPENDLIMIT). With
+        ``verbatim`` (an RFC 3516 §4.4 literal8 APPEND: binary content) the octets are
+        kept exactly as given.
         """
         if self._max_size and len(data) > self._max_size:
             raise MessageTooLarge(f"message of {len(data)} bytes, limit {self._max_size}")
@@ -261,7 +261,7 @@ class Account:
         date = time.time() if internal_date is None else internal_date
 
         def prepare() -> tuple[bytes, bytes, searchdata.SearchData, bytes]:
-            clean = to_crlf(data)
+            clean = data if verbatim else to_crlf(data)
             parsed = parse(clean)
             return clean, dumps(parsed), searchdata.of(parsed), hashlib.sha256(clean).digest()
 
@@ -383,21 +383,42 @@ class Account:
                 await fut
             raise
 
-    async def claim_recent(self, mailbox_id: int) -> set[int]:
+    async def claim_recent(self, mailbox_id: int, upto_uid: int | None = None) -> set[int]:
         """RFC 3501 §2.3.2 \\Recent: the caller is the first session to see these messages.
 
+        ``upto_uid`` limits the claim to the messages the caller has been told about (its
+        view ends there): a message appended after that belongs to whichever session
+        announces it first, and RECENT never exceeds EXISTS (RFC 3501 §7.3.2).
         Committed without an fsync of its own: a claim lost to a power cut only makes the
         messages recent once more, which is harmless.
         """
 
         def run(t: Txn) -> set[int]:
             mailboxes.by_id(t.conn, mailbox_id)
-            rows = t.conn.execute(
-                "DELETE FROM recent WHERE mailbox_id = ? RETURNING uid", (mailbox_id,)
-            ).fetchall()
+            if upto_uid is None:
+                rows = t.conn.execute(
+                    "DELETE FROM recent WHERE mailbox_id = ? RETURNING uid", (mailbox_id,)
+                ).fetchall()
+            else:
+                rows = t.conn.execute(
+                    "DELETE FROM recent WHERE mailbox_id = ? AND uid <= ? RETURNING uid",
+                    (mailbox_id, upto_uid),
+                ).fetchall()
             return {r[0] for r in rows}
 
         return await self._write(run, durable=False)
+
+    async def peek_recent(self, mailbox_id: int, upto_uid: int) -> set[int]:
+        """The unclaimed \\Recent messages up to ``upto_uid``, left unclaimed: what a
+        read-only session (EXAMINE) reports as recent (RFC 3501 §6.3.2)."""
+
+        def run(conn: sqlite3.Connection) -> set[int]:
+            rows = conn.execute(
+                "SELECT uid FROM recent WHERE mailbox_id = ? AND uid <= ?", (mailbox_id, upto_uid)
+            ).fetchall()
+            return {r[0] for r in rows}
+
+        return await self._read(run)
 
     async def usage(self) -> tuple[int, int]:
         return await self._read(reads.usage)

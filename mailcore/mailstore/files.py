@@ -44,6 +44,7 @@ def _load_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 _SYNCFS = _load_syncfs()
+_SYNCFS_FROM = 16  # files at once from which FileWriter.sync uses syncfs
 
 
 def is_full(exc: OSError) -> bool:
@@ -68,18 +69,21 @@ class FileWriter:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def write_batch(self, root: Path, items: Sequence[tuple[Path, bytes]]) -> None:
+    def write_batch(
+        self, root: Path, items: Sequence[tuple[Path, bytes]], *, sync: bool = True
+    ) -> None:
         """Write every file and make the batch durable; on failure nothing is left behind.
 
         ``root`` is the directory whose file system is synced (the account directory).
-        Raises :class:`StorageFull` when the disk is full.
+        ``sync=False`` leaves the files to a later :meth:`sync` (group commit: one sync
+        for the files of several writes). Raises :class:`StorageFull` when the disk is full.
         """
         written: list[Path] = []
         dirs: set[Path] = set()
         try:
             for start in range(0, len(items), _CHUNK):
-                self._write_chunk(items[start : start + _CHUNK], written, dirs)
-            if self.durable:
+                self._write_chunk(items[start : start + _CHUNK], written, dirs, sync=sync)
+            if self.durable and sync:
                 if self.use_syncfs and _SYNCFS is not None:
                     _syncfs(root)
                 else:
@@ -90,10 +94,41 @@ class FileWriter:
                 remove(path)
             raise storage_error(exc) from exc
 
+    def sync(self, root: Path, paths: Sequence[Path]) -> None:
+        """Make files written with ``sync=False`` durable, with their directory entries:
+        one ``syncfs`` for many files, else an ``fsync`` per file and directory (a few
+        files: ``syncfs`` would also wait for every other writer of the file system)."""
+        if not self.durable or not paths:
+            return
+        try:
+            if self.use_syncfs and _SYNCFS is not None and len(paths) >= _SYNCFS_FROM:
+                _syncfs(root)
+                return
+            fds = [os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)) for p in paths]
+            try:
+                if len(fds) == 1:
+                    os.fsync(fds[0])
+                else:
+                    for fut in [self._pool.submit(os.fsync, fd) for fd in fds]:
+                        fut.result()
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            # the shard directories, and their parent for a shard made just now
+            for d in {p.parent for p in paths} | {p.parent.parent for p in paths}:
+                sync_dir(d)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+
     def _write_chunk(
-        self, items: Sequence[tuple[Path, bytes]], written: list[Path], dirs: set[Path]
+        self,
+        items: Sequence[tuple[Path, bytes]],
+        written: list[Path],
+        dirs: set[Path],
+        *,
+        sync: bool = True,
     ) -> None:
-        per_file_sync = self.durable and not (self.use_syncfs and _SYNCFS is not None)
+        per_file_sync = sync and self.durable and not (self.use_syncfs and _SYNCFS is not None)
         fds: list[int] = []
         try:
             for path, data in items:

@@ -14,7 +14,6 @@ import base64
 import binascii
 import datetime
 import math
-import quopri
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,7 +111,7 @@ def _decode_body(data: bytes, part: BodyPart) -> str:
         if part.encoding == "base64":
             raw = base64.b64decode(raw, validate=False)
         elif part.encoding == "quoted-printable":
-            raw = quopri.decodestring(raw)
+            raw = message.decode_qp(raw)  # RFC 2045 §6.7
     except (binascii.Error, ValueError):
         pass
     return message.decode_text(raw, part.param("charset"))
@@ -196,6 +195,10 @@ _HANDLERS: dict[type, Callable[..., bool]] = {
     s.Smaller: lambda k, c: c.size < k.n,
     s.ModSeq: lambda k, c: c.modseq >= k.at_least,
     s.InternalDate: lambda k, c: _compare(k.op, internal_day(c.internal_date), epoch_day(k.day)),
+    s.FileIs: lambda k, c: c.file_id == k.file_id,
+    s.InternalTime: lambda k, c: (
+        c.internal_date <= k.at if k.op == "before" else c.internal_date > k.at
+    ),
     s.SentDate: lambda k, c: (
         c.parsed is not None
         and c.parsed.sent_day is not None

@@ -68,6 +68,22 @@ class InternalDate:
 
 
 @dataclass(frozen=True, slots=True)
+class InternalTime:
+    """RFC 5032 OLDER/YOUNGER: the internal date against an instant (seconds since the
+    epoch): ``before`` = at or before it (OLDER), ``since`` = after it (YOUNGER)."""
+
+    op: Literal["before", "since"]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileIs:
+    """The message is held by stored file ``file_id`` (RFC 8474 EMAILID: copies share it)."""
+
+    file_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SentDate:
     """RFC 3501 SENTBEFORE/SENTON/SENTSINCE: the Date header's day as written."""
 
@@ -134,6 +150,8 @@ SearchKey: TypeAlias = (
     | Larger
     | Smaller
     | InternalDate
+    | InternalTime
+    | FileIs
     | SentDate
     | Header
     | Body
@@ -147,9 +165,11 @@ __all__ = [
     "And",
     "Body",
     "DateOp",
+    "FileIs",
     "Flag",
     "Header",
     "InternalDate",
+    "InternalTime",
     "Larger",
     "ModSeq",
     "Not",

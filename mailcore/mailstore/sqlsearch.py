@@ -152,6 +152,11 @@ class _Compiler:
                 f"(internal_date >= {self.param(start)}"
                 f" AND internal_date < {self.param(start + 86400)})"
             )
+        if isinstance(key, s.FileIs):
+            return f"file_id = {self.param(_clamp(key.file_id))}"
+        if isinstance(key, s.InternalTime):
+            op = "<=" if key.op == "before" else ">"
+            return f"internal_date {op} {self.param(key.at)}"
         if isinstance(key, s.SentDate):
             day = key.day.year * 10000 + key.day.month * 100 + key.day.day
             op = {"before": "<", "on": "=", "since": ">="}[key.op]

@@ -12,6 +12,7 @@ Public API::
     header_fields(block: bytes) -> list[(lower-case name, unfolded value)]
     decode_words(value: str) -> str        # RFC 2047
     decode_text(raw: bytes, charset) -> str
+    decode_qp(raw: bytes) -> bytes         # RFC 2045 §6.7 quoted-printable
     to_crlf(data: bytes) -> bytes          # bare LF / bare CR to CRLF (cheap when clean)
     Address, Envelope, BodyPart, ParsedMessage   (dataclasses; see parse.py)
 
@@ -26,12 +27,14 @@ from mailcore.message.encoded import decode_text, decode_words
 from mailcore.message.headers import Address, parse_addresses
 from mailcore.message.lines import is_crlf_clean, to_crlf
 from mailcore.message.parse import BodyPart, Envelope, ParsedMessage, header_fields, parse
+from mailcore.message.transfer import decode_qp
 
 __all__ = [
     "Address",
     "BodyPart",
     "Envelope",
     "ParsedMessage",
+    "decode_qp",
     "decode_text",
     "decode_words",
     "dumps",

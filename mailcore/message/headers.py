@@ -180,11 +180,11 @@ def parse_disposition(value: str | None) -> tuple[str, list[tuple[str, str]]] | 
 
 
 # --- address lists (RFC 5322 §3.4) --------------------------------------------------------
-Token = tuple[str, str]  # (kind, text): a atom, q quoted, d domain literal, s special
-# RFC 5322 §3.2: quoted-string, domain literal, specials, comment (skipped; one nesting
-# level is enough in practice), atom (any run of other printable characters).
+Token = tuple[str, str]  # (kind, text): a atom, q quoted, d domain literal, s special, c comment
+# RFC 5322 §3.2: quoted-string, domain literal, specials, comment (one nesting level is
+# enough in practice), atom (any run of other printable characters).
 _TOKEN = re.compile(
-    r'"((?:[^"\\]|\\.)*)"?|(\[[^\]]*\]?)|([<>@,;:.])|\((?:[^()\\]|\\.|\([^()]*\))*\)?'
+    r'"((?:[^"\\]|\\.)*)"?|(\[[^\]]*\]?)|([<>@,;:.])|\(((?:[^()\\]|\\.|\([^()]*\))*)\)?'
     r'|([^\s<>@,;:."()\[\]\\]+)'
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
@@ -203,7 +203,7 @@ _SIMPLE = re.compile(
 def _tokens(value: str) -> list[Token]:
     out: list[Token] = []
     for m in _TOKEN.finditer(value):
-        quoted, literal, special, atom = m.group(1), m.group(2), m.group(3), m.group(4)
+        quoted, literal, special, comment, atom = m.group(1, 2, 3, 4, 5)
         if atom is not None:
             out.append(("a", atom))
         elif special is not None:
@@ -212,6 +212,9 @@ def _tokens(value: str) -> list[Token]:
             out.append(("q", _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted))
         elif literal is not None:
             out.append(("d", literal))
+        elif comment is not None:
+            text = _QUOTED_PAIR.sub(r"\1", comment) if "\\" in comment else comment
+            out.append(("c", " ".join(text.split())))
     return out
 
 
@@ -226,7 +229,7 @@ def _phrase(tokens: list[Token]) -> str | None:
 
 
 def _joined(tokens: list[Token]) -> str:
-    return "".join(t for _, t in tokens)
+    return "".join(t for kind, t in tokens if kind != "c")
 
 
 class _AddressParser:
@@ -272,21 +275,28 @@ class _AddressParser:
             out.append(self.angle(_phrase(words)))
         elif tok == ("s", "@"):
             self.pos += 1
-            out.append(Address(None, None, _joined(words), self.domain()))
-        elif words:
+            host, comment = self.domain()
+            # an addr-spec without a phrase: its trailing comment, "user@host (Real Name)",
+            # is the display name (RFC 5322 §3.4 obs / common practice; ENVELOPE, SEARCH)
+            out.append(Address(comment, None, _joined(words), host))
+        elif any(kind != "c" for kind, _ in words):
             # A bare local part (no "@"): keep it, host empty.
             out.append(Address(None, None, _joined(words), ""))
-        else:
-            self.pos += 1  # stray special
+        elif tok is not None:
+            self.pos += 1  # stray special (comments alone are skipped)
 
-    def domain(self) -> str:
+    def domain(self) -> tuple[str, str | None]:
+        """The domain of an addr-spec, and the first non-empty comment after it."""
         start = self.pos
+        comment: str | None = None
         while self.pos < len(self.toks):
             kind, text = self.toks[self.pos]
             if kind == "s" and text in ",;<>":
                 break
+            if kind == "c" and text and comment is None:
+                comment = text
             self.pos += 1
-        return _joined(self.toks[start : self.pos])
+        return _joined(self.toks[start : self.pos]), comment
 
     def angle(self, name: str | None) -> Address:
         adl: str | None = None

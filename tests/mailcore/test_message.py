@@ -81,7 +81,7 @@ def test_address_forms() -> None:
         Address(None, None, "a", "x.org"),
         Address("B. Smith", None, "b", "y.org"),
         Address(None, None, None, None),
-        Address(None, None, "c", "z.org"),
+        Address("Carl", None, "c", "z.org"),  # no phrase: the trailing comment names it
     ]
     assert e.cc == [
         Address(None, None, "localonly", ""),

@@ -33,6 +33,9 @@ AFTER_LOGIN = (
     "BINARY",  # RFC 3516
     "SEARCHRES",  # RFC 5182
     "STATUS=SIZE",  # RFC 8438
+    "WITHIN",  # RFC 5032
+    "OBJECTID",  # RFC 8474
+    "PREVIEW",  # RFC 8970
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

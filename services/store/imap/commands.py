@@ -127,6 +127,22 @@ class SDate:
 
 
 @dataclass(frozen=True, slots=True)
+class SWithin:
+    """RFC 5032 OLDER / YOUNGER ``seconds``."""
+
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class SObjectId:
+    """RFC 8474 §6 EMAILID / THREADID ``objectid``."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class SHeader:
     name: str
     text: str
@@ -144,7 +160,20 @@ class SModSeq:
 
 
 SearchKey = (
-    SAll | SAnd | SOr | SNot | SSeq | SFlag | SRecent | SSize | SDate | SHeader | SBody | SModSeq
+    SAll
+    | SAnd
+    | SOr
+    | SNot
+    | SSeq
+    | SFlag
+    | SRecent
+    | SSize
+    | SDate
+    | SWithin
+    | SObjectId
+    | SHeader
+    | SBody
+    | SModSeq
 )
 
 
@@ -232,6 +261,7 @@ class Append:
     flags: tuple[str, ...]
     date: datetime.datetime | None
     data: bytes
+    binary: bool = False  # sent as an RFC 3516 literal8: the octets are kept as they are
 
 
 @dataclass(frozen=True, slots=True)

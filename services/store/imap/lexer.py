@@ -247,8 +247,14 @@ class Cursor:
         if self.utf8:
             return self.text(raw)
         try:
-            return utf7.decode(raw.decode("ascii"))
-        except (UnicodeDecodeError, utf7.Utf7Error):
+            wire = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise self.error("mailbox name is not valid modified UTF-7") from None
+        try:
+            return utf7.decode(wire)
+        except utf7.Utf7Error:
+            if all(0x20 <= ord(ch) <= 0x7E for ch in wire):
+                return utf7.Undecodable.of(wire)  # well-formed, names no mailbox
             raise self.error("mailbox name is not valid modified UTF-7") from None
 
     def list_mailbox(self) -> str:

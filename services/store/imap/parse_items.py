@@ -90,6 +90,8 @@ _SIMPLE = frozenset(
         "BODYSTRUCTURE",
         "UID",
         "MODSEQ",
+        "EMAILID",  # RFC 8474 §5
+        "THREADID",
     ]
 )
 _MACROS = {
@@ -149,6 +151,19 @@ def fetch_att(cur: Cursor) -> c.FetchAtt:
             cur.expect(b">")
             partial = (offset, length)
         return c.FetchAtt("BODY", section, partial, peek=name == "BODY.PEEK")
+    if name == "PREVIEW":
+        # RFC 8970 §3: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]; preview-mod
+        # = "LAZY" (a preview is always made here, so LAZY changes nothing)
+        if cur.buf[cur.pos : cur.pos + 2] == b" (":
+            cur.pos += 1
+            cur.open()
+            mods = [cur.atom().upper()]
+            while cur.take(b" "):
+                mods.append(cur.atom().upper())
+            cur.close()
+            if any(m != "LAZY" for m in mods):
+                raise cur.error("unknown PREVIEW modifier")
+        return c.FetchAtt("PREVIEW")
     if name == "BODY" or name in _SIMPLE:
         return c.FetchAtt(name)
     raise cur.error(f"unknown FETCH item {name}")
@@ -267,6 +282,13 @@ class SearchParser:
             sent, op = _DATE_KEYS[word]
             cur.sp()
             return c.SDate(sent, op, search_date(cur))  # type: ignore[arg-type]
+        if word in ("OLDER", "YOUNGER"):
+            # RFC 5032 §4: "OLDER" / "YOUNGER" SP nz-number (seconds)
+            cur.sp()
+            seconds = cur.number(bits=32)
+            if seconds == 0:
+                raise cur.error("OLDER/YOUNGER need a non-zero number of seconds")
+            return c.SWithin(word == "OLDER", seconds)
         if word in ("LARGER", "SMALLER"):
             cur.sp()
             return c.SSize(word == "LARGER", cur.number(bits=64))
@@ -287,6 +309,13 @@ class SearchParser:
             b = self.key()
             cur.depth -= 1
             return c.SOr(a, b)
+        if word in ("EMAILID", "THREADID"):
+            # RFC 8474 §6: "EMAILID" SP objectid / "THREADID" SP objectid
+            cur.sp()
+            value = cur.atom()
+            if not 1 <= len(value) <= 255 or not all(ch.isalnum() or ch in "_-" for ch in value):
+                raise cur.error("bad objectid")
+            return c.SObjectId(word, value)  # type: ignore[arg-type]
         if word == "MODSEQ":
             # RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer
             cur.sp()

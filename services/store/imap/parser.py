@@ -190,7 +190,17 @@ def _list(lsub: bool) -> Sub:
 
 
 STATUS_ITEMS = frozenset(
-    ["MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"]
+    [
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "HIGHESTMODSEQ",
+        "SIZE",
+        "DELETED",
+        "MAILBOXID",  # RFC 8474 §4.3
+    ]
 )
 
 
@@ -229,7 +239,8 @@ def _append(cur: Cursor) -> c.Args:
     if cur.peek() not in (0x7B, 0x7E):
         raise cur.error("APPEND needs a literal")
     # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
-    return c.Append(mailbox, flags, date, cur.literal(binary=True))
+    binary = cur.peek() == 0x7E
+    return c.Append(mailbox, flags, date, cur.literal(binary=True), binary)
 
 
 def _expunge(cur: Cursor) -> c.Args:

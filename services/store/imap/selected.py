@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, NoReturn
 
-from mailcore.mailstore import ChangeLogTruncated, NoSuchMailbox
+from mailcore.mailstore import SYSTEM_FLAGS, ChangeLogTruncated, NoSuchMailbox
 from mailcore.mailstore.records import (
     AppendRecord,
     ExpungeRecord,
@@ -29,8 +29,12 @@ from services.store.imap.commands import SeqSet
 from services.store.imap.errors import bad
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mailcore.mailstore import Snapshot
     from services.store.imap.session import Session
+
+_SYSTEM = sorted(SYSTEM_FLAGS)
 
 
 class Selected:
@@ -48,10 +52,50 @@ class Selected:
         self.recent: set[int] = set()
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs behind "$"
+        # keywords the client was told about in FLAGS / PERMANENTFLAGS, and those that
+        # entered the view since and must be announced before a FETCH shows them
         self.keywords: set[str] = set()
+        self.unannounced: set[str] = set()
         for f in set(self.flags):  # few distinct sets: the engine shares equal ones
             if f:
                 self.keywords.update(k for k in f if not k.startswith("\\"))
+
+    # --- FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1) --------------------------------------
+    def flags_lines(self, s: Session) -> None:
+        """Queue ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the keywords known so far."""
+        self.keywords |= self.unannounced
+        self.unannounced.clear()
+        words = _SYSTEM + sorted(self.keywords)
+        s.untagged(f"FLAGS ({' '.join(words)})")
+        perm = "" if self.readonly else " ".join([*words, "\\*"])
+        s.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
+
+    def note_flags(self, flags: Iterable[str]) -> None:
+        for k in flags:
+            if k not in self.keywords and not k.startswith("\\"):
+                self.unannounced.add(k)
+
+    def announce(self, s: Session) -> None:
+        """RFC 3501 §7.2.6: a keyword new to the mailbox is announced with an updated FLAGS
+        (and PERMANENTFLAGS) before any FETCH FLAGS response uses it."""
+        if self.unannounced:
+            self.flags_lines(s)
+
+    # --- \\Recent (RFC 3501 §2.3.2, §7.3.2) -------------------------------------------------
+    async def take_recent(self, s: Session) -> None:
+        """Add to ``recent`` the unclaimed recent messages of the view — only those this
+        session has been told about, so RECENT never exceeds EXISTS. A read-only session
+        (EXAMINE) reports them without claiming them (RFC 3501 §6.3.2)."""
+        if s.rev2 or not self.uids:
+            return
+        acct = s.account
+        assert acct is not None
+        last = self.uids[-1]
+        if self.readonly:
+            got = await acct.peek_recent(self.mailbox_id, last)
+        else:
+            got = await acct.claim_recent(self.mailbox_id, last)
+        self.recent.update(u for u in got if self.index_of(u) is not None)
 
     # --- look-ups ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -88,7 +132,7 @@ class Selected:
         if modseq is not None:
             self.modseqs[i] = modseq
             self.highestmodseq = max(self.highestmodseq, modseq)
-        self.keywords.update(k for k in flags if not k.startswith("\\"))
+        self.note_flags(flags)
 
     def remove(self, s: Session, uids: list[int]) -> None:
         """Drop expunged UIDs from the view and report them: EXPUNGE with sequence numbers
@@ -100,11 +144,14 @@ class Selected:
             s.untagged(b"VANISHED " + responses.seq_set(self.uids[i] for i in gone))
         else:
             s.send(b"".join(b"* %d EXPUNGE\r\n" % (i + 1) for i in reversed(gone)))
+        recent = len(self.recent)
         for i in reversed(gone):
             u = self.uids[i]
             self.recent.discard(u)
             self.pending_expunge.discard(u)
             del self.uids[i], self.flags[i], self.modseqs[i]
+        if len(self.recent) != recent and not s.rev2:
+            s.untagged(f"{len(self.recent)} RECENT")  # RFC 3501 §7.3.2: the new count
 
     # --- changes of others ------------------------------------------------------------------
     async def sync(self, s: Session, *, expunge_ok: bool) -> None:
@@ -162,14 +209,15 @@ class Selected:
             self.uids.append(snap.uids[j])
             self.flags.append(snap.flags[j])
             self.modseqs.append(snap.modseqs[j])
+            self.note_flags(snap.flags[j])
         self.uidnext = max(self.uidnext, snap.uidnext)
         self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
         self.seen = max(self.seen, snap.change_seq)
+        self.announce(s)
         if new:
             s.untagged(f"{len(self.uids)} EXISTS")
             if not s.rev2:
-                if not self.readonly:
-                    self.recent |= await acct.claim_recent(self.mailbox_id)
+                await self.take_recent(s)
                 s.untagged(f"{len(self.recent)} RECENT")
         for i in flag_updates:
             if self.uids[i] not in self.pending_expunge:
@@ -201,6 +249,7 @@ class Selected:
                     self.flags.append(ch.flags)
                     self.modseqs.append(ch.modseq)
                     self.uidnext = max(self.uidnext, ch.uid + 1)
+                    self.note_flags(ch.flags or ())
                     appended += 1
             elif isinstance(ch, FlagsRecord):
                 i = self.index_of(ch.uid)
@@ -216,11 +265,11 @@ class Selected:
                 self.name = ch.new_name  # same id, same UIDVALIDITY: the view stays valid
             elif isinstance(ch, UidNextRecord):
                 self.uidnext = max(self.uidnext, ch.uidnext)
+        self.announce(s)
         if appended:
             s.untagged(f"{len(self.uids)} EXISTS")
             if not s.rev2:
-                if not self.readonly:
-                    self.recent |= await acct.claim_recent(self.mailbox_id)
+                await self.take_recent(s)
                 s.untagged(f"{len(self.recent)} RECENT")
         for i in sorted(flag_updates):
             if self.uids[i] in self.pending_expunge:
@@ -230,6 +279,7 @@ class Selected:
     def shown_flags(self, s: Session, i: int) -> list[str]:
         """The FLAGS of a message as this session shows them: \\Recent is session state
         (RFC 3501 §2.3.2) and does not exist under IMAP4rev2 (RFC 9051 Appendix E)."""
+        self.announce(s)  # never a keyword the client was not told about (RFC 3501 §7.2.6)
         flags = self.flags[i]
         if self.uids[i] in self.recent and not s.rev2:
             flags = flags | {"\\Recent"}

@@ -77,6 +77,9 @@ class Session:
         # The address the login throttle and logs use: the peer, or the browser's address a
         # trusted webmail node gave in ID x-originating-ip (handlers/misc.py).
         self.client_ip = conn.peer_ip
+        # RFC 3516: a client that sent a literal8 or fetched BINARY reads literal8, so NUL
+        # octets in BODY[] go to it as they are (handlers/fetch.py); others get 0x80
+        self.speaks_binary = False
         self.stopping = False
         self._waiting = False  # between commands (safe to say BYE and close)
 

@@ -16,6 +16,24 @@ class Utf7Error(ValueError):
     """Not a canonical modified UTF-7 string."""
 
 
+class Undecodable(str):
+    """A mailbox name sent as a well-formed astring of printable US-ASCII that is not the
+    canonical modified UTF-7 of any name (e.g. ``&AGE-`` for ``a``, or ``&Jjo`` unended).
+
+    It names no mailbox: SELECT answers ``NO [NONEXISTENT]``, a LIST pattern matches
+    nothing and CREATE is refused with a reason — never ``BAD`` (the syntax is fine). The
+    value is the wire text behind a NUL, which no stored name can hold, so lookups and
+    pattern matches can never hit a real mailbox."""
+
+    @classmethod
+    def of(cls, wire: str) -> Undecodable:
+        return cls("\x00" + wire)
+
+    @property
+    def wire(self) -> str:
+        return self[1:]
+
+
 def _b64(chars: str) -> str:
     raw = chars.encode("utf-16-be", "surrogatepass")
     return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")

@@ -35,8 +35,12 @@ async def append(s: Session, req: Request) -> str:
         raise Refused("Message too large", code="TOOBIG")
     if not a.data:
         raise Refused("Empty message", code="CANNOT")
+    if a.binary:
+        s.speaks_binary = True
     box = await target(s, a.mailbox)
     flags = [f for f in a.flags if f.lower() != "\\recent"]
     when = a.date.timestamp() if a.date is not None else None
-    res = await account(s).append(box.id, a.data, flags=flags, internal_date=when, quota=quota(s))
+    res = await account(s).append(
+        box.id, a.data, flags=flags, internal_date=when, quota=quota(s), verbatim=a.binary
+    )
     return f"[APPENDUID {res.uidvalidity} {res.uid}] APPEND completed"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from mailcore.mailstore import MailboxInfo, Quota
 from services.store.imap import errors
 from services.store.imap.errors import Refused
+from services.store.imap.utf7 import Undecodable
 
 if TYPE_CHECKING:
     from mailcore.mailstore import Account
@@ -31,6 +32,16 @@ def writable(s: Session) -> Selected:
     return sel
 
 
+def enable_condstore(s: Session) -> None:
+    """RFC 7162 §3.1: a CONDSTORE enabling command. The first one issued while a mailbox
+    is selected (and not selected with CONDSTORE) sends ``* OK [HIGHESTMODSEQ n]``."""
+    if s.condstore:
+        return
+    s.enabled.add("CONDSTORE")
+    if s.selected is not None:
+        s.untagged(f"OK [HIGHESTMODSEQ {s.selected.highestmodseq}] Highest")
+
+
 def quota(s: Session) -> Quota:
     """The user's limits as the directory has them now (they may change at any time)."""
     assert s.user is not None
@@ -40,5 +51,24 @@ def quota(s: Session) -> Quota:
 
 async def target(s: Session, name: str) -> MailboxInfo:
     """RFC 3501 §6.3.11, §6.4.7: a missing destination answers NO [TRYCREATE]."""
+    new_name(name)
     with errors.destination():
         return await account(s).mailbox(name)
+
+
+async def existing(s: Session, name: str) -> MailboxInfo:
+    """The mailbox a command names; one whose name is not canonical modified UTF-7 does
+    not exist (RFC 3501 §5.1.3), answered ``NO [NONEXISTENT]`` (RFC 5530)."""
+    if isinstance(name, Undecodable):
+        raise Refused("No such mailbox", code="NONEXISTENT")
+    return await account(s).mailbox(name)
+
+
+def new_name(name: str) -> None:
+    """A name to create (CREATE, RENAME, SUBSCRIBE, a TRYCREATE target) must be canonical
+    modified UTF-7 (RFC 3501 §5.1.3): otherwise NO with the reason."""
+    if isinstance(name, Undecodable):
+        raise Refused(
+            "Mailbox name is not canonical modified UTF-7 (RFC 3501 section 5.1.3)",
+            code="CANNOT",
+        )

@@ -13,10 +13,13 @@ import re
 from typing import TYPE_CHECKING, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
-from services.store.imap import render
+from mailcore.message import decode_qp
+from services.store.imap import objectid, render
 from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
 from services.store.imap.errors import Refused
+from services.store.imap.handlers.common import enable_condstore
+from services.store.imap.preview import preview
 
 if TYPE_CHECKING:
     from services.store.imap.selected import Selected
@@ -40,6 +43,8 @@ _NEEDS_RECORD = frozenset(
         "RFC822.TEXT",
         "BINARY",
         "BINARY.SIZE",
+        "EMAILID",
+        "PREVIEW",
     }
 )
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
@@ -58,7 +63,7 @@ async def fetch(s: Session, req: Request) -> str:
     atts = list(a.atts)
     names = {att.name for att in atts}
     if a.changed_since is not None or "MODSEQ" in names:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: CONDSTORE enabling command
+        enable_condstore(s)  # RFC 7162 §3.1: CONDSTORE enabling command
     if s.condstore and a.changed_since is not None and "MODSEQ" not in names:
         atts.append(FetchAtt("MODSEQ"))
     idx = sel.resolve(a.seqs, a.uid)
@@ -118,6 +123,8 @@ def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[in
         if att.section is not None:
             if att.section.part or att.section.text:
                 return True
+        elif att.name == "PREVIEW":
+            return True  # RFC 8970: made from the text part, found in the structure
         elif att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
             for uid in uids:
                 if s.rt.cache.get(_key(s, sel, uid, att.name)) is None:
@@ -175,6 +182,17 @@ async def _one(  # noqa: PLR0917
                 items.append(b"FLAGS " + r.flag_list(sel.shown_flags(s, i)))
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+            elif name == "PREVIEW":
+                if rec is None or s.account is None:
+                    continue
+                if fh is None:
+                    fh = s.account.open_message(rec)
+                items.append(b"PREVIEW " + r.nstring(_preview(rec, fh)))  # RFC 8970 §3
+            elif name == "THREADID":
+                items.append(b"THREADID NIL")  # RFC 8474 §5.2: no threads
+            elif name == "EMAILID":
+                if rec is not None:  # RFC 8474 §5.1
+                    items.append(b"EMAILID (%s)" % objectid.email_id(rec.file_id).encode())
             elif _cacheable(att):
                 value = _cached(s, sel, uid, rec, name)
                 if value is not None:
@@ -185,7 +203,9 @@ async def _one(  # noqa: PLR0917
                 if fh is None:
                     fh = s.account.open_message(rec) if s.account is not None else None
                 assert fh is not None
-                items.append(await _body(att, rec, fh))
+                if att.name in ("BINARY", "BINARY.SIZE"):
+                    s.speaks_binary = True
+                items.append(await _body(att, rec, fh, s.speaks_binary))
     finally:
         if fh is not None:
             fh.close()
@@ -234,12 +254,26 @@ async def _read(fh: BinaryIO, start: int, end: int) -> bytes:
     return read()
 
 
-def _lit(head: bytes, data: bytes) -> tuple[bytes, bytes]:
-    """A BODY[]/RFC822 literal. RFC 3501 §4.3 / RFC 9051 §4.3: a literal is CHAR8, which
-    excludes NUL; a stored message holding NUL octets has each sent as 0x80 (as Dovecot
-    does), so sizes and partial offsets stay true. BINARY[] sends them as they are, in a
-    literal8 (:func:`_binary`)."""
+def _preview(rec: MessageRecord, fh: BinaryIO) -> str:
+    if rec.parsed is None:
+        return ""
+
+    def read(start: int, end: int) -> bytes:
+        fh.seek(start)
+        return fh.read(max(0, end - start))
+
+    return preview(rec.parsed.structure, read)
+
+
+def _lit(head: bytes, data: bytes, binary: bool = False) -> tuple[bytes, bytes]:
+    """A literal. RFC 3501 §4.3 / RFC 9051 §4.3: a literal is CHAR8, which excludes NUL.
+    Content holding NUL goes as an RFC 3516 §4.3 literal8 to a client that speaks BINARY
+    (``binary``: it sent a literal8 or fetched BINARY in this session, and always for
+    BINARY[]); to any other client each NUL is sent as 0x80 (as Dovecot does), so sizes
+    and partial offsets stay true."""
     if b"\x00" in data:
+        if binary:
+            return (head + b" ~{%d}\r\n" % len(data), data)
         data = data.replace(b"\x00", b"\x80")
     return (head + b" {%d}\r\n" % len(data), data) if data else (head + b' ""', b"")
 
@@ -268,9 +302,7 @@ async def _binary(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[byte
     if att.partial is not None:
         data = data[att.partial[0] : att.partial[0] + att.partial[1]]
         label += b"<%d>" % att.partial[0]
-    if b"\x00" in data:
-        return (label + b" ~{%d}\r\n" % len(data), data)  # RFC 3516 §4.4 literal8
-    return _lit(label, data)
+    return _lit(label, data, binary=True)  # literal8 when it holds NUL (RFC 3516 §4.4)
 
 
 def decode_cte(raw: bytes, encoding: str) -> bytes:
@@ -283,22 +315,24 @@ def decode_cte(raw: bytes, encoding: str) -> bytes:
         b64 = b64[: len(b64) - (len(b64) % 4 == 1)]
         return binascii.a2b_base64(b64 + b"=" * (-len(b64) % 4))
     if enc == "quoted-printable":
-        return binascii.a2b_qp(raw)
+        return decode_qp(raw)  # RFC 2045 §6.7
     # RFC 3516 §4.3: an encoding we cannot undo
     raise Refused("Unknown Content-Transfer-Encoding", code="UNKNOWN-CTE")
 
 
-async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[bytes, bytes]:
+async def _body(
+    att: FetchAtt, rec: MessageRecord, fh: BinaryIO, binary: bool = False
+) -> tuple[bytes, bytes]:
     name = att.name
     if name in ("BINARY", "BINARY.SIZE"):
         return await _binary(att, rec, fh)
     if name == "RFC822":
-        return _lit(b"RFC822", await _read(fh, 0, rec.size))
+        return _lit(b"RFC822", await _read(fh, 0, rec.size), binary)
     if name in ("RFC822.HEADER", "RFC822.TEXT"):
         p = rec.parsed
         hs = p.structure.body_start if p is not None else rec.size
         rng = (0, hs) if name == "RFC822.HEADER" else (hs, rec.size)
-        return _lit(name.encode(), await _read(fh, *rng))
+        return _lit(name.encode(), await _read(fh, *rng), binary)
     section = att.section or Section()
     if section.part or section.text:
         assert rec.parsed is not None
@@ -325,4 +359,4 @@ async def _body(att: FetchAtt, rec: MessageRecord, fh: BinaryIO) -> tuple[bytes,
     label = b"BODY[" + section.spec().encode() + b"]"
     if att.partial is not None:
         label += b"<%d>" % att.partial[0]  # RFC 3501 §7.4.2: only the origin octet is echoed
-    return _lit(label, data)
+    return _lit(label, data, binary)

@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo
+from services.store.imap import objectid
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
 from services.store.imap.errors import Refused, bad
+from services.store.imap.handlers.common import existing, new_name
 from services.store.imap.handlers.status import status_line
 from services.store.imap.wildcard import Pattern, compile_pattern
 
@@ -29,6 +31,7 @@ def _account(s: Session) -> Account:
 
 async def create(s: Session, req: Request) -> str:
     assert isinstance(req.args, Create)
+    new_name(req.args.mailbox)
     # RFC 3501 §6.3.3: a trailing separator only declares the intent to create children
     name = req.args.mailbox.rstrip(SEP) or req.args.mailbox
     use = None
@@ -38,32 +41,37 @@ async def create(s: Session, req: Request) -> str:
         if len(uses) != 1 or not uses <= {u.capitalize() for u in SPECIAL_USES}:
             raise Refused("Unsupported special-use attribute", code="USEATTR")
         use = next(iter(uses))
-    await _account(s).create_mailbox(name, use)
-    return "CREATE completed"
+    box = await _account(s).create_mailbox(name, use)
+    return f"[MAILBOXID ({objectid.mailbox_id(box.uidvalidity)})] CREATE completed"  # RFC 8474 §4.1
 
 
 async def delete(s: Session, req: Request) -> str:
     assert isinstance(req.args, MailboxArg)
     if req.args.mailbox == "INBOX":
         raise Refused("INBOX cannot be deleted", code="CANNOT")
+    await existing(s, req.args.mailbox)
     await _account(s).delete_mailbox(req.args.mailbox)
     return "DELETE completed"
 
 
 async def rename(s: Session, req: Request) -> str:
     assert isinstance(req.args, Rename)
+    await existing(s, req.args.old)
+    new_name(req.args.new)
     await _account(s).rename_mailbox(req.args.old, req.args.new.rstrip(SEP) or req.args.new)
     return "RENAME completed"
 
 
 async def subscribe(s: Session, req: Request) -> str:
     assert isinstance(req.args, MailboxArg)
+    new_name(req.args.mailbox)
     await _account(s).set_subscribed(req.args.mailbox, True)
     return "SUBSCRIBE completed"
 
 
 async def unsubscribe(s: Session, req: Request) -> str:
     assert isinstance(req.args, MailboxArg)
+    new_name(req.args.mailbox)
     await _account(s).set_subscribed(req.args.mailbox, False)
     return "UNSUBSCRIBE completed"
 
@@ -122,8 +130,12 @@ async def list_(s: Session, req: Request) -> str:
         attrs: list[str] = []
         extra = b""
         if only_subscribed and name not in subscribed:
-            # RFC 5258 §3.5 RECURSIVEMATCH: a parent of subscribed children
-            if "RECURSIVEMATCH" in a.select and any(n.startswith(name + SEP) for n in subscribed):
+            # RFC 5258 §3.5 RECURSIVEMATCH: a parent of subscribed children that the
+            # patterns do not return themselves (with several patterns, one may)
+            if "RECURSIVEMATCH" in a.select and any(
+                n.startswith(name + SEP) and not any(m.match(n) for m in matchers)
+                for n in subscribed
+            ):
                 extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
             else:
                 continue

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from services.store.imap.commands import QuotaRoot, Request
 from services.store.imap.errors import Refused
-from services.store.imap.handlers.common import account, quota
+from services.store.imap.handlers.common import account, existing, quota
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
@@ -35,7 +35,7 @@ async def getquota(s: Session, req: Request) -> str:
 
 async def getquotaroot(s: Session, req: Request) -> str:
     assert isinstance(req.args, QuotaRoot)
-    box = await account(s).mailbox(req.args.name)
+    box = await existing(s, req.args.name)
     s.send(b'* QUOTAROOT %s ""\r\n' % s.mbox(box.name))
     s.send(await _quota_line(s))
     return "GETQUOTAROOT completed"

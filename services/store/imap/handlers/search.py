@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
 from services.store.imap import commands as c
+from services.store.imap import objectid
 from services.store.imap import responses as r
 from services.store.imap.errors import Refused
-from services.store.imap.handlers.common import account, selected
+from services.store.imap.handlers.common import account, enable_condstore, selected
 
 if TYPE_CHECKING:
     from services.store.imap.selected import Selected
@@ -69,6 +71,14 @@ def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
         return q.Larger(key.n) if key.larger else q.Smaller(key.n)
     if isinstance(key, c.SDate):
         return q.SentDate(key.op, key.day) if key.sent else q.InternalDate(key.op, key.day)
+    if isinstance(key, c.SWithin):
+        # RFC 5032 §3: relative to the time the search runs
+        at = time.time() - key.seconds
+        return q.InternalTime("before" if key.older else "since", at)
+    if isinstance(key, c.SObjectId):
+        # RFC 8474 §6; no THREADIDs here (NIL), so THREADID matches nothing
+        fid = objectid.file_of(key.value) if key.kind == "EMAILID" else None
+        return q.UidIn(()) if fid is None else q.FileIs(fid)
     if isinstance(key, c.SHeader):
         return q.Header(key.name.lower(), key.text)
     if isinstance(key, c.SBody):
@@ -139,7 +149,7 @@ async def search(s: Session, req: c.Request) -> str:
     if returns is not None and "SAVE" in returns:
         sel.saved = []  # RFC 5182 §2.1: a failing SEARCH leaves "$" empty
     if modseq_key:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5
+        enable_condstore(s)  # RFC 7162 §3.1.5
     if is_local(a.key):
         # flags, numbers and modseqs: answered from the view, brought up to date first
         # (RFC 3501 §7.4.1: no EXPUNGE during SEARCH; the UID form may carry them)
@@ -158,6 +168,12 @@ async def search(s: Session, req: c.Request) -> str:
         idx = []
     ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
     highest = max((sel.modseqs[i] for i in idx), default=0)
+    if returns is not None and not returns & {"ALL", "COUNT"} and idx:
+        # RFC 7162 §3.1.5 with RFC 4731: under MIN and/or MAX alone, the MODSEQ is that of
+        # the message(s) returned, not the highest of every match
+        shown = [idx[0]] if "MIN" in returns else []
+        shown += [idx[-1]] if "MAX" in returns else []
+        highest = max((sel.modseqs[i] for i in shown), default=highest)
     if returns is not None and "SAVE" in returns:
         sel.saved = _to_save(returns, [sel.uids[i] for i in idx])
         returns = returns - {"SAVE"}

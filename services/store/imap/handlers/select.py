@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailcore.mailstore import SYSTEM_FLAGS
+from services.store.imap import objectid
 from services.store.imap import responses as r
 from services.store.imap.commands import Request, Select
 from services.store.imap.errors import bad
+from services.store.imap.handlers.common import existing
 from services.store.imap.selected import Selected
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
-
-_SYSTEM = sorted(SYSTEM_FLAGS)
 
 
 def deselect(s: Session) -> None:
@@ -37,17 +36,13 @@ async def select(s: Session, req: Request) -> str:
     if a.qresync is not None and not s.qresync:
         raise bad("QRESYNC is not enabled")  # RFC 7162 §3.2.5
     deselect(s)
-    box = await s.account.mailbox(a.mailbox)
+    box = await existing(s, a.mailbox)
     snap = await s.account.snapshot(box.id)
     sel = Selected(box.id, box.name, a.readonly, snap)
-    if not a.readonly and not s.rev2:
-        sel.recent = await s.account.claim_recent(box.id)
+    await sel.take_recent(s)  # EXAMINE reports \Recent without claiming (RFC 3501 §6.3.2)
     if a.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
-    flags = " ".join(_SYSTEM + sorted(sel.keywords))
-    s.untagged(f"FLAGS ({flags})")
-    perm = "" if a.readonly else " ".join([*_SYSTEM, "\\*"])
-    s.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
+    sel.flags_lines(s)
     s.untagged(f"{len(sel)} EXISTS")
     if s.rev2:
         # RFC 9051 §6.3.2: a LIST response for the mailbox; no RECENT, no [UNSEEN]
@@ -64,6 +59,7 @@ async def select(s: Session, req: Request) -> str:
             s.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
     s.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {sel.uidnext}] Predicted next UID")
+    s.untagged(f"OK [MAILBOXID ({objectid.mailbox_id(sel.uidvalidity)})] Ok")  # RFC 8474 §4.2
     if s.condstore:
         s.untagged(f"OK [HIGHESTMODSEQ {sel.highestmodseq}] Highest")
     if a.qresync is not None and a.qresync[0] == sel.uidvalidity:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailcore.mailstore import MailboxInfo, MailboxStatus
+from services.store.imap import objectid
 from services.store.imap.commands import Request, Status
+from services.store.imap.handlers.common import enable_condstore, existing
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
 
 
-def _value(st: MailboxStatus, item: str) -> int:
+def _value(st: MailboxStatus, item: str) -> int | str:
+    if item == "MAILBOXID":
+        return f"({objectid.mailbox_id(st.uidvalidity)})"  # RFC 8474 §4.3
     return {
         "MESSAGES": st.messages,
         "RECENT": st.recent,
@@ -28,7 +32,7 @@ async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> b
     assert s.account is not None
     st = await s.account.status(box.id)
     if "HIGHESTMODSEQ" in items:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+        enable_condstore(s)  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{it} {_value(st, it)}" for it in items)
     return b"* STATUS %s (%s)\r\n" % (s.mbox(box.name), body.encode())
 
@@ -36,6 +40,6 @@ async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> b
 async def status(s: Session, req: Request) -> str:
     assert isinstance(req.args, Status)
     assert s.account is not None
-    box = await s.account.mailbox(req.args.mailbox)
+    box = await existing(s, req.args.mailbox)
     s.send(await status_line(s, box, req.args.items))
     return "STATUS completed"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from mailcore.mailstore import FlagOp
 from services.store.imap import responses as r
 from services.store.imap.commands import Request, StoreCmd
-from services.store.imap.handlers.common import account, writable
+from services.store.imap.handlers.common import account, enable_condstore, writable
 
 if TYPE_CHECKING:
     from services.store.imap.session import Session
@@ -21,7 +21,7 @@ async def store(s: Session, req: Request) -> str:
     sel = writable(s)
     idx = sel.resolve(a.seqs, a.uid)
     if a.unchanged_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: CONDSTORE enabling command
+        enable_condstore(s)  # RFC 7162 §3.1: CONDSTORE enabling command
     flags = [f for f in a.flags if f.lower() != "\\recent"]
     uids = [sel.uids[i] for i in idx]
     modified: list[int] = []
@@ -34,6 +34,7 @@ async def store(s: Session, req: Request) -> str:
             if i is not None:
                 sel.set_flags(i, new, modseq)
         modified = res.modified
+        sel.announce(s)  # a new keyword: FLAGS and PERMANENTFLAGS first (RFC 3501 §7.2.6)
     if not a.silent:
         failed = set(modified)
         s.send(b"".join(_fetch_line(s, i, a.uid) for i in idx if sel.uids[i] not in failed))
