@@ -10,7 +10,7 @@ import hashlib
 from mailcore.directory import User
 from mailcore.mailstore.records import AccountRemovedRecord, AppendRecord, QuotaRecord, Record
 from services.store.admin import purge
-from tests.services.store.test_delivery import Env, env, eventually  # noqa: F401 (fixture)
+from tests.services.store.test_delivery import BODY, Env, env, eventually  # noqa: F401 (fixture)
 
 
 async def _records(e: Env, user: User, after: int) -> list[Record]:
@@ -41,7 +41,8 @@ async def test_delivery_records(env: Env) -> None:  # noqa: F811 (the fixture)
     # the same bus message again (a redelivery): nothing new
     a1 = await _head(env, env.alice)
     await env.publish(["alice@example.org"], mid=msg.id)
-    await env.publish(["alice@example.org"], spam=True)
+    # distinct bodies: an identical resend within minutes is dropped as a duplicate (issue 19)
+    await env.publish(["alice@example.org"], BODY + b"spam\r\n", spam=True)
     await eventually(lambda: _count(env, env.alice, a1, 1))
     (junk,) = await _records(env, env.alice, a1)
     assert isinstance(junk, AppendRecord) and junk.flags == {"$Junk"}
@@ -51,8 +52,8 @@ async def test_delivery_records(env: Env) -> None:  # noqa: F811 (the fixture)
     await env.directory.set_quota("alice@example.org", quota_bytes=10**8, quota_messages=50)
     await eventually(lambda: _quota_seen(env))
     a2 = await _head(env, env.alice)
-    await env.publish(["alice@example.org"])
-    await env.publish(["alice@example.org"])
+    await env.publish(["alice@example.org"], BODY + b"one\r\n")
+    await env.publish(["alice@example.org"], BODY + b"two\r\n")
     await eventually(lambda: _count(env, env.alice, a2, 3))
     kinds = [type(r) for r in await _records(env, env.alice, a2)]
     assert kinds == [QuotaRecord, AppendRecord, AppendRecord]
