@@ -50,7 +50,7 @@ def _env_vars(doc: dict[str, Any]) -> set[str]:
 
 def test_every_setting_named_exists() -> None:
     known = _known_env_names()
-    used = _env_vars(_load("compose.yaml")) | _env_vars(_load("compose.nats-cluster.yaml"))
+    used = _env_vars(_load("compose.yaml")) | _env_vars(_load("compose.ha.yaml"))
     example = (COMPOSE / "postern.env.example").read_text()
     used |= set(re.findall(r"^#?\s*(POSTERN_[A-Z0-9_]+)=", example, re.M))
     unknown = sorted(used - known)
@@ -70,7 +70,7 @@ def test_every_service_module_and_file_exists() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (COMPOSE / source).exists(), f"{name}: {source}"
-    cluster = _load("compose.nats-cluster.yaml")
+    cluster = _load("compose.ha.yaml")
     for svc in cluster["services"].values():
         for volume in svc.get("volumes") or []:
             source = volume.split(":")[0]
