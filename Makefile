@@ -37,7 +37,7 @@ run: $(VENV)/.run-deps
 system-deps:
 	@scripts/system-deps test
 
-LINTED := $(wildcard mailcore services tests bench)
+LINTED := $(wildcard mailcore services tests bench compose/tests compose/probe.py scripts/apt_sources.py)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check $(LINTED)
