@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mailcore.bus.connect import connect
 from mailcore.bus.setup import BusLimits, declare_all
@@ -27,6 +28,7 @@ from mailcore.config import (
     FilterSettings,
     StoreSettings,
     WebmailSettings,
+    hostname_warning,
     load_settings,
 )
 from mailcore.directory import Directory, DirectoryError
@@ -59,6 +61,7 @@ def load_cluster(data: Path | None) -> Cluster:
     overrides = {"data": data} if data is not None else {}
     cluster = load_settings(ClusterSettings, **overrides)
     root = cluster.data.resolve()
+    # the same resolution as every other mailctl command (ClusterSettings._one_nats)
     nats_url = f"nats://127.0.0.1:{cluster.nats_port}"
     common = {"data": root, "nats_url": nats_url}
     return Cluster(
@@ -166,8 +169,12 @@ async def _start_scanners(
         echo("!! spamd is not installed: spam screening is OFF (apt-get install spamd)")
     else:
         port = c.cluster.local_spamd_port
-        argv = daemons.spamd_command(spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid")
         (c.data / "spamd").mkdir(parents=True, exist_ok=True)
+        # a home under the data directory: Bayes and the auto-whitelist need to lock files
+        home = daemons.spamd_home(c.data / "spamd" / "home")
+        argv = daemons.spamd_command(
+            spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid", home=home
+        )
         await sup.start(ChildSpec("spamd", argv, c.data / "logs" / "spamd.log"))
         env |= {"POSTERN_SPAMD_ENABLED": "true", "POSTERN_SPAMD_PORT": str(port)}
     clamd = daemons.clamd_binary()
@@ -179,7 +186,8 @@ async def _start_scanners(
             db = daemons.write_eicar_db(c.data / "clamav" / "db")
             echo(
                 "!! no ClamAV signature database on this machine (freshclam never ran): "
-                "clamd runs with the EICAR test signature ONLY"
+                "clamd runs with the EICAR test signatures ONLY. Real signatures (network, "
+                "root): apt-get install clamav-freshclam && freshclam, then restart mailctl up"
             )
         port = c.cluster.local_clamd_port
         conf = daemons.write_clamd_config(
@@ -238,8 +246,29 @@ def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
     return "\n".join(lines)
 
 
+def _child_defaults(c: Cluster) -> dict[str, str]:
+    """What ``mailctl up`` sets for its children only when the operator did not."""
+    chosen = c.store.model_fields_set | c.filter.model_fields_set
+    if "allow_plaintext_auth" in chosen:
+        return {}
+    return {"POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback"}
+
+
+def _check_nats_url(c: Cluster) -> None:
+    host = urlsplit(c.cluster.nats_url.split(",")[0]).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UpError(
+            f"POSTERN_NATS_URL={c.cluster.nats_url} is not this machine: mailctl up runs its "
+            "own NATS (unset POSTERN_NATS_URL, or set POSTERN_NATS_PORT)"
+        )
+
+
 async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
+    _check_nats_url(c)
     _lock(c.data)
+    warning = hostname_warning(c.store.hostname)
+    if warning:
+        echo(f"!! {warning}")
     if ensure_certificate(c.store.cert_path, c.store.key_path, c.store.hostname):
         echo(f"created a self-signed certificate in {c.store.cert_path.parent}")
     stop = asyncio.Event()
@@ -253,9 +282,9 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         env = {
             "POSTERN_DATA": str(c.data),
             "POSTERN_NATS_URL": c.nats_url,
-            "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
             "POSTERN_LOG_FORMAT": "json",
         }
+        env |= _child_defaults(c)
         env |= await _start_scanners(sup, c, echo)
         for name in ("store", "filter", "webmail"):
             await sup.start(_python_child(name, f"services.{name}", c, env))
