@@ -157,3 +157,12 @@ def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
     for expr in exprs:
         named = set(re.findall(r"\b(postern_[a-z0-9_]+)", expr))
         assert named and named <= known, (expr, named - known)
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (COMPOSE / "postern.env.example").read_text()
+    listed = set(re.findall(r"^#?\s*(POSTERN_[A-Z0-9_]+)=", example, re.M))
+    every = {config.env_name(cls, field) for cls in SETTINGS for field in cls.model_fields}
+    missing = sorted(every - listed)
+    assert not missing, f"postern.env.example lacks {missing}"
+    assert listed <= _known_env_names()  # and names nothing that does not exist
