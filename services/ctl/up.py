@@ -34,6 +34,7 @@ from mailcore.config import (
 from mailcore.directory import Directory, DirectoryError
 from mailcore.tls import ensure_certificate
 from services.ctl import daemons
+from services.ctl.balancer import Balancer
 from services.ctl.supervisor import ChildSpec, Supervisor
 
 HEALTH_TIMEOUT = 30.0
@@ -51,6 +52,7 @@ class Cluster:
     filter: FilterSettings
     webmail: WebmailSettings
     data: Path
+    filters: int = 1  # ``--filters N``: N filter processes behind a local balancer
 
     @property
     def nats_url(self) -> str:
@@ -186,8 +188,9 @@ async def _start_scanners(
             db = daemons.write_eicar_db(c.data / "clamav" / "db")
             echo(
                 "!! no ClamAV signature database on this machine (freshclam never ran): "
-                "clamd runs with the EICAR test signatures ONLY. Real signatures (network, "
-                "root): apt-get install clamav-freshclam && freshclam, then restart mailctl up"
+                "clamd runs with the EICAR test signature ONLY (file hash and body). Real "
+                "signatures (network, root): apt-get install clamav-freshclam && freshclam, "
+                "then restart mailctl up"
             )
         port = c.cluster.local_clamd_port
         conf = daemons.write_clamd_config(
@@ -263,6 +266,38 @@ def _check_nats_url(c: Cluster) -> None:
         )
 
 
+async def _start_filters(
+    sup: Supervisor, c: Cluster, env: dict[str, str]
+) -> tuple[dict[str, int], list[Balancer]]:
+    """One filter on the public ports, or ``c.filters`` of them on PROXY-protocol ports
+    behind a local balancer (the compose topology: HAProxy in front of replicas)."""
+    if c.filters == 1:
+        await sup.start(_python_child("filter", "services.filter", c, env))
+        return {"filter": c.filter.ops_port}, []
+    f = c.filter
+    public = {
+        "SMTP": f.smtp_port,
+        "SUBMISSION": f.submission_port,
+        "SUBMISSIONS": f.submissions_port,
+    }
+    backends: dict[str, list[tuple[str, int]]] = {k: [] for k in public}
+    ops: dict[str, int] = {}
+    for i in range(1, c.filters + 1):
+        name = f"filter-{i}"
+        child = env | {f"POSTERN_{k}_PORT": "0" for k in public}
+        for k in public:
+            port = daemons.free_port()
+            backends[k].append(("127.0.0.1", port))
+            child[f"POSTERN_PROXY_{k}_PORT"] = str(port)
+        ops[name] = daemons.free_port()
+        child["POSTERN_FILTER_OPS_PORT"] = str(ops[name])
+        await sup.start(_python_child(name, "services.filter", c, child))
+    balancers = [Balancer(f.listen_host, port, backends[k]) for k, port in public.items() if port]
+    for b in balancers:
+        await b.start()
+    return ops, balancers
+
+
 async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     _check_nats_url(c)
     _lock(c.data)
@@ -276,6 +311,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sup = Supervisor(echo)
+    balancers: list[Balancer] = []
     try:
         await _start_nats(sup, c)
         demo = await _provision_demo(c)
@@ -286,22 +322,29 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         }
         env |= _child_defaults(c)
         env |= await _start_scanners(sup, c, echo)
-        for name in ("store", "filter", "webmail"):
-            await sup.start(_python_child(name, f"services.{name}", c, env))
-        ports = {"store": c.store.ops_port, "filter": c.filter.ops_port}
-        ports["webmail"] = c.webmail.ops_port
+        await sup.start(_python_child("store", "services.store", c, env))
+        ports, balancers = await _start_filters(sup, c, env)
+        await sup.start(_python_child("webmail", "services.webmail", c, env))
+        ports |= {"store": c.store.ops_port, "webmail": c.webmail.ops_port}
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
             waiter.result()
             echo(_banner(c, demo))
+            if balancers:
+                echo(
+                    f"{c.filters} filter processes behind a local balancer; their metrics: "
+                    + ", ".join(f"{n} :{p}" for n, p in sorted(ports.items()) if "-" in n)
+                )
             await stopper
         else:
             waiter.cancel()
         echo("stopping…")
         return 0
     finally:
+        for b in balancers:
+            await b.stop()
         await sup.stop_all()
         with contextlib.suppress(OSError):
             (c.data / "mailctl.lock").unlink()
