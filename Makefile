@@ -59,13 +59,15 @@ wheels: | $(BIN)/python
 	PYTHON=$(BIN)/python scripts/build-wheels
 
 images: wheels
+	@scripts/system-deps compose
 	@base=$${BASE_IMAGE:-$$(scripts/build-base)}; scanner=$${SCANNER_BASE_IMAGE:-$$base}; \
 	set -e; for img in postern:Dockerfile:$$base postern-clamav:clamav.Dockerfile:$$scanner \
 	    postern-spamd:spamd.Dockerfile:$$scanner postern-haproxy:haproxy.Dockerfile:$$scanner \
 	    postern-prometheus:prometheus.Dockerfile:$$scanner; do \
 	  IFS=: read -r name file from <<< "$$img"; \
 	  echo "images: $$name:latest from $$from"; \
-	  docker build -q -t $$name:latest -f compose/$$file --build-arg BASE_IMAGE=$$from . ; \
+	  ctx=compose; [ $$name = postern ] && ctx=.; \
+	  docker build -q -t $$name:latest -f compose/$$file --build-arg BASE_IMAGE=$$from $$ctx; \
 	done
 
 # The pins the images install: a fresh venv with Postern's runtime extras, frozen.

@@ -1,6 +1,7 @@
 # clamd alone (one process), as the clamav user. Signatures live on the clamav-db volume:
-# an empty volume is seeded with the EICAR body signature (compose/clamav-seed), enough to
-# prove scanning works; real signatures: `docker compose exec clamav freshclam` (network).
+# an empty volume is seeded with the EICAR test signatures (compose/clamav/, the same files
+# as tests/data/clamav), enough to prove scanning works offline; real signatures:
+# `docker compose exec clamav freshclam` (network).
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 # Registry images have no clamd yet (needs network); postern-base already has it.
@@ -9,11 +10,11 @@ RUN command -v clamd >/dev/null && command -v python3 >/dev/null \
       clamav-freshclam python3 tini && rm -rf /var/lib/apt/lists/*; }
 RUN mkdir -p /usr/share/postern/clamav /var/lib/clamav /run/clamav \
  && chown clamav:clamav /var/lib/clamav /run/clamav
-COPY compose/clamd.conf /etc/clamav/clamd.conf
-COPY compose/freshclam.conf /etc/clamav/freshclam.conf
-COPY tests/data/clamav/ /usr/share/postern/clamav/
-COPY compose/probe.py /usr/local/bin/postern-probe
-COPY compose/clamav-start /usr/local/bin/clamav-start
+COPY clamd.conf /etc/clamav/clamd.conf
+COPY freshclam.conf /etc/clamav/freshclam.conf
+COPY clamav/ /usr/share/postern/clamav/
+COPY probe.py /usr/local/bin/postern-probe
+COPY clamav-start /usr/local/bin/clamav-start
 USER clamav
 EXPOSE 3310
 HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 \

@@ -5,8 +5,8 @@ FROM ${BASE_IMAGE}
 RUN command -v haproxy >/dev/null && command -v python3 >/dev/null \
  || { apt-get update && apt-get install -y --no-install-recommends haproxy python3 \
       && rm -rf /var/lib/apt/lists/*; }
-COPY compose/haproxy.cfg /etc/haproxy/haproxy.cfg
-COPY compose/probe.py /usr/local/bin/postern-probe
+COPY haproxy.cfg /etc/haproxy/haproxy.cfg
+COPY probe.py /usr/local/bin/postern-probe
 USER haproxy
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
   CMD ["postern-probe", "http", "http://127.0.0.1:8404/healthz"]

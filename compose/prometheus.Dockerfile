@@ -4,8 +4,8 @@ FROM ${BASE_IMAGE}
 RUN command -v prometheus >/dev/null && command -v python3 >/dev/null \
  || { apt-get update && apt-get install -y --no-install-recommends prometheus python3 \
       && rm -rf /var/lib/apt/lists/*; }
-COPY compose/prometheus.yml /etc/prometheus/prometheus.yml
-COPY compose/probe.py /usr/local/bin/postern-probe
+COPY prometheus.yml /etc/prometheus/prometheus.yml
+COPY probe.py /usr/local/bin/postern-probe
 USER prometheus
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["postern-probe", "http", "http://127.0.0.1:9090/-/ready"]

@@ -104,8 +104,9 @@ def test_every_service_has_a_health_check_and_waits_for_health() -> None:
     for name, svc in services.items():
         if name == "certs":  # a one-shot job: others wait for it to complete
             continue
-        dockerfile = (svc.get("build") or {}).get("dockerfile", "")
-        has_image_check = dockerfile and "HEALTHCHECK" in (ROOT / dockerfile).read_text()
+        build = svc.get("build") or {}
+        dockerfile = COMPOSE / build.get("context", ".") / build.get("dockerfile", "-")
+        has_image_check = dockerfile.is_file() and "HEALTHCHECK" in dockerfile.read_text()
         assert "healthcheck" in svc or has_image_check, name
         for dep, cond in (svc.get("depends_on") or {}).items():
             want = "service_completed_successfully" if dep == "certs" else "service_healthy"
@@ -166,3 +167,9 @@ def test_env_example_documents_every_setting() -> None:
     missing = sorted(every - listed)
     assert not missing, f"postern.env.example lacks {missing}"
     assert listed <= _known_env_names()  # and names nothing that does not exist
+
+
+def test_clamav_image_seeds_the_test_signatures_of_the_suite() -> None:
+    shipped = {p.name: p.read_bytes() for p in (COMPOSE / "clamav").iterdir()}
+    suite = {p.name: p.read_bytes() for p in (ROOT / "tests" / "data" / "clamav").iterdir()}
+    assert shipped == suite and "eicar.ndb" in shipped

@@ -82,11 +82,27 @@ class Stack:
         self.wait_healthy()
 
     def down(self) -> None:
-        self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
+        """Containers, networks and volumes, of every profile."""
+        subprocess.run(
+            [*self.base, "--profile", "mirror", "down", "-v", "--remove-orphans", "-t", "5"],
+            env=self.env,
+            capture_output=True,
+            timeout=600,
+        )
 
     def containers(self, service: str | None = None) -> list[str]:
-        out = self.compose("ps", "-q", *([service] if service else []))
-        return out.split()
+        """The project's containers (of one service), whatever their profile."""
+        cmd = [
+            "docker",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+        ]
+        if service:
+            cmd += ["--filter", f"label=com.docker.compose.service={service}"]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
 
     def inspect(self, cid: str) -> dict:
         out = subprocess.run(

@@ -96,6 +96,27 @@ def test_restarting_the_store_loses_nothing(stack: Stack) -> None:
     assert mine == sorted(before + after)
 
 
+def test_mirror_profile_second_store_takes_no_inbound_mail(stack: Stack) -> None:
+    # the mirror service is a placeholder until the mirror lands: only store2 is started
+    mirror = [*stack.base, "--profile", "mirror"]
+    subprocess.run(
+        [*mirror, "up", "-d", "--no-build", "store2"],
+        env=stack.env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    stack.wait_healthy()
+    subjects = [f"mirror-{i:02d}" for i in range(10)]
+    assert set(_send_all(stack, subjects).values()) == {250}
+    got = stack.wait_delivered(set(subjects))
+    assert sorted(s for s in got if s.startswith("mirror-")) == subjects
+    (store2,) = stack.containers("store2")
+    assert stack.metric(store2, "postern_deliveries_total", port=9102) == 0
+    (store,) = stack.containers("store")
+    assert stack.metric(store, "postern_deliveries_total", port=9102) >= len(subjects)
+
+
 def test_ha_survives_killing_one_nats_node(ha_stack: Stack) -> None:
     first = [f"ha-a-{i:02d}" for i in range(20)]
     assert set(_send_all(ha_stack, first).values()) == {250}
