@@ -12,6 +12,7 @@ import pytest
 
 from mailcore.mailstore import FlagOp, MailStore, NoSuchMailbox
 from mailcore.mailstore.core import Txn
+from mailcore.mailstore.records import AppendRecord, UidNextRecord
 from tests.mailcore.mailstore.conftest import message
 from tests.mailcore.mailstore.test_sync_calls import FULL, Trace, trace  # noqa: F401
 
@@ -71,7 +72,7 @@ async def test_a_failed_write_leaves_no_file_and_no_counter_behind(tmp_path: Pat
 
         def broken(t: Txn) -> None:
             t.write_files([b"never visible"])
-            t.change("append", inbox, uid=999)
+            t.log(UidNextRecord(t.next_seq(), t.at, inbox, 999, t.modseq()))
             raise ValueError("fails after writing its file")
 
         ok_before = asyncio.ensure_future(acct.append(inbox, message("a")))
@@ -86,7 +87,8 @@ async def test_a_failed_write_leaves_no_file_and_no_counter_behind(tmp_path: Pat
         assert len(files) == 2  # the failed write's file was removed
         assert b.uid == a.uid + 1
         changes = await acct.changes_since(0, inbox)
-        assert [c.uid for c in changes if c.kind == "append"] == [a.uid, b.uid]
+        assert [c.uid for c in changes if isinstance(c, AppendRecord)] == [a.uid, b.uid]
+        assert not any(isinstance(c, UidNextRecord) for c in changes)  # rolled back
         assert [c.seq for c in changes] == sorted({c.seq for c in changes})
         # the counters went back: the next write continues without a hole in the log
         c = await acct.append(inbox, message("c"))
