@@ -17,8 +17,9 @@ import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -77,6 +78,26 @@ def _ops_port(service: str, default: int) -> Any:
     )
 
 
+def default_hostname() -> str:
+    """This host's name for greetings and headers: its FQDN, else the plain host name
+    (``socket.getfqdn()`` says ``localhost`` on many machines). Services warn when the
+    name has no dot (:func:`hostname_warning`)."""
+    fqdn = socket.getfqdn()
+    if "." in fqdn and not fqdn.startswith("localhost"):
+        return fqdn
+    return socket.gethostname() or fqdn
+
+
+def hostname_warning(hostname: str) -> str | None:
+    """Why ``hostname`` is a poor name for a mail host (None when it is fine)."""
+    if "." in hostname and not hostname.startswith("localhost"):
+        return None
+    return (
+        f"POSTERN_HOSTNAME is {hostname!r}, not a fully qualified name: greetings, Received "
+        "and Authentication-Results will carry it; set POSTERN_HOSTNAME=mail.example.org"
+    )
+
+
 class CommonSettings(BaseSettings):
     """Settings every service shares."""
 
@@ -95,7 +116,7 @@ class CommonSettings(BaseSettings):
     nats_password: str | None = None
     log_level: LogLevel = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    hostname: str = Field(default_factory=socket.getfqdn)
+    hostname: str = Field(default_factory=default_hostname)
     listen_host: str = "127.0.0.1"
     ops_host: str = "127.0.0.1"
     ops_port: Port = 0
@@ -434,6 +455,23 @@ class ClusterSettings(CommonSettings):
         "half the free space of the data directory, at most what the stream budgets need "
         "(stream budgets not set explicitly are scaled down to fit, with a warning)",
     )
+
+    @model_validator(mode="after")
+    def _one_nats(self) -> ClusterSettings:
+        """One resolution for ``mailctl up`` and every other ``mailctl`` command:
+        POSTERN_NATS_URL when set (its port is then the local cluster's), else the local
+        cluster on POSTERN_NATS_PORT. Both set and disagreeing is an error."""
+        url_port = urlsplit(self.nats_url.split(",")[0]).port or 4222
+        if "nats_url" not in self.model_fields_set:
+            self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        elif "nats_port" not in self.model_fields_set:
+            self.nats_port = url_port
+        elif url_port != self.nats_port:
+            raise ValueError(
+                f"POSTERN_NATS_URL ({self.nats_url}) and POSTERN_NATS_PORT ({self.nats_port}) "
+                "disagree: set one of them"
+            )
+        return self
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

@@ -20,7 +20,7 @@ from typing import Generic
 
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.setup import BusLimits, SetupError, declare_all
-from mailcore.config import SettingsT, load_settings
+from mailcore.config import SettingsT, hostname_warning, load_settings
 from mailcore.logging import get_logger, setup_logging
 from mailcore.metrics import OpsServer
 
@@ -91,6 +91,9 @@ def run_service(settings_cls: type[SettingsT], serve: Serve[SettingsT]) -> None:
     """Entry point of ``python -m services.<name>``."""
     settings = load_settings(settings_cls)
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
+    warning = hostname_warning(settings.hostname)
+    if warning:
+        log.warning(warning)
     runner: Callable[..., int] = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop

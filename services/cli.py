@@ -34,10 +34,18 @@ def main() -> None:
     default=None,
     help="data directory (env POSTERN_DATA, default ./var)",
 )
-def up(data: Path | None) -> None:
+@click.option(
+    "--filters",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="filter processes; more than one run behind a local TCP balancer (PROXY v2)",
+)
+def up(data: Path | None, filters: int) -> None:
     """Run the whole cluster locally until Ctrl-C."""
     setup_logging("mailctl", "warning", "console")
     cluster = load_cluster(data)
+    cluster.filters = filters
     try:
         status = asyncio.run(run_up(cluster, _echo))
     except UpError as exc:

@@ -1,10 +1,11 @@
 """compose/ stays consistent with the code: every setting it sets exists, every service it
 runs exists, every file it mounts is in the repository, HAProxy targets the filters'
-PROXY-protocol ports. (No Docker engine runs in CI; this is what can be checked without.)"""
+PROXY-protocol ports. (Without a Docker engine; compose/tests runs the deployment for real.)"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def _env_vars(doc: dict[str, Any]) -> set[str]:
 
 def test_every_setting_named_exists() -> None:
     known = _known_env_names()
-    used = _env_vars(_load("compose.yaml")) | _env_vars(_load("compose.nats-cluster.yaml"))
+    used = _env_vars(_load("compose.yaml")) | _env_vars(_load("compose.ha.yaml"))
     example = (COMPOSE / "postern.env.example").read_text()
     used |= set(re.findall(r"^#?\s*(POSTERN_[A-Z0-9_]+)=", example, re.M))
     unknown = sorted(used - known)
@@ -71,7 +72,7 @@ def test_every_service_module_and_file_exists() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (COMPOSE / source).exists(), f"{name}: {source}"
-    cluster = _load("compose.nats-cluster.yaml")
+    cluster = _load("compose.ha.yaml")
     for svc in cluster["services"].values():
         for volume in svc.get("volumes") or []:
             source = volume.split(":")[0]
@@ -94,3 +95,82 @@ def test_haproxy_targets_the_proxy_ports() -> None:
 def test_nats_configs_fsync_every_write() -> None:
     for conf in (COMPOSE / "nats").glob("*.conf"):
         assert "sync_interval: always" in conf.read_text(), conf.name
+
+
+def test_every_service_has_a_health_check_and_waits_for_health() -> None:
+    doc = _load("compose.yaml")
+    services = doc["services"]
+    names = {"nats", "clamav", "spamd", "filter", "store", "webmail", "haproxy"}
+    assert names | {"store2", "mirror", "prometheus", "grafana"} <= set(services)
+    for name, svc in services.items():
+        if name == "certs":  # a one-shot job: others wait for it to complete
+            continue
+        build = svc.get("build") or {}
+        dockerfile = COMPOSE / build.get("context", ".") / build.get("dockerfile", "-")
+        has_image_check = dockerfile.is_file() and "HEALTHCHECK" in dockerfile.read_text()
+        assert "healthcheck" in svc or has_image_check, name
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            want = "service_completed_successfully" if dep == "certs" else "service_healthy"
+            assert cond == {"condition": want}, (name, dep)
+
+
+def test_every_dockerfile_takes_a_base_image_and_drops_root() -> None:
+    for dockerfile in COMPOSE.glob("*Dockerfile"):
+        text = dockerfile.read_text()
+        assert re.search(r"^ARG BASE_IMAGE=\S+", text, re.M), dockerfile.name
+        assert "FROM ${BASE_IMAGE}" in text, dockerfile.name
+        users = re.findall(r"^USER (\S+)", text, re.M)
+        assert users and users[-1] not in ("root", "0"), dockerfile.name
+
+
+def test_second_store_never_consumes_inbound_mail() -> None:
+    services = _load("compose.yaml")["services"]
+    primary = services["store"]["environment"]["POSTERN_NATS_URL"]
+    second = services["store2"]["environment"]["POSTERN_NATS_URL"]
+    assert second != primary
+    assert services["store2"]["profiles"] == ["mirror"]
+    assert services["mirror"]["environment"]["POSTERN_PEER_NATS_URL"] == second
+
+
+def test_prometheus_discovers_replicas_by_dns() -> None:
+    prom = _load("prometheus.yml")
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    for job, port in (("postern-filter", 9101), ("postern-webmail", 9103)):
+        (sd,) = jobs[job]["dns_sd_configs"]
+        assert sd["type"] == "A" and sd["port"] == port
+
+
+def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    from mailcore import metrics  # noqa: F401  (registers every metric)
+
+    known: set[str] = set()
+    for sample_names in REGISTRY._collector_to_names.values():
+        known.update(sample_names)
+    grafana = COMPOSE / "grafana"
+    for provisioning in (grafana / "provisioning").rglob("*.yml"):
+        assert yaml.safe_load(provisioning.read_text())["apiVersion"] == 1
+    exprs = []
+    for dashboard in (grafana / "dashboards").glob("*.json"):
+        doc = json.loads(dashboard.read_text())
+        exprs += [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    assert exprs
+    for expr in exprs:
+        named = set(re.findall(r"\b(postern_[a-z0-9_]+)", expr))
+        assert named and named <= known, (expr, named - known)
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (COMPOSE / "postern.env.example").read_text()
+    listed = set(re.findall(r"^#?\s*(POSTERN_[A-Z0-9_]+)=", example, re.M))
+    every = {config.env_name(cls, field) for cls in SETTINGS for field in cls.model_fields}
+    missing = sorted(every - listed)
+    assert not missing, f"postern.env.example lacks {missing}"
+    assert listed <= _known_env_names()  # and names nothing that does not exist
+
+
+def test_clamav_image_seeds_the_test_signatures_of_the_suite() -> None:
+    shipped = {p.name: p.read_bytes() for p in (COMPOSE / "clamav").iterdir()}
+    suite = {p.name: p.read_bytes() for p in (ROOT / "tests" / "data" / "clamav").iterdir()}
+    assert shipped == suite and "eicar.ndb" in shipped

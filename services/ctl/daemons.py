@@ -6,6 +6,7 @@ Used by ``mailctl up`` and by the test suite's fixtures, so both start them the 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import sys
@@ -16,6 +17,10 @@ from pathlib import Path
 # The EICAR test file's MD5 and size: with this one line clamd detects EICAR, so virus
 # rejection can be tried on a machine that cannot download ClamAV's databases.
 EICAR_HDB_LINE = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"
+# The hash above matches only the exact 68-byte file; this body signature matches the EICAR
+# string anywhere (pasted into a mail body, say). Also tests/data/clamav/eicar.ndb.
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+EICAR_NDB_LINE = f"Eicar-Test-Signature-Body:0:*:{EICAR.hex()}\n"
 SYSTEM_CLAMAV_DB = Path("/var/lib/clamav")
 
 
@@ -77,8 +82,28 @@ def spamd_binary() -> str | None:
     )
 
 
-def spamd_command(binary: str, host: str, port: int, pidfile: Path, children: int = 4) -> list[str]:
-    """spamd with local rules only (``-L``: no network tests), logging to stderr."""
+def spamd_home(directory: Path) -> Path:
+    """spamd's home (Bayes database, auto-whitelist), writable by the user it runs as
+    (``nobody`` when started as root)."""
+    (directory / ".spamassassin").mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        for p in (directory, directory / ".spamassassin"):
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    return directory
+
+
+def spamd_command(
+    binary: str,
+    host: str,
+    port: int,
+    pidfile: Path,
+    children: int = 4,
+    *,
+    home: Path | None = None,
+) -> list[str]:
+    """spamd with local rules only (``-L``: no network tests), logging to stderr; with
+    ``home`` (see :func:`spamd_home`) Bayes and the auto-whitelist keep their files there."""
     cmd = [
         binary,
         "-L",
@@ -89,6 +114,8 @@ def spamd_command(binary: str, host: str, port: int, pidfile: Path, children: in
         "--nouser-config",
         "--syslog=stderr",
     ]
+    if home is not None:
+        cmd.append(f"--helper-home-dir={home}")
     if os.geteuid() == 0:
         cmd.append("--username=nobody")
     return cmd
@@ -112,6 +139,7 @@ def system_clamav_db() -> Path | None:
 def write_eicar_db(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "eicar.hdb").write_text(EICAR_HDB_LINE)
+    (directory / "eicar.ndb").write_text(EICAR_NDB_LINE)
     return directory
 
 

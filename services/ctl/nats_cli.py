@@ -13,7 +13,7 @@ import click
 from mailcore.bus import names
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.setup import ensure_kv
-from mailcore.config import CommonSettings, load_settings
+from mailcore.config import ClusterSettings, CommonSettings, load_settings
 from mailcore.directory import Directory, DirectoryError
 from mailcore.logging import setup_logging
 
@@ -32,11 +32,10 @@ def nats_option(fn: F) -> F:
     return click.option(
         "--nats",
         "nats_url",
-        envvar="POSTERN_NATS_URL",
-        default="nats://127.0.0.1:4222",
-        show_default=True,
-        help="NATS server URL (env POSTERN_NATS_URL); credentials from POSTERN_NATS_USER "
-        "and POSTERN_NATS_PASSWORD",
+        # the same resolution as `mailctl up`: POSTERN_NATS_URL, else POSTERN_NATS_PORT
+        default=lambda: load_settings(ClusterSettings).nats_url,
+        show_default="POSTERN_NATS_URL, else nats://127.0.0.1:POSTERN_NATS_PORT",
+        help="NATS server URL; credentials from POSTERN_NATS_USER and POSTERN_NATS_PASSWORD",
     )(fn)
 
 

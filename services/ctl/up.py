@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mailcore.bus.connect import connect
 from mailcore.bus.setup import BusLimits, SetupError, declare_all
@@ -29,11 +30,13 @@ from mailcore.config import (
     RelaySettings,
     StoreSettings,
     WebmailSettings,
+    hostname_warning,
     load_settings,
 )
 from mailcore.directory import Directory, DirectoryError
 from mailcore.tls import ensure_certificate
 from services.ctl import budget, daemons
+from services.ctl.balancer import Balancer
 from services.ctl.natswatch import NatsWatch
 from services.ctl.supervisor import ChildSpec, Supervisor
 
@@ -54,6 +57,7 @@ class Cluster:
     data: Path
     relay: RelaySettings
     budget: budget.Budget | None = None
+    filters: int = 1  # ``--filters N``: N filter processes behind a local balancer
 
     @property
     def nats_url(self) -> str:
@@ -64,6 +68,7 @@ def load_cluster(data: Path | None) -> Cluster:
     overrides = {"data": data} if data is not None else {}
     cluster = load_settings(ClusterSettings, **overrides)
     root = cluster.data.resolve()
+    # the same resolution as every other mailctl command (ClusterSettings._one_nats)
     nats_url = f"nats://127.0.0.1:{cluster.nats_port}"
     common = {"data": root, "nats_url": nats_url}
     return Cluster(
@@ -177,8 +182,12 @@ async def _start_scanners(
         echo("!! spamd is not installed: spam screening is OFF (apt-get install spamd)")
     else:
         port = c.cluster.local_spamd_port
-        argv = daemons.spamd_command(spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid")
         (c.data / "spamd").mkdir(parents=True, exist_ok=True)
+        # a home under the data directory: Bayes and the auto-whitelist need to lock files
+        home = daemons.spamd_home(c.data / "spamd" / "home")
+        argv = daemons.spamd_command(
+            spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid", home=home
+        )
         await sup.start(ChildSpec("spamd", argv, c.data / "logs" / "spamd.log"))
         env |= {"POSTERN_SPAMD_ENABLED": "true", "POSTERN_SPAMD_PORT": str(port)}
     clamd = daemons.clamd_binary()
@@ -190,7 +199,9 @@ async def _start_scanners(
             db = daemons.write_eicar_db(c.data / "clamav" / "db")
             echo(
                 "!! no ClamAV signature database on this machine (freshclam never ran): "
-                "clamd runs with the EICAR test signature ONLY"
+                "clamd runs with the EICAR test signature ONLY (file hash and body). Real "
+                "signatures (network, root): apt-get install clamav-freshclam && freshclam, "
+                "then restart mailctl up"
             )
         port = c.cluster.local_clamd_port
         conf = daemons.write_clamd_config(
@@ -288,11 +299,64 @@ def plan_budget(c: Cluster) -> budget.Budget:
         raise UpError(str(exc)) from None
 
 
+def _child_defaults(c: Cluster) -> dict[str, str]:
+    """What ``mailctl up`` sets for its children only when the operator did not."""
+    chosen = c.store.model_fields_set | c.filter.model_fields_set
+    if "allow_plaintext_auth" in chosen:
+        return {}
+    return {"POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback"}
+
+
+def _check_nats_url(c: Cluster) -> None:
+    host = urlsplit(c.cluster.nats_url.split(",")[0]).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UpError(
+            f"POSTERN_NATS_URL={c.cluster.nats_url} is not this machine: mailctl up runs its "
+            "own NATS (unset POSTERN_NATS_URL, or set POSTERN_NATS_PORT)"
+        )
+
+
+async def _start_filters(
+    sup: Supervisor, c: Cluster, env: dict[str, str]
+) -> tuple[dict[str, int], list[Balancer]]:
+    """One filter on the public ports, or ``c.filters`` of them on PROXY-protocol ports
+    behind a local balancer (the compose topology: HAProxy in front of replicas)."""
+    if c.filters == 1:
+        await sup.start(_python_child("filter", "services.filter", c, env))
+        return {"filter": c.filter.ops_port}, []
+    f = c.filter
+    public = {
+        "SMTP": f.smtp_port,
+        "SUBMISSION": f.submission_port,
+        "SUBMISSIONS": f.submissions_port,
+    }
+    backends: dict[str, list[tuple[str, int]]] = {k: [] for k in public}
+    ops: dict[str, int] = {}
+    for i in range(1, c.filters + 1):
+        name = f"filter-{i}"
+        child = env | {f"POSTERN_{k}_PORT": "0" for k in public}
+        for k in public:
+            port = daemons.free_port()
+            backends[k].append(("127.0.0.1", port))
+            child[f"POSTERN_PROXY_{k}_PORT"] = str(port)
+        ops[name] = daemons.free_port()
+        child["POSTERN_FILTER_OPS_PORT"] = str(ops[name])
+        await sup.start(_python_child(name, "services.filter", c, child))
+    balancers = [Balancer(f.listen_host, port, backends[k]) for k, port in public.items() if port]
+    for b in balancers:
+        await b.start()
+    return ops, balancers
+
+
 async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
+    _check_nats_url(c)
     _lock(c.data)
     c.budget = plan_budget(c)
     if c.budget.warning:
         echo(c.budget.warning)
+    warning = hostname_warning(c.store.hostname)
+    if warning:
+        echo(f"!! {warning}")
     if ensure_certificate(c.store.cert_path, c.store.key_path, c.store.hostname):
         echo(f"created a self-signed certificate in {c.store.cert_path.parent}")
     stop = asyncio.Event()
@@ -300,34 +364,40 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sup = Supervisor(echo)
+    balancers: list[Balancer] = []
     try:
         await _start_nats(sup, c)
         demo = await _provision_demo(c)
         env = {
             "POSTERN_DATA": str(c.data),
             "POSTERN_NATS_URL": c.nats_url,
-            "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
             "POSTERN_LOG_FORMAT": "json",
         }
         env |= c.budget.env()
+        env |= _child_defaults(c)
         env |= await _start_scanners(sup, c, echo)
         # the webmail's "spam / not spam" teaches the same spamd
         env["POSTERN_WEBMAIL_SPAMD_ENABLED"] = env["POSTERN_SPAMD_ENABLED"]
         env["POSTERN_WEBMAIL_SPAMD_PORT"] = env.get("POSTERN_SPAMD_PORT", "783")
-        for name in ("store", "filter", "webmail"):
-            await sup.start(_python_child(name, f"services.{name}", c, env))
+        await sup.start(_python_child("store", "services.store", c, env))
+        ports, balancers = await _start_filters(sup, c, env)
+        await sup.start(_python_child("webmail", "services.webmail", c, env))
         # The outbound relay runs beside the filter (docs/relay.md).
         await sup.start(_python_child("relay", "services.filter.relay", c, env))
-        ports = {"store": c.store.ops_port, "filter": c.filter.ops_port}
-        ports["webmail"] = c.webmail.ops_port
-        watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
+        ports |= {"store": c.store.ops_port, "webmail": c.webmail.ops_port}
         ports["relay"] = c.relay.ops_port
+        watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
             waiter.result()
             echo(_banner(c, demo))
+            if balancers:
+                echo(
+                    f"{c.filters} filter processes behind a local balancer; their metrics: "
+                    + ", ".join(f"{n} :{p}" for n, p in sorted(ports.items()) if "-" in n)
+                )
             await stopper
         else:
             waiter.cancel()
@@ -336,6 +406,8 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         await asyncio.wait({watching}, timeout=5)
         return 0
     finally:
+        for b in balancers:
+            await b.stop()
         await sup.stop_all()
         with contextlib.suppress(OSError):
             (c.data / "mailctl.lock").unlink()

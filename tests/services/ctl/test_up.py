@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import smtplib
 import subprocess
 import sys
 import threading
@@ -36,13 +38,13 @@ PORT_VARS = [
 class Up:
     """A running ``mailctl up`` whose output is collected line by line."""
 
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
+    def __init__(self, data: Path, env: dict[str, str], *args: str) -> None:
         self.data = data
         self.env = env
         self.lines: list[str] = []
         mailctl = Path(sys.executable).parent / "mailctl"
         self.proc = subprocess.Popen(
-            [str(mailctl), "up", "--data", str(data)],
+            [str(mailctl), "up", "--data", str(data), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -188,5 +190,33 @@ def test_up_with_scanners(tmp_path: Path) -> None:
             assert daemons.wait_for_port("127.0.0.1", int(env[var]), 60), name
         if daemons.system_clamav_db() is None:
             assert any("EICAR test signature ONLY" in line for line in up.lines)
+    finally:
+        assert up.stop() == 0
+
+
+def _accepted(ops_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.findall(r"^postern_smtp_accepted_total\{[^}]*\} ([0-9.]+)$", text, re.M)
+    return sum(float(v) for v in found)
+
+
+def test_up_with_several_filters_behind_the_balancer(tmp_path: Path) -> None:
+    env, _ = _env(scanners=False)
+    up = Up(tmp_path / "var", env, "--filters", "2")
+    try:
+        up.wait_for("2 filter processes behind a local balancer", timeout=90)
+        line = next(x for x in up.lines if "behind a local balancer" in x)
+        filter_ops = [int(p) for p in re.findall(r"filter-\d :(\d+)", line)]
+        assert len(filter_ops) == 2
+        for i in range(10):
+            with smtplib.SMTP("127.0.0.1", int(env["POSTERN_SMTP_PORT"]), timeout=30) as s:
+                s.sendmail(
+                    "bob@ext.test",
+                    ["demo@postern.test"],
+                    f"Subject: balanced {i}\r\nFrom: bob@ext.test\r\n\r\nhi\r\n".encode(),
+                )
+        shares = [_accepted(p) for p in filter_ops]
+        assert shares == [5.0, 5.0]  # round robin over the two filter processes
     finally:
         assert up.stop() == 0

@@ -59,3 +59,11 @@ def test_reply_parsing() -> None:
         parse_reply(b"INSTREAM size limit exceeded. ERROR\0")
     with pytest.raises(ClamdError):
         parse_reply(b"")
+
+
+async def test_eicar_string_pasted_into_a_body(client: ClamdClient) -> None:
+    # the hash signature matches only the exact 68-byte file; the body signature
+    # (tests/data/clamav/eicar.ndb, written by mailctl up too) matches it anywhere
+    message = b"Subject: test\r\n\r\nHere it is: " + EICAR.strip() + b" -- and more text\r\n"
+    result = await client.scan(message)
+    assert result.infected, result

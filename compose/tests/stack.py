@@ -1,0 +1,199 @@
+"""A compose deployment under test: a unique project name, free host ports, torn down with
+its volumes. Driven with Debian's docker-compose 1.29 (or `docker compose`)."""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import os
+import re
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable
+from email.utils import formatdate
+from pathlib import Path
+
+COMPOSE_DIR = Path(__file__).resolve().parent.parent
+PORT_NAMES = ("SMTP", "SUBMISSION", "SUBMISSIONS", "WEBMAIL", "IMAP", "IMAPS", "POP3", "POP3S")
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+ENV = """\
+POSTERN_HOSTNAME=mx.compose.test
+POSTERN_ALLOW_PLAINTEXT_AUTH=always
+POSTERN_DKIM_VERIFY=false
+POSTERN_INBOUND_MAX_BYTES=268435456
+POSTERN_BODIES_MAX_BYTES=268435456
+POSTERN_OUTBOUND_MAX_BYTES=67108864
+POSTERN_MIRROR_MAX_BYTES=67108864
+"""
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return ["docker", "compose"]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Stack:
+    def __init__(self, tmp: Path, files: Iterable[str] = ("compose.yaml",), profiles=()) -> None:
+        self.project = f"postern-ct-{uuid.uuid4().hex[:8]}"
+        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        env_file = tmp / f"{self.project}.env"
+        env_file.write_text(ENV)
+        self.env = {**os.environ, "ENV_FILE": str(env_file), "PUBLISH_ADDR": "127.0.0.1"}
+        self.env.update({f"PUBLISH_{k}": str(v) for k, v in self.ports.items()})
+        self.base = [*compose_command(), "-p", self.project]
+        for f in files:
+            self.base += ["-f", str(COMPOSE_DIR / f)]
+        for p in profiles:
+            self.base += ["--profile", p]
+
+    def compose(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [*self.base, *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def up(self, *args: str) -> None:
+        self.compose("up", "-d", "--no-build", *args)
+        self.wait_healthy()
+
+    def down(self) -> None:
+        """Containers, networks and volumes, of every profile."""
+        subprocess.run(
+            [*self.base, "--profile", "mirror", "down", "-v", "--remove-orphans", "-t", "5"],
+            env=self.env,
+            capture_output=True,
+            timeout=600,
+        )
+
+    def containers(self, service: str | None = None) -> list[str]:
+        """The project's containers (of one service), whatever their profile."""
+        cmd = [
+            "docker",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+        ]
+        if service:
+            cmd += ["--filter", f"label=com.docker.compose.service={service}"]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+
+    def inspect(self, cid: str) -> dict:
+        out = subprocess.run(
+            ["docker", "inspect", cid], capture_output=True, text=True, check=True
+        ).stdout
+        return dict(json.loads(out)[0])
+
+    def wait_healthy(self, deadline: float = 300.0) -> None:
+        """Every running container reports healthy (one-shot jobs exited 0)."""
+        end = time.monotonic() + deadline
+        while True:
+            states = {}
+            for cid in self.containers():
+                st = self.inspect(cid)["State"]
+                name = self.inspect(cid)["Name"]
+                if st["Status"] == "exited" and st["ExitCode"] == 0:
+                    continue
+                states[name] = st.get("Health", {}).get("Status", st["Status"])
+            if states and all(s == "healthy" for s in states.values()):
+                return
+            if time.monotonic() > end:
+                raise AssertionError(f"not healthy: {states}\n{self.compose('logs', '--tail=30')}")
+            time.sleep(2)
+
+    def mailctl(self, *args: str, stdin: str | None = None) -> str:
+        return self.compose("exec", "-T", "store", "mailctl", *args, stdin=stdin)
+
+    def metric(self, cid: str, name: str, port: int = 9101) -> float:
+        """Sum of a counter's samples, read inside the container from its ops port."""
+        code = (
+            "import urllib.request;"
+            f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+        )
+        out = subprocess.run(
+            ["docker", "exec", cid, "python3", "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$"
+        return sum(float(v) for v in re.findall(pattern, out, re.M))
+
+    def send(self, subject: str, body: str = "hello", rcpt: str = "alice@compose.test") -> int:
+        """One message over a fresh connection to HAProxy; the final reply code."""
+        msg = (
+            f"From: bob@ext.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+            f"Date: {formatdate()}\r\nMessage-ID: <{subject}@ext.test>\r\n\r\n{body}\r\n"
+        )
+        try:
+            with smtplib.SMTP("127.0.0.1", self.ports["SMTP"], timeout=60) as s:
+                s.ehlo("client.ext.test")
+                s.sendmail("bob@ext.test", [rcpt], msg.encode())
+                return 250
+        except smtplib.SMTPResponseException as exc:
+            return exc.smtp_code
+        except smtplib.SMTPRecipientsRefused as exc:
+            return next(iter(exc.recipients.values()))[0]
+        except (OSError, smtplib.SMTPException):
+            return 0
+
+    def subjects(self, user: str = "alice@compose.test", password: str = "secret-pw") -> list[str]:
+        """Subjects of every message in the user's INBOX and Junk, duplicates kept."""
+        found: list[str] = []
+        with imaplib.IMAP4("127.0.0.1", self.ports["IMAP"], timeout=60) as m:
+            m.login(user, password)
+            for box in ("INBOX", "Junk"):
+                status, count = m.select(box, readonly=True)
+                if status != "OK" or count[0] in (b"0", None):
+                    continue
+                _, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+                for item in data:
+                    if isinstance(item, tuple):
+                        line = item[1].decode().strip()
+                        found.append(line.partition(":")[2].strip())
+        return found
+
+    def wait_delivered(self, wanted: set[str], deadline: float = 180.0) -> list[str]:
+        """Subjects in the mailbox once every wanted one arrived (or the deadline passed)."""
+        end = time.monotonic() + deadline
+        while True:
+            got = self.subjects()
+            if wanted <= set(got) or time.monotonic() > end:
+                return got
+            time.sleep(2)
+
+    def send_until_accepted(self, subject: str, attempts: int = 30) -> int:
+        """Like an MTA: a temporary refusal (4xx, lost connection) is retried after 2 s."""
+        code = 0
+        for _ in range(attempts):
+            code = self.send(subject)
+            if code == 250 or code >= 500:
+                return code
+            time.sleep(2)
+        return code
