@@ -5,8 +5,12 @@ attempt, the last remote answer, recipients done and pending.
 ``retry`` and ``bounce`` publish the message's frame again (fresh, so the relay takes it
 at once instead of at its next scheduled attempt) and delete the old copy; the relay then
 sends only to the recipients still pending (``bounce``: returns them to the sender with a
-DSN). A message a relay is retrying right now is left alone (a first attempt is not
-recorded: retrying that one may send it twice). ``delete`` removes a
+DSN). A message a relay is delivering right now is left alone: a retry records its
+destinations in flight, and a first attempt writes no record at all (a KV write per
+message costs the relay's throughput), so a message without a record is asked about of
+the relay consumer instead: handed to a relay and not yet acked (work-queue retention:
+an acked message has left the stream) means a relay has it; not handed out yet means it
+is due now already, and ``retry`` leaves it where it is. ``delete`` removes a
 message, its record and its body for good, without telling the sender.
 """
 
@@ -72,8 +76,27 @@ async def find(js: JetStreamContext, ident: str) -> Entry:
     raise CtlError(f"no outbound message {ident}")
 
 
-async def _republish(js: JetStreamContext, e: Entry, *, bounce: bool) -> None:
+async def taken(js: JetStreamContext, seq: int) -> bool:
+    """Whether the relay consumer has handed stream copy ``seq`` out and not had it acked.
+
+    The consumer delivers in stream order (one durable pull consumer), so every copy up to
+    its last delivered sequence has been handed out; one still on the work-queue stream is
+    unacked: in a relay's hands, or nak'd for a retry (which leaves a record first)."""
+    info = await js.consumer_info(names.STREAM_OUTBOUND, names.CONSUMER_RELAY)
+    delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+    acked = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+    return acked < seq <= delivered
+
+
+async def _republish(js: JetStreamContext, e: Entry, *, bounce: bool) -> bool:
+    """Publish ``e`` again for the relay to take now; False when it is due now already."""
     kv = await js.key_value(names.KV_RELAY)
+    if e.state is None:
+        # First attempt: no record to look at (see the module's docstring).
+        if await taken(js, e.seq):
+            raise CtlError(f"{e.mail.id}: a relay is delivering it now; try again in a moment")
+        if not bounce:
+            return False  # not handed out yet: the relay takes it as soon as it has room
     state = e.state or QueueState(
         id=e.mail.id,
         sender=e.mail.mail_from,
@@ -93,6 +116,7 @@ async def _republish(js: JetStreamContext, e: Entry, *, bounce: bool) -> None:
     }
     await js.publish(names.SUBJECT_OUTBOUND, raw.data or b"", headers=headers)
     await js.delete_msg(names.STREAM_OUTBOUND, e.seq)
+    return True
 
 
 async def retry(js: JetStreamContext, e: Entry) -> None:

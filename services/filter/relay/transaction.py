@@ -20,6 +20,7 @@ import aiosmtplib
 from mailcore import metrics
 from mailcore.bus.outcome import DeliveryError
 from mailcore.logging import get_logger
+from services.filter.relay.payload import send_data
 from services.filter.relay.routes import Route
 from services.filter.relay.sessions import Key, SessionPool
 
@@ -174,7 +175,7 @@ class Transactor:
             await client.rset()
             return results
         # RFC 5321 §4.1.1.4: one answer to DATA for every accepted recipient.
-        await client.data(env.body)
+        await send_data(client, env.body, self.command_timeout)
         return results
 
 

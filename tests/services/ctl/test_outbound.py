@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mailcore.bus import names
 from tests.services.filter.relay.conftest import REMOTE, RelayEnv, counter, eventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,6 +80,37 @@ async def test_bounce_returns_it_to_the_sender_and_delete_drops_it(relay_env: Re
     assert "no outbound message" in await ctl(env, "show", second.id, status=1)
     assert len(await env.inbox()) == 1  # delete tells no one
     assert sink.messages == []
+
+
+async def test_retry_leaves_a_first_attempt_in_progress_alone(relay_env: RelayEnv) -> None:
+    # A first attempt writes no queue record: the retry must learn from the relay
+    # consumer that a relay has the message, or the mail goes out twice.
+    env = relay_env
+    sink = env.sink()
+    sink.hold.clear()  # DATA waits: the relay is mid-transaction
+    await env.start_relay({REMOTE: sink.address})
+    msg = await env.submit([f"bob@{REMOTE}"])
+    await eventually(sink.holding.is_set)
+    out = await ctl(env, "retry", msg.id)
+    assert "a relay is delivering it now" in out and f"{msg.id} queued" not in out
+    assert "nothing to do" in await ctl(env, "retry", "--all")
+    sink.hold.set()
+    await eventually(lambda: len(sink.messages) == 1)
+    await eventually(lambda: _empty(env))
+    assert sink.transactions == 1 and len(sink.messages) == 1
+
+
+async def test_retry_of_a_message_no_relay_took_yet_keeps_its_place(relay_env: RelayEnv) -> None:
+    env = relay_env
+    sink = env.sink()
+    msg = await env.submit([f"bob@{REMOTE}"])  # no relay running yet
+    seq = (await env.bus.js.stream_info(names.STREAM_OUTBOUND)).state.last_seq
+    assert "queued for delivery now" in await ctl(env, "retry", msg.id)
+    info = await env.bus.js.stream_info(names.STREAM_OUTBOUND)
+    assert (info.state.messages, info.state.last_seq) == (1, seq)  # not published again
+    await env.start_relay({REMOTE: sink.address})
+    await eventually(lambda: _empty(env))
+    assert sink.transactions == 1 and len(sink.messages) == 1
 
 
 async def _empty(env: RelayEnv) -> bool:
