@@ -313,13 +313,75 @@ def run(
     handler in between; once it says True the query is abandoned with
     :class:`SearchStopped`. Queries over the index alone do not ask (they are quick, and
     the handler would take the GIL back from SQLite)."""
+    found = ordered(conn, msgs_dir, mailbox_id, key, "uid", uids=uids, stopped=stopped)
+    found.sort()  # the aggregate follows the ordered subquery; linear when it did
+    return found
+
+
+def ordered(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    mailbox_id: int,
+    key: s.SearchKey,
+    order_by: str,
+    *,
+    uids: Sequence[int] | None = None,
+    stopped: Callable[[], bool] | None = None,
+) -> list[int]:
+    """As :func:`run`, in the order of the SQL ``order_by`` over ``messages`` columns
+    (RFC 5256 SORT: mailcore.mailstore.sorting)."""
     q = compile_key(key, uids)
     # one aggregate row: SQLite scans without the GIL and hands over one JSON array,
     # instead of one GIL round trip per matching message
     sql = (
         "SELECT json_group_array(uid) FROM (SELECT uid FROM messages"  # noqa: S608 (placeholders only)
-        f" WHERE mailbox_id = ? AND {q.where} ORDER BY uid)"
+        f" WHERE mailbox_id = ? AND {q.where} ORDER BY {order_by})"
     )
+    done = _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped)
+    found: list[int] = json.loads(str(done.fetchone()[0]))
+    return found
+
+
+def rows(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    mailbox_id: int,
+    key: s.SearchKey,
+    columns: str,
+    *,
+    stopped: Callable[[], bool] | None = None,
+) -> list[tuple[object, ...]]:
+    """``columns`` of the messages matching ``key``, by ascending UID (THREAD)."""
+    q = compile_key(key)
+    sql = (
+        f"SELECT {columns} FROM messages"  # noqa: S608 (placeholders only)
+        f" WHERE mailbox_id = ? AND {q.where} ORDER BY uid"
+    )
+    return _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped).fetchall()
+
+
+class _Done:
+    """A result fetched while the query's functions were registered."""
+
+    def __init__(self, result: list[tuple[object, ...]]) -> None:
+        self._result = result
+
+    def fetchone(self) -> tuple[object, ...]:
+        return self._result[0]
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        return self._result
+
+
+def _execute(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    q: Query,
+    sql: str,
+    *,
+    mailbox_id: int,
+    stopped: Callable[[], bool] | None,
+) -> _Done:
     ev = _Residual(q, msgs_dir, stopped, conn.interrupt)
     if q.residual:
         conn.create_function(RESIDUAL_FN, 5, ev.match)
@@ -332,7 +394,7 @@ def run(
         assert stopped is not None
         conn.set_progress_handler(lambda: 1 if stopped() else 0, PROGRESS_STEPS)
     try:
-        (found_json,) = conn.execute(sql, [mailbox_id, *q.params]).fetchone()
+        result = conn.execute(sql, [mailbox_id, *q.params]).fetchall()
     except sqlite3.OperationalError:
         if watch and stopped is not None and stopped():
             raise SearchStopped("search stopped") from None  # "interrupted" by the handler
@@ -349,9 +411,7 @@ def run(
                 conn.create_function(name, n, None)  # no reference to this query kept
     if ev.error is not None:
         raise ev.error
-    found: list[int] = json.loads(found_json)
-    found.sort()  # the aggregate follows the ordered subquery; linear when it did
-    return found
+    return _Done(result)
 
 
-__all__ = ["Query", "compile_key", "merge_ranges", "ranges_of", "run"]
+__all__ = ["Query", "compile_key", "merge_ranges", "ordered", "ranges_of", "rows", "run"]
