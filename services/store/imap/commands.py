@@ -279,6 +279,27 @@ class Search:
 
 
 @dataclass(frozen=True, slots=True)
+class Sort:
+    """RFC 5256 §3 SORT (RFC 5957 DISPLAY keys); ``returns``: RFC 5267 §3.2 ESORT."""
+
+    uid: bool
+    keys: tuple[tuple[str, bool], ...]  # (sort key, REVERSE)
+    key: SearchKey
+    charset: str
+    returns: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """RFC 5256 §4 THREAD."""
+
+    uid: bool
+    algorithm: str  # ORDEREDSUBJECT or REFERENCES
+    key: SearchKey
+    charset: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fetch:
     uid: bool
     seqs: SeqSet
@@ -341,6 +362,8 @@ Args = (
     | Append
     | Expunge
     | Search
+    | Sort
+    | Thread
     | Fetch
     | StoreCmd
     | CopyCmd
