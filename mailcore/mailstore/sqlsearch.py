@@ -331,15 +331,20 @@ def ordered(
     """As :func:`run`, in the order of the SQL ``order_by`` over ``messages`` columns
     (RFC 5256 SORT: mailcore.mailstore.sorting)."""
     q = compile_key(key, uids)
-    # one aggregate row: SQLite scans without the GIL and hands over one JSON array,
-    # instead of one GIL round trip per matching message
-    sql = (
-        "SELECT json_group_array(uid) FROM (SELECT uid FROM messages"  # noqa: S608 (placeholders only)
-        f" WHERE mailbox_id = ? AND {q.where} ORDER BY {order_by})"
-    )
+    sql = ordered_sql(q, order_by)
     done = _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped)
     found: list[int] = json.loads(str(done.fetchone()[0]))
     return found
+
+
+def ordered_sql(q: Query, order_by: str) -> str:
+    """The statement :func:`ordered` runs (parameters: the mailbox id, then ``q.params``)."""
+    # one aggregate row: SQLite scans without the GIL and hands over one JSON array,
+    # instead of one GIL round trip per matching message
+    return (
+        "SELECT json_group_array(uid) FROM (SELECT uid FROM messages"  # noqa: S608 (placeholders only)
+        f" WHERE mailbox_id = ? AND {q.where} ORDER BY {order_by})"
+    )
 
 
 def rows(
@@ -414,4 +419,13 @@ def _execute(
     return _Done(result)
 
 
-__all__ = ["Query", "compile_key", "merge_ranges", "ordered", "ranges_of", "rows", "run"]
+__all__ = [
+    "Query",
+    "compile_key",
+    "merge_ranges",
+    "ordered",
+    "ordered_sql",
+    "ranges_of",
+    "rows",
+    "run",
+]

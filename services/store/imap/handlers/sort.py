@@ -23,11 +23,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _criteria(s: Session, sel: Selected, key: c.SearchKey) -> q.SearchKey:
+def _criteria(s: Session, sel: Selected, key: c.SearchKey, *, view: bool) -> q.SearchKey:
+    """``key`` for the engine; ``view``: restricted to the UIDs of the session's view
+    (SORT leaves that to the caller: a UID range in the query would make SQLite scan by
+    UID and sort afterwards instead of reading a sort index in order)."""
     if any(isinstance(k, c.SModSeq) for k in c.walk(key)):
         enable_condstore(s)  # RFC 7162 §3.1.5
-    view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
-    return q.And((view, translate(key, sel)))
+    criteria = translate(key, sel)
+    if not view:
+        return criteria
+    seen = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
+    return q.And((seen, criteria))
 
 
 async def _limited(s: Session, key: q.SearchKey, work: Callable[[], Awaitable[T]]) -> T:
@@ -52,13 +58,16 @@ async def sort(s: Session, req: c.Request) -> str:
     sel = selected(s)
     ids: list[int] = []
     if sel.uids:
-        key = _criteria(s, sel, a.key)
+        key = _criteria(s, sel, a.key, view=False)
         mailbox_id = sel.mailbox_id
         found = await _limited(s, key, lambda: account(s).sort(mailbox_id, key, a.keys))
-        for uid in found:
-            i = sel.index_of(uid)
-            if i is not None:
-                ids.append(uid if a.uid else i + 1)
+        # the view's UIDs only (a UID not in it was not announced to this session yet)
+        if a.uid:
+            known = set(sel.uids)
+            ids = [u for u in found if u in known]
+        else:
+            pos = {u: i + 1 for i, u in enumerate(sel.uids)}
+            ids = [n for n in map(pos.get, found) if n is not None]
     if a.returns is None:
         # RFC 5256 §4: "SORT" *(SP nz-number), in sort order
         s.untagged(b"SORT" + (b" " + r.number_list(ids) if ids else b""))
@@ -87,7 +96,7 @@ async def thread(s: Session, req: c.Request) -> str:
     sel = selected(s)
     text = b""
     if sel.uids:
-        key = _criteria(s, sel, a.key)
+        key = _criteria(s, sel, a.key, view=True)
         mailbox_id = sel.mailbox_id
         roots = await _limited(s, key, lambda: account(s).thread(mailbox_id, key, a.algorithm))
         numbers = None
