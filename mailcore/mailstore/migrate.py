@@ -13,8 +13,8 @@ index or the upgraded one, never half of it.
   built from it); the old change log (``changes``) is dropped.
 * 3 → 4: the SORT / THREAD keys (:mod:`mailcore.mailstore.sortkeys`) are added and
   filled by parsing every stored message file once, with their indexes; the RFC 8514
-  save date is added, unknown (NULL, FETCH SAVEDATE answers NIL) for the messages
-  already there.
+  save date is added: for the messages already there it is not known, and their
+  internal date (the delivery or APPEND time, unless the APPEND gave one) stands in.
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def _to_4(t: Txn) -> None:
     conn.executemany(f"UPDATE messages SET {sets} WHERE file_id = ?", updates)  # noqa: S608
     # RFC 5256 §2.2: without a readable Date the internal date is the sent date
     conn.execute("UPDATE messages SET sent_at = internal_date WHERE sent_at IS NULL")
+    conn.execute("UPDATE messages SET save_date = internal_date WHERE save_date IS NULL")
     schema.create_sort_indexes(conn)
     log.info(
         "index upgraded: sort keys filled",

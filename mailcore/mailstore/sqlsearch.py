@@ -141,16 +141,18 @@ class _Compiler:
             return f"size < {self.param(_clamp(key.n))}"
         if isinstance(key, s.ModSeq):
             return f"modseq >= {self.param(_clamp(key.at_least))}"
-        if isinstance(key, s.InternalDate):
-            # the UTC day the internal date's second falls in (matcher.internal_day)
+        if isinstance(key, (s.InternalDate, s.SavedDate)):
+            # the UTC day the internal (or RFC 8514 save) date's second falls in
+            # (matcher.internal_day); an unknown save date (NULL) matches no day
+            when = "internal_date" if isinstance(key, s.InternalDate) else "save_date"
             start = matcher.epoch_day(key.day) * 86400
             if key.op == "before":
-                return f"internal_date < {self.param(start)}"
+                return f"coalesce({when} < {self.param(start)}, 0)"
             if key.op == "since":
-                return f"internal_date >= {self.param(start)}"
+                return f"coalesce({when} >= {self.param(start)}, 0)"
             return (
-                f"(internal_date >= {self.param(start)}"
-                f" AND internal_date < {self.param(start + 86400)})"
+                f"coalesce({when} >= {self.param(start)}"
+                f" AND {when} < {self.param(start + 86400)}, 0)"
             )
         if isinstance(key, s.FileIs):
             return f"file_id = {self.param(_clamp(key.file_id))}"

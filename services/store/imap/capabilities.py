@@ -41,6 +41,7 @@ AFTER_LOGIN = (
     "THREAD=ORDEREDSUBJECT",  # RFC 5256 §4
     "THREAD=REFERENCES",
     "ESORT",  # RFC 5267 §3
+    "SAVEDATE",  # RFC 8514
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

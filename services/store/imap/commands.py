@@ -127,6 +127,14 @@ class SDate:
 
 
 @dataclass(frozen=True, slots=True)
+class SSaved:
+    """RFC 8514 §4.2 SAVEDBEFORE / SAVEDON / SAVEDSINCE."""
+
+    op: Literal["before", "on", "since"]
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
 class SWithin:
     """RFC 5032 OLDER / YOUNGER ``seconds``."""
 
@@ -169,6 +177,7 @@ SearchKey = (
     | SRecent
     | SSize
     | SDate
+    | SSaved
     | SWithin
     | SObjectId
     | SHeader

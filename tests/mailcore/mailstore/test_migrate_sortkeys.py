@@ -1,7 +1,7 @@
 """Upgrading an index of version 3 (tests/data/mailstore/schema_v3.sql, the schema before
 the sort keys) to version 4: the SORT / THREAD keys are filled from the message files,
-the sort indexes made, the save date unknown (NULL); SORT and THREAD then work, and a
-message stored afterwards gets its keys and a save date at once."""
+the sort indexes made, the save date back-filled from the internal date; SORT and THREAD
+then work, and a message stored afterwards gets its keys and a save date at once."""
 
 from __future__ import annotations
 
@@ -72,9 +72,9 @@ async def test_version_3_index_gets_sort_keys(tmp_path: Path) -> None:
             ).fetchall()
             indexes = {r[1] for r in conn.execute("PRAGMA index_list(messages)")}
         assert rows == [
-            (3, "B", 1, "ZED", "ZED", 1577959200.0, "2@x", "1@x", None),
-            (4, "B", 0, "AMY", "AMY@X", 1.5e9 + 2, "1@x", "", None),  # internal date
-            (5, "A é", 0, "BOB", "É", 1.5e9 + 3, None, "", None),
+            (3, "B", 1, "ZED", "ZED", 1577959200.0, "2@x", "1@x", 1.5e9 + 1),
+            (4, "B", 0, "AMY", "AMY@X", 1.5e9 + 2, "1@x", "", 1.5e9 + 2),  # internal date
+            (5, "A é", 0, "BOB", "É", 1.5e9 + 3, None, "", 1.5e9 + 3),
         ]
         assert {"messages_k_subject", "messages_k_from", "messages_sent_at"} <= indexes
         everything = q.All()
