@@ -34,7 +34,7 @@ def row_of(r: tuple[object, ...]) -> ThreadRow:
     )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """A thread node: a message (``row``) or a dummy standing for a missing parent."""
 
