@@ -57,20 +57,24 @@ async def sort(s: Session, req: c.Request) -> str:
     assert isinstance(a, c.Sort)
     sel = selected(s)
     ids: list[int] = []
+    places: list[int] = []  # positions in the view, in sort order
     if sel.uids:
         key = _criteria(s, sel, a.key, view=False)
         mailbox_id = sel.mailbox_id
         found = await _limited(s, key, lambda: account(s).sort(mailbox_id, key, a.keys))
         # the view's UIDs only (a UID not in it was not announced to this session yet)
-        if a.uid:
-            known = set(sel.uids)
-            ids = [u for u in found if u in known]
-        else:
-            pos = {u: i + 1 for i, u in enumerate(sel.uids)}
-            ids = [n for n in map(pos.get, found) if n is not None]
+        pos = {u: i for i, u in enumerate(sel.uids)}
+        places = [i for i in map(pos.get, found) if i is not None]
+        ids = [sel.uids[i] for i in places] if a.uid else [i + 1 for i in places]
+    # RFC 7162 §3.1.5: with a MODSEQ criterion the highest mod-sequence of the messages
+    # returned comes along
+    modseq_key = any(isinstance(k, c.SModSeq) for k in c.walk(a.key))
     if a.returns is None:
         # RFC 5256 §4: "SORT" *(SP nz-number), in sort order
-        s.untagged(b"SORT" + (b" " + r.number_list(ids) if ids else b""))
+        line = b"SORT" + (b" " + r.number_list(ids) if ids else b"")
+        if modseq_key and ids:
+            line += b" (MODSEQ %d)" % max(sel.modseqs[i] for i in places)
+        s.untagged(line)
         return f"{req.name} completed"
     # RFC 5267 §3.2: an ESEARCH response; MIN / MAX are the first / last in sort order,
     # ALL lists every match in sort order
@@ -84,6 +88,12 @@ async def sort(s: Session, req: c.Request) -> str:
             parts.append(b"MAX %d" % ids[-1])
         if "ALL" in a.returns:
             parts.append(b"ALL " + b",".join(b"%d" % n for n in ids))
+        if modseq_key:
+            shown = places
+            if not a.returns & {"ALL", "COUNT"}:  # as ESEARCH: only MIN / MAX count
+                shown = [places[0]] if "MIN" in a.returns else []
+                shown += [places[-1]] if "MAX" in a.returns else []
+            parts.append(b"MODSEQ %d" % max(sel.modseqs[i] for i in shown))
     if "COUNT" in a.returns:
         parts.append(b"COUNT %d" % len(ids))
     s.untagged(b" ".join(parts))

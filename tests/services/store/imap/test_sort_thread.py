@@ -4,6 +4,8 @@ the sorted header, RFC 2047 encoded subjects and names, replies and forwards."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.services.store.imap.conftest import ImapHarness
@@ -146,6 +148,29 @@ async def test_esort_return_options(imap: ImapHarness) -> None:
     assert mmc == [b'* ESEARCH (TAG "t0") MIN 3 MAX 6 COUNT 6']
     assert everything == [b'* ESEARCH (TAG "t1") UID ALL 7,5,6,1,2,4']
     assert empty == [b'* ESEARCH (TAG "t2") COUNT 0']
+
+
+async def test_sort_with_a_modseq_criterion_reports_the_highest(imap: ImapHarness) -> None:
+    await _mailbox(imap)
+    fetched, plain, esort = await _ask(
+        imap,
+        b"FETCH 1:* (MODSEQ)",
+        b"SORT (DATE) UTF-8 MODSEQ 1",
+        b"SORT RETURN (MIN) (DATE) UTF-8 MODSEQ 1",
+    )
+    modseqs = {}
+    for line in fetched:  # (after "* OK [HIGHESTMODSEQ n]": CONDSTORE is enabled)
+        m = re.match(rb"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", line)
+        if m is None:
+            assert line.startswith(b"* OK [HIGHESTMODSEQ"), line
+            continue
+        modseqs[int(m.group(1))] = int(m.group(2))
+    # RFC 7162 §3.1.5: the highest modseq of the messages returned
+    order = [4, 2, 1, 6, 5, 7]
+    top = max(modseqs.values())
+    assert plain == [b"* SORT " + _seqs(order) + b" (MODSEQ %d)" % top]
+    first = SEQ[order[0]]
+    assert esort == [b'* ESEARCH (TAG "t2") MIN %d MODSEQ %d' % (first, modseqs[first])]
 
 
 async def test_thread_orderedsubject_and_references(imap: ImapHarness) -> None:
