@@ -13,6 +13,7 @@ from bench.workloads.w5_pop3 import Pop3Workload
 from bench.workloads.w6_w7_pending import MirrorWorkload
 from bench.workloads.w7_webmail import WebmailWorkload
 from bench.workloads.w8_relay import OutboundRelay
+from bench.workloads.w9_sort import SortThreadWorkload
 
 
 def all_workloads() -> list[Workload]:
@@ -27,6 +28,7 @@ def all_workloads() -> list[Workload]:
         MirrorWorkload(),
         WebmailWorkload(),
         OutboundRelay(),
+        SortThreadWorkload(),
     ]
 
 

@@ -20,10 +20,12 @@ from mailcore.mailstore import flags as flagset
 from mailcore.mailstore import (
     journal,
     mailboxes,
+    mailthreads,
     matcher,
     messages,
     reads,
     searchdata,
+    sorting,
     sqlsearch,
 )
 from mailcore.mailstore.core import AccountCore, Txn
@@ -263,7 +265,8 @@ class Account:
         def prepare() -> tuple[bytes, bytes, searchdata.SearchData, bytes]:
             clean = data if verbatim else to_crlf(data)
             parsed = parse(clean)
-            return clean, dumps(parsed), searchdata.of(parsed), hashlib.sha256(clean).digest()
+            sha = hashlib.sha256(clean).digest()
+            return clean, dumps(parsed), searchdata.of(parsed, clean), sha
 
         # before the write lock; a large message in a thread (some 3 ms per MiB of Python
         # work: 25 MiB would stop the event loop for ~70 ms), a small one right here
@@ -361,10 +364,50 @@ class Account:
             # criteria beyond SQLite's limits (thousands of keys): the reference scan
             return matcher.scan(c, msgs, mailbox_id, criteria, uids, stopped=stopped)
 
+        return await self._reading(run, stop)
+
+    async def sort(
+        self, mailbox_id: int, criteria: SearchKey, keys: Sequence[tuple[str, bool]]
+    ) -> list[int]:
+        """RFC 5256 §3 SORT: UIDs matching ``criteria`` in the order of ``keys``
+        ((key, reverse) pairs, mailcore.mailstore.sorting), one SQL query."""
+        msgs = self._msgs
+        stop = threading.Event()
+        order = sorting.order_by(keys)
+
+        def run(c: sqlite3.Connection) -> list[int]:
+            mailboxes.by_id(c, mailbox_id)
+            return sqlsearch.ordered(c, msgs, mailbox_id, criteria, order, stopped=stop.is_set)
+
+        return await self._reading(run, stop)
+
+    async def thread(
+        self, mailbox_id: int, criteria: SearchKey, algorithm: str
+    ) -> list[mailthreads.Node]:
+        """RFC 5256 §4 THREAD (``ORDEREDSUBJECT`` or ``REFERENCES``) over the messages
+        matching ``criteria``, from the index's thread columns."""
+        msgs = self._msgs
+        stop = threading.Event()
+
+        def run(c: sqlite3.Connection) -> list[mailthreads.Node]:
+            mailboxes.by_id(c, mailbox_id)
+            found = sqlsearch.rows(
+                c, msgs, mailbox_id, criteria, mailthreads.COLUMNS, stopped=stop.is_set
+            )
+            rows = [mailthreads.row_of(r) for r in found]
+            if algorithm == "ORDEREDSUBJECT":
+                return mailthreads.ordered_subject(rows)
+            return mailthreads.references(rows)
+
+        return await self._reading(run, stop)
+
+    async def _reading(self, run: Callable[[sqlite3.Connection], T], stop: threading.Event) -> T:
+        """``run`` on a reader connection in the reader pool; cancelling sets ``stop``
+        and returns once the thread has let go."""
         if self._core.closed:
             raise StoreClosed(f"account {self.id} was closed or removed")
 
-        def guarded() -> list[int]:
+        def guarded() -> T:
             if stop.is_set():  # cancelled before a reader thread took it
                 raise SearchStopped("search stopped")
             with self._core.reader() as conn:

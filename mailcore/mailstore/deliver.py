@@ -89,7 +89,7 @@ def deliver(core: AccountCore, items: Sequence[Delivery], now: float) -> list[De
                         item_flags[i],
                         items[i].internal_date,
                         len(datas[i]),
-                        searchdata.of(parsed[i]),
+                        searchdata.of(parsed[i], datas[i]),
                         hashes[i],
                         items[i].key,
                     )

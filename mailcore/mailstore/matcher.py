@@ -58,6 +58,7 @@ class Candidate:
     parsed: ParsedMessage | None
     path: str | Path
     hdr_size: int | None = None  # the header's size when known without ``parsed``
+    save_date: float | None = None  # RFC 8514
     _data: bytes | None = None
     _head: bytes | None = None
     _header_text: str | None = None
@@ -195,6 +196,9 @@ _HANDLERS: dict[type, Callable[..., bool]] = {
     s.Smaller: lambda k, c: c.size < k.n,
     s.ModSeq: lambda k, c: c.modseq >= k.at_least,
     s.InternalDate: lambda k, c: _compare(k.op, internal_day(c.internal_date), epoch_day(k.day)),
+    s.SavedDate: lambda k, c: (
+        c.save_date is not None and _compare(k.op, internal_day(c.save_date), epoch_day(k.day))
+    ),
     s.FileIs: lambda k, c: c.file_id == k.file_id,
     s.InternalTime: lambda k, c: (
         c.internal_date <= k.at if k.op == "before" else c.internal_date > k.at
@@ -226,11 +230,14 @@ def scan(
     decode per message); the engine uses :func:`mailcore.mailstore.sqlsearch.run` and
     falls back to this only for criteria SQLite cannot take."""
     rows = select_uids(
-        conn, "uid, modseq, flags, internal_date, size, file_id, hdr_size", mailbox_id, uids
+        conn,
+        "uid, modseq, flags, internal_date, size, file_id, hdr_size, save_date",
+        mailbox_id,
+        uids,
     )
     cache = load_parsed(conn, [r[5] for r in rows]) if needs_parsed(key) else {}
     found = []
-    for uid, modseq, encoded, date, size, fid, hdr_size in rows:
+    for uid, modseq, encoded, date, size, fid, hdr_size, saved in rows:
         if stopped is not None and stopped():
             raise SearchStopped("search stopped")
         cand = Candidate(
@@ -243,6 +250,7 @@ def scan(
             cache.get(fid),
             layout.message_file(msgs_dir, fid),
             hdr_size=hdr_size,
+            save_date=saved,
         )
         if matches(key, cand):
             found.append(uid)

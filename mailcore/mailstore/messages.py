@@ -28,9 +28,18 @@ class NewMessage(NamedTuple):
 
 
 _NAMES = ", ".join(
-    ("mailbox_id, uid, modseq, flags, internal_date, size, file_id, sha256", *COLUMNS)
+    ("mailbox_id, uid, modseq, flags, internal_date, size, file_id, sha256, save_date", *COLUMNS)
 )
-INSERT_ROW = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (8 + len(COLUMNS)))})"  # noqa: S608 (constants)
+# the sent date stands in for a missing Date header (RFC 5256 §2.2), fixed here once
+INSERT_ROW = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' * (9 + len(COLUMNS)))})"  # noqa: S608 (constants)
+
+
+def row_values(base: tuple[object, ...], saved: float, search: SearchData) -> tuple[object, ...]:
+    """The values of :data:`INSERT_ROW`: ``base`` = (mailbox id, uid, modseq, flags,
+    internal date, size, file id, sha256), ``saved`` the RFC 8514 save date."""
+    if search.sent_at is None:
+        search = search._replace(sent_at=float(base[4]))  # type: ignore[arg-type]  # RFC 5256 §2.2: the INTERNALDATE
+    return (*base, saved, *search)
 
 
 def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -92,8 +101,13 @@ def insert(
     for uid, m in zip(uids, new, strict=True):
         encoded = flagset.encode(m.flags)
         sha = m.sha256
+        # RFC 8514 §3: the save date is when the message was saved in this mailbox
         rows.append(
-            (mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id, sha, *m.search)
+            row_values(
+                (mb.id, uid, modseq, encoded, m.internal_date, m.size, m.file_id, sha),
+                at,
+                m.search,
+            )
         )
         value ^= digest.contribution(uid, sha, encoded)
         t.log(
@@ -257,4 +271,13 @@ def quota_check(t: Txn, limits: Quota | None, add_bytes: int, add_messages: int)
     quota.check(t.state, limits, add_bytes, add_messages)
 
 
-__all__ = ["NewMessage", "chunks", "copy", "expunge", "insert", "select_uids"]
+__all__ = [
+    "INSERT_ROW",
+    "NewMessage",
+    "chunks",
+    "copy",
+    "expunge",
+    "insert",
+    "row_values",
+    "select_uids",
+]

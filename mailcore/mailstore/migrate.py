@@ -11,6 +11,10 @@ index or the upgraded one, never half of it.
   mailbox's digest from it (:mod:`mailcore.mailstore.digest`); the journal starts with a
   record per mailbox, subscription and message, numbered from 1 (so a replica can be
   built from it); the old change log (``changes``) is dropped.
+* 3 → 4: the SORT / THREAD keys (:mod:`mailcore.mailstore.sortkeys`) are added and
+  filled by parsing every stored message file once, with their indexes; the RFC 8514
+  save date is added: for the messages already there it is not known, and their
+  internal date (the delivery or APPEND time, unless the APPEND gave one) stands in.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 
 from mailcore import message
 from mailcore.logging import get_logger
-from mailcore.mailstore import digest, layout, searchdata
+from mailcore.mailstore import digest, layout, schema, searchdata
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.records import AppendRecord, MailboxCreateRecord, SubscribeRecord
@@ -37,13 +41,13 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 def _to_2(t: Txn) -> None:
     conn = t.conn
     have = _columns(conn, "messages")
-    for name in searchdata.COLUMNS:
+    for name in searchdata.SEARCH_COLUMNS:
         if name not in have:
             kind = "TEXT" if name.startswith("s_") else "INTEGER"
             conn.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
     file_ids = [r[0] for r in conn.execute("SELECT DISTINCT file_id FROM messages")]
     started = time.monotonic()
-    sets = ", ".join(f"{c} = ?" for c in searchdata.COLUMNS)
+    sets = ", ".join(f"{c} = ?" for c in searchdata.SEARCH_COLUMNS)
     updates = []
     for fid in file_ids:
         path = layout.message_path(t.core.path, fid)
@@ -52,7 +56,8 @@ def _to_2(t: Txn) -> None:
                 data = fh.read()
         except OSError:
             continue  # a missing file: the row keeps NULLs (matches no header criterion)
-        updates.append((*searchdata.of(message.parse(data)), fid))
+        values = searchdata.of(message.parse(data), data)[: len(searchdata.SEARCH_COLUMNS)]
+        updates.append((*values, fid))
     conn.executemany(f"UPDATE messages SET {sets} WHERE file_id = ?", updates)  # noqa: S608
     log.info(
         "index upgraded: search columns filled",
@@ -141,7 +146,41 @@ def _baseline(t: Txn) -> None:
         )
 
 
-_STEPS = {2: _to_2, 3: _to_3}
+_SORT_TYPES = {"k_reply": "INTEGER", "sent_at": "REAL"}  # the others are TEXT
+
+
+def _to_4(t: Txn) -> None:
+    conn = t.conn
+    have = _columns(conn, "messages")
+    for name in (*searchdata.SORT_COLUMNS, "save_date"):
+        if name not in have:
+            kind = "REAL" if name == "save_date" else _SORT_TYPES.get(name, "TEXT")
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
+    started = time.monotonic()
+    sets = ", ".join(f"{c} = ?" for c in searchdata.SORT_COLUMNS)
+    first = len(searchdata.SEARCH_COLUMNS)
+    updates = []
+    for (fid,) in conn.execute("SELECT DISTINCT file_id FROM messages").fetchall():
+        try:
+            with open(layout.message_path(t.core.path, fid), "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue  # a missing file: NULL keys (sorted first, threaded alone)
+        updates.append((*searchdata.of(message.parse(data), data)[first:], fid))
+    conn.executemany(f"UPDATE messages SET {sets} WHERE file_id = ?", updates)  # noqa: S608
+    # RFC 5256 §2.2: without a readable Date the internal date is the sent date
+    conn.execute("UPDATE messages SET sent_at = internal_date WHERE sent_at IS NULL")
+    conn.execute("UPDATE messages SET save_date = internal_date WHERE save_date IS NULL")
+    schema.create_sort_indexes(conn)
+    log.info(
+        "index upgraded: sort keys filled",
+        account=t.core.id,
+        files=len(updates),
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+_STEPS = {2: _to_2, 3: _to_3, 4: _to_4}
 
 
 def upgrade(t: Txn) -> None:

@@ -100,6 +100,7 @@ class MessageRecord:
     size: int
     parsed: ParsedMessage | None
     file_id: int  # opaque: which stored file holds the bytes (see Account.open_message)
+    save_date: float | None = None  # RFC 8514: when saved in this mailbox (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)

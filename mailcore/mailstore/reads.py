@@ -71,7 +71,9 @@ def fetch(
     conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int], parsed: bool
 ) -> list[MessageRecord]:
     mailboxes.by_id(conn, mailbox_id)
-    rows = select_uids(conn, "uid, modseq, flags, internal_date, size, file_id", mailbox_id, uids)
+    rows = select_uids(
+        conn, "uid, modseq, flags, internal_date, size, file_id, save_date", mailbox_id, uids
+    )
     cache = load_parsed(conn, [r[5] for r in rows]) if parsed else {}
     decode = flagset.decode
     return [
@@ -84,6 +86,7 @@ def fetch(
             size=r[4],
             parsed=cache.get(r[5]),
             file_id=r[5],
+            save_date=r[6],
         )
         for r in rows
     ]

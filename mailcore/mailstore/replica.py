@@ -26,7 +26,7 @@ from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.errors import ReplicaConflict
 from mailcore.mailstore.mailboxes import MailboxRow
-from mailcore.mailstore.messages import INSERT_ROW, REMOVE_COLUMNS, select_uids
+from mailcore.mailstore.messages import INSERT_ROW, REMOVE_COLUMNS, row_values, select_uids
 from mailcore.mailstore.model import Quota
 from mailcore.mailstore.records import (
     AccountRemovedRecord,
@@ -105,16 +105,10 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None) -> bool:
     encoded = flagset.encode(rec.flags)
     t.conn.execute(
         INSERT_ROW,
-        (
-            mb.id,
-            rec.uid,
-            rec.modseq,
-            encoded,
-            rec.internal_date,
-            len(data),
-            fid,
-            sha,
-            *searchdata.of(parsed),
+        row_values(
+            (mb.id, rec.uid, rec.modseq, encoded, rec.internal_date, len(data), fid, sha),
+            rec.at,  # RFC 8514: saved when the primary saved it
+            searchdata.of(parsed, data),
         ),
     )
     t.conn.execute("INSERT INTO recent VALUES (?, ?)", (mb.id, rec.uid))

@@ -11,7 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 3  # 2: search columns in messages; 3: journal (mailcore.mailstore.migrate)
+SCHEMA_VERSION = 4  # 2: search columns in messages; 3: journal; 4: sort/thread keys, save date
+# (mailcore.mailstore.migrate)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -61,6 +62,18 @@ CREATE TABLE IF NOT EXISTS messages (
     s_subject TEXT,
     sent_day INTEGER,                   -- the Date header's own day, yyyymmdd
     sha256 BLOB,                        -- version 3: of the stored bytes (32 bytes)
+    -- version 4: SORT / THREAD keys (mailcore.mailstore.sortkeys), RFC 8514 save date
+    k_subject TEXT,                     -- RFC 5256 §2.1 base subject, ASCII upper-cased
+    k_reply INTEGER,                    -- 1: the subject had a reply/forward marker
+    k_from TEXT,                        -- RFC 5256 §3: first address' mailbox part
+    k_to TEXT,
+    k_cc TEXT,
+    k_dfrom TEXT,                       -- RFC 5957 display name (else addr-spec)
+    k_dto TEXT,
+    sent_at REAL,                       -- Date header, else the internal date
+    msg_id TEXT,                        -- Message-ID without <>
+    refs TEXT,                          -- References (else In-Reply-To) ids, oldest first
+    save_date REAL,                     -- RFC 8514: when saved in this mailbox (NULL: unknown)
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_file ON messages (file_id);
@@ -101,6 +114,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
 CREATE TABLE IF NOT EXISTS unlink (file_id INTEGER PRIMARY KEY);
 """
+
+
+# version 4: SORT orders by these without a sort step (the primary key's uid, the
+# tie-break of RFC 5256 §3, ends every index entry). Created with the columns: an older
+# index gets them from mailcore.mailstore.migrate.
+SORT_INDEXES = """
+CREATE INDEX IF NOT EXISTS messages_k_subject ON messages (mailbox_id, k_subject);
+CREATE INDEX IF NOT EXISTS messages_k_from ON messages (mailbox_id, k_from);
+CREATE INDEX IF NOT EXISTS messages_sent_at ON messages (mailbox_id, sent_at)
+"""
+
+
+def create_sort_indexes(conn: sqlite3.Connection) -> None:
+    for statement in SORT_INDEXES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def connect(path: Path, *, durable: bool, wait: bool = True) -> sqlite3.Connection:
@@ -146,6 +175,7 @@ def create(conn: sqlite3.Connection) -> bool:
             raise RuntimeError(f"index schema {row[0]} is newer than {SCHEMA_VERSION}")
         _add_state_columns(conn)
         return False
+    create_sort_indexes(conn)
     conn.execute(
         "INSERT INTO state (id, schema, next_file_id, modseq, change_seq, last_uidvalidity,"
         " usage_bytes, usage_messages, created) VALUES (1, ?, 1, 0, 0, 0, 0, 0, ?)",

@@ -77,6 +77,14 @@ class InternalTime:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedDate:
+    """RFC 8514 §4.2 SAVEDBEFORE/SAVEDON/SAVEDSINCE: the save date's day (UTC)."""
+
+    op: DateOp
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
 class FileIs:
     """The message is held by stored file ``file_id`` (RFC 8474 EMAILID: copies share it)."""
 
@@ -151,6 +159,7 @@ SearchKey: TypeAlias = (
     | Smaller
     | InternalDate
     | InternalTime
+    | SavedDate
     | FileIs
     | SentDate
     | Header
@@ -174,6 +183,7 @@ __all__ = [
     "ModSeq",
     "Not",
     "Or",
+    "SavedDate",
     "SearchKey",
     "SentDate",
     "Smaller",

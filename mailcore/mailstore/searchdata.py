@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from mailcore.mailstore import sortkeys
 from mailcore.mailstore.search import INDEXED_HEADERS
 from mailcore.message import ParsedMessage
 
@@ -23,7 +24,10 @@ HEADER_COLUMNS = {
     "subject": "s_subject",
 }
 assert set(HEADER_COLUMNS) == INDEXED_HEADERS
-COLUMNS = ("hdr_size", "s_from", "s_to", "s_cc", "s_bcc", "s_subject", "sent_day")
+SEARCH_COLUMNS = ("hdr_size", "s_from", "s_to", "s_cc", "s_bcc", "s_subject", "sent_day")
+# version 4: SORT / THREAD keys (mailcore.mailstore.sortkeys)
+SORT_COLUMNS = sortkeys.SortKeys._fields
+COLUMNS = SEARCH_COLUMNS + SORT_COLUMNS
 
 
 class SearchData(NamedTuple):
@@ -38,16 +42,28 @@ class SearchData(NamedTuple):
     s_bcc: str | None
     s_subject: str | None
     sent_day: int | None
+    k_subject: str | None = None
+    k_reply: int | None = None
+    k_from: str | None = None
+    k_to: str | None = None
+    k_cc: str | None = None
+    k_dfrom: str | None = None
+    k_dto: str | None = None
+    sent_at: float | None = None
+    msg_id: str | None = None
+    refs: str | None = None
 
 
 NO_DATA = SearchData(None, None, None, None, None, None, None)
+assert SearchData._fields == COLUMNS
 
 
 def _fold(value: str | None) -> str | None:
     return None if value is None else value.casefold()
 
 
-def of(p: ParsedMessage) -> SearchData:
+def of(p: ParsedMessage, data: bytes) -> SearchData:
+    """The columns of a message: ``p`` parsed from the stored bytes ``data``."""
     d = p.decoded
     return SearchData(
         p.header_size,
@@ -57,7 +73,16 @@ def of(p: ParsedMessage) -> SearchData:
         _fold(d.get("bcc")),
         _fold(d.get("subject")),
         p.sent_day,
+        *sortkeys.of(p, data),
     )
 
 
-__all__ = ["COLUMNS", "HEADER_COLUMNS", "NO_DATA", "SearchData", "of"]
+__all__ = [
+    "COLUMNS",
+    "HEADER_COLUMNS",
+    "NO_DATA",
+    "SEARCH_COLUMNS",
+    "SORT_COLUMNS",
+    "SearchData",
+    "of",
+]

@@ -141,16 +141,18 @@ class _Compiler:
             return f"size < {self.param(_clamp(key.n))}"
         if isinstance(key, s.ModSeq):
             return f"modseq >= {self.param(_clamp(key.at_least))}"
-        if isinstance(key, s.InternalDate):
-            # the UTC day the internal date's second falls in (matcher.internal_day)
+        if isinstance(key, (s.InternalDate, s.SavedDate)):
+            # the UTC day the internal (or RFC 8514 save) date's second falls in
+            # (matcher.internal_day); an unknown save date (NULL) matches no day
+            when = "internal_date" if isinstance(key, s.InternalDate) else "save_date"
             start = matcher.epoch_day(key.day) * 86400
             if key.op == "before":
-                return f"internal_date < {self.param(start)}"
+                return f"coalesce({when} < {self.param(start)}, 0)"
             if key.op == "since":
-                return f"internal_date >= {self.param(start)}"
+                return f"coalesce({when} >= {self.param(start)}, 0)"
             return (
-                f"(internal_date >= {self.param(start)}"
-                f" AND internal_date < {self.param(start + 86400)})"
+                f"coalesce({when} >= {self.param(start)}"
+                f" AND {when} < {self.param(start + 86400)}, 0)"
             )
         if isinstance(key, s.FileIs):
             return f"file_id = {self.param(_clamp(key.file_id))}"
@@ -313,13 +315,80 @@ def run(
     handler in between; once it says True the query is abandoned with
     :class:`SearchStopped`. Queries over the index alone do not ask (they are quick, and
     the handler would take the GIL back from SQLite)."""
+    found = ordered(conn, msgs_dir, mailbox_id, key, "uid", uids=uids, stopped=stopped)
+    found.sort()  # the aggregate follows the ordered subquery; linear when it did
+    return found
+
+
+def ordered(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    mailbox_id: int,
+    key: s.SearchKey,
+    order_by: str,
+    *,
+    uids: Sequence[int] | None = None,
+    stopped: Callable[[], bool] | None = None,
+) -> list[int]:
+    """As :func:`run`, in the order of the SQL ``order_by`` over ``messages`` columns
+    (RFC 5256 SORT: mailcore.mailstore.sorting)."""
     q = compile_key(key, uids)
+    sql = ordered_sql(q, order_by)
+    done = _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped)
+    found: list[int] = json.loads(str(done.fetchone()[0]))
+    return found
+
+
+def ordered_sql(q: Query, order_by: str) -> str:
+    """The statement :func:`ordered` runs (parameters: the mailbox id, then ``q.params``)."""
     # one aggregate row: SQLite scans without the GIL and hands over one JSON array,
     # instead of one GIL round trip per matching message
-    sql = (
+    return (
         "SELECT json_group_array(uid) FROM (SELECT uid FROM messages"  # noqa: S608 (placeholders only)
-        f" WHERE mailbox_id = ? AND {q.where} ORDER BY uid)"
+        f" WHERE mailbox_id = ? AND {q.where} ORDER BY {order_by})"
     )
+
+
+def rows(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    mailbox_id: int,
+    key: s.SearchKey,
+    columns: str,
+    *,
+    stopped: Callable[[], bool] | None = None,
+) -> list[tuple[object, ...]]:
+    """``columns`` of the messages matching ``key``, by ascending UID (THREAD)."""
+    q = compile_key(key)
+    sql = (
+        f"SELECT {columns} FROM messages"  # noqa: S608 (placeholders only)
+        f" WHERE mailbox_id = ? AND {q.where} ORDER BY uid"
+    )
+    return _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped).fetchall()
+
+
+class _Done:
+    """A result fetched while the query's functions were registered."""
+
+    def __init__(self, result: list[tuple[object, ...]]) -> None:
+        self._result = result
+
+    def fetchone(self) -> tuple[object, ...]:
+        return self._result[0]
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        return self._result
+
+
+def _execute(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    q: Query,
+    sql: str,
+    *,
+    mailbox_id: int,
+    stopped: Callable[[], bool] | None,
+) -> _Done:
     ev = _Residual(q, msgs_dir, stopped, conn.interrupt)
     if q.residual:
         conn.create_function(RESIDUAL_FN, 5, ev.match)
@@ -332,7 +401,7 @@ def run(
         assert stopped is not None
         conn.set_progress_handler(lambda: 1 if stopped() else 0, PROGRESS_STEPS)
     try:
-        (found_json,) = conn.execute(sql, [mailbox_id, *q.params]).fetchone()
+        result = conn.execute(sql, [mailbox_id, *q.params]).fetchall()
     except sqlite3.OperationalError:
         if watch and stopped is not None and stopped():
             raise SearchStopped("search stopped") from None  # "interrupted" by the handler
@@ -349,9 +418,16 @@ def run(
                 conn.create_function(name, n, None)  # no reference to this query kept
     if ev.error is not None:
         raise ev.error
-    found: list[int] = json.loads(found_json)
-    found.sort()  # the aggregate follows the ordered subquery; linear when it did
-    return found
+    return _Done(result)
 
 
-__all__ = ["Query", "compile_key", "merge_ranges", "ranges_of", "run"]
+__all__ = [
+    "Query",
+    "compile_key",
+    "merge_ranges",
+    "ordered",
+    "ordered_sql",
+    "ranges_of",
+    "rows",
+    "run",
+]

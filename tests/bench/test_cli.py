@@ -33,12 +33,12 @@ def test_duration_sets_w4b_and_must_be_positive(capsys: pytest.CaptureFixture[st
 
 def test_unknown_workload_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        parse_args(["--only", "W9"])
-    assert "unknown workload W9" in capsys.readouterr().err
+        parse_args(["--only", "W99"])
+    assert "unknown workload W99" in capsys.readouterr().err
 
 
 def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: object) -> None:
-    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W4b", "W4c", "W5", "W6", "W7", "W8"]
+    assert WORKLOAD_IDS == ["W1", "W2", "W3", "W4", "W4b", "W4c", "W5", "W6", "W7", "W8", "W9"]
     ctx = Context(workdir=tmp_path, rundir=tmp_path)  # type: ignore[arg-type]
     targets = {
         w.id: [m.target for m in w.metric_defs(ctx) if m.target is not None]
@@ -54,6 +54,7 @@ def test_every_workload_is_listed_once_with_targets_from_the_issue(tmp_path: obj
     assert targets["W5"] == [0.5, 0.5]
     assert targets["W4c"] == [1.0]  # issue 15: p99 latency ≤ Dovecot's
     assert targets["W8"] == [1.5]
+    assert targets["W9"] == [1.0]  # issue 15: SORT/THREAD ≥ 1.0× Dovecot
 
 
 def test_quick_sizes_are_small() -> None:

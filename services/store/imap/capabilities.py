@@ -36,6 +36,12 @@ AFTER_LOGIN = (
     "WITHIN",  # RFC 5032
     "OBJECTID",  # RFC 8474
     "PREVIEW",  # RFC 8970
+    "SORT",  # RFC 5256
+    "SORT=DISPLAY",  # RFC 5957
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256 §4
+    "THREAD=REFERENCES",
+    "ESORT",  # RFC 5267 §3
+    "SAVEDATE",  # RFC 8514
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

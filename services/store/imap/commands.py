@@ -127,6 +127,14 @@ class SDate:
 
 
 @dataclass(frozen=True, slots=True)
+class SSaved:
+    """RFC 8514 §4.2 SAVEDBEFORE / SAVEDON / SAVEDSINCE."""
+
+    op: Literal["before", "on", "since"]
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
 class SWithin:
     """RFC 5032 OLDER / YOUNGER ``seconds``."""
 
@@ -169,6 +177,7 @@ SearchKey = (
     | SRecent
     | SSize
     | SDate
+    | SSaved
     | SWithin
     | SObjectId
     | SHeader
@@ -279,6 +288,27 @@ class Search:
 
 
 @dataclass(frozen=True, slots=True)
+class Sort:
+    """RFC 5256 §3 SORT (RFC 5957 DISPLAY keys); ``returns``: RFC 5267 §3.2 ESORT."""
+
+    uid: bool
+    keys: tuple[tuple[str, bool], ...]  # (sort key, REVERSE)
+    key: SearchKey
+    charset: str
+    returns: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """RFC 5256 §4 THREAD."""
+
+    uid: bool
+    algorithm: str  # ORDEREDSUBJECT or REFERENCES
+    key: SearchKey
+    charset: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fetch:
     uid: bool
     seqs: SeqSet
@@ -341,6 +371,8 @@ Args = (
     | Append
     | Expunge
     | Search
+    | Sort
+    | Thread
     | Fetch
     | StoreCmd
     | CopyCmd

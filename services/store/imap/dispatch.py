@@ -16,6 +16,7 @@ from services.store.imap.handlers import (
     quota,
     search,
     select,
+    sort,
     status,
     store,
 )
@@ -67,4 +68,8 @@ DISPATCH: dict[str, Spec] = {
     "UID COPY": Spec(copy_move.copy, SELECTED),
     "UID MOVE": Spec(copy_move.copy, SELECTED),
     "UID EXPUNGE": Spec(expunge.expunge, SELECTED),
+    "SORT": Spec(sort.sort, SELECTED, updates="no-expunge"),  # RFC 5256 §3
+    "UID SORT": Spec(sort.sort, SELECTED),
+    "THREAD": Spec(sort.thread, SELECTED, updates="no-expunge"),  # RFC 5256 §4
+    "UID THREAD": Spec(sort.thread, SELECTED),
 }

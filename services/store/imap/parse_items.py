@@ -92,6 +92,7 @@ _SIMPLE = frozenset(
         "MODSEQ",
         "EMAILID",  # RFC 8474 §5
         "THREADID",
+        "SAVEDATE",  # RFC 8514 §4.1
     ]
 )
 _MACROS = {
@@ -220,6 +221,8 @@ _DATE_KEYS = {
     "SENTON": (True, "on"),
     "SENTSINCE": (True, "since"),
 }
+# RFC 8514 §4.2
+_SAVED_KEYS = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}
 
 
 class SearchParser:
@@ -282,6 +285,11 @@ class SearchParser:
             sent, op = _DATE_KEYS[word]
             cur.sp()
             return c.SDate(sent, op, search_date(cur))  # type: ignore[arg-type]
+        if word in _SAVED_KEYS:
+            cur.sp()
+            return c.SSaved(_SAVED_KEYS[word], search_date(cur))  # type: ignore[arg-type]
+        if word == "SAVEDATESUPPORTED":
+            return c.SAll()  # RFC 8514 §4.2: every mailbox here keeps save dates
         if word in ("OLDER", "YOUNGER"):
             # RFC 5032 §4: "OLDER" / "YOUNGER" SP nz-number (seconds)
             cur.sp()

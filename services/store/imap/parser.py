@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from services.store.imap import commands as c
 from services.store.imap import parse_items as items
+from services.store.imap import parse_sort
 from services.store.imap.lexer import (
     MAX_LINE,
     BadCharset,
@@ -449,6 +450,8 @@ COMMANDS: dict[str, Sub] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquotaroot,
     "SETQUOTA": _setquota,
+    "SORT": parse_sort.sort(uid=False),  # RFC 5256
+    "THREAD": parse_sort.thread(uid=False),
 }
 
 UID_COMMANDS: dict[str, Sub] = {
@@ -458,6 +461,8 @@ UID_COMMANDS: dict[str, Sub] = {
     "COPY": _copy(uid=True, move=False),
     "MOVE": _copy(uid=True, move=True),
     "EXPUNGE": _uid_expunge,
+    "SORT": parse_sort.sort(uid=True),
+    "THREAD": parse_sort.thread(uid=True),
 }
 
 

@@ -64,7 +64,7 @@ def _old_store(root: Path) -> Path:
                 1.7e9 + uid,
                 len(data),
                 fid,
-                *searchdata.of(message.parse(data)),
+                *searchdata.of(message.parse(data), data)[: len(searchdata.SEARCH_COLUMNS)],
             ),
         )
     conn.executemany(

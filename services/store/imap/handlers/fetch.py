@@ -45,6 +45,7 @@ _NEEDS_RECORD = frozenset(
         "BINARY.SIZE",
         "EMAILID",
         "PREVIEW",
+        "SAVEDATE",
     }
 )
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
@@ -188,6 +189,11 @@ async def _one(  # noqa: PLR0917
                 if fh is None:
                     fh = s.account.open_message(rec)
                 items.append(b"PREVIEW " + r.nstring(_preview(rec, fh)))  # RFC 8970 §3
+            elif name == "SAVEDATE":
+                if rec is not None:  # RFC 8514 §4.1: NIL when not known
+                    saved = rec.save_date
+                    shown = b"NIL" if saved is None else render.internal_date(saved)
+                    items.append(b"SAVEDATE " + shown)
             elif name == "THREADID":
                 items.append(b"THREADID NIL")  # RFC 8474 §5.2: no threads
             elif name == "EMAILID":

@@ -71,6 +71,8 @@ def translate(key: c.SearchKey, sel: Selected) -> q.SearchKey:
         return q.Larger(key.n) if key.larger else q.Smaller(key.n)
     if isinstance(key, c.SDate):
         return q.SentDate(key.op, key.day) if key.sent else q.InternalDate(key.op, key.day)
+    if isinstance(key, c.SSaved):
+        return q.SavedDate(key.op, key.day)  # RFC 8514 §4.2
     if isinstance(key, c.SWithin):
         # RFC 5032 §3: relative to the time the search runs
         at = time.time() - key.seconds
