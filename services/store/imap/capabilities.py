@@ -36,6 +36,7 @@ AFTER_LOGIN = (
     "WITHIN",  # RFC 5032
     "OBJECTID",  # RFC 8474
     "PREVIEW",  # RFC 8970
+    "MULTIAPPEND",  # RFC 3502
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

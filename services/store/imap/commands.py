@@ -262,6 +262,22 @@ class Append:
     date: datetime.datetime | None
     data: bytes
     binary: bool = False  # sent as an RFC 3516 literal8: the octets are kept as they are
+    # RFC 3502 MULTIAPPEND: the messages after the first, in order
+    more: tuple[AppendMessage, ...] = ()
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        return (AppendMessage(self.flags, self.date, self.data, self.binary), *self.more)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND (RFC 3502 §6.3.11 append-message)."""
+
+    flags: tuple[str, ...]
+    date: datetime.datetime | None
+    data: bytes
+    binary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

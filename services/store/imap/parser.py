@@ -224,10 +224,20 @@ def _status(cur: Cursor) -> c.Args:
 
 
 def _append(cur: Cursor) -> c.Args:
-    # RFC 3501 §6.3.11: APPEND mailbox [flag-list] [date-time] literal
+    # RFC 3501 §6.3.11: APPEND mailbox [flag-list] [date-time] literal;
+    # RFC 3502 §6: append = "APPEND" SP mailbox 1*append-message
     cur.sp()
     mailbox = cur.mailbox()
     cur.sp()
+    first = _append_message(cur)
+    more = []
+    while cur.take(b" "):
+        more.append(_append_message(cur))
+    return c.Append(mailbox, first.flags, first.date, first.data, first.binary, tuple(more))
+
+
+def _append_message(cur: Cursor) -> c.AppendMessage:
+    # RFC 3502 §6: append-message = append-opts SP append-data
     flags: tuple[str, ...] = ()
     date = None
     if cur.peek() == 0x28:
@@ -240,7 +250,7 @@ def _append(cur: Cursor) -> c.Args:
         raise cur.error("APPEND needs a literal")
     # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
     binary = cur.peek() == 0x7E
-    return c.Append(mailbox, flags, date, cur.literal(binary=True), binary)
+    return c.AppendMessage(flags, date, cur.literal(binary=True), binary)
 
 
 def _expunge(cur: Cursor) -> c.Args:

@@ -30,6 +30,9 @@ log = get_logger("imap")
 
 MAX_COMMAND_LITERALS = 64 * 1024  # literal octets allowed in a non-APPEND command
 FLUSH_AT = 256 * 1024
+# RFC 3502 MULTIAPPEND: each message is held to the message size limit, all of one APPEND
+# together to this many times it (the command is read whole before anything is stored)
+MULTIAPPEND_TOTAL = 4
 
 
 class State(enum.Enum):
@@ -191,10 +194,18 @@ class Session:
         total = len(first)
         line = first
         literal_bytes = 0
+        literals = 0
         while (lit := literal_suffix(line)) is not None:
             size, sync = lit
             literal_bytes += size
-            if literal_bytes > limit or total > MAX_LINE * 4:
+            literals += 1
+            if is_append:
+                # RFC 3502 §6.3.11: each message of a MULTIAPPEND is checked on its own
+                # announcement, before its continuation; nothing has been stored yet
+                too_big = size > limit or literal_bytes > limit * MULTIAPPEND_TOTAL
+            else:
+                too_big = literal_bytes > limit
+            if too_big or total > MAX_LINE * 4:
                 tag = tag_of(first)
                 if not sync:
                     # RFC 7888 §4: a non-synchronizing literal we will not read ends the session
@@ -209,7 +220,7 @@ class Session:
                     else responses.untagged(f"BAD {text}")
                 )
                 return None
-            if sync and is_append and await over_quota(self, literal_bytes):
+            if sync and is_append and await over_quota(self, literal_bytes, literals):
                 # refused before the continuation (RFC 9208 §4.3): nothing is uploaded
                 tag = tag_of(first)
                 self.send(responses.tagged(tag or "*", "NO", "[OVERQUOTA] Quota exceeded"))
