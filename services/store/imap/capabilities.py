@@ -37,10 +37,16 @@ AFTER_LOGIN = (
     "OBJECTID",  # RFC 8474
     "PREVIEW",  # RFC 8970
     "MULTIAPPEND",  # RFC 3502
+    "UTF8=ACCEPT",  # RFC 6855
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.
-ENABLEABLE = {"CONDSTORE": "CONDSTORE", "QRESYNC": "QRESYNC", "IMAP4REV2": "IMAP4rev2"}
+ENABLEABLE = {
+    "CONDSTORE": "CONDSTORE",
+    "QRESYNC": "QRESYNC",
+    "IMAP4REV2": "IMAP4rev2",
+    "UTF8=ACCEPT": "UTF8=ACCEPT",  # RFC 6855 §3
+}
 
 
 def capabilities(s: Session) -> list[str]:

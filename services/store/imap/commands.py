@@ -264,10 +264,12 @@ class Append:
     binary: bool = False  # sent as an RFC 3516 literal8: the octets are kept as they are
     # RFC 3502 MULTIAPPEND: the messages after the first, in order
     more: tuple[AppendMessage, ...] = ()
+    utf8: bool = False  # the first message came as RFC 6855 UTF8 (literal8)
 
     @property
     def messages(self) -> tuple[AppendMessage, ...]:
-        return (AppendMessage(self.flags, self.date, self.data, self.binary), *self.more)
+        first = AppendMessage(self.flags, self.date, self.data, self.binary, self.utf8)
+        return (first, *self.more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +280,7 @@ class AppendMessage:
     date: datetime.datetime | None
     data: bytes
     binary: bool = False
+    utf8: bool = False  # RFC 6855 §4: sent as UTF8 (literal8), its headers may be UTF-8
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,7 +233,9 @@ def _append(cur: Cursor) -> c.Args:
     more = []
     while cur.take(b" "):
         more.append(_append_message(cur))
-    return c.Append(mailbox, first.flags, first.date, first.data, first.binary, tuple(more))
+    return c.Append(
+        mailbox, first.flags, first.date, first.data, first.binary, tuple(more), first.utf8
+    )
 
 
 def _append_message(cur: Cursor) -> c.AppendMessage:
@@ -246,6 +248,13 @@ def _append_message(cur: Cursor) -> c.AppendMessage:
     if cur.peek() == 0x22:
         date = items.date_time(cur)
         cur.sp()
+    if cur.take_word(b"UTF8 ("):
+        # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"
+        if cur.peek() != 0x7E:
+            raise cur.error("UTF8 needs a literal8")
+        data = cur.literal(binary=True)
+        cur.expect(b")")
+        return c.AppendMessage(flags, date, data, utf8=True)
     if cur.peek() not in (0x7B, 0x7E):
         raise cur.error("APPEND needs a literal")
     # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
@@ -284,7 +293,8 @@ def _search(uid: bool) -> Sub:
         if cur.take_word(b"CHARSET "):
             charset = cur.astr().upper()
             cur.sp()
-        key = items.SearchParser(cur, charset or "US-ASCII").keys()
+        # RFC 6855 §3 / RFC 9051 §6.4.4: strings are UTF-8 once UTF8=ACCEPT (or rev2) is on
+        key = items.SearchParser(cur, charset or ("UTF-8" if cur.utf8 else "US-ASCII")).keys()
         return c.Search(uid, key, charset, returns)
 
     return sub

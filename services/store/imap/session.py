@@ -137,7 +137,8 @@ class Session:
 
     @property
     def utf8(self) -> bool:
-        return "IMAP4REV2" in self.enabled
+        """RFC 6855 §3 (UTF8=ACCEPT) or RFC 9051: UTF-8 mailbox names and strings."""
+        return "IMAP4REV2" in self.enabled or "UTF8=ACCEPT" in self.enabled
 
     def mbox(self, name: str) -> bytes:
         """A mailbox name on the wire: modified UTF-7, or UTF-8 under IMAP4rev2."""

@@ -35,6 +35,9 @@ async def append(s: Session, req: Request) -> str:
     a = req.args
     assert isinstance(a, Append)
     msgs = a.messages
+    if any(m.utf8 for m in msgs) and "UTF8=ACCEPT" not in s.enabled:
+        # RFC 6855 §4: the UTF8 data item only after ENABLE UTF8=ACCEPT
+        raise Refused("ENABLE UTF8=ACCEPT first", code="CANNOT")
     # every message is checked before any is stored (RFC 3502 §3: all or none)
     for m in msgs:
         if len(m.data) > s.rt.max_message_size:

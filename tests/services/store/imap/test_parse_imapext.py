@@ -1,5 +1,5 @@
 """Parser property tests for the second set of issue 15 extensions: MULTIAPPEND
-(RFC 3502)."""
+(RFC 3502) and the UTF8 APPEND data item (RFC 6855)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,27 @@ def test_multiappend_keeps_every_message_in_order(msgs: list[tuple]) -> None:  #
 def test_multiappend_needs_a_literal_after_every_space(tail: bytes) -> None:
     with pytest.raises(BadSyntax):
         parse(b"a APPEND INBOX {1+}\r\nx" + tail)
+
+
+@given(st.binary(min_size=1, max_size=64), st.booleans())
+def test_utf8_append_data_item(data: bytes, second: bool) -> None:
+    # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")", also within a MULTIAPPEND
+    item = b"UTF8 (~{%d+}\r\n" % len(data) + data + b")"
+    wire = b"a APPEND INBOX " + (b"{1+}\r\nx " + item if second else item)
+    r = parse(wire)
+    assert isinstance(r.args, c.Append)
+    m = r.args.messages[-1]
+    assert m.utf8 and m.data == data and not m.binary
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"a APPEND INBOX UTF8 ({1+}\r\nx)",
+        b"a APPEND INBOX UTF8 (~{1+}\r\nx",
+        b"a APPEND INBOX UTF8 ~{1+}\r\nx",
+    ],
+)
+def test_utf8_append_needs_a_parenthesised_literal8(wire: bytes) -> None:
+    with pytest.raises(BadSyntax):
+        parse(wire)
