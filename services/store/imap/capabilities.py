@@ -38,6 +38,7 @@ AFTER_LOGIN = (
     "PREVIEW",  # RFC 8970
     "MULTIAPPEND",  # RFC 3502
     "UTF8=ACCEPT",  # RFC 6855
+    "COMPRESS=DEFLATE",  # RFC 4978
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

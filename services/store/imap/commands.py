@@ -347,8 +347,14 @@ class SetQuota:
     limits: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Compress:
+    mechanism: str  # RFC 4978 §3: upper-cased; only DEFLATE is known
+
+
 Args = (
     NoArgs
+    | Compress
     | Login
     | Authenticate
     | Select

@@ -384,6 +384,12 @@ def _enable(cur: Cursor) -> c.Args:
     return c.Enable(tuple(caps))
 
 
+def _compress(cur: Cursor) -> c.Args:
+    # RFC 4978 §3: COMPRESS SP algorithm
+    cur.sp()
+    return c.Compress(cur.atom().upper())
+
+
 def _id(cur: Cursor) -> c.Args:
     # RFC 2971 §4: ID ("(" string SP nstring *(SP string SP nstring) ")" / NIL)
     cur.sp()
@@ -465,6 +471,7 @@ COMMANDS: dict[str, Sub] = {
     "IDLE": _none,
     "NAMESPACE": _none,
     "ENABLE": _enable,
+    "COMPRESS": _compress,
     "ID": _id,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquotaroot,

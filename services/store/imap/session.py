@@ -99,7 +99,7 @@ class Session:
         for chunk in chunks:
             if len(chunk) >= FLUSH_AT:
                 await self.flush()
-                self.conn.writer.write(chunk)
+                self.conn.write(chunk)
                 await self.conn.drain()
             else:
                 self.out += chunk
@@ -109,7 +109,7 @@ class Session:
         if self.out:
             # hand the buffer over rather than copying it; a new one takes its place
             data, self.out = self.out, bytearray()
-            self.conn.writer.write(data)
+            self.conn.write(data)
         await self.conn.drain()  # bounded: a client that stops reading is dropped
 
     async def flush_if_large(self) -> None:
@@ -281,7 +281,7 @@ class Session:
         self.stopping = True
         if self._waiting:
             with contextlib.suppress(Exception):
-                self.conn.writer.write(responses.untagged("BYE Server shutting down"))
+                self.conn.write(responses.untagged("BYE Server shutting down"))
             self.conn.close()
 
     async def cleanup(self) -> None:

@@ -1,5 +1,5 @@
 """Parser property tests for the second set of issue 15 extensions: MULTIAPPEND
-(RFC 3502) and the UTF8 APPEND data item (RFC 6855)."""
+(RFC 3502), the UTF8 APPEND data item (RFC 6855) and COMPRESS (RFC 4978)."""
 
 from __future__ import annotations
 
@@ -63,5 +63,17 @@ def test_utf8_append_data_item(data: bytes, second: bool) -> None:
     ],
 )
 def test_utf8_append_needs_a_parenthesised_literal8(wire: bytes) -> None:
+    with pytest.raises(BadSyntax):
+        parse(wire)
+
+
+@given(st.sampled_from(["DEFLATE", "deflate", "Deflate", "GZIP", "X-1"]))
+def test_compress_takes_one_atom(mechanism: str) -> None:
+    r = parse(b"a COMPRESS " + mechanism.encode())
+    assert r.args == c.Compress(mechanism.upper())
+
+
+@pytest.mark.parametrize("wire", [b"a COMPRESS", b"a COMPRESS ", b"a COMPRESS DEFLATE X"])
+def test_compress_needs_exactly_one_mechanism(wire: bytes) -> None:
     with pytest.raises(BadSyntax):
         parse(wire)
