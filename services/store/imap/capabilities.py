@@ -39,6 +39,8 @@ AFTER_LOGIN = (
     "MULTIAPPEND",  # RFC 3502
     "UTF8=ACCEPT",  # RFC 6855
     "COMPRESS=DEFLATE",  # RFC 4978
+    "CATENATE",  # RFC 4469
+    "URL-PARTIAL",  # RFC 5550 §5
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

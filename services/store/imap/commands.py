@@ -265,10 +265,13 @@ class Append:
     # RFC 3502 MULTIAPPEND: the messages after the first, in order
     more: tuple[AppendMessage, ...] = ()
     utf8: bool = False  # the first message came as RFC 6855 UTF8 (literal8)
+    catenate: tuple[CatPart, ...] = ()  # the first message's RFC 4469 parts
 
     @property
     def messages(self) -> tuple[AppendMessage, ...]:
-        first = AppendMessage(self.flags, self.date, self.data, self.binary, self.utf8)
+        first = AppendMessage(
+            self.flags, self.date, self.data, self.binary, self.utf8, self.catenate
+        )
         return (first, *self.more)
 
 
@@ -281,6 +284,16 @@ class AppendMessage:
     data: bytes
     binary: bool = False
     utf8: bool = False  # RFC 6855 §4: sent as UTF8 (literal8), its headers may be UTF-8
+    # RFC 4469 §5 CATENATE: the parts to join (``data`` is empty until they are)
+    catenate: tuple[CatPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CatPart:
+    """RFC 4469 §5 cat-part: TEXT literal octets, or an IMAP URL (RFC 5092)."""
+
+    text: bytes | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

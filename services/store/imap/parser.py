@@ -234,7 +234,14 @@ def _append(cur: Cursor) -> c.Args:
     while cur.take(b" "):
         more.append(_append_message(cur))
     return c.Append(
-        mailbox, first.flags, first.date, first.data, first.binary, tuple(more), first.utf8
+        mailbox,
+        first.flags,
+        first.date,
+        first.data,
+        first.binary,
+        tuple(more),
+        first.utf8,
+        first.catenate,
     )
 
 
@@ -248,6 +255,14 @@ def _append_message(cur: Cursor) -> c.AppendMessage:
     if cur.peek() == 0x22:
         date = items.date_time(cur)
         cur.sp()
+    if cur.take_word(b"CATENATE ("):
+        # RFC 4469 §5: "CATENATE" SP "(" cat-part *(SP cat-part) ")"
+        cur.nest()
+        parts = [_cat_part(cur)]
+        while cur.take(b" "):
+            parts.append(_cat_part(cur))
+        cur.close()
+        return c.AppendMessage(flags, date, b"", catenate=tuple(parts))
     if cur.take_word(b"UTF8 ("):
         # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"
         if cur.peek() != 0x7E:
@@ -260,6 +275,17 @@ def _append_message(cur: Cursor) -> c.AppendMessage:
     # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
     binary = cur.peek() == 0x7E
     return c.AppendMessage(flags, date, cur.literal(binary=True), binary)
+
+
+def _cat_part(cur: Cursor) -> c.CatPart:
+    # RFC 4469 §5: cat-part = text-literal / url; text-literal = "TEXT" SP literal
+    if cur.take_word(b"TEXT "):
+        if cur.peek() not in (0x7B, 0x7E):
+            raise cur.error("TEXT needs a literal")
+        return c.CatPart(text=cur.literal(binary=True))
+    if cur.take_word(b"URL "):
+        return c.CatPart(url=cur.astr())
+    raise cur.error("expected TEXT or URL")
 
 
 def _expunge(cur: Cursor) -> c.Args:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +34,7 @@ FLUSH_AT = 256 * 1024
 # RFC 3502 MULTIAPPEND: each message is held to the message size limit, all of one APPEND
 # together to this many times it (the command is read whole before anything is stored)
 MULTIAPPEND_TOTAL = 4
+_CAT_TEXT = re.compile(rb"(?i)(?:^|[ (])TEXT ~?\{\d+\+?\}$")
 
 
 class State(enum.Enum):
@@ -199,7 +201,11 @@ class Session:
         while (lit := literal_suffix(line)) is not None:
             size, sync = lit
             literal_bytes += size
-            literals += 1
+            # messages announced so far, for the quota: a MULTIAPPEND literal is one, a
+            # CATENATE (RFC 4469) is one however many TEXT literals it joins
+            if _CAT_TEXT.search(line) is None:
+                literals += 1
+            literals += line.upper().count(b"CATENATE (")
             if is_append:
                 # RFC 3502 §6.3.11: each message of a MULTIAPPEND is checked on its own
                 # announcement, before its continuation; nothing has been stored yet
@@ -221,7 +227,7 @@ class Session:
                     else responses.untagged(f"BAD {text}")
                 )
                 return None
-            if sync and is_append and await over_quota(self, literal_bytes, literals):
+            if sync and is_append and await over_quota(self, literal_bytes, max(1, literals)):
                 # refused before the continuation (RFC 9208 §4.3): nothing is uploaded
                 tag = tag_of(first)
                 self.send(responses.tagged(tag or "*", "NO", "[OVERQUOTA] Quota exceeded"))

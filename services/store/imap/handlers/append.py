@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from services.store.imap import responses as r
 from services.store.imap.commands import Append, Request
 from services.store.imap.errors import Refused
+from services.store.imap.handlers import catenate
 from services.store.imap.handlers.common import account, quota, target
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ async def append(s: Session, req: Request) -> str:
     if any(m.utf8 for m in msgs) and "UTF8=ACCEPT" not in s.enabled:
         # RFC 6855 §4: the UTF8 data item only after ENABLE UTF8=ACCEPT
         raise Refused("ENABLE UTF8=ACCEPT first", code="CANNOT")
+    if any(m.catenate for m in msgs):
+        # RFC 4469 §5: every message is put together before any is stored
+        msgs = tuple([await catenate.build(s, m) if m.catenate else m for m in msgs])
     # every message is checked before any is stored (RFC 3502 §3: all or none)
     for m in msgs:
         if len(m.data) > s.rt.max_message_size:
@@ -48,13 +52,14 @@ async def append(s: Session, req: Request) -> str:
         s.speaks_binary = True
     box = await target(s, a.mailbox)
     if len(msgs) == 1:
+        one = msgs[0]
         res = await account(s).append(
             box.id,
-            a.data,
-            flags=_flags(a.flags),
-            internal_date=_when(a.date),
+            one.data,
+            flags=_flags(one.flags),
+            internal_date=_when(one.date),
             quota=quota(s),
-            verbatim=a.binary,
+            verbatim=one.binary,
         )
         return f"[APPENDUID {res.uidvalidity} {res.uid}] APPEND completed"
     # RFC 3502 §6.3.11: one transaction; RFC 4315 §3: APPENDUID with the UID set

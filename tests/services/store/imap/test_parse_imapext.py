@@ -77,3 +77,110 @@ def test_compress_takes_one_atom(mechanism: str) -> None:
 def test_compress_needs_exactly_one_mechanism(wire: bytes) -> None:
     with pytest.raises(BadSyntax):
         parse(wire)
+
+
+# --- CATENATE (RFC 4469) and IMAP URLs (RFC 5092, RFC 5550 URL-PARTIAL) ------------------
+
+_NAME = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12)
+
+
+@given(
+    _NAME.filter(lambda n: n.upper() != "INBOX"),
+    st.none() | st.integers(1, 2**32 - 1),
+    st.integers(1, 2**32 - 1),
+    st.sampled_from([None, "1", "1.2.MIME", "HEADER", "TEXT", "2.HEADER.FIELDS (SUBJECT)"]),
+    st.none() | st.tuples(st.integers(0, 2**32 - 1), st.none() | st.integers(1, 2**32 - 1)),
+    st.booleans(),
+)
+def test_imap_url_round_trip(
+    name: str,
+    uidvalidity: int | None,
+    uid: int,
+    section: str | None,
+    partial: tuple[int, int | None] | None,
+    absolute: bool,
+) -> None:
+    from urllib.parse import quote
+
+    from services.store.imap import imapurl
+
+    url = "/" + quote(name, safe="")
+    if uidvalidity is not None:
+        url += f";UIDVALIDITY={uidvalidity}"
+    url += f"/;UID={uid}"
+    if section is not None:
+        url += "/;SECTION=" + quote(section, safe=".()")
+    if partial is not None:
+        url += f"/;PARTIAL={partial[0]}" + ("" if partial[1] is None else f".{partial[1]}")
+    if absolute:
+        url = "imap://alice%40example.com@mail.example" + url
+    ref = imapurl.parse(url)
+    assert ref.mailbox == name and ref.uid == uid and ref.uidvalidity == uidvalidity
+    assert ref.user == ("alice@example.com" if absolute else None)
+    assert ref.partial == partial
+    if section is None:
+        assert ref.section is None
+    else:
+        assert ref.section is not None and ref.section.spec() == section
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "INBOX/;UID=1",
+        "//x/INBOX/;UID=1",
+        "/INBOX/;UID=0",
+        "/INBOX/;UID=x",
+        "/INBOX",
+        "/INBOX/;UID=1/;SECTION=NOPE",
+        "/%FF/;UID=1",
+        "/a%2/;UID=1",
+        "/INBOX/;UID=4294967296",
+        "/INBOX/;UID=1/;PARTIAL=1.0",
+        "imap://host",
+    ],
+)
+def test_imap_url_refused(url: str) -> None:
+    from services.store.imap import imapurl
+
+    with pytest.raises(imapurl.BadUrl):
+        imapurl.parse(url)
+
+
+@given(
+    st.lists(
+        st.one_of(st.binary(min_size=0, max_size=20), st.just("/INBOX/;UID=1")),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_catenate_parts_in_order(parts: list[bytes | str]) -> None:
+    wire = b"a APPEND INBOX (\\Seen) CATENATE ("
+    for i, p in enumerate(parts):
+        wire += b" " if i else b""
+        if isinstance(p, str):
+            wire += b'URL "' + p.encode() + b'"'
+        else:
+            wire += b"TEXT {%d+}\r\n" % len(p) + p
+    r = parse(wire + b")")
+    assert isinstance(r.args, c.Append)
+    (m,) = r.args.messages
+    assert m.flags == ("\\Seen",) and m.data == b""
+    want = [c.CatPart(url=p) if isinstance(p, str) else c.CatPart(text=p) for p in parts]
+    assert list(m.catenate) == want
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"a APPEND INBOX CATENATE ()",
+        b"a APPEND INBOX CATENATE (URL)",
+        b"a APPEND INBOX CATENATE (FOO x)",
+        b'a APPEND INBOX CATENATE (URL "/INBOX/;UID=1"',
+        b"a APPEND INBOX CATENATE (TEXT x)",
+    ],
+)
+def test_catenate_malformed(wire: bytes) -> None:
+    with pytest.raises(BadSyntax):
+        parse(wire)
