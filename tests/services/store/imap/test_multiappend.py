@@ -177,3 +177,17 @@ async def test_trailing_space_without_message_is_bad(imap: ImapHarness) -> None:
     st = await c.cmd(b"s STATUS INBOX (MESSAGES)")
     assert st[0] == b"* STATUS INBOX (MESSAGES 0)\r\n"
     await c.close()
+
+
+async def test_all_messages_together_are_capped(make_imap: Factory) -> None:
+    # each message fits the 1,000-octet limit; the fifth brings the APPEND past 4 × it
+    h = await make_imap(max_message_size=1000)
+    c = await h.raw_login()
+    parts = [(b"", message(n, body=b"z" * 800 + b"\r\n")) for n in range(5)]
+    assert all(len(p) <= 1000 for _, p in parts)
+    reply = await _multiappend(c, b"t", b"INBOX", parts)
+    assert reply == [b"t NO [TOOBIG] Message too large\r\n"]
+    assert (await c.cmd(b"n NOOP"))[-1].startswith(b"n OK")
+    st = await c.cmd(b"s STATUS INBOX (MESSAGES)")
+    assert st[0] == b"* STATUS INBOX (MESSAGES 0)\r\n"
+    await c.close()
