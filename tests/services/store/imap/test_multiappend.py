@@ -191,3 +191,23 @@ async def test_all_messages_together_are_capped(make_imap: Factory) -> None:
     st = await c.cmd(b"s STATUS INBOX (MESSAGES)")
     assert st[0] == b"* STATUS INBOX (MESSAGES 0)\r\n"
     await c.close()
+
+
+async def test_imapclient_multiappend(imap: ImapHarness) -> None:
+    from imapclient import IMAPClient
+
+    from tests.services.store.imap.conftest import HOST, PASSWORD
+
+    def run() -> tuple[object, dict[int, tuple[bytes, ...]]]:
+        with IMAPClient(HOST, port=imap.port, ssl=False, timeout=60) as c:
+            c.login(ALICE, PASSWORD)
+            assert b"MULTIAPPEND" in c.capabilities()
+            # imapclient sends one APPEND with a literal per message (RFC 3502)
+            reply = c.multiappend("INBOX", [message(1), {"msg": message(2), "flags": ["\\Seen"]}])
+            c.select_folder("INBOX", readonly=True)
+            return reply, c.get_flags(c.search("ALL"))
+
+    reply, flags = await imap.run(run)
+    typ, data = reply  # type: ignore[misc]
+    assert typ == "OK" and data[0].startswith(b"[APPENDUID ") and b" 1:2] " in data[0], reply
+    assert b"\\Seen" not in flags[1] and b"\\Seen" in flags[2], flags
