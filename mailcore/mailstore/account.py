@@ -286,6 +286,57 @@ class Account:
 
         return await self._write(run)
 
+    async def append_many(
+        self,
+        mailbox_id: int,
+        items: Sequence[tuple[bytes, Iterable[str], float | None, bool]],
+        *,
+        quota: Quota = NO_QUOTA,
+    ) -> list[AppendResult]:
+        """RFC 3502 MULTIAPPEND: several messages (data, flags, internal date, verbatim) in
+        one transaction, so all of them are stored or none; the quota is checked for all
+        of them together before any is written. UIDs ascend in the order given."""
+        for data, *_ in items:
+            if self._max_size and len(data) > self._max_size:
+                raise MessageTooLarge(f"message of {len(data)} bytes, limit {self._max_size}")
+        now = time.time()
+
+        def prepare() -> list[tuple[bytes, bytes, messages.NewMessage]]:
+            out = []
+            for data, flags, when, verbatim in items:
+                clean = data if verbatim else to_crlf(data)
+                parsed = parse(clean)
+                new = messages.NewMessage(
+                    0,
+                    flagset.normalize(flags),
+                    now if when is None else when,
+                    len(clean),
+                    searchdata.of(parsed, clean),
+                    hashlib.sha256(clean).digest(),
+                )
+                out.append((clean, dumps(parsed), new))
+            return out
+
+        if sum(len(d) for d, *_ in items) > INLINE_PREPARE:
+            prepared = await asyncio.to_thread(prepare)
+        else:
+            prepared = prepare()
+
+        def run(t: Txn) -> list[AppendResult]:
+            mb = mailboxes.by_id(t.conn, mailbox_id)
+            messages.quota_check(t, quota, sum(len(c) for c, _, _ in prepared), len(prepared))
+            fids = t.write_files([c for c, _, _ in prepared])
+            t.conn.executemany(
+                "INSERT INTO files VALUES (?, ?, ?)",
+                [(fid, len(c), blob) for fid, (c, blob, _) in zip(fids, prepared, strict=True)],
+            )
+            news = [n._replace(file_id=fid) for fid, (_, _, n) in zip(fids, prepared, strict=True)]
+            uids = messages.insert(t, mb, news)
+            modseq = t.modseq()
+            return [AppendResult(mb.uidvalidity, uid, mb.id, modseq) for uid in uids]
+
+        return await self._write(run)
+
     async def store_flags(
         self,
         mailbox_id: int,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailcore.logging import connection_context, get_logger, next_connection_id
+from services.store import deflate
 from services.store.auth import ConnectionLimiter, Refusal
 
 log = get_logger("listener")
@@ -42,6 +43,7 @@ class Connection:
     # Set when the server stops: sessions say goodbye (IMAP BYE, POP3 -ERR) and end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    deflater: deflate.Deflater | None = None  # RFC 4978 COMPRESS=DEFLATE, once active
 
     async def drain(self) -> None:
         """``writer.drain()``, bounded by :attr:`write_timeout`. Every protocol write that
@@ -87,6 +89,20 @@ class Connection:
         handshake must already have been discarded by the caller (RFC 3207 §4.2 class)."""
         await self.writer.start_tls(context)
         self.tls = True
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Queue octets for the client, deflated once COMPRESS is active."""
+        self.writer.write(self.deflater(data) if self.deflater is not None else data)
+
+    def start_deflate(self, max_burst: int) -> None:
+        """RFC 4978: raw DEFLATE both ways from now on. Call it right after queueing the
+        tagged OK and before any await, so that no client octet read after that reply is
+        taken as uncompressed."""
+        transport = self.writer.transport
+        transport.set_protocol(
+            deflate.InflatingProtocol(transport.get_protocol(), transport, max_burst)
+        )
+        self.deflater = deflate.Deflater()
 
     def discard_pending_input(self) -> int:
         """Drop whatever the client sent that is not read yet; the number of bytes.

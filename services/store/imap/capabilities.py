@@ -42,10 +42,20 @@ AFTER_LOGIN = (
     "THREAD=REFERENCES",
     "ESORT",  # RFC 5267 §3
     "SAVEDATE",  # RFC 8514
+    "MULTIAPPEND",  # RFC 3502
+    "UTF8=ACCEPT",  # RFC 6855
+    "COMPRESS=DEFLATE",  # RFC 4978
+    "CATENATE",  # RFC 4469
+    "URL-PARTIAL",  # RFC 5550 §5
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.
-ENABLEABLE = {"CONDSTORE": "CONDSTORE", "QRESYNC": "QRESYNC", "IMAP4REV2": "IMAP4rev2"}
+ENABLEABLE = {
+    "CONDSTORE": "CONDSTORE",
+    "QRESYNC": "QRESYNC",
+    "IMAP4REV2": "IMAP4rev2",
+    "UTF8=ACCEPT": "UTF8=ACCEPT",  # RFC 6855 §3
+}
 
 
 def capabilities(s: Session) -> list[str]:

@@ -271,6 +271,38 @@ class Append:
     date: datetime.datetime | None
     data: bytes
     binary: bool = False  # sent as an RFC 3516 literal8: the octets are kept as they are
+    # RFC 3502 MULTIAPPEND: the messages after the first, in order
+    more: tuple[AppendMessage, ...] = ()
+    utf8: bool = False  # the first message came as RFC 6855 UTF8 (literal8)
+    catenate: tuple[CatPart, ...] = ()  # the first message's RFC 4469 parts
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        first = AppendMessage(
+            self.flags, self.date, self.data, self.binary, self.utf8, self.catenate
+        )
+        return (first, *self.more)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND (RFC 3502 §6.3.11 append-message)."""
+
+    flags: tuple[str, ...]
+    date: datetime.datetime | None
+    data: bytes
+    binary: bool = False
+    utf8: bool = False  # RFC 6855 §4: sent as UTF8 (literal8), its headers may be UTF-8
+    # RFC 4469 §5 CATENATE: the parts to join (``data`` is empty until they are)
+    catenate: tuple[CatPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CatPart:
+    """RFC 4469 §5 cat-part: TEXT literal octets, or an IMAP URL (RFC 5092)."""
+
+    text: bytes | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,8 +390,14 @@ class SetQuota:
     limits: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Compress:
+    mechanism: str  # RFC 4978 §3: upper-cased; only DEFLATE is known
+
+
 Args = (
     NoArgs
+    | Compress
     | Login
     | Authenticate
     | Select

@@ -7,6 +7,7 @@ from __future__ import annotations
 from services.store.imap.handlers import (
     append,
     auth,
+    compress,
     copy_move,
     expunge,
     fetch,
@@ -52,6 +53,7 @@ DISPATCH: dict[str, Spec] = {
     "GETQUOTA": Spec(quota.getquota, AUTH),
     "GETQUOTAROOT": Spec(quota.getquotaroot, AUTH),
     "SETQUOTA": Spec(quota.setquota, AUTH),
+    "COMPRESS": Spec(compress.compress, AUTH, updates="none"),  # RFC 4978
     # selected (§6.4)
     "CHECK": Spec(select.check, SELECTED),
     "CLOSE": Spec(select.close, SELECTED, updates="none"),

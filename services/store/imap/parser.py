@@ -225,10 +225,29 @@ def _status(cur: Cursor) -> c.Args:
 
 
 def _append(cur: Cursor) -> c.Args:
-    # RFC 3501 §6.3.11: APPEND mailbox [flag-list] [date-time] literal
+    # RFC 3501 §6.3.11: APPEND mailbox [flag-list] [date-time] literal;
+    # RFC 3502 §6: append = "APPEND" SP mailbox 1*append-message
     cur.sp()
     mailbox = cur.mailbox()
     cur.sp()
+    first = _append_message(cur)
+    more = []
+    while cur.take(b" "):
+        more.append(_append_message(cur))
+    return c.Append(
+        mailbox,
+        first.flags,
+        first.date,
+        first.data,
+        first.binary,
+        tuple(more),
+        first.utf8,
+        first.catenate,
+    )
+
+
+def _append_message(cur: Cursor) -> c.AppendMessage:
+    # RFC 3502 §6: append-message = append-opts SP append-data
     flags: tuple[str, ...] = ()
     date = None
     if cur.peek() == 0x28:
@@ -237,11 +256,37 @@ def _append(cur: Cursor) -> c.Args:
     if cur.peek() == 0x22:
         date = items.date_time(cur)
         cur.sp()
+    if cur.take_word(b"CATENATE ("):
+        # RFC 4469 §5: "CATENATE" SP "(" cat-part *(SP cat-part) ")"
+        cur.nest()
+        parts = [_cat_part(cur)]
+        while cur.take(b" "):
+            parts.append(_cat_part(cur))
+        cur.close()
+        return c.AppendMessage(flags, date, b"", catenate=tuple(parts))
+    if cur.take_word(b"UTF8 ("):
+        # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"
+        if cur.peek() != 0x7E:
+            raise cur.error("UTF8 needs a literal8")
+        data = cur.literal(binary=True)
+        cur.expect(b")")
+        return c.AppendMessage(flags, date, data, utf8=True)
     if cur.peek() not in (0x7B, 0x7E):
         raise cur.error("APPEND needs a literal")
     # RFC 3516 §4.4 / RFC 9051: literal8 for binary content
     binary = cur.peek() == 0x7E
-    return c.Append(mailbox, flags, date, cur.literal(binary=True), binary)
+    return c.AppendMessage(flags, date, cur.literal(binary=True), binary)
+
+
+def _cat_part(cur: Cursor) -> c.CatPart:
+    # RFC 4469 §5: cat-part = text-literal / url; text-literal = "TEXT" SP literal
+    if cur.take_word(b"TEXT "):
+        if cur.peek() not in (0x7B, 0x7E):
+            raise cur.error("TEXT needs a literal")
+        return c.CatPart(text=cur.literal(binary=True))
+    if cur.take_word(b"URL "):
+        return c.CatPart(url=cur.astr())
+    raise cur.error("expected TEXT or URL")
 
 
 def _expunge(cur: Cursor) -> c.Args:
@@ -275,7 +320,8 @@ def _search(uid: bool) -> Sub:
         if cur.take_word(b"CHARSET "):
             charset = cur.astr().upper()
             cur.sp()
-        key = items.SearchParser(cur, charset or "US-ASCII").keys()
+        # RFC 6855 §3 / RFC 9051 §6.4.4: strings are UTF-8 once UTF8=ACCEPT (or rev2) is on
+        key = items.SearchParser(cur, charset or ("UTF-8" if cur.utf8 else "US-ASCII")).keys()
         return c.Search(uid, key, charset, returns)
 
     return sub
@@ -365,6 +411,12 @@ def _enable(cur: Cursor) -> c.Args:
     return c.Enable(tuple(caps))
 
 
+def _compress(cur: Cursor) -> c.Args:
+    # RFC 4978 §3: COMPRESS SP algorithm
+    cur.sp()
+    return c.Compress(cur.atom().upper())
+
+
 def _id(cur: Cursor) -> c.Args:
     # RFC 2971 §4: ID ("(" string SP nstring *(SP string SP nstring) ")" / NIL)
     cur.sp()
@@ -446,6 +498,7 @@ COMMANDS: dict[str, Sub] = {
     "IDLE": _none,
     "NAMESPACE": _none,
     "ENABLE": _enable,
+    "COMPRESS": _compress,
     "ID": _id,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquotaroot,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from mailcore.message import Address, BodyPart, Envelope
+from services.store.imap import downgrade
 from services.store.imap import responses as r
 from services.store.imap.commands import Section
 
@@ -28,36 +29,45 @@ def internal_date(ts: float) -> bytes:
     )
 
 
-def _addresses(addrs: Sequence[Address]) -> bytes:
+def _addresses(addrs: Sequence[Address], utf8: bool = False) -> bytes:
     if not addrs:
         return b"NIL"
     return (
         b"("
         + b"".join(
             b"(%s %s %s %s)"
-            % (r.nstring(a.name), r.nstring(a.adl), r.nstring(a.mailbox), r.nstring(a.host))
+            % (
+                r.nstring(a.name, utf8),
+                r.nstring(a.adl, utf8),
+                r.nstring(a.mailbox, utf8),
+                r.nstring(a.host, utf8),
+            )
             for a in addrs
         )
         + b")"
     )
 
 
-def envelope(e: Envelope) -> bytes:
-    """RFC 3501 §7.4.2 ENVELOPE; sender and reply-to default to from."""
-    frm = _addresses(e.from_)
-    sender = frm if not e.sender or e.sender == e.from_ else _addresses(e.sender)
-    reply_to = frm if not e.reply_to or e.reply_to == e.from_ else _addresses(e.reply_to)
+def envelope(e: Envelope, utf8: bool = False) -> bytes:
+    """RFC 3501 §7.4.2 ENVELOPE; sender and reply-to default to from. RFC 6855: UTF-8 in
+    quoted strings for a client that enabled UTF8=ACCEPT (or IMAP4rev2), the RFC 6857
+    downgrade for one that did not (§7)."""
+    if not utf8:
+        e = downgrade.envelope(e)
+    frm = _addresses(e.from_, utf8)
+    sender = frm if not e.sender or e.sender == e.from_ else _addresses(e.sender, utf8)
+    reply_to = frm if not e.reply_to or e.reply_to == e.from_ else _addresses(e.reply_to, utf8)
     return b"(%s %s %s %s %s %s %s %s %s %s)" % (
-        r.nstring(e.date),
-        r.nstring(e.subject),
+        r.nstring(e.date, utf8),
+        r.nstring(e.subject, utf8),
         frm,
         sender,
         reply_to,
-        _addresses(e.to),
-        _addresses(e.cc),
-        _addresses(e.bcc),
-        r.nstring(e.in_reply_to),
-        r.nstring(e.message_id),
+        _addresses(e.to, utf8),
+        _addresses(e.cc, utf8),
+        _addresses(e.bcc, utf8),
+        r.nstring(e.in_reply_to, utf8),
+        r.nstring(e.message_id, utf8),
     )
 
 

@@ -34,10 +34,11 @@ def text(value: str) -> bytes:
     return string(value.encode("utf-8", "surrogateescape"))
 
 
-def nstring(value: str | bytes | None) -> bytes:
+def nstring(value: str | bytes | None, utf8: bool = False) -> bytes:
     if value is None:
         return b"NIL"
-    return string(value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape"))
+    data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    return string(data, utf8)
 
 
 def mailbox(name: str, utf8: bool = False) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -30,6 +31,10 @@ log = get_logger("imap")
 
 MAX_COMMAND_LITERALS = 64 * 1024  # literal octets allowed in a non-APPEND command
 FLUSH_AT = 256 * 1024
+# RFC 3502 MULTIAPPEND: each message is held to the message size limit, all of one APPEND
+# together to this many times it (the command is read whole before anything is stored)
+MULTIAPPEND_TOTAL = 4
+_CAT_TEXT = re.compile(rb"(?i)(?:^|[ (])TEXT ~?\{\d+\+?\}$")
 
 
 class State(enum.Enum):
@@ -96,7 +101,7 @@ class Session:
         for chunk in chunks:
             if len(chunk) >= FLUSH_AT:
                 await self.flush()
-                self.conn.writer.write(chunk)
+                self.conn.write(chunk)
                 await self.conn.drain()
             else:
                 self.out += chunk
@@ -106,7 +111,7 @@ class Session:
         if self.out:
             # hand the buffer over rather than copying it; a new one takes its place
             data, self.out = self.out, bytearray()
-            self.conn.writer.write(data)
+            self.conn.write(data)
         await self.conn.drain()  # bounded: a client that stops reading is dropped
 
     async def flush_if_large(self) -> None:
@@ -134,7 +139,8 @@ class Session:
 
     @property
     def utf8(self) -> bool:
-        return "IMAP4REV2" in self.enabled
+        """RFC 6855 §3 (UTF8=ACCEPT) or RFC 9051: UTF-8 mailbox names and strings."""
+        return "IMAP4REV2" in self.enabled or "UTF8=ACCEPT" in self.enabled
 
     def mbox(self, name: str) -> bytes:
         """A mailbox name on the wire: modified UTF-7, or UTF-8 under IMAP4rev2."""
@@ -191,10 +197,22 @@ class Session:
         total = len(first)
         line = first
         literal_bytes = 0
+        literals = 0
         while (lit := literal_suffix(line)) is not None:
             size, sync = lit
             literal_bytes += size
-            if literal_bytes > limit or total > MAX_LINE * 4:
+            # messages announced so far, for the quota: a MULTIAPPEND literal is one, a
+            # CATENATE (RFC 4469) is one however many TEXT literals it joins
+            if _CAT_TEXT.search(line) is None:
+                literals += 1
+            literals += line.upper().count(b"CATENATE (")
+            if is_append:
+                # RFC 3502 §6.3.11: each message of a MULTIAPPEND is checked on its own
+                # announcement, before its continuation; nothing has been stored yet
+                too_big = size > limit or literal_bytes > limit * MULTIAPPEND_TOTAL
+            else:
+                too_big = literal_bytes > limit
+            if too_big or total > MAX_LINE * 4:
                 tag = tag_of(first)
                 if not sync:
                     # RFC 7888 §4: a non-synchronizing literal we will not read ends the session
@@ -209,7 +227,7 @@ class Session:
                     else responses.untagged(f"BAD {text}")
                 )
                 return None
-            if sync and is_append and await over_quota(self, literal_bytes):
+            if sync and is_append and await over_quota(self, literal_bytes, max(1, literals)):
                 # refused before the continuation (RFC 9208 §4.3): nothing is uploaded
                 tag = tag_of(first)
                 self.send(responses.tagged(tag or "*", "NO", "[OVERQUOTA] Quota exceeded"))
@@ -269,7 +287,7 @@ class Session:
         self.stopping = True
         if self._waiting:
             with contextlib.suppress(Exception):
-                self.conn.writer.write(responses.untagged("BYE Server shutting down"))
+                self.conn.write(responses.untagged("BYE Server shutting down"))
             self.conn.close()
 
     async def cleanup(self) -> None:

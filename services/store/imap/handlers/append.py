@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from services.store.imap import responses as r
 from services.store.imap.commands import Append, Request
 from services.store.imap.errors import Refused
+from services.store.imap.handlers import catenate
 from services.store.imap.handlers.common import account, quota, target
 
 if TYPE_CHECKING:
+    import datetime
+
     from services.store.imap.session import Session
 
 
-async def over_quota(s: Session, size: int) -> bool:
+async def over_quota(s: Session, size: int, count: int = 1) -> bool:
     """Whether a message of ``size`` octets would pass the user's quota now: asked before
     the continuation, so an APPEND over quota is refused before the client uploads it
     (RFC 9208 §4.3 / RFC 7889 style; the engine checks again when it stores)."""
@@ -25,22 +29,52 @@ async def over_quota(s: Session, size: int) -> bool:
     used_bytes, used_messages = await account(s).usage()
     if limits.bytes and used_bytes + size > limits.bytes:
         return True
-    return bool(limits.messages and used_messages + 1 > limits.messages)
+    return bool(limits.messages and used_messages + count > limits.messages)
 
 
 async def append(s: Session, req: Request) -> str:
     a = req.args
     assert isinstance(a, Append)
-    if len(a.data) > s.rt.max_message_size:
-        raise Refused("Message too large", code="TOOBIG")
-    if not a.data:
-        raise Refused("Empty message", code="CANNOT")
-    if a.binary:
+    msgs = a.messages
+    if any(m.utf8 for m in msgs) and "UTF8=ACCEPT" not in s.enabled:
+        # RFC 6855 §4: the UTF8 data item only after ENABLE UTF8=ACCEPT
+        raise Refused("ENABLE UTF8=ACCEPT first", code="CANNOT")
+    if any(m.catenate for m in msgs):
+        # RFC 4469 §5: every message is put together before any is stored
+        msgs = tuple([await catenate.build(s, m) if m.catenate else m for m in msgs])
+    # every message is checked before any is stored (RFC 3502 §3: all or none)
+    for m in msgs:
+        if len(m.data) > s.rt.max_message_size:
+            raise Refused("Message too large", code="TOOBIG")
+        if not m.data:
+            raise Refused("Empty message", code="CANNOT")
+    if any(m.binary for m in msgs):
         s.speaks_binary = True
     box = await target(s, a.mailbox)
-    flags = [f for f in a.flags if f.lower() != "\\recent"]
-    when = a.date.timestamp() if a.date is not None else None
-    res = await account(s).append(
-        box.id, a.data, flags=flags, internal_date=when, quota=quota(s), verbatim=a.binary
+    if len(msgs) == 1:
+        one = msgs[0]
+        res = await account(s).append(
+            box.id,
+            one.data,
+            flags=_flags(one.flags),
+            internal_date=_when(one.date),
+            quota=quota(s),
+            verbatim=one.binary,
+        )
+        return f"[APPENDUID {res.uidvalidity} {res.uid}] APPEND completed"
+    # RFC 3502 §6.3.11: one transaction; RFC 4315 §3: APPENDUID with the UID set
+    many = await account(s).append_many(
+        box.id,
+        [(m.data, _flags(m.flags), _when(m.date), m.binary) for m in msgs],
+        quota=quota(s),
     )
-    return f"[APPENDUID {res.uidvalidity} {res.uid}] APPEND completed"
+    uids = r.seq_set(res.uid for res in many).decode()
+    return f"[APPENDUID {many[0].uidvalidity} {uids}] APPEND completed"
+
+
+def _flags(flags: tuple[str, ...]) -> list[str]:
+    return [f for f in flags if f.lower() != "\\recent"]
+
+
+def _when(date: datetime.datetime | None) -> float | None:
+    return date.timestamp() if date is not None else None

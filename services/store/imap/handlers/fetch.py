@@ -135,6 +135,8 @@ def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[in
 
 def _key(s: Session, sel: Selected, uid: int, item: str) -> tuple[str, int, int, int, str]:
     assert s.account is not None
+    if item == "ENVELOPE" and s.utf8:
+        item = "ENVELOPE UTF8"  # RFC 6855: UTF-8 as it is, not downgraded
     return (s.account.id, sel.mailbox_id, sel.uidvalidity, uid, item)
 
 
@@ -243,7 +245,7 @@ def _cached(
         p = rec.parsed
         assert p is not None
         if name == "ENVELOPE":
-            out = render.envelope(p.envelope)
+            out = render.envelope(p.envelope, s.utf8)
         else:
             out = render.body_structure(p.structure, extended=name == "BODYSTRUCTURE")
     s.rt.cache.put(key, out)

@@ -143,6 +143,9 @@ def _uid_span(sel: Selected, lo: int, hi: int) -> range:
 async def search(s: Session, req: c.Request) -> str:
     a = req.args
     assert isinstance(a, c.Search)
+    if a.charset is not None and "UTF8=ACCEPT" in s.enabled:
+        # RFC 6855 §3 (erratum 4029): no charset once UTF8=ACCEPT is enabled
+        raise Refused("SEARCH CHARSET not allowed after ENABLE UTF8=ACCEPT", status="BAD")
     sel = selected(s)
     modseq_key = any(isinstance(k, c.SModSeq) for k in c.walk(a.key))
     returns = a.returns
