@@ -8,11 +8,16 @@ accepting and delivering with one NATS node killed."""
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import subprocess
 import threading
+import time
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from stack import EICAR, GTUBE, Stack
+from stack import EICAR, GTUBE, SCALE, Stack
 
 
 def _send_all(stack: Stack, subjects: list[str], workers: int = 6) -> dict[str, int]:
@@ -32,6 +37,56 @@ def test_every_service_healthy_and_named(stack: Stack) -> None:
                 ["docker", "exec", cid, "id", "-u"], capture_output=True, text=True, check=True
             ).stdout.strip()
             assert uid != "0", info["Name"]
+
+
+def test_relay_delivers_submitted_mail_to_the_remote_mx(stack: Stack) -> None:
+    # outbound: submission through HAProxy, AUTH, the filters queue it, one of the two
+    # relay replicas delivers it to the remote MX that POSTERN_RELAY_ROUTES names
+    assert len(stack.containers("relay")) == 2
+    stack.start_sink()
+    subjects = [f"out-{i:02d}" for i in range(10)]
+    for subject in subjects:
+        assert stack.submit(subject, "bob@remote.test") == 250
+    deadline = time.monotonic() + 180
+    log = stack.sink_log()
+    while not all(f"Subject: {s}" in log for s in subjects) and time.monotonic() < deadline:
+        time.sleep(2)
+        log = stack.sink_log()
+    counts = {s: log.count(f"Subject: {s}\n") for s in subjects}
+    assert counts == dict.fromkeys(subjects, 1), counts  # each exactly once
+    delivered = sum(
+        stack.metric(cid, "postern_relay_deliveries_total", port=9105)
+        for cid in stack.containers("relay")
+    )
+    assert delivered >= len(subjects)
+
+
+def test_webmail_session_works_on_every_replica(stack: Stack) -> None:
+    # the session lives in KV, sealed with the key the certs job made in the shared
+    # webmail-data volume: whichever replica HAProxy picks serves the logged-in user
+    assert len(stack.containers("webmail")) == 2
+    base = f"http://127.0.0.1:{stack.ports['WEBMAIL']}"
+    jar = http.cookiejar.CookieJar()
+    web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = web.open(f"{base}/login", timeout=30).read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf, form
+    data = urllib.parse.urlencode(
+        {"user": "alice@compose.test", "password": "secret-pw", "csrf": csrf[1], "next": "/"}
+    ).encode()
+    web.open(f"{base}/login", data=data, timeout=30).read()
+    served = set()
+    for _ in range(6):  # round robin: both replicas serve some of these
+        reply = web.open(f"{base}/mail", timeout=30)
+        assert not reply.url.endswith("/login") and "/login?" not in reply.url, reply.url
+        served.add('action="/logout"' in reply.read().decode())  # a logged-in page
+    assert served == {True}
+    # both replicas served the logged-in user's mailbox page with status 200
+    pages = [
+        stack.metric(cid, "postern_webmail_requests_total", 9103, 'route="/mail",status="200"')
+        for cid in stack.containers("webmail")
+    ]
+    assert all(n > 0 for n in pages), pages
 
 
 def test_300_messages_land_exactly_once_across_replicas(stack: Stack) -> None:
@@ -75,7 +130,7 @@ def test_killing_a_filter_under_load_loses_no_accepted_message(stack: Stack) -> 
     assert len(accepted) >= 100, codes  # HAProxy moved on to the live replicas
     got = set(stack.wait_delivered(accepted))
     assert accepted <= got, sorted(accepted - got)
-    stack.compose("up", "-d", "--no-build", "--scale", "filter=3")
+    stack.compose("up", "-d", "--no-build", *SCALE)
     stack.wait_healthy()
 
 
