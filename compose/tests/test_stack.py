@@ -151,6 +151,34 @@ def test_restarting_the_store_loses_nothing(stack: Stack) -> None:
     assert mine == sorted(before + after)
 
 
+def test_nats_server_that_dies_comes_back_by_the_restart_policy(stack: Stack) -> None:
+    # PID 1 of the nats container is services.ctl.natsrun (it re-enables a JetStream a
+    # full disk switched off, tests/services/ctl/test_natsrun.py); when nats-server itself
+    # dies the runner exits and Docker restarts the container
+    (nats,) = stack.containers("nats")
+    kill = (
+        "import os, signal\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if p.isdigit() and p != '1':\n"
+        "        try: cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+        "        except OSError: continue\n"
+        "        if cmd.startswith(b'nats-server'): os.kill(int(p), signal.SIGKILL); print(p)\n"
+    )
+    out = subprocess.run(
+        ["docker", "exec", nats, "python3", "-c", kill], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip(), "no nats-server process under the runner"
+    while stack.inspect(nats)["RestartCount"] < 1:
+        time.sleep(1)
+    stack.wait_healthy()
+    after = [f"natsdied-{i:02d}" for i in range(10)]
+    with ThreadPoolExecutor(4) as pool:
+        codes = dict(zip(after, pool.map(stack.send_until_accepted, after), strict=True))
+    assert set(codes.values()) == {250}, codes
+    got = stack.wait_delivered(set(after))
+    assert sorted(s for s in got if s.startswith("natsdied-")) == after
+
+
 def test_mirror_profile_second_store_takes_no_inbound_mail(stack: Stack) -> None:
     # the mirror service is a placeholder until the mirror lands: only store2 is started
     mirror = [*stack.base, "--profile", "mirror"]
