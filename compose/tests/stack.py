@@ -109,8 +109,20 @@ class Stack:
         return proc.stdout
 
     def up(self, *args: str) -> None:
-        self.compose("up", "-d", "--no-build", *args)
+        try:
+            self.compose("up", "-d", "--no-build", *args)
+        except AssertionError as exc:  # say which container was unhealthy, and why
+            raise AssertionError(f"{exc}\n{self.health_report()}") from None
         self.wait_healthy()
+
+    def health_report(self) -> str:
+        lines = []
+        for cid in self.containers():
+            info = self.inspect(cid)
+            health = info["State"].get("Health") or {}
+            last = (health.get("Log") or [{}])[-1].get("Output", "").strip()
+            lines.append(f"{info['Name']} {health.get('Status', info['State']['Status'])} {last}")
+        return "\n".join(lines)
 
     def down(self) -> None:
         """Containers, networks and volumes, of every profile (and the test's sink)."""

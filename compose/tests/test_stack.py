@@ -3,8 +3,9 @@
 Built images (make images), `up --scale filter=3`, every health check green, then: mail
 through HAProxy lands exactly once and every filter replica took a share; the real
 scanner containers refuse GTUBE (550) and EICAR (554); killing a filter replica under
-load or restarting the store loses no message that got a 250; the ha variant keeps
-accepting and delivering with one NATS node killed."""
+load or restarting the store loses no message that got a 250; outbound mail reaches a
+remote MX through the relays; webmail sessions work on every replica. The ha variant is in
+test_ha.py (its own module: this stack is down before that one comes up)."""
 
 from __future__ import annotations
 
@@ -198,18 +199,3 @@ def test_mirror_profile_second_store_takes_no_inbound_mail(stack: Stack) -> None
     assert stack.metric(store2, "postern_deliveries_total", port=9102) == 0
     (store,) = stack.containers("store")
     assert stack.metric(store, "postern_deliveries_total", port=9102) >= len(subjects)
-
-
-def test_ha_survives_killing_one_nats_node(ha_stack: Stack) -> None:
-    first = [f"ha-a-{i:02d}" for i in range(20)]
-    assert set(_send_all(ha_stack, first).values()) == {250}
-    node = ha_stack.containers("nats-2")[0]
-    subprocess.run(["docker", "kill", node], check=True, capture_output=True)
-    # while the streams elect new leaders the filters answer 451; a sender retries
-    second = [f"ha-b-{i:02d}" for i in range(20)]
-    with ThreadPoolExecutor(6) as pool:
-        codes = dict(zip(second, pool.map(ha_stack.send_until_accepted, second), strict=True))
-    assert set(codes.values()) == {250}, codes
-    got = ha_stack.wait_delivered(set(first + second))
-    mine = sorted(s for s in got if s.startswith("ha-"))
-    assert mine == sorted(first + second)
