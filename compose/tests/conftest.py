@@ -4,7 +4,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack import SCALE, Stack
+from stack import SCALE, Stack, remove_stale
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stale_stacks() -> None:
+    """Stacks an interrupted earlier run left behind go first (their ports, subnets, CPU)."""
+    remove_stale()
 
 
 def _accounts(stack: Stack) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 
@@ -73,6 +74,37 @@ def free_subnet() -> str:
         if not any(net.overlaps(t) for t in taken):
             return str(net)
     raise AssertionError("no free 172.30.x.0/24 for the backend network")
+
+
+def remove_stale(prefix: str = "postern-ct-", max_age: float = 3600.0) -> list[str]:
+    """Projects of an earlier run that died before tearing down (older than ``max_age``
+    seconds, so a run going on beside this one is left alone): their containers, networks
+    and volumes are removed."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    stale: set[str] = set()
+    now = time.time()
+    for info in json.loads(subprocess.run(
+        ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+    ).stdout) if ids else []:  # fmt: skip
+        project = info["Config"]["Labels"].get("com.docker.compose.project", "")
+        created = datetime.fromisoformat(info["Created"][:19]).replace(tzinfo=UTC).timestamp()
+        if project.startswith(prefix) and now - created > max_age:
+            stale.add(project)
+    for project in sorted(stale):
+        label = f"label=com.docker.compose.project={project}"
+        for kind in ("ps -aq", "network ls -q", "volume ls -q"):
+            found = subprocess.run(
+                ["docker", *kind.split(), "--filter", label], capture_output=True, text=True
+            ).stdout.split()
+            if found:
+                rm = {"ps": ["rm", "-f"], "network": ["network", "rm"], "volume": ["volume", "rm"]}
+                subprocess.run(["docker", *rm[kind.split()[0]], *found], capture_output=True)
+    return sorted(stale)
 
 
 class Stack:
