@@ -4,7 +4,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack import Stack
+from stack import SCALE, Stack, remove_stale
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stale_stacks() -> None:
+    """Stacks an interrupted earlier run left behind go first (their ports, subnets, CPU)."""
+    remove_stale()
 
 
 def _accounts(stack: Stack) -> None:
@@ -14,10 +20,10 @@ def _accounts(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The default topology with three filter replicas."""
+    """The default topology: three filter replicas, two relays, two webmail nodes."""
     s = Stack(Path(tmp_path_factory.mktemp("compose")))
     try:
-        s.up("--scale", "filter=3")
+        s.up(*SCALE)
         _accounts(s)
         yield s
     finally:

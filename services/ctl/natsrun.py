@@ -1,0 +1,141 @@
+"""nats-server in a container, with the watch ``mailctl up`` keeps over its own: JetStream
+that a full disk switched off is brought back once the disk has room (services.ctl.natswatch:
+a SIGHUP, then a restart of nats-server). Docker's restart policy only acts when a process
+exits and an unhealthy HEALTHCHECK restarts nothing, so the compose ``nats`` service runs
+nats-server under this (issue 17; hardening, issue 19 #1)::
+
+    python -m services.ctl.natsrun --store-dir /var/lib/postern/nats -- nats-server -c CONF
+
+The watch starts once the probe stream has taken a first write (the filters declare it),
+so a fresh server is never restarted for want of streams. Stopping the runner (SIGTERM,
+``docker stop``) stops nats-server and exits with its status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from mailcore.bus.connect import connect
+from mailcore.bus.probe import can_store
+from mailcore.logging import get_logger
+from services.ctl.natswatch import GRACE, INTERVAL, MIN_FREE, NatsWatch
+
+log = get_logger("natsrun")
+
+
+class NatsRunner:
+    """Keeps one nats-server process running; the watch may restart it."""
+
+    def __init__(
+        self,
+        command: list[str],
+        url: str,
+        store_dir: Path,
+        *,
+        interval: float = INTERVAL,
+        grace: float = GRACE,
+        min_free: int = MIN_FREE,
+    ) -> None:
+        self.command = command
+        self.url = url
+        self.store_dir = store_dir
+        self.interval = interval
+        self.grace = grace
+        self.min_free = min_free
+        self.proc: asyncio.subprocess.Process | None = None
+        self.watch: NatsWatch | None = None
+        self._swap = asyncio.Lock()  # held while the watch replaces the process
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
+    async def _start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(*self.command)
+
+    async def _stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+        return await self.proc.wait()
+
+    async def restart(self) -> None:
+        async with self._swap:
+            log.warning("restarting nats-server: JetStream still stores nothing")
+            await self._stop()
+            await self._start()
+
+    async def _watch(self, stopping: asyncio.Event) -> None:
+        bus = await connect(self.url, "natsrun-watch", wait=120)
+        try:
+            while not await can_store(bus.js, timeout=max(1.0, self.interval)):
+                with contextlib.suppress(TimeoutError):  # streams not declared yet
+                    await asyncio.wait_for(stopping.wait(), self.interval)
+                if stopping.is_set():
+                    return
+            self.watch = NatsWatch(
+                bus.js,
+                self.store_dir,
+                pid=self.pid,
+                restart=self.restart,
+                echo=log.warning,
+                interval=self.interval,
+                grace=self.grace,
+                min_free=self.min_free,
+            )
+            await self.watch.run(stopping)
+        finally:
+            await bus.close()
+
+    async def run(self, stopping: asyncio.Event) -> int:
+        """Until ``stopping`` is set; nats-server's exit status then (or when it died by
+        itself, which ends the runner too: the container's restart policy takes over)."""
+        await self._start()
+        watching = asyncio.create_task(self._watch(stopping))
+        try:
+            while not stopping.is_set():
+                assert self.proc is not None
+                proc = self.proc
+                exited = asyncio.create_task(proc.wait())
+                stop = asyncio.create_task(stopping.wait())
+                await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if not exited.done():
+                    exited.cancel()
+                    continue
+                async with self._swap:
+                    if self.proc is proc:  # it died by itself, not a restart by the watch
+                        log.error("nats-server exited", status=proc.returncode)
+                        return proc.returncode or 1
+        finally:
+            stopping.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watching, 30)
+        return await self._stop()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    runner = NatsRunner(args.command, args.url, Path(args.store_dir))
+    return await runner.run(stopping)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.ctl.natsrun", description=__doc__)
+    parser.add_argument("--url", default="nats://127.0.0.1:4222", help="the server's client URL")
+    parser.add_argument("--store-dir", required=True, help="JetStream's store_dir")
+    parser.add_argument("command", nargs="+", help="nats-server and its arguments (after --)")
+    return asyncio.run(_main(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
