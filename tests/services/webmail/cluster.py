@@ -89,8 +89,9 @@ class Balancer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream = None
-        for _ in self.ports:
-            port = self.ports[next(self._turn) % len(self.ports)]
+        start = next(self._turn)
+        for i in range(len(self.ports)):  # each node once (racing connections share _turn)
+            port = self.ports[(start + i) % len(self.ports)]
             try:
                 upstream = await asyncio.open_connection("127.0.0.1", port)
                 self.served.append(port)
