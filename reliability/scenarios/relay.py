@@ -43,7 +43,8 @@ ACK_WAIT = 3.0  # the relay's consumer: what a killed relay held comes back in s
 
 class Sink:
     """aiosmtpd handler: records each message's X-Reliability-Id with the relay's
-    *generation* (bumped at every kill), and SIGKILLs the relay when armed."""
+    *generation* (bumped at every kill) at the start of its transaction, which names the
+    relay process that sent it, and SIGKILLs the relay when armed."""
 
     def __init__(self, pid_of_relay: Any) -> None:
         self.pid_of_relay = pid_of_relay
@@ -66,6 +67,17 @@ class Sink:
         self.armed = None
         self.fired.append(step)
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        # The relay process that sent a copy is the one alive when its transaction began
+        # (its final dot may be read after a kill, as another session's DATA fires it).
+        with self.lock:
+            envelope.generation = self.generation
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
@@ -82,7 +94,7 @@ class Sink:
         rid = str(head.get(HEADER, "")).strip()
         with self.lock:
             if rid:
-                self.copies[rid].append(self.generation)
+                self.copies[rid].append(getattr(envelope, "generation", self.generation))
             if self.armed == "data":  # the data is here; the relay never sees our 250
                 self._kill("data")
         return "250 OK queued"

@@ -8,6 +8,7 @@ import asyncio
 import smtplib
 import subprocess
 import sys
+from types import SimpleNamespace
 
 from aiosmtpd.controller import Controller
 
@@ -67,3 +68,26 @@ def test_report_ok_with_an_explained_duplicate_only() -> None:
     r = relay_report("relay", _load(acked), sink)
     assert r.ok and r.duplicated == r.explained_duplicates == 1
     assert any("RFC 5321 §6.1" in d for d in r.details)
+
+
+async def test_a_copy_belongs_to_the_relay_that_began_its_transaction() -> None:
+    """A transaction begun before the kill whose final dot is read after it (another
+    session's DATA fired the kill first) was sent by the killed relay: generation 0."""
+    sink = Sink(lambda: None)
+
+    def envelope(rid: str) -> SimpleNamespace:
+        content = make_message(rid, "a@rel.test", ["r@remote.test"])
+        return SimpleNamespace(
+            mail_from=None, mail_options=[], rcpt_tos=[], original_content=content, content=content
+        )
+
+    early, killer = envelope("early"), envelope("killer")
+    for env in (early, killer):
+        await sink.handle_MAIL(None, None, env, "a@rel.test", [])
+    sink.arm("data")
+    await sink.handle_DATA(None, None, killer)
+    await sink.handle_DATA(None, None, early)  # read after the kill
+    late = envelope("early")  # the restarted relay sends it again
+    await sink.handle_MAIL(None, None, late, "a@rel.test", [])
+    await sink.handle_DATA(None, None, late)
+    assert sink.copies == {"killer": [0], "early": [0, 1]}
