@@ -408,13 +408,11 @@ class WebmailSettings(CommonSettings):
     webmail_imap_idle: Annotated[float, Field(gt=0)] = Field(
         default=300.0, description="seconds a pooled IMAP connection may sit unused"
     )
-    webmail_login_max_per_ip: Annotated[int, Field(gt=0)] = Field(
-        default=20, description="failed webmail logins per browser address per window"
+    auth_fail_delay: Annotated[float, Field(ge=0)] = Field(
+        default=2.0,
+        description="seconds before a failed webmail login is answered, doubling with each "
+        "failure (the shared policy: POSTERN_LOGIN_MAX_FAILURES, _PER_ADDRESS)",
     )
-    webmail_login_max_per_user: Annotated[int, Field(gt=0)] = Field(
-        default=10, description="failed webmail logins per account name per window"
-    )
-    webmail_login_window: Annotated[float, Field(gt=0)] = 900.0
     webmail_forwarded_allow_ips: str = Field(
         default="127.0.0.1",
         description="proxies whose X-Forwarded-For/-Proto the webmail believes (uvicorn)",

@@ -199,6 +199,23 @@ class LoginGuard:
             return self.policy.base_delay
         return self._delay(pair, address)
 
+    async def failures(self, ip: str, account: str) -> int:
+        """This (account, address)'s failures now; 0 when NATS cannot be read."""
+        return (await self._counts(ip, account))[0]
+
+    async def failed_upstream(self, protocol: str, ip: str, account: str, before: int) -> float:
+        """A failure a server behind us may have counted already: a webmail node's IMAP
+        login, which the store counts under the browser's address when it believes the
+        node's ID x-originating-ip (RFC 2971 §3.3). ``before`` is :meth:`failures` read
+        before the attempt. If the count has grown since, the store counted this failure
+        (and made us wait): it is not counted twice, 0 is returned. Otherwise it is counted
+        here like :meth:`failed` and its delay returned. (A concurrent failure of the same
+        account from the same address can hide one failure here: never more than one.)"""
+        if await self.failures(ip, account) > before:
+            log.info(f"authentication failure counted upstream; rhost={ip} protocol={protocol}")
+            return 0.0
+        return await self.failed(protocol, ip, account)
+
     async def succeeded(self, ip: str, account: str) -> None:
         try:
             await self.counts.reset(pair_key(account, ip))

@@ -188,6 +188,17 @@ ABOUT = """## How it works
   with random bytes and token-built input for a bounded time; a parser may refuse input
   only with its own syntax error. A crash's shrunk input is kept under
   `tests/reliability/fuzz_regressions/` and replayed by `make test`.
+* `relay-kill-mid-transaction`: submission load to another domain whose MX is an aiosmtpd
+  sink on loopback (`POSTERN_RELAY_ROUTES`); the sink SIGKILLs the relay at RCPT and again
+  after a DATA, before its 250 reaches the relay. Its ledger is what the sink received:
+  lost = acked by submission, never at the sink. A copy the sink got twice with a relay kill
+  between the two is RFC 5321 §6.1's duplicate (the remote said 250, the relay died before
+  it could settle): counted and explained; a duplicate with no kill between fails.
+* `webmail-kill-mid-request`: two webmail nodes behind a round-robin TCP balancer, every
+  account reading its inbox through it; one node is SIGKILLed while the balancer holds a
+  request of it unanswered. The requests cut are counted; every request begun after the
+  kill must succeed on the other node with the same session, and the restarted node must
+  serve the old sessions.
 * The mixed run puts load on one cluster and, every 10–20 s, kills the filter, the store or
   nats-server (SIGKILL, restarted) or freezes the filter or the store (SIGSTOP for 4 s).
 
@@ -206,9 +217,9 @@ A scenario is an async function decorated with
 `@scenario(name, family, what)` in a module listed in `reliability.scenarios.MODULES`; it
 starts a cluster with `cluster_run`, puts load on it, hurts it, and returns
 `run.finish()` (the checker's report; `report.fail(...)` adds a scenario-specific
-failure). Relay, webmail and mirror scenarios slot in as families of their own; the
-checker already takes snapshots from several stores (`MailboxView.store`), which is where
-the mirror's second store comes in.
+failure). Relay and webmail scenarios are families of their own; mirror ones slot in the
+same way: the checker already takes snapshots from several stores (`MailboxView.store`),
+which is where the mirror's second store comes in.
 """
 
 

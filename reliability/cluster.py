@@ -72,6 +72,7 @@ class Cluster:
     submission_port: int = field(default_factory=daemons.free_port)
     store_ops: int = field(default_factory=daemons.free_port)
     filter_ops: int = field(default_factory=daemons.free_port)
+    relay_ops: int = field(default_factory=daemons.free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nats: list[NatsNode] = field(default_factory=list)
 
@@ -121,6 +122,7 @@ class Cluster:
             "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
             "POSTERN_STORE_OPS_PORT": str(self.store_ops),
             "POSTERN_FILTER_OPS_PORT": str(self.filter_ops),
+            "POSTERN_RELAY_OPS_PORT": str(self.relay_ops),
             "POSTERN_SMTP_PORT": str(self.smtp_port),
             "POSTERN_SUBMISSION_PORT": str(self.submission_port),
             "POSTERN_SUBMISSIONS_PORT": "0",
@@ -212,12 +214,13 @@ class Cluster:
                 raise RuntimeError(f"{name} did not start:\n{self.log_tail(name)}")
 
     def start_service(self, name: str, fault: str | None = None, wait: bool = True) -> None:
-        self._spawn(name, [sys.executable, "-m", f"services.{name}"], self.env(fault))
+        module = {"relay": "services.filter.relay"}.get(name, f"services.{name}")
+        self._spawn(name, [sys.executable, "-m", module], self.env(fault))
         if wait:
             self.wait_healthy(name)
 
     def wait_healthy(self, name: str) -> None:
-        port = self.store_ops if name == "store" else self.filter_ops
+        port = {"store": self.store_ops, "relay": self.relay_ops}.get(name, self.filter_ops)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not self.alive(name):
@@ -240,9 +243,8 @@ class Cluster:
             p.send_signal(sig)
 
     def stop(self) -> None:
-        for name in [n for n in ("filter", "store") if n in self.procs] + [
-            n for n in self.procs if n.startswith("nats-")
-        ]:
+        services = [n for n in self.procs if not n.startswith("nats-")]  # relay, webmail too
+        for name in services + [n for n in self.procs if n.startswith("nats-")]:
             p = self.procs.pop(name)
             if p.poll() is not None:
                 continue

@@ -4,6 +4,7 @@ real MTA, retry a message that got a 4xx or no answer (RFC 5321 §4.5.4.1)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import random
@@ -88,6 +89,7 @@ async def send_once(
     rcpts: Sequence[str],
     message: bytes,
     timeout: float = 60.0,
+    auth: tuple[str, str] | None = None,
 ) -> tuple[str, int | None, str]:
     """One SMTP transaction: ``(step, code, text)`` of the last reply (or of the break)."""
     step = "CONNECT"
@@ -103,6 +105,12 @@ async def send_once(
         code, text = await c.command("EHLO load.reliability.test", timeout)
         if code != 250:
             return step, code, text
+        if auth is not None:  # submission (RFC 4954 §4, RFC 4616 PLAIN)
+            step = "AUTH"
+            plain = base64.b64encode(f"\0{auth[0]}\0{auth[1]}".encode()).decode()
+            code, text = await c.command(f"AUTH PLAIN {plain}", timeout)
+            if code != 235:
+                return step, code, text
         step = "MAIL"
         code, text = await c.command(f"MAIL FROM:<{sender}>", timeout)
         if code != 250:
@@ -146,6 +154,7 @@ class Load:
     rate: float = 0.0  # per sender per second; 0 = as fast as answered
     valid: bool = True
     message_factory: Callable[[str, str, Sequence[str]], bytes] = make_message
+    auth: tuple[str, str] | None = None  # (user, password): AUTH PLAIN before MAIL
 
     def __post_init__(self) -> None:
         self._stop = asyncio.Event()
@@ -157,7 +166,9 @@ class Load:
         rid = new_rid()
         message = self.message_factory(rid, self.sender, rcpts)
         for _ in range(self.max_attempts):
-            step, code, text = await send_once(self.host, self.port, self.sender, rcpts, message)
+            step, code, text = await send_once(
+                self.host, self.port, self.sender, rcpts, message, auth=self.auth
+            )
             outcome = outcome_for(step, code)
             self.ledger.record(Entry(rid, rcpts, outcome, code, step, text[:200], valid=self.valid))
             if outcome is Outcome.ACKED or (code is not None and code >= 500):

@@ -72,6 +72,13 @@ def _kind(line: str) -> str:
     return head[:40] if "[" in line else head[:3]
 
 
+def _turned_away(line: str) -> bool:
+    """The throttle's own refusal, told by its words where the protocol has no code of its
+    own for it: POP3 answers both a wrong password and a throttled login ``-ERR [AUTH]``
+    (RFC 3206 §4), only the text says "Too many failed logins"."""
+    return "too many" in line.lower()
+
+
 async def brute_force(
     proto: str, attempt: Try, user: str, password: str, attacker: str, owner: str
 ) -> Probe:
@@ -93,7 +100,11 @@ async def brute_force(
         owner_ok, owner_line = False, f"<{type(exc).__name__}>"
     grows = took[-1] > took[0] * 1.5 and took[-1] > took[0] + 0.5
     # Slowed down, or turned away without the password being tried (a different answer).
-    stopped = grows or _kind(answers[-1]) != _kind(answers[0])
+    stopped = (
+        grows
+        or _kind(answers[-1]) != _kind(answers[0])
+        or (_turned_away(answers[-1]) and not _turned_away(answers[0]))
+    )
     got = (
         f"1st failure {took[0]:.1f}s {answers[0][:30]!r}; {ATTEMPTS}th {took[-1]:.1f}s "
         f"{answers[-1][:30]!r}; owner from {owner}: "

@@ -30,7 +30,7 @@ class Scenario:
 
 
 REGISTRY: dict[str, Scenario] = {}
-MODULES = ("intake", "store", "bus", "scanners")
+MODULES = ("intake", "store", "bus", "scanners", "relay", "webmail")
 
 
 def scenario(name: str, family: str, what: str) -> Callable[[Run], Run]:

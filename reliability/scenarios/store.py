@@ -89,7 +89,12 @@ def fill(path: Path, leave: int) -> Path:
 async def store_disk_full(ctx: Context) -> Report:
     base = ctx.workdir / "store-disk-full-fs"
     with tmpfs(base, "64m") as fs:
-        async with cluster_run(ctx, "store-disk-full", store_data=fs / "store") as run:
+        # the store pauses delivery below delivery_min_free_bytes (256 MiB by default, more
+        # than this whole tmpfs): 8 MiB here, so it starts healthy and the filler bites
+        env = {"POSTERN_DELIVERY_MIN_FREE_BYTES": str(8 * 1024**2)}
+        async with cluster_run(
+            ctx, "store-disk-full", store_data=fs / "store", extra_env=env
+        ) as run:
             run.start_load()
             await asyncio.sleep(ctx.duration / 4)
             filler = await asyncio.to_thread(fill, fs, 256 * 1024)

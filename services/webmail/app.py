@@ -28,13 +28,14 @@ from mailcore import metrics
 from mailcore.bus import names
 from mailcore.config import WebmailSettings
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard, Policy
 from mailcore.service import ServiceContext
 from mailcore.tls import client_context_trusting
 from services.webmail.compose import Submission
 from services.webmail.imap_gateway import ROUND_TRIPS, Upstream
 from services.webmail.pool import ImapPool
 from services.webmail.runtime import TEMPLATES, Webmail
-from services.webmail.security import DEFAULT_HEADERS, LoginThrottle
+from services.webmail.security import DEFAULT_HEADERS
 from services.webmail.sessions import SessionStore, load_key
 from services.webmail.views import auth, compose, events, folders, mailbox, message, settings
 
@@ -149,11 +150,7 @@ async def make_webmail(s: WebmailSettings, js: JetStreamContext) -> Webmail:
         submission=Submission(
             s.submission_host, s.submission_port, tls if s.submission_starttls else None
         ),
-        throttle=LoginThrottle(
-            max_per_ip=s.webmail_login_max_per_ip,
-            max_per_user=s.webmail_login_max_per_user,
-            window=s.webmail_login_window,
-        ),
+        guard=await LoginGuard.open(js, Policy.from_settings(s, s.auth_fail_delay)),
         kv=kv,
         js=js,
         templates=templates,

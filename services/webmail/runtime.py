@@ -23,10 +23,11 @@ from starlette.templating import Jinja2Templates
 from mailcore import metrics
 from mailcore.config import WebmailSettings
 from mailcore.logging import get_logger
+from mailcore.loginguard import LoginGuard
 from services.webmail.compose import Submission
 from services.webmail.imap_gateway import ImapClient, ImapError
 from services.webmail.pool import ImapPool
-from services.webmail.security import SESSION_COOKIE, LoginThrottle, same_origin, tokens_match
+from services.webmail.security import SESSION_COOKIE, same_origin, tokens_match
 from services.webmail.sessions import Session, SessionStore
 
 log = get_logger("webmail")
@@ -39,7 +40,7 @@ class Webmail:
     sessions: SessionStore
     pool: ImapPool
     submission: Submission
-    throttle: LoginThrottle
+    guard: LoginGuard  # the failed-login policy every node, filter and store shares
     kv: KeyValue
     js: JetStreamContext
     templates: Jinja2Templates

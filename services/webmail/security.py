@@ -1,11 +1,10 @@
-"""HTTP-side protections: CSRF tokens, cookies, security headers, login throttling."""
+"""HTTP-side protections: CSRF tokens, cookies, security headers (login throttling is the
+shared policy of mailcore.loginguard)."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import time
-from collections import defaultdict, deque
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,44 +69,3 @@ def same_origin(request: Request) -> bool:
         return True
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
-
-
-class LoginThrottle:
-    """Sliding-window counts of failed logins per browser address and per account name
-    (this node's; the store keeps its own per address, fed by ID x-originating-ip)."""
-
-    def __init__(self, *, max_per_ip: int, max_per_user: int, window: float) -> None:
-        self.max_per_ip = max_per_ip
-        self.max_per_user = max_per_user
-        self.window = window
-        self._ip: dict[str, deque[float]] = defaultdict(deque)
-        self._user: dict[str, deque[float]] = defaultdict(deque)
-
-    def _count(self, table: dict[str, deque[float]], key: str) -> int:
-        q = table.get(key)
-        if q is None:
-            return 0
-        cutoff = time.monotonic() - self.window
-        while q and q[0] < cutoff:
-            q.popleft()
-        if not q:
-            del table[key]
-            return 0
-        return len(q)
-
-    def blocked(self, ip: str, user: str) -> bool:
-        return (
-            self._count(self._ip, ip) >= self.max_per_ip
-            or self._count(self._user, user.lower()) >= self.max_per_user
-        )
-
-    def failed(self, ip: str, user: str) -> None:
-        now = time.monotonic()
-        if len(self._ip) > 100_000 or len(self._user) > 100_000:
-            self._ip.clear()
-            self._user.clear()
-        self._ip[ip].append(now)
-        self._user[user.lower()].append(now)
-
-    def succeeded(self, user: str) -> None:
-        self._user.pop(user.lower(), None)

@@ -50,3 +50,16 @@ async def test_memory_counts_follow_the_same_policy() -> None:
         await guard.failed("imap", "::1", "dave@example.org")
     assert await guard.blocked("imap", "::1", "dave@example.org")
     assert not await guard.blocked("imap", "::2", "dave@example.org")
+
+
+async def test_a_failure_the_store_counted_is_not_counted_twice() -> None:
+    webmail = LoginGuard(MemoryCounts(), POLICY)
+    store = LoginGuard(webmail.counts, POLICY)  # the same bucket, another process
+    before = await webmail.failures("192.0.2.4", "dave@example.org")
+    await store.failed("imap", "192.0.2.4", "dave@example.org")  # believed x-originating-ip
+    assert await webmail.failed_upstream("webmail", "192.0.2.4", "dave@example.org", before) == 0
+    assert await webmail.failures("192.0.2.4", "dave@example.org") == 1
+    # a store that did not count it (it did not believe the node): the node counts it
+    before = await webmail.failures("192.0.2.4", "dave@example.org")
+    assert await webmail.failed_upstream("webmail", "192.0.2.4", "dave@example.org", before) == 2.0
+    assert await webmail.failures("192.0.2.4", "dave@example.org") == 2

@@ -3,7 +3,7 @@ answered as before."""
 
 from __future__ import annotations
 
-from reliability.hostile.logins import _kind
+from reliability.hostile.logins import _kind, _turned_away
 
 
 def test_answer_kinds() -> None:
@@ -14,3 +14,10 @@ def test_answer_kinds() -> None:
     assert _kind("a NO [AUTHENTICATIONFAILED] other text") == _kind(imap_failed)
     assert _kind("-ERR [AUTH] Authentication failed") == _kind("-ERR [AUTH] again")
     assert _kind("-ERR [IN-USE] locked") != _kind("-ERR [AUTH] Authentication failed")
+
+
+def test_a_pop3_throttle_is_told_by_its_words() -> None:
+    # the store's POP3 answers both with -ERR [AUTH] (services/store/pop3/replies.py)
+    failed, throttled = "-ERR [AUTH] Authentication failed", "-ERR [AUTH] Too many failed logins"
+    assert _kind(failed) == _kind(throttled)
+    assert _turned_away(throttled) and not _turned_away(failed)

@@ -20,6 +20,8 @@ def test_registry_covers_what_exists_on_main() -> None:
         assert f"filter-kill-{point}" in names
     for point in ("before-commit", "after-commit", "after-ack"):
         assert f"store-kill-{point}" in names
+    assert {"relay", "webmail"} <= families
+    assert {"relay-kill-mid-transaction", "webmail-kill-mid-request"} <= names
 
 
 def test_select_by_family_prefix_and_skip() -> None:

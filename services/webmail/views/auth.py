@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -27,6 +29,7 @@ from services.webmail.security import (
 )
 
 log = get_logger("webmail")
+PROTOCOL = "webmail"  # the label of the shared policy's metrics and fail2ban lines
 
 
 def _safe_next(value: str) -> str:
@@ -72,25 +75,29 @@ async def login(request: Request) -> Response:
     if not user or not password or len(user) > 254 or len(password) > 1024:
         return _form(request, 400, "Enter your address and password.", user)
     ip = client_ip(request)
-    if wm.throttle.blocked(ip, user):
+    # The shared policy (mailcore.loginguard): failures per (account, browser address) and
+    # per browser address, counted in NATS by every webmail node, filter and store alike.
+    if await wm.guard.blocked(PROTOCOL, ip, user):
         count_login("throttled")
         log.warning("webmail login throttled", user=user, client=ip)
         return _form(
             request, 429, "Too many failed logins. Wait a few minutes and try again.", user
         )
+    before = await wm.guard.failures(ip, user)
     try:
         async with wm.pool.connection(user, password, ip):
             pass
     except ImapError as exc:
         if exc.auth:
-            wm.throttle.failed(ip, user)
+            # the store counted it already when it believes our x-originating-ip
+            await asyncio.sleep(await wm.guard.failed_upstream(PROTOCOL, ip, user, before))
             count_login("failed")
             log.info("webmail login failed", user=user, client=ip)
             return _form(request, 401, "Wrong address or password.", user)
         count_login("error")
         log.warning("webmail login: store unreachable", error=exc.text)
         return _form(request, 503, "The mail store cannot be reached. Try again shortly.", user)
-    wm.throttle.succeeded(user)
+    await wm.guard.succeeded(ip, user)
     session = await wm.sessions.create(user, password, ip)
     count_login("ok")
     log.info("webmail login", user=user, client=ip)

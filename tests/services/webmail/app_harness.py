@@ -24,9 +24,11 @@ class Node:
     wm: Webmail
     app: Starlette
 
-    def client(self, base: str = "http://webmail.test") -> httpx.AsyncClient:
+    def client(
+        self, base: str = "http://webmail.test", peer: str = "198.51.100.20"
+    ) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, client=("198.51.100.20", 40000)),
+            transport=httpx.ASGITransport(app=self.app, client=(peer, 40000)),
             base_url=base,
             follow_redirects=False,
         )

@@ -89,8 +89,9 @@ class Balancer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream = None
-        for _ in self.ports:
-            port = self.ports[next(self._turn) % len(self.ports)]
+        start = next(self._turn)
+        for i in range(len(self.ports)):  # each node once (racing connections share _turn)
+            port = self.ports[(start + i) % len(self.ports)]
             try:
                 upstream = await asyncio.open_connection("127.0.0.1", port)
                 self.served.append(port)
@@ -171,7 +172,7 @@ class Cluster:
             | extra
         )
 
-    def start_store(self) -> None:
+    def start_store(self, **extra: str) -> None:
         port = free_port()
         env = self._env(
             "store",
@@ -179,6 +180,7 @@ class Cluster:
             POSTERN_IMAPS_PORT="0",
             POSTERN_POP3_PORT="0",
             POSTERN_POP3S_PORT="0",
+            **extra,
         )
         self.store = Proc(
             "store", [sys.executable, "-m", "services.store"], env, self.workdir / "store.log", port
@@ -206,7 +208,7 @@ class Cluster:
         )
         self.filter.start()
 
-    def start_webmail(self) -> Proc:
+    def start_webmail(self, **env: str) -> Proc:
         assert self.store is not None
         n = len(self.webmails)
         port = free_port()
@@ -217,6 +219,7 @@ class Cluster:
             "POSTERN_SUBMISSION_STARTTLS": "false",
             "POSTERN_WEBMAIL_SESSION_KEY": SESSION_KEY,
             "POSTERN_WEBMAIL_SPAMD_ENABLED": "true" if self.spamd else "false",
+            **env,
         }
         if self.spamd is not None:
             extra |= {

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from mailcore.bus.connect import Bus
+from mailcore.loginguard import LoginGuard
 from tests.services.store.imap.conftest import ALICE, PASSWORD, ImapHarness, message
 from tests.services.webmail.app_harness import csrf_of, login, node
 
@@ -155,15 +156,38 @@ async def test_session_key_mismatch_is_logged_out(
         assert (await cb.get("/mail?f=INBOX")).status_code == 303
 
 
-async def test_login_throttled_per_ip_and_user(bus: Bus, imap: ImapHarness, tmp_path: Path) -> None:
-    n = await node(bus, imap, tmp_path, webmail_login_max_per_ip=3, webmail_login_max_per_user=2)
+async def test_login_throttled_per_account_address_and_address(
+    bus: Bus, imap: ImapHarness, tmp_path: Path
+) -> None:
+    policy = {"login_max_failures": 2, "login_max_failures_per_address": 3, "auth_fail_delay": 0}
+    n = await node(bus, imap, tmp_path, **policy)
+    throttled = metric("postern_webmail_logins_total", outcome="throttled")
     async with n.client() as c:
         for _ in range(2):
             assert (await login(c, password="wrong password")).status_code == 401
-        r = await login(c)  # right password, but the account is throttled
+        r = await login(c)  # right password, but this account from this address is throttled
         assert r.status_code == 429 and "Too many failed logins" in r.text
         assert (await login(c, user="bob@example.com", password="x")).status_code == 401
         assert (await login(c, user="carol@example.com", password="x")).status_code == 429
+    assert metric("postern_webmail_logins_total", outcome="throttled") == throttled + 2
+    # counted once each, in the shared bucket: what every node, filter and store reads
+    shared = await LoginGuard.open(bus.js)
+    assert await shared.failures("198.51.100.20", ALICE) == 2
+    other = await node(bus, imap, tmp_path, **policy)  # another node, or this one restarted
+    async with other.client() as c:
+        assert (await login(c)).status_code == 429
+
+
+async def test_login_from_another_address_still_works(
+    bus: Bus, imap: ImapHarness, tmp_path: Path
+) -> None:
+    n = await node(bus, imap, tmp_path, login_max_failures=2, auth_fail_delay=0)
+    async with n.client() as c:
+        for _ in range(2):
+            assert (await login(c, password="wrong password")).status_code == 401
+        assert (await login(c)).status_code == 429
+    async with n.client(peer="203.0.113.9") as c:
+        assert (await login(c)).status_code == 303
 
 
 async def test_compose_refuses_line_breaks(bus: Bus, imap: ImapHarness, tmp_path: Path) -> None:
