@@ -11,6 +11,9 @@ index or the upgraded one, never half of it.
   mailbox's digest from it (:mod:`mailcore.mailstore.digest`); the journal starts with a
   record per mailbox, subscription and message, numbered from 1 (so a replica can be
   built from it); the old change log (``changes``) is dropped.
+* 3 → 4: journal origins (``journal_origin``: the peer a replicated record came from, so
+  the mirror never ships it back). The table is created by the schema; the step itself
+  has nothing to convert: every earlier record is this store's own.
 """
 
 from __future__ import annotations
@@ -141,7 +144,11 @@ def _baseline(t: Txn) -> None:
         )
 
 
-_STEPS = {2: _to_2, 3: _to_3}
+def _to_4(t: Txn) -> None:
+    """Journal origins: the table comes from the schema; older records are local."""
+
+
+_STEPS = {2: _to_2, 3: _to_3, 4: _to_4}
 
 
 def upgrade(t: Txn) -> None:

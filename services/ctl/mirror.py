@@ -1,0 +1,79 @@
+"""``mailctl mirror status``: the mirror's figures for a peer, read from this store's NATS
+(the queue ``MIRROR_TO_<PEER>`` and the counters the mirror process keeps in
+``MIRROR_STATUS``)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from typing import Any
+
+import click
+
+from mailcore.bus import mirror as queue
+from mailcore.config import MirrorSettings, load_settings
+from services.ctl.nats_cli import nats_option, open_bus, run
+
+
+@click.group()
+def mirror() -> None:
+    """The live replica of the store (docs/mirror.md)."""
+
+
+async def collect(nats_url: str, peer: str) -> dict[str, Any]:
+    bus = await open_bus(nats_url)
+    try:
+        queued, lag = await queue.queue(bus.js, peer)
+        counters = await queue.read_status(bus.js, peer)
+    finally:
+        await bus.close()
+    return {
+        "peer": peer,
+        "added": counters.get("added", 0),
+        "sent": counters.get("sent", 0),
+        "queued": queued,
+        "applied": counters.get("applied", 0),
+        "conflicts": counters.get("conflicts", 0),
+        "lag_seconds": round(lag, 3),
+        "peer_link": counters.get("peer_link", False),
+        "last_error": counters.get("last_error"),
+        "resync_accounts": counters.get("resync_accounts", []),
+        "reported_at": counters.get("at"),
+    }
+
+
+def render(st: dict[str, Any]) -> list[str]:
+    reported = st["reported_at"]
+    age = f"{time.time() - reported:.0f}s ago" if reported else "never (mirror not running?)"
+    when = (
+        datetime.datetime.fromtimestamp(reported, datetime.UTC).strftime("%H:%M:%S")
+        if reported
+        else "-"
+    )
+    lines = [
+        f"peer {st['peer']}: link {'up' if st['peer_link'] else 'DOWN'}, "
+        f"last report {when} ({age})",
+        f"  records added {st['added']}  sent {st['sent']}  queued {st['queued']}  "
+        f"applied here {st['applied']}  conflicts {st['conflicts']}",
+        f"  lag {st['lag_seconds']:.1f}s (oldest record the peer has not applied)",
+        f"  last error: {st['last_error'] or 'none'}",
+    ]
+    if st["resync_accounts"]:
+        lines.append(f"  MUST RESYNC: {', '.join(st['resync_accounts'])}")
+    return lines
+
+
+@mirror.command()
+@nats_option
+@click.option("--peer", default=None, help="peer name (default POSTERN_MIRROR_PEER)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+def status(nats_url: str, peer: str | None, as_json: bool) -> None:
+    """Records added, sent, queued and applied; lag; the last error."""
+    name = peer or load_settings(MirrorSettings).mirror_peer
+    st = run(lambda: collect(nats_url, name))
+    if as_json:
+        click.echo(json.dumps(st))
+        return
+    for line in render(st):
+        click.echo(line)
