@@ -108,6 +108,11 @@ def mark_origin(t: Txn, after: int, origin: str) -> None:
     )
 
 
+def forget_origin(t: Txn, origin: str) -> None:
+    """Ship ``origin``'s records back to it too (a wiped peer needs its own changes)."""
+    t.conn.execute("DELETE FROM journal_origin WHERE origin = ?", (origin,))
+
+
 def position_of(conn: sqlite3.Connection, name: str) -> ReaderPosition:
     position, confirmed_at, resync = _row(conn, name)
     (head,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
@@ -163,6 +168,7 @@ __all__ = [
     "MAX_BEHIND",
     "all_positions",
     "confirm",
+    "forget_origin",
     "mark_origin",
     "position_of",
     "prune",

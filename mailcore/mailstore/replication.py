@@ -74,6 +74,11 @@ class Replication:
         last ``seq`` read (confirm it once the records returned are safe)."""
         return await self._acct._read(lambda c: readers.read_skipping(c, name, limit, origin))
 
+    async def forget_origin(self, origin: str) -> None:
+        """:meth:`read_skipping` leaves out nothing of ``origin``'s any more (its
+        changes go back to it): before resending everything to a wiped peer."""
+        await self._acct._write(lambda t: readers.forget_origin(t, origin))
+
     async def readers(self) -> list[ReaderPosition]:
         return await self._acct._read(readers.all_positions)
 

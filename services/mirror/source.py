@@ -102,7 +102,9 @@ class Source:
             headers = {
                 names.HDR_MIRROR_ACCOUNT: account,
                 names.HDR_MIRROR_RECORD: json.dumps(row),
-                names.HDR_MSG_ID: f"{account}:{row[0]}",
+                # a crash before the confirm republishes the same ids (dropped as
+                # duplicates); a resync resets the reader: a new generation, new ids
+                names.HDR_MSG_ID: f"{account}:{row[0]}:{reply.get('generation', 0)}",
                 names.HDR_MIRROR_BODY: "none",
             }
             data = b""

@@ -17,6 +17,8 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
   every copy was expunged since
 * ``apply`` (headers account, record, body; payload) → ``{"applied": bool}`` or
   ``{"conflict": text, "mailbox_id", "uid"}``
+* ``reset`` ``{account, reader}`` → ``{"ok": true, "head"}``: the reader starts again at 0
+  (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
 * ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
   for resync-fast
 """
@@ -69,7 +71,17 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             )
         except ResyncRequired:
             return _json({"resync": True})
-        return _json({"records": [journal.encode(r) for r in records], "last": last})
+        generation = 0.0  # when the reader last confirmed or was reset: part of the
+        if records:  # records' dedup ids: a resync is not taken for duplicates
+            mine = [p for p in await rep.readers() if p.name == req["reader"]]
+            generation = mine[0].confirmed_at if mine else 0.0
+        return _json(
+            {
+                "records": [journal.encode(r) for r in records],
+                "last": last,
+                "generation": generation,
+            }
+        )
 
     async def confirm(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
@@ -112,6 +124,19 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             return _json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
         return _json({"applied": applied})
 
+    async def reset(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        """Ship the account's journal to the reader's peer again from the start
+        (``mailctl mirror resync``): possible while the journal still holds record 1."""
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        rep = acct.replication
+        first = await rep.first_kept()
+        if first is not None and first > 1:
+            return _json({"pruned": first})
+        await rep.forget_origin(req["reader"].removeprefix("mirror:"))  # its own, too
+        await rep.register_reader(req["reader"], position=0, reset=True)
+        return _json({"ok": True, "head": rep.head})
+
     async def mailboxes_of(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.account(req["account"], replica=True)
@@ -134,6 +159,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         "confirm": confirm,
         "body": body,
         "apply": apply,
+        "reset": reset,
         "mailboxes": mailboxes_of,
         "digest": digest,
     }

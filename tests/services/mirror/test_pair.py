@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,16 @@ class Side:
         self.procs = []
 
 
+async def mailctl(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "mailctl"), *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def request(bus: Bus, op: str, body: dict[str, Any]) -> dict[str, Any]:
     reply = await bus.nc.request(names.SUBJECT_REPLICA + op, json.dumps(body).encode(), 30)
     value: dict[str, Any] = json.loads(reply.data)
@@ -168,14 +179,30 @@ async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> No
                     publish_mail(bus_a.js, bodies, names.SUBJECT_INBOUND, msg, body.encode())
                 )
             await asyncio.gather(*pubs)
+        # one body above 512 KiB: it travels through MIRROR_BODIES, not inline
+        big = b"From: big@x.example\r\nSubject: big\r\n\r\n" + b"y" * 76 + b"\r\n"
+        big = big * 9000  # about 700 KiB
+        msg = MailMessage(
+            id=new_message_id(), mail_from="big@x.example", recipients=["pat@pair.test"], size=0
+        )
+        await publish_mail(bus_a.js, bodies, names.SUBJECT_INBOUND, msg, big)
 
         async def queued_for_b() -> bool:
             count, _ = await queue.queue(bus_a.js, "store-b")
-            return count >= TOTAL + 6  # six default mailboxes, then every delivery
+            return count >= TOTAL + 1 + 6  # six default mailboxes, then every delivery
 
         await until(queued_for_b, "1,000 deliveries queued for the slave", [a])
         _, lag = await queue.queue(bus_a.js, "store-b")
         assert lag > 0
+
+        async def status_reported() -> bool:
+            return bool((await queue.read_status(bus_a.js, "store-b")).get("sent", 0) >= TOTAL + 7)
+
+        await until(status_reported, "the mirror reported its counters", [a])
+        st = json.loads(await mailctl("mirror", "status", "--json", "--nats", a.nats.url))
+        assert st["queued"] >= TOTAL + 7 and st["sent"] >= TOTAL + 7
+        assert st["lag_seconds"] > 0 and st["peer_link"] is False
+        assert st["applied"] == 0
         # --- kill -9 of the master while the slave is down: nothing queued is lost -------
         a.kill9()
         a.start()
@@ -200,7 +227,7 @@ async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> No
         b.stop()
         got_a, got_b = await contents(a.data, account), await contents(b.data, account)
         inbox = next(k for k in got_a if k.startswith("INBOX/"))
-        assert len(got_a[inbox]) == TOTAL
+        assert len(got_a[inbox]) == TOTAL + 1
         assert got_a == got_b  # same mailboxes, UIDVALIDITY, UIDs, bytes and flags
 
         # --- changes on both sides (different messages) converge -----------------------
@@ -219,11 +246,28 @@ async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> No
         b.stop()
         got_a, got_b = await contents(a.data, account), await contents(b.data, account)
         assert got_a == got_b
-        assert len(got_a[inbox]) == TOTAL - 20
+        assert len(got_a[inbox]) == TOTAL + 1 - 20
         flagged = [u for u, _, f in got_b[inbox] if "\\Flagged" in f]
         seen_uids = [u for u, _, f in got_b[inbox] if "\\Seen" in f]
         assert len(flagged) == 10 and len(seen_uids) == 10
-        # nothing came back from the peer to where it started (loop prevention)
+        # --- the slave wiped: `mailctl mirror resync` sends everything again -------------
+        shutil.rmtree(b.data)
+        a.start()
+        b.start()
+
+        async def a_answers() -> bool:
+            try:
+                return "accounts" in await request(bus_a, "accounts", {})
+            except NatsError:
+                return False
+
+        await until(a_answers, "store A answers", [a, b])
+        out = await mailctl("mirror", "resync", "--nats", a.nats.url, "--peer", "store-b")
+        assert "records to resend" in out
+        await until(converged, "the wiped slave was filled again", [a, b])
+        a.stop()
+        b.stop()
+        assert await contents(b.data, account) == got_a
         await bus_b.close()
     finally:
         for side in (a, b):
