@@ -118,9 +118,11 @@ class Sink:
         result: dict[str, Any] = json.loads(reply.data)
         if "error" in result:
             raise StoreUnavailable(result["error"])
-        if "conflict" in result:
+        if "conflict" in result:  # (a large body stays in the local MIRROR_BODIES)
             await self._keep_conflict(headers, data, result)
             return
+        if how.startswith("object:"):  # committed: the local copy is not needed any more
+            await (await _local_bodies(self.js)).delete(how.removeprefix("object:"))
         if result["applied"]:
             self.stats.applied += 1
             metrics.MIRROR_APPLIED.labels(peer=self.peer).inc()
