@@ -431,7 +431,37 @@ class MirrorSettings(CommonSettings):
     service_name: ClassVar[str] = "mirror"
 
     ops_port: Port = _ops_port("mirror", 9104)
-    peer_nats_url: str | None = None
+    peer_nats_url: str | None = Field(
+        default=None,
+        description="the peer store's NATS (its mirror stream to this store); unset: the "
+        "mirror only queues this store's records for the peer",
+    )
+    mirror_node: str = Field(
+        default="store-a",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$",
+        description="this store's name in the pair (the peer's stream to us is named after it)",
+    )
+    mirror_peer: str = Field(
+        default="store-b",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$",
+        description="the peer store's name: reader mirror:<peer>, stream MIRROR_TO_<PEER>",
+    )
+    peer_nats_creds: Path | None = Field(
+        default=None, description="NATS credentials file for the peer's server"
+    )
+    peer_nats_user: str | None = None
+    peer_nats_password: str | None = None
+    peer_tls_ca: Path | None = Field(default=None, description="CA file: TLS to the peer")
+    peer_tls_cert: Path | None = Field(default=None, description="client certificate (mTLS)")
+    peer_tls_key: Path | None = Field(default=None, description="client key (mTLS)")
+    mirror_stream_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = Field(
+        default=10 * 1024**3,
+        description="disk the queue for the peer may use (MIRROR_TO_<PEER>, file storage); "
+        "when full, new records wait in the journal",
+    )
+    mirror_poll_interval: Annotated[float, Field(gt=0)] = Field(
+        default=0.2, description="seconds between journal reads when nothing is new"
+    )
 
 
 class ClusterSettings(CommonSettings):

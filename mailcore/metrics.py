@@ -115,6 +115,27 @@ JOURNAL_READER_RESYNC = Counter(
     "journal readers told to resync: they fell beyond the size or age ceiling",
     ["reader"],
 )
+
+# --- mirror (services/mirror) -----------------------------------------------------------
+MIRROR_ADDED = Counter(
+    "postern_mirror_records_added_total", "journal records read for the peer", ["peer"]
+)
+MIRROR_SENT = Counter(
+    "postern_mirror_records_sent_total", "records stored in the peer's stream (PubAck)", ["peer"]
+)
+MIRROR_APPLIED = Counter(
+    "postern_mirror_records_applied_total", "the peer's records committed here", ["peer"]
+)
+MIRROR_QUEUED = Gauge("postern_mirror_queued", "records waiting in the peer's stream", ["peer"])
+MIRROR_LAG = Gauge(
+    "postern_mirror_lag_seconds", "age of the oldest record the peer has not applied", ["peer"]
+)
+MIRROR_ERRORS = Counter("postern_mirror_errors_total", "mirror failures, retried", ["peer", "side"])
+MIRROR_CONFLICTS = Counter(
+    "mirror_conflicts_total",
+    "peer records replica apply refused (kept in MIRROR_CONFLICTS for a resolver)",
+    ["kind"],
+)
 JOURNAL_PRUNED = Counter("postern_journal_pruned_total", "journal records pruned")
 IMAP_SESSIONS = Gauge("postern_imap_sessions_open", "open IMAP sessions")
 IMAP_COMMANDS = Counter("postern_imap_commands_total", "IMAP commands", ["command", "status"])

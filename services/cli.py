@@ -14,7 +14,7 @@ import click
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
 from mailcore.tls import ensure_certificate
-from services.ctl import accounts, journal, outbound, queue, status
+from services.ctl import accounts, journal, mirror, outbound, queue, status
 from services.ctl.up import UpError, load_cluster, run_up
 
 
@@ -72,4 +72,5 @@ accounts.register(main)
 main.add_command(status.status)
 main.add_command(queue.queue)
 main.add_command(journal.journal)
+main.add_command(mirror.mirror)
 outbound.register(queue.queue)  # list, show, retry, bounce, delete

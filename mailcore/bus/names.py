@@ -40,6 +40,16 @@ AUTH_FAILURE_WINDOW = 900.0  # seconds an entry lives after its last failure
 # Ordered change records for the peer store.
 STREAM_MIRROR = "MIRROR_CHANGES"
 SUBJECT_MIRROR = "mirror.changes"
+# Per-peer mirror stream on the sending side's NATS: MIRROR_TO_<PEER>, subject mirror.to.<peer>
+STREAM_MIRROR_TO = "MIRROR_TO_"
+SUBJECT_MIRROR_TO = "mirror.to."
+OBJ_MIRROR_BODIES = "MIRROR_BODIES"  # bodies above 512 KiB, on the sending side's NATS
+# The store's replica requests, for its own mirror process (services/store/replica_rpc.py)
+SUBJECT_REPLICA = "postern.replica."  # + accounts | read | confirm | apply | body
+HDR_MIRROR_ACCOUNT = "Postern-Mirror-Account"
+HDR_MIRROR_RECORD = "Postern-Mirror-Record"  # the journal row, JSON
+HDR_MIRROR_BODY = "Postern-Mirror-Body"  # "inline", "object:<name>" or "none"
+HDR_MIRROR_ORIGIN = "Postern-Mirror-Origin"  # the peer the record came from
 
 # Header carrying the schema version of a bus message.
 HDR_SCHEMA = "Postern-Schema"

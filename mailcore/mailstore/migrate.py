@@ -15,6 +15,9 @@ index or the upgraded one, never half of it.
   filled by parsing every stored message file once, with their indexes; the RFC 8514
   save date is added: for the messages already there it is not known, and their
   internal date (the delivery or APPEND time, unless the APPEND gave one) stands in.
+* 4 → 5: journal origins (``journal_origin``: the peer a replicated record came from, so
+  the mirror never ships it back). The table is created by the schema; the step itself
+  has nothing to convert: every earlier record is this store's own.
 """
 
 from __future__ import annotations
@@ -180,7 +183,11 @@ def _to_4(t: Txn) -> None:
     )
 
 
-_STEPS = {2: _to_2, 3: _to_3, 4: _to_4}
+def _to_5(t: Txn) -> None:
+    """Journal origins: the table comes from the schema; older records are local."""
+
+
+_STEPS = {2: _to_2, 3: _to_3, 4: _to_4, 5: _to_5}
 
 
 def upgrade(t: Txn) -> None:

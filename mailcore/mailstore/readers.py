@@ -80,6 +80,39 @@ def read(conn: sqlite3.Connection, name: str, limit: int) -> list[Record]:
     return journal.read(conn, position, limit=limit)
 
 
+def read_skipping(
+    conn: sqlite3.Connection, name: str, limit: int, origin: str
+) -> tuple[list[Record], int]:
+    """The next records for ``name`` (at most ``limit`` read) except those replica apply
+    wrote from ``origin`` (a mirror never ships a peer's record back to it), and the
+    last ``seq`` read (0: none): confirm that, so the skipped records are passed for good."""
+    records = read(conn, name, limit)
+    if not records:
+        return [], 0
+    first, last = records[0].seq, records[-1].seq
+    skip = {
+        seq
+        for (seq,) in conn.execute(
+            "SELECT seq FROM journal_origin WHERE seq BETWEEN ? AND ? AND origin = ?",
+            (first, last, origin),
+        )
+    }
+    return [r for r in records if r.seq not in skip], last
+
+
+def mark_origin(t: Txn, after: int, origin: str) -> None:
+    """The records written in ``t`` after ``after`` came from ``origin``."""
+    t.conn.executemany(
+        "INSERT OR REPLACE INTO journal_origin VALUES (?, ?)",
+        [(seq, origin) for seq in range(after + 1, t.state.change_seq + 1)],
+    )
+
+
+def forget_origin(t: Txn, origin: str) -> None:
+    """Ship ``origin``'s records back to it too (a wiped peer needs its own changes)."""
+    t.conn.execute("DELETE FROM journal_origin WHERE origin = ?", (origin,))
+
+
 def position_of(conn: sqlite3.Connection, name: str) -> ReaderPosition:
     position, confirmed_at, resync = _row(conn, name)
     (head,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
@@ -124,6 +157,7 @@ def prune(
             continue
         floor = min(floor, position)
     deleted = conn.execute("DELETE FROM journal WHERE seq <= ?", (floor,)).rowcount
+    conn.execute("DELETE FROM journal_origin WHERE seq <= ?", (floor,))
     if deleted:
         metrics.JOURNAL_PRUNED.inc(deleted)
     return int(deleted)
@@ -134,9 +168,12 @@ __all__ = [
     "MAX_BEHIND",
     "all_positions",
     "confirm",
+    "forget_origin",
+    "mark_origin",
     "position_of",
     "prune",
     "read",
+    "read_skipping",
     "register",
     "unregister",
 ]

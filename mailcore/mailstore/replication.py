@@ -14,6 +14,7 @@ from mailcore.mailstore.records import MailboxDigest, RangeDigest, ReaderPositio
 
 if TYPE_CHECKING:
     from mailcore.mailstore.account import Account
+    from mailcore.mailstore.core import Txn
 
 READ_LIMIT = 1000  # records per read unless asked otherwise
 
@@ -66,6 +67,18 @@ class Replication:
         """The records after ``name``'s confirmed position (:class:`ResyncRequired`)."""
         return await self._acct._read(lambda c: readers.read(c, name, limit))
 
+    async def read_skipping(
+        self, name: str, origin: str, limit: int = READ_LIMIT
+    ) -> tuple[list[Record], int]:
+        """As :meth:`read_for`, without the records applied from ``origin``; also the
+        last ``seq`` read (confirm it once the records returned are safe)."""
+        return await self._acct._read(lambda c: readers.read_skipping(c, name, limit, origin))
+
+    async def forget_origin(self, origin: str) -> None:
+        """:meth:`read_skipping` leaves out nothing of ``origin``'s any more (its
+        changes go back to it): before resending everything to a wiped peer."""
+        await self._acct._write(lambda t: readers.forget_origin(t, origin))
+
     async def readers(self) -> list[ReaderPosition]:
         return await self._acct._read(readers.all_positions)
 
@@ -75,11 +88,22 @@ class Replication:
         await self._acct._writer.submit(core.prune)
 
     # --- replica apply --------------------------------------------------------------------
-    async def apply(self, rec: Record, data: bytes | None = None) -> bool:
+    async def apply(
+        self, rec: Record, data: bytes | None = None, *, origin: str | None = None
+    ) -> bool:
         """Apply a peer's record verbatim (same UID, UIDVALIDITY, modseq, internal date,
         mailbox id); ``data``: the stored bytes for an append. False: it was applied
-        already. :class:`ReplicaConflict`: refused, nothing applied."""
-        return await self._acct._write(lambda t: replica.apply(t, rec, data))
+        already. :class:`ReplicaConflict`: refused, nothing applied. ``origin``: the
+        peer's name, kept with the records this writes (:meth:`read_skipping`)."""
+
+        def run(t: Txn) -> bool:
+            before = t.state.change_seq
+            applied = replica.apply(t, rec, data)
+            if origin is not None:
+                readers.mark_origin(t, before, origin)
+            return applied
+
+        return await self._acct._write(run)
 
     async def raise_uidnext(self, mailbox_id: int, uidnext: int) -> bool:
         """Never give out UIDs below ``uidnext`` in the mailbox (after a conflict)."""

@@ -11,8 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 4  # 2: search columns in messages; 3: journal; 4: sort/thread keys, save date
-# (mailcore.mailstore.migrate)
+SCHEMA_VERSION = 5  # 2: search columns in messages; 3: journal; 4: sort/thread keys, save date;
+# 5: journal origins (mailcore.mailstore.migrate)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -105,6 +105,12 @@ CREATE TABLE IF NOT EXISTS journal_readers (
     confirmed_at REAL NOT NULL,
     resync INTEGER NOT NULL DEFAULT 0   -- 1: fell beyond the ceiling, must start over
 ) WITHOUT ROWID;
+-- version 4: where a replicated record came from (mailcore.mailstore.replica), so a
+-- mirror never ships a peer's record back to it
+CREATE TABLE IF NOT EXISTS journal_origin (
+    seq INTEGER PRIMARY KEY,            -- a journal record written by replica apply
+    origin TEXT NOT NULL                -- the peer it came from, e.g. store-b
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY,
     mailbox_id INTEGER NOT NULL,

@@ -18,6 +18,7 @@ from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
 from services.store.pop3.server import Pop3Server
+from services.store.replica_rpc import serve_replica
 
 log = get_logger("store")
 
@@ -60,6 +61,8 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
 
     admin = await serve_admin(bus, directory, store)
     ctx.on_cleanup(admin.unsubscribe)
+    for sub in await serve_replica(bus, store):  # for its mirror process (services/mirror)
+        ctx.on_cleanup(sub.unsubscribe)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running)
     ctx.ops.add_check("storage", consumer.storage_ok)

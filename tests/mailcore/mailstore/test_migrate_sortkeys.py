@@ -65,7 +65,7 @@ async def test_version_3_index_gets_sort_keys(tmp_path: Path) -> None:
         path = index_path(account_dir(root, "old"))
         with sqlite3.connect(path) as conn:
             (version,) = conn.execute("SELECT schema FROM state").fetchone()
-            assert version == SCHEMA_VERSION == 4
+            assert version == SCHEMA_VERSION == 5
             rows = conn.execute(
                 "SELECT uid, k_subject, k_reply, k_from, k_dfrom, sent_at, msg_id, refs,"
                 " save_date FROM messages ORDER BY uid"

@@ -1,0 +1,141 @@
+"""The sending half: this store's journal → ``MIRROR_TO_<PEER>`` on this store's NATS.
+
+For every account the store holds, the registered reader ``mirror:<peer>`` reads the next
+records (those the store applied *from* the peer are left out by the store: never shipped
+back), each is published with its body (inline, or the ``MIRROR_BODIES`` object the store
+put there above 512 KiB) and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every
+PubAck is the reader's position confirmed. A crash in between republishes what was not
+confirmed; the stream's de-duplication window (and replica apply being idempotent) makes
+that harmless. While the peer is down the records simply stay in the stream (file storage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailcore import metrics
+from mailcore.bus import mirror as queue
+from mailcore.bus import names
+from mailcore.logging import get_logger
+from mailcore.mailstore import journal
+from mailcore.mailstore.records import AppendRecord
+
+log = get_logger("mirror")
+
+REQUEST_TIMEOUT = 30.0
+
+
+class StoreUnavailable(Exception):
+    """The local store did not answer a replica request (it is down or starting)."""
+
+
+async def request(nc: Any, op: str, body: dict[str, Any]) -> Any:
+    """One replica request to the local store; the reply message."""
+    try:
+        return await nc.request(
+            names.SUBJECT_REPLICA + op, json.dumps(body).encode(), timeout=REQUEST_TIMEOUT
+        )
+    except Exception as exc:  # no responders, timeout, connection lost
+        raise StoreUnavailable(f"{op}: {type(exc).__name__}") from exc
+
+
+def reply_json(msg: Any) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(msg.data)
+    if "error" in value:
+        raise StoreUnavailable(value["error"])
+    return value
+
+
+@dataclass
+class SourceStats:
+    added: int = 0
+    sent: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    resync: list[str] = field(default_factory=list)
+
+
+class Source:
+    def __init__(self, nc: Any, js: Any, peer: str, *, batch: int = 500) -> None:
+        self.nc, self.js, self.peer, self.batch = nc, js, peer, batch
+        self.reader = f"mirror:{peer}"
+        self.stats = SourceStats()
+
+    async def pass_once(self) -> int:
+        """Ship what every account has for the peer; the number of records sent."""
+        accounts = reply_json(await request(self.nc, "accounts", {}))["accounts"]
+        total = 0
+        for account in accounts:
+            while True:
+                sent, more = await self._account(account)
+                total += sent
+                if not more:
+                    break
+        return total
+
+    async def _account(self, account: str) -> tuple[int, bool]:
+        reply = reply_json(
+            await request(
+                self.nc,
+                "read",
+                {
+                    "account": account,
+                    "reader": self.reader,
+                    "origin": self.peer,
+                    "limit": self.batch,
+                },
+            )
+        )
+        if reply.get("resync"):
+            if account not in self.stats.resync:
+                self.stats.resync.append(account)
+                log.error("mirror reader must resync", account=account, peer=self.peer)
+            return 0, False
+        rows: list[list[Any]] = reply["records"]
+        last = int(reply["last"])
+        acks = []
+        for row in rows:
+            headers = {
+                names.HDR_MIRROR_ACCOUNT: account,
+                names.HDR_MIRROR_RECORD: json.dumps(row),
+                # a crash before the confirm republishes the same ids (dropped as
+                # duplicates); a resync resets the reader: a new generation, new ids
+                names.HDR_MSG_ID: f"{account}:{row[0]}:{reply.get('generation', 0)}",
+                names.HDR_MIRROR_BODY: "none",
+            }
+            data = b""
+            if row[1] == "append":
+                rec = journal.decode(tuple(row))
+                assert isinstance(rec, AppendRecord)
+                file_id = rec.file_id
+                body = await request(self.nc, "body", {"account": account, "file_id": file_id})
+                headers[names.HDR_MIRROR_BODY] = (body.headers or {}).get(
+                    names.HDR_MIRROR_BODY, "none"
+                )
+                data = body.data
+            acks.append(self.js.publish(queue.subject(self.peer), data, headers=headers))
+        self.stats.added += len(rows)
+        metrics.MIRROR_ADDED.labels(peer=self.peer).inc(len(rows))
+        # every PubAck first (the stream has them on disk): only then the position moves
+        await asyncio.gather(*acks)
+        self.stats.sent += len(rows)
+        metrics.MIRROR_SENT.labels(peer=self.peer).inc(len(rows))
+        if last:  # records read (some may have been the peer's own, skipped)
+            reply_json(
+                await request(
+                    self.nc, "confirm", {"account": account, "reader": self.reader, "seq": last}
+                )
+            )
+        return len(rows), bool(rows) and len(rows) >= self.batch
+
+    def failed(self, exc: BaseException) -> None:
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.stats.last_error_at = time.time()
+        metrics.MIRROR_ERRORS.labels(peer=self.peer, side="source").inc()
+
+
+__all__ = ["Source", "SourceStats", "StoreUnavailable", "reply_json", "request"]

@@ -1,0 +1,185 @@
+"""The store's replica requests, answered for its own mirror process (services/mirror).
+
+Only the store process opens its data directory (an exclusive lock), so the mirror reads
+the journal, confirms its reader position and applies the peer's records by request/reply
+on the store's local NATS (``postern.replica.<op>``). Requests and replies are JSON,
+except ``apply``, whose record travels in a header and whose message bytes are the
+payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there).
+
+* ``accounts`` → ``{"accounts": [...]}``
+* ``read`` ``{account, reader, origin, limit}`` → ``{"records": [row...], "last": seq}``:
+  the reader (``mirror:<peer>``) is registered at 0 the first time; records the store
+  applied from ``origin`` are left out (loop prevention); ``{"resync": true}`` when the
+  reader must resync
+* ``confirm`` ``{account, reader, seq}`` → ``{"ok": true}``
+* ``body`` ``{account, file_id}`` → the bytes inline, header ``Postern-Mirror-Body``
+  ``inline``; ``object:<name>`` above 512 KiB (put in ``MIRROR_BODIES``); ``none`` when
+  every copy was expunged since
+* ``apply`` (headers account, record, body; payload) → ``{"applied": bool}`` or
+  ``{"conflict": text, "mailbox_id", "uid"}``
+* ``reset`` ``{account, reader}`` → ``{"ok": true, "head"}``: the reader starts again at 0
+  (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
+* ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
+  for resync-fast
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.js.errors import BucketNotFoundError
+
+from mailcore.bus import names
+from mailcore.bus.connect import Bus
+from mailcore.logging import get_logger
+from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, journal
+from mailcore.mailstore.records import AccountRemovedRecord
+
+log = get_logger("replica")
+
+INLINE_MAX = 512 * 1024  # larger bodies go through the Object Store
+Handler = Callable[[Any], Awaitable[tuple[bytes, dict[str, str] | None]]]
+
+
+def _json(value: object) -> tuple[bytes, None]:
+    return json.dumps(value).encode(), None
+
+
+async def _bodies(bus: Bus) -> Any:
+    try:
+        return await bus.js.object_store(names.OBJ_MIRROR_BODIES)
+    except BucketNotFoundError:
+        return await bus.js.create_object_store(names.OBJ_MIRROR_BODIES)
+
+
+def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
+    async def accounts(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        root = store.root / "accounts"
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+        return _json({"accounts": found})
+
+    async def read(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        rep = acct.replication
+        await rep.register_reader(req["reader"], position=0)
+        try:
+            records, last = await rep.read_skipping(
+                req["reader"], req["origin"], int(req.get("limit", 500))
+            )
+        except ResyncRequired:
+            return _json({"resync": True})
+        generation = 0.0  # when the reader last confirmed or was reset: part of the
+        if records:  # records' dedup ids: a resync is not taken for duplicates
+            mine = [p for p in await rep.readers() if p.name == req["reader"]]
+            generation = mine[0].confirmed_at if mine else 0.0
+        return _json(
+            {
+                "records": [journal.encode(r) for r in records],
+                "last": last,
+                "generation": generation,
+            }
+        )
+
+    async def confirm(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        await acct.replication.confirm(req["reader"], int(req["seq"]))
+        return _json({"ok": True})
+
+    async def body(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        data = acct.replication.message_bytes(int(req["file_id"]))
+        if data is None:
+            return b"", {names.HDR_MIRROR_BODY: "none"}
+        if len(data) <= INLINE_MAX:
+            return data, {names.HDR_MIRROR_BODY: "inline"}
+        name = f"{req['account']}.{req['file_id']}"
+        await (await _bodies(bus)).put(name, data)
+        return b"", {names.HDR_MIRROR_BODY: f"object:{name}"}
+
+    async def apply(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        hdrs = msg.headers or {}
+        account = hdrs[names.HDR_MIRROR_ACCOUNT]
+        rec = journal.decode(tuple(json.loads(hdrs[names.HDR_MIRROR_RECORD])))
+        if isinstance(rec, AccountRemovedRecord):
+            await store.remove_account(account)
+            return _json({"applied": True})
+        how = hdrs.get(names.HDR_MIRROR_BODY, "none")
+        data: bytes | None = None
+        if how == "inline":
+            data = bytes(msg.data)
+        elif how.startswith("object:"):
+            obj = await (await _bodies(bus)).get(how.removeprefix("object:"))
+            data = obj.data
+        acct = await store.account(account, replica=True)
+        try:
+            applied = await acct.replication.apply(
+                rec, data, origin=hdrs.get(names.HDR_MIRROR_ORIGIN)
+            )
+        except ReplicaConflict as exc:
+            return _json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
+        return _json({"applied": applied})
+
+    async def reset(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        """Ship the account's journal to the reader's peer again from the start
+        (``mailctl mirror resync``): possible while the journal still holds record 1."""
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        rep = acct.replication
+        first = await rep.first_kept()
+        if first is not None and first > 1:
+            return _json({"pruned": first})
+        await rep.forget_origin(req["reader"].removeprefix("mirror:"))  # its own, too
+        await rep.register_reader(req["reader"], position=0, reset=True)
+        return _json({"ok": True, "head": rep.head})
+
+    async def mailboxes_of(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        boxes = await acct.list_mailboxes()
+        return _json({"mailboxes": [{"id": b.id, "name": b.name} for b in boxes]})
+
+    async def digest(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        req = json.loads(msg.data)
+        acct = await store.account(req["account"], replica=True)
+        rep = acct.replication
+        if "first" in req:
+            r = await rep.range_digest(int(req["mailbox_id"]), int(req["first"]), int(req["last"]))
+            return _json({"count": r.messages, "digest": r.digest})
+        d = await rep.digest(int(req["mailbox_id"]))
+        return _json({"digest": d.digest, "uidnext": d.uidnext})
+
+    return {
+        "accounts": accounts,
+        "read": read,
+        "confirm": confirm,
+        "body": body,
+        "apply": apply,
+        "reset": reset,
+        "mailboxes": mailboxes_of,
+        "digest": digest,
+    }
+
+
+async def serve_replica(bus: Bus, store: MailStore) -> list[Any]:
+    """Subscribe every ``postern.replica.<op>``; returns the subscriptions."""
+    subs = []
+    for op, handler in handlers(bus, store).items():
+
+        async def on_request(msg: Any, handler: Handler = handler, op: str = op) -> None:
+            try:
+                data, headers = await handler(msg)
+            except Exception as exc:
+                log.exception("replica request failed", op=op)
+                data, headers = _json({"error": f"{op} failed: {type(exc).__name__}"})
+            await bus.nc.publish(msg.reply, data, headers=headers)
+
+        subs.append(await bus.nc.subscribe(names.SUBJECT_REPLICA + op, cb=on_request))
+    return subs
+
+
+__all__ = ["INLINE_MAX", "handlers", "serve_replica"]

@@ -1,0 +1,78 @@
+"""The sink against a real store (in process) and a real nats-server: records apply in
+order, acked after the commit; a record replica apply refuses is kept with its body in
+MIRROR_CONFLICTS and counted, never lost, and replication carries on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from mailcore.bus import mirror as queue
+from mailcore.bus import names
+from mailcore.mailstore import MailStore, journal
+from mailcore.mailstore.records import AppendRecord
+from services.mirror.sink import STREAM_CONFLICTS, Sink
+from services.store.replica_rpc import serve_replica
+from tests.conftest import fresh_bus
+from tests.mailcore.mailstore.conftest import message
+from tests.support.daemons import NatsServer
+
+
+def _conflicts(kind: str) -> float:
+    return REGISTRY.get_sample_value("mirror_conflicts_total", {"kind": kind}) or 0.0
+
+
+async def test_conflicting_record_is_kept_and_the_rest_applied(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    bus = await fresh_bus(own_nats.url)
+    store = await MailStore.open(tmp_path / "store")
+    subs = await serve_replica(bus, store)
+    try:
+        acct = await store.account("acct-1")
+        inbox = await acct.mailbox("INBOX")
+        await queue.declare(bus.js, "store-b", 64 * 1024**2)
+        good, bad = message("good"), message("bad")
+
+        def append(mailbox_id: int, uidvalidity: int, data: bytes, seq: int) -> AppendRecord:
+            sha = hashlib.sha256(data).hexdigest()
+            return AppendRecord(
+                seq, 1.0, mailbox_id, uidvalidity, 1, 5, 2.0, len(data), sha, 1, frozenset()
+            )
+
+        for rec, data in (
+            (append(999, 7, bad, 1), bad),  # no such mailbox here: a conflict
+            (append(inbox.id, inbox.uidvalidity, good, 2), good),
+        ):
+            await bus.js.publish(
+                queue.subject("store-b"),
+                data,
+                headers={
+                    names.HDR_MIRROR_ACCOUNT: "acct-1",
+                    names.HDR_MIRROR_RECORD: json.dumps(journal.encode(rec)),
+                    names.HDR_MIRROR_BODY: "inline",
+                },
+            )
+        before = _conflicts("mailbox")
+        sink = Sink(bus.nc, bus.js, bus.js, "store-b", "store-a")
+        handled = 0
+        while handled < 2:
+            handled += await sink.pass_once(batch=10)
+        assert sink.stats.applied == 1 and sink.stats.conflicts == 1
+        assert _conflicts("mailbox") == before + 1
+        kept = await bus.js.get_msg(STREAM_CONFLICTS, seq=1)
+        assert kept.data == bad
+        assert kept.headers is not None
+        assert json.loads(kept.headers["Postern-Mirror-Conflict"])["mailbox_id"] == 999
+        snap = await acct.snapshot(inbox.id)
+        assert snap.uids == [1]  # the peer's UID, not one allocated here
+        count, _ = await queue.queue(bus.js, "store-b")
+        assert count == 0  # both acked
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+        await store.close()
+        await bus.close()
