@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.loadgen.populate import (
@@ -26,8 +27,8 @@ from bench.loadgen.populate import (
 from bench.peers.dovecot import Dovecot
 from bench.peers.mailuser import PeerSetupError
 from bench.postern import Postern, inbound_backlog, publish_messages
-from bench.results import WorkloadResult
-from bench.workloads.base import PASSWORD, Context
+from bench.results import Side, WorkloadResult
+from bench.workloads.base import PASSWORD, Context, Driver
 from bench.workloads.common import start_dovecot, start_postern
 
 SHARED_KEY = "mailboxes"
@@ -44,6 +45,27 @@ class Mailboxes:
     unavailable: dict[str, str] = field(default_factory=dict)
     fill_seconds: dict[str, float] = field(default_factory=dict)
     postern_fill: str = ""
+
+
+def imap_drivers(
+    boxes: Mailboxes,
+    result: WorkloadResult,
+    make: Callable[[int, Callable[[], list[int]]], Driver],
+) -> dict[Side, Driver]:
+    """One IMAP driver per side that came up, ``make(port, pids)``; a side that cannot
+    serve IMAP yet is named in ``result.unavailable``."""
+    result.unavailable.update(boxes.unavailable)
+    drivers: dict[Side, Driver] = {}
+    if boxes.postern is not None:
+        why = boxes.postern.why_not("imap")
+        if why is None:
+            drivers["postern"] = make(boxes.postern.imap_port, boxes.postern.pids)
+        else:
+            result.unavailable["postern"] = f"not available yet: {why}"
+    if boxes.dovecot is not None:
+        d = boxes.dovecot
+        drivers["peer"] = make(d.ports.imap, lambda: [d.pid] if d.pid else [])
+    return drivers
 
 
 def shared_mailboxes(ctx: Context, result: WorkloadResult, size: int) -> Mailboxes:

@@ -26,7 +26,7 @@ from bench.workloads.base import (
     python_module,
     run_json_parallel,
 )
-from bench.workloads.mailboxes import shared_mailboxes
+from bench.workloads.mailboxes import imap_drivers, shared_mailboxes
 
 KINDS = ["LOGIN", "SELECT", *MIX, "LOGOUT"]
 ADDRESS = f"imap@{DOMAIN}"
@@ -139,17 +139,7 @@ class ImapWorkload(Workload):
     ) -> dict[Side, Driver]:
         p = result.params
         boxes = shared_mailboxes(ctx, result, p["size"])
-        result.unavailable.update(boxes.unavailable)
-        drivers: dict[Side, Driver] = {}
-        if boxes.postern is not None:
-            why = boxes.postern.why_not("imap")
-            if why is None:
-                drivers["postern"] = ImapMix(boxes.postern.imap_port, boxes.postern.pids, p)
-            else:
-                result.unavailable["postern"] = f"not available yet: {why}"
-        if boxes.dovecot is not None:
-            d = boxes.dovecot
-            drivers["peer"] = ImapMix(d.ports.imap, lambda: [d.pid] if d.pid else [], p)
+        drivers = imap_drivers(boxes, result, lambda port, pids: ImapMix(port, pids, p))
         mix = ", ".join(f"{k} {w}%" for k, w in MIX.items())
         result.notes.append(
             f"{p['sessions']} sessions in {p['processes']} load generator process(es) on one "

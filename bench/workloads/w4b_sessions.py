@@ -31,7 +31,7 @@ from bench.workloads.base import (
     python_module,
     run_json_parallel,
 )
-from bench.workloads.mailboxes import start_filled
+from bench.workloads.mailboxes import imap_drivers, start_filled
 
 USER_FORMAT = "own{n}@" + DOMAIN
 P99_TARGET = 0.5  # issue 20: p99 per command type at most 2× Dovecot's
@@ -179,17 +179,7 @@ class SessionsWorkload(Workload):
         p = result.params
         accounts = {account(n): p["mailbox"] for n in range(max(p["sessions"]))}
         boxes = start_filled(ctx, stack, self.id, accounts, mixed_size)
-        result.unavailable.update(boxes.unavailable)
-        drivers: dict[Side, Driver] = {}
-        if boxes.postern is not None:
-            why = boxes.postern.why_not("imap")
-            if why is None:
-                drivers["postern"] = SessionsMix(boxes.postern.imap_port, boxes.postern.pids, p)
-            else:
-                result.unavailable["postern"] = f"not available yet: {why}"
-        if boxes.dovecot is not None:
-            d = boxes.dovecot
-            drivers["peer"] = SessionsMix(d.ports.imap, lambda: [d.pid] if d.pid else [], p)
+        drivers = imap_drivers(boxes, result, lambda port, pids: SessionsMix(port, pids, p))
         mix = ", ".join(f"{k} {w}%" for k, w in MIX.items())
         result.notes.append(
             f"{' then '.join(map(str, p['sessions']))} sessions (one account each, "

@@ -26,7 +26,7 @@ from bench.workloads.base import (
     python_module,
     run_json,
 )
-from bench.workloads.mailboxes import shared_mailboxes
+from bench.workloads.mailboxes import imap_drivers, shared_mailboxes
 from bench.workloads.w4_imap import expunge_leftovers
 
 ADDRESS = f"sessions@{DOMAIN}"
@@ -140,17 +140,7 @@ class SharedMailboxWorkload(Workload):
     ) -> dict[Side, Driver]:
         p = result.params
         boxes = shared_mailboxes(ctx, result, p["size"])
-        result.unavailable.update(boxes.unavailable)
-        drivers: dict[Side, Driver] = {}
-        if boxes.postern is not None:
-            why = boxes.postern.why_not("imap")
-            if why is None:
-                drivers["postern"] = SessionMix(boxes.postern.imap_port, boxes.postern.pids, p)
-            else:
-                result.unavailable["postern"] = f"not available yet: {why}"
-        if boxes.dovecot is not None:
-            d = boxes.dovecot
-            drivers["peer"] = SessionMix(d.ports.imap, lambda: [d.pid] if d.pid else [], p)
+        drivers = imap_drivers(boxes, result, lambda port, pids: SessionMix(port, pids, p))
         mix = ", ".join(f"{k} {w}%" for k, w in MIX.items())
         result.notes.append(
             f"{p['sessions']} sessions in {p['processes']} load generator processes, each "

@@ -18,7 +18,7 @@ from typing import Any
 from bench.loadgen.wire import Imap
 from bench.results import MetricDef, Side, WorkloadResult
 from bench.workloads.base import DOMAIN, PASSWORD, Context, Driver, Sample, Workload
-from bench.workloads.mailboxes import shared_mailboxes
+from bench.workloads.mailboxes import imap_drivers, shared_mailboxes
 
 ADDRESS = f"sort@{DOMAIN}"
 COMMANDS = {
@@ -127,17 +127,7 @@ class SortThreadWorkload(Workload):
     ) -> dict[Side, Driver]:
         p = result.params
         boxes = shared_mailboxes(ctx, result, p["size"])
-        result.unavailable.update(boxes.unavailable)
-        drivers: dict[Side, Driver] = {}
-        if boxes.postern is not None:
-            why = boxes.postern.why_not("imap")
-            if why is None:
-                drivers["postern"] = SortThread(boxes.postern.imap_port, boxes.postern.pids, p)
-            else:
-                result.unavailable["postern"] = f"not available yet: {why}"
-        if boxes.dovecot is not None:
-            d = boxes.dovecot
-            drivers["peer"] = SortThread(d.ports.imap, lambda: [d.pid] if d.pid else [], p)
+        drivers = imap_drivers(boxes, result, lambda port, pids: SortThread(port, pids, p))
         result.notes.append(
             f"{p['sessions']} sessions on one {p['mailbox']}-message mailbox, "
             f"{p['duration']:.0f}s measured after {p['warmup']:.0f}s warm-up, commands in "
