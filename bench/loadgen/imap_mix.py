@@ -195,13 +195,16 @@ class Generator:
         }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.loadgen.imap_mix", description=__doc__)
+def load_args(
+    prog: str, doc: str | None, sessions: int, argv: list[str] | None = None
+) -> argparse.Namespace:
+    """The command line every IMAP load generator here takes."""
+    p = argparse.ArgumentParser(prog=f"python -m bench.loadgen.{prog}", description=doc)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
-    p.add_argument("--sessions", type=int, default=12)
+    p.add_argument("--sessions", type=int, default=sessions)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--mailbox-size", type=int, required=True)
@@ -210,20 +213,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_load(prog: str, args: argparse.Namespace, run: Callable[[], Awaitable[object]]) -> int:
+    """Loopback only; the result as one JSON line on stdout (uvloop when installed)."""
     if not args.host.startswith("127."):
-        print("imap_mix: load tests talk to 127.0.0.0/8 only", file=sys.stderr)
+        print(f"{prog}: load tests talk to 127.0.0.0/8 only", file=sys.stderr)
         return 2
     runner: Callable[..., object] = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop
 
         runner = uvloop.run
-    result = runner(Generator(args).run())
+    result = runner(run())
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return load_args("imap_mix", __doc__, 12, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_load("imap_mix", args, Generator(args).run)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import random
 import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.corpus import message
+from bench.loadgen.imap_mix import load_args, run_load
 from bench.loadgen.wire import Imap, ProtocolError
 from bench.stats import percentile
 
@@ -168,34 +167,12 @@ class Generator:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.loadgen.imap_shared", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--sessions", type=int, default=50)
-    p.add_argument("--duration", type=float, default=20.0)
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--mailbox-size", type=int, required=True)
-    p.add_argument("--message-size", type=int, default=10 * 1024)
-    p.add_argument("--seed", type=int, default=1)
-    return p.parse_args(argv)
+    return load_args("imap_shared", __doc__, 50, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.host.startswith("127."):
-        print("imap_shared: load tests talk to 127.0.0.0/8 only", file=sys.stderr)
-        return 2
-    runner: Callable[..., object] = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        runner = uvloop.run
-    result = runner(Generator(args).run())
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return run_load("imap_shared", args, Generator(args).run)
 
 
 if __name__ == "__main__":
