@@ -88,12 +88,13 @@ async def level(args: argparse.Namespace, users: int, seed: int) -> tuple[dict[s
     await asyncio.gather(*(b.login() for b in browsers))
     lat: dict[str, list[float]] = {"list": [], "message": []}
     errors = 0
+    requests = 0  # every page asked for, warm-up visits included (CPU per page)
     deadline = time.monotonic() + args.duration
 
     async def visit(b: Browser, rng: random.Random) -> None:
         # one unmeasured visit (warm caches, pooled connections), then measured visits
         # until the deadline, at least two per browser however slow the answers are
-        nonlocal errors
+        nonlocal errors, requests
         visits = 0
         while visits < 3 or time.monotonic() < deadline:
             for kind in ("list", "message"):
@@ -106,6 +107,7 @@ async def level(args: argparse.Namespace, users: int, seed: int) -> tuple[dict[s
                 except httpx.HTTPError:
                     ok = False
                 t1 = time.monotonic()
+                requests += 1
                 if not ok:
                     errors += 1
                 elif visits > 0:
@@ -117,7 +119,10 @@ async def level(args: argparse.Namespace, users: int, seed: int) -> tuple[dict[s
     )
     for b in browsers:
         await b.http.aclose()
-    out = {k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95), "n": len(v)} for k, v in lat.items()}
+    out: dict[str, Any] = {
+        k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95), "n": len(v)} for k, v in lat.items()
+    }
+    out["requests"] = requests
     return out, errors
 
 

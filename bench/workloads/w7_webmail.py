@@ -49,36 +49,37 @@ class Pages(Driver):
         return list(self._pids())
 
     def run_once(self, run: int) -> Sample:
+        from bench.meter import cpu_delta, cpu_snapshot  # psutil: only when measuring
+
         p = self.params
-        argv = python_module(
-            "bench.loadgen.web_pages",
-            "--kind",
-            self.kind,
-            "--base",
-            f"http://127.0.0.1:{self.port}",
-            "--user",
-            ADDRESS,
-            "--password",
-            PASSWORD,
-            "--levels",
-            ",".join(str(n) for n in p["levels"]),
-            "--duration",
-            str(p["duration"]),
-            "--uids",
-            str(p["messages"]),
-            "--seed",
-            str(run + 1),
-        )
-        timeout = len(p["levels"]) * (p["duration"] + 120) + 60
-        out, done = run_json(argv, timeout=timeout)
         values: dict[str, float] = {}
-        for n, kinds in out["levels"].items():
+        errors = 0
+        loadgen_cpu = 0.0
+        for n in p["levels"]:
+            # one load generator per level, between two readings of the server's CPU
+            argv = python_module(
+                "bench.loadgen.web_pages",
+                *("--kind", self.kind, "--base", f"http://127.0.0.1:{self.port}"),
+                *("--user", ADDRESS, "--password", PASSWORD, "--levels", str(n)),
+                *("--duration", str(p["duration"]), "--uids", str(p["messages"])),
+                *("--seed", str(run + 1)),
+            )
+            before = cpu_snapshot(self.pids())
+            out, done = run_json(argv, timeout=p["duration"] + 180)
+            server_cpu = cpu_delta(before, cpu_snapshot(self.pids()))
+            loadgen_cpu += done.cpu_s
+            errors += out["errors"]
+            kinds = dict(out["levels"][str(n)])
+            requests = int(kinds.pop("requests", 0))
             for kind, stats in kinds.items():
                 values[f"{kind}_p95_{n}"] = stats["p95"]
                 values[f"detail.{kind}_p50_{n}"] = stats["p50"]
                 values[f"detail.{kind}_n_{n}"] = stats["n"]
-        notes = [f"{out['errors']} failed requests"] if out["errors"] else []
-        return Sample(values=values, loadgen_cpu=done.cpu_s, notes=notes)
+            if requests:
+                # logins included: every browser of the level logs in once
+                values[f"cpu_ms_{n}"] = 1000 * server_cpu / requests
+        notes = [f"{errors} failed requests"] if errors else []
+        return Sample(values=values, loadgen_cpu=loadgen_cpu, notes=notes)
 
 
 class WebmailNode:
@@ -166,6 +167,14 @@ class WebmailWorkload(Workload):
                     False,
                     target=2.0 if n == 10 else None,
                     main=n == 10,
+                )
+            )
+            out.append(
+                MetricDef(
+                    f"cpu_ms_{n}",
+                    f"server CPU per page, {n} users (webmail + IMAP server)",
+                    "ms/page",
+                    False,
                 )
             )
         return out

@@ -23,7 +23,9 @@ def test_metrics_cover_every_level(tmp_path: Path) -> None:
     w = WebmailWorkload()
     ctx = Context(workdir=tmp_path, rundir=tmp_path, quick=True)
     keys = {m.key for m in w.metric_defs(ctx)}
-    assert keys == {f"{k}_p95_{n}" for k in ("list", "message") for n in LEVELS}
+    assert keys == {f"{k}_p95_{n}" for k in ("list", "message") for n in LEVELS} | {
+        f"cpu_ms_{n}" for n in LEVELS
+    }
     assert w.mailbox_accounts(ctx) == {"webmail@bench.test": w.params(ctx)["messages"]}
 
 
