@@ -4,6 +4,7 @@ them from IMAP response data; no sockets here (imap_gateway.py runs the commands
 from __future__ import annotations
 
 import email.utils
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,8 @@ class Page:
 
 def decode_words(raw: str) -> str:
     """RFC 2047 encoded words → text; never raises on garbage."""
+    if "=?" not in raw:  # no encoded word (RFC 2047 §2): nothing to decode
+        return raw
     try:
         return str(make_header(decode_header(raw)))
     except (ValueError, LookupError, UnicodeError):
@@ -190,7 +193,21 @@ def header_fields(raw: bytes) -> dict[str, str]:
     return out
 
 
+# The shapes nearly every From and To has (RFC 5322 §3.4): `addr`, `Name <addr>`,
+# `"Name" <addr>`, one mailbox, no comments, groups or escapes; anything else takes the
+# email package's full parser.
+_SIMPLE_ADDRESS = re.compile(
+    r'\s*(?:"([^"\\]*)"|([^"<>,;:()\\@]*?))\s*<([^<>\s,;:()"\\]+@[^<>\s,;:()"\\]+)>\s*'
+    r'|\s*([^<>\s,;:()"\\]+@[^<>\s,;:()"\\]+)\s*'
+)
+
+
 def _first_address(raw: str) -> tuple[str, str]:
+    m = _SIMPLE_ADDRESS.fullmatch(raw)
+    if m is not None:
+        if m.group(4) is not None:
+            return "", m.group(4)
+        return decode_words((m.group(1) or m.group(2) or "").strip()), m.group(3)
     pairs_ = email.utils.getaddresses([raw])
     if not pairs_:
         return "", ""

@@ -67,3 +67,22 @@ def test_join_responses_puts_literals_back() -> None:
     assert parse(joined[0].split(b" ", 2)[2]) == [
         [b"UID", b"3", b"BODY[]", b"ab{2}", b"FLAGS", [b"\\Seen"]]
     ]
+
+
+quotable = st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+@given(st.lists(quotable, min_size=1, max_size=6))
+def test_quoted_strings_round_trip(vs: list[bytes]) -> None:
+    # RFC 3501 §4.3: a quoted string escapes only backslash and double quote
+    wire = b" ".join(b'"' + v.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"' for v in vs)
+    assert parse(wire) == vs
+
+
+sections = st.from_regex(rb"\A[A-Z0-9.]{0,12}( \([A-Z -]{0,20}\))?\Z")
+
+
+@given(atoms, sections, atoms)
+def test_atoms_keep_bracketed_sections(head: bytes, section: bytes, tail: bytes) -> None:
+    atom = head + b"[" + section + b"]<" + tail + b">"
+    assert parse(b"(" + atom + b" NIL)") == [[atom, None]]

@@ -59,3 +59,20 @@ def test_row_of_fetch_line() -> None:
 def test_base_subject() -> None:
     assert base_subject("Re: FWD: Re: Plans ") == "plans"
     assert base_subject("[Fwd: Plans]") == "plans"
+
+
+local = st.from_regex(r"\A[a-z0-9._+-]{1,10}\Z")
+display = st.from_regex(r"\A[A-Za-z0-9 .'-]{0,16}\Z")
+
+
+@given(local, local, display, st.sampled_from(["bare", "plain", "quoted"]))
+def test_first_address_agrees_with_the_email_package(
+    user: str, host: str, name: str, shape: str
+) -> None:
+    import email.utils
+
+    from services.webmail.imap_records import _first_address
+
+    addr = f"{user}@{host}.example"
+    raw = {"bare": addr, "plain": f"{name} <{addr}>", "quoted": f'"{name}" <{addr}>'}[shape]
+    assert _first_address(raw) == email.utils.getaddresses([raw])[0]
