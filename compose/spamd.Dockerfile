@@ -14,4 +14,4 @@ HEALTHCHECK --interval=5s --timeout=10s --start-period=120s --retries=3 \
   CMD ["spamc", "-K", "-d", "127.0.0.1", "-p", "1783"]
 ENTRYPOINT ["tini", "--", "spamd", "--listen=0.0.0.0:1783", "--allowed-ips=0.0.0.0/0", \
   "--nouser-config", "--helper-home-dir=/var/lib/spamassassin", "--syslog=stderr", \
-  "--pidfile=/tmp/spamd.pid", "--max-children=4"]
+  "--pidfile=/tmp/spamd.pid", "--max-children=4", "--allow-tell"]

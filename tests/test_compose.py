@@ -203,3 +203,14 @@ def test_lock_pins_every_runtime_dependency() -> None:
     for dep in wanted:
         name = re.split(r"[<>=;\[ ]", dep, maxsplit=1)[0].lower().replace("_", "-")
         assert name in pinned, name
+
+
+def test_webmail_sends_through_the_filters_and_teaches_spamd() -> None:
+    services = _load("compose.yaml")["services"]
+    web = services["webmail"]
+    host = web["environment"]["POSTERN_SUBMISSION_HOST"]
+    assert host in services and "python -m services.filter" in " ".join(services[host]["command"])
+    # filter's submission listener, and the certificate its STARTTLS presents
+    assert web["environment"]["POSTERN_SUBMISSION_PORT"] == "2587"
+    assert "tls:/var/lib/postern/tls:ro" in web["volumes"]
+    assert '"--allow-tell"' in (COMPOSE / "spamd.Dockerfile").read_text()

@@ -101,9 +101,11 @@ def spamd_command(
     children: int = 4,
     *,
     home: Path | None = None,
+    allow_tell: bool = False,
 ) -> list[str]:
     """spamd with local rules only (``-L``: no network tests), logging to stderr; with
-    ``home`` (see :func:`spamd_home`) Bayes and the auto-whitelist keep their files there."""
+    ``home`` (see :func:`spamd_home`) Bayes and the auto-whitelist keep their files there;
+    ``allow_tell`` lets clients teach it (SPAMC TELL: the webmail's "spam / not spam")."""
     cmd = [
         binary,
         "-L",
@@ -116,6 +118,8 @@ def spamd_command(
     ]
     if home is not None:
         cmd.append(f"--helper-home-dir={home}")
+    if allow_tell:
+        cmd.append("--allow-tell")
     if os.geteuid() == 0:
         cmd.append("--username=nobody")
     return cmd

@@ -185,8 +185,9 @@ async def _start_scanners(
         (c.data / "spamd").mkdir(parents=True, exist_ok=True)
         # a home under the data directory: Bayes and the auto-whitelist need to lock files
         home = daemons.spamd_home(c.data / "spamd" / "home")
+        # --allow-tell: the webmail's "spam / not spam" teaches this spamd (loopback only)
         argv = daemons.spamd_command(
-            spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid", home=home
+            spamd, "127.0.0.1", port, c.data / "spamd" / "spamd.pid", home=home, allow_tell=True
         )
         await sup.start(ChildSpec("spamd", argv, c.data / "logs" / "spamd.log"))
         env |= {"POSTERN_SPAMD_ENABLED": "true", "POSTERN_SPAMD_PORT": str(port)}

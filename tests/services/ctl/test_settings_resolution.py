@@ -83,6 +83,9 @@ def test_spamd_gets_a_writable_home(tmp_path: Path) -> None:
     home = daemons.spamd_home(tmp_path / "spamd" / "home")
     argv = daemons.spamd_command("/usr/sbin/spamd", "127.0.0.1", 1, tmp_path / "p", home=home)
     assert f"--helper-home-dir={home}" in argv
+    assert "--allow-tell" not in argv  # TELL only where asked for (mailctl up: the webmail)
+    told = daemons.spamd_command("/usr/sbin/spamd", "127.0.0.1", 1, tmp_path / "p", allow_tell=True)
+    assert "--allow-tell" in told
     owner = (home / ".spamassassin").stat().st_uid
     runs_as = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
     assert owner == runs_as
