@@ -395,6 +395,33 @@ class Compress:
     mechanism: str  # RFC 4978 §3: upper-cased; only DEFLATE is known
 
 
+# --- NOTIFY (RFC 5465 §8) ---------------------------------------------------------------
+
+# filter-mailboxes (§6), upper-cased
+NOTIFY_SELECTED = frozenset({"SELECTED", "SELECTED-DELAYED"})
+NOTIFY_OTHER = frozenset({"INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One event-group: which mailboxes (``kind``, with ``mailboxes`` for SUBTREE and
+    MAILBOXES) and which events (names as sent, case-folded to the RFC's spelling when
+    known; empty for NONE). ``fetch_atts``: MessageNew's fetch-att list (§5.2)."""
+
+    kind: str
+    mailboxes: tuple[str, ...]
+    events: tuple[str, ...]
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """``NOTIFY NONE`` (``groups`` None) or ``NOTIFY SET [STATUS] groups``."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+
+
 Args = (
     NoArgs
     | Compress
@@ -418,6 +445,7 @@ Args = (
     | Id
     | QuotaRoot
     | SetQuota
+    | Notify
 )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from services.store.imap import commands as c
 from services.store.imap import parse_items as items
-from services.store.imap import parse_sort
+from services.store.imap import parse_notify, parse_sort
 from services.store.imap.lexer import (
     MAX_LINE,
     BadCharset,
@@ -505,6 +505,7 @@ COMMANDS: dict[str, Sub] = {
     "SETQUOTA": _setquota,
     "SORT": parse_sort.sort(uid=False),  # RFC 5256
     "THREAD": parse_sort.thread(uid=False),
+    "NOTIFY": parse_notify.notify,  # RFC 5465
 }
 
 UID_COMMANDS: dict[str, Sub] = {
