@@ -48,6 +48,7 @@ AFTER_LOGIN = (
     "CATENATE",  # RFC 4469
     "URL-PARTIAL",  # RFC 5550 §5
     "NOTIFY",  # RFC 5465
+    "PARTIAL",  # RFC 9394 (SEARCH, SORT and FETCH)
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

@@ -317,6 +317,7 @@ class Search:
     charset: str | None = None
     # RFC 4731 ESEARCH: RETURN (MIN MAX ALL COUNT); None = classic SEARCH response
     returns: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 9394 RETURN (PARTIAL a:b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +329,7 @@ class Sort:
     key: SearchKey
     charset: str
     returns: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 5267 §4.4 / RFC 9394 PARTIAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +349,7 @@ class Fetch:
     atts: tuple[FetchAtt, ...]
     changed_since: int | None = None  # RFC 7162 §3.1.4
     vanished: bool = False  # RFC 7162 §3.2.6
+    partial: tuple[int, int] | None = None  # RFC 9394 §4: the FETCH modifier
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from services.store.imap.lexer import (
     literal_suffix,
     tag_of,
 )
+from services.store.imap.parse_returns import partial_range, return_options
 
 __all__ = [
     "MAX_LINE",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 Sub = Callable[[Cursor], c.Args]
+SEARCH_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"))
 
 
 def _none(cur: Cursor) -> c.Args:
@@ -302,19 +304,10 @@ def _search(uid: bool) -> Sub:
     def sub(cur: Cursor) -> c.Args:
         cur.sp()
         returns = None
+        partial = None
         if cur.take_word(b"RETURN "):
-            # RFC 4731 §3: RETURN (MIN MAX ALL COUNT); empty list means ALL
-            cur.open()
-            opts: set[str] = set()
-            if not cur.take(b")"):
-                opts.add(cur.atom().upper())
-                while cur.take(b" "):
-                    opts.add(cur.atom().upper())
-                cur.expect(b")")
-            cur.depth -= 1
-            if opts - {"MIN", "MAX", "ALL", "COUNT", "SAVE"}:
-                raise cur.error("unknown RETURN option")
-            returns = frozenset(opts or {"ALL"})  # RFC 4731 §3.1: () means ALL
+            # RFC 4731 §3: RETURN (MIN MAX ALL COUNT), RFC 5182 SAVE, RFC 9394 PARTIAL
+            returns, partial = return_options(cur, SEARCH_RETURNS)
             cur.sp()
         charset = None
         if cur.take_word(b"CHARSET "):
@@ -322,7 +315,7 @@ def _search(uid: bool) -> Sub:
             cur.sp()
         # RFC 6855 §3 / RFC 9051 §6.4.4: strings are UTF-8 once UTF8=ACCEPT (or rev2) is on
         key = items.SearchParser(cur, charset or ("UTF-8" if cur.utf8 else "US-ASCII")).keys()
-        return c.Search(uid, key, charset, returns)
+        return c.Search(uid, key, charset, returns, partial)
 
     return sub
 
@@ -335,6 +328,7 @@ def _fetch(uid: bool) -> Sub:
         atts = items.fetch_atts(cur)
         changed_since = None
         vanished = False
+        partial = None
         if cur.take(b" "):
             # RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED (UID FETCH only)
             cur.open()
@@ -345,6 +339,9 @@ def _fetch(uid: bool) -> Sub:
                     changed_since = cur.number(bits=63)
                 elif word == "VANISHED" and uid:
                     vanished = True
+                elif word == "PARTIAL" and partial is None:
+                    cur.sp()
+                    partial = partial_range(cur)  # RFC 9394 §4
                 else:
                     raise cur.error(f"unknown FETCH modifier {word}")
                 if not cur.take(b" "):
@@ -352,7 +349,7 @@ def _fetch(uid: bool) -> Sub:
             cur.close()
             if vanished and changed_since is None:
                 raise cur.error("VANISHED needs CHANGEDSINCE")
-        return c.Fetch(uid, seqs, atts, changed_since, vanished)
+        return c.Fetch(uid, seqs, atts, changed_since, vanished, partial)
 
     return sub
 

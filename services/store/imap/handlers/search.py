@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
 from services.store.imap import commands as c
-from services.store.imap import objectid
+from services.store.imap import objectid, partial
 from services.store.imap import responses as r
 from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import account, enable_condstore, selected
@@ -173,11 +173,13 @@ async def search(s: Session, req: c.Request) -> str:
         idx = []
     ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
     highest = max((sel.modseqs[i] for i in idx), default=0)
+    page = partial.pick(idx, a.partial) if a.partial is not None else []
     if returns is not None and not returns & {"ALL", "COUNT"} and idx:
-        # RFC 7162 §3.1.5 with RFC 4731: under MIN and/or MAX alone, the MODSEQ is that of
-        # the message(s) returned, not the highest of every match
+        # RFC 7162 §3.1.5 with RFC 4731: under MIN and/or MAX alone (or PARTIAL), the
+        # MODSEQ is that of the message(s) returned, not the highest of every match
         shown = [idx[0]] if "MIN" in returns else []
         shown += [idx[-1]] if "MAX" in returns else []
+        shown += page
         highest = max((sel.modseqs[i] for i in shown), default=highest)
     if returns is not None and "SAVE" in returns:
         sel.saved = _to_save(returns, [sel.uids[i] for i in idx])
@@ -201,10 +203,15 @@ async def search(s: Session, req: c.Request) -> str:
                 parts.append(b"MAX %d" % ids[-1])
             if "ALL" in returns:
                 parts.append(b"ALL " + r.seq_set(ids))
-            if modseq_key:
+            if modseq_key and (returns - {"PARTIAL"} or page):
                 parts.append(b"MODSEQ %d" % highest)
         if "COUNT" in returns:
             parts.append(b"COUNT %d" % len(ids))
+        if a.partial is not None:
+            # RFC 9394 §3: "PARTIAL" SP "(" partial-range SP (sequence-set / "NIL") ")"
+            got = [sel.uids[i] if a.uid else i + 1 for i in page]
+            listed = r.seq_set(got) if got else b"NIL"
+            parts.append(b"PARTIAL (%s %s)" % (partial.text(a.partial), listed))
         s.untagged(b" ".join(parts))
     return f"{req.name} completed"
 

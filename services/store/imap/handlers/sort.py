@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 from mailcore.mailstore import mailthreads
 from mailcore.mailstore import search as q
 from services.store.imap import commands as c
+from services.store.imap import partial
 from services.store.imap import responses as r
 from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import account, enable_condstore, selected
@@ -88,14 +89,22 @@ async def sort(s: Session, req: c.Request) -> str:
             parts.append(b"MAX %d" % ids[-1])
         if "ALL" in a.returns:
             parts.append(b"ALL " + b",".join(b"%d" % n for n in ids))
-        if modseq_key:
-            shown = places
-            if not a.returns & {"ALL", "COUNT"}:  # as ESEARCH: only MIN / MAX count
-                shown = [places[0]] if "MIN" in a.returns else []
-                shown += [places[-1]] if "MAX" in a.returns else []
+    page = partial.pick(places, a.partial) if a.partial is not None else []
+    if ids and modseq_key:
+        shown = places
+        if not a.returns & {"ALL", "COUNT"}:  # as ESEARCH: only what is returned counts
+            shown = [places[0]] if "MIN" in a.returns else []
+            shown += [places[-1]] if "MAX" in a.returns else []
+            shown += page
+        if shown:
             parts.append(b"MODSEQ %d" % max(sel.modseqs[i] for i in shown))
     if "COUNT" in a.returns:
         parts.append(b"COUNT %d" % len(ids))
+    if a.partial is not None:
+        # RFC 5267 §4.4 / RFC 9394 §3: the positions asked for, in sort order
+        got = [sel.uids[i] if a.uid else i + 1 for i in page]
+        listed = b",".join(b"%d" % n for n in got) if got else b"NIL"
+        parts.append(b"PARTIAL (%s %s)" % (partial.text(a.partial), listed))
     s.untagged(b" ".join(parts))
     return f"{req.name} completed"
 
