@@ -49,6 +49,8 @@ AFTER_LOGIN = (
     "URL-PARTIAL",  # RFC 5550 §5
     "NOTIFY",  # RFC 5465
     "PARTIAL",  # RFC 9394 (SEARCH, SORT and FETCH)
+    "CONTEXT=SEARCH",  # RFC 5267 §4
+    "CONTEXT=SORT",
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

@@ -425,6 +425,13 @@ class Notify:
     status: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """RFC 5267 §4.3: the tags of the search contexts to stop updating."""
+
+    tags: tuple[str, ...]
+
+
 Args = (
     NoArgs
     | Compress
@@ -449,6 +456,7 @@ Args = (
     | QuotaRoot
     | SetQuota
     | Notify
+    | CancelUpdate
 )
 
 

@@ -76,4 +76,5 @@ DISPATCH: dict[str, Spec] = {
     "UID SORT": Spec(sort.sort, SELECTED),
     "THREAD": Spec(sort.thread, SELECTED, updates="no-expunge"),  # RFC 5256 §4
     "UID THREAD": Spec(sort.thread, SELECTED),
+    "CANCELUPDATE": Spec(sort.cancelupdate, SELECTED),  # RFC 5267 §4.3
 }

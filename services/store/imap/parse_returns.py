@@ -44,6 +44,10 @@ def return_options(cur: Cursor, allowed: frozenset[str]) -> tuple[frozenset[str]
                 break
         cur.expect(b")")
     cur.depth -= 1
+    if "UPDATE" in opts and opts & {"MIN", "MAX", "PARTIAL"}:
+        # RFC 5267 §4.2: updates keep a whole result (ALL / COUNT) current; this server
+        # does not keep MIN, MAX or a PARTIAL page current
+        raise cur.error("UPDATE goes with ALL or COUNT only")
     if "PARTIAL" in opts and "ALL" in opts:
         # RFC 9394 §3: PARTIAL returns a part of what ALL would; asking both is an error
         raise cur.error("PARTIAL and ALL are mutually exclusive")

@@ -17,7 +17,8 @@ SORT_KEYS = frozenset(
 THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")  # RFC 5256 §4
 # RFC 5267 §3.2 ESORT: sort-return-opt, as RFC 4731 search-return-opt
 # and RFC 5267 §4.4 / RFC 9394 PARTIAL
-SORT_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "PARTIAL"))
+# and RFC 5267 §4 CONTEXT=SORT's UPDATE and CONTEXT
+SORT_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "PARTIAL", "UPDATE", "CONTEXT"))
 
 
 def _criteria(cur: Cursor) -> tuple[tuple[str, bool], ...]:

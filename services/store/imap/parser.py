@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 Sub = Callable[[Cursor], c.Args]
-SEARCH_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"))
+# RFC 4731, RFC 5182 SAVE, RFC 9394 PARTIAL, RFC 5267 §4 UPDATE and CONTEXT
+SEARCH_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL", "UPDATE", "CONTEXT"))
 
 
 def _none(cur: Cursor) -> c.Args:
@@ -399,6 +400,16 @@ def _copy(uid: bool, move: bool) -> Sub:
     return sub
 
 
+def _cancelupdate(cur: Cursor) -> c.Args:
+    """RFC 5267 §5: "CANCELUPDATE" 1*(SP tag-string), tag-string = string"""
+    tags = []
+    while cur.take(b" "):
+        tags.append(cur.text(cur.string()))
+    if not tags:
+        raise cur.error("CANCELUPDATE needs a tag")
+    return c.CancelUpdate(tuple(tags))
+
+
 def _enable(cur: Cursor) -> c.Args:
     caps = []
     while cur.take(b" "):
@@ -503,6 +514,7 @@ COMMANDS: dict[str, Sub] = {
     "SORT": parse_sort.sort(uid=False),  # RFC 5256
     "THREAD": parse_sort.thread(uid=False),
     "NOTIFY": parse_notify.notify,  # RFC 5465
+    "CANCELUPDATE": _cancelupdate,  # RFC 5267 §4.3
 }
 
 UID_COMMANDS: dict[str, Sub] = {
