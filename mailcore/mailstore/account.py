@@ -445,7 +445,7 @@ class Account:
             found = sqlsearch.rows(
                 c, msgs, mailbox_id, criteria, mailthreads.COLUMNS, stopped=stop.is_set
             )
-            rows = [mailthreads.row_of(r) for r in found]
+            rows = mailthreads.rows_of(found)
             if algorithm == "ORDEREDSUBJECT":
                 return mailthreads.ordered_subject(rows)
             return mailthreads.references(rows)
