@@ -35,6 +35,15 @@ def row_of(r: tuple[object, ...]) -> ThreadRow:
     )
 
 
+# ORDEREDSUBJECT needs fewer
+SUBJECT_COLUMNS = "uid, k_subject, sent_at"
+
+
+def subject_rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
+    """Rows of :data:`SUBJECT_COLUMNS` (no reply marker, id or references)."""
+    return [ThreadRow(u, s or "", False, t or 0.0, None, ()) for u, s, t in found]
+
+
 def rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
     """:func:`row_of` for a whole result, without the per-value conversions: the index
     columns already hold int / str / float / NULL (one call per message is most of a
@@ -253,6 +262,7 @@ def render(roots: Sequence[Node], number: dict[int, int] | None = None) -> bytes
 
 __all__ = [
     "COLUMNS",
+    "SUBJECT_COLUMNS",
     "Node",
     "ThreadRow",
     "ordered_subject",
@@ -260,4 +270,5 @@ __all__ = [
     "render",
     "row_of",
     "rows_of",
+    "subject_rows_of",
 ]
