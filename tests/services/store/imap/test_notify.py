@@ -8,6 +8,9 @@ import imaplib
 import re
 
 from tests.services.store.imap.conftest import ImapHarness, Line, message, ok
+from tests.services.store.imap.test_truncated_log import short_log
+
+__all__ = ["short_log"]  # the fixture: a journal that keeps 5 records
 
 
 async def _listener(imap: ImapHarness, *commands: bytes) -> Line:
@@ -265,5 +268,27 @@ async def test_refusals(imap: ImapHarness) -> None:
             (reply,) = await c.cmd(bad)
             assert reply.startswith(b"b BAD"), (bad, reply)
         assert (await c.cmd(b"c NOTIFY SET (INBOXES NONE)"))[-1] == b"c OK NOTIFY completed\r\n"
+    finally:
+        await c.close()
+
+
+async def test_overflow_when_the_journal_was_pruned(imap: ImapHarness, short_log: None) -> None:
+    """§5.8: a session that cannot be told what happened (the journal kept fewer records
+    than it missed) gets NOTIFICATIONOVERFLOW and NOTIFY ends."""
+    acct, _ = await imap.inbox()
+    box = await acct.create_mailbox("Lists")
+    c = await _listener(imap, b"n NOTIFY SET (MAILBOXES Lists (MessageNew MessageExpunge))")
+    try:
+        # the session waits inside a command (for an APPEND's literal): it delivers nothing
+        await c.send(b"a APPEND INBOX {%d}\r\n" % len(message(1)))
+        assert (await c.line()).startswith(b"+ ")
+        for n in range(8):  # more than the journal keeps (5, short_log)
+            await acct.append(box.id, message(n))
+        await c.send(message(1) + b"\r\n")
+        reply = await c.until_tagged(b"a")
+        assert reply[0] == b"* OK [NOTIFICATIONOVERFLOW] Too many changes; NOTIFY is off\r\n"
+        assert reply[-1].startswith(b"a OK [APPENDUID ")
+        await acct.append(box.id, message(9))
+        assert await c.cmd(b"z NOOP") == [b"z OK NOOP completed\r\n"]
     finally:
         await c.close()
