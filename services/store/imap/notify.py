@@ -28,6 +28,7 @@ from mailcore.mailstore.records import (
     UnsubscribeRecord,
 )
 from services.store.imap import commands as c
+from services.store.imap.errors import Refused
 
 if TYPE_CHECKING:
     from mailcore.mailstore import MailboxStatus
@@ -123,8 +124,10 @@ class Watch:
         req = c.Request("*", "UID FETCH", c.Fetch(True, seqs, self.fetch_atts))
         try:
             await fetch(s, req)
-        except MailstoreError:
-            pass  # expunged meanwhile: the EXPUNGE follows
+        except (MailstoreError, Refused):
+            # gone meanwhile (the EXPUNGE follows), or an item this message cannot give
+            # (BINARY of an unknown encoding): the EXISTS stands, the client can FETCH
+            pass
 
     async def _others(self, s: Session) -> None:
         acct = s.account

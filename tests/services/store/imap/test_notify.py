@@ -292,3 +292,28 @@ async def test_overflow_when_the_journal_was_pruned(imap: ImapHarness, short_log
         assert await c.cmd(b"z NOOP") == [b"z OK NOOP completed\r\n"]
     finally:
         await c.close()
+
+
+async def test_new_message_fetch_that_cannot_be_answered(imap: ImapHarness) -> None:
+    """A fetch-att the new message cannot give (RFC 3516 §4.3: BINARY of an unknown
+    encoding) leaves the EXISTS and the session as they are."""
+    await imap.deliver(message(1))
+    c = await _listener(
+        imap,
+        b"s SELECT INBOX",
+        b"n NOTIFY SET (SELECTED (MessageNew (UID BINARY.PEEK[1]) MessageExpunge))",
+    )
+    w = await _writer(imap)
+    odd = (
+        b"From: a@example.net\r\nSubject: odd\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-unheard-of\r\n\r\nxyz\r\n"
+    )
+    try:
+        await imap.run(lambda: ok(*w.append("INBOX", None, None, odd)))
+        assert await c.line() == b"* 2 EXISTS\r\n"
+        reply = await c.cmd(b"z NOOP")
+        assert reply[-1] == b"z OK NOOP completed\r\n", reply
+        assert not any(b"FETCH" in ln for ln in reply), reply
+    finally:
+        await imap.run(w.logout)
+        await c.close()
