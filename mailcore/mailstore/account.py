@@ -442,13 +442,15 @@ class Account:
 
         def run(c: sqlite3.Connection) -> list[mailthreads.Node]:
             mailboxes.by_id(c, mailbox_id)
+            if algorithm == "ORDEREDSUBJECT":
+                # base subject and date only: Message-IDs and references stay unread
+                cols = mailthreads.SUBJECT_COLUMNS
+                found = sqlsearch.rows(c, msgs, mailbox_id, criteria, cols, stopped=stop.is_set)
+                return mailthreads.ordered_subject(mailthreads.subject_rows_of(found))
             found = sqlsearch.rows(
                 c, msgs, mailbox_id, criteria, mailthreads.COLUMNS, stopped=stop.is_set
             )
-            rows = [mailthreads.row_of(r) for r in found]
-            if algorithm == "ORDEREDSUBJECT":
-                return mailthreads.ordered_subject(rows)
-            return mailthreads.references(rows)
+            return mailthreads.references(mailthreads.rows_of(found))
 
         return await self._reading(run, stop)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
 
 class ThreadRow(NamedTuple):
@@ -34,6 +35,25 @@ def row_of(r: tuple[object, ...]) -> ThreadRow:
     )
 
 
+# ORDEREDSUBJECT needs fewer
+SUBJECT_COLUMNS = "uid, k_subject, sent_at"
+
+
+def subject_rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
+    """Rows of :data:`SUBJECT_COLUMNS` (no reply marker, id or references)."""
+    return [ThreadRow(u, s or "", False, t or 0.0, None, ()) for u, s, t in found]
+
+
+def rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
+    """:func:`row_of` for a whole result, without the per-value conversions: the index
+    columns already hold int / str / float / NULL (one call per message is most of a
+    THREAD's time on a large mailbox)."""
+    return [
+        ThreadRow(u, s or "", bool(r), t or 0.0, m, tuple(f.split()) if f else ())
+        for u, s, r, t, m, f in found
+    ]
+
+
 @dataclass(eq=False, slots=True)
 class Node:
     """A thread node: a message (``row``) or a dummy standing for a missing parent."""
@@ -41,6 +61,7 @@ class Node:
     row: ThreadRow | None = None
     parent: Node | None = None
     children: list[Node] = field(default_factory=list)
+    k: tuple[float, int] = (0.0, 0)  # key(), set by _sort for the whole tree
 
     @property
     def uid(self) -> int | None:
@@ -59,12 +80,15 @@ class Node:
         )
 
 
+_SUBJECT_ORDER = itemgetter(1, 3, 0)  # ThreadRow (subject, sent, uid)
+
+
 def ordered_subject(rows: Sequence[ThreadRow]) -> list[Node]:
     """§4 ORDEREDSUBJECT: messages grouped by base subject, each group ordered by sent
     date; its first message is the parent of all the others; threads by the sent date of
     their first message."""
     groups: dict[str, list[ThreadRow]] = {}
-    for row in sorted(rows, key=lambda r: (r.subject, r.sent, r.uid)):
+    for row in sorted(rows, key=_SUBJECT_ORDER):
         groups.setdefault(row.subject, []).append(row)
     roots = []
     for members in groups.values():
@@ -122,11 +146,11 @@ def references(rows: Sequence[ThreadRow]) -> list[Node]:
             node.parent.children.remove(node)
             node.parent = None
     # (2) the root set
-    seen: set[int] = set()
+    seen: set[Node] = set()  # by identity (Node has eq=False)
     roots: list[Node] = []
     for n in [*table.values(), *nodes]:
-        if n.parent is None and id(n) not in seen:
-            seen.add(id(n))
+        if n.parent is None and n not in seen:
+            seen.add(n)
             roots.append(n)
     # (4) prune dummies
     roots = _prune(roots, top=True)
@@ -171,10 +195,12 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
         ):
             table[row.subject] = n
     out: list[Node] = []
+    where: dict[Node, int] = {}  # position in ``out`` (no list scans: O(n) per merge)
     for n in roots:  # (5)(D)
         row = n.subject_row()
         old = table.get(row.subject) if row is not None and row.subject else None
         if old is None or old is n:
+            where[n] = len(out)
             out.append(n)
             continue
         if old.row is None and n.row is None:
@@ -187,19 +213,31 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             subject = old.subject_row()
             assert subject is not None
             table[subject.subject] = dummy
-            if old in out:
-                out[out.index(old)] = dummy
+            at = where.pop(old, None)
+            if at is not None:
+                out[at] = dummy
             else:
+                at = len(out)
                 out.append(dummy)
+            where[dummy] = at
             _link(dummy, old)
             _link(dummy, n)
     return [n for n in out if n.parent is None]
 
 
 def _sort(nodes: list[Node]) -> None:
+    """Children before parents; each node's key computed once (a dummy's is its first
+    child's, known once the children are sorted)."""
     for n in nodes:
         _sort(n.children)
-    nodes.sort(key=Node.key)
+        if n.row is not None:
+            n.k = (n.row.sent, n.row.uid)
+        else:
+            n.k = n.children[0].k if n.children else (0.0, 0)
+    nodes.sort(key=_KEY)
+
+
+_KEY = attrgetter("k")
 
 
 def render(roots: Sequence[Node], number: dict[int, int] | None = None) -> bytes:
@@ -222,4 +260,15 @@ def render(roots: Sequence[Node], number: dict[int, int] | None = None) -> bytes
     return "".join(f"({one(r)})" for r in roots).encode()
 
 
-__all__ = ["COLUMNS", "Node", "ThreadRow", "ordered_subject", "references", "render", "row_of"]
+__all__ = [
+    "COLUMNS",
+    "SUBJECT_COLUMNS",
+    "Node",
+    "ThreadRow",
+    "ordered_subject",
+    "references",
+    "render",
+    "row_of",
+    "rows_of",
+    "subject_rows_of",
+]

@@ -47,6 +47,10 @@ AFTER_LOGIN = (
     "COMPRESS=DEFLATE",  # RFC 4978
     "CATENATE",  # RFC 4469
     "URL-PARTIAL",  # RFC 5550 §5
+    "NOTIFY",  # RFC 5465
+    "PARTIAL",  # RFC 9394 (SEARCH, SORT and FETCH)
+    "CONTEXT=SEARCH",  # RFC 5267 §4
+    "CONTEXT=SORT",
 )
 
 # What ENABLE accepts (RFC 5161 §3.1), upper-cased, with the spelling ENABLED echoes.

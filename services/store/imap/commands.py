@@ -317,6 +317,7 @@ class Search:
     charset: str | None = None
     # RFC 4731 ESEARCH: RETURN (MIN MAX ALL COUNT); None = classic SEARCH response
     returns: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 9394 RETURN (PARTIAL a:b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +329,7 @@ class Sort:
     key: SearchKey
     charset: str
     returns: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 5267 §4.4 / RFC 9394 PARTIAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +349,7 @@ class Fetch:
     atts: tuple[FetchAtt, ...]
     changed_since: int | None = None  # RFC 7162 §3.1.4
     vanished: bool = False  # RFC 7162 §3.2.6
+    partial: tuple[int, int] | None = None  # RFC 9394 §4: the FETCH modifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +398,40 @@ class Compress:
     mechanism: str  # RFC 4978 §3: upper-cased; only DEFLATE is known
 
 
+# --- NOTIFY (RFC 5465 §8) ---------------------------------------------------------------
+
+# filter-mailboxes (§6), upper-cased
+NOTIFY_SELECTED = frozenset({"SELECTED", "SELECTED-DELAYED"})
+NOTIFY_OTHER = frozenset({"INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One event-group: which mailboxes (``kind``, with ``mailboxes`` for SUBTREE and
+    MAILBOXES) and which events (names as sent, case-folded to the RFC's spelling when
+    known; empty for NONE). ``fetch_atts``: MessageNew's fetch-att list (§5.2)."""
+
+    kind: str
+    mailboxes: tuple[str, ...]
+    events: tuple[str, ...]
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """``NOTIFY NONE`` (``groups`` None) or ``NOTIFY SET [STATUS] groups``."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """RFC 5267 §4.3: the tags of the search contexts to stop updating."""
+
+    tags: tuple[str, ...]
+
+
 Args = (
     NoArgs
     | Compress
@@ -418,6 +455,8 @@ Args = (
     | Id
     | QuotaRoot
     | SetQuota
+    | Notify
+    | CancelUpdate
 )
 
 

@@ -14,6 +14,7 @@ from services.store.imap.handlers import (
     idle,
     mailbox,
     misc,
+    notify,
     quota,
     search,
     select,
@@ -54,6 +55,7 @@ DISPATCH: dict[str, Spec] = {
     "GETQUOTAROOT": Spec(quota.getquotaroot, AUTH),
     "SETQUOTA": Spec(quota.setquota, AUTH),
     "COMPRESS": Spec(compress.compress, AUTH, updates="none"),  # RFC 4978
+    "NOTIFY": Spec(notify.notify, AUTH),  # RFC 5465 §3
     # selected (§6.4)
     "CHECK": Spec(select.check, SELECTED),
     "CLOSE": Spec(select.close, SELECTED, updates="none"),
@@ -74,4 +76,5 @@ DISPATCH: dict[str, Spec] = {
     "UID SORT": Spec(sort.sort, SELECTED),
     "THREAD": Spec(sort.thread, SELECTED, updates="no-expunge"),  # RFC 5256 §4
     "UID THREAD": Spec(sort.thread, SELECTED),
+    "CANCELUPDATE": Spec(sort.cancelupdate, SELECTED),  # RFC 5267 §4.3
 }

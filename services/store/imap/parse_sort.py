@@ -8,6 +8,7 @@ from collections.abc import Callable
 from services.store.imap import commands as c
 from services.store.imap import parse_items as items
 from services.store.imap.lexer import Cursor
+from services.store.imap.parse_returns import return_options
 
 # RFC 5256 §5 sort-key, with RFC 5957 §4 DISPLAYFROM / DISPLAYTO
 SORT_KEYS = frozenset(
@@ -15,21 +16,9 @@ SORT_KEYS = frozenset(
 )
 THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")  # RFC 5256 §4
 # RFC 5267 §3.2 ESORT: sort-return-opt, as RFC 4731 search-return-opt
-SORT_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT"))
-
-
-def _returns(cur: Cursor) -> frozenset[str]:
-    cur.open()
-    opts: set[str] = set()
-    if not cur.take(b")"):
-        opts.add(cur.atom().upper())
-        while cur.take(b" "):
-            opts.add(cur.atom().upper())
-        cur.expect(b")")
-    cur.depth -= 1
-    if opts - SORT_RETURNS:
-        raise cur.error("unknown RETURN option")
-    return frozenset(opts or {"ALL"})  # RFC 4731 §3.1: () means ALL
+# and RFC 5267 §4.4 / RFC 9394 PARTIAL
+# and RFC 5267 §4 CONTEXT=SORT's UPDATE and CONTEXT
+SORT_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "PARTIAL", "UPDATE", "CONTEXT"))
 
 
 def _criteria(cur: Cursor) -> tuple[tuple[str, bool], ...]:
@@ -62,14 +51,14 @@ def _search_criteria(cur: Cursor) -> tuple[str, c.SearchKey]:
 def sort(uid: bool) -> Callable[[Cursor], c.Args]:
     def sub(cur: Cursor) -> c.Args:
         cur.sp()
-        returns = None
+        returns = partial = None
         if cur.take_word(b"RETURN "):  # RFC 5267 §3.2 ESORT
-            returns = _returns(cur)
+            returns, partial = return_options(cur, SORT_RETURNS)
             cur.sp()
         keys = _criteria(cur)
         cur.sp()
         charset, key = _search_criteria(cur)
-        return c.Sort(uid, keys, key, charset, returns)
+        return c.Sort(uid, keys, key, charset, returns, partial)
 
     return sub
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from services.store.imap import commands as c
 from services.store.imap import parse_items as items
-from services.store.imap import parse_sort
+from services.store.imap import parse_notify, parse_sort
 from services.store.imap.lexer import (
     MAX_LINE,
     BadCharset,
@@ -26,6 +26,7 @@ from services.store.imap.lexer import (
     literal_suffix,
     tag_of,
 )
+from services.store.imap.parse_returns import partial_range, return_options
 
 __all__ = [
     "MAX_LINE",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 Sub = Callable[[Cursor], c.Args]
+# RFC 4731, RFC 5182 SAVE, RFC 9394 PARTIAL, RFC 5267 §4 UPDATE and CONTEXT
+SEARCH_RETURNS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL", "UPDATE", "CONTEXT"))
 
 
 def _none(cur: Cursor) -> c.Args:
@@ -302,19 +305,10 @@ def _search(uid: bool) -> Sub:
     def sub(cur: Cursor) -> c.Args:
         cur.sp()
         returns = None
+        partial = None
         if cur.take_word(b"RETURN "):
-            # RFC 4731 §3: RETURN (MIN MAX ALL COUNT); empty list means ALL
-            cur.open()
-            opts: set[str] = set()
-            if not cur.take(b")"):
-                opts.add(cur.atom().upper())
-                while cur.take(b" "):
-                    opts.add(cur.atom().upper())
-                cur.expect(b")")
-            cur.depth -= 1
-            if opts - {"MIN", "MAX", "ALL", "COUNT", "SAVE"}:
-                raise cur.error("unknown RETURN option")
-            returns = frozenset(opts or {"ALL"})  # RFC 4731 §3.1: () means ALL
+            # RFC 4731 §3: RETURN (MIN MAX ALL COUNT), RFC 5182 SAVE, RFC 9394 PARTIAL
+            returns, partial = return_options(cur, SEARCH_RETURNS)
             cur.sp()
         charset = None
         if cur.take_word(b"CHARSET "):
@@ -322,7 +316,7 @@ def _search(uid: bool) -> Sub:
             cur.sp()
         # RFC 6855 §3 / RFC 9051 §6.4.4: strings are UTF-8 once UTF8=ACCEPT (or rev2) is on
         key = items.SearchParser(cur, charset or ("UTF-8" if cur.utf8 else "US-ASCII")).keys()
-        return c.Search(uid, key, charset, returns)
+        return c.Search(uid, key, charset, returns, partial)
 
     return sub
 
@@ -335,6 +329,7 @@ def _fetch(uid: bool) -> Sub:
         atts = items.fetch_atts(cur)
         changed_since = None
         vanished = False
+        partial = None
         if cur.take(b" "):
             # RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED (UID FETCH only)
             cur.open()
@@ -345,6 +340,9 @@ def _fetch(uid: bool) -> Sub:
                     changed_since = cur.number(bits=63)
                 elif word == "VANISHED" and uid:
                     vanished = True
+                elif word == "PARTIAL" and partial is None:
+                    cur.sp()
+                    partial = partial_range(cur)  # RFC 9394 §4
                 else:
                     raise cur.error(f"unknown FETCH modifier {word}")
                 if not cur.take(b" "):
@@ -352,7 +350,7 @@ def _fetch(uid: bool) -> Sub:
             cur.close()
             if vanished and changed_since is None:
                 raise cur.error("VANISHED needs CHANGEDSINCE")
-        return c.Fetch(uid, seqs, atts, changed_since, vanished)
+        return c.Fetch(uid, seqs, atts, changed_since, vanished, partial)
 
     return sub
 
@@ -400,6 +398,16 @@ def _copy(uid: bool, move: bool) -> Sub:
         return c.CopyCmd(uid, seqs, cur.mailbox(), move)
 
     return sub
+
+
+def _cancelupdate(cur: Cursor) -> c.Args:
+    """RFC 5267 §5: "CANCELUPDATE" 1*(SP tag-string), tag-string = string"""
+    tags = []
+    while cur.take(b" "):
+        tags.append(cur.text(cur.string()))
+    if not tags:
+        raise cur.error("CANCELUPDATE needs a tag")
+    return c.CancelUpdate(tuple(tags))
 
 
 def _enable(cur: Cursor) -> c.Args:
@@ -505,6 +513,8 @@ COMMANDS: dict[str, Sub] = {
     "SETQUOTA": _setquota,
     "SORT": parse_sort.sort(uid=False),  # RFC 5256
     "THREAD": parse_sort.thread(uid=False),
+    "NOTIFY": parse_notify.notify,  # RFC 5465
+    "CANCELUPDATE": _cancelupdate,  # RFC 5267 §4.3
 }
 
 UID_COMMANDS: dict[str, Sub] = {

@@ -24,7 +24,7 @@ from mailcore.mailstore.records import (
     UidNextRecord,
     mailbox_of,
 )
-from services.store.imap import responses
+from services.store.imap import contexts, responses
 from services.store.imap.commands import SeqSet
 from services.store.imap.errors import bad
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from mailcore.mailstore import Snapshot
+    from services.store.imap.contexts import Context
     from services.store.imap.session import Session
 
 _SYSTEM = sorted(SYSTEM_FLAGS)
@@ -52,6 +53,9 @@ class Selected:
         self.recent: set[int] = set()
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs behind "$"
+        # RFC 5267 §4 search contexts (SEARCH/SORT RETURN (UPDATE)) by tag: contexts.py
+        self.contexts: dict[str, Context] = {}
+        self.context_seen: tuple[int, int, int, int] = (0, 0, 0, 0)
         # keywords the client was told about in FLAGS / PERMANENTFLAGS, and those that
         # entered the view since and must be announced before a FETCH shows them
         self.keywords: set[str] = set()
@@ -167,6 +171,8 @@ class Selected:
                 await self._resync(s)
         if expunge_ok and self.pending_expunge:
             self.remove(s, sorted(self.pending_expunge))
+        if self.contexts:
+            await contexts.refresh(s, self)  # RFC 5267 §4.2: ADDTO / REMOVETO
 
     async def _resync(self, s: Session) -> None:
         """Bring the view up to date from :meth:`Account.snapshot` when the changes in

@@ -24,6 +24,7 @@ from services.store.listener import Connection
 if TYPE_CHECKING:
     from mailcore.directory import User
     from mailcore.mailstore import Account
+    from services.store.imap.notify import Watch
     from services.store.imap.runtime import Runtime
     from services.store.imap.selected import Selected
 
@@ -77,6 +78,7 @@ class Session:
         self.account: Account | None = None
         self.selected: Selected | None = None
         self.enabled: set[str] = set()
+        self.notify: Watch | None = None  # RFC 5465 NOTIFY SET (handlers/notify.py)
         self.out = bytearray()
         self.bad_commands = 0
         # The address the login throttle and logs use: the peer, or the browser's address a
@@ -181,7 +183,7 @@ class Session:
         self._waiting = True
         try:
             async with asyncio.timeout(self.autologout):
-                first = await self.read_line()
+                first = await self._first_line()
         except TimeoutError:
             # RFC 3501 §5.4 autologout
             self.untagged("BYE Autologout; idle for too long")
@@ -247,6 +249,43 @@ class Session:
             parts += (b"\r\n", data, line)
             total += len(line)
         return b"".join(parts) if len(parts) > 1 else first
+
+    async def _first_line(self) -> bytes:
+        """The first line of the next command. Under NOTIFY (RFC 5465 §3: the server
+        sends notifications at any time, not only before a tagged reply) the changes the
+        client asked for are sent while it is waiting."""
+        if self.notify is None or self.account is None:
+            return await self.read_line()
+        acct = self.account
+        read = asyncio.ensure_future(self.read_line())
+        try:
+            while (watch := self.notify) is not None:
+                change = asyncio.ensure_future(acct.wait_for_change(watch.position(self)))
+                try:
+                    done, _ = await asyncio.wait(
+                        {read, change}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    change.cancel()
+                    with contextlib.suppress(BaseException):
+                        await change
+                if read in done:
+                    break
+                try:
+                    await watch.deliver(
+                        self,
+                        selected=watch.pushes_selected and self.state is State.SELECTED,
+                        expunge_ok=not watch.delayed,
+                    )
+                except MailstoreError as exc:
+                    log.warning("notify failed", error=type(exc).__name__)
+                await self.flush()
+            return await read
+        finally:
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(BaseException):
+                    await read
 
     async def continuation(self, prompt: bytes = b"") -> bytes:
         """Send ``+ prompt`` and read the client's line (AUTHENTICATE, RFC 3501 §7.5)."""
@@ -335,13 +374,24 @@ class Session:
             self.bad_commands += 1
         elif self.user is not None:
             self.bad_commands = 0  # after login only consecutive bad commands count
-        if self.selected is not None and spec.updates != "none" and self.state is State.SELECTED:
-            try:
+        try:
+            if self.notify is not None and self.account is not None:
+                # RFC 5465: the owed notifications, the selected mailbox's as always
+                await self.notify.deliver(
+                    self,
+                    selected=spec.updates != "none" and self.state is State.SELECTED,
+                    expunge_ok=spec.updates == "all",
+                )
+            elif (
+                self.selected is not None
+                and spec.updates != "none"
+                and self.state is State.SELECTED
+            ):
                 await self.selected.sync(self, expunge_ok=spec.updates == "all")
-            except MailstoreError as exc:
-                # the command itself is done: its reply stands; the updates that could
-                # not be read now are sent after a later command (the view is unchanged)
-                log.warning("mailbox updates failed", error=type(exc).__name__)
+        except MailstoreError as exc:
+            # the command itself is done: its reply stands; the updates that could
+            # not be read now are sent after a later command (the view is unchanged)
+            log.warning("mailbox updates failed", error=type(exc).__name__)
         self.send(responses.tagged(req.tag, status, text))
         await self._check_bad_limit()
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
 from mailcore.message import decode_qp
-from services.store.imap import objectid, render
+from services.store.imap import objectid, partial, render
 from services.store.imap import responses as r
 from services.store.imap.commands import Fetch, FetchAtt, Request, Section
 from services.store.imap.errors import Refused
@@ -72,6 +72,10 @@ async def fetch(s: Session, req: Request) -> str:
         idx = [i for i in idx if sel.modseqs[i] > a.changed_since]
         if a.vanished:
             await _vanished(s, sel, a)
+    if a.partial is not None:
+        # RFC 9394 §4: of the messages the set (and CHANGEDSINCE) names, those at the
+        # positions asked for (negative: counted from the last)
+        idx = partial.pick(idx, a.partial)
     if not idx:
         return f"{req.name} completed"
     if not sel.readonly and any(_sets_seen(att) for att in atts):

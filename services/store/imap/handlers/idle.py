@@ -22,14 +22,18 @@ async def idle(s: Session, req: Request) -> str:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + s.rt.idle_timeout
     s.send(b"+ idling\r\n")
-    if s.selected is not None:
-        await s.selected.sync(s, expunge_ok=True)
+    await _updates(s)
     await s.flush()
     read = asyncio.ensure_future(s.read_line())
     stop = asyncio.ensure_future(s.conn.stopping.wait())
     try:
         while True:
-            seen = s.selected.seen if s.selected is not None else acct.change_seq
+            if s.notify is not None:
+                seen = s.notify.position(s)
+                if s.selected is not None:
+                    seen = min(seen, s.selected.seen)
+            else:
+                seen = s.selected.seen if s.selected is not None else acct.change_seq
             change = asyncio.ensure_future(acct.wait_for_change(seen))
             try:
                 remaining = deadline - loop.time()
@@ -54,8 +58,7 @@ async def idle(s: Session, req: Request) -> str:
                 # RFC 2177 §3 / RFC 3501 §5.4: the inactivity autologout applies to IDLE too
                 s.untagged("BYE Autologout; idle for too long")
                 raise CloseSession
-            if s.selected is not None:
-                await s.selected.sync(s, expunge_ok=True)
+            await _updates(s)
             await s.flush()
     finally:
         for t in (read, stop):
@@ -63,3 +66,12 @@ async def idle(s: Session, req: Request) -> str:
                 t.cancel()
                 with contextlib.suppress(BaseException):
                     await t
+
+
+async def _updates(s: Session) -> None:
+    """Everything owed: the selected mailbox's changes, and under NOTIFY (RFC 5465 §3) the
+    events asked for other mailboxes (IDLE may carry expunges, even SELECTED-DELAYED's)."""
+    if s.notify is not None:
+        await s.notify.deliver(s, selected=s.selected is not None, expunge_ok=True)
+    elif s.selected is not None:
+        await s.selected.sync(s, expunge_ok=True)

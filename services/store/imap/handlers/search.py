@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailcore.mailstore import search as q
 from services.store.imap import commands as c
-from services.store.imap import objectid
+from services.store.imap import contexts, objectid, partial
 from services.store.imap import responses as r
 from services.store.imap.errors import Refused
 from services.store.imap.handlers.common import account, enable_condstore, selected
@@ -159,25 +159,24 @@ async def search(s: Session, req: c.Request) -> str:
         # flags, numbers and modseqs: answered from the view, brought up to date first
         # (RFC 3501 §7.4.1: no EXPUNGE during SEARCH; the UID form may carry them)
         await sel.sync(s, expunge_ok=a.uid)
-        idx = sorted(local(a.key, sel))
-    elif sel.uids:
-        view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
-        key = q.And((view, translate(a.key, sel)))
-        if q.reads_messages(key):
-            found = await scan(s, sel.mailbox_id, key)
-        else:
-            # one SQL query over the index, run with the GIL released: no queue
-            found = await account(s).search(sel.mailbox_id, key)
-        idx = _indexes(sel, found)
-    else:
-        idx = []
+    idx = await matches(s, sel, a.key)
+    if returns is not None and "UPDATE" in returns:
+        # RFC 5267 §4.2 CONTEXT=SEARCH: keep the result up to date (services.store.imap
+        # .contexts); with UPDATE alone the first result is sent as with ALL
+        if not returns - {"UPDATE", "CONTEXT"}:
+            returns = returns | {"ALL"}
+        contexts.start(
+            s, sel, contexts.Context(req.tag, a.uid, a.key, None, [sel.uids[i] for i in idx])
+        )
     ids = [sel.uids[i] for i in idx] if a.uid else [i + 1 for i in idx]
     highest = max((sel.modseqs[i] for i in idx), default=0)
+    page = partial.pick(idx, a.partial) if a.partial is not None else []
     if returns is not None and not returns & {"ALL", "COUNT"} and idx:
-        # RFC 7162 §3.1.5 with RFC 4731: under MIN and/or MAX alone, the MODSEQ is that of
-        # the message(s) returned, not the highest of every match
+        # RFC 7162 §3.1.5 with RFC 4731: under MIN and/or MAX alone (or PARTIAL), the
+        # MODSEQ is that of the message(s) returned, not the highest of every match
         shown = [idx[0]] if "MIN" in returns else []
         shown += [idx[-1]] if "MAX" in returns else []
+        shown += page
         highest = max((sel.modseqs[i] for i in shown), default=highest)
     if returns is not None and "SAVE" in returns:
         sel.saved = _to_save(returns, [sel.uids[i] for i in idx])
@@ -201,12 +200,33 @@ async def search(s: Session, req: c.Request) -> str:
                 parts.append(b"MAX %d" % ids[-1])
             if "ALL" in returns:
                 parts.append(b"ALL " + r.seq_set(ids))
-            if modseq_key:
+            if modseq_key and (returns - {"PARTIAL"} or page):
                 parts.append(b"MODSEQ %d" % highest)
         if "COUNT" in returns:
             parts.append(b"COUNT %d" % len(ids))
+        if a.partial is not None:
+            # RFC 9394 §3: "PARTIAL" SP "(" partial-range SP (sequence-set / "NIL") ")"
+            got = [sel.uids[i] if a.uid else i + 1 for i in page]
+            listed = r.seq_set(got) if got else b"NIL"
+            parts.append(b"PARTIAL (%s %s)" % (partial.text(a.partial), listed))
         s.untagged(b" ".join(parts))
     return f"{req.name} completed"
+
+
+async def matches(s: Session, sel: Selected, key: c.SearchKey) -> list[int]:
+    """Positions in the view (ascending) of the messages matching ``key`` now."""
+    if is_local(key):
+        return sorted(local(key, sel))
+    if not sel.uids:
+        return []
+    view = q.UidIn(((sel.uids[0], sel.uids[-1]),))  # not-yet-announced mail stays out
+    criteria = q.And((view, translate(key, sel)))
+    if q.reads_messages(criteria):
+        found = await scan(s, sel.mailbox_id, criteria)
+    else:
+        # one SQL query over the index, run with the GIL released: no queue
+        found = await account(s).search(sel.mailbox_id, criteria)
+    return _indexes(sel, found)
 
 
 async def scan(s: Session, mailbox_id: int, key: q.SearchKey) -> list[int]:

@@ -49,7 +49,7 @@ def test_thread(algorithm: str, uid: bool) -> None:
         b"a SORT (REVERSE) UTF-8 ALL",
         b"a SORT (DATE UTF-8 ALL",
         b"a SORT (ARRIVAL) UTF-8",
-        b"a SORT RETURN (PARTIAL 1:10) (DATE) UTF-8 ALL",
+        b"a SORT RETURN (PARTIAL 0:10) (DATE) UTF-8 ALL",  # RFC 9394: nz-number
         b"a THREAD ALL UTF-8 ALL",
         b"a THREAD REFERENCES",
     ],
