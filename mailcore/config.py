@@ -324,6 +324,12 @@ class StoreSettings(CommonSettings):
         description="delivery pauses (and /healthz reports storage unhealthy) when less than "
         "this is free on the store's file system; it resumes once twice this is free",
     )
+    mirror_role: Literal["", "master", "slave"] = Field(
+        default="",
+        description="role in a mirrored pair (docs/mirror.md): master takes inbound mail, "
+        "slave leaves it to the master; only the first start reads it, then the role "
+        "record on NATS (mailctl mirror promote) wins; empty: no pair, always take it",
+    )
 
 
 class RelaySettings(CommonSettings):
