@@ -26,8 +26,9 @@ def mirror() -> None:
 async def collect(nats_url: str, peer: str) -> dict[str, Any]:
     bus = await open_bus(nats_url)
     try:
+        counters = await mirror_roles.mirror_status(bus.js, peer)
+        peer = counters.get("peer") or peer
         queued, lag = await queue.queue(bus.js, peer)
-        counters = await queue.read_status(bus.js, peer)
     finally:
         await bus.close()
     return {

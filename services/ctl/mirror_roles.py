@@ -21,6 +21,7 @@ sees the newer epoch (records it had not shipped then come as conflicts, issue 1
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,11 +45,24 @@ def default_peer_url(nats_url: str) -> str | None:
     return other.nats if other else None
 
 
+async def mirror_status(js: Any, peer_key: str) -> dict[str, Any]:
+    """The counters of the mirror beside this store: under ``peer_key``, else the only
+    peer it reports on (one store, one peer: the name needs no setting)."""
+    st = await queue.read_status(js, peer_key)
+    if st:
+        return st
+    with contextlib.suppress(Exception):
+        keys = await (await js.key_value(queue.KV_STATUS)).keys()
+        if len(keys) == 1:
+            return await queue.read_status(js, keys[0])
+    return {}
+
+
 async def side(js: Any, peer_key: str) -> dict[str, Any]:
     """One store's role, heartbeat and mirror counters, read from its NATS."""
     rec = await roles.read(js)
     beat = await roles.read_beat(js)
-    mirror = await queue.read_status(js, peer_key)
+    mirror = await mirror_status(js, peer_key)
     return {
         "node": mirror.get("node") or (rec.node if rec else None),
         "role": rec.role if rec else None,
@@ -116,7 +130,8 @@ async def promote(
         own = await roles.read(bus.js)
         if own is None:
             raise CtlError("this store has no mirror role: set POSTERN_MIRROR_ROLE")
-        own_node = (await queue.read_status(bus.js, peer_key)).get("node") or ""
+        mine = await mirror_status(bus.js, peer_key)
+        own_node, peer_key = mine.get("node") or "", mine.get("peer") or peer_key
         if not own_node:
             raise CtlError("this store's mirror never reported: is it running?")
         peer: Bus | None = None
