@@ -490,6 +490,34 @@ class ClusterSettings(CommonSettings):
         "(stream budgets not set explicitly are scaled down to fit, with a warning)",
     )
 
+    probe_user: str | None = Field(
+        default=None,
+        description="account `mailctl probe` sends its test message to (default: the demo "
+        "user of mailctl up)",
+    )
+    probe_password: str | None = Field(default=None, description="its password")
+    probe_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="seconds `mailctl probe` waits for the whole round trip"
+    )
+    mirror_nats_port: Port = Field(
+        default=4223, description="`mailctl up --mirror`: the second store's own nats-server"
+    )
+    mirror_imap_port: Port = Field(
+        default=3143, description="`mailctl up --mirror`: the second store's IMAP port"
+    )
+    mirror_pop3_port: Port = Field(
+        default=3110, description="`mailctl up --mirror`: the second store's POP3 port"
+    )
+    mirror_imaps_port: Port = Field(
+        default=3993, description="`mailctl up --mirror`: the second store's IMAPS port"
+    )
+    mirror_pop3s_port: Port = Field(
+        default=3995, description="`mailctl up --mirror`: the second store's POP3S port"
+    )
+    mirror_store_ops_port: Port = Field(
+        default=9112, description="`mailctl up --mirror`: the second store's ops port"
+    )
+
     @model_validator(mode="after")
     def _one_nats(self) -> ClusterSettings:
         """One resolution for ``mailctl up`` and every other ``mailctl`` command:
