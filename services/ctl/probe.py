@@ -92,7 +92,7 @@ def _find(client: imaplib.IMAP4, subject: str) -> tuple[str, list[bytes]] | None
         typ, _ = client.select(box)
         if typ != "OK":
             continue
-        typ, data = client.uid("SEARCH", "HEADER", "Subject", subject)
+        typ, data = client.uid("SEARCH", "HEADER", "Subject", f'"{subject}"')
         uids = data[0].split() if typ == "OK" and data and data[0] else []
         if uids:
             return box, uids
@@ -136,7 +136,7 @@ def run_probe(
     timeout: float,
     echo: Callable[[str], None] = click.echo,
 ) -> None:
-    subject = f"postern-probe {uuid.uuid4().hex}"
+    subject = f"postern-probe-{uuid.uuid4().hex}"
     started = time.monotonic()
     deadline = started + timeout
     send(smtp, user, subject, timeout)

@@ -368,6 +368,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     _check_nats_url(c)
     _lock(c.data)
     c.budget = plan_budget(c)
+    mirror_env = up_mirror.share_budget(c.budget.streams) if c.mirror else {}
     if c.budget.warning:
         echo(c.budget.warning)
     warning = hostname_warning(c.store.hostname)
@@ -391,7 +392,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
             "POSTERN_NATS_URL": c.nats_url,
             "POSTERN_LOG_FORMAT": "json",
         }
-        env |= c.budget.env()
+        env |= c.budget.env() | mirror_env
         env |= _child_defaults(c)
         env |= await _start_scanners(sup, c, echo)
         # the webmail's "spam / not spam" teaches the same spamd

@@ -45,6 +45,14 @@ def nats_url_b(c: UpCluster) -> str:
     return f"nats://127.0.0.1:{c.cluster.mirror_nats_port}"
 
 
+def share_budget(streams: dict[str, int]) -> dict[str, str]:
+    """Half of the mirror's stream budget for each peer queue ``MIRROR_TO_<PEER>``: JetStream
+    refuses a stream whose ``max_bytes`` does not fit in what is left of its budget."""
+    half = max(1024 * 1024, streams.get("mirror_max_bytes", 2 * 1024**3) // 2)
+    streams["mirror_max_bytes"] = half
+    return {"POSTERN_MIRROR_STREAM_MAX_BYTES": str(half)}
+
+
 def store_a_env(env: dict[str, str]) -> dict[str, str]:
     """The first store: the master (until ``mailctl mirror promote``)."""
     return env | {"POSTERN_MIRROR_ROLE": "master"}

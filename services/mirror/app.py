@@ -81,9 +81,12 @@ class Mirror:
         self.peer_role: roles.RoleRecord | None = None
 
     async def run_source(self, stopping: asyncio.Event) -> None:
-        await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+        declared = False
         while not stopping.is_set():
             try:
+                if not declared:  # e.g. refused while JetStream lacks the room for it
+                    await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+                    declared = True
                 sent = await self.source.pass_once()
             except Exception as exc:
                 self.source.failed(exc)
