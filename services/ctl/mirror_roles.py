@@ -108,12 +108,16 @@ async def _demote(
     else:
         echo("the old master stopped taking inbound mail")
 
-    beat_at = beat.at if beat is not None and beat.alive else 0.0
+    store_up = beat is not None and beat.alive
+    beat_at = beat.at if beat is not None and store_up else 0.0
 
     async def drained() -> bool:
+        # with its store down, the old master's mirror cannot read its journal: what it
+        # committed and had not shipped comes when the store is back
         st = await queue.read_status(peer.js, own_node)
         live = bool(st) and time.time() - float(st.get("at") or 0) < roles.STALE
-        shipped = not live or float(st.get("idle_since") or 0) > max(demoted_at, beat_at)
+        waiting = store_up and live
+        shipped = not waiting or float(st.get("idle_since") or 0) > max(demoted_at, beat_at)
         count, _ = await queue.queue(peer.js, own_node)
         return shipped and count == 0
 

@@ -39,6 +39,7 @@ class Side:
         self.peer_url = ""
         self.imap_port = daemons.free_port()
         self.pop3_port = daemons.free_port()
+        self.store_env: dict[str, str] = {}  # for the store process only (crash points)
 
     def env(self) -> dict[str, str]:
         return {
@@ -63,6 +64,8 @@ class Side:
         self.dir.mkdir(parents=True, exist_ok=True)
         for module in ("services.store", "services.mirror"):
             env = {**self.env(), "POSTERN_OPS_PORT": str(daemons.free_port())}
+            if module == "services.store":
+                env |= self.store_env
             with open(self.log, "ab") as fh:
                 self.procs.append(
                     subprocess.Popen(

@@ -14,12 +14,14 @@ import imaplib
 import json
 import poplib
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from nats.errors import Error as NatsError
 
 from mailcore.bus import mirror as queue
+from mailcore.bus import names
 from mailcore.bus.connect import Bus
 from mailcore.directory import Directory
 from tests.conftest import fresh_bus
@@ -180,3 +182,76 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
         await bus_b.close()
         a.nats.stop()
         b.nats.stop()
+
+
+async def test_committed_not_acked_is_a_duplicate_on_the_new_master(tmp_path: Path) -> None:
+    """The master commits a batch and dies before its ack (crash point); back up, it ships
+    the batch; a promote follows; JetStream hands the unacked messages to the new master
+    (through its mirror), whose delivery keys — replicated with the batch — make each a
+    duplicate: every message once, on both stores."""
+    a = Side(tmp_path, "store-a", "store-b", role="master")
+    b = Side(tmp_path, "store-b", "store-a", role="slave")
+    a.nats.start()
+    b.nats.start()
+    a.peer_url, b.peer_url = b.nats.url, a.nats.url
+    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
+    directory = await Directory.open(bus_a.js)
+    await directory.add_domain("pair.test")
+    account = (await directory.add_user(USER, PASSWORD)).account_id
+    await directory.close()
+    await copy_directory(bus_a, bus_b)
+    subjects = [f"crash-{i}" for i in range(10)]
+    try:
+        await hand_off(bus_a, USER, subjects)  # waiting on the bus before the store starts
+        a.store_env = {"POSTERN_FAULT_POINT": "store.after_commit"}
+        a.start()
+        b.start()
+        store_a = a.procs[0]
+        await until(lambda: _exited(store_a), "store A killed itself after its commit", [b])
+        a.kill9()  # its mirror too; both come back without the crash point
+        a.store_env = {}
+        a.start()
+
+        async def shipped() -> bool:
+            try:
+                if (await queue.queue(bus_a.js, "store-b"))[0]:
+                    return False
+                d_a = await digests(bus_a, account)
+                return bool(d_a.get("INBOX")) and d_a == await digests(bus_b, account)
+            except (KeyError, TimeoutError, NatsError):
+                return False
+
+        await until(shipped, "the committed batch reached store B", [a, b])
+        assert sorted((await asyncio.to_thread(imap_inbox, a.imap_port)).values()) == sorted(
+            subjects
+        )
+        inbound = await bus_a.js.stream_info(names.STREAM_INBOUND)
+        assert inbound.state.messages == len(subjects)  # committed, never acked
+        await mailctl("mirror", "promote", "--nats", b.nats.url, "--peer-nats", a.nats.url)
+
+        async def settled() -> bool:
+            left = (await bus_a.js.stream_info(names.STREAM_INBOUND)).state.messages
+            here = (await bus_b.js.stream_info(names.STREAM_INBOUND)).state.messages
+            return left == 0 and here == 0
+
+        await until(settled, "the unacked messages settled on the new master", [a, b])
+
+        async def forwarded() -> bool:  # it was the new master that settled them
+            status = await queue.read_status(bus_b.js, "store-a")
+            return bool(status.get("forwarded", 0) == len(subjects))
+
+        await until(forwarded, "the new master's mirror reported the hand-off", [a, b])
+        for side in (a, b):
+            box = await asyncio.to_thread(imap_inbox, side.imap_port)
+            assert sorted(box.values()) == sorted(subjects)  # once each, no second copy
+    finally:
+        a.reap()
+        b.reap()
+        await bus_a.close()
+        await bus_b.close()
+        a.nats.stop()
+        b.nats.stop()
+
+
+async def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is not None
