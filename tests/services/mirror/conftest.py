@@ -79,7 +79,8 @@ class Side:
 
     def kill9(self) -> None:
         for p in self.procs:
-            os.kill(p.pid, signal.SIGKILL)
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
             p.wait()
         self.procs = []
 
