@@ -129,7 +129,7 @@ async def digests(bus: Bus, account: str) -> dict[str, tuple[int, str]]:
     return out
 
 
-async def until(check: Any, what: str, sides: list[Side], timeout: float = 240.0) -> None:
+async def until(check: Any, what: str, sides: list[Side], timeout: float = 600.0) -> None:
     """Wait for ``check()`` (a guard against a hang, not a timing assertion)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
