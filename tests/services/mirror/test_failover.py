@@ -34,7 +34,8 @@ from tests.services.mirror.conftest import (
     until,
 )
 
-pytestmark = pytest.mark.slow
+# two complete stores, each with its own processes: slow on a loaded machine (a hang guard)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 USER, PASSWORD = "pat@pair.test", "password-pat"
 _UID_SUBJECT = re.compile(rb"UID (\d+)")

@@ -26,7 +26,8 @@ from tests.services.mirror.conftest import Side, contents, digests, mailctl, req
 
 TOTAL = 1000
 
-pytestmark = pytest.mark.slow
+# two complete stores, each with its own processes: slow on a loaded machine (a hang guard)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> None:
