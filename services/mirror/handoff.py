@@ -35,6 +35,7 @@ class Handoff:
         self.js, self.peer_js = local_js, peer_js
         self.stats = HandoffStats()
         self._sub: Any = None
+        self._bodies: tuple[Any, Any] | None = None  # (the peer's, ours)
 
     async def pass_once(self, batch: int = 256, timeout: float = 1.0) -> int:
         """Move one batch of the peer's inbound mail here; the number moved."""
@@ -58,11 +59,15 @@ class Handoff:
             await self.js.publish(names.SUBJECT_INBOUND, msg.data, headers=headers)
             await msg.ack_sync()
             return
-        peer_bodies = await self.peer_js.object_store(names.OBJ_BODIES)
+        if self._bodies is None:
+            self._bodies = (
+                await self.peer_js.object_store(names.OBJ_BODIES),
+                await self.js.object_store(names.OBJ_BODIES),
+            )
+        peer_bodies, local_bodies = self._bodies
         if mail.body_ref is not None:
             mail.body = await load_body(peer_bodies, mail)
         ref = mail.body_ref
-        local_bodies = await self.js.object_store(names.OBJ_BODIES)
         await publish_mail(self.js, local_bodies, names.SUBJECT_INBOUND, mail, mail.body)
         await msg.ack_sync()
         self.stats.forwarded += 1
