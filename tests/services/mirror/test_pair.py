@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> None:
-    a, b = Side(tmp_path, "store-a", "store-b"), Side(tmp_path, "store-b", "store-a")
+    a = Side(tmp_path, "store-a", "store-b", role="master")
+    b = Side(tmp_path, "store-b", "store-a", role="slave")
     a.nats.start()
     b.nats.start()
     a.peer_url, b.peer_url = b.nats.url, a.nats.url
