@@ -324,6 +324,12 @@ class StoreSettings(CommonSettings):
         description="delivery pauses (and /healthz reports storage unhealthy) when less than "
         "this is free on the store's file system; it resumes once twice this is free",
     )
+    mirror_role: Literal["", "master", "slave"] = Field(
+        default="",
+        description="role in a mirrored pair (docs/mirror.md): master takes inbound mail, "
+        "slave leaves it to the master; only the first start reads it, then the role "
+        "record on NATS (mailctl mirror promote) wins; empty: no pair, always take it",
+    )
 
 
 class RelaySettings(CommonSettings):
@@ -482,6 +488,34 @@ class ClusterSettings(CommonSettings):
         description="disk the local nats-server's JetStream may use (max_file_store); 0 = "
         "half the free space of the data directory, at most what the stream budgets need "
         "(stream budgets not set explicitly are scaled down to fit, with a warning)",
+    )
+
+    probe_user: str | None = Field(
+        default=None,
+        description="account `mailctl probe` sends its test message to (default: the demo "
+        "user of mailctl up)",
+    )
+    probe_password: str | None = Field(default=None, description="its password")
+    probe_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="seconds `mailctl probe` waits for the whole round trip"
+    )
+    mirror_nats_port: Port = Field(
+        default=4223, description="`mailctl up --mirror`: the second store's own nats-server"
+    )
+    mirror_imap_port: Port = Field(
+        default=3143, description="`mailctl up --mirror`: the second store's IMAP port"
+    )
+    mirror_pop3_port: Port = Field(
+        default=3110, description="`mailctl up --mirror`: the second store's POP3 port"
+    )
+    mirror_imaps_port: Port = Field(
+        default=3993, description="`mailctl up --mirror`: the second store's IMAPS port"
+    )
+    mirror_pop3s_port: Port = Field(
+        default=3995, description="`mailctl up --mirror`: the second store's POP3S port"
+    )
+    mirror_store_ops_port: Port = Field(
+        default=9112, description="`mailctl up --mirror`: the second store's ops port"
     )
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import click
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
 from mailcore.tls import ensure_certificate
-from services.ctl import accounts, journal, mirror, outbound, queue, status
+from services.ctl import accounts, journal, mirror, outbound, probe, queue, status
 from services.ctl.up import UpError, load_cluster, run_up
 
 
@@ -41,11 +41,18 @@ def main() -> None:
     show_default=True,
     help="filter processes; more than one run behind a local TCP balancer (PROXY v2)",
 )
-def up(data: Path | None, filters: int) -> None:
+@click.option(
+    "--mirror",
+    is_flag=True,
+    help="also a second store (own data directory and NATS, IMAP 3143, POP3 3110) and the "
+    "mirror processes: the mirrored pair (docs/mirror.md)",
+)
+def up(data: Path | None, filters: int, mirror: bool) -> None:
     """Run the whole cluster locally until Ctrl-C."""
     setup_logging("mailctl", "warning", "console")
     cluster = load_cluster(data)
     cluster.filters = filters
+    cluster.mirror = mirror
     try:
         status = asyncio.run(run_up(cluster, _echo))
     except UpError as exc:
@@ -73,4 +80,5 @@ main.add_command(status.status)
 main.add_command(queue.queue)
 main.add_command(journal.journal)
 main.add_command(mirror.mirror)
+main.add_command(probe.probe)
 outbound.register(queue.queue)  # list, show, retry, bounce, delete

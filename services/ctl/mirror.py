@@ -14,6 +14,7 @@ import click
 from mailcore.bus import mirror as queue
 from mailcore.bus import names
 from mailcore.config import MirrorSettings, load_settings
+from services.ctl import mirror_roles
 from services.ctl.nats_cli import CtlError, nats_option, open_bus, run
 
 
@@ -25,8 +26,9 @@ def mirror() -> None:
 async def collect(nats_url: str, peer: str) -> dict[str, Any]:
     bus = await open_bus(nats_url)
     try:
+        counters = await mirror_roles.mirror_status(bus.js, peer)
+        peer = counters.get("peer") or peer
         queued, lag = await queue.queue(bus.js, peer)
-        counters = await queue.read_status(bus.js, peer)
     finally:
         await bus.close()
     return {
@@ -65,19 +67,51 @@ def render(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+peer_nats_option = click.option(
+    "--peer-nats",
+    "peer_url",
+    default=None,
+    help="the peer store's NATS (default POSTERN_PEER_NATS_URL, else the other store of "
+    "`mailctl up --mirror`)",
+)
+
+
 @mirror.command()
 @nats_option
+@peer_nats_option
 @click.option("--peer", default=None, help="peer name (default POSTERN_MIRROR_PEER)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
-def status(nats_url: str, peer: str | None, as_json: bool) -> None:
-    """Records added, sent, queued and applied; lag; the last error."""
+def status(nats_url: str, peer_url: str | None, peer: str | None, as_json: bool) -> None:
+    """Each side's role; records added, sent, queued and applied; lag; the last error."""
     name = peer or load_settings(MirrorSettings).mirror_peer
-    st = run(lambda: collect(nats_url, name))
+    url = peer_url or mirror_roles.default_peer_url(nats_url)
+
+    async def both() -> dict[str, Any]:
+        st = await collect(nats_url, name)
+        st["roles"] = await mirror_roles.both_sides(nats_url, url, name)
+        return st
+
+    st = run(both)
     if as_json:
         click.echo(json.dumps(st))
         return
+    click.echo(mirror_roles.render_side("this store", st["roles"]["this"]))
+    click.echo(mirror_roles.render_side("peer store", st["roles"]["peer"]))
     for line in render(st):
         click.echo(line)
+
+
+@mirror.command()
+@nats_option
+@peer_nats_option
+@click.option("--peer", default=None, help="peer name (default POSTERN_MIRROR_PEER)")
+@click.option("--force", is_flag=True, help="promote even when the peer's NATS is unreachable")
+def promote(nats_url: str, peer_url: str | None, peer: str | None, force: bool) -> None:
+    """Make the store on --nats the master (takes inbound mail) and its peer the slave;
+    the roles survive restarts. Waits until the old master stopped and shipped all."""
+    name = peer or load_settings(MirrorSettings).mirror_peer
+    url = peer_url or mirror_roles.default_peer_url(nats_url)
+    run(lambda: mirror_roles.promote(nats_url, url, name, force, click.echo))
 
 
 async def _ask(bus: Any, op: str, body: dict[str, Any]) -> dict[str, Any]:

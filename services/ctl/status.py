@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mailcore.bus import names
 from mailcore.bus.connect import Bus
 from mailcore.config import StoreSettings, load_settings
+from services.ctl import pair
 from services.ctl.nats_cli import fail, nats_option, open_bus, run
 
 
@@ -84,6 +85,12 @@ async def _dead_count(bus: Bus) -> int:
         return 0
 
 
+def _default_stores() -> list[str]:
+    """Both stores of ``mailctl up --mirror`` when it runs here, else POSTERN_OPS_PORT's."""
+    found = pair.read()
+    return [s.ops for s in found] if found else [_default_store()]
+
+
 def _default_store() -> str:
     s = load_settings(StoreSettings)
     host = "127.0.0.1" if s.ops_host in ("0.0.0.0", "::") else s.ops_host
@@ -108,7 +115,7 @@ def status(stores: tuple[str, ...], nats_url: str) -> None:
     if backlog["dead"]:
         click.echo(f"dead letters: {backlog['dead']} (mailctl queue dead list)")
     down = 0
-    for url in stores or (_default_store(),):
+    for url in stores or _default_stores():
         r = read_store(url)
         if not r.reachable:
             click.echo(f"store {url}: unreachable ({r.error})")

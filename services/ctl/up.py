@@ -35,7 +35,7 @@ from mailcore.config import (
 )
 from mailcore.directory import Directory, DirectoryError
 from mailcore.tls import ensure_certificate
-from services.ctl import budget, daemons
+from services.ctl import budget, daemons, pair, up_mirror
 from services.ctl.balancer import Balancer
 from services.ctl.natswatch import NatsWatch
 from services.ctl.supervisor import ChildSpec, Supervisor
@@ -58,6 +58,7 @@ class Cluster:
     relay: RelaySettings
     budget: budget.Budget | None = None
     filters: int = 1  # ``--filters N``: N filter processes behind a local balancer
+    mirror: bool = False  # ``--mirror``: a second store and the mirror pair (up_mirror.py)
 
     @property
     def nats_url(self) -> str:
@@ -261,6 +262,21 @@ async def _watch_nats(
         await bus.close()
 
 
+async def _start_mirror_nats(sup: Supervisor, c: Cluster) -> None:
+    """The second store's own nats-server, with the first one's directory."""
+    try:
+        await up_mirror.start_nats_b(sup, c, c.budget.jetstream if c.budget else 0)
+    except RuntimeError as exc:
+        raise UpError(str(exc)) from None
+    store = c.store.model_copy(update=c.budget.streams) if c.budget else c.store
+    await up_mirror.copy_directory(c, BusLimits.from_settings(store, store.delivery_max_deliver))
+
+
+def _public_host(c: Cluster) -> str:
+    host = c.filter.listen_host
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
 def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
     f, s, w = c.filter, c.store, c.webmail
     host = "127.0.0.1" if f.listen_host in ("0.0.0.0", "::") else f.listen_host
@@ -353,6 +369,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     _check_nats_url(c)
     _lock(c.data)
     c.budget = plan_budget(c)
+    mirror_env = up_mirror.share_budget(c.budget.streams) if c.mirror else {}
     if c.budget.warning:
         echo(c.budget.warning)
     warning = hostname_warning(c.store.hostname)
@@ -369,24 +386,29 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
     try:
         await _start_nats(sup, c)
         demo = await _provision_demo(c)
+        if c.mirror:
+            await _start_mirror_nats(sup, c)
         env = {
             "POSTERN_DATA": str(c.data),
             "POSTERN_NATS_URL": c.nats_url,
             "POSTERN_LOG_FORMAT": "json",
         }
-        env |= c.budget.env()
+        env |= c.budget.env() | mirror_env
         env |= _child_defaults(c)
         env |= await _start_scanners(sup, c, echo)
         # the webmail's "spam / not spam" teaches the same spamd
         env["POSTERN_WEBMAIL_SPAMD_ENABLED"] = env["POSTERN_SPAMD_ENABLED"]
         env["POSTERN_WEBMAIL_SPAMD_PORT"] = env.get("POSTERN_SPAMD_PORT", "783")
-        await sup.start(_python_child("store", "services.store", c, env))
+        store_env = up_mirror.store_a_env(env) if c.mirror else env
+        await sup.start(_python_child("store", "services.store", c, store_env))
         ports, balancers = await _start_filters(sup, c, env)
         await sup.start(_python_child("webmail", "services.webmail", c, env))
         # The outbound relay runs beside the filter (docs/relay.md).
         await sup.start(_python_child("relay", "services.filter.relay", c, env))
         ports |= {"store": c.store.ops_port, "webmail": c.webmail.ops_port}
         ports["relay"] = c.relay.ops_port
+        if c.mirror:
+            ports |= await up_mirror.start_pair(sup, c, env)
         watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())
@@ -394,6 +416,9 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         if waiter in done:
             waiter.result()
             echo(_banner(c, demo))
+            if c.mirror:
+                up_mirror.write_pair(c)
+                echo("\n".join(up_mirror.banner_lines(c, _public_host(c))))
             if balancers:
                 echo(
                     f"{c.filters} filter processes behind a local balancer; their metrics: "
@@ -410,5 +435,6 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         for b in balancers:
             await b.stop()
         await sup.stop_all()
+        pair.remove(c.data)
         with contextlib.suppress(OSError):
             (c.data / "mailctl.lock").unlink()

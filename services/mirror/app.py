@@ -25,9 +25,11 @@ import nats
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
+from mailcore.bus import roles
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
+from services.mirror.handoff import Handoff
 from services.mirror.sink import Sink
 from services.mirror.source import Source
 
@@ -74,11 +76,17 @@ class Mirror:
         self.sink: Sink | None = None
         self.peer_nc: Any = None
         self.link_error: str | None = None
+        self.handoff: Handoff | None = None
+        self.role: roles.RoleRecord | None = None
+        self.peer_role: roles.RoleRecord | None = None
 
     async def run_source(self, stopping: asyncio.Event) -> None:
-        await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+        declared = False
         while not stopping.is_set():
             try:
+                if not declared:  # e.g. refused while JetStream lacks the room for it
+                    await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+                    declared = True
                 sent = await self.source.pass_once()
             except Exception as exc:
                 self.source.failed(exc)
@@ -119,6 +127,43 @@ class Mirror:
                 log.warning("mirror sink failed, retrying", error=self.sink.stats.last_error)
                 await _pause(stopping, BACKOFF)
 
+    async def run_roles(self, stopping: asyncio.Event) -> None:
+        """Roles (mailcore.bus.roles): take the peer's newer promote, and while this
+        store is master move the peer's inbound mail here (handoff.py)."""
+        while not stopping.is_set():
+            moved = 0
+            try:
+                moved = await self._roles_once()
+            except Exception as exc:
+                self.link_error = f"roles: {type(exc).__name__}: {exc}"[:300]
+                log.warning("mirror roles failed, retrying", error=self.link_error)
+                self.handoff = None
+                await _pause(stopping, BACKOFF)
+            if not moved:
+                await _pause(stopping, 0.5)
+
+    async def _roles_once(self) -> int:
+        self.role = await roles.read(self.js)
+        linked = self.sink is not None and self.peer_nc is not None and self.peer_nc.is_connected
+        if not linked or self.role is None:
+            return 0
+        peer_js = self.peer_nc.jetstream()
+        self.peer_role = await roles.read(peer_js)
+        newer = roles.reconcile(self.role, self.peer_role)
+        if newer is not None:
+            log.warning(
+                "the peer was promoted while this side was away: taking the other role",
+                role=newer.role,
+                epoch=newer.epoch,
+            )
+            self.role = await roles.write(self.js, newer.role, newer.epoch, newer.node)
+        if self.role.role != roles.MASTER:
+            self.handoff = None
+            return 0
+        if self.handoff is None:
+            self.handoff = Handoff(self.js, peer_js)
+        return await self.handoff.pass_once()
+
     def status(self) -> dict[str, Any]:
         sink = asdict(self.sink.stats) if self.sink else {}
         errors = [
@@ -136,6 +181,12 @@ class Mirror:
             "duplicates": sink.get("duplicates", 0),
             "conflicts": sink.get("conflicts", 0),
             "resync_accounts": self.source.stats.resync,
+            "role": self.role.role if self.role else None,
+            "epoch": self.role.epoch if self.role else None,
+            "peer_role": self.peer_role.role if self.peer_role else None,
+            "peer_epoch": self.peer_role.epoch if self.peer_role else None,
+            "forwarded": self.handoff.stats.forwarded if self.handoff else 0,
+            "idle_since": self.source.stats.idle_since,
             "peer_link": self.sink is not None and bool(self.peer_nc and self.peer_nc.is_connected),
             "last_error": last[1],
             "at": time.time(),
@@ -164,6 +215,7 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
         asyncio.create_task(mirror.run_source(ctx.stopping), name="mirror-source"),
         asyncio.create_task(mirror.run_sink(ctx.stopping), name="mirror-sink"),
         asyncio.create_task(mirror.report(ctx.stopping), name="mirror-status"),
+        asyncio.create_task(mirror.run_roles(ctx.stopping), name="mirror-roles"),
     ]
     log.info("mirror running", node=ctx.settings.mirror_node, peer=ctx.settings.mirror_peer)
     await ctx.stopping.wait()

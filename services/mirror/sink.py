@@ -13,6 +13,7 @@ leaves the record and every later one unacked: they are delivered again, in orde
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ log = get_logger("mirror")
 
 STREAM_CONFLICTS = "MIRROR_CONFLICTS"
 SUBJECT_CONFLICTS = "mirror.conflicts"
+RETRY = 1.0  # seconds between attempts while the store does not answer
 
 
 @dataclass
@@ -89,15 +91,29 @@ class Sink:
             return 0
         for i, msg in enumerate(msgs):
             try:
-                await self._apply(msg)
+                await self._apply_in_place(msg)
             except Exception:
-                # Redeliveries come before new records, in the order of these naks: the
-                # records stay in stream order (an append never overtakes its mailbox).
                 for rest in msgs[i:]:
                     await rest.nak()
                 raise
             await msg.ack_sync()
         return len(msgs)
+
+    async def _apply_in_place(self, msg: Any) -> None:
+        """Apply, retrying this record while the store does not answer (down, starting).
+
+        A nak would let JetStream hand out later records before the redelivery, and an
+        append must never overtake the mailbox it goes into: so the record is retried
+        here, in stream order, its ack deadline pushed back while it waits."""
+        while True:
+            try:
+                await self._apply(msg)
+                return
+            except StoreUnavailable as exc:
+                self.failed(exc)
+                log.warning("mirror sink: store not answering, retrying", error=str(exc))
+                await msg.in_progress()
+                await asyncio.sleep(RETRY)
 
     async def _apply(self, msg: Any) -> None:
         headers = dict(msg.headers or {})

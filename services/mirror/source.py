@@ -57,6 +57,9 @@ class SourceStats:
     last_error: str | None = None
     last_error_at: float | None = None
     resync: list[str] = field(default_factory=list)
+    # start of the last pass that found nothing to send: every record committed before
+    # it is in the peer's queue (mailctl mirror promote waits for this)
+    idle_since: float | None = None
 
 
 class Source:
@@ -67,6 +70,7 @@ class Source:
 
     async def pass_once(self) -> int:
         """Ship what every account has for the peer; the number of records sent."""
+        started = time.time()
         accounts = reply_json(await request(self.nc, "accounts", {}))["accounts"]
         total = 0
         for account in accounts:
@@ -75,6 +79,8 @@ class Source:
                 total += sent
                 if not more:
                     break
+        if total == 0:
+            self.stats.idle_since = started
         return total
 
     async def _account(self, account: str) -> tuple[int, bool]:

@@ -19,6 +19,7 @@ from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
+from services.store.role import RoleGate
 
 log = get_logger("store")
 
@@ -49,7 +50,9 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         max_requeues=s.delivery_max_requeues,
         min_free=s.delivery_min_free_bytes,
     )
-    delivery_task = asyncio.create_task(consumer.run(ctx.stopping), name="delivery")
+    # only the master of a mirrored pair takes inbound mail (services/store/role.py)
+    gate = RoleGate(bus.js, s.mirror_role, s.hostname, consumer.run)
+    delivery_task = asyncio.create_task(gate.run(ctx.stopping), name="delivery-role")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
 
     async def stop_delivery() -> None:
@@ -64,7 +67,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     for sub in await serve_replica(bus, store):  # for its mirror process (services/mirror)
         ctx.on_cleanup(sub.unsubscribe)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
-    ctx.ops.add_check("delivery", lambda: consumer.running)
+    ctx.ops.add_check("delivery", lambda: consumer.running or gate.role != "master")
     ctx.ops.add_check("storage", consumer.storage_ok)
     # IMAP (issue 4): plain port with STARTTLS, IMAPS with implicit TLS.
     ensure_certificate(s.cert_path, s.key_path, s.hostname)

@@ -6,15 +6,10 @@ down loses nothing queued; changes made on both sides converge, and none comes b
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.errors import Error as NatsError
@@ -22,137 +17,22 @@ from nats.errors import Error as NatsError
 from mailcore.bus import mirror as queue
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
-from mailcore.bus.connect import Bus
 from mailcore.bus.schemas import MailMessage, new_message_id
 from mailcore.directory import Directory
 from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.model import FlagOp
-from services.ctl import daemons
 from tests.conftest import fresh_bus
-from tests.support.daemons import NatsServer
+from tests.services.mirror.conftest import Side, contents, digests, mailctl, request, until
 
-ROOT = Path(__file__).resolve().parents[3]
 TOTAL = 1000
 
-pytestmark = pytest.mark.slow
-
-
-class Side:
-    """One store of the pair: nats-server, store process, mirror process."""
-
-    def __init__(self, tmp: Path, node: str, peer: str) -> None:
-        self.node, self.peer = node, peer
-        self.dir = tmp / node
-        self.nats = NatsServer(self.dir / "nats")
-        self.data = self.dir / "data"
-        self.log = self.dir / "processes.log"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.peer_url = ""
-
-    def _env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "POSTERN_NATS_URL": self.nats.url,
-            "POSTERN_DATA": str(self.data),
-            "POSTERN_IMAP_PORT": "0",
-            "POSTERN_IMAPS_PORT": "0",
-            "POSTERN_POP3_PORT": "0",
-            "POSTERN_POP3S_PORT": "0",
-            "POSTERN_FSYNC": "true",
-            "POSTERN_LOG_FORMAT": "console",
-            "POSTERN_MIRROR_NODE": self.node,
-            "POSTERN_MIRROR_PEER": self.peer,
-            "POSTERN_PEER_NATS_URL": self.peer_url,
-            "POSTERN_MIRROR_STREAM_MAX_BYTES": str(256 * 1024**2),
-        }
-
-    def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for module in ("services.store", "services.mirror"):
-            env = {**self._env(), "POSTERN_OPS_PORT": str(daemons.free_port())}
-            with open(self.log, "ab") as fh:
-                self.procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=fh, stderr=fh
-                    )
-                )
-
-    def alive(self) -> None:
-        for p in self.procs:
-            assert p.poll() is None, self.log.read_text()[-4000:]
-
-    def kill9(self) -> None:
-        for p in self.procs:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait()
-        self.procs = []
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            p.wait(60)
-        self.procs = []
-
-
-async def mailctl(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "mailctl"), *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
-async def request(bus: Bus, op: str, body: dict[str, Any]) -> dict[str, Any]:
-    reply = await bus.nc.request(names.SUBJECT_REPLICA + op, json.dumps(body).encode(), 30)
-    value: dict[str, Any] = json.loads(reply.data)
-    return value
-
-
-async def digests(bus: Bus, account: str) -> dict[str, tuple[int, str]]:
-    """Per mailbox name: (id, digest), as the running store reports them."""
-    boxes = (await request(bus, "mailboxes", {"account": account}))["mailboxes"]
-    out = {}
-    for box in boxes:
-        d = await request(bus, "digest", {"account": account, "mailbox_id": box["id"]})
-        out[box["name"]] = (box["id"], d["digest"])
-    return out
-
-
-async def until(check: Any, what: str, sides: list[Side], timeout: float = 240.0) -> None:
-    """Wait for ``check()`` (a guard against a hang, not a timing assertion)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        for side in sides:
-            side.alive()
-        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
-        await asyncio.sleep(0.2)
-
-
-async def contents(data: Path, account: str) -> dict[str, list[tuple[int, str, list[str]]]]:
-    """Per mailbox: UIDVALIDITY-qualified (uid, sha256, flags), read from the stopped store."""
-    store = await MailStore.open(store_root(data))
-    try:
-        acct = await store.account(account, replica=True)
-        out: dict[str, list[tuple[int, str, list[str]]]] = {}
-        for box in await acct.list_mailboxes():
-            snap = await acct.snapshot(box.id)
-            rows = await acct.fetch(box.id, snap.uids, parsed=False) if snap.uids else []
-            listed = []
-            for r in rows:
-                with acct.open_message(r) as fh:
-                    sha = hashlib.sha256(fh.read()).hexdigest()
-                listed.append((r.uid, sha, sorted(r.flags)))
-            out[f"{box.name}/{box.uidvalidity}"] = listed
-        return out
-    finally:
-        await store.close()
+# two complete stores, each with its own processes: slow on a loaded machine (a hang guard)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> None:
-    a, b = Side(tmp_path, "store-a", "store-b"), Side(tmp_path, "store-b", "store-a")
+    a = Side(tmp_path, "store-a", "store-b", role="master")
+    b = Side(tmp_path, "store-b", "store-a", role="slave")
     a.nats.start()
     b.nats.start()
     a.peer_url, b.peer_url = b.nats.url, a.nats.url
