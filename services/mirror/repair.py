@@ -45,10 +45,13 @@ async def maybe_run(
     now = time.time()
     record = await queue.read_status(local.js, status_key(peer_name))
     if not record:
-        record = {"next_due": now + interval, "runs": 0}
+        record = {"since": now, "runs": 0}
+    # due ``interval`` after the last run (or the first look): a changed setting counts
+    due = float(record.get("last_run") or record.get("since") or now) + interval
+    if record.get("next_due") != due:
+        record["next_due"] = due
         await queue.write_status(local.js, status_key(peer_name), record)
-        return None
-    if now < float(record.get("next_due", 0)):
+    if now < due:
         return None
     if not await queues_empty(local.js, peer.js, node, peer_name):
         return None  # replication is moving: compare once it settled
@@ -65,12 +68,13 @@ async def maybe_run(
         metrics.MIRROR_REPAIR_FIXED.labels(peer=peer_name, kind=kind).inc(n)
     metrics.MIRROR_REPAIR_RUNS.labels(peer=peer_name, outcome="ok").inc()
     record = {
+        "since": record.get("since", now),
         "last_run": now,
         "finished": time.time(),
         "fixed": resync.fixes.messages,
         "fixes": fixes,
         "runs": int(record.get("runs", 0)) + 1,
-        "next_due": time.time() + interval,
+        "next_due": now + interval,
     }
     await queue.write_status(local.js, status_key(peer_name), record)
     log.info("mirror repair pass", peer=peer_name, fixed=resync.fixes.messages, **fixes)
