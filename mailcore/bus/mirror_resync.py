@@ -194,7 +194,6 @@ class Resync:
         self.on_progress = on_progress
         self.progress = Progress(kind="fast", peer=peer_name)
         self.fixes = Fixes()
-        self._saved_at = 0.0
 
     # --- the run ---------------------------------------------------------------------------
     async def run(self, kind: str, *, resume: bool = True) -> Progress:
@@ -221,7 +220,7 @@ class Resync:
             self.progress.messages_total += total
             if account in done:
                 self.progress.messages_done += total
-        await self._save(force=True)
+        await self._save()
         try:
             for account in accounts:
                 if account in done:
@@ -229,32 +228,29 @@ class Resync:
                 self.progress.account = account
                 await self.account(account, kind, states[account])
                 self.progress.accounts_done.append(account)
-                await self._save(force=True)
+                await self._save()
         except BaseException as exc:
             self.progress.error = f"{type(exc).__name__}: {exc}"[:300]
             if not isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
                 self.progress.state = "failed"
-            await asyncio.shield(self._save(force=True))
+            await asyncio.shield(self._save())
             raise
         self.progress.state = "done"
         self.progress.account = None
         self.progress.finished_at = time.time()
-        await self._save(force=True)
+        await self._save()
         return self.progress
 
-    async def _save(self, *, force: bool = False) -> None:
-        now = time.time()
-        self.progress.updated_at = now
+    async def _save(self) -> None:
+        self.progress.updated_at = time.time()
         self.progress.fixes = {k: v for k, v in asdict(self.fixes).items() if v}
-        if self.on_progress is not None:
+        await queue.write_status(self.local.js, status_key(self.peer_name), asdict(self.progress))
+        if self.on_progress is not None:  # after the record: the meter is never ahead of it
             self.on_progress(self.progress)
-        if force or now - self._saved_at >= 1.0:
-            self._saved_at = now
-            await queue.write_status(
-                self.local.js, status_key(self.peer_name), asdict(self.progress)
-            )
 
     async def _tick(self, messages: int) -> None:
+        """A range is done: its messages count, and the record is saved (what a resumed run
+        and ``mailctl mirror status`` see is never behind the meter)."""
         self.progress.messages_done += messages
         await self._save()
 
