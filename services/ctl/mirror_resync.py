@@ -223,7 +223,8 @@ def render_repair(rec: dict[str, Any]) -> list[str]:
         return []
     fixed = ", ".join(f"{k} {v}" for k, v in sorted(rec.get("fixes", {}).items())) or "none"
     last = (
-        f"last {_clock(rec['last_run'])}, fixed {rec.get('fixed', 0)} messages ({fixed})"
+        f"last {_clock(rec['last_run'])}, fixed {rec.get('fixed', 0)} messages ({fixed}); "
+        f"{rec.get('fixed_total', 0)} in {rec.get('runs', 0)} runs"
         if rec.get("last_run")
         else "not run yet"
     )

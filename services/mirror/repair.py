@@ -74,6 +74,7 @@ async def maybe_run(
         "fixed": resync.fixes.messages,
         "fixes": fixes,
         "runs": int(record.get("runs", 0)) + 1,
+        "fixed_total": int(record.get("fixed_total", 0)) + resync.fixes.messages,
         "next_due": now + interval,
     }
     await queue.write_status(local.js, status_key(peer_name), record)

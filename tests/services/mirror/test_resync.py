@@ -12,6 +12,7 @@ import imaplib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import sys
@@ -374,9 +375,9 @@ async def test_resync_fast_fixes_twenty_divergences_and_the_repair_pass(tmp_path
 
         await until(repaired, "the repair pass ran", [a, b])
         record = await queue.read_status(bus_a.js, "repair.store-b")
-        assert record["fixed"] == 4, record
+        assert record["fixed_total"] == 4, record  # later passes (every 2 s) find nothing
         text = await mailctl("mirror", "status", "--nats", a.nats.url, "--peer", "store-b")
-        assert "repair pass: last" in text and "fixed 4 messages" in text
+        assert "repair pass: last" in text and re.search(r"; 4 in \d+ runs", text), text
         assert await digests(bus_a, account) == await digests(bus_b, account)
         log = a.log.read_text()
         assert "mirror repair pass" in log
