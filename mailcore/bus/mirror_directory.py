@@ -22,6 +22,7 @@ from typing import Any
 
 from nats.js.errors import NotFoundError
 
+from mailcore import metrics
 from mailcore.bus import kvwatch, names
 from mailcore.logging import get_logger
 
@@ -88,7 +89,7 @@ async def apply_entry(local_js: Any, key: str, value: bytes | None, at: float) -
     return True
 
 
-async def follow(local_js: Any, peer_js: Any, stopping: asyncio.Event) -> None:
+async def follow(local_js: Any, peer_js: Any, peer: str, stopping: asyncio.Event) -> None:
     """Apply the peer's directory changes here until ``stopping`` (see the docstring)."""
     kv = await peer_js.key_value(names.KV_DIRECTORY)
     watcher: Any = await kv.watchall()
@@ -104,7 +105,8 @@ async def follow(local_js: Any, peer_js: Any, stopping: asyncio.Event) -> None:
                 continue
             value = None if entry.operation in kvwatch.DELETE_OPERATIONS else entry.value
             if await apply_entry(local_js, entry.key, value, _seconds(entry.created)):
-                log.info("directory change from the peer applied", key=entry.key)
+                metrics.MIRROR_DIRECTORY_APPLIED.labels(peer=peer).inc()
+                log.info("directory change from the peer applied", peer=peer, key=entry.key)
     finally:
         await watcher.stop()
 

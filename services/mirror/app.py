@@ -8,8 +8,10 @@ It runs beside one store and talks to it by request/reply on that store's NATS
 * the **sink** (sink.py) connects to the peer's NATS (URL, credentials file, TLS) and
   applies the peer's queue ``MIRROR_TO_<THIS NODE>`` here, acking after each commit.
 
-Counters go to Prometheus (mailcore.metrics) and to the KV bucket ``MIRROR_STATUS`` for
-``mailctl mirror status``. See docs/mirror.md.
+Beside them: the peer's directory changes are followed and applied here
+(mailcore/bus/mirror_directory.py), and on the pair's first node the scheduled repair pass
+runs (repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
+``MIRROR_STATUS`` for ``mailctl mirror status``. See docs/mirror.md.
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ class Mirror:
             return
         while not stopping.is_set():
             try:
-                await directory_sync.follow(self.js, self.peer_nc.jetstream(), stopping)
+                await directory_sync.follow(
+                    self.js, self.peer_nc.jetstream(), self.s.mirror_peer, stopping
+                )
             except Exception as exc:
                 log.warning("mirror directory follow failed, retrying", error=repr(exc)[:300])
                 await _pause(stopping, BACKOFF)
