@@ -20,9 +20,12 @@ from typing import Any
 from mailcore import metrics
 from mailcore.bus import mirror as queue
 from mailcore.bus.mirror_resync import Resync, StoreLink, queues_empty
+from mailcore.bus.mirror_resync import status_key as resync_key
 from mailcore.logging import get_logger
 
 log = get_logger("mirror")
+
+BUSY = 60.0  # seconds: a resync record that moved more recently is a resync at work
 
 
 def status_key(peer: str) -> str:
@@ -55,6 +58,9 @@ async def maybe_run(
         return None
     if not await queues_empty(local.js, peer.js, node, peer_name):
         return None  # replication is moving: compare once it settled
+    running = await queue.read_status(local.js, resync_key(peer_name))
+    if running.get("state") == "running" and now - float(running.get("updated_at", 0)) < BUSY:
+        return None  # a `mailctl mirror resync*` is at work
     resync = Resync(local, peer, node, peer_name)
     try:
         await resync.run("fast", resume=False)
