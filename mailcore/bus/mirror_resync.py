@@ -80,7 +80,8 @@ class Progress:
     peer: str
     state: str = "running"  # running, done, failed
     accounts_total: int = 0
-    accounts_done: list[str] = field(default_factory=list)
+    accounts_done: int = 0
+    last_done: str | None = None  # accounts go in name order: a resumed run skips to after it
     account: str | None = None
     messages_total: int = 0
     messages_done: int = 0
@@ -199,18 +200,20 @@ class Resync:
     async def run(self, kind: str, *, resume: bool = True) -> Progress:
         if kind not in KINDS:
             raise ValueError(f"unknown resync kind {kind!r}")
-        accounts: list[str] = (await self.local.json("accounts", {}))["accounts"]
+        accounts = sorted((await self.local.json("accounts", {}))["accounts"])
         before = await queue.read_status(self.local.js, status_key(self.peer_name))
-        done: list[str] = []
         unfinished = before.get("kind") == kind and before.get("state") in ("running", "failed")
+        last_done: str | None = None
         if resume and unfinished:
-            done = [a for a in before.get("accounts_done", []) if a in accounts]
+            last_done = before.get("last_done")
             self.fixes.add(before.get("fixes", {}))
+        done = {a for a in accounts if last_done is not None and a <= last_done}
         self.progress = Progress(
             kind=kind,
             peer=self.peer_name,
             accounts_total=len(accounts),
-            accounts_done=list(done),
+            accounts_done=len(done),
+            last_done=last_done,
             resumed=resume and unfinished,
         )
         states = {}
@@ -227,7 +230,8 @@ class Resync:
                     continue
                 self.progress.account = account
                 await self.account(account, kind, states[account])
-                self.progress.accounts_done.append(account)
+                self.progress.accounts_done += 1
+                self.progress.last_done = account
                 await self._save()
         except BaseException as exc:
             self.progress.error = f"{type(exc).__name__}: {exc}"[:300]

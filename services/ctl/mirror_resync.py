@@ -99,7 +99,7 @@ class Meter:
         self.step = max(1, p.messages_total // 10)
         if p.account != self.account or p.messages_done - self.shown >= self.step:
             self.account, self.shown = p.account, p.messages_done
-            where = f", account {len(p.accounts_done) + 1}/{p.accounts_total}" if p.account else ""
+            where = f", account {p.accounts_done + 1}/{p.accounts_total}" if p.account else ""
             click.echo(
                 f"{self.label}: {p.messages_done}/{p.messages_total} messages{where}, "
                 f"fixed {sum(p.fixes.values())}",
@@ -209,7 +209,7 @@ def render_resync(rec: dict[str, Any]) -> list[str]:
     pct = f" ({100 * done // total}%)" if total else ""
     fixed = ", ".join(f"{k} {v}" for k, v in sorted(rec.get("fixes", {}).items())) or "none"
     return [
-        f"  resync ({rec.get('kind')}): {state}; accounts {len(rec.get('accounts_done', []))}"
+        f"  resync ({rec.get('kind')}): {state}; accounts {rec.get('accounts_done', 0)}"
         f"/{rec.get('accounts_total', 0)}, messages {done}/{total}{pct}; fixed: {fixed}",
         f"    started {_clock(rec.get('started_at'))}, "
         f"last progress {_clock(rec.get('updated_at'))}"
