@@ -49,7 +49,14 @@ class Mirror:
         self.link_error: str | None = None
 
     async def run_source(self, stopping: asyncio.Event) -> None:
-        await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+        while not stopping.is_set():  # a slow or restarting server: try again, never die
+            try:
+                await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+                break
+            except Exception as exc:
+                self.source.failed(exc)
+                log.warning("mirror queue declare failed, retrying", error=repr(exc)[:300])
+                await _pause(stopping, BACKOFF)
         while not stopping.is_set():
             try:
                 sent = await self.source.pass_once()
