@@ -468,6 +468,11 @@ class MirrorSettings(CommonSettings):
     mirror_poll_interval: Annotated[float, Field(gt=0)] = Field(
         default=0.2, description="seconds between journal reads when nothing is new"
     )
+    mirror_repair_interval: Annotated[float, Field(ge=0)] = Field(
+        default=30 * 86400.0,
+        description="seconds between the automatic repair passes (resync-fast toward the "
+        "peer, run by the pair's first node in name order); 0 = never",
+    )
 
 
 class ClusterSettings(CommonSettings):

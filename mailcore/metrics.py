@@ -136,6 +136,17 @@ MIRROR_CONFLICTS = Counter(
     "peer records replica apply refused (kept in MIRROR_CONFLICTS for a resolver)",
     ["kind"],
 )
+MIRROR_REPAIR_FIXED = Counter(
+    "postern_mirror_repair_fixed_total",
+    "differences the scheduled repair pass (resync-fast) fixed on the peer",
+    ["peer", "kind"],
+)
+MIRROR_REPAIR_RUNS = Counter(
+    "postern_mirror_repair_runs_total", "scheduled repair passes, by outcome", ["peer", "outcome"]
+)
+MIRROR_DIRECTORY_APPLIED = Counter(
+    "postern_mirror_directory_applied_total", "the peer's directory changes applied here", ["peer"]
+)
 JOURNAL_PRUNED = Counter("postern_journal_pruned_total", "journal records pruned")
 IMAP_SESSIONS = Gauge("postern_imap_sessions_open", "open IMAP sessions")
 IMAP_COMMANDS = Counter("postern_imap_commands_total", "IMAP commands", ["command", "status"])

@@ -12,10 +12,9 @@ from typing import Any
 import click
 
 from mailcore.bus import mirror as queue
-from mailcore.bus import names
 from mailcore.config import MirrorSettings, load_settings
-from services.ctl import mirror_roles
-from services.ctl.nats_cli import CtlError, nats_option, open_bus, run
+from services.ctl import mirror_resync, mirror_roles
+from services.ctl.nats_cli import nats_option, open_bus, run
 
 
 @click.group()
@@ -29,6 +28,8 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         counters = await mirror_roles.mirror_status(bus.js, peer)
         peer = counters.get("peer") or peer
         queued, lag = await queue.queue(bus.js, peer)
+        resync = await queue.read_status(bus.js, f"resync.{peer}")
+        repair = await queue.read_status(bus.js, f"repair.{peer}")
     finally:
         await bus.close()
     return {
@@ -43,6 +44,8 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         "last_error": counters.get("last_error"),
         "resync_accounts": counters.get("resync_accounts", []),
         "reported_at": counters.get("at"),
+        "resync": resync,
+        "repair": repair,
     }
 
 
@@ -64,6 +67,8 @@ def render(st: dict[str, Any]) -> list[str]:
     ]
     if st["resync_accounts"]:
         lines.append(f"  MUST RESYNC: {', '.join(st['resync_accounts'])}")
+    lines += mirror_resync.render_resync(st.get("resync") or {})
+    lines += mirror_resync.render_repair(st.get("repair") or {})
     return lines
 
 
@@ -114,47 +119,5 @@ def promote(nats_url: str, peer_url: str | None, peer: str | None, force: bool) 
     run(lambda: mirror_roles.promote(nats_url, url, name, force, click.echo))
 
 
-async def _ask(bus: Any, op: str, body: dict[str, Any]) -> dict[str, Any]:
-    try:
-        reply = await bus.nc.request(names.SUBJECT_REPLICA + op, json.dumps(body).encode(), 60)
-    except Exception as exc:
-        raise CtlError(f"the store did not answer ({type(exc).__name__}): is it running?") from exc
-    value: dict[str, Any] = json.loads(reply.data)
-    if "error" in value:
-        raise CtlError(value["error"])
-    return value
-
-
-async def restart_readers(nats_url: str, peer: str, echo: Any) -> int:
-    """Every account's reader ``mirror:<peer>`` back to 0; the accounts that could not."""
-    bus = await open_bus(nats_url)
-    failed = 0
-    try:
-        accounts = (await _ask(bus, "accounts", {}))["accounts"]
-        for i, account in enumerate(accounts, 1):
-            reply = await _ask(bus, "reset", {"account": account, "reader": f"mirror:{peer}"})
-            if "pruned" in reply:
-                failed += 1
-                echo(f"!! {account}: journal pruned before record {reply['pruned']}: not resent")
-            else:
-                echo(f"[{i}/{len(accounts)}] {account}: {reply['head']} records to resend")
-    finally:
-        await bus.close()
-    return failed
-
-
-@mirror.command()
-@nats_option
-@click.option("--peer", default=None, help="peer name (default POSTERN_MIRROR_PEER)")
-def resync(nats_url: str, peer: str | None) -> None:
-    """Send every account to a new or wiped peer again (its mirror applies what it lacks;
-    resumable: the reader's position moves as records reach the queue)."""
-    name = peer or load_settings(MirrorSettings).mirror_peer
-
-    def echo(line: str) -> None:
-        click.echo(line, err=line.startswith("!!"))
-
-    failed = run(lambda: restart_readers(nats_url, name, echo))
-    if failed:
-        raise SystemExit(1)
-    click.echo("resync started: follow it with `mailctl mirror status` (queued, lag)")
+for _command in mirror_resync.COMMANDS:
+    mirror.add_command(_command)

@@ -8,27 +8,30 @@ It runs beside one store and talks to it by request/reply on that store's NATS
 * the **sink** (sink.py) connects to the peer's NATS (URL, credentials file, TLS) and
   applies the peer's queue ``MIRROR_TO_<THIS NODE>`` here, acking after each commit.
 
-Counters go to Prometheus (mailcore.metrics) and to the KV bucket ``MIRROR_STATUS`` for
-``mailctl mirror status``. See docs/mirror.md.
+Beside them: the peer's directory changes are followed and applied here
+(mailcore/bus/mirror_directory.py), and on the pair's first node the scheduled repair pass
+runs (repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
+``MIRROR_STATUS`` for ``mailctl mirror status``. See docs/mirror.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
 from dataclasses import asdict
 from typing import Any
 
-import nats
-
 from mailcore import metrics
 from mailcore.bus import mirror as queue
+from mailcore.bus import mirror_directory as directory_sync
 from mailcore.bus import roles
+from mailcore.bus.mirror_link import connect_peer
+from mailcore.bus.mirror_resync import StoreLink
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
+from services.mirror import repair
 from services.mirror.handoff import Handoff
 from services.mirror.sink import Sink
 from services.mirror.source import Source
@@ -36,36 +39,6 @@ from services.mirror.source import Source
 log = get_logger("mirror")
 
 BACKOFF = 1.0  # seconds after a failure before trying again
-
-
-def peer_tls(s: MirrorSettings) -> ssl.SSLContext | None:
-    if s.peer_tls_ca is None and s.peer_tls_cert is None:
-        return None
-    ctx = ssl.create_default_context(cafile=str(s.peer_tls_ca) if s.peer_tls_ca else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if s.peer_tls_cert is not None:
-        ctx.load_cert_chain(str(s.peer_tls_cert), str(s.peer_tls_key) if s.peer_tls_key else None)
-    return ctx
-
-
-async def connect_peer(s: MirrorSettings) -> Any:
-    """The link to the peer's NATS; nats-py reconnects forever once connected."""
-    options: dict[str, Any] = {
-        "servers": [s.peer_nats_url],
-        "name": f"postern-mirror-{s.mirror_node}",
-        "allow_reconnect": True,
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 1,
-        "connect_timeout": 2,
-    }
-    if s.peer_nats_creds is not None:
-        options["user_credentials"] = str(s.peer_nats_creds)
-    if s.peer_nats_user is not None:
-        options["user"], options["password"] = s.peer_nats_user, s.peer_nats_password
-    tls = peer_tls(s)
-    if tls is not None:
-        options["tls"] = tls
-    return await nats.connect(**options)
 
 
 class Mirror:
@@ -164,6 +137,41 @@ class Mirror:
             self.handoff = Handoff(self.js, peer_js)
         return await self.handoff.pass_once()
 
+    async def _peer_ready(self, stopping: asyncio.Event) -> bool:
+        while not stopping.is_set() and (self.sink is None or self.peer_nc is None):
+            await _pause(stopping, BACKOFF)
+        return not stopping.is_set()
+
+    async def run_directory(self, stopping: asyncio.Event) -> None:
+        """The peer's directory changes, applied here (directory_sync.py)."""
+        if not self.s.peer_nats_url or not await self._peer_ready(stopping):
+            return
+        while not stopping.is_set():
+            try:
+                await directory_sync.follow(
+                    self.js, self.peer_nc.jetstream(), self.s.mirror_peer, stopping
+                )
+            except Exception as exc:
+                log.warning("mirror directory follow failed, retrying", error=repr(exc)[:300])
+                await _pause(stopping, BACKOFF)
+
+    async def run_repair(self, stopping: asyncio.Event) -> None:
+        """The scheduled repair pass (repair.py), on the pair's first node."""
+        s = self.s
+        interval = s.mirror_repair_interval
+        if not s.peer_nats_url or not repair.runs_here(s.mirror_node, s.mirror_peer, interval):
+            return
+        if not await self._peer_ready(stopping):
+            return
+        local = StoreLink(self.nc, self.js, s.mirror_node)
+        peer = StoreLink(self.peer_nc, self.peer_nc.jetstream(), s.mirror_peer)
+        while not stopping.is_set():
+            await _pause(stopping, repair.check_every(interval))
+            try:
+                await repair.maybe_run(local, peer, s.mirror_node, s.mirror_peer, interval)
+            except Exception as exc:
+                log.warning("mirror repair pass failed, retrying", error=repr(exc)[:300])
+
     def status(self) -> dict[str, Any]:
         sink = asdict(self.sink.stats) if self.sink else {}
         errors = [
@@ -216,6 +224,8 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
         asyncio.create_task(mirror.run_sink(ctx.stopping), name="mirror-sink"),
         asyncio.create_task(mirror.report(ctx.stopping), name="mirror-status"),
         asyncio.create_task(mirror.run_roles(ctx.stopping), name="mirror-roles"),
+        asyncio.create_task(mirror.run_directory(ctx.stopping), name="mirror-directory"),
+        asyncio.create_task(mirror.run_repair(ctx.stopping), name="mirror-repair"),
     ]
     log.info("mirror running", node=ctx.settings.mirror_node, peer=ctx.settings.mirror_peer)
     await ctx.stopping.wait()

@@ -14,18 +14,21 @@ leaves the record and every later one unacked: they are delivered again, in orde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
 from mailcore.bus import names
 from mailcore.logging import get_logger
+from mailcore.mailstore import journal
+from mailcore.mailstore.records import AppendRecord
 from services.mirror.source import REQUEST_TIMEOUT, StoreUnavailable
 
 log = get_logger("mirror")
@@ -120,9 +123,12 @@ class Sink:
         how = headers.get(names.HDR_MIRROR_BODY, "none")
         data = bytes(msg.data)
         if how.startswith("object:"):  # fetch it from the peer's store, hand it to ours
-            name = how.removeprefix("object:")
-            obj = await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).get(name)
-            await (await _local_bodies(self.js)).put(name, obj.data)
+            found = await self._peer_body(headers, how.removeprefix("object:"))
+            if isinstance(found, bytes):
+                await (await _local_bodies(self.js)).put(how.removeprefix("object:"), found)
+            else:  # the peer's store answered with the bytes inline, or "none"
+                how, data = found
+                headers[names.HDR_MIRROR_BODY] = how
         headers[names.HDR_MIRROR_ORIGIN] = self.peer
         headers.pop(names.HDR_MSG_ID, None)
         try:
@@ -137,13 +143,41 @@ class Sink:
         if "conflict" in result:  # (a large body stays in the local MIRROR_BODIES)
             await self._keep_conflict(headers, data, result)
             return
-        if how.startswith("object:"):  # committed: the local copy is not needed any more
-            await (await _local_bodies(self.js)).delete(how.removeprefix("object:"))
+        if how.startswith("object:"):  # committed: neither copy is needed any more
+            name = how.removeprefix("object:")
+            await (await _local_bodies(self.js)).delete(name)
+            with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+                await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).delete(name)
         if result["applied"]:
             self.stats.applied += 1
             metrics.MIRROR_APPLIED.labels(peer=self.peer).inc()
         else:
             self.stats.duplicates += 1
+
+    async def _peer_body(self, headers: dict[str, str], name: str) -> bytes | tuple[str, bytes]:
+        """The large body of a record from the peer's ``MIRROR_BODIES``. Once applied here,
+        the object is deleted there; a record sent twice (a republish after a crash or a
+        resync) then finds it gone, and the bytes are asked of the peer's store again."""
+        with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+            obj = await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).get(name)
+            return bytes(obj.data)
+        rec = journal.decode(tuple(json.loads(headers[names.HDR_MIRROR_RECORD])))
+        if not isinstance(rec, AppendRecord):
+            raise StoreUnavailable(f"object {name} of a record that is no append")
+        body = {"account": headers[names.HDR_MIRROR_ACCOUNT], "file_id": rec.file_id}
+        try:
+            reply = await self.peer_js._nc.request(
+                names.SUBJECT_REPLICA + "body", json.dumps(body).encode(), timeout=REQUEST_TIMEOUT
+            )
+        except Exception as exc:
+            raise StoreUnavailable(f"peer body: {type(exc).__name__}") from exc
+        how = (reply.headers or {}).get(names.HDR_MIRROR_BODY, "none")
+        if how.startswith("object:"):
+            obj = await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).get(
+                how.removeprefix("object:")
+            )
+            return bytes(obj.data)
+        return how, bytes(reply.data)
 
     async def _keep_conflict(
         self, headers: dict[str, str], data: bytes, result: dict[str, Any]

@@ -14,13 +14,13 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
 * ``confirm`` ``{account, reader, seq}`` → ``{"ok": true}``
 * ``body`` ``{account, file_id}`` → the bytes inline, header ``Postern-Mirror-Body``
   ``inline``; ``object:<name>`` above 512 KiB (put in ``MIRROR_BODIES``); ``none`` when
-  every copy was expunged since
+  every copy was expunged since (``object``: the object's name, for a resync)
 * ``apply`` (headers account, record, body; payload) → ``{"applied": bool}`` or
   ``{"conflict": text, "mailbox_id", "uid"}``
 * ``reset`` ``{account, reader}`` → ``{"ok": true, "head"}``: the reader starts again at 0
   (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
 * ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
-  for resync-fast
+  for resync-fast; ``state``, ``uids``, ``restart`` and ``force``: services/store/repair_rpc.py
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from mailcore.bus.connect import Bus
 from mailcore.logging import get_logger
 from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, journal
 from mailcore.mailstore.records import AccountRemovedRecord
+from services.store import repair_rpc
 
 log = get_logger("replica")
 
@@ -97,7 +98,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             return b"", {names.HDR_MIRROR_BODY: "none"}
         if len(data) <= INLINE_MAX:
             return data, {names.HDR_MIRROR_BODY: "inline"}
-        name = f"{req['account']}.{req['file_id']}"
+        name = req.get("object") or f"{req['account']}.{req['file_id']}"
         await (await _bodies(bus)).put(name, data)
         return b"", {names.HDR_MIRROR_BODY: f"object:{name}"}
 
@@ -168,7 +169,8 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
 async def serve_replica(bus: Bus, store: MailStore) -> list[Any]:
     """Subscribe every ``postern.replica.<op>``; returns the subscriptions."""
     subs = []
-    for op, handler in handlers(bus, store).items():
+    every = {**handlers(bus, store), **repair_rpc.handlers(bus, store)}
+    for op, handler in every.items():
 
         async def on_request(msg: Any, handler: Handler = handler, op: str = op) -> None:
             try:

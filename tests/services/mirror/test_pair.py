@@ -142,8 +142,10 @@ async def test_pair_catch_up_kill9_and_two_way_convergence(tmp_path: Path) -> No
                 return False
 
         await until(a_answers, "store A answers", [a, b])
-        out = await mailctl("mirror", "resync", "--nats", a.nats.url, "--peer", "store-b")
-        assert "records to resend" in out
+        out = await mailctl(
+            "mirror", "resync", "--nats", a.nats.url, "--peer-nats", b.nats.url, "--peer", "store-b"
+        )
+        assert "full resync to store-b done" in out and f"added {TOTAL + 1 - 20}" in out
         await until(converged, "the wiped slave was filled again", [a, b])
         a.stop()
         b.stop()

@@ -1,0 +1,47 @@
+"""The link to the peer store's NATS: URL, credentials, TLS (MirrorSettings).
+
+Used by the mirror process (services/mirror) and by ``mailctl mirror resync*``, which talk
+to both stores of a pair.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import nats
+
+from mailcore.config import MirrorSettings
+
+
+def peer_tls(s: MirrorSettings) -> ssl.SSLContext | None:
+    if s.peer_tls_ca is None and s.peer_tls_cert is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(s.peer_tls_ca) if s.peer_tls_ca else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if s.peer_tls_cert is not None:
+        ctx.load_cert_chain(str(s.peer_tls_cert), str(s.peer_tls_key) if s.peer_tls_key else None)
+    return ctx
+
+
+async def connect_peer(s: MirrorSettings) -> Any:
+    """The link to the peer's NATS; nats-py reconnects forever once connected."""
+    options: dict[str, Any] = {
+        "servers": [s.peer_nats_url],
+        "name": f"postern-mirror-{s.mirror_node}",
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 2,
+    }
+    if s.peer_nats_creds is not None:
+        options["user_credentials"] = str(s.peer_nats_creds)
+    if s.peer_nats_user is not None:
+        options["user"], options["password"] = s.peer_nats_user, s.peer_nats_password
+    tls = peer_tls(s)
+    if tls is not None:
+        options["tls"] = tls
+    return await nats.connect(**options)
+
+
+__all__ = ["connect_peer", "peer_tls"]
