@@ -340,3 +340,27 @@ async def test_one_pipelined_session_carries_message_after_message(relay_env: Re
         await eventually(lambda n=i: len(sink.messages) == n + 1)  # type: ignore[misc]
     assert sink.sessions == 1 and sink.transactions == 3
     assert sink.resets == 2  # RSET before each reuse, inside the pipelined group
+
+
+async def test_a_retry_whose_record_changed_meanwhile_sends_nothing(relay_env: RelayEnv) -> None:
+    """The relay read the record, then `mailctl queue retry` took the message over: the
+    relay's claim fails and it sends nothing (the operator's new copy goes instead)."""
+    from mailcore.bus import names, outbound_state
+    from mailcore.bus.outbound_state import QueueState, StateChanged
+    from mailcore.bus.schemas import MailMessage
+
+    env = relay_env
+    sink = env.sink()
+    worker = await env.start_relay({REMOTE: sink.address})
+    kv = await env.bus.js.key_value(names.KV_RELAY)
+    mail = MailMessage(id="raced", mail_from=ALICE, recipients=[f"bob@{REMOTE}"], size=0)
+    await outbound_state.save(kv, QueueState(id="raced", recipients=mail.recipients, attempts=1))
+    read = await outbound_state.load(kv, "raced")  # what the relay read
+    operator = await outbound_state.load(kv, "raced")
+    assert read is not None and operator is not None
+    operator.next_attempt = 1.0
+    await outbound_state.claim(kv, operator)  # the operator's retry wins
+    with pytest.raises(StateChanged):
+        await worker.dispatcher.attempt(mail, message(), read, delivery=2, seq=1)
+    assert sink.transactions == 0
+    await outbound_state.forget(kv, "raced")
