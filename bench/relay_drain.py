@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--messages must be positive and --size at least 512")
 
     work = Path(tempfile.mkdtemp(prefix="relay-drain-", dir=args.workdir))
+    os.chmod(work, 0o755)  # smtp-sink drops to 'nobody' when run as root
     nats: subprocess.Popen[bytes] | None = None
     relay: subprocess.Popen[bytes] | None = None
     sink = SmtpSink(work / "sink")
