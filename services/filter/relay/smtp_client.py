@@ -227,11 +227,11 @@ class SmtpClient:
             # RFC 2920 §3.1: the server said 354 though no recipient was accepted; end
             # the (empty) text with "." and keep the refusals.
             self._write(b".\r\n")
-            await self._drain()
+            await self._drain(replied=True)
             await self._read(replied=True)
             return TransactionResult(answers)
         self._write(text)
-        await self._drain()
+        await self._drain(replied=True)
         final = await self._read(replied=True)
         if final.code == 421:
             raise SmtpError(final, "session")
@@ -250,7 +250,10 @@ class SmtpClient:
         if reset:
             rset = await self._read(replied=False)
             if rset.code != 250:
-                raise SmtpError(rset, "RSET")
+                # A kept session that cannot be reset is no use: nothing of this group
+                # counts (the server may be out of step); the caller opens a fresh one.
+                self.close()
+                raise ConnectionLost(f"RSET refused: {rset}", replied=False)
         for _ in commands:
             replies.append(await self._read(replied=reset or bool(replies)))
         return replies
@@ -273,13 +276,14 @@ class SmtpClient:
 
     async def _command_in_transaction(self, line: str) -> Reply:
         self._write(line.encode("utf-8") + b"\r\n")
-        await self._drain()
+        await self._drain(replied=True)
         return await self._read(replied=True)
 
     async def _expect_reset(self) -> None:
         reply = await self.command("RSET")
         if reply.code != 250:
-            raise SmtpError(reply, "RSET")
+            self.close()
+            raise ConnectionLost(f"RSET refused: {reply}", replied=False)
 
     # -- the wire ----------------------------------------------------------------------
 
@@ -288,11 +292,15 @@ class SmtpClient:
             raise ConnectionLost("connection closed")
         self._writer.write(data)
 
-    async def _drain(self) -> None:
+    async def _drain(self, *, replied: bool = False) -> None:
+        """Wait until the kernel took the bytes; a server that stops reading is given
+        the command timeout, as one that stops answering (RFC 5321 §4.5.3.2)."""
         try:
-            await self._writer.drain()
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectionLost(f"write: {_why(exc)}") from None
+            async with asyncio.timeout(self.timeout):
+                await self._writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            self.close()
+            raise ConnectionLost(f"write: {_why(exc)}", replied=replied) from None
 
     async def _read(self, *, replied: bool = True) -> Reply:
         """The next reply; ``replied`` tells :class:`ConnectionLost` whether an earlier
