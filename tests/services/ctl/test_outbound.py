@@ -93,7 +93,9 @@ async def test_retry_leaves_a_first_attempt_in_progress_alone(relay_env: RelayEn
     env = relay_env
     sink = env.sink()
     sink.hold.clear()  # DATA waits: the relay is mid-transaction
-    await env.start_relay({REMOTE: sink.address})
+    # However long the two commands take on a loaded machine, the relay keeps waiting
+    # for the held reply (its own timeout would make a second transaction).
+    await env.start_relay({REMOTE: sink.address}, relay_command_timeout=600.0)
     msg = await env.submit([f"bob@{REMOTE}"])
     await eventually(sink.holding.is_set)
     out = await ctl(env, "retry", msg.id)
