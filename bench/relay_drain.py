@@ -76,7 +76,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def watch_drain(
-    url: str, messages: int, relay: subprocess.Popen[bytes], timeout: float
+    url: str, messages: int, relay: subprocess.Popen[bytes], sink: SmtpSink, timeout: float
 ) -> dict[str, Any]:
     bus = await connect(url, "relay-drain-watch", wait=30)
     try:
@@ -99,6 +99,8 @@ async def watch_drain(
                 }
             if relay.poll() is not None:
                 raise RuntimeError(f"the relay exited with {relay.returncode}")
+            if not sink.pids():
+                raise RuntimeError(f"smtp-sink exited (see {sink.root / 'sink.log'})")
             if now > deadline:
                 raise RuntimeError(f"{left} messages still in the stream after {timeout:.0f}s")
             await asyncio.sleep(0.02)
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=log,
                 stderr=log,
             )
-        watched = asyncio.run(watch_drain(url, args.messages, relay, args.timeout))
+        watched = asyncio.run(watch_drain(url, args.messages, relay, sink, args.timeout))
         load_after = os.getloadavg()
         deadline = time.monotonic() + 30
         while sink.count() < args.messages and time.monotonic() < deadline:
