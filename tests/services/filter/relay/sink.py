@@ -59,6 +59,7 @@ class Sink:
         self.pipelining = pipelining
         self.drop = set(drop or ())
         self.resets = 0  # RSET commands
+        self.rset_reply = "250 OK"
         self.port = port or free_port(host)
         self.rcpt = Script(list(rcpt or []))
         self.mail = Script(list(mail or []))
@@ -124,7 +125,7 @@ class Sink:
     async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self.resets += 1
-        return "250 OK"
+        return self.rset_reply
 
     def _dropping(self, point: str, server: Any) -> bool:
         with self._lock:

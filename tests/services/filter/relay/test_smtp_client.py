@@ -166,6 +166,17 @@ async def test_a_closed_kept_session_is_seen_before_anything_is_sent(sinks: list
     assert not caught.value.replied  # no reply at all: safe to send again elsewhere
 
 
+async def test_a_kept_session_that_refuses_rset_is_given_up(sinks: list[Sink]) -> None:
+    sink = start(sinks, pipelining=True)
+    client = await connect(sink)
+    await client.transaction("s@postern.test", ["a@r.example"], TEXT, [])
+    sink.rset_reply = "502 5.5.1 no RSET here"
+    with pytest.raises(ConnectionLost) as caught:  # not a refusal of the recipients
+        await client.transaction("s@postern.test", ["b@r.example"], TEXT, [])
+    assert not caught.value.replied and not client.is_connected
+    assert [m.rcpt_tos for m in sink.messages] == [["a@r.example"]]
+
+
 async def test_starttls_then_pipelined(sinks: list[Sink], tmp_path: Path) -> None:
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     ensure_certificate(cert, key, "mx.remote.example")
