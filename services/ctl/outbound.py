@@ -107,7 +107,14 @@ async def _republish(js: JetStreamContext, e: Entry, *, bounce: bool) -> bool:
         raise CtlError(f"{e.mail.id}: a relay is delivering it now; try again in a moment")
     state.next_attempt = time.time()
     state.bounce_requested = state.bounce_requested or bounce
-    await outbound_state.save(kv, state)
+    try:
+        # Only if no relay wrote the record since it was read (a retry it just started,
+        # or a first attempt that just deferred): else both would act on the message.
+        await outbound_state.claim(kv, state)
+    except outbound_state.StateChanged:
+        raise CtlError(
+            f"{e.mail.id}: a relay is delivering it now; try again in a moment"
+        ) from None
     raw = await js.get_msg(names.STREAM_OUTBOUND, seq=e.seq)
     headers = {
         names.HDR_MSG_ID: f"{e.mail.id}.retry.{e.seq}",

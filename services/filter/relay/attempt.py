@@ -92,7 +92,9 @@ class Dispatcher:
         self, mail: MailMessage, body: bytes, state: QueueState, *, delivery: int = 1, seq: int = 0
     ) -> Outcome:
         """One attempt; ``delivery`` is JetStream's count of deliveries of stream copy
-        ``seq``. More deliveries than recorded attempts mean an attempt was cut short."""
+        ``seq``. More deliveries than recorded attempts mean an attempt was cut short.
+        Raises :class:`~mailcore.bus.outbound_state.StateChanged` before sending anything
+        when the record changed since it was read."""
         previous = state.last_delivery if state.seq == seq else 0
         if state.inflight or delivery - 1 > previous:
             # A relay died (or was stopped) mid-transaction: the remote side may have the
@@ -124,7 +126,10 @@ class Dispatcher:
             signed = await self.signer.sign(body) if self.signer is not None else body
             if retrying:  # `mailctl queue retry` leaves a message in this state alone
                 state.inflight = sorted(by_domain)
-                await outbound_state.save(self.kv, state)
+                # Only if the record is as read: an operator's retry or bounce that took
+                # the message over a moment ago wins (StateChanged), and its new copy is
+                # delivered instead of this one (never both).
+                await outbound_state.claim(self.kv, state)
             answers = await asyncio.gather(
                 *(self._domain(d, mail.mail_from, rcpts, signed) for d, rcpts in by_domain.items())
             )

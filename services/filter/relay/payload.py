@@ -1,16 +1,15 @@
 """The message text of a DATA command (RFC 5321 §4.1.1.4) as it goes on the wire.
 
-aiosmtplib's ``data()`` runs two regular expressions over every message (line endings,
-then dot-stuffing): the relay's profile under W8 showed them as a visible share of its
-CPU. The filter stores bodies with CRLF line endings already, so the common case is one
-``count`` per character class and one ``replace``; anything else takes the general path.
+A general encoder runs two regular expressions over every message (line endings, then
+dot-stuffing): the relay's profile under W8 showed them as a visible share of its CPU
+(that was aiosmtplib's ``data()``). The filter stores bodies with CRLF line endings
+already, so the common case is one ``count`` per character class and one ``replace``;
+anything else takes the general path.
 """
 
 from __future__ import annotations
 
 import re
-
-import aiosmtplib
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 
@@ -28,20 +27,3 @@ def encode_data(body: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body + b".\r\n"
-
-
-async def send_data(client: aiosmtplib.SMTP, body: bytes, timeout: float) -> None:
-    """DATA, then the text; raises aiosmtplib's errors as ``client.data`` does.
-
-    One command, one reply at a time, as aiosmtplib's protocol expects: the write and the
-    read that follows it have no await between them."""
-    start = await client.execute_command(b"DATA")
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    protocol = client.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    protocol.write(encode_data(body))
-    reply = await protocol.read_response(timeout=timeout)
-    if reply.code != 250:
-        raise aiosmtplib.SMTPDataError(reply.code, reply.message)

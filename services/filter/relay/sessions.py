@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections import defaultdict
 
-import aiosmtplib
+from services.filter.relay.smtp_client import SmtpClient
 
 Key = tuple[str, int, str, str]  # host, port, TLS mode, login
 
@@ -20,9 +20,9 @@ class SessionPool:
     def __init__(self, *, idle: float = 2.0, per_destination: int = 8) -> None:
         self.idle = idle
         self.per_destination = per_destination
-        self._idle: dict[Key, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
+        self._idle: dict[Key, list[tuple[float, SmtpClient]]] = defaultdict(list)
 
-    def take(self, key: Key) -> aiosmtplib.SMTP | None:
+    def take(self, key: Key) -> SmtpClient | None:
         """The most recently used live session for ``key``; expired ones are closed."""
         self.prune()
         stack = self._idle.get(key)
@@ -32,7 +32,7 @@ class SessionPool:
                 return client
         return None
 
-    def give(self, key: Key, client: aiosmtplib.SMTP) -> None:
+    def give(self, key: Key, client: SmtpClient) -> None:
         stack = self._idle[key]
         if client.is_connected and len(stack) < self.per_destination:
             stack.append((time.monotonic(), client))
@@ -57,6 +57,6 @@ class SessionPool:
         for stack in self._idle.values():
             for _, client in stack:
                 with contextlib.suppress(Exception):
-                    await client.quit(timeout=2)
+                    await client.quit()
                 client.close()
         self._idle.clear()

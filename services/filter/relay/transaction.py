@@ -1,12 +1,15 @@
 """One SMTP transaction to one destination carrying every recipient of one domain
 (RFC 5321 §3.3), with opportunistic STARTTLS (RFC 3207; RFC 7435: an unverified
 certificate is still better than plain text) and AUTH for a smarthost; the session is
-kept for the next transaction to the same destination (:mod:`.sessions`).
+kept for the next transaction to the same destination (:mod:`.sessions`). The commands
+are pipelined where the server allows it (:mod:`.smtp_client`, RFC 2920).
 
 The hosts of a route are tried in order: a connection failure or a temporary refusal of
 the whole session moves on to the next host (RFC 5321 §5.1); a permanent refusal, or
 answers per recipient, end the attempt. Every answer becomes a per-recipient result:
-``None`` for accepted, a :class:`DeliveryError` (code + temporary flag) otherwise.
+``None`` for accepted, a :class:`DeliveryError` (code + temporary flag) otherwise — so
+one transaction can deliver to some recipients, bounce others (5xx) and defer the rest
+(4xx).
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ import ssl
 import time
 from dataclasses import dataclass
 
-import aiosmtplib
-
 from mailcore import metrics
 from mailcore.bus.outcome import DeliveryError
 from mailcore.logging import get_logger
-from services.filter.relay.payload import send_data
+from services.filter.relay.payload import encode_data
 from services.filter.relay.routes import Route
 from services.filter.relay.sessions import Key, SessionPool
+from services.filter.relay.smtp_client import ConnectionLost, SmtpClient, SmtpError
+from services.filter.relay.smtp_reply import Reply
 
 log = get_logger("relay")
 
@@ -46,15 +49,14 @@ def _opportunistic_context() -> ssl.SSLContext:
 _OPPORTUNISTIC = _opportunistic_context()
 
 
-def _error(exc: Exception, host: str) -> DeliveryError:
-    """An aiosmtplib exception as a typed error; anything without a reply is temporary."""
-    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
-        enhanced, _, text = exc.message.partition(" ")
-        if not (len(enhanced) >= 5 and enhanced[0] in "245" and enhanced[1] == "."):
-            enhanced, text = "", exc.message
-        return DeliveryError(exc.code, text, enhanced=enhanced, remote=host)
-    reason = f"{type(exc).__name__}: {exc}".strip()
-    return DeliveryError(451, f"{host}: {reason}", enhanced="4.4.1", temporary=True, remote=host)
+def reply_error(reply: Reply, host: str) -> DeliveryError:
+    """A refusal as a typed error: the code decides whether it is temporary."""
+    return DeliveryError(reply.code, reply.message, enhanced=reply.enhanced, remote=host)
+
+
+def lost_error(exc: ConnectionLost, host: str) -> DeliveryError:
+    """No reply is always temporary (RFC 5321 §4.5.4.1: try again later)."""
+    return DeliveryError(451, f"{host}: {exc}", enhanced="4.4.1", temporary=True, remote=host)
 
 
 class Transactor:
@@ -74,10 +76,11 @@ class Transactor:
     async def send(self, route: Route, env: Envelope) -> Results:
         """Deliver ``env`` over ``route``; never raises."""
         last: DeliveryError | None = None
+        text = encode_data(env.body)
         for host, port in route.hosts:
             started = time.perf_counter()
             try:
-                results = await self._session(route, host, port, env)
+                results = await self._session(route, host, port, env, text)
             except DeliveryError as exc:
                 last = exc
                 log.info("relay attempt failed", host=host, port=port, answer=exc.reply)
@@ -93,91 +96,81 @@ class Transactor:
     def _key(self, route: Route, host: str, port: int) -> Key:
         return (host, port, route.tls, route.username or "")
 
-    async def _session(self, route: Route, host: str, port: int, env: Envelope) -> Results:
+    async def _session(
+        self, route: Route, host: str, port: int, env: Envelope, text: bytes
+    ) -> Results:
         key = self._key(route, host, port)
         client = self.pool.take(key)
-        reused = client is not None
         try:
+            if client is not None:
+                try:
+                    results = await self._transaction(client, host, env, text)
+                except ConnectionLost as exc:
+                    if exc.replied:
+                        raise
+                    # A kept session the peer had closed: not one reply came back, so
+                    # nothing was accepted; the same transaction on a fresh session.
+                    client.close()
+                    client = None
             if client is None:
                 client = await self._open(route, host, port)
-            try:
-                results = await self._transaction(client, host, env, reused=reused)
-            except _Stale:
-                # A kept session the peer had closed: nothing was sent; a fresh one.
+                results = await self._transaction(client, host, env, text)
+        except SmtpError as exc:
+            if client is not None:
                 client.close()
-                client = await self._open(route, host, port)
-                results = await self._transaction(client, host, env, reused=False)
-        except DeliveryError:
+            raise reply_error(exc.reply, host) from None
+        except ConnectionLost as exc:
+            if client is not None:
+                client.close()
+            raise lost_error(exc, host) from None
+        except BaseException:
             if client is not None:
                 client.close()
             raise
-        except Exception as exc:
-            if client is not None:
-                client.close()
-            raise _error(exc, host) from None
         self.pool.give(key, client)
         return results
 
-    async def _open(self, route: Route, host: str, port: int) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
+    async def _open(self, route: Route, host: str, port: int) -> SmtpClient:
+        # A smarthost's certificate is checked; an MX's is not (opportunistic TLS).
+        context = ssl.create_default_context(cafile=route.ca) if route.smarthost else _OPPORTUNISTIC
+        client = await SmtpClient.connect(
+            host,
+            port,
             local_hostname=self.hostname,
             timeout=self.command_timeout,
-            use_tls=route.tls == "tls",
-            start_tls=False,
-            validate_certs=route.smarthost,
-            tls_context=None if route.smarthost else _OPPORTUNISTIC,
-            cert_bundle=route.ca,
+            connect_timeout=self.connect_timeout,
+            tls=context if route.tls == "tls" else None,
         )
         try:
-            await client.connect(timeout=self.connect_timeout)
-            await client.ehlo()
-            if route.tls in ("opportunistic", "starttls") and client.supports_extension("starttls"):
+            if route.tls in ("opportunistic", "starttls") and client.supports("STARTTLS"):
                 # RFC 3207 §4.2: after STARTTLS the session starts afresh (EHLO again).
-                await client.starttls()
+                await client.starttls(context, server_hostname=host)
             elif route.tls == "starttls":
                 raise DeliveryError(
                     451, f"{host} offers no STARTTLS", enhanced="4.7.5", remote=host
                 )
             if route.username and route.password:
                 await client.login(route.username, route.password)
-        except DeliveryError:
+        except BaseException:
             client.close()
             raise
-        except Exception as exc:
-            client.close()
-            raise _error(exc, host) from None
         return client
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, host: str, env: Envelope, *, reused: bool
+        self, client: SmtpClient, host: str, env: Envelope, text: bytes
     ) -> Results:
         utf8 = any(not a.isascii() for a in (env.sender, *env.recipients))
-        options = ["SMTPUTF8"] if utf8 and client.supports_extension("smtputf8") else []
-        if client.supports_extension("8bitmime"):
+        options = ["SMTPUTF8"] if utf8 and client.supports("SMTPUTF8") else []
+        if client.supports("8BITMIME"):
             options.append("BODY=8BITMIME")
-        try:
-            await client.mail(env.sender, options=options)
-        except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
-            if reused:
-                raise _Stale() from None
-            raise
+        outcome = await client.transaction(env.sender, env.recipients, text, options)
         results: Results = {}
         for rcpt in env.recipients:
-            try:
-                await client.rcpt(rcpt)
+            reply = outcome.answers.get(rcpt)
+            if reply is None:  # not asked: the transaction stopped before it
+                results[rcpt] = DeliveryError(451, "not attempted", enhanced="4.4.1")
+            elif 200 <= reply.code < 300:
                 results[rcpt] = None
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                results[rcpt] = _error(exc, host)
-        accepted = [r for r, err in results.items() if err is None]
-        if not accepted:
-            await client.rset()
-            return results
-        # RFC 5321 §4.1.1.4: one answer to DATA for every accepted recipient.
-        await send_data(client, env.body, self.command_timeout)
+            else:
+                results[rcpt] = reply_error(reply, host)
         return results
-
-
-class _Stale(Exception):
-    """A reused session turned out closed before anything was sent."""

@@ -170,9 +170,17 @@ class RelayWorker:
                 recipients=list(mail.recipients),
                 received_at=mail.received_at,
             )
-        outcome = await self.dispatcher.attempt(
-            mail, body, state, delivery=n, seq=stream_seq(msg) or 0
-        )
+        try:
+            outcome = await self.dispatcher.attempt(
+                mail, body, state, delivery=n, seq=stream_seq(msg) or 0
+            )
+        except outbound_state.StateChanged:
+            # `mailctl queue retry|bounce` took the message over (it publishes a new copy
+            # and deletes this one): nothing was sent; if this copy is still there, it
+            # comes back with the record as it is now.
+            log.info("queue record changed meanwhile; this copy left alone", id=mail.id)
+            await self.settler.nak(msg, RETRY_DELAY)
+            return
         if isinstance(outcome, Deferred):
             await outbound_state.save(self.kv, state)
             await self.settler.apply(msg, mail, outcome)

@@ -41,3 +41,35 @@ async def test_save_load_forget(bus: Bus) -> None:
     await outbound_state.forget(kv, "01ABC.fwd")
     assert await outbound_state.load(kv, "01ABC.fwd") is None
     await outbound_state.forget(kv, "never-there")  # harmless
+
+
+async def test_claim_wins_once(bus: Bus) -> None:
+    """Two parties that read the same revision: the first claim wins, the second sees
+    StateChanged (a relay starting a retry vs. `mailctl queue retry`)."""
+    kv = await bus.js.key_value(names.KV_RELAY)
+    await outbound_state.save(kv, QueueState(id="claimed", recipients=["b@r.test"], attempts=1))
+    relay = await outbound_state.load(kv, "claimed")
+    operator = await outbound_state.load(kv, "claimed")
+    assert relay is not None and operator is not None
+    relay.inflight = ["r.test"]
+    await outbound_state.claim(kv, relay)
+    operator.next_attempt = 1.0
+    with pytest.raises(outbound_state.StateChanged):
+        await outbound_state.claim(kv, operator)
+    stored = await outbound_state.load(kv, "claimed")
+    assert stored is not None and stored.inflight == ["r.test"]
+    await outbound_state.forget(kv, "claimed")
+
+
+async def test_claim_of_an_absent_record_creates_it_once(bus: Bus) -> None:
+    kv = await bus.js.key_value(names.KV_RELAY)
+    await outbound_state.forget(kv, "fresh")  # a purged record counts as absent
+    first = QueueState(id="fresh", recipients=["b@r.test"])
+    await outbound_state.claim(kv, first)
+    with pytest.raises(outbound_state.StateChanged):
+        await outbound_state.claim(kv, QueueState(id="fresh", recipients=["b@r.test"]))
+    first.attempts = 2
+    await outbound_state.claim(kv, first)  # its own revision: goes on
+    loaded = await outbound_state.load(kv, "fresh")
+    assert loaded is not None and loaded.attempts == 2
+    await outbound_state.forget(kv, "fresh")

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mailcore.bus import names
+import pytest
+
+from mailcore.bus import names, outbound_state
+from mailcore.bus.outbound_state import QueueState
+from services.ctl import outbound
+from services.ctl.nats_cli import CtlError
 from tests.services.filter.relay.conftest import REMOTE, RelayEnv, counter, eventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,7 +93,9 @@ async def test_retry_leaves_a_first_attempt_in_progress_alone(relay_env: RelayEn
     env = relay_env
     sink = env.sink()
     sink.hold.clear()  # DATA waits: the relay is mid-transaction
-    await env.start_relay({REMOTE: sink.address})
+    # However long the two commands take on a loaded machine, the relay keeps waiting
+    # for the held reply (its own timeout would make a second transaction).
+    await env.start_relay({REMOTE: sink.address}, relay_command_timeout=600.0)
     msg = await env.submit([f"bob@{REMOTE}"])
     await eventually(sink.holding.is_set)
     out = await ctl(env, "retry", msg.id)
@@ -115,3 +122,26 @@ async def test_retry_of_a_message_no_relay_took_yet_keeps_its_place(relay_env: R
 
 async def _empty(env: RelayEnv) -> bool:
     return await env.outbound() == 0
+
+
+async def test_retry_loses_to_a_relay_that_started_a_retry_meanwhile(relay_env: RelayEnv) -> None:
+    """`retry` read the record, then a relay marked its own retry in flight before the
+    operator's write: the operator's retry must give way (it used to overwrite the
+    record and publish a second copy: the mail went out twice)."""
+    env = relay_env
+    msg = await env.submit([f"bob@{REMOTE}"])  # no relay: the stream copy stays put
+    kv = await env.bus.js.key_value(names.KV_RELAY)
+    record = QueueState(id=msg.id, recipients=[f"bob@{REMOTE}"], attempts=1)
+    await outbound_state.save(kv, record)
+    entry = await outbound.find(env.bus.js, msg.id)  # the operator reads the record
+    relay = await outbound_state.load(kv, msg.id)
+    assert relay is not None
+    relay.inflight = [REMOTE]
+    await outbound_state.claim(kv, relay)  # a relay starts its retry
+    last_seq = (await env.bus.js.stream_info(names.STREAM_OUTBOUND)).state.last_seq
+    with pytest.raises(CtlError, match="a relay is delivering it now"):
+        await outbound.retry(env.bus.js, entry)
+    info = await env.bus.js.stream_info(names.STREAM_OUTBOUND)
+    assert (info.state.messages, info.state.last_seq) == (1, last_seq)  # no second copy
+    stored = await outbound_state.load(kv, msg.id)
+    assert stored is not None and stored.inflight == [REMOTE]

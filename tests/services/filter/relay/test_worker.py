@@ -293,3 +293,74 @@ async def test_a_kept_session_the_peer_closed_is_replaced(relay_env: RelayEnv) -
     assert second.messages[0].rcpt_tos == [f"carol@{REMOTE}"]
     # Replaced at once, not deferred: the dead session had not been used for anything.
     assert counter("postern_relay_deliveries_total", outcome="deferred") == deferred
+
+
+async def test_mixed_answers_in_one_pipelined_transaction(relay_env: RelayEnv) -> None:
+    """One transaction, three answers: delivered, bounced (5xx), retried (4xx)."""
+    env = relay_env
+    sink = env.sink(pipelining=True, rcpt=[None, "550 5.1.1 no such user", "451 4.2.0 later"])
+    await env.start_relay({REMOTE: sink.address})
+    ok, gone, later = (f"{u}@{REMOTE}" for u in ("ok", "gone", "later"))
+    await env.submit([ok, gone, later])
+    await eventually(lambda: env.inbox_has(1))
+    await eventually(lambda: _zero(env.outbound()))
+    assert [m.rcpt_tos for m in sink.messages] == [[ok], [later]]  # each once
+    (dsn,) = await env.inbox()
+    status = _report_parts(dsn)["message/delivery-status"]
+    assert f"Final-Recipient: rfc822; {gone}" in status and "Status: 5.1.1" in status
+    assert ok not in status and later not in status
+
+
+@pytest.mark.parametrize(("point", "copies"), [("rcpt", 1), ("data", 1), ("stored", 2)])
+async def test_connection_dropped_mid_transaction(
+    relay_env: RelayEnv, point: str, copies: int
+) -> None:
+    """Dropped before the server kept the text: retried, delivered once. Dropped after it
+    kept the text but before its 250: delivered again on the retry (RFC 5321 §6.1: at
+    least once, never lost)."""
+    env = relay_env
+    sink = env.sink(pipelining=True, drop={point})
+    await env.start_relay({REMOTE: sink.address})
+    deferred = counter("postern_relay_deliveries_total", outcome="deferred")
+    await env.submit([f"bob@{REMOTE}"])
+    await eventually(lambda: len(sink.messages) == copies)
+    await eventually(lambda: _zero(env.outbound()))
+    assert [m.rcpt_tos for m in sink.messages] == [[f"bob@{REMOTE}"]] * copies
+    assert counter("postern_relay_deliveries_total", outcome="deferred") - deferred == 1
+    assert await env.inbox() == []  # no bounce
+
+
+async def test_one_pipelined_session_carries_message_after_message(relay_env: RelayEnv) -> None:
+    env = relay_env
+    sink = env.sink(pipelining=True)
+    await env.start_relay({REMOTE: sink.address})
+    env.relays[-1][0].pool.idle = 600.0  # however slow the machine, the session is kept
+    for i in range(3):
+        await env.submit([f"u{i}@{REMOTE}"])
+        await eventually(lambda n=i: len(sink.messages) == n + 1)  # type: ignore[misc]
+    assert sink.sessions == 1 and sink.transactions == 3
+    assert sink.resets == 2  # RSET before each reuse, inside the pipelined group
+
+
+async def test_a_retry_whose_record_changed_meanwhile_sends_nothing(relay_env: RelayEnv) -> None:
+    """The relay read the record, then `mailctl queue retry` took the message over: the
+    relay's claim fails and it sends nothing (the operator's new copy goes instead)."""
+    from mailcore.bus import names, outbound_state
+    from mailcore.bus.outbound_state import QueueState, StateChanged
+    from mailcore.bus.schemas import MailMessage
+
+    env = relay_env
+    sink = env.sink()
+    worker = await env.start_relay({REMOTE: sink.address})
+    kv = await env.bus.js.key_value(names.KV_RELAY)
+    mail = MailMessage(id="raced", mail_from=ALICE, recipients=[f"bob@{REMOTE}"], size=0)
+    await outbound_state.save(kv, QueueState(id="raced", recipients=mail.recipients, attempts=1))
+    read = await outbound_state.load(kv, "raced")  # what the relay read
+    operator = await outbound_state.load(kv, "raced")
+    assert read is not None and operator is not None
+    operator.next_attempt = 1.0
+    await outbound_state.claim(kv, operator)  # the operator's retry wins
+    with pytest.raises(StateChanged):
+        await worker.dispatcher.attempt(mail, message(), read, delivery=2, seq=1)
+    assert sink.transactions == 0
+    await outbound_state.forget(kv, "raced")
