@@ -25,6 +25,7 @@ import nats
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
+from mailcore.bus.permissions import inbox_prefix
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
@@ -60,6 +61,8 @@ async def connect_peer(s: MirrorSettings) -> Any:
         options["user_credentials"] = str(s.peer_nats_creds)
     if s.peer_nats_user is not None:
         options["user"], options["password"] = s.peer_nats_user, s.peer_nats_password
+        # replies to the user's own inbox: the only one its permissions let it read
+        options["inbox_prefix"] = inbox_prefix(s.peer_nats_user)
     tls = peer_tls(s)
     if tls is not None:
         options["tls"] = tls
