@@ -469,6 +469,9 @@ class MirrorSettings(CommonSettings):
     )
     peer_nats_user: str | None = None
     peer_nats_password: str | None = None
+    peer_nats_password_file: Path | None = Field(
+        default=None, description="file holding the peer NATS password (compose mounts one)"
+    )
     peer_tls_ca: Path | None = Field(default=None, description="CA file: TLS to the peer")
     peer_tls_cert: Path | None = Field(default=None, description="client certificate (mTLS)")
     peer_tls_key: Path | None = Field(default=None, description="client key (mTLS)")

@@ -173,3 +173,19 @@ def server_config(passwords: dict[str, str] | None, tls: ServerTls | None) -> st
     if tls is not None:
         parts.append(tls.block())
     return "".join(parts)
+
+
+def write_deployment(conf_dir: Path, secrets_dir: Path, hostnames: list[str]) -> list[str]:
+    """Compose's ``certs`` job: the server side in ``conf_dir`` (``auth.conf`` with every
+    user's hash and the TLS section, ``users/`` with the passwords, ``tls/``), and for each
+    user ``secrets_dir/<user>/password`` and ``ca.pem``: one volume per service, so a
+    container holds its own password only. Passwords and certificates are made once and
+    kept; the configuration is written again on every run. Returns the users."""
+    passwords = ensure_passwords(conf_dir / "users")
+    tls = ensure_server_tls(conf_dir / "tls", hostnames)
+    _write_private(conf_dir / "auth.conf", server_config(passwords, tls).encode())
+    for user, password in passwords.items():
+        own = secrets_dir / user
+        _write_private(own / "password", (password + "\n").encode())
+        (own / "ca.pem").write_bytes(tls.ca.read_bytes())
+    return list(passwords)

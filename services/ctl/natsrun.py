@@ -29,7 +29,7 @@ from mailcore.bus import credentials
 from mailcore.bus.connect import connect
 from mailcore.bus.probe import can_store
 from mailcore.bus.setup import BusLimits, SetupError, declare_all
-from mailcore.config import CommonSettings, load_settings
+from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import get_logger
 from services.ctl.natswatch import GRACE, INTERVAL, MIN_FREE, NatsWatch
 
@@ -146,13 +146,17 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    settings = load_settings(CommonSettings)
+    settings = load_settings(StoreSettings)  # the store's delivery_max_deliver too
     runner = NatsRunner(
         args.command,
         args.url,
         Path(args.store_dir),
         auth=credentials.from_settings(settings),
-        declare=BusLimits.from_settings(settings) if args.declare else None,
+        declare=(
+            BusLimits.from_settings(settings, settings.delivery_max_deliver)
+            if args.declare
+            else None
+        ),
     )
     return await runner.run(stopping)
 
