@@ -42,6 +42,9 @@ API = "$JS.API"
 class Permissions:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    # may answer requests it received (publish to their reply subjects, once each): the
+    # store's replica and purge RPC answer the mirror and mailctl
+    allow_responses: bool = False
 
 
 def inbox_prefix(user: str) -> str:
@@ -116,17 +119,43 @@ def _durable(stream: str, consumer: str) -> tuple[str, ...]:
 _CHECK = (*_stream_info(*DECLARED), f"{API}.INFO")
 
 
-def _role(user: str, publish: tuple[str, ...], subscribe: tuple[str, ...] = ()) -> Permissions:
+def _role(
+    user: str,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...] = (),
+    *,
+    responds: bool = False,
+) -> Permissions:
     return Permissions(
         publish=tuple(dict.fromkeys(_CHECK + publish)),
         subscribe=tuple(dict.fromkeys((inbox_prefix(user) + ".>", *subscribe))),
+        allow_responses=responds,
     )
 
 
-def roles() -> dict[str, Permissions]:
-    """Every Postern NATS user and its permissions (``mailctl`` may do everything)."""
+MIRROR_NODES = ("store-a", "store-b")
+"""The mirror pair's node names by default (POSTERN_MIRROR_NODE, _PEER)."""
+
+
+def _mirror_queues(nodes: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``MIRROR_TO_<NODE>`` streams and their ``mirror`` durable, for the mirror of
+    each node: subject wildcards match whole tokens only, so every stream is named."""
+    out: tuple[str, ...] = ()
+    for node in nodes:
+        stream = mirror_names.stream_name(node)
+        out += _declare(stream) + _reader(stream) + (mirror_names.subject(node),)
+        out += (
+            f"{API}.CONSUMER.CREATE.{stream}.{mirror_names.CONSUMER}",
+            f"{API}.CONSUMER.CREATE.{stream}.{mirror_names.CONSUMER}.>",
+            f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{mirror_names.CONSUMER}",
+        )
+    return out
+
+
+def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions]:
+    """Every Postern NATS user and its permissions (``mailctl`` may do everything).
+    ``mirror_nodes``: the names of the stores a mirror may queue records for."""
     probe = (names.SUBJECT_PROBE, *_reader(names.STREAM_PROBE))
-    mirror_to = names.STREAM_MIRROR_TO + "*"
     return {
         ADMIN: Permissions(publish=(">",), subscribe=(">",)),
         "filter": _role(
@@ -166,6 +195,7 @@ def roles() -> dict[str, Permissions]:
                 *_objects(names.OBJ_MIRROR_BODIES, read=True, write=True, remove=True),
             ),
             (names.SUBJECT_REPLICA + ">", names.SUBJECT_STORE_PURGE),
+            responds=True,
         ),
         "webmail": _role(
             "webmail",
@@ -179,12 +209,8 @@ def roles() -> dict[str, Permissions]:
             "mirror",
             (
                 names.SUBJECT_REPLICA + ">",
-                names.SUBJECT_MIRROR_TO + ">",
-                *_declare(mirror_to, "KV_" + mirror_names.KV_STATUS, "MIRROR_CONFLICTS"),
-                *_reader(mirror_to),
-                f"{API}.CONSUMER.CREATE.{mirror_to}",
-                f"{API}.CONSUMER.CREATE.{mirror_to}.>",
-                f"{API}.CONSUMER.DURABLE.CREATE.{mirror_to}.>",
+                *_mirror_queues(mirror_nodes),
+                *_declare("KV_" + mirror_names.KV_STATUS, "MIRROR_CONFLICTS"),
                 *_kv(mirror_names.KV_STATUS),
                 "mirror.conflicts",  # services.mirror.sink.SUBJECT_CONFLICTS
                 *_declare("OBJ_" + names.OBJ_MIRROR_BODIES),

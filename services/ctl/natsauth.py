@@ -63,7 +63,8 @@ def _user(name: str, password: str, perms: Permissions) -> str:
         f"    {{user: {_quoted(name)}, password: {_quoted(hashed)}, permissions: {{\n"
         f"      publish: {_allow(perms.publish)}\n"
         f"      subscribe: {_allow(perms.subscribe)}\n"
-        "    }}"
+        + ("      allow_responses: true\n" if perms.allow_responses else "")
+        + "    }}"
     )
 
 
