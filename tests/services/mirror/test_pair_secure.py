@@ -87,8 +87,7 @@ async def test_pair_replicates_under_per_service_users_over_tls(tmp_path: Path) 
         await directory.add_domain("secure.test")
         account = (await directory.add_user("sam@secure.test", "password-sam")).account_id
         await directory.close()
-        a.start()
-        b.start()
+        a.start()  # the peer's store and mirror start once the mail is queued for it
         filt = await a.nats.bus("filter")
         try:
             bodies = await filt.js.object_store(names.OBJ_BODIES)
@@ -101,6 +100,13 @@ async def test_pair_replicates_under_per_service_users_over_tls(tmp_path: Path) 
                 await publish_mail(filt.js, bodies, names.SUBJECT_INBOUND, msg, body.encode())
         finally:
             await filt.close()
+
+        async def queued_for_b() -> bool:
+            count, _ = await queue.queue(admin_a.js, "store-b")
+            return count >= COUNT + 6  # six default mailboxes, then every delivery
+
+        await until(queued_for_b, "the deliveries queued for the peer", [a])
+        b.start()
 
         async def converged() -> bool:
             count, _ = await queue.queue(admin_a.js, "store-b")
