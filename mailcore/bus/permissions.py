@@ -14,8 +14,9 @@ cannot read the store's replica replies or the KV watches of another service.
 The roles (services.ctl.natsauth writes them into the server's configuration):
 
 * ``filter``: publishes mail (``mail.inbound``, ``mail.outbound``), writes claim-checked
-  bodies, reads the directory (recipients, SMTP AUTH), counts failed logins, writes the
-  disk probe. It cannot consume any stream, read sessions, call the store, or read bodies.
+  bodies (without reading them: mailcore.bus.bodyput), reads the directory (recipients,
+  SMTP AUTH), counts failed logins, writes the disk probe. It cannot consume any stream,
+  read sessions, call the store, or read or purge bodies.
 * ``relay``: consumes ``MAIL_OUTBOUND`` through the ``relay`` durable, keeps RELAY_QUEUE,
   reads bodies, hands local recipients and DSNs back to ``mail.inbound``.
 * ``store``: consumes ``MAIL_INBOUND`` through ``store-delivery``, dead-letters, answers the
@@ -88,15 +89,17 @@ def _objects(bucket: str, *, read: bool, write: bool, remove: bool = False) -> t
     """An object store: chunks ``$O.<b>.C.<nuid>``, metadata ``$O.<b>.M.<name>``."""
     stream = "OBJ_" + bucket
     out: tuple[str, ...] = (f"{API}.STREAM.INFO.{stream}",)
-    if read or write or remove:
-        # put and delete read the current metadata first (get_last_msg by subject)
+    if read or remove:
+        # get, and nats-py's delete, read the metadata with a message get, which can read
+        # any message of the bucket: a writer that must not read uses mailcore.bus.bodyput
         out += (
             f"{API}.STREAM.MSG.GET.{stream}",
             f"{API}.DIRECT.GET.{stream}",
             f"{API}.DIRECT.GET.{stream}.>",
         )
     if read:
-        out += _reader(stream)
+        # get subscribes by chunk subject and asks which stream holds it (names only)
+        out += (*_reader(stream), f"{API}.STREAM.NAMES")
     if write or remove:
         out += (f"$O.{bucket}.>",)
     if remove:
@@ -166,7 +169,8 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 *probe,
                 *_kv(names.KV_DIRECTORY, write=False),
                 *_kv(names.KV_AUTH_FAILURES),
-                *_objects(names.OBJ_BODIES, read=False, write=True, remove=True),
+                # write only (mailcore.bus.bodyput): bodies are other people's mail
+                *_objects(names.OBJ_BODIES, read=False, write=True),
             ),
         ),
         "relay": _role(

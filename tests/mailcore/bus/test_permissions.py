@@ -6,6 +6,7 @@ required) a plain connection are refused."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ import pytest
 from nats.js.api import ConsumerConfig
 
 from mailcore.bus import names
+from mailcore.bus.claimcheck import drop_body, load_body, publish_mail
 from mailcore.bus.credentials import client_tls
+from mailcore.bus.schemas import MailMessage, decode_mail, new_message_id
 from mailcore.bus.setup import declare_all
 from services.ctl.natsauth import ensure_server_tls
 from tests.conftest import TEST_LIMITS
@@ -112,6 +115,18 @@ FORBIDDEN: list[tuple[str, str, Act, str]] = [
     ),
     (
         "filter",
+        "read a claim-checked body by sequence",
+        _request("$JS.API.STREAM.MSG.GET.OBJ_MAIL_BODIES", b'{"seq":1}'),
+        "$JS.API.STREAM.MSG.GET.OBJ_MAIL_BODIES",
+    ),
+    (
+        "filter",
+        "purge the bodies",
+        _request("$JS.API.STREAM.PURGE.OBJ_MAIL_BODIES", b"{}"),
+        "$JS.API.STREAM.PURGE.OBJ_MAIL_BODIES",
+    ),
+    (
+        "filter",
         "purge the inbound stream",
         _request("$JS.API.STREAM.PURGE.MAIL_INBOUND"),
         "$JS.API.STREAM.PURGE.MAIL_INBOUND",
@@ -196,6 +211,20 @@ async def test_each_service_does_its_own_work(declared: SecureNats) -> None:
         )
         got = await inbound.fetch(1, timeout=10)
         assert got[0].data == b"mail for mail.inbound"
+        await got[0].ack_sync()
+        # a body above the inline threshold: the filter writes it, the store reads it
+        big = b"Subject: big\r\n\r\n" + os.urandom(600 * 1024)
+        msg = MailMessage(
+            id=new_message_id(), mail_from="a@x.test", recipients=["b@y.test"], size=0
+        )
+        filter_bodies = await filt.js.object_store(names.OBJ_BODIES)
+        await publish_mail(filt.js, filter_bodies, names.SUBJECT_INBOUND, msg, big)
+        got = await inbound.fetch(1, timeout=10)
+        received = decode_mail(got[0].data)
+        assert received.body_ref is not None
+        store_bodies = await store.js.object_store(names.OBJ_BODIES)
+        assert await load_body(store_bodies, received) == big
+        await drop_body(store_bodies, received)
         await got[0].ack_sync()
         outbound = await relay.js.pull_subscribe_bind(
             names.CONSUMER_RELAY, stream=names.STREAM_OUTBOUND
