@@ -28,4 +28,3 @@ async def test_empty_body(bus: Bus) -> None:
     await put_new_object(bus.js, names.OBJ_BODIES, "mail.inbound.bodyput-empty", b"")
     got = await bodies.get("mail.inbound.bodyput-empty")
     assert got.data == b""
-
