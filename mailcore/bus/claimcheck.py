@@ -38,17 +38,22 @@ async def publish_mail(
     inline_max: int = INLINE_MAX,
     timeout: float = 10.0,
     bucket: str = names.OBJ_BODIES,
+    write_only: bool = False,
 ) -> js_api.PubAck:
     """Publish and return JetStream's PubAck: only then is the message safe on disk.
 
     ``Nats-Msg-Id`` is the message id, so a retried publish within the duplicate window
-    is stored once. A large body goes to ``bucket`` written only (mailcore.bus.bodyput:
-    a filter may write bodies, never read them).
+    is stored once. ``write_only`` (the filter): a large body is written to ``bucket``
+    without reading anything (mailcore.bus.bodyput: a filter may write bodies, never read
+    them); otherwise nats-py's put, which also removes an earlier version's chunks.
     """
     msg.size = len(body)
     if len(body) > inline_max:
         ref = body_object_name(msg, subject)
-        await put_new_object(js, bucket, ref, body)
+        if write_only:
+            await put_new_object(js, bucket, ref, body)
+        else:
+            await bodies.put(ref, body)
         msg.body_ref, msg.body = ref, b""
     else:
         msg.body_ref, msg.body = None, body

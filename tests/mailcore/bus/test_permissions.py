@@ -218,7 +218,7 @@ async def test_each_service_does_its_own_work(declared: SecureNats) -> None:
             id=new_message_id(), mail_from="a@x.test", recipients=["b@y.test"], size=0
         )
         filter_bodies = await filt.js.object_store(names.OBJ_BODIES)
-        await publish_mail(filt.js, filter_bodies, names.SUBJECT_INBOUND, msg, big)
+        await publish_mail(filt.js, filter_bodies, names.SUBJECT_INBOUND, msg, big, write_only=True)
         got = await inbound.fetch(1, timeout=10)
         received = decode_mail(got[0].data)
         assert received.body_ref is not None
