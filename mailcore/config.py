@@ -112,8 +112,26 @@ class CommonSettings(BaseSettings):
         description="data directory (NATS store, mail store, certificates)",
     )
     nats_url: str = "nats://127.0.0.1:4222"
-    nats_user: str | None = None
+    nats_user: str | None = Field(
+        default=None,
+        description="this service's NATS user (its permissions: docs/security.md); "
+        "mailctl up sets one per service",
+    )
     nats_password: str | None = None
+    nats_password_file: Path | None = Field(
+        default=None,
+        description="file holding the NATS password (instead of POSTERN_NATS_PASSWORD; "
+        "compose mounts one per service)",
+    )
+    nats_tls_ca: Path | None = Field(
+        default=None,
+        description="CA file the NATS server's certificate is checked against; set it (or "
+        "a client certificate) to talk TLS to NATS",
+    )
+    nats_tls_cert: Path | None = Field(
+        default=None, description="client certificate for NATS (when the server verifies them)"
+    )
+    nats_tls_key: Path | None = Field(default=None, description="key of POSTERN_NATS_TLS_CERT")
     log_level: LogLevel = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     hostname: str = Field(default_factory=default_hostname)
@@ -457,6 +475,9 @@ class MirrorSettings(CommonSettings):
     )
     peer_nats_user: str | None = None
     peer_nats_password: str | None = None
+    peer_nats_password_file: Path | None = Field(
+        default=None, description="file holding the peer NATS password (compose mounts one)"
+    )
     peer_tls_ca: Path | None = Field(default=None, description="CA file: TLS to the peer")
     peer_tls_cert: Path | None = Field(default=None, description="client certificate (mTLS)")
     peer_tls_key: Path | None = Field(default=None, description="client key (mTLS)")
@@ -488,6 +509,16 @@ class ClusterSettings(CommonSettings):
     scanners: bool = True
     demo_domain: str = "postern.test"
     demo_user: str = "demo"
+    nats_auth: bool = Field(
+        default=True,
+        description="mailctl up: one NATS user per service with only the subjects it needs "
+        "(passwords made once in <data>/nats/users, bcrypt hashes in the server's config)",
+    )
+    nats_tls: bool = Field(
+        default=False,
+        description="mailctl up: the local nats-server requires TLS (a CA and a server "
+        "certificate are made in <data>/nats/tls) and every service talks TLS to it",
+    )
     jetstream_max_bytes: Annotated[int, Field(ge=0)] = Field(
         default=0,
         description="disk the local nats-server's JetStream may use (max_file_store); 0 = "

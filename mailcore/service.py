@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic
 
+from mailcore.bus import credentials
 from mailcore.bus.connect import Bus, connect
-from mailcore.bus.setup import BusLimits, SetupError, declare_all
+from mailcore.bus.permissions import ADMIN
+from mailcore.bus.setup import BusLimits, SetupError, await_declared, declare_all
 from mailcore.config import SettingsT, hostname_warning, load_settings
 from mailcore.logging import get_logger, setup_logging
 from mailcore.metrics import OpsServer
@@ -41,10 +43,15 @@ class ServiceContext(Generic[SettingsT]):
         self.bus = await connect(
             s.nats_url,
             f"postern-{s.service_name}",
-            user=s.nats_user,
-            password=s.nats_password,
+            auth=credentials.from_settings(s),
         )
-        await declare_all(self.bus.js, BusLimits.from_settings(s, max_deliver))
+        limits = BusLimits.from_settings(s, max_deliver)
+        if s.nats_user and s.nats_user != ADMIN:
+            # a service user may not declare streams (mailcore.bus.permissions): the
+            # administrator did (mailctl up, compose's nats container); wait for them
+            await await_declared(self.bus.js, self.stopping)
+        else:
+            await declare_all(self.bus.js, limits)
         bus = self.bus
         self.ops.add_check("nats", lambda: bus.connected)
         self.cleanups.append(bus.close)
@@ -69,7 +76,7 @@ async def _main(settings: SettingsT, serve: Serve[SettingsT]) -> int:
     status = 0
     try:
         await serve(ctx)
-    except SetupError as exc:
+    except (SetupError, credentials.CredentialsError) as exc:
         # a start-up refusal says what to change in one line; no traceback
         log.error(f"cannot start: {exc}")
         status = 2

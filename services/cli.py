@@ -14,7 +14,7 @@ import click
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
 from mailcore.tls import ensure_certificate
-from services.ctl import accounts, journal, mirror, outbound, probe, queue, status
+from services.ctl import accounts, journal, mirror, natsauth, outbound, probe, queue, status
 from services.ctl.up import UpError, load_cluster, run_up
 
 
@@ -72,6 +72,34 @@ def cert(data: Path | None) -> None:
     created = ensure_certificate(s.cert_path, s.key_path, s.hostname)
     state = "created" if created else "already present"
     click.echo(f"{s.cert_path} ({state}); key {s.key_path}")
+
+
+@main.command("nats-auth")
+@click.option(
+    "--conf",
+    "conf_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="the nats-server's side: auth.conf (include it from nats.conf), users/, tls/",
+)
+@click.option(
+    "--secrets",
+    "secrets_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="one directory per NATS user with its password and the CA (a volume each)",
+)
+@click.option(
+    "--hosts",
+    default="nats",
+    show_default=True,
+    help="comma-separated names the services dial NATS by (the server certificate's names)",
+)
+def nats_auth(conf_dir: Path, secrets_dir: Path, hosts: str) -> None:
+    """NATS users per service (bcrypt hashes, permissions) and TLS, for compose."""
+    names = [h.strip() for h in hosts.split(",") if h.strip()]
+    users = natsauth.write_deployment(conf_dir, secrets_dir, names or ["nats"])
+    click.echo(f"{conf_dir / 'auth.conf'}: users {', '.join(users)}; TLS for {', '.join(names)}")
 
 
 # Account commands (domain, user, alias, path) and status.

@@ -204,7 +204,7 @@ class Stack:
             time.sleep(2)
 
     def mailctl(self, *args: str, stdin: str | None = None) -> str:
-        return self.compose("exec", "-T", "store", "mailctl", *args, stdin=stdin)
+        return self.compose("exec", "-T", "nats", "mailctl", *args, stdin=stdin)
 
     def metric(self, cid: str, name: str, port: int = 9101, labels: str = "") -> float:
         """Sum of a counter's samples (those whose labels contain ``labels``), read inside

@@ -4,7 +4,8 @@ Built images (make images), `up --scale filter=3`, every health check green, the
 through HAProxy lands exactly once and every filter replica took a share; the real
 scanner containers refuse GTUBE (550) and EICAR (554); killing a filter replica under
 load or restarting the store loses no message that got a 250; outbound mail reaches a
-remote MX through the relays; webmail sessions work on every replica. The ha variant is in
+remote MX through the relays; webmail sessions work on every replica; each service is its
+own NATS user over TLS (issue 18). The ha variant is in
 test_ha.py (its own module: this stack is down before that one comes up)."""
 
 from __future__ import annotations
@@ -199,3 +200,37 @@ def test_mirror_profile_second_store_takes_no_inbound_mail(stack: Stack) -> None
     assert stack.metric(store2, "postern_deliveries_total", port=9102) == 0
     (store,) = stack.containers("store")
     assert stack.metric(store, "postern_deliveries_total", port=9102) >= len(subjects)
+
+
+def test_each_service_is_its_own_nats_user_over_tls(stack: Stack) -> None:
+    # issue 18 (docs/security.md): after all the traffic above, each service connected as
+    # its own user with its own password, NATS refused nothing, and it speaks TLS only
+    passwords = {}
+    for service in ("filter", "relay", "store", "webmail"):
+        cid = stack.containers(service)[0]
+        env = stack.inspect(cid)["Config"]["Env"]
+        assert f"POSTERN_NATS_USER={service}" in env, service
+        passwords[service] = subprocess.run(
+            ["docker", "exec", cid, "cat", "/var/lib/postern/nats-secret/password"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    assert len(set(passwords.values())) == len(passwords)  # a volume each, none shared
+    logs = stack.compose("logs", "--no-color", "nats")
+    assert [line for line in logs.splitlines() if "Violation" in line] == []
+    info = subprocess.run(
+        [
+            "docker",
+            "exec",
+            stack.containers("store")[0],
+            "python3",
+            "-c",
+            "import socket; s = socket.create_connection(('nats', 4222), 5); "
+            "print(s.makefile('rb').readline().decode())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"tls_required":true' in info

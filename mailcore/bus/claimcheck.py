@@ -13,6 +13,7 @@ from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from mailcore.bus import names
+from mailcore.bus.bodyput import put_new_object
 from mailcore.bus.schemas import MAIL_SCHEMA_VERSION, MailMessage, encode_mail
 
 INLINE_MAX = 512 * 1024
@@ -36,16 +37,23 @@ async def publish_mail(
     *,
     inline_max: int = INLINE_MAX,
     timeout: float = 10.0,
+    bucket: str = names.OBJ_BODIES,
+    write_only: bool = False,
 ) -> js_api.PubAck:
     """Publish and return JetStream's PubAck: only then is the message safe on disk.
 
     ``Nats-Msg-Id`` is the message id, so a retried publish within the duplicate window
-    is stored once.
+    is stored once. ``write_only`` (the filter): a large body is written to ``bucket``
+    without reading anything (mailcore.bus.bodyput: a filter may write bodies, never read
+    them); otherwise nats-py's put, which also removes an earlier version's chunks.
     """
     msg.size = len(body)
     if len(body) > inline_max:
         ref = body_object_name(msg, subject)
-        await bodies.put(ref, body)
+        if write_only:
+            await put_new_object(js, bucket, ref, body)
+        else:
+            await bodies.put(ref, body)
         msg.body_ref, msg.body = ref, b""
     else:
         msg.body_ref, msg.body = None, body

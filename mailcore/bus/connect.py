@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from mailcore import metrics
+from mailcore.bus.credentials import NatsAuth
 from mailcore.logging import get_logger
 
 log = get_logger("bus")
@@ -48,11 +49,14 @@ async def connect(
     *,
     user: str | None = None,
     password: str | None = None,
+    auth: NatsAuth | None = None,
     wait: float = 60.0,
     connect_timeout: float = 2.0,
 ) -> Bus:
     """Connect, retrying the first connection for up to ``wait`` seconds (the server may be
-    starting beside us); afterwards nats-py reconnects forever and we log each event."""
+    starting beside us); afterwards nats-py reconnects forever and we log each event.
+    ``auth`` (mailcore.bus.credentials) carries the user, password, inbox prefix and TLS;
+    ``user``/``password`` alone are a shorthand for it."""
 
     async def on_disconnect() -> None:
         metrics.BUS_CONNECTED.set(0)
@@ -95,9 +99,7 @@ async def connect(
         "error_cb": on_error,
         "closed_cb": on_closed,
     }
-    if user:
-        options["user"] = user
-        options["password"] = password
+    options |= (auth or NatsAuth(user, password)).options()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     attempt = 0

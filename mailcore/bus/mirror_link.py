@@ -11,6 +11,7 @@ from typing import Any
 
 import nats
 
+from mailcore.bus.permissions import inbox_prefix
 from mailcore.config import MirrorSettings
 
 
@@ -37,7 +38,12 @@ async def connect_peer(s: MirrorSettings) -> Any:
     if s.peer_nats_creds is not None:
         options["user_credentials"] = str(s.peer_nats_creds)
     if s.peer_nats_user is not None:
-        options["user"], options["password"] = s.peer_nats_user, s.peer_nats_password
+        password = s.peer_nats_password
+        if s.peer_nats_password_file is not None:
+            password = s.peer_nats_password_file.read_text().strip()
+        options["user"], options["password"] = s.peer_nats_user, password
+        # replies to the user's own inbox: the only one its permissions let it read
+        options["inbox_prefix"] = inbox_prefix(s.peer_nats_user)
     tls = peer_tls(s)
     if tls is not None:
         options["tls"] = tls

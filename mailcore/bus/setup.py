@@ -6,6 +6,8 @@ what they expect. A changed limit (``max_bytes``, replicas) is applied in place.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -264,6 +266,44 @@ async def _declare_all(js: JetStreamContext, limits: BusLimits) -> None:
         ttl=names.AUTH_FAILURE_WINDOW,
     )
     await ensure_object_store(js, limits)
+
+
+DECLARED = (
+    names.STREAM_INBOUND,
+    names.STREAM_OUTBOUND,
+    names.STREAM_MIRROR,
+    names.STREAM_DEAD,
+    names.STREAM_PROBE,
+    "KV_" + names.KV_RELAY,
+    "KV_" + names.KV_DIRECTORY,
+    "KV_" + names.KV_SESSIONS,
+    "KV_" + names.KV_AUTH_FAILURES,
+    "OBJ_" + names.OBJ_BODIES,
+)
+"""What :func:`declare_all` makes, by stream name (KV and object stores are streams)."""
+
+
+async def await_declared(
+    js: JetStreamContext, stopping: asyncio.Event, interval: float = 1.0
+) -> None:
+    """Wait until everything :func:`declare_all` makes exists. A service connected as its
+    own NATS user may only look (mailcore.bus.permissions); ``mailctl up`` and compose's
+    nats container declare as the administrator. Logs once while it waits."""
+    waiting = False
+    while not stopping.is_set():
+        missing = []
+        for stream in DECLARED:
+            try:
+                await js.stream_info(stream)
+            except NotFoundError:
+                missing.append(stream)
+        if not missing:
+            return
+        if not waiting:
+            log.warning("waiting for the administrator to declare streams", missing=missing)
+            waiting = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval)
 
 
 async def inbound_fill(js: JetStreamContext) -> float:

@@ -47,11 +47,13 @@ def write_nats_config(
     store_dir: Path,
     monitor_port: int = 0,
     max_file_store: int = 0,
+    extra: str = "",
 ) -> Path:
     """A single-node JetStream server that fsyncs every write (``sync_interval: always``),
     so a PubAck means the message is on disk (architecture invariant 1). ``max_file_store``
     (bytes, 0 = NATS's default of 75 % of the free space) keeps JetStream on a budget below
-    the file system's size (services.ctl.budget)."""
+    the file system's size (services.ctl.budget). ``extra`` is appended: the users and
+    TLS sections of services.ctl.natsauth."""
     store_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         f"listen: {host}:{port}",
@@ -68,7 +70,10 @@ def write_nats_config(
     if monitor_port:
         lines.insert(1, f"http: {host}:{monitor_port}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    # 0600: with credentials on, the file holds the users' password hashes
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n" + extra)
     return path
 
 

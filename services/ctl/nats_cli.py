@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from mailcore.bus import names
+from mailcore.bus import credentials, names
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.setup import ensure_kv
 from mailcore.config import ClusterSettings, CommonSettings, load_settings
@@ -35,20 +35,24 @@ def nats_option(fn: F) -> F:
         # the same resolution as `mailctl up`: POSTERN_NATS_URL, else POSTERN_NATS_PORT
         default=lambda: load_settings(ClusterSettings).nats_url,
         show_default="POSTERN_NATS_URL, else nats://127.0.0.1:POSTERN_NATS_PORT",
-        help="NATS server URL; credentials from POSTERN_NATS_USER and POSTERN_NATS_PASSWORD",
+        help="NATS server URL; credentials from POSTERN_NATS_USER and POSTERN_NATS_PASSWORD"
+        "(_FILE), else the mailctl user of the mailctl up in POSTERN_DATA",
     )(fn)
 
 
 async def open_bus(url: str) -> Bus:
     s = load_settings(CommonSettings)
     try:
+        auth = credentials.from_settings(s, local_admin=True)
+    except credentials.CredentialsError as exc:
+        raise CtlError(str(exc)) from None
+    try:
         # nats-py retries a dead server for ever when reconnects are on: bound the wait.
         return await asyncio.wait_for(
             connect(
                 url,
                 "mailctl",
-                user=s.nats_user,
-                password=s.nats_password,
+                auth=auth,
                 wait=3,
                 connect_timeout=2,
             ),

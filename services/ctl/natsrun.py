@@ -9,6 +9,11 @@ nats-server under this (issue 17; hardening, issue 19 #1)::
 The watch starts once the probe stream has taken a first write (the filters declare it),
 so a fresh server is never restarted for want of streams. Stopping the runner (SIGTERM,
 ``docker stop``) stops nats-server and exits with its status.
+
+The runner connects with the credentials of its settings (``POSTERN_NATS_USER``, …: the
+administrator ``mailctl`` when the server has users). With ``--declare`` it declares every
+stream and bucket once the server answers: services connected as their own NATS users may
+not, they wait for it (docs/security.md).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import signal
 import sys
 from pathlib import Path
 
+from mailcore.bus import credentials
 from mailcore.bus.connect import connect
 from mailcore.bus.probe import can_store
+from mailcore.bus.setup import BusLimits, SetupError, declare_all
+from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import get_logger
 from services.ctl.natswatch import GRACE, INTERVAL, MIN_FREE, NatsWatch
 
@@ -40,8 +48,12 @@ class NatsRunner:
         interval: float = INTERVAL,
         grace: float = GRACE,
         min_free: int = MIN_FREE,
+        auth: credentials.NatsAuth | None = None,
+        declare: BusLimits | None = None,
     ) -> None:
         self.command = command
+        self.auth = auth
+        self.declare = declare
         self.url = url
         self.store_dir = store_dir
         self.interval = interval
@@ -72,8 +84,17 @@ class NatsRunner:
             await self._start()
 
     async def _watch(self, stopping: asyncio.Event) -> None:
-        bus = await connect(self.url, "natsrun-watch", wait=120)
+        bus = await connect(self.url, "natsrun-watch", auth=self.auth, wait=120)
         try:
+            while self.declare is not None and not stopping.is_set():
+                try:
+                    await declare_all(bus.js, self.declare)
+                    log.info("streams and buckets declared")
+                    break
+                except (SetupError, Exception) as exc:  # JetStream may still be starting
+                    log.warning("declaring streams failed, retrying", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), self.interval)
             while not await can_store(bus.js, timeout=max(1.0, self.interval)):
                 with contextlib.suppress(TimeoutError):  # streams not declared yet
                     await asyncio.wait_for(stopping.wait(), self.interval)
@@ -125,7 +146,18 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    runner = NatsRunner(args.command, args.url, Path(args.store_dir))
+    settings = load_settings(StoreSettings)  # the store's delivery_max_deliver too
+    runner = NatsRunner(
+        args.command,
+        args.url,
+        Path(args.store_dir),
+        auth=credentials.from_settings(settings),
+        declare=(
+            BusLimits.from_settings(settings, settings.delivery_max_deliver)
+            if args.declare
+            else None
+        ),
+    )
     return await runner.run(stopping)
 
 
@@ -133,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.ctl.natsrun", description=__doc__)
     parser.add_argument("--url", default="nats://127.0.0.1:4222", help="the server's client URL")
     parser.add_argument("--store-dir", required=True, help="JetStream's store_dir")
+    parser.add_argument(
+        "--declare",
+        action="store_true",
+        help="declare every stream and bucket as soon as the server answers",
+    )
     parser.add_argument("command", nargs="+", help="nats-server and its arguments (after --)")
     return asyncio.run(_main(parser.parse_args(argv)))
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mailcore.bus.connect import connect
+from mailcore.bus import credentials
+from mailcore.bus.connect import Bus, connect
 from mailcore.bus.setup import BusLimits, SetupError, declare_all
 from mailcore.config import (
     ClusterSettings,
@@ -35,7 +36,7 @@ from mailcore.config import (
 )
 from mailcore.directory import Directory, DirectoryError
 from mailcore.tls import ensure_certificate
-from services.ctl import budget, daemons, pair, up_mirror
+from services.ctl import budget, daemons, natsauth, pair, up_mirror
 from services.ctl.balancer import Balancer
 from services.ctl.natswatch import NatsWatch
 from services.ctl.supervisor import ChildSpec, Supervisor
@@ -59,6 +60,9 @@ class Cluster:
     budget: budget.Budget | None = None
     filters: int = 1  # ``--filters N``: N filter processes behind a local balancer
     mirror: bool = False  # ``--mirror``: a second store and the mirror pair (up_mirror.py)
+    # NATS users (POSTERN_NATS_AUTH) and the CA (POSTERN_NATS_TLS), made by prepare_nats
+    passwords: dict[str, str] | None = None
+    nats_tls: natsauth.ServerTls | None = None
 
     @property
     def nats_url(self) -> str:
@@ -110,9 +114,53 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def prepare_nats(c: Cluster) -> None:
+    """Per-service NATS users (passwords kept in <data>/nats/users) and, when asked, a CA
+    and server certificate for NATS over TLS (services.ctl.natsauth)."""
+    if c.cluster.nats_auth:
+        c.passwords = natsauth.ensure_passwords(credentials.users_dir(c.data))
+    tls_dir = credentials.tls_dir(c.data)
+    if c.cluster.nats_tls:
+        c.nats_tls = natsauth.ensure_server_tls(tls_dir, ["localhost"])
+    else:
+        # mailctl's commands take a CA found here as "talk TLS": not to a plain server
+        with contextlib.suppress(FileNotFoundError):
+            (tls_dir / "ca.pem").unlink()
+
+
+def nats_env(c: Cluster, module: str) -> dict[str, str]:
+    """The NATS user and TLS settings of the child running ``module``."""
+    env: dict[str, str] = {}
+    role = MODULE_USERS.get(module)
+    if c.passwords is not None and role is not None:
+        env["POSTERN_NATS_USER"] = role
+        env["POSTERN_NATS_PASSWORD_FILE"] = str(credentials.users_dir(c.data) / role)
+    if c.nats_tls is not None:
+        env["POSTERN_NATS_TLS_CA"] = str(c.nats_tls.ca)
+    return env
+
+
+# Which NATS user each child connects as (mailcore.bus.permissions).
+MODULE_USERS = {
+    "services.filter": "filter",
+    "services.filter.relay": "relay",
+    "services.store": "store",
+    "services.webmail": "webmail",
+    "services.mirror": "mirror",
+}
+
+
+async def admin_bus(c: Cluster, name: str) -> Bus:
+    """``mailctl up``'s own connection, as the administrator."""
+    admin = c.cluster.model_copy(update={"data": c.data})
+    return await connect(
+        c.nats_url, name, auth=credentials.from_settings(admin, local_admin=True), wait=15
+    )
+
+
 async def _provision_demo(c: Cluster) -> tuple[str, str] | None:
     """Declare everything on NATS; on first run create the demo domain and user."""
-    bus = await connect(c.nats_url, "mailctl", wait=15)
+    bus = await admin_bus(c, "mailctl")
     try:
         store = c.store.model_copy(update=c.budget.streams) if c.budget else c.store
         try:
@@ -146,7 +194,7 @@ def _python_child(name: str, module: str, c: Cluster, env: dict[str, str]) -> Ch
         name=name,
         argv=[sys.executable, "-m", module],
         log_path=c.data / "logs" / f"{name}.log",
-        env=env,
+        env=env | nats_env(c, module),
     )
 
 
@@ -158,6 +206,7 @@ async def _start_nats(sup: Supervisor, c: Cluster) -> None:
         store_dir=c.data / "nats" / "jetstream",
         monitor_port=c.cluster.nats_monitor_port,
         max_file_store=c.budget.jetstream if c.budget else 0,
+        extra=natsauth.server_config(c.passwords, c.nats_tls),
     )
     if daemons.port_open("127.0.0.1", c.cluster.nats_port):
         raise UpError(f"port {c.cluster.nats_port} is taken (set POSTERN_NATS_PORT)")
@@ -248,7 +297,7 @@ async def _watch_nats(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # the supervisor starts it again
 
-    bus = await connect(c.nats_url, "mailctl-watch", wait=15)
+    bus = await admin_bus(c, "mailctl-watch")
     try:
         watch = NatsWatch(
             bus.js,
@@ -265,11 +314,21 @@ async def _watch_nats(
 async def _start_mirror_nats(sup: Supervisor, c: Cluster) -> None:
     """The second store's own nats-server, with the first one's directory."""
     try:
-        await up_mirror.start_nats_b(sup, c, c.budget.jetstream if c.budget else 0)
+        await up_mirror.start_nats_b(
+            sup,
+            c,
+            c.budget.jetstream if c.budget else 0,
+            natsauth.server_config(c.passwords, c.nats_tls),
+        )
     except RuntimeError as exc:
         raise UpError(str(exc)) from None
     store = c.store.model_copy(update=c.budget.streams) if c.budget else c.store
-    await up_mirror.copy_directory(c, BusLimits.from_settings(store, store.delivery_max_deliver))
+    admin = c.cluster.model_copy(update={"data": c.data})
+    await up_mirror.copy_directory(
+        c,
+        BusLimits.from_settings(store, store.delivery_max_deliver),
+        credentials.from_settings(admin, local_admin=True),
+    )
 
 
 def _public_host(c: Cluster) -> str:
@@ -291,7 +350,7 @@ def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
         f"  POP3               {host}:{s.pop3_port}  (STLS)",
         f"  POP3S              {host}:{s.pop3s_port}",
         f"  Webmail            http://{host}:{w.http_port}/",
-        f"  NATS               {c.nats_url}",
+        f"  NATS               {c.nats_url}{_nats_note(c)}",
         f"  Metrics            http://127.0.0.1:{{{f.ops_port},{s.ops_port},{w.ops_port},"
         f"{c.relay.ops_port}}}/metrics",
         f"  Data               {c.data}   (logs in {c.data / 'logs'})",
@@ -301,6 +360,15 @@ def _banner(c: Cluster, demo: tuple[str, str] | None) -> str:
         lines += ["", f"Demo login: {demo[0]}  password: {demo[1]}"]
     lines += ["", "Ctrl-C stops everything."]
     return "\n".join(lines)
+
+
+def _nats_note(c: Cluster) -> str:
+    notes = []
+    if c.passwords is not None:
+        notes.append(f"a user per service; mailctl's password in {credentials.users_dir(c.data)}")
+    if c.nats_tls is not None:
+        notes.append(f"TLS only, CA {c.nats_tls.ca}")
+    return f"  ({'; '.join(notes)})" if notes else ""
 
 
 def plan_budget(c: Cluster) -> budget.Budget:
@@ -377,6 +445,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         echo(f"!! {warning}")
     if ensure_certificate(c.store.cert_path, c.store.key_path, c.store.hostname):
         echo(f"created a self-signed certificate in {c.store.cert_path.parent}")
+    prepare_nats(c)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -408,7 +477,7 @@ async def run_up(c: Cluster, echo: Callable[[str], None]) -> int:
         ports |= {"store": c.store.ops_port, "webmail": c.webmail.ops_port}
         ports["relay"] = c.relay.ops_port
         if c.mirror:
-            ports |= await up_mirror.start_pair(sup, c, env)
+            ports |= await up_mirror.start_pair(sup, c, env, lambda m: nats_env(c, m))
         watching = asyncio.create_task(_watch_nats(sup, c, echo, stop))
         waiter = asyncio.create_task(_wait_healthy(sup, c, ports))
         stopper = asyncio.create_task(stop.wait())

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from mailcore.bus import names
 from mailcore.bus.connect import connect
+from mailcore.bus.credentials import NatsAuth
 from mailcore.bus.setup import BusLimits, declare_all
 from mailcore.config import ClusterSettings, StoreSettings
 from services.ctl import daemons, pair
@@ -58,7 +60,8 @@ def store_a_env(env: dict[str, str]) -> dict[str, str]:
     return env | {"POSTERN_MIRROR_ROLE": "master"}
 
 
-async def start_nats_b(sup: Supervisor, c: UpCluster, max_file_store: int) -> None:
+async def start_nats_b(sup: Supervisor, c: UpCluster, max_file_store: int, extra: str = "") -> None:
+    """The second nats-server; ``extra``: the same users and TLS as the first one's."""
     port = c.cluster.mirror_nats_port
     if daemons.port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken (set POSTERN_MIRROR_NATS_PORT)")
@@ -68,6 +71,7 @@ async def start_nats_b(sup: Supervisor, c: UpCluster, max_file_store: int) -> No
         port=port,
         store_dir=data_b(c) / "nats" / "jetstream",
         max_file_store=max_file_store,
+        extra=extra,
     )
     spec = ChildSpec("nats-b", daemons.nats_command(conf), c.data / "logs" / "nats-b.log")
     await sup.start(spec)
@@ -78,10 +82,11 @@ async def start_nats_b(sup: Supervisor, c: UpCluster, max_file_store: int) -> No
         raise RuntimeError(f"the second nats-server did not start (see {spec.log_path})")
 
 
-async def copy_directory(c: UpCluster, limits: BusLimits) -> None:
-    """Domains, users and aliases of the first NATS on the second (same account ids)."""
-    src = await connect(c.nats_url, "mailctl-mirror", wait=15)
-    dst = await connect(nats_url_b(c), "mailctl-mirror", wait=15)
+async def copy_directory(c: UpCluster, limits: BusLimits, auth: NatsAuth | None = None) -> None:
+    """Domains, users and aliases of the first NATS on the second (same account ids);
+    ``auth``: the administrator's credentials on both servers."""
+    src = await connect(c.nats_url, "mailctl-mirror", auth=auth, wait=15)
+    dst = await connect(nats_url_b(c), "mailctl-mirror", auth=auth, wait=15)
     try:
         await declare_all(dst.js, limits)
         kv_src = await src.js.key_value(names.KV_DIRECTORY)
@@ -108,20 +113,31 @@ def _child(name: str, module: str, c: UpCluster, env: dict[str, str]) -> ChildSp
     )
 
 
-async def start_pair(sup: Supervisor, c: UpCluster, env: dict[str, str]) -> dict[str, int]:
-    """The second store and both mirror processes; their ops ports (for /healthz)."""
+async def start_pair(
+    sup: Supervisor,
+    c: UpCluster,
+    env: dict[str, str],
+    nats_env: Callable[[str], dict[str, str]] = lambda module: {},
+) -> dict[str, int]:
+    """The second store and both mirror processes; their ops ports (for /healthz).
+    ``nats_env(module)``: the NATS user and TLS settings of a child (the same users on both
+    servers); a mirror uses its own user on the peer's server too."""
     cl = c.cluster
-    store_b = env | {
-        "POSTERN_DATA": str(data_b(c)),
-        "POSTERN_NATS_URL": nats_url_b(c),
-        "POSTERN_IMAP_PORT": str(cl.mirror_imap_port),
-        "POSTERN_IMAPS_PORT": str(cl.mirror_imaps_port),
-        "POSTERN_POP3_PORT": str(cl.mirror_pop3_port),
-        "POSTERN_POP3S_PORT": str(cl.mirror_pop3s_port),
-        "POSTERN_STORE_OPS_PORT": str(cl.mirror_store_ops_port),
-        "POSTERN_OPS_PORT": str(cl.mirror_store_ops_port),
-        "POSTERN_MIRROR_ROLE": "slave",
-    }
+    store_b = (
+        env
+        | nats_env("services.store")
+        | {
+            "POSTERN_DATA": str(data_b(c)),
+            "POSTERN_NATS_URL": nats_url_b(c),
+            "POSTERN_IMAP_PORT": str(cl.mirror_imap_port),
+            "POSTERN_IMAPS_PORT": str(cl.mirror_imaps_port),
+            "POSTERN_POP3_PORT": str(cl.mirror_pop3_port),
+            "POSTERN_POP3S_PORT": str(cl.mirror_pop3s_port),
+            "POSTERN_STORE_OPS_PORT": str(cl.mirror_store_ops_port),
+            "POSTERN_OPS_PORT": str(cl.mirror_store_ops_port),
+            "POSTERN_MIRROR_ROLE": "slave",
+        }
+    )
     await sup.start(_child(NODE_B, "services.store", c, store_b))
     ports = {NODE_B: cl.mirror_store_ops_port}
     sides = (
@@ -131,14 +147,26 @@ async def start_pair(sup: Supervisor, c: UpCluster, env: dict[str, str]) -> dict
     for node, peer, own_url, peer_url in sides:
         name = "mirror-" + node.removeprefix("store-")
         ops = daemons.free_port()
-        mirror_env = env | {
-            "POSTERN_NATS_URL": own_url,
-            "POSTERN_MIRROR_NODE": node,
-            "POSTERN_MIRROR_PEER": peer,
-            "POSTERN_PEER_NATS_URL": peer_url,
-            "POSTERN_MIRROR_OPS_PORT": str(ops),
-            "POSTERN_OPS_PORT": str(ops),
-        }
+        own = nats_env("services.mirror")
+        peer_auth = {}
+        if "POSTERN_NATS_USER" in own:
+            peer_auth["POSTERN_PEER_NATS_USER"] = own["POSTERN_NATS_USER"]
+            peer_auth["POSTERN_PEER_NATS_PASSWORD_FILE"] = own["POSTERN_NATS_PASSWORD_FILE"]
+        if "POSTERN_NATS_TLS_CA" in own:
+            peer_auth["POSTERN_PEER_TLS_CA"] = own["POSTERN_NATS_TLS_CA"]
+        mirror_env = (
+            env
+            | own
+            | peer_auth
+            | {
+                "POSTERN_NATS_URL": own_url,
+                "POSTERN_MIRROR_NODE": node,
+                "POSTERN_MIRROR_PEER": peer,
+                "POSTERN_PEER_NATS_URL": peer_url,
+                "POSTERN_MIRROR_OPS_PORT": str(ops),
+                "POSTERN_OPS_PORT": str(ops),
+            }
+        )
         if node == NODE_B:
             mirror_env["POSTERN_DATA"] = str(data_b(c))
         await sup.start(_child(name, "services.mirror", c, mirror_env))

@@ -74,6 +74,7 @@ class FilterNode:
         self.gate: FillGate | None = None
         self.ctx: FilterContext | None = None
         self.listeners: Listeners | None = None
+        self.listening = False
         self._sessions: set[Session] = set()
         self._no_sessions = asyncio.Event()
 
@@ -121,6 +122,7 @@ class FilterNode:
         self._make_session = session_factory(self.ctx)
         self.listeners = Listeners(s.listen_host, tls, s.listen_backlog)
         await self.listeners.start(listener_specs(s), self._new_session)
+        self.listening = True
         log.info(
             "filter ready",
             spamd=s.spamd_enabled,
@@ -178,9 +180,12 @@ class FilterNode:
 async def serve(ctx: ServiceContext[FilterSettings]) -> None:
     bus = await ctx.connect_bus()
     node = FilterNode(ctx.settings, bus)
+    # registered before the start: /healthz is not ok until the SMTP ports listen (an early
+    # probe would otherwise see only the bus connection and report ok)
+    ctx.ops.add_check("listeners", lambda: node.listening)
+    ctx.ops.add_check("directory", lambda: node.ready)
     await node.start()
     ctx.on_cleanup(node.stop)
-    ctx.ops.add_check("directory", lambda: node.ready)
     # false while JetStream cannot store (a full disk switched it off): a balancer stops
     # sending mail here, which would only get 451
     ctx.ops.add_check("bus", lambda: node.gate is not None and node.gate.bus_available)

@@ -200,6 +200,7 @@ class Handoff:
             body,
             inline_max=self.inline_max,
             timeout=self.timeout,
+            write_only=True,  # the filter's NATS user may not read bodies (docs/security.md)
         )
 
     async def _forget_bodies(

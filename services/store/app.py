@@ -26,6 +26,10 @@ log = get_logger("store")
 
 async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     s = ctx.settings
+    # /healthz is not ok before IMAP and POP3 listen: checks added along the way would
+    # otherwise let an early probe see only the first ones pass (mailctl up's "is up")
+    listening = asyncio.Event()
+    ctx.ops.add_check("listeners", listening.is_set)
     bus = await ctx.connect_bus(max_deliver=s.delivery_max_deliver)
     directory = await Directory.open(bus.js)
     bus.on_reconnect(directory.restart_watch)
@@ -102,5 +106,6 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     )
     await pop3.start()
     ctx.on_cleanup(pop3.stop)
+    listening.set()
     log.info("store ready")
     await ctx.stopping.wait()

@@ -159,6 +159,10 @@ async def make_webmail(s: WebmailSettings, js: JetStreamContext) -> Webmail:
 
 async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
     s = ctx.settings
+    # registered first: /healthz is not ok before HTTP is served (an early probe would
+    # otherwise see only the bus connection)
+    servers: list[_Server] = []
+    ctx.ops.add_check("http", lambda: bool(servers) and servers[0].started)
     bus = await ctx.connect_bus()
     wm = await make_webmail(s, bus.js)
     wm.pool.start()
@@ -174,8 +178,8 @@ async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
         timeout_graceful_shutdown=5,
     )
     server = _Server(config)
+    servers.append(server)
     task = asyncio.create_task(server.serve())
-    ctx.ops.add_check("http", lambda: server.started)
     log.info("webmail listening", port=s.http_port)
     await ctx.stopping.wait()
     server.should_exit = True
