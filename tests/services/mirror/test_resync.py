@@ -35,7 +35,7 @@ from mailcore.mailstore.records import AppendRecord
 from mailcore.mailstore.repair import Repair
 from services.ctl import daemons
 from tests.conftest import fresh_bus
-from tests.services.mirror.test_pair import ROOT, Side, contents, digests, mailctl, request, until
+from tests.services.mirror.conftest import ROOT, Side, contents, digests, mailctl, request, until
 
 pytestmark = pytest.mark.slow
 
