@@ -94,6 +94,19 @@ class Account:
     def _committed(self, seq: int) -> None:  # writer thread
         self._loop.call_soon_threadsafe(self._wake)
 
+    def _advanced(self, seq: int) -> None:  # event loop
+        """Another process committed up to ``seq`` (MailStore.enable_notices)."""
+        if self._core.advance(seq):
+            self._wake()
+
+    async def _journal_end(self) -> int:
+        """The newest journal position committed by any process (the index's state)."""
+
+        def run(c: sqlite3.Connection) -> int:
+            return int(c.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()[0])
+
+        return await self._read_small(run)
+
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
