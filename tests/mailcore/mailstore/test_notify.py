@@ -53,8 +53,8 @@ async def test_a_commit_wakes_the_other_store(pair: tuple[MailStore, MailStore])
     assert await waiting > seen
     assert b.change_seq == a.change_seq
     changes = await b.changes_since(seen, inbox.id)
-    assert [type(c) for c in changes] == [AppendRecord]
-    assert changes[0].uid == done.uid  # type: ignore[attr-defined]
+    (appended,) = changes
+    assert isinstance(appended, AppendRecord) and appended.uid == done.uid
     # and the other way round, for a flag change
     seen = a.change_seq
     waiting = asyncio.ensure_future(a.wait_for_change(seen, timeout=WAIT))
