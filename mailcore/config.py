@@ -314,6 +314,13 @@ class StoreSettings(CommonSettings):
         "before it is told to resync",
     )
     fsync: bool = True
+    fsync_flags: bool = Field(
+        default=True,
+        description="with fsync on, IMAP flag and keyword changes (STORE) wait for the disk "
+        "like every other write; false: they commit without (SQLite WAL, synchronous=NORMAL; "
+        "Dovecot's mail_fsync=optimized does the same), so a power cut may undo the flag "
+        "changes of its last moments; messages, expunges and mailbox changes stay durable",
+    )
     imap_workers: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1,
         description="processes serving IMAP: 1 serves it in the store process; N > 1 adds N-1 "

@@ -46,6 +46,7 @@ class MailStore:
         max_open_accounts: int = 256,
         reader_max_behind: int | None = None,
         reader_max_age: float | None = None,
+        fsync_flags: bool = True,
     ) -> None:
         self.root = root
         self._files = files
@@ -67,6 +68,7 @@ class MailStore:
         self._max_open = max(1, max_open_accounts)
         self._reader_limits = (reader_max_behind, reader_max_age)
         self._closed = False
+        self._fsync_flags = fsync_flags
         self._notices: notify.Notices | None = None  # other processes share the store
         self._poll: asyncio.Task[None] | None = None
 
@@ -83,6 +85,7 @@ class MailStore:
         reader_max_behind: int | None = None,
         reader_max_age: float | None = None,
         lock_fd: int | None = None,
+        fsync_flags: bool = True,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -96,7 +99,8 @@ class MailStore:
         ``lock_fd``: the store lock taken by the parent process and inherited (an IMAP
         worker process of the store service, services/store/imap_workers.py): the lock is
         already held for this process, which only keeps the descriptor (and leaves the
-        trash to the parent).
+        trash to the parent). ``fsync_flags=False``: flag and keyword changes
+        (``store_flags``) commit without waiting for the disk (docs/storage.md).
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -119,6 +123,7 @@ class MailStore:
             max_open_accounts=max_open_accounts,
             reader_max_behind=reader_max_behind,
             reader_max_age=reader_max_age,
+            fsync_flags=fsync_flags,
         )
         if lock_fd is None:
             threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
@@ -206,7 +211,14 @@ class MailStore:
             await writer.submit(lambda: core.open(setup, migrate.upgrade))
             if self._notices is not None:
                 core.announce = self._notices.send
-            acct = Account(core, writer, self._readers, self._loop, self._max_size)
+            acct = Account(
+                core,
+                writer,
+                self._readers,
+                self._loop,
+                self._max_size,
+                fsync_flags=self._fsync_flags,
+            )
             self._accounts[account_id] = acct
             self._live[account_id] = acct
             # forgotten and no longer used: its connections are closed on its writer,

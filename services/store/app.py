@@ -38,6 +38,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         max_message_size=s.max_message_size,
         reader_max_behind=s.journal_reader_max_behind,
         reader_max_age=s.journal_reader_max_age,
+        fsync_flags=s.fsync_flags,
     )
     ctx.on_cleanup(store.close)
     if s.imap_workers > 1:

@@ -46,6 +46,7 @@ async def serve_worker(ctx: ServiceContext[StoreSettings], *, lock_fd: int, pare
         max_message_size=s.max_message_size,
         reader_max_behind=s.journal_reader_max_behind,
         reader_max_age=s.journal_reader_max_age,
+        fsync_flags=s.fsync_flags,
         lock_fd=lock_fd,
     )
     ctx.on_cleanup(store.close)
