@@ -9,9 +9,12 @@ each commit that moves an account's journal, sends ``b"<seq> <account id>"`` to 
 other socket there; a receiver moves that account's ``change_seq`` forward (the commit is
 visible to every read that starts after it was sent) and wakes its waiters.
 
-A notice can be lost (a process that stopped reading for longer than
-:data:`SEND_TIMEOUT`, one that started between two scans of the directory), so the store
-also reads each loaded account's ``change_seq`` from the index every
+Only the store's own user may send notices: the directory is 0700 and each socket 0600
+(sending to a Unix socket needs write permission on it); a process of that user could as
+well write the index. A notice is never waited for: one that finds the receiver's queue
+full is dropped, so a stalled process never slows the writers of the others. A notice can
+thus be lost (that, or a process that started between two scans of the directory), so the
+store also reads each loaded account's ``change_seq`` from the index every
 :data:`POLL_EVERY` seconds (:meth:`MailStore.enable_notices`): a lost notice delays a
 change by at most that long, it never hides it.
 """
@@ -34,7 +37,6 @@ from mailcore.logging import get_logger
 log = get_logger("mailstore")
 
 NOTIFY_DIR = "notify"
-SEND_TIMEOUT = 1.0  # seconds a notice may wait for a receiver's full queue
 RESCAN = 1.0  # seconds between two readings of the directory (also on any change of it)
 POLL_EVERY = 1.0  # seconds between two checks of every loaded account (lost notices)
 MAX_NOTICE = 2048
@@ -63,15 +65,17 @@ class Notices:
 
     def __init__(self, root: Path, on_notice: Callable[[str, int], None]) -> None:
         self.dir = root / NOTIFY_DIR
-        self.dir.mkdir(exist_ok=True)
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # also when an older one was made with other modes
         self.path = self.dir / f"{os.getpid()}-{next(_serial)}.sock"
         self._on_notice = on_notice
         self._rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.path.unlink(missing_ok=True)  # a process of the same pid that died
         self._rx.bind(str(self.path))
+        os.chmod(self.path, 0o600)
         self._rx.setblocking(False)
         self._tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self._tx.settimeout(SEND_TIMEOUT)
+        self._tx.setblocking(False)
         self._tx_lock = threading.Lock()
         self._peers: list[str] = []
         self._scanned_at = -RESCAN
@@ -129,9 +133,9 @@ class Notices:
                             os.unlink(peer)
                     self._scanned_at = -RESCAN
                 except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.ENOBUFS, None):
+                    # a full queue (EAGAIN): dropped, the receiver's poll catches up
+                    if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
                         log.warning("commit notice failed", peer=peer, error=str(exc))
-                    # TimeoutError / a full queue: the receiver's poll catches up
 
     def _peer_list(self) -> list[str]:
         now = time.monotonic()

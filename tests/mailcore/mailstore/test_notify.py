@@ -121,3 +121,12 @@ async def test_a_dead_peer_socket_is_dropped(pair: tuple[MailStore, MailStore]) 
     assert not stale.exists()
     b = await worker.account("acct")
     assert b.change_seq == a.change_seq
+
+
+async def test_only_the_store_user_may_send_notices(pair: tuple[MailStore, MailStore]) -> None:
+    main, worker = pair
+    for store in (main, worker):
+        notices = store._notices
+        assert notices is not None
+        assert notices.dir.stat().st_mode & 0o777 == 0o700
+        assert notices.path.stat().st_mode & 0o777 == 0o600
