@@ -332,6 +332,20 @@ class StoreSettings(CommonSettings):
         "before it is told to resync",
     )
     fsync: bool = True
+    fsync_flags: bool = Field(
+        default=True,
+        description="with fsync on, IMAP flag and keyword changes (STORE) wait for the disk "
+        "like every other write; false: they commit without (SQLite WAL, synchronous=NORMAL; "
+        "Dovecot's mail_fsync=optimized does the same), so a power cut may undo the flag "
+        "changes of its last moments; messages, expunges and mailbox changes stay durable",
+    )
+    imap_workers: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1,
+        description="processes serving IMAP: 1 serves it in the store process; N > 1 adds N-1 "
+        "worker processes on the same ports (SO_REUSEPORT) and account files, told of each "
+        "other's commits (IDLE stays prompt); delivery, POP3 and admin stay in the store "
+        "process; connection caps count per process. One per CPU core uses every core",
+    )
     webmail_trusted_networks: str = Field(
         default="127.0.0.0/8,::1/128",
         description="comma-separated networks whose IMAP ID x-originating-ip (RFC 2971) the "

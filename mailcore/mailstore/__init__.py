@@ -75,7 +75,10 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
   ``<root>/store.lock`` so a second store process on the same data fails with
   :class:`StoreLocked`. With ``exclusive=False`` several processes may write one account
   (SQLite serialises them, UIDs stay unique) but ``wait_for_change`` only wakes on
-  changes made in the same process.
+  changes made in the same process, unless every process calls
+  ``store.enable_notices()`` (notify.py: commit notices between them, a 1 s poll behind).
+  ``lock_fd``: the store lock inherited from the parent (the store's IMAP worker
+  processes). ``fsync_flags=False``: ``store_flags`` commits without waiting for the disk.
 * ``Account.mailbox_by_id`` added; ``AppendResult`` also carries ``mailbox_id`` and
   ``modseq``; ``MailboxStatus`` also carries ``recent``; ``MessageRecord`` also carries
   ``mailbox_id`` and an opaque ``file_id``.

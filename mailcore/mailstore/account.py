@@ -69,8 +69,11 @@ class Account:
         readers: Executor,
         loop: asyncio.AbstractEventLoop,
         max_message_size: int = 0,
+        *,
+        fsync_flags: bool = True,
     ) -> None:
         self.id = core.id
+        self._fsync_flags = fsync_flags
         self._core = core
         self._writer = writer
         self._readers = readers
@@ -93,6 +96,19 @@ class Account:
     # --- plumbing ------------------------------------------------------------------------
     def _committed(self, seq: int) -> None:  # writer thread
         self._loop.call_soon_threadsafe(self._wake)
+
+    def _advanced(self, seq: int) -> None:  # event loop
+        """Another process committed up to ``seq`` (MailStore.enable_notices)."""
+        if self._core.advance(seq):
+            self._wake()
+
+    async def _journal_end(self) -> int:
+        """The newest journal position committed by any process (the index's state)."""
+
+        def run(c: sqlite3.Connection) -> int:
+            return int(c.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()[0])
+
+        return await self._read_small(run)
 
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
@@ -352,7 +368,9 @@ class Account:
             mb = mailboxes.by_id(t.conn, mailbox_id)
             return messages.set_flags(t, mb, uids, op, wanted, unchanged_since=unchanged_since)
 
-        return await self._write(run)
+        # fsync_flags=False (POSTERN_FSYNC_FLAGS): committed without waiting for the disk,
+        # like Dovecot's mail_fsync=optimized; a group with any other write stays durable
+        return await self._write(run, durable=self._fsync_flags)
 
     async def expunge(
         self, mailbox_id: int, uids: Sequence[int] | None = None, *, force: bool = False

@@ -173,7 +173,11 @@ class AccountCore:
         self.durable = files.durable
         self.wconn: sqlite3.Connection | None = None
         self.change_seq = 0
+        self._seq_lock = threading.Lock()  # change_seq moves forward only (advance)
         self.on_commit: Callable[[int], None] | None = None
+        # told of every commit that moved the journal (writer thread): the store's
+        # cross-process notices (notify.py), when other processes share the account
+        self.announce: Callable[[str, int], None] | None = None
         self._readers: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
         self._inline: sqlite3.Connection | None = None  # the event loop's (inline_reader)
@@ -358,10 +362,21 @@ class AccountCore:
         self._commits += 1
         if self._commits % PRUNE_EVERY == 0:
             self._prune()
-        if t.state.change_seq != self.change_seq:
-            self.change_seq = t.state.change_seq
-            if self.on_commit is not None:
-                self.on_commit(self.change_seq)
+        moved = self.advance(t.state.change_seq)
+        if moved and self.on_commit is not None:
+            self.on_commit(self.change_seq)
+        if (moved or t.changes) and self.announce is not None:
+            self.announce(self.id, t.state.change_seq)
+
+    def advance(self, seq: int) -> bool:
+        """Move :attr:`change_seq` to ``seq`` if that is newer (any thread): after a commit
+        of this process, or when another process sharing the account says it committed
+        up to ``seq`` (its commit is visible to every read that starts after that)."""
+        with self._seq_lock:
+            if seq <= self.change_seq:
+                return False
+            self.change_seq = seq
+            return True
 
     def _remember(self, entries: list[Record]) -> None:
         with self._recent_lock:

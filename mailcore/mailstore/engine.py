@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailcore.logging import get_logger
 from mailcore.mailstore import deliver as delivery
-from mailcore.mailstore import layout, mailboxes, migrate
+from mailcore.mailstore import layout, mailboxes, migrate, notify
 from mailcore.mailstore.account import Account
 from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
@@ -46,6 +46,7 @@ class MailStore:
         max_open_accounts: int = 256,
         reader_max_behind: int | None = None,
         reader_max_age: float | None = None,
+        fsync_flags: bool = True,
     ) -> None:
         self.root = root
         self._files = files
@@ -67,6 +68,9 @@ class MailStore:
         self._max_open = max(1, max_open_accounts)
         self._reader_limits = (reader_max_behind, reader_max_age)
         self._closed = False
+        self._fsync_flags = fsync_flags
+        self._notices: notify.Notices | None = None  # other processes share the store
+        self._poll: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -80,6 +84,8 @@ class MailStore:
         max_open_accounts: int = 256,
         reader_max_behind: int | None = None,
         reader_max_age: float | None = None,
+        lock_fd: int | None = None,
+        fsync_flags: bool = True,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -90,16 +96,24 @@ class MailStore:
         descriptors) open; the least recently used are closed and reopen when used.
         ``reader_max_behind`` (records) and ``reader_max_age`` (seconds): the ceilings
         beyond which a journal reader must resync (default: readers.MAX_BEHIND/MAX_AGE).
+        ``lock_fd``: the store lock taken by the parent process and inherited (an IMAP
+        worker process of the store service, services/store/imap_workers.py): the lock is
+        already held for this process, which only keeps the descriptor (and leaves the
+        trash to the parent). ``fsync_flags=False``: flag and keyword changes
+        (``store_flags``) commit without waiting for the disk (docs/storage.md).
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLocked(f"{root} is in use by another store process") from None
+        if lock_fd is not None:
+            fd = lock_fd
+        else:
+            fd = os.open(root / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreLocked(f"{root} is in use by another store process") from None
         store = cls(
             root,
             FileWriter(durable=fsync),
@@ -109,9 +123,42 @@ class MailStore:
             max_open_accounts=max_open_accounts,
             reader_max_behind=reader_max_behind,
             reader_max_age=reader_max_age,
+            fsync_flags=fsync_flags,
         )
-        threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
+        if lock_fd is None:
+            threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
+
+    @property
+    def lock_fd(self) -> int:
+        """The descriptor holding the store lock (for a worker process to inherit)."""
+        return self._lock_fd
+
+    def enable_notices(self, poll_every: float = notify.POLL_EVERY) -> notify.Notices:
+        """Share the store with other processes (notify.py): tell them of this
+        process's commits, and follow theirs (a notice per commit, and a check of every
+        loaded account each ``poll_every`` seconds for any notice lost)."""
+        if self._notices is None:
+            self._notices = notify.Notices(self.root, self._notice)
+            self._notices.start(self._loop)
+            for acct in self._live.values():
+                acct._core.announce = self._notices.send
+            self._poll = asyncio.create_task(self._poll_forever(poll_every), name="store-poll")
+        return self._notices
+
+    def _notice(self, account_id: str, seq: int) -> None:  # event loop
+        acct = self._live.get(account_id)
+        if acct is not None:
+            acct._advanced(seq)
+
+    async def _poll_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            for acct in list(self._live.values()):
+                if acct._core.closed:
+                    continue
+                with contextlib.suppress(MailstoreError, sqlite3.Error):
+                    acct._advanced(await acct._journal_end())
 
     def _empty_trash(self) -> None:
         trash = self.root / "trash"
@@ -122,6 +169,12 @@ class MailStore:
         if self._closed:
             return
         self._closed = True
+        if self._poll is not None:
+            self._poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll
+        if self._notices is not None:
+            self._notices.close()
         for w in self._writers:
             await asyncio.to_thread(w.stop)
         for acct in list(self._live.values()):
@@ -156,7 +209,16 @@ class MailStore:
             writer = self._writer_for(account_id)
             setup = _no_mailboxes if replica else mailboxes.create_defaults
             await writer.submit(lambda: core.open(setup, migrate.upgrade))
-            acct = Account(core, writer, self._readers, self._loop, self._max_size)
+            if self._notices is not None:
+                core.announce = self._notices.send
+            acct = Account(
+                core,
+                writer,
+                self._readers,
+                self._loop,
+                self._max_size,
+                fsync_flags=self._fsync_flags,
+            )
             self._accounts[account_id] = acct
             self._live[account_id] = acct
             # forgotten and no longer used: its connections are closed on its writer,

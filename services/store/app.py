@@ -17,6 +17,7 @@ from services.store.admin import serve_admin
 from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
+from services.store.imap_workers import ImapWorkers
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
 from services.store.role import RoleGate
@@ -42,8 +43,13 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         max_message_size=s.max_message_size,
         reader_max_behind=s.journal_reader_max_behind,
         reader_max_age=s.journal_reader_max_age,
+        fsync_flags=s.fsync_flags,
     )
     ctx.on_cleanup(store.close)
+    if s.imap_workers > 1:
+        # IMAP worker processes share the account files: every process tells the
+        # others of its commits (IDLE and selected sessions stay current everywhere)
+        store.enable_notices()
     consumer = DeliveryConsumer(
         bus,
         directory,
@@ -94,6 +100,11 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     )
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
+    if s.imap_workers > 1:
+        # issue 20: the other cores serve IMAP too, on the same ports (SO_REUSEPORT)
+        workers = ImapWorkers(s.imap_workers - 1, lock_fd=store.lock_fd, ports=imap.bound_ports())
+        await workers.start()
+        ctx.on_cleanup(workers.stop)  # before this process's IMAP and the store stop
     # POP3 (issue 5): plain port with STLS, POP3S with implicit TLS.
     pop3 = Pop3Server.from_settings(
         s,

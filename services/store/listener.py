@@ -138,8 +138,12 @@ class Listener:
         on_refused: Refuse | None = None,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         backlog: int = 1024,
+        reuse_port: bool = False,
     ) -> None:
         self.name = name
+        # SO_REUSEPORT: other processes (the store's IMAP workers) listen on the same
+        # port and the kernel spreads new connections among them
+        self.reuse_port = reuse_port
         self.backlog = backlog
         self.write_timeout = write_timeout
         self.host = host
@@ -160,6 +164,7 @@ class Listener:
             ssl=self.ssl_context,
             limit=READ_LIMIT,
             backlog=self.backlog,
+            reuse_port=self.reuse_port or None,
         )
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]

@@ -44,6 +44,7 @@ class ImapServer:
     endpoints: list[Endpoint]
     listeners: list[Listener] = field(default_factory=list)
     backlog: int = 1024
+    reuse_port: bool = False  # several processes serve these ports (imap_workers > 1)
 
     @classmethod
     def from_settings(
@@ -58,7 +59,8 @@ class ImapServer:
         guard: LoginGuard | None = None,
     ) -> ImapServer:
         """``limiter`` and ``throttle`` may be shared with POP3, so that connection caps
-        and failed-login counts span both protocols."""
+        and failed-login counts span both protocols (in this process: each IMAP worker
+        process has its own)."""
         s = settings
         rt = Runtime(
             store=store,
@@ -84,15 +86,16 @@ class ImapServer:
             search_timeout=s.imap_search_timeout,
             trusted_id_networks=parse_networks(s.webmail_trusted_networks),
         )
+        imap_port, imaps_port = s.imap_port, s.imaps_port
         endpoints = []
-        if s.imap_port:
-            endpoints.append(Endpoint(s.listen_host, s.imap_port))
-        if s.imaps_port:
+        if imap_port:
+            endpoints.append(Endpoint(s.listen_host, imap_port))
+        if imaps_port:
             if tls_context is None:
-                log.warning("IMAPS listener off: no TLS certificate", port=s.imaps_port)
+                log.warning("IMAPS listener off: no TLS certificate", port=imaps_port)
             else:
-                endpoints.append(Endpoint(s.listen_host, s.imaps_port, implicit_tls=True))
-        return cls(rt, endpoints, backlog=s.listen_backlog)
+                endpoints.append(Endpoint(s.listen_host, imaps_port, implicit_tls=True))
+        return cls(rt, endpoints, backlog=s.listen_backlog, reuse_port=s.imap_workers > 1)
 
     async def start(self) -> None:
         for ep in self.endpoints:
@@ -106,6 +109,7 @@ class ImapServer:
                 on_refused=_refuse,
                 write_timeout=self.rt.write_timeout,
                 backlog=self.backlog,
+                reuse_port=self.reuse_port,
             )
             await listener.start()
             self.listeners.append(listener)
@@ -119,6 +123,11 @@ class ImapServer:
     def port(self, implicit_tls: bool = False) -> int:
         name = "imaps" if implicit_tls else "imap"
         return next(li.port for li in self.listeners if li.name == name)
+
+    def bound_ports(self) -> tuple[int, int]:
+        """(IMAP, IMAPS) as bound, 0 for a listener that is off."""
+        found = {li.name: li.port for li in self.listeners}
+        return found.get("imap", 0), found.get("imaps", 0)
 
     @property
     def open_sessions(self) -> int:

@@ -24,6 +24,7 @@ import pytest
 
 from mailcore.mailstore import Delivery, MailStore
 from mailcore.mailstore import files as files_mod
+from mailcore.mailstore.model import FlagOp
 from tests.mailcore.mailstore.conftest import message
 
 FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
@@ -179,3 +180,33 @@ async def test_every_connection_runs_synchronous_full(trace: Trace, tmp_path: Pa
     commits = [e for e in trace.events if e[0] == "commit"]
     assert commits and all(e[2] == FULL for e in commits), commits
     assert all(e[2] == FULL for e in trace.events if e[0] == "close")
+
+
+async def test_flag_changes_commit_without_waiting_for_the_disk_only_when_asked(
+    trace: Trace, tmp_path: Path
+) -> None:
+    """``fsync_flags=False`` (POSTERN_FSYNC_FLAGS): a STORE commits at NORMAL, every other
+    write still at FULL, and the connection is back at FULL after it; by default a STORE
+    commits at FULL like the rest."""
+    NORMAL = 1
+    levels: dict[bool, list[int]] = {}
+    for fsync_flags in (True, False):
+        opened = len(trace.connections)
+        store = await MailStore.open(tmp_path / f"s{fsync_flags}", fsync_flags=fsync_flags)
+        try:
+            acct = await store.account("flags")
+            inbox = await acct.mailbox("INBOX")
+            uid = (await acct.append(inbox.id, message("one"))).uid
+            start = len(trace.events)
+            await acct.store_flags(inbox.id, [uid], FlagOp.ADD, ["\\Seen", "$Work"])
+            await acct.append(inbox.id, message("two"))
+            await acct.store_flags(inbox.id, [uid], FlagOp.ADD, ["\\Deleted"])
+            await acct.expunge(inbox.id)
+            levels[fsync_flags] = [e[2] for e in trace.events[start:] if e[0] == "commit"]
+            for _, conn in trace.connections[opened:]:
+                level = sqlite3.Connection.execute(conn, "PRAGMA synchronous").fetchone()[0]
+                assert level == FULL
+        finally:
+            await store.close()
+    assert levels[True] == [FULL, FULL, FULL, FULL]
+    assert levels[False] == [NORMAL, FULL, NORMAL, FULL]
