@@ -22,7 +22,7 @@ from mailcore.bus.setup import declare_all
 from mailcore.directory import Directory
 from services.ctl import daemons
 from tests.conftest import TEST_LIMITS
-from tests.services.mirror.test_pair import ROOT, Side, digests, until
+from tests.services.mirror.conftest import ROOT, Side, digests, until
 from tests.support.securenats import SecureNats
 
 pytestmark = pytest.mark.slow
