@@ -228,7 +228,9 @@ def _first_address(raw: str) -> tuple[str, str]:
     if m is not None:
         if m.group(4) is not None:
             return "", m.group(4)
-        return decode_words((m.group(1) or m.group(2) or "").strip()), m.group(3)
+        if m.group(1) is not None:  # a quoted-string keeps its spaces (RFC 5322 §3.2.4)
+            return decode_words(m.group(1)), m.group(3)
+        return decode_words((m.group(2) or "").strip()), m.group(3)
     pairs_ = email.utils.getaddresses([raw])
     if not pairs_:
         return "", ""
