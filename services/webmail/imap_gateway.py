@@ -64,6 +64,32 @@ aioimaplib.Commands["LIST"] = aioimaplib.Cmd(
     "LIST", (aioimaplib.AUTH, aioimaplib.SELECTED), aioimaplib.Exec.is_sync
 )
 
+
+class _FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
+    """aioimaplib's FETCH with the same "is this FETCH response complete?" test, kept as a
+    running parenthesis balance instead of re-joining every line received so far on each
+    line (quadratic in the rows of a list page: a third of the webmail's IMAP CPU).
+
+    The test stays aioimaplib's: the lines (not literal data) since the last line that
+    opens a ``n FETCH (`` response hold as many ``(`` as ``)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._balance = 0
+
+    def append_to_resp(self, line: bytes, result: str = "Pending") -> None:
+        super().append_to_resp(line, result)
+        if isinstance(line, bytes):  # literal data arrives as bytearray: not counted
+            delta = line.count(b"(") - line.count(b")")
+            if self.FETCH_MESSAGE_DATA_RE.match(line):
+                self._balance = delta
+            else:
+                self._balance += delta
+
+    def wait_data(self) -> bool:
+        return bool(self._balance != 0)
+
+
 # Round trips to the store made while serving the current request.
 ROUND_TRIPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "imap_round_trips", default=None
@@ -167,7 +193,7 @@ class ImapClient:
         prefix = "UID" if uid else None
         cmd: Any
         if name == "FETCH":
-            cmd = aioimaplib.FetchCommand(proto.new_tag(), *args, prefix=prefix, loop=proto.loop)
+            cmd = _FetchCommand(proto.new_tag(), *args, prefix=prefix, loop=proto.loop)
         else:
             cmd = aioimaplib.Command(
                 name,

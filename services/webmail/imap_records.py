@@ -139,7 +139,28 @@ def fetch_attrs(line: bytes) -> dict[bytes, Value] | None:
     return pairs(vals[0])
 
 
+_ROWS: dict[bytes, Row | None] = {}
+_ROWS_LIMIT = 4096  # entries: a few users' first pages
+_ROW_LONGEST = 16 * 1024  # bytes of a FETCH line worth remembering
+
+
 def row_of(line: bytes) -> Row | None:
+    """A list row from one FETCH response line. The row is a function of the line alone
+    (UID, FLAGS, sizes, header fields, preview all ride in it) and rows are immutable,
+    so the rows of lines seen lately are remembered: a list page shown again is not
+    parsed again (an equal line always gives an equal row, whoever fetched it)."""
+    if len(line) > _ROW_LONGEST:
+        return _row_of(line)
+    key = bytes(line)
+    if key in _ROWS:
+        return _ROWS[key]
+    if len(_ROWS) >= _ROWS_LIMIT:
+        _ROWS.clear()
+    found = _ROWS[key] = _row_of(key)
+    return found
+
+
+def _row_of(line: bytes) -> Row | None:
     attrs = fetch_attrs(line)
     if attrs is None or b"UID" not in attrs:
         return None
@@ -207,7 +228,9 @@ def _first_address(raw: str) -> tuple[str, str]:
     if m is not None:
         if m.group(4) is not None:
             return "", m.group(4)
-        return decode_words((m.group(1) or m.group(2) or "").strip()), m.group(3)
+        if m.group(1) is not None:  # a quoted-string keeps its spaces (RFC 5322 §3.2.4)
+            return decode_words(m.group(1)), m.group(3)
+        return decode_words((m.group(2) or "").strip()), m.group(3)
     pairs_ = email.utils.getaddresses([raw])
     if not pairs_:
         return "", ""

@@ -14,6 +14,7 @@ import base64
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 
@@ -142,8 +143,41 @@ class View:
     has_remote_images: bool = False
 
 
+class _MemoHeaders(HeaderRegistry):
+    """The email package's header registry, remembering the header objects it made.
+
+    The EmailPolicy parses a header's value again on every read: a message view reads a
+    part's Content-Type five times or more (type, charset, file name, content), and most
+    messages share the same few Content-Type values. Header objects are immutable (a
+    ``str`` with read-only properties), so the same value of the same field gives an
+    equal object: memoizing changes nothing but the CPU spent. Short values only, and a
+    bounded table, so hostile mail cannot grow it."""
+
+    LIMIT = 4096  # entries
+    LONGEST = 512  # characters of a value worth remembering
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[tuple[str, str], BaseHeader] = {}
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > self.LONGEST:
+            made: BaseHeader = super().__call__(name, value)
+            return made
+        key = (name, value)
+        found = self._made.get(key)
+        if found is None:
+            if len(self._made) >= self.LIMIT:
+                self._made.clear()
+            found = self._made[key] = super().__call__(name, value)
+        return found
+
+
+_POLICY = default_policy.clone(header_factory=_MemoHeaders())
+
+
 def parse_message(raw: bytes) -> EmailMessage:
-    msg = message_from_bytes(raw, policy=default_policy)
+    msg = message_from_bytes(raw, policy=_POLICY)
     assert isinstance(msg, EmailMessage)
     return msg
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -73,8 +73,19 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
 
 
 def url(path: str, **params: Any) -> str:
-    clean = {k: v for k, v in params.items() if v not in (None, "")}
-    return path + ("?" + urlencode(clean) if clean else "")
+    """``path?k=v&...`` as urllib's urlencode writes it, without the empty parameters."""
+    query = "&".join(
+        f"{_quoted(k)}={_quoted(v if isinstance(v, bytes) else str(v))}"
+        for k, v in params.items()
+        if v not in (None, "")
+    )
+    return path + "?" + query if query else path
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(s: str | bytes) -> str:
+    # a list page asks for the same few folder names and keys fifty times over
+    return s if isinstance(s, str) and s.isdigit() and s.isascii() else quote_plus(s)
 
 
 async def current(request: Request) -> Auth | None:

@@ -17,7 +17,8 @@ from services.store.listener import DEFAULT_WRITE_TIMEOUT
 
 
 class RenderCache:
-    """Bounded LRU of rendered ENVELOPE / BODYSTRUCTURE bytes per (account, mailbox, uid, item).
+    """Bounded LRU of rendered ENVELOPE / BODYSTRUCTURE / PREVIEW / BODY[HEADER.FIELDS ...]
+    bytes per (account, mailbox, uid, item).
 
     A message's bytes never change once stored, so entries never go stale; UIDs are not
     reused within a UIDVALIDITY, which is part of the key."""

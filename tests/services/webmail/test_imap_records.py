@@ -5,10 +5,10 @@ from __future__ import annotations
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from services.webmail.imap_records import base_subject, header_fields, row_of
+from services.webmail.imap_records import _row_of, base_subject, header_fields, row_of
 
 names = st.sampled_from(["From", "To", "Subject", "Date", "X-Other"])
 values = st.from_regex(r"\A[ -~]{0,30}\Z").map(str.strip)
@@ -54,6 +54,12 @@ def test_row_of_fetch_line() -> None:
         "café",
     )
     assert r.seen and r.flagged and r.date is not None and r.date.year == 2024
+    # the same line again: the remembered row, equal to a fresh parse; other flags, a
+    # different line and a different row
+    assert row_of(bytes(bytearray(line))) is r
+    assert row_of(line) == _row_of(line)
+    other = row_of(line.replace(b"(\\Seen \\Flagged)", b"()"))
+    assert other is not None and not other.seen and not other.flagged
 
 
 def test_base_subject() -> None:
@@ -66,6 +72,7 @@ display = st.from_regex(r"\A[A-Za-z0-9 .'-]{0,16}\Z")
 
 
 @given(local, local, display, st.sampled_from(["bare", "plain", "quoted"]))
+@example("0", "0", " ", "quoted")  # a quoted name of spaces keeps them, as the package does
 def test_first_address_agrees_with_the_email_package(
     user: str, host: str, name: str, shape: str
 ) -> None:

@@ -192,9 +192,14 @@ async def _one(  # noqa: PLR0917
             elif name == "PREVIEW":
                 if rec is None or s.account is None:
                     continue
-                if fh is None:
-                    fh = s.account.open_message(rec)
-                items.append(b"PREVIEW " + r.nstring(_preview(rec, fh)))  # RFC 8970 §3
+                key = _key(s, sel, uid, "PREVIEW")
+                shown = s.rt.cache.get(key)
+                if shown is None:
+                    if fh is None:
+                        fh = s.account.open_message(rec)
+                    shown = r.nstring(_preview(rec, fh))  # RFC 8970 §3
+                    s.rt.cache.put(key, shown)
+                items.append(b"PREVIEW " + shown)
             elif name == "SAVEDATE":
                 if rec is not None:  # RFC 8514 §4.1: NIL when not known
                     saved = rec.save_date
@@ -211,6 +216,21 @@ async def _one(  # noqa: PLR0917
                     items.append(name.encode() + b" " + value)
             elif rec is None:
                 continue
+            elif _fields_only(att):
+                # a list page's BODY.PEEK[HEADER.FIELDS (...)]: the same for as long as
+                # the message exists, so kept with the rendered items
+                assert att.section is not None
+                key = _key(s, sel, uid, "BODY[" + att.section.spec() + "]")
+                data = s.rt.cache.get(key)
+                if data is None:
+                    if fh is None:
+                        fh = s.account.open_message(rec) if s.account is not None else None
+                    assert fh is not None
+                    data = await _fields(att.section, rec, fh)
+                    s.rt.cache.put(key, data)
+                items.append(
+                    _lit(b"BODY[" + att.section.spec().encode() + b"]", data, s.speaks_binary)
+                )
             else:
                 if fh is None:
                     fh = s.account.open_message(rec) if s.account is not None else None
@@ -330,6 +350,29 @@ def decode_cte(raw: bytes, encoding: str) -> bytes:
         return decode_qp(raw)  # RFC 2045 §6.7
     # RFC 3516 §4.3: an encoding we cannot undo
     raise Refused("Unknown Content-Transfer-Encoding", code="UNKNOWN-CTE")
+
+
+def _fields_only(att: FetchAtt) -> bool:
+    """BODY[HEADER.FIELDS (...)] or its .NOT of the whole message, all of it."""
+    sec = att.section
+    return (
+        att.name == "BODY"
+        and sec is not None
+        and not sec.part
+        and sec.text.startswith("HEADER.FIELDS")
+        and att.partial is None
+    )
+
+
+async def _fields(section: Section, rec: MessageRecord, fh: BinaryIO) -> bytes:
+    """RFC 3501 §6.4.5 HEADER.FIELDS / HEADER.FIELDS.NOT of the top-level header, as
+    :func:`_body` gives it."""
+    assert rec.parsed is not None
+    found = render.section_range(rec.parsed.structure, section, rec.size)
+    if found is None:
+        return b""
+    data = await _read(fh, *found)
+    return render.header_fields(data, section.fields, section.text.endswith(".NOT"))
 
 
 async def _body(

@@ -30,3 +30,35 @@ async def test_range_fetch_engine_calls(imap: ImapHarness) -> None:
     await c.cmd(b"c FETCH 1:30 (BODY.PEEK[HEADER])")
     assert calls == [30, 30]
     await c.close()
+
+
+async def test_list_page_items_cached(imap: ImapHarness) -> None:
+    """A webmail list page's PREVIEW (RFC 8970) and BODY.PEEK[HEADER.FIELDS (...)] are
+    read from the message file once; later FETCHes answer the same bytes from the cache,
+    each field list (and .NOT) under its own entry."""
+    await imap.deliver(*[message(i) for i in range(1, 11)])
+    acct, _ = await imap.inbox()
+    opened: list[int] = []
+    real = acct.open_message
+
+    def counting(rec: Any) -> Any:
+        opened.append(rec.uid)
+        return real(rec)
+
+    acct.open_message = counting  # type: ignore[method-assign]
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    items = b"(UID PREVIEW BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])"
+    first = await c.cmd(b"a UID FETCH 1:10 " + items)
+    assert len(opened) == 10
+    assert b"PREVIEW " in first[0] and b"Subject: message 1\r\n" in b"".join(first)
+    second = await c.cmd(b"b UID FETCH 1:10 " + items)
+    assert len(opened) == 10  # nothing read again
+    assert first[:-1] == second[:-1]
+    other = await c.cmd(b"c UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    assert len(opened) == 11
+    assert b"Subject:" not in b"".join(other) and b"Message-ID:" in b"".join(other)
+    negated = await c.cmd(b"d UID FETCH 1 (BODY.PEEK[HEADER.FIELDS.NOT (FROM SUBJECT)])")
+    assert len(opened) == 12
+    assert b"Subject:" not in b"".join(negated) and b"Message-ID:" in b"".join(negated)
+    await c.close()
