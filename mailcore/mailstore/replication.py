@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailcore.mailstore import digest, journal, layout, readers, replica
+from mailcore.mailstore import digest, journal, layout, readers, replica, splitbrain
 from mailcore.mailstore.records import MailboxDigest, RangeDigest, ReaderPosition, Record
 
 if TYPE_CHECKING:
@@ -102,6 +102,23 @@ class Replication:
             if origin is not None:
                 readers.mark_origin(t, before, origin)
             return applied
+
+        return await self._acct._write(run)
+
+    async def apply_resolving(
+        self, rec: Record, data: bytes | None, *, origin: str, resolver: bool
+    ) -> splitbrain.Resolution:
+        """:meth:`apply`, with the collisions of a split brain settled (splitbrain.py)
+        instead of refused; ``resolver``: this store gives out the new UIDs. The
+        resolution's own records are journalled without origin: they go to the peer."""
+
+        def run(t: Txn) -> splitbrain.Resolution:
+            res = splitbrain.Resolution(origin, resolver)
+            before = t.state.change_seq
+            res.applied = replica.apply(t, rec, data, res)
+            readers.mark_origin(t, before, origin)
+            splitbrain.unmark_own(t, res)
+            return res
 
         return await self._acct._write(run)
 
