@@ -50,6 +50,7 @@ HDR_MIRROR_ACCOUNT = "Postern-Mirror-Account"
 HDR_MIRROR_RECORD = "Postern-Mirror-Record"  # the journal row, JSON
 HDR_MIRROR_BODY = "Postern-Mirror-Body"  # "inline", "object:<name>" or "none"
 HDR_MIRROR_ORIGIN = "Postern-Mirror-Origin"  # the peer the record came from
+HDR_MIRROR_RESOLVE = "Postern-Mirror-Resolve"  # split brain: "resolver" or "defer"
 
 # Header carrying the schema version of a bus message.
 HDR_SCHEMA = "Postern-Schema"

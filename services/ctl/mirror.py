@@ -36,6 +36,7 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         "queued": queued,
         "applied": counters.get("applied", 0),
         "conflicts": counters.get("conflicts", 0),
+        "resolved": counters.get("resolved", 0),
         "lag_seconds": round(lag, 3),
         "peer_link": counters.get("peer_link", False),
         "last_error": counters.get("last_error"),
@@ -56,7 +57,8 @@ def render(st: dict[str, Any]) -> list[str]:
         f"peer {st['peer']}: link {'up' if st['peer_link'] else 'DOWN'}, "
         f"last report {when} ({age})",
         f"  records added {st['added']}  sent {st['sent']}  queued {st['queued']}  "
-        f"applied here {st['applied']}  conflicts {st['conflicts']}",
+        f"applied here {st['applied']}  conflicts {st['conflicts']} kept, "
+        f"{st['resolved']} resolved",
         f"  lag {st['lag_seconds']:.1f}s (oldest record the peer has not applied)",
         f"  last error: {st['last_error'] or 'none'}",
     ]

@@ -135,6 +135,7 @@ class Mirror:
             "applied": sink.get("applied", 0),
             "duplicates": sink.get("duplicates", 0),
             "conflicts": sink.get("conflicts", 0),
+            "resolved": sink.get("resolved", 0),
             "resync_accounts": self.source.stats.resync,
             "peer_link": self.sink is not None and bool(self.peer_nc and self.peer_nc.is_connected),
             "last_error": last[1],

@@ -4,10 +4,14 @@ apply in this store, in stream order.
 Each record is applied through the local store's ``apply`` request with ``origin`` = the
 peer (so this store's source never ships it back) and acked on the peer's stream only
 after the store answered, i.e. after its commit. A record applied already answers
-``applied: false`` and is acked too (idempotent). A record replica apply refuses
-(:class:`ReplicaConflict`) is not lost: it is kept, body and all, in the local stream
-``MIRROR_CONFLICTS`` for the split-brain resolver (issue 13), logged and counted in
-``mirror_conflicts_total{kind}``, then acked. Any other failure (store down, timeout)
+``applied: false`` and is acked too (idempotent). Split-brain collisions (a UID used
+for different messages on the two sides, equal-modseq flags, concurrent renames) are
+settled by the store (mailcore/mailstore/splitbrain.py; this node resolves when its name
+sorts before the peer's, else it defers) and each resolution logged and counted in
+``mirror_conflicts_total{kind}``. A record replica apply still refuses
+(:class:`ReplicaConflict`: a mailbox created on both sides, a UIDVALIDITY clash) is not
+lost: it is kept, body and all, in the local stream ``MIRROR_CONFLICTS``, logged and
+counted, then acked. Any other failure (store down, timeout)
 leaves the record and every later one unacked: they are delivered again, in order.
 """
 
@@ -38,6 +42,7 @@ class SinkStats:
     applied: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    resolved: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
 
@@ -108,6 +113,8 @@ class Sink:
             obj = await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).get(name)
             await (await _local_bodies(self.js)).put(name, obj.data)
         headers[names.HDR_MIRROR_ORIGIN] = self.peer
+        # split brain: the node whose name sorts first gives out new UIDs, the other defers
+        headers[names.HDR_MIRROR_RESOLVE] = "resolver" if self.node < self.peer else "defer"
         headers.pop(names.HDR_MSG_ID, None)
         try:
             reply = await self.nc.request(
@@ -123,6 +130,8 @@ class Sink:
             return
         if how.startswith("object:"):  # committed: the local copy is not needed any more
             await (await _local_bodies(self.js)).delete(how.removeprefix("object:"))
+        for kind, detail in result.get("resolved", ()):
+            self._resolved(headers, kind, detail)
         if result["applied"]:
             self.stats.applied += 1
             metrics.MIRROR_APPLIED.labels(peer=self.peer).inc()
@@ -143,6 +152,17 @@ class Sink:
             account=headers.get(names.HDR_MIRROR_ACCOUNT),
             kind=kind,
             detail=result["conflict"],
+        )
+
+    def _resolved(self, headers: dict[str, str], kind: str, detail: str) -> None:
+        self.stats.resolved += 1
+        metrics.MIRROR_CONFLICTS.labels(kind=kind).inc()
+        log.warning(
+            "mirror conflict resolved",
+            peer=self.peer,
+            account=headers.get(names.HDR_MIRROR_ACCOUNT),
+            kind=kind,
+            detail=detail,
         )
 
     def failed(self, exc: BaseException) -> None:
