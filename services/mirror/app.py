@@ -28,6 +28,7 @@ from mailcore.bus import mirror as queue
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
+from services.mirror import followers
 from services.mirror.sink import Sink
 from services.mirror.source import Source
 
@@ -74,9 +75,12 @@ class Mirror:
         self.sink: Sink | None = None
         self.peer_nc: Any = None
         self.link_error: str | None = None
+        self.nudged = asyncio.Event()  # a synchronous write waits (followers.Nudge)
 
     async def run_source(self, stopping: asyncio.Event) -> None:
         await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
+        if self.s.mirror_follower:  # read-only follower: nothing goes back to the peer
+            return
         while not stopping.is_set():
             try:
                 sent = await self.source.pass_once()
@@ -86,7 +90,7 @@ class Mirror:
                 sent = 0
                 await _pause(stopping, BACKOFF)
             if not sent:
-                await _pause(stopping, self.s.mirror_poll_interval)
+                await followers.idle(stopping, self.nudged, self.s.mirror_poll_interval)
 
     async def run_sink(self, stopping: asyncio.Event) -> None:
         if not self.s.peer_nats_url:
@@ -101,6 +105,9 @@ class Mirror:
                     self.peer_nc.jetstream(),
                     self.s.mirror_node,
                     self.s.mirror_peer,
+                    peer_nc=self.peer_nc,
+                    settle=not self.s.mirror_follower,
+                    trash=self.s.mirror_trash,
                 )
                 await sink.start()
                 self.sink, self.link_error = sink, None
@@ -161,10 +168,14 @@ async def _pause(stopping: asyncio.Event, seconds: float) -> None:
 async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     bus = await ctx.connect_bus()
     mirror = Mirror(ctx.settings, bus.nc, bus.js)
+    nudge = followers.Nudge()
+    nudge.events.append(mirror.nudged)
+    ctx.on_cleanup((await nudge.subscribe(bus.nc)).unsubscribe)
     tasks = [
         asyncio.create_task(mirror.run_source(ctx.stopping), name="mirror-source"),
         asyncio.create_task(mirror.run_sink(ctx.stopping), name="mirror-sink"),
         asyncio.create_task(mirror.report(ctx.stopping), name="mirror-status"),
+        *followers.tasks(ctx.settings, bus.nc, bus.js, nudge, ctx.stopping),
     ]
     log.info("mirror running", node=ctx.settings.mirror_node, peer=ctx.settings.mirror_peer)
     await ctx.stopping.wait()

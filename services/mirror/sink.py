@@ -17,6 +17,7 @@ leaves the record and every later one unacked: they are delivered again, in orde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -72,8 +73,21 @@ def conflict_kind(text: str) -> str:
 
 
 class Sink:
-    def __init__(self, local_nc: Any, local_js: Any, peer_js: Any, node: str, peer: str):
-        self.nc, self.js, self.peer_js = local_nc, local_js, peer_js
+    def __init__(
+        self,
+        local_nc: Any,
+        local_js: Any,
+        peer_js: Any,
+        node: str,
+        peer: str,
+        *,
+        peer_nc: Any = None,
+        settle: bool = True,
+        trash: bool = False,
+    ):
+        self.trash = trash  # the peer's deletes become moves to Trash (mirrortrash.py)
+        self.settle = settle  # False (a read-only follower): conflicts are only kept
+        self.nc, self.js, self.peer_js, self.peer_nc = local_nc, local_js, peer_js, peer_nc
         self.node, self.peer = node, peer
         self.stats = SinkStats()
         self._sub: Any = None
@@ -92,17 +106,39 @@ class Sink:
             msgs = await self._sub.fetch(batch, timeout=timeout)
         except TimeoutError:
             return 0
-        for i, msg in enumerate(msgs):
-            try:
-                await self._apply(msg)
-            except Exception:
-                # Redeliveries come before new records, in the order of these naks: the
-                # records stay in stream order (an append never overtakes its mailbox).
-                for rest in msgs[i:]:
-                    await rest.nak()
-                raise
-            await msg.ack_sync()
+        committed: dict[str, int] = {}
+        try:
+            for i, msg in enumerate(msgs):
+                try:
+                    await self._apply(msg)
+                except Exception:
+                    # Redeliveries come before new records, in the order of these naks:
+                    # the records stay in stream order (an append never overtakes its
+                    # mailbox).
+                    for rest in msgs[i:]:
+                        await rest.nak()
+                    raise
+                await msg.ack_sync()
+                headers = msg.headers or {}
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    account = headers[names.HDR_MIRROR_ACCOUNT]
+                    committed[account] = int(json.loads(headers[names.HDR_MIRROR_RECORD])[0])
+        finally:
+            await self._tell_committed(committed)
         return len(msgs)
+
+    async def _tell_committed(self, committed: dict[str, int]) -> None:
+        """On the peer's NATS: its records up to these are committed here (what a store
+        in synchronous mode waits for: services/store/mirror_sync.py)."""
+        if self.peer_nc is None:
+            return
+        with contextlib.suppress(Exception):
+            for account, seq in committed.items():
+                note = {"node": self.node, "account": account, "seq": seq}
+                await self.peer_nc.publish(
+                    names.SUBJECT_MIRROR_COMMITTED, json.dumps(note).encode()
+                )
+            await self.peer_nc.flush(timeout=2)
 
     async def _apply(self, msg: Any) -> None:
         headers = dict(msg.headers or {})
@@ -114,7 +150,10 @@ class Sink:
             await (await _local_bodies(self.js)).put(name, obj.data)
         headers[names.HDR_MIRROR_ORIGIN] = self.peer
         # split brain: the node whose name sorts first gives out new UIDs, the other defers
-        headers[names.HDR_MIRROR_RESOLVE] = "resolver" if self.node < self.peer else "defer"
+        if self.settle:
+            headers[names.HDR_MIRROR_RESOLVE] = "resolver" if self.node < self.peer else "defer"
+            if self.trash:
+                headers[names.HDR_MIRROR_TRASH] = "1"
         headers.pop(names.HDR_MSG_ID, None)
         try:
             reply = await self.nc.request(

@@ -17,6 +17,7 @@ from services.store.admin import serve_admin
 from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
+from services.store.mirror_sync import MirrorSync
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
 
@@ -39,6 +40,11 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         reader_max_age=s.journal_reader_max_age,
     )
     ctx.on_cleanup(store.close)
+    mirror_sync = None
+    if s.mirror_sync_peer:  # synchronous mirroring (docs/mirror.md)
+        mirror_sync = MirrorSync(bus.nc, bus.js, s.mirror_sync_peer, s.mirror_sync_timeout)
+        await mirror_sync.start()
+        ctx.on_cleanup(mirror_sync.stop)
     consumer = DeliveryConsumer(
         bus,
         directory,
@@ -48,6 +54,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         unknown_attempts=s.delivery_unknown_attempts,
         max_requeues=s.delivery_max_requeues,
         min_free=s.delivery_min_free_bytes,
+        mirror_sync=mirror_sync,
     )
     delivery_task = asyncio.create_task(consumer.run(ctx.stopping), name="delivery")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
@@ -85,6 +92,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         throttle=throttle,
         guard=guard,
     )
+    imap.rt.mirror_sync = mirror_sync
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
     # POP3 (issue 5): plain port with STLS, POP3S with implicit TLS.

@@ -123,7 +123,11 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         try:
             if resolve is not None and origin is not None:  # split brain settled here
                 res = await acct.replication.apply_resolving(
-                    rec, data, origin=origin, resolver=resolve == "resolver"
+                    rec,
+                    data,
+                    origin=origin,
+                    resolver=resolve == "resolver",
+                    trash=hdrs.get(names.HDR_MIRROR_TRASH) == "1",
                 )
                 return _json({"applied": res.applied, "resolved": res.notes})
             applied = await acct.replication.apply(rec, data, origin=origin)
