@@ -27,6 +27,7 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
     try:
         queued, lag = await queue.queue(bus.js, peer)
         counters = await queue.read_status(bus.js, peer)
+        sync = await queue.read_status(bus.js, f"sync-{peer}")  # the store's, if synchronous
     finally:
         await bus.close()
     return {
@@ -42,6 +43,8 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         "last_error": counters.get("last_error"),
         "resync_accounts": counters.get("resync_accounts", []),
         "reported_at": counters.get("at"),
+        "follower": counters.get("follower", False),
+        "sync": sync or None,
     }
 
 
@@ -62,9 +65,24 @@ def render(st: dict[str, Any]) -> list[str]:
         f"  lag {st['lag_seconds']:.1f}s (oldest record the peer has not applied)",
         f"  last error: {st['last_error'] or 'none'}",
     ]
+    if st["follower"]:
+        lines[0] += " (read-only follower)"
+    if st["sync"]:
+        lines.append("  " + sync_line(st["sync"]))
     if st["resync_accounts"]:
         lines.append(f"  MUST RESYNC: {', '.join(st['resync_accounts'])}")
     return lines
+
+
+def sync_line(sync: dict[str, Any]) -> str:
+    since = sync.get("degraded_since")
+    if since is None:
+        return f"sync: on (writes answered after the peer's commit, timeout {sync['timeout']}s)"
+    when = datetime.datetime.fromtimestamp(since, datetime.UTC).strftime("%H:%M:%S")
+    return (
+        f"sync: DEGRADED, asynchronous since {when} "
+        f"({sync.get('timeouts', 0)} writes answered without the peer)"
+    )
 
 
 @mirror.command()
