@@ -106,6 +106,7 @@ class Sink:
             msgs = await self._sub.fetch(batch, timeout=timeout)
         except TimeoutError:
             return 0
+        msgs = await self._in_order(msgs)
         committed: dict[str, int] = {}
         try:
             for i, msg in enumerate(msgs):
@@ -126,6 +127,26 @@ class Sink:
         finally:
             await self._tell_committed(committed)
         return len(msgs)
+
+    async def _in_order(self, msgs: list[Any]) -> list[Any]:
+        """The records of the batch that follow the oldest one left in the peer's queue
+        without a gap. A record delivered ahead of older ones (those went to a pull request
+        that expired under load: they come back after the ack wait) is put back, so
+        records are applied in journal order (a mailbox before its mail, a collision
+        settled the same way on both sides)."""
+        if not msgs:
+            return msgs
+        info = await self.peer_js.stream_info(queue.stream_name(self.node))
+        expect = info.state.first_seq
+        ordered = []
+        for msg in msgs:
+            if msg.metadata.sequence.stream != expect:
+                break
+            ordered.append(msg)
+            expect += 1
+        for msg in msgs[len(ordered) :]:
+            await msg.nak(delay=1.0)
+        return ordered
 
     async def _tell_committed(self, committed: dict[str, int]) -> None:
         """On the peer's NATS: its records up to these are committed here (what a store
