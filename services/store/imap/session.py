@@ -352,7 +352,10 @@ class Session:
         (or the wait timed out: services/store/mirror_sync.py)."""
         sync, acct = self.rt.mirror_sync, self.account
         if sync is not None and acct is not None and acct.change_seq > before:
-            await sync.wait(acct, after=before)
+            try:
+                await sync.wait(acct, after=before)
+            except MailstoreError:  # the write is committed here: its OK stands
+                log.warning("synchronous mirror wait failed", account=acct.id)
 
     async def _bad(self, tag: str | None, message: str, *, unknown: bool = False) -> None:
         self.bad_commands += 1
