@@ -97,10 +97,12 @@ class Client:
         self.uidvalidity = 0
         self.seen: dict[int, str] = {}  # UID → Subject, as this client was shown them
 
-    async def call(self, *args: str) -> list[bytes]:
+    async def call(self, *args: str, may_fail: bool = False) -> list[bytes]:
+        """A UID command; ``may_fail``: a NO is an answer too (RFC 2180 §4.2.1: a message
+        expunged by another session)."""
         assert self.imap is not None
         typ, data = await asyncio.to_thread(self.imap.uid, *args)
-        assert typ == "OK", data
+        assert typ == "OK" or (may_fail and typ == "NO"), data
         return [d for d in data if isinstance(d, bytes)] + [
             d[0] + d[1] for d in data if isinstance(d, tuple)
         ]
