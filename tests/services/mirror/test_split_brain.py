@@ -129,8 +129,14 @@ class Client:
 
     async def listing(self) -> dict[int, str]:
         """Every UID in INBOX with its Subject; asserts UIDs only grew for this client."""
-        await self.command("NOOP")
-        rows = await self.call("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        rows: list[bytes] = []
+        for _ in range(50):  # NO [EXPUNGEISSUED]: the peer expunged meanwhile; look again
+            await self.command("NOOP")
+            rows = await self.call(
+                "FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])", may_fail=True
+            )
+            if not any(b"EXPUNGEISSUED" in r for r in rows):
+                break
         now: dict[int, str] = {}
         for row in rows:
             m = re.search(rb"UID (\d+).*?Subject: (\S+)", row, re.S)
