@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS uid_moves (
     origin TEXT NOT NULL,
     new_uid INTEGER,
     ours TEXT,                          -- deferring: SHA-256 (hex) of our message there
+    theirs TEXT,                        -- deferring: SHA-256 (hex) of the peer's there
     PRIMARY KEY (mailbox_id, uid, origin)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (

@@ -36,6 +36,7 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailcore import message
 from mailcore.mailstore import digest, mailboxes, searchdata
@@ -92,11 +93,18 @@ def _moved(
 
 
 def _note_move(
-    t: Txn, mailbox_id: int, uid: int, origin: str, new_uid: int | None, *, ours: str | None = None
+    t: Txn,
+    mailbox_id: int,
+    uid: int,
+    origin: str,
+    new_uid: int | None,
+    *,
+    ours: str | None = None,
+    theirs: str | None = None,
 ) -> None:
     t.conn.execute(
-        "INSERT OR REPLACE INTO uid_moves VALUES (?, ?, ?, ?, ?)",
-        (mailbox_id, uid, origin, new_uid, ours),
+        "INSERT OR REPLACE INTO uid_moves VALUES (?, ?, ?, ?, ?, ?)",
+        (mailbox_id, uid, origin, new_uid, ours, theirs),
     )
 
 
@@ -186,7 +194,7 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
         _deferred_copy_gone(t, mb, rec, res)
         return None
     if not res.resolver:
-        _note_move(t, mb.id, u, res.origin, None, ours=own)
+        _note_move(t, mb.id, u, res.origin, None, ours=own, theirs=rec.sha256)
         res.note("deferred", f"mailbox {mb.id} UID {u}: the peer gives both messages new UIDs")
         return False
     before = t.state.change_seq
@@ -240,8 +248,18 @@ def after_append(t: Txn, rec: AppendRecord, res: Resolution) -> None:
         (mb.id, res.origin, bytes.fromhex(rec.sha256), rec.uid),
     ).fetchall()
     if rows:
-        remove(t, mb, rows, free=True)
+        _remove_own_copies(t, mb, rows, res.origin)
         res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} now UID {rec.uid}")
+
+
+def _remove_own_copies(t: Txn, mb: MailboxRow, rows: list[Any], origin: str) -> None:
+    """Deferring store: expunge our copies under collided UIDs (the message lives on, or
+    was deleted, on the resolver); they no longer count as deleted by a user here."""
+    remove(t, mb, rows, free=True)
+    t.conn.executemany(
+        "UPDATE uid_moves SET ours = NULL WHERE mailbox_id = ? AND uid = ? AND origin = ?",
+        [(mb.id, r[0], origin) for r in rows],
+    )
 
 
 def _flags(t: Txn, rec: FlagsRecord, res: Resolution) -> bool | None:
@@ -293,6 +311,8 @@ def _expunge(t: Txn, rec: ExpungeRecord, res: Resolution) -> Record | bool | Non
     if not moved:
         return None
     rest = tuple(u for u in rec.uids if u not in moved)
+    if not res.resolver:  # the resolver expunged (deleted or moved on) its message there:
+        _follow_expunge(t, mb, list(moved), res)  # our copy of it under another UID goes
     if res.resolver:  # the peer expunged a message that lives here under a new UID
         targets = [m[0] for m in moved.values() if m[0] is not None]
         rows = []
@@ -307,6 +327,34 @@ def _expunge(t: Txn, rec: ExpungeRecord, res: Resolution) -> Record | bool | Non
     if not rest:
         return bool(res.own)
     return ExpungeRecord(rec.seq, rec.at, rec.mailbox_id, rest, rec.modseq)
+
+
+def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) -> None:
+    """Deferring store: the resolver expunged UIDs where we hold another message. If the
+    message it expunged there is one of ours that we still hold under a collided UID (it
+    came back from the resolver under a UID we had used), our copy goes too: deleted on
+    the resolver, or moved on there (it comes back again under the newer UID)."""
+    theirs = [
+        r[0]
+        for u in uids
+        for r in t.conn.execute(
+            "SELECT theirs FROM uid_moves WHERE mailbox_id = ? AND uid = ? AND origin = ?"
+            " AND theirs IS NOT NULL",
+            (mb.id, u, res.origin),
+        ).fetchall()
+    ]
+    rows: list[Any] = []
+    for sha in theirs:
+        rows += t.conn.execute(
+            "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m JOIN messages g"
+            " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
+            " WHERE m.mailbox_id = ? AND m.origin = ? AND m.ours = ? AND g.sha256 = ?",
+            (mb.id, res.origin, sha, bytes.fromhex(sha)),
+        ).fetchall()
+    rows = list({r[0]: r for r in rows}.values())
+    if rows:
+        _remove_own_copies(t, mb, rows, res.origin)
+        res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} gone on the peer")
 
 
 def _rename(t: Txn, rec: MailboxRenameRecord, res: Resolution) -> bool | None:

@@ -131,3 +131,32 @@ async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool) -> 
     finally:
         await sa.close()
         await sb.close()
+
+
+async def test_a_renumbered_message_deleted_before_it_lands_goes_on_both(tmp_path: Path) -> None:
+    """The resolver renumbers the peer's message onto a UID the peer used too, and a user
+    deletes it there before it ever lands on the peer: the peer's own copy goes too."""
+    sa, sb = await MailStore.open(tmp_path / "a"), await MailStore.open(tmp_path / "b")
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        await a.append(inbox.id, message("E0"))
+        y, zs = message("Y"), [message(f"Z{i}") for i in range(3)]
+        await b.append(inbox.id, y)
+        for z in zs:
+            await b.append(inbox.id, z)
+        await ship(b, a, B, A, 2)  # Y and Z0 only: Y renumbered onto a UID B used for Z1
+        moved = [u for u, s, _ in (await contents(a))[f"INBOX/{inbox.uidvalidity}"] if s == sha(y)]
+        await a.expunge(inbox.id, moved, force=True)  # deleted before it reached B
+        await heal(a, b, True)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        left = {s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]}
+        assert sha(y) not in left
+        assert {sha(z) for z in zs} | {sha(message("E0")), sha(message("pre"))} == left
+    finally:
+        await sa.close()
+        await sb.close()
