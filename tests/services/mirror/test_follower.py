@@ -17,7 +17,7 @@ from mailcore.bus.connect import Bus
 from mailcore.directory import Directory
 from tests.conftest import fresh_bus
 from tests.services.mirror.test_pair import contents, digests, mailctl, until
-from tests.services.mirror.test_split_brain import ADDRESS, PASSWORD, Client, deliver
+from tests.services.mirror.test_split_brain import ADDRESS, PASSWORD, Client, deliver, opened
 from tests.services.mirror.test_sync_mode import SyncSide
 
 pytestmark = pytest.mark.slow
@@ -72,6 +72,8 @@ async def test_three_stores_converge_after_random_operations(tmp_path: Path) -> 
 
         async def converged() -> bool:
             try:
+                if not await opened(bus_a, account):  # a digest request would open it empty
+                    return False
                 for bus, peer in ((bus_a, "store-b"), (bus_b, "store-a"), (bus_a, "store-c")):
                     if (await queue.queue(bus.js, peer))[0]:
                         return False

@@ -27,7 +27,7 @@ from mailcore.directory import Directory
 from services.ctl import daemons
 from services.mirror.sink import STREAM_CONFLICTS
 from tests.conftest import fresh_bus
-from tests.services.mirror.test_pair import ROOT, Side, contents, digests, until
+from tests.services.mirror.test_pair import ROOT, Side, contents, digests, request, until
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +86,12 @@ async def deliver(bus: Bus, subjects: list[str]) -> None:
         )
         pubs.append(publish_mail(bus.js, bodies, names.SUBJECT_INBOUND, msg, body.encode()))
     await asyncio.gather(*pubs)
+
+
+async def opened(bus: Bus, account: str) -> bool:
+    """The store holds the account (delivered to): only then ask it for digests, which
+    open a missing account as an empty replica."""
+    return account in (await request(bus, "accounts", {}))["accounts"]
 
 
 class Client:
@@ -185,6 +191,8 @@ async def test_split_brain_heals_without_loss(tmp_path: Path) -> None:
 
         async def converged() -> bool:
             try:
+                if not await opened(bus_a, account):  # a digest request would open it empty
+                    return False
                 if (await queue.queue(bus_a.js, "store-b"))[0]:
                     return False
                 if (await queue.queue(bus_b.js, "store-a"))[0]:

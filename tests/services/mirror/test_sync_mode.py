@@ -26,6 +26,7 @@ from tests.services.mirror.test_split_brain import (
     Client,
     SplitSide,
     deliver,
+    opened,
 )
 
 pytestmark = pytest.mark.slow
@@ -85,6 +86,8 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
 
         async def converged() -> bool:
             try:
+                if not await opened(bus_a, account):  # a digest request would open it empty
+                    return False
                 da, db = await digests(bus_a, account), await digests(bus_b, account)
             except Exception:
                 return False
