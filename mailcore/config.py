@@ -346,6 +346,18 @@ class StoreSettings(CommonSettings):
         "other's commits (IDLE stays prompt); delivery, POP3 and admin stay in the store "
         "process; connection caps count per process. One per CPU core uses every core",
     )
+    mirror_sync_peer: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$",
+        description="synchronous mirroring: a delivery is acked to the bus, and an IMAP "
+        "write answered OK, only once this peer's mirror committed it too (docs/mirror.md); "
+        "unset: asynchronous",
+    )
+    mirror_sync_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=5.0,
+        description="seconds a synchronous write waits for the peer before it is answered "
+        "anyway (asynchronous fallback, reported in status and metrics)",
+    )
     webmail_trusted_networks: str = Field(
         default="127.0.0.0/8,::1/128",
         description="comma-separated networks whose IMAP ID x-originating-ip (RFC 2971) the "
@@ -507,6 +519,23 @@ class MirrorSettings(CommonSettings):
         default=30 * 86400.0,
         description="seconds between the automatic repair passes (resync-fast toward the "
         "peer, run by the pair's first node in name order); 0 = never",
+    )
+    mirror_followers: str = Field(
+        default="",
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,30}(,[a-z0-9][a-z0-9_-]{0,30})*)?$",
+        description="read-only followers this store's journal also feeds, comma separated: "
+        "each its own reader mirror:<name>, queue MIRROR_TO_<NAME>, lag and status",
+    )
+    mirror_trash: bool = Field(
+        default=False,
+        description="SurgeMail's g_mirror_trash: a message the peer deletes (expunges) is "
+        "moved to Trash here, and so on both stores, instead of being expunged (a delete in "
+        "Trash stays final)",
+    )
+    mirror_follower: bool = Field(
+        default=False,
+        description="this store is a read-only follower of MIRROR_PEER: its mirror applies "
+        "the peer's queue and ships nothing back",
     )
 
 

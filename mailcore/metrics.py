@@ -133,7 +133,8 @@ MIRROR_LAG = Gauge(
 MIRROR_ERRORS = Counter("postern_mirror_errors_total", "mirror failures, retried", ["peer", "side"])
 MIRROR_CONFLICTS = Counter(
     "mirror_conflicts_total",
-    "peer records replica apply refused (kept in MIRROR_CONFLICTS for a resolver)",
+    "split-brain conflicts: resolved (uid, late, deferred, moved, expunged, flags, rename)"
+    " or kept in MIRROR_CONFLICTS (bytes, mailbox, uidvalidity)",
     ["kind"],
 )
 MIRROR_REPAIR_FIXED = Counter(
@@ -146,6 +147,16 @@ MIRROR_REPAIR_RUNS = Counter(
 )
 MIRROR_DIRECTORY_APPLIED = Counter(
     "postern_mirror_directory_applied_total", "the peer's directory changes applied here", ["peer"]
+)
+MIRROR_SYNC_TIMEOUTS = Counter(
+    "postern_mirror_sync_timeouts_total",
+    "synchronous mirroring: writes answered without the peer's commit (timeout)",
+    ["peer"],
+)
+MIRROR_SYNC_DEGRADED = Gauge(
+    "postern_mirror_sync_degraded",
+    "1 while synchronous mirroring fell back to asynchronous (the last wait timed out)",
+    ["peer"],
 )
 JOURNAL_PRUNED = Counter("postern_journal_pruned_total", "journal records pruned")
 IMAP_SESSIONS = Gauge("postern_imap_sessions_open", "open IMAP sessions")

@@ -45,12 +45,16 @@ STREAM_MIRROR_TO = "MIRROR_TO_"
 SUBJECT_MIRROR_TO = "mirror.to."
 OBJ_MIRROR_BODIES = "MIRROR_BODIES"  # bodies above 512 KiB, on the sending side's NATS
 # The store's replica requests, for its own mirror process (services/store/replica_rpc.py)
+SUBJECT_MIRROR_COMMITTED = "postern.mirror.committed"  # a peer committed records (sync)
+SUBJECT_MIRROR_NUDGE = "postern.mirror.nudge"  # the store asks its mirror to read now
 SUBJECT_REPLICA = "postern.replica."  # + accounts | read | confirm | apply | body
 HDR_MIRROR_ACCOUNT = "Postern-Mirror-Account"
 HDR_MIRROR_RECORD = "Postern-Mirror-Record"  # the journal row, JSON
 HDR_MIRROR_BODY = "Postern-Mirror-Body"  # "inline", "object:<name>" or "none"
 HDR_MIRROR_ORIGIN = "Postern-Mirror-Origin"  # the peer the record came from
 HDR_MIRROR_REPAIR = "Postern-Mirror-Repair"  # a resync's forced write (services/store/repair_rpc)
+HDR_MIRROR_TRASH = "Postern-Mirror-Trash"  # "1": a peer's expunge is kept in Trash here
+HDR_MIRROR_RESOLVE = "Postern-Mirror-Resolve"  # split brain: "resolver" or "defer"
 
 # Header carrying the schema version of a bus message.
 HDR_SCHEMA = "Postern-Schema"

@@ -204,8 +204,14 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 # its mirror role (mailcore.bus.roles): read each second, heartbeat
                 *_declare("KV_" + KV_ROLE),
                 *_kv(KV_ROLE),
+                # synchronous mirroring (services.store.mirror_sync): "ship now"
+                names.SUBJECT_MIRROR_NUDGE,
             ),
-            (names.SUBJECT_REPLICA + ">", names.SUBJECT_STORE_PURGE),
+            (
+                names.SUBJECT_REPLICA + ">",
+                names.SUBJECT_STORE_PURGE,
+                names.SUBJECT_MIRROR_COMMITTED,  # the peer's "committed" notices
+            ),
             responds=True,
         ),
         "webmail": _role(
@@ -237,7 +243,10 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 *_objects(names.OBJ_BODIES, read=True, write=True, remove=True),
                 # the directory follows the peer's (mailcore.bus.mirror_directory)
                 *_kv(names.KV_DIRECTORY),
+                # synchronous mirroring: the sink tells the peer's store what it committed
+                names.SUBJECT_MIRROR_COMMITTED,
             ),
+            (names.SUBJECT_MIRROR_NUDGE,),
         ),
     }
 

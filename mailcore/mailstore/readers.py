@@ -108,6 +108,15 @@ def mark_origin(t: Txn, after: int, origin: str) -> None:
     )
 
 
+def last_own(conn: sqlite3.Connection) -> int:
+    """The newest journal record without an origin (written here, not by replica apply)."""
+    row = conn.execute(
+        "SELECT seq FROM journal j WHERE NOT EXISTS"
+        " (SELECT 1 FROM journal_origin o WHERE o.seq = j.seq) ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def forget_origin(t: Txn, origin: str) -> None:
     """Ship ``origin``'s records back to it too (a wiped peer needs its own changes)."""
     t.conn.execute("DELETE FROM journal_origin WHERE origin = ?", (origin,))

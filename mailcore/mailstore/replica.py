@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailcore import message
-from mailcore.mailstore import digest, mailboxes, quota, searchdata
+from mailcore.mailstore import digest, mailboxes, quota, searchdata, splitbrain
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.errors import ReplicaConflict
@@ -288,11 +288,25 @@ _APPLY: dict[type[Any], Callable[[Txn, Any], bool]] = {
 }
 
 
-def apply(t: Txn, rec: Record, data: bytes | None = None) -> bool:
+def apply(
+    t: Txn, rec: Record, data: bytes | None = None, res: splitbrain.Resolution | None = None
+) -> bool:
     """Apply ``rec`` (``data``: the stored bytes, for an append); False when it was
-    applied already (nothing changed)."""
+    applied already (nothing changed). With ``res``, collisions of a split brain are
+    settled (splitbrain.py) instead of raising :class:`ReplicaConflict`."""
+    if res is not None:
+        done = splitbrain.intercept(t, rec, data, res)
+        if isinstance(done, bool):
+            return done
+        if done is not None:
+            rec = done
+        if res.drop_data:
+            data = None
     if isinstance(rec, AppendRecord):
-        return _append(t, rec, data)
+        applied = _append(t, rec, data)
+        if res is not None:
+            splitbrain.after_append(t, rec, res)
+        return applied
     return _APPLY[type(rec)](t, rec)
 
 

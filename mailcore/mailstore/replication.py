@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailcore.mailstore import digest, journal, layout, readers, replica
-from mailcore.mailstore.records import MailboxDigest, RangeDigest, ReaderPosition, Record
+from mailcore.mailstore import digest, journal, layout, mirrortrash, readers, replica, splitbrain
+from mailcore.mailstore.records import (
+    ExpungeRecord,
+    MailboxDigest,
+    RangeDigest,
+    ReaderPosition,
+    Record,
+)
 
 if TYPE_CHECKING:
     from mailcore.mailstore.account import Account
@@ -74,6 +80,10 @@ class Replication:
         last ``seq`` read (confirm it once the records returned are safe)."""
         return await self._acct._read(lambda c: readers.read_skipping(c, name, limit, origin))
 
+    async def last_own(self) -> int:
+        """The newest record this store wrote itself, not applied from a peer (0: none)."""
+        return await self._acct._read(readers.last_own)
+
     async def forget_origin(self, origin: str) -> None:
         """:meth:`read_skipping` leaves out nothing of ``origin``'s any more (its
         changes go back to it): before resending everything to a wiped peer."""
@@ -102,6 +112,29 @@ class Replication:
             if origin is not None:
                 readers.mark_origin(t, before, origin)
             return applied
+
+        return await self._acct._write(run)
+
+    async def apply_resolving(
+        self, rec: Record, data: bytes | None, *, origin: str, resolver: bool, trash: bool = False
+    ) -> splitbrain.Resolution:
+        """:meth:`apply`, with the collisions of a split brain settled (splitbrain.py)
+        instead of refused; ``resolver``: this store gives out the new UIDs; ``trash``: a
+        peer's expunge copies the messages to Trash first (mirrortrash.py). The
+        resolution's own records are journalled without origin: they go to the peer."""
+
+        def run(t: Txn) -> splitbrain.Resolution:
+            res = splitbrain.Resolution(origin, resolver)
+            before = t.state.change_seq
+            if trash and isinstance(rec, ExpungeRecord):
+                kept = mirrortrash.keep(t, rec)
+                res.own.extend(range(before + 1, t.state.change_seq + 1))
+                if kept:
+                    res.note("trash", f"mailbox {rec.mailbox_id}: UIDs {kept} kept in Trash")
+            res.applied = replica.apply(t, rec, data, res)
+            readers.mark_origin(t, before, origin)
+            splitbrain.unmark_own(t, res)
+            return res
 
         return await self._acct._write(run)
 

@@ -111,6 +111,19 @@ CREATE TABLE IF NOT EXISTS journal_origin (
     seq INTEGER PRIMARY KEY,            -- a journal record written by replica apply
     origin TEXT NOT NULL                -- the peer it came from, e.g. store-b
 );
+-- split brain (mailcore.mailstore.splitbrain): a peer's message that arrived on a UID this
+-- store had used for another one. On the resolving store: where it went (new_uid, NULL:
+-- it was gone already). On the deferring store: new_uid NULL, the peer's records about
+-- that UID are about another message. Created on open (IF NOT EXISTS): no schema step.
+CREATE TABLE IF NOT EXISTS uid_moves (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    new_uid INTEGER,
+    ours TEXT,                          -- deferring: SHA-256 (hex) of our message there
+    theirs TEXT,                        -- deferring: SHA-256 (hex) of the peer's there
+    PRIMARY KEY (mailbox_id, uid, origin)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY,
     mailbox_id INTEGER NOT NULL,

@@ -30,6 +30,7 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         queued, lag = await queue.queue(bus.js, peer)
         resync = await queue.read_status(bus.js, f"resync.{peer}")
         repair = await queue.read_status(bus.js, f"repair.{peer}")
+        sync = await queue.read_status(bus.js, f"sync-{peer}")  # the store's, if synchronous
     finally:
         await bus.close()
     return {
@@ -39,6 +40,7 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         "queued": queued,
         "applied": counters.get("applied", 0),
         "conflicts": counters.get("conflicts", 0),
+        "resolved": counters.get("resolved", 0),
         "lag_seconds": round(lag, 3),
         "peer_link": counters.get("peer_link", False),
         "last_error": counters.get("last_error"),
@@ -46,6 +48,8 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         "reported_at": counters.get("at"),
         "resync": resync,
         "repair": repair,
+        "follower": counters.get("follower", False),
+        "sync": sync or None,
     }
 
 
@@ -61,10 +65,15 @@ def render(st: dict[str, Any]) -> list[str]:
         f"peer {st['peer']}: link {'up' if st['peer_link'] else 'DOWN'}, "
         f"last report {when} ({age})",
         f"  records added {st['added']}  sent {st['sent']}  queued {st['queued']}  "
-        f"applied here {st['applied']}  conflicts {st['conflicts']}",
+        f"applied here {st['applied']}  conflicts {st['conflicts']} kept, "
+        f"{st['resolved']} resolved",
         f"  lag {st['lag_seconds']:.1f}s (oldest record the peer has not applied)",
         f"  last error: {st['last_error'] or 'none'}",
     ]
+    if st["follower"]:
+        lines[0] += " (read-only follower)"
+    if st["sync"]:
+        lines.append("  " + sync_line(st["sync"]))
     if st["resync_accounts"]:
         lines.append(f"  MUST RESYNC: {', '.join(st['resync_accounts'])}")
     lines += mirror_resync.render_resync(st.get("resync") or {})
@@ -79,6 +88,17 @@ peer_nats_option = click.option(
     help="the peer store's NATS (default POSTERN_PEER_NATS_URL, else the other store of "
     "`mailctl up --mirror`)",
 )
+
+
+def sync_line(sync: dict[str, Any]) -> str:
+    since = sync.get("degraded_since")
+    if since is None:
+        return f"sync: on (writes answered after the peer's commit, timeout {sync['timeout']}s)"
+    when = datetime.datetime.fromtimestamp(since, datetime.UTC).strftime("%H:%M:%S")
+    return (
+        f"sync: DEGRADED, asynchronous since {when} "
+        f"({sync.get('timeouts', 0)} writes answered without the peer)"
+    )
 
 
 @mirror.command()

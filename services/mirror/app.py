@@ -31,7 +31,7 @@ from mailcore.bus.mirror_resync import StoreLink
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
-from services.mirror import repair
+from services.mirror import followers, repair
 from services.mirror.handoff import Handoff
 from services.mirror.sink import Sink
 from services.mirror.source import Source
@@ -52,6 +52,7 @@ class Mirror:
         self.handoff: Handoff | None = None
         self.role: roles.RoleRecord | None = None
         self.peer_role: roles.RoleRecord | None = None
+        self.nudged = asyncio.Event()  # a synchronous write waits (followers.Nudge)
 
     async def run_source(self, stopping: asyncio.Event) -> None:
         declared = False
@@ -60,6 +61,8 @@ class Mirror:
                 if not declared:  # e.g. refused while JetStream lacks the room for it
                     await queue.declare(self.js, self.s.mirror_peer, self.s.mirror_stream_max_bytes)
                     declared = True
+                if self.s.mirror_follower:  # read-only follower: nothing goes back to the peer
+                    return
                 sent = await self.source.pass_once()
             except Exception as exc:
                 self.source.failed(exc)
@@ -67,7 +70,7 @@ class Mirror:
                 sent = 0
                 await _pause(stopping, BACKOFF)
             if not sent:
-                await _pause(stopping, self.s.mirror_poll_interval)
+                await followers.idle(stopping, self.nudged, self.s.mirror_poll_interval)
 
     async def run_sink(self, stopping: asyncio.Event) -> None:
         if not self.s.peer_nats_url:
@@ -82,6 +85,9 @@ class Mirror:
                     self.peer_nc.jetstream(),
                     self.s.mirror_node,
                     self.s.mirror_peer,
+                    peer_nc=self.peer_nc,
+                    settle=not self.s.mirror_follower,
+                    trash=self.s.mirror_trash,
                 )
                 await sink.start()
                 self.sink, self.link_error = sink, None
@@ -188,6 +194,7 @@ class Mirror:
             "applied": sink.get("applied", 0),
             "duplicates": sink.get("duplicates", 0),
             "conflicts": sink.get("conflicts", 0),
+            "resolved": sink.get("resolved", 0),
             "resync_accounts": self.source.stats.resync,
             "role": self.role.role if self.role else None,
             "epoch": self.role.epoch if self.role else None,
@@ -219,6 +226,9 @@ async def _pause(stopping: asyncio.Event, seconds: float) -> None:
 async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     bus = await ctx.connect_bus()
     mirror = Mirror(ctx.settings, bus.nc, bus.js)
+    nudge = followers.Nudge()
+    nudge.events.append(mirror.nudged)
+    ctx.on_cleanup((await nudge.subscribe(bus.nc)).unsubscribe)
     tasks = [
         asyncio.create_task(mirror.run_source(ctx.stopping), name="mirror-source"),
         asyncio.create_task(mirror.run_sink(ctx.stopping), name="mirror-sink"),
@@ -226,6 +236,7 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
         asyncio.create_task(mirror.run_roles(ctx.stopping), name="mirror-roles"),
         asyncio.create_task(mirror.run_directory(ctx.stopping), name="mirror-directory"),
         asyncio.create_task(mirror.run_repair(ctx.stopping), name="mirror-repair"),
+        *followers.tasks(ctx.settings, bus.nc, bus.js, nudge, ctx.stopping),
     ]
     log.info("mirror running", node=ctx.settings.mirror_node, peer=ctx.settings.mirror_peer)
     await ctx.stopping.wait()

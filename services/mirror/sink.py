@@ -4,10 +4,14 @@ apply in this store, in stream order.
 Each record is applied through the local store's ``apply`` request with ``origin`` = the
 peer (so this store's source never ships it back) and acked on the peer's stream only
 after the store answered, i.e. after its commit. A record applied already answers
-``applied: false`` and is acked too (idempotent). A record replica apply refuses
-(:class:`ReplicaConflict`) is not lost: it is kept, body and all, in the local stream
-``MIRROR_CONFLICTS`` for the split-brain resolver (issue 13), logged and counted in
-``mirror_conflicts_total{kind}``, then acked. Any other failure (store down, timeout)
+``applied: false`` and is acked too (idempotent). Split-brain collisions (a UID used
+for different messages on the two sides, equal-modseq flags, concurrent renames) are
+settled by the store (mailcore/mailstore/splitbrain.py; this node resolves when its name
+sorts before the peer's, else it defers) and each resolution logged and counted in
+``mirror_conflicts_total{kind}``. A record replica apply still refuses
+(:class:`ReplicaConflict`: a mailbox created on both sides, a UIDVALIDITY clash) is not
+lost: it is kept, body and all, in the local stream ``MIRROR_CONFLICTS``, logged and
+counted, then acked. Any other failure (store down, timeout)
 leaves the record and every later one unacked: they are delivered again, in order.
 """
 
@@ -43,6 +47,7 @@ class SinkStats:
     applied: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    resolved: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
 
@@ -72,8 +77,21 @@ def conflict_kind(text: str) -> str:
 
 
 class Sink:
-    def __init__(self, local_nc: Any, local_js: Any, peer_js: Any, node: str, peer: str):
-        self.nc, self.js, self.peer_js = local_nc, local_js, peer_js
+    def __init__(
+        self,
+        local_nc: Any,
+        local_js: Any,
+        peer_js: Any,
+        node: str,
+        peer: str,
+        *,
+        peer_nc: Any = None,
+        settle: bool = True,
+        trash: bool = False,
+    ):
+        self.trash = trash  # the peer's deletes become moves to Trash (mirrortrash.py)
+        self.settle = settle  # False (a read-only follower): conflicts are only kept
+        self.nc, self.js, self.peer_js, self.peer_nc = local_nc, local_js, peer_js, peer_nc
         self.node, self.peer = node, peer
         self.stats = SinkStats()
         self._sub: Any = None
@@ -92,14 +110,23 @@ class Sink:
             msgs = await self._sub.fetch(batch, timeout=timeout)
         except TimeoutError:
             return 0
-        for i, msg in enumerate(msgs):
-            try:
-                await self._apply_in_place(msg)
-            except Exception:
-                for rest in msgs[i:]:
-                    await rest.nak()
-                raise
-            await msg.ack_sync()
+        msgs = await self._in_order(msgs)
+        committed: dict[str, int] = {}
+        try:
+            for i, msg in enumerate(msgs):
+                try:
+                    await self._apply_in_place(msg)
+                except Exception:
+                    for rest in msgs[i:]:
+                        await rest.nak()
+                    raise
+                await msg.ack_sync()
+                headers = msg.headers or {}
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    account = headers[names.HDR_MIRROR_ACCOUNT]
+                    committed[account] = int(json.loads(headers[names.HDR_MIRROR_RECORD])[0])
+        finally:
+            await self._tell_committed(committed)
         return len(msgs)
 
     async def _apply_in_place(self, msg: Any) -> None:
@@ -118,6 +145,39 @@ class Sink:
                 await msg.in_progress()
                 await asyncio.sleep(RETRY)
 
+    async def _in_order(self, msgs: list[Any]) -> list[Any]:
+        """The records of the batch that follow the oldest one left in the peer's queue
+        without a gap. A record delivered ahead of older ones (those went to a pull request
+        that expired under load: they come back after the ack wait) is put back, so
+        records are applied in journal order (a mailbox before its mail, a collision
+        settled the same way on both sides)."""
+        if not msgs:
+            return msgs
+        info = await self.peer_js.stream_info(queue.stream_name(self.node))
+        expect = info.state.first_seq
+        ordered = []
+        for msg in msgs:
+            if msg.metadata.sequence.stream != expect:
+                break
+            ordered.append(msg)
+            expect += 1
+        for msg in msgs[len(ordered) :]:
+            await msg.nak(delay=1.0)
+        return ordered
+
+    async def _tell_committed(self, committed: dict[str, int]) -> None:
+        """On the peer's NATS: its records up to these are committed here (what a store
+        in synchronous mode waits for: services/store/mirror_sync.py)."""
+        if self.peer_nc is None:
+            return
+        with contextlib.suppress(Exception):
+            for account, seq in committed.items():
+                note = {"node": self.node, "account": account, "seq": seq}
+                await self.peer_nc.publish(
+                    names.SUBJECT_MIRROR_COMMITTED, json.dumps(note).encode()
+                )
+            await self.peer_nc.flush(timeout=2)
+
     async def _apply(self, msg: Any) -> None:
         headers = dict(msg.headers or {})
         how = headers.get(names.HDR_MIRROR_BODY, "none")
@@ -130,6 +190,11 @@ class Sink:
                 how, data = found
                 headers[names.HDR_MIRROR_BODY] = how
         headers[names.HDR_MIRROR_ORIGIN] = self.peer
+        # split brain: the node whose name sorts first gives out new UIDs, the other defers
+        if self.settle:
+            headers[names.HDR_MIRROR_RESOLVE] = "resolver" if self.node < self.peer else "defer"
+            if self.trash:
+                headers[names.HDR_MIRROR_TRASH] = "1"
         headers.pop(names.HDR_MSG_ID, None)
         try:
             reply = await self.nc.request(
@@ -148,6 +213,8 @@ class Sink:
             await (await _local_bodies(self.js)).delete(name)
             with contextlib.suppress(ObjectNotFoundError, NotFoundError):
                 await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).delete(name)
+        for kind, detail in result.get("resolved", ()):
+            self._resolved(headers, kind, detail)
         if result["applied"]:
             self.stats.applied += 1
             metrics.MIRROR_APPLIED.labels(peer=self.peer).inc()
@@ -193,6 +260,17 @@ class Sink:
             account=headers.get(names.HDR_MIRROR_ACCOUNT),
             kind=kind,
             detail=result["conflict"],
+        )
+
+    def _resolved(self, headers: dict[str, str], kind: str, detail: str) -> None:
+        self.stats.resolved += 1
+        metrics.MIRROR_CONFLICTS.labels(kind=kind).inc()
+        log.warning(
+            "mirror conflict resolved",
+            peer=self.peer,
+            account=headers.get(names.HDR_MIRROR_ACCOUNT),
+            kind=kind,
+            detail=detail,
         )
 
     def failed(self, exc: BaseException) -> None:

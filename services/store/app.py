@@ -18,6 +18,7 @@ from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
 from services.store.imap_workers import ImapWorkers
+from services.store.mirror_sync import MirrorSync
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
 from services.store.role import RoleGate
@@ -50,6 +51,11 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         # IMAP worker processes share the account files: every process tells the
         # others of its commits (IDLE and selected sessions stay current everywhere)
         store.enable_notices()
+    mirror_sync = None
+    if s.mirror_sync_peer:  # synchronous mirroring (docs/mirror.md)
+        mirror_sync = MirrorSync(bus.nc, bus.js, s.mirror_sync_peer, s.mirror_sync_timeout)
+        await mirror_sync.start()
+        ctx.on_cleanup(mirror_sync.stop)
     consumer = DeliveryConsumer(
         bus,
         directory,
@@ -59,6 +65,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         unknown_attempts=s.delivery_unknown_attempts,
         max_requeues=s.delivery_max_requeues,
         min_free=s.delivery_min_free_bytes,
+        mirror_sync=mirror_sync,
     )
     # only the master of a mirrored pair takes inbound mail (services/store/role.py)
     gate = RoleGate(bus.js, s.mirror_role, s.hostname, consumer.run)
@@ -98,6 +105,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         throttle=throttle,
         guard=guard,
     )
+    imap.rt.mirror_sync = mirror_sync
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
     if s.imap_workers > 1:

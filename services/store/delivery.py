@@ -36,6 +36,7 @@ from mailcore.mailstore import Delivery, DeliveryResult, MailStore, Quota
 from services.store import settlement
 from services.store.diskspace import SpaceGuard
 from services.store.duplicates import RecentDeliveries, fingerprint
+from services.store.mirror_sync import MirrorSync
 from services.store.settlement import Item, Settler, delivery_attempt
 
 log = get_logger("delivery")
@@ -73,7 +74,9 @@ class DeliveryConsumer:
         unknown_attempts: int = settlement.UNKNOWN_ATTEMPTS,
         max_requeues: int = settlement.MAX_REQUEUES,
         min_free: int = MIN_FREE_BYTES,
+        mirror_sync: MirrorSync | None = None,
     ) -> None:
+        self.mirror_sync = mirror_sync
         self.bus = bus
         self.directory = directory
         self.store = store
@@ -205,6 +208,11 @@ class DeliveryConsumer:
             log.exception("delivery batch failed")
             results = None
         by_key: dict[str, DeliveryResult] = {r.key: r for r in results or []}
+        if self.mirror_sync is not None and results:
+            try:
+                await self._wait_for_peer(results, copies)
+            except Exception:  # committed here: acked all the same (asynchronously)
+                log.exception("synchronous mirror wait failed")
         for item in items:
             try:
                 if results is None:
@@ -223,6 +231,16 @@ class DeliveryConsumer:
                 with contextlib.suppress(Exception):
                     await self.settler.retry_later(item.msg, item.mail)
         faults.crash_point("store.after_ack")
+
+    async def _wait_for_peer(self, results: list[DeliveryResult], copies: list[Any]) -> None:
+        """Synchronous mirroring: the peer commits the batch before it is acked (or the
+        wait times out and the acks go out anyway: mirror_sync.py)."""
+        assert self.mirror_sync is not None
+        accounts = {
+            c.account_id for c, r in zip(copies, results, strict=True) if r.outcome == "delivered"
+        }
+        accts = [await self.store.account(a) for a in sorted(accounts)]
+        await asyncio.gather(*(self.mirror_sync.wait(a) for a in accts))
 
     async def _prepare(self, msg: Any) -> Item | None:
         try:

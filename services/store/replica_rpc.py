@@ -16,7 +16,9 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
   ``inline``; ``object:<name>`` above 512 KiB (put in ``MIRROR_BODIES``); ``none`` when
   every copy was expunged since (``object``: the object's name, for a resync)
 * ``apply`` (headers account, record, body; payload) → ``{"applied": bool}`` or
-  ``{"conflict": text, "mailbox_id", "uid"}``
+  ``{"conflict": text, "mailbox_id", "uid"}``; with header ``Postern-Mirror-Resolve``
+  (``resolver``/``defer``) split-brain collisions are settled instead
+  (mailcore/mailstore/splitbrain.py) and ``"resolved": [[kind, text], ...]`` says how
 * ``reset`` ``{account, reader}`` → ``{"ok": true, "head"}``: the reader starts again at 0
   (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
 * ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
@@ -117,10 +119,19 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             obj = await (await _bodies(bus)).get(how.removeprefix("object:"))
             data = obj.data
         acct = await store.account(account, replica=True)
+        resolve = hdrs.get(names.HDR_MIRROR_RESOLVE)
+        origin = hdrs.get(names.HDR_MIRROR_ORIGIN)
         try:
-            applied = await acct.replication.apply(
-                rec, data, origin=hdrs.get(names.HDR_MIRROR_ORIGIN)
-            )
+            if resolve is not None and origin is not None:  # split brain settled here
+                res = await acct.replication.apply_resolving(
+                    rec,
+                    data,
+                    origin=origin,
+                    resolver=resolve == "resolver",
+                    trash=hdrs.get(names.HDR_MIRROR_TRASH) == "1",
+                )
+                return _json({"applied": res.applied, "resolved": res.notes})
+            applied = await acct.replication.apply(rec, data, origin=origin)
         except ReplicaConflict as exc:
             return _json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
         return _json({"applied": applied})

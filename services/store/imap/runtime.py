@@ -14,6 +14,7 @@ from mailcore.directory import Directory
 from mailcore.mailstore import MailStore
 from services.store.auth import Authenticator, ConnectionLimiter, IPNetwork
 from services.store.listener import DEFAULT_WRITE_TIMEOUT
+from services.store.mirror_sync import MirrorSync
 
 
 class RenderCache:
@@ -101,3 +102,5 @@ class Runtime:
     search_timeout: float = 120.0
     # Peers whose ID x-originating-ip is believed (webmail nodes), see handlers/misc.py.
     trusted_id_networks: tuple[IPNetwork, ...] = ()
+    # synchronous mirroring: a write is answered OK once the peer committed it too
+    mirror_sync: MirrorSync | None = None

@@ -355,11 +355,13 @@ class Session:
         if self.state not in spec.states:
             await self._bad(req.tag, f"{req.name} not allowed now")
             return
+        before = self.account.change_seq if self.account is not None else 0
         try:
             result = await spec.run(self, req)
             if result is None:
                 return
             status, text = "OK", result
+            await self._mirror_sync(before)
         except errors.Refused as exc:
             status, text = exc.reply()
         except MailstoreError as exc:
@@ -394,6 +396,16 @@ class Session:
             log.warning("mailbox updates failed", error=type(exc).__name__)
         self.send(responses.tagged(req.tag, status, text))
         await self._check_bad_limit()
+
+    async def _mirror_sync(self, before: int) -> None:
+        """Synchronous mirroring: a write is answered OK once the peer committed it
+        (or the wait timed out: services/store/mirror_sync.py)."""
+        sync, acct = self.rt.mirror_sync, self.account
+        if sync is not None and acct is not None and acct.change_seq > before:
+            try:
+                await sync.wait(acct, after=before)
+            except MailstoreError:  # the write is committed here: its OK stands
+                log.warning("synchronous mirror wait failed", account=acct.id)
 
     async def _bad(self, tag: str | None, message: str, *, unknown: bool = False) -> None:
         self.bad_commands += 1

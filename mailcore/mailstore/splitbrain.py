@@ -1,0 +1,390 @@
+"""Split brain: a peer's record that collides with what this store did while the link
+was cut, settled so that both stores reach the same state whichever applies first.
+
+Two roles, fixed by the mirror (services/mirror/sink.py: the node whose name sorts
+first resolves, the other defers), so no UID is ever chosen on both sides:
+
+* **UID collision** (the peer's append names a UID this store used for another message —
+  live, or expunged here since): as in Cyrus replication both messages get new UIDs at
+  the end of the mailbox and the UID is expunged on both sides; UIDVALIDITY stays. The
+  *resolving* store moves its own message to UIDNEXT, appends the peer's after it and
+  journals all of it as its own records, so they travel to the peer. The *deferring*
+  store ignores the resolver's append (it will come again under the new UID), notes the
+  UID in ``uid_moves`` so that the resolver's records about the old UID (flags, expunge)
+  are not applied to its own message there, and when its own message comes back from the
+  resolver under the new UID it expunges the old one. A peer's append below UIDNEXT on a
+  UID never used here (a late arrival) is renumbered the same way by the resolver, so a
+  client never sees a new message under a UID lower than one it was shown.
+* **Later records about a moved UID**: on the resolver the peer's flags and expunges are
+  redirected to the new UID (as this store's own changes, so they travel back); on the
+  deferring store they are dropped.
+* **Flags**: the higher modseq wins (replica apply already keeps the newer flag set); on
+  equal modseqs with different sets the resolver's set wins.
+* **Concurrent renames** of one mailbox: the resolver's name wins. A mailbox renamed on one
+  side and written on the other needs nothing: records name mailboxes by id.
+* **Expunged mail never comes back**: an expunge wins over any flag change; a message this
+  store expunged is not taken back when it returns under a new UID.
+
+Each resolution is noted in the :class:`Resolution` (kind and text) for the mirror to log
+and count (``mirror_conflicts_total{kind}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailcore import message
+from mailcore.mailstore import digest, mailboxes, searchdata
+from mailcore.mailstore import flags as flagset
+from mailcore.mailstore.core import Txn
+from mailcore.mailstore.mailboxes import MailboxRow
+from mailcore.mailstore.messages import REMOVE_COLUMNS, NewMessage, copy, insert, remove, set_flags
+from mailcore.mailstore.model import FlagOp
+from mailcore.mailstore.records import (
+    AppendRecord,
+    ExpungeRecord,
+    FlagsRecord,
+    MailboxRenameRecord,
+    Record,
+)
+
+_FIELDS = [f.name for f in dataclasses.fields(AppendRecord) if f.name not in ("seq", "at")]
+_FIELDS.remove("mailbox_id")
+_UID_AT, _SHA_AT = _FIELDS.index("uid"), _FIELDS.index("sha256")  # in the journal's data
+_OWN_SHA = (
+    "SELECT data FROM journal WHERE kind = 'append' AND mailbox_id = ?"  # noqa: S608 (constant)
+    f" AND json_extract(data, '$[{_UID_AT}]') = ? ORDER BY seq DESC LIMIT 1"
+)
+
+
+@dataclass
+class Resolution:
+    """One record's apply: who resolves, and what was resolved (for logs and metrics)."""
+
+    origin: str  # the peer the record came from
+    resolver: bool  # True: this store gives out the new UIDs
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
+    own: list[int] = field(default_factory=list)  # journal seqs that are this store's own
+    drop_data: bool = False  # apply an append as already expunged here
+    applied: bool = False  # something changed here
+
+    def note(self, kind: str, text: str) -> None:
+        self.notes.append((kind, text))
+
+
+def _own_since(t: Txn, res: Resolution, before: int) -> None:
+    res.own.extend(range(before + 1, t.state.change_seq + 1))
+
+
+def _moved(
+    conn: sqlite3.Connection, mailbox_id: int, uid: int, origin: str
+) -> tuple[int | None, ...]:
+    """``(new_uid,)`` when the peer's ``uid`` was moved (or deferred), else ``()``."""
+    row = conn.execute(
+        "SELECT new_uid FROM uid_moves WHERE mailbox_id = ? AND uid = ? AND origin = ?",
+        (mailbox_id, uid, origin),
+    ).fetchone()
+    return (row[0],) if row is not None else ()
+
+
+def _note_move(
+    t: Txn,
+    mailbox_id: int,
+    uid: int,
+    origin: str,
+    new_uid: int | None,
+    *,
+    ours: str | None = None,
+    theirs: str | None = None,
+) -> None:
+    t.conn.execute(
+        "INSERT OR REPLACE INTO uid_moves VALUES (?, ?, ?, ?, ?, ?)",
+        (mailbox_id, uid, origin, new_uid, ours, theirs),
+    )
+
+
+def _own_sha(conn: sqlite3.Connection, mailbox_id: int, uid: int) -> str | None:
+    """The SHA-256 (hex) of the message this store last journalled at ``uid`` (None: the
+    journal no longer has it)."""
+    row = conn.execute(_OWN_SHA, (mailbox_id, uid)).fetchone()
+    return str(json.loads(row[0])[_SHA_AT]) if row is not None else None
+
+
+def _mailbox(t: Txn, mailbox_id: int) -> MailboxRow | None:
+    row = t.conn.execute(
+        f"SELECT {mailboxes.COLUMNS} FROM mailboxes WHERE id = ?",  # noqa: S608 (constants)
+        (mailbox_id,),
+    ).fetchone()
+    return MailboxRow(*row) if row is not None else None
+
+
+def _remove_uid(t: Txn, mb: MailboxRow, uid: int) -> None:
+    """Expunge ``uid`` here as this store's own change (also when no message is there)."""
+    rows = t.conn.execute(
+        f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?",  # noqa: S608
+        (mb.id, uid),
+    ).fetchall()
+    if rows:
+        remove(t, mb, rows, free=True)
+        return
+    modseq = t.modseq()
+    t.conn.execute("INSERT OR REPLACE INTO expunged VALUES (?, ?, ?)", (mb.id, uid, modseq))
+    t.conn.execute(
+        "UPDATE mailboxes SET highestmodseq = max(highestmodseq, ?) WHERE id = ?", (modseq, mb.id)
+    )
+    t.log(ExpungeRecord(t.next_seq(), t.at, mb.id, (uid,), modseq))
+
+
+def _insert_theirs(t: Txn, mb: MailboxRow, rec: AppendRecord, data: bytes) -> int:
+    parsed = message.parse(data)
+    (fid,) = t.write_files([data])
+    t.conn.execute("INSERT INTO files VALUES (?, ?, ?)", (fid, len(data), message.dumps(parsed)))
+    new = NewMessage(
+        fid,
+        rec.flags,
+        rec.internal_date,
+        len(data),
+        searchdata.of(parsed, data),
+        hashlib.sha256(data).digest(),
+        rec.delivery_key,
+    )
+    (uid,) = insert(t, mb, [new], mailbox_keywords=False)
+    if rec.delivery_key is not None:
+        t.conn.execute(
+            "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
+            (rec.delivery_key, mb.id, uid, rec.at),
+        )
+    return uid
+
+
+def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> bool | None:
+    mb = _mailbox(t, rec.mailbox_id)
+    if mb is None or mb.uidvalidity != rec.uidvalidity:
+        return None  # replica apply reports the conflict
+    conn, u = t.conn, rec.uid
+    if _moved(conn, mb.id, u, res.origin):
+        return False  # renumbered already (resolver) or coming under a new UID (deferring)
+    if data is not None and hashlib.sha256(data).hexdigest() != rec.sha256:
+        return None  # replica apply reports the conflict
+    live = conn.execute(
+        "SELECT sha256 FROM messages WHERE mailbox_id = ? AND uid = ?", (mb.id, u)
+    ).fetchone()
+    gone = conn.execute(
+        "SELECT 1 FROM expunged WHERE mailbox_id = ? AND uid = ?", (mb.id, u)
+    ).fetchone()
+    own: str | None = None
+    if live is not None:
+        own = (live[0] or b"").hex()
+        if own == rec.sha256:
+            return False
+        kind = "uid"
+    elif gone is not None:
+        own = _own_sha(conn, mb.id, u)
+        if own is None or own == rec.sha256:
+            return None  # the same message, expunged here: it never comes back
+        kind = "uid"
+    elif res.resolver and u < mb.uidnext:
+        kind = "late"
+    else:
+        _deferred_copy_gone(t, mb, rec, res)
+        return None
+    if not res.resolver:
+        _note_move(t, mb.id, u, res.origin, None, ours=own, theirs=rec.sha256)
+        res.note("deferred", f"mailbox {mb.id} UID {u}: the peer gives both messages new UIDs")
+        return False
+    before = t.state.change_seq
+    ours = None
+    if live is not None:  # ours goes to the end first, then theirs
+        moved = copy(t, mb, [u], mb, move=True, quota=None)
+        ours = moved.mapping[0][1]
+        conn.execute(
+            "UPDATE uid_moves SET new_uid = ? WHERE mailbox_id = ? AND new_uid = ?",
+            (ours, mb.id, u),
+        )
+    theirs = _insert_theirs(t, mb, rec, data) if data is not None else None
+    if kind == "late":
+        _remove_uid(t, mb, u)
+    _note_move(t, mb.id, u, res.origin, theirs)
+    _own_since(t, res, before)
+    res.note(
+        kind,
+        f"mailbox {mb.id} UID {u}: ours → {ours}, the peer's → {theirs} (None: expunged already)",
+    )
+    return True
+
+
+def _deferred_copy_gone(t: Txn, mb: MailboxRow, rec: AppendRecord, res: Resolution) -> None:
+    """Deferring store: the resolver sends one of our messages under a new UID; if we
+    expunged it meanwhile, it must not come back."""
+    if res.resolver:
+        return
+    row = t.conn.execute(
+        "SELECT m.uid FROM uid_moves m JOIN expunged e ON e.mailbox_id = m.mailbox_id"
+        " AND e.uid = m.uid WHERE m.mailbox_id = ? AND m.origin = ? AND m.ours = ?",
+        (mb.id, res.origin, rec.sha256),
+    ).fetchone()
+    if row is not None:
+        res.drop_data = True
+        res.note("expunged", f"mailbox {mb.id} UID {rec.uid}: expunged here as UID {row[0]}")
+
+
+def after_append(t: Txn, rec: AppendRecord, res: Resolution) -> None:
+    """Deferring store, once the resolver's append is applied: our own copy of that
+    message under a collided UID is expunged (it lives on under the new UID)."""
+    if res.resolver:
+        return
+    mb = _mailbox(t, rec.mailbox_id)
+    if mb is None:
+        return
+    rows = t.conn.execute(
+        "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m JOIN messages g"
+        " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
+        " WHERE m.mailbox_id = ? AND m.origin = ? AND g.sha256 = ? AND g.uid != ?",
+        (mb.id, res.origin, bytes.fromhex(rec.sha256), rec.uid),
+    ).fetchall()
+    if rows:
+        _remove_own_copies(t, mb, rows, res.origin)
+        res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} now UID {rec.uid}")
+
+
+def _remove_own_copies(t: Txn, mb: MailboxRow, rows: list[Any], origin: str) -> None:
+    """Deferring store: expunge our copies under collided UIDs (the message lives on, or
+    was deleted, on the resolver); they no longer count as deleted by a user here."""
+    remove(t, mb, rows, free=True)
+    t.conn.executemany(
+        "UPDATE uid_moves SET ours = NULL WHERE mailbox_id = ? AND uid = ? AND origin = ?",
+        [(mb.id, r[0], origin) for r in rows],
+    )
+
+
+def _flags(t: Txn, rec: FlagsRecord, res: Resolution) -> bool | None:
+    mb = _mailbox(t, rec.mailbox_id)
+    if mb is None:
+        return None
+    moved = _moved(t.conn, mb.id, rec.uid, res.origin)
+    if moved:
+        (new_uid,) = moved
+        if not res.resolver or new_uid is None:
+            return False  # about the other message of a collided UID, or one gone
+        before = t.state.change_seq
+        done = set_flags(t, mb, [new_uid], FlagOp.REPLACE, rec.flags, unchanged_since=None)
+        _own_since(t, res, before)
+        return bool(done.changed)
+    row = t.conn.execute(
+        "SELECT modseq, flags, sha256 FROM messages WHERE mailbox_id = ? AND uid = ?",
+        (mb.id, rec.uid),
+    ).fetchone()
+    if row is None or row[0] != rec.modseq:
+        return None  # replica apply: the higher modseq wins
+    modseq, old, sha = row
+    new = flagset.encode(rec.flags)
+    if new == old:
+        return False
+    if res.resolver:
+        res.note("flags", f"mailbox {mb.id} UID {rec.uid}: equal modseq {modseq}, ours kept")
+        return False
+    t.conn.execute(
+        "UPDATE messages SET flags = ? WHERE mailbox_id = ? AND uid = ?", (new, mb.id, rec.uid)
+    )
+    (value,) = t.conn.execute("SELECT digest FROM mailboxes WHERE id = ?", (mb.id,)).fetchone()
+    delta = digest.contribution(rec.uid, sha, old) ^ digest.contribution(rec.uid, sha, new)
+    t.conn.execute(
+        "UPDATE mailboxes SET digest = ? WHERE id = ?",
+        (digest.dump(digest.load(value) ^ delta), mb.id),
+    )
+    t.log(FlagsRecord(t.next_seq(), t.at, mb.id, rec.uid, rec.modseq, rec.flags))
+    res.note("flags", f"mailbox {mb.id} UID {rec.uid}: equal modseq {modseq}, the peer's taken")
+    return True
+
+
+def _expunge(t: Txn, rec: ExpungeRecord, res: Resolution) -> Record | bool | None:
+    mb = _mailbox(t, rec.mailbox_id)
+    if mb is None:
+        return None
+    moved = {u: _moved(t.conn, mb.id, u, res.origin) for u in rec.uids}
+    moved = {u: m for u, m in moved.items() if m}
+    if not moved:
+        return None
+    rest = tuple(u for u in rec.uids if u not in moved)
+    if not res.resolver:  # the resolver expunged (deleted or moved on) its message there:
+        _follow_expunge(t, mb, list(moved), res)  # our copy of it under another UID goes
+    if res.resolver:  # the peer expunged a message that lives here under a new UID
+        targets = [m[0] for m in moved.values() if m[0] is not None]
+        rows = []
+        for uid in targets:
+            rows += t.conn.execute(
+                f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?",  # noqa: S608
+                (mb.id, uid),
+            ).fetchall()
+        before = t.state.change_seq
+        remove(t, mb, rows, free=True)
+        _own_since(t, res, before)
+    if not rest:
+        return bool(res.own)
+    return ExpungeRecord(rec.seq, rec.at, rec.mailbox_id, rest, rec.modseq)
+
+
+def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) -> None:
+    """Deferring store: the resolver expunged UIDs where we hold another message. If the
+    message it expunged there is one of ours that we still hold under a collided UID (it
+    came back from the resolver under a UID we had used), our copy goes too: deleted on
+    the resolver, or moved on there (it comes back again under the newer UID)."""
+    theirs = [
+        r[0]
+        for u in uids
+        for r in t.conn.execute(
+            "SELECT theirs FROM uid_moves WHERE mailbox_id = ? AND uid = ? AND origin = ?"
+            " AND theirs IS NOT NULL",
+            (mb.id, u, res.origin),
+        ).fetchall()
+    ]
+    rows: list[Any] = []
+    for sha in theirs:
+        rows += t.conn.execute(
+            "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m JOIN messages g"
+            " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
+            " WHERE m.mailbox_id = ? AND m.origin = ? AND m.ours = ? AND g.sha256 = ?",
+            (mb.id, res.origin, sha, bytes.fromhex(sha)),
+        ).fetchall()
+    rows = list({r[0]: r for r in rows}.values())
+    if rows:
+        _remove_own_copies(t, mb, rows, res.origin)
+        res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} gone on the peer")
+
+
+def _rename(t: Txn, rec: MailboxRenameRecord, res: Resolution) -> bool | None:
+    mb = _mailbox(t, rec.mailbox_id)
+    if mb is None or mb.name in (rec.old_name, rec.new_name):
+        return None
+    if res.resolver:  # renamed on both sides: the resolver's name stays
+        res.note("rename", f"mailbox {mb.id}: {mb.name!r} kept, the peer's {rec.new_name!r} not")
+        return False
+    res.note("rename", f"mailbox {mb.id}: {mb.name!r} renamed {rec.new_name!r} as the peer did")
+    return None
+
+
+def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Record | bool | None:
+    """Before replica apply: the outcome when the record collides (True/False), a record
+    to apply instead, or None to apply ``rec`` as it is."""
+    if isinstance(rec, AppendRecord):
+        return _append(t, rec, data, res)
+    if isinstance(rec, FlagsRecord):
+        return _flags(t, rec, res)
+    if isinstance(rec, ExpungeRecord):
+        return _expunge(t, rec, res)
+    if isinstance(rec, MailboxRenameRecord):
+        return _rename(t, rec, res)
+    return None
+
+
+def unmark_own(t: Txn, res: Resolution) -> None:
+    """This store's own records travel to the peer: no origin mark on them."""
+    t.conn.executemany("DELETE FROM journal_origin WHERE seq = ?", [(s,) for s in res.own])
+
+
+__all__ = ["Resolution", "after_append", "intercept", "unmark_own"]

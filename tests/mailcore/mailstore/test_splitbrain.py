@@ -1,0 +1,162 @@
+"""Split brain in the engine: two real stores written while the link was cut, then their
+journals exchanged (as the mirror ships them) in either order: both end identical, with
+every message once, the collided ones under new UIDs above what clients saw."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from mailcore.mailstore import Account, MailStore
+from mailcore.mailstore.model import FlagOp
+from mailcore.mailstore.records import AppendRecord
+from tests.mailcore.mailstore.conftest import message
+
+A, B = "store-a", "store-b"  # store-a sorts first: it gives out the new UIDs
+
+
+async def ship(src: Account, dst: Account, src_name: str, dst_name: str, limit: int) -> int:
+    """Up to ``limit`` records of ``src``'s journal applied on ``dst``; how many."""
+    reader = f"mirror:{dst_name}"
+    await src.replication.register_reader(reader, position=0)
+    records, last = await src.replication.read_skipping(reader, dst_name, limit)
+    for rec in records:
+        data = None
+        if isinstance(rec, AppendRecord):
+            data = src.replication.message_bytes(rec.file_id)
+        await dst.replication.apply_resolving(
+            rec, data, origin=src_name, resolver=dst_name < src_name
+        )
+    if last:
+        await src.replication.confirm(reader, last)
+    return len(records)
+
+
+async def heal(a: Account, b: Account, a_first: bool, step: int = 7) -> None:
+    while True:
+        if a_first:
+            moved = await ship(a, b, A, B, step) + await ship(b, a, B, A, step)
+        else:
+            moved = await ship(b, a, B, A, step) + await ship(a, b, A, B, step)
+        if not moved:
+            return
+
+
+async def contents(acct: Account) -> dict[str, list[tuple[int, str, list[str]]]]:
+    out = {}
+    for box in await acct.list_mailboxes():
+        snap = await acct.snapshot(box.id)
+        rows = await acct.fetch(box.id, snap.uids, parsed=False) if snap.uids else []
+        listed = []
+        for r in rows:
+            with acct.open_message(r) as fh:
+                listed.append((r.uid, hashlib.sha256(fh.read()).hexdigest(), sorted(r.flags)))
+        out[f"{box.name}/{box.uidvalidity}"] = listed
+    return out
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool) -> None:
+    sa, sb = await MailStore.open(tmp_path / "a"), await MailStore.open(tmp_path / "b")
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        work = await a.create_mailbox("Work")
+        for i in range(5):
+            await a.append(inbox.id, message(f"pre{i}"))
+        await a.append(work.id, message("work0"))
+        await heal(a, b, a_first)
+        assert await contents(a) == await contents(b)
+        seen_next = {"a": (await a.status(inbox.id)).uidnext}
+        seen_next["b"] = (await b.status(inbox.id)).uidnext
+        validity = inbox.uidvalidity
+        # --- the link is cut: both sides take mail and changes -------------------------
+        e = [message(f"E{i}") for i in range(20)]
+        f = [message(f"F{i}") for i in range(25)]
+        e_uids = [(await a.append(inbox.id, m)).uid for m in e]
+        f_uids = [(await b.append(inbox.id, m)).uid for m in f]
+        assert e_uids[:20] == f_uids[:20]  # the same UIDs name different messages
+        await a.store_flags(inbox.id, e_uids[:5], FlagOp.ADD, {"\\Seen"})
+        await b.store_flags(inbox.id, f_uids[:5], FlagOp.ADD, {"\\Flagged"})
+        pre = (await a.snapshot(inbox.id)).uids[:5]
+        await a.store_flags(inbox.id, pre[:2], FlagOp.ADD, {"\\Answered"})
+        await b.store_flags(inbox.id, pre[1:3], FlagOp.ADD, {"$Work"})
+        await b.store_flags(inbox.id, pre[1:3], FlagOp.ADD, {"$Later"})  # newer on B
+        await a.expunge(inbox.id, e_uids[5:8], force=True)
+        await b.expunge(inbox.id, f_uids[3:6] + f_uids[22:23], force=True)
+        await a.expunge(inbox.id, [pre[4]], force=True)
+        await b.store_flags(inbox.id, [pre[4]], FlagOp.ADD, {"\\Seen"})  # expunge wins
+        await a.rename_mailbox("Work", "Projects")
+        await b.append(work.id, message("work-b"))
+        await a.append(work.id, message("work-a"))
+        # --- heal --------------------------------------------------------------------
+        await heal(a, b, a_first)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        box = f"INBOX/{validity}"
+        shas = [s for _, s, _ in got_a[box]]
+        expunged = {sha(m) for m in e[5:8] + f[3:6] + f[22:23]}
+        wanted = {sha(m) for m in e + f} - expunged
+        assert wanted <= set(shas) and len(shas) == len(set(shas))  # every message once
+        assert not expunged & set(shas)  # none expunged came back
+        assert sha(message("pre4")) not in shas
+        uids = [u for u, _, _ in got_a[box]]
+        assert len(uids) == len(set(uids))
+        new = {u for u, s, _ in got_a[box] if s in wanted}
+        assert min(new) >= max(seen_next["a"], 25 + seen_next["b"])  # above all clients saw
+        flags = {s: fl for _, s, fl in got_a[box]}
+        assert flags[sha(e[0])] == ["\\Seen"] and flags[sha(f[0])] == ["\\Flagged"]
+        assert flags[sha(message("pre2"))] == ["$Later", "$Work"]
+        # B's later change on pre1 (two modseqs) wins over A's one: highest modseq wins
+        assert flags[sha(message("pre1"))] == ["$Later", "$Work"]
+        assert flags[sha(message("pre0"))] == ["\\Answered"]
+        projects = next(k for k in got_a if k.startswith("Projects/"))
+        assert {s for _, s, _ in got_a[projects]} == {
+            sha(message(n)) for n in ("work0", "work-a", "work-b")
+        }
+        assert not any(k.startswith("Work/") for k in got_a)
+        for acct in (a, b):
+            status = await acct.status(inbox.id)
+            assert status.uidvalidity == validity
+        da = await a.replication.digest(inbox.id)
+        db = await b.replication.digest(inbox.id)
+        assert da.digest == db.digest and da.uidnext == db.uidnext
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def test_a_renumbered_message_deleted_before_it_lands_goes_on_both(tmp_path: Path) -> None:
+    """The resolver renumbers the peer's message onto a UID the peer used too, and a user
+    deletes it there before it ever lands on the peer: the peer's own copy goes too."""
+    sa, sb = await MailStore.open(tmp_path / "a"), await MailStore.open(tmp_path / "b")
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        await a.append(inbox.id, message("E0"))
+        y, zs = message("Y"), [message(f"Z{i}") for i in range(3)]
+        await b.append(inbox.id, y)
+        for z in zs:
+            await b.append(inbox.id, z)
+        await ship(b, a, B, A, 2)  # Y and Z0 only: Y renumbered onto a UID B used for Z1
+        moved = [u for u, s, _ in (await contents(a))[f"INBOX/{inbox.uidvalidity}"] if s == sha(y)]
+        await a.expunge(inbox.id, moved, force=True)  # deleted before it reached B
+        await heal(a, b, True)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        left = {s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]}
+        assert sha(y) not in left
+        assert {sha(z) for z in zs} | {sha(message("E0")), sha(message("pre"))} == left
+    finally:
+        await sa.close()
+        await sb.close()

@@ -1,0 +1,164 @@
+"""Synchronous mirroring with two complete stores: a delivery is acked to the bus, and an
+IMAP APPEND answered OK, only once the slave committed it — so a kill -9 of the master's
+whole side (store, mirror and nats-server) right after the ack loses nothing; and when the
+slave does not answer within the timeout, the write is answered anyway and status and
+metrics say the mirror fell back to asynchronous."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailcore.bus import mirror as queue
+from mailcore.bus import names
+from mailcore.bus.connect import Bus, connect
+from mailcore.directory import Directory
+from tests.conftest import fresh_bus
+from tests.services.mirror.test_pair import contents, digests, mailctl, until
+from tests.services.mirror.test_split_brain import (
+    ADDRESS,
+    PASSWORD,
+    Client,
+    SplitSide,
+    deliver,
+    opened,
+)
+
+pytestmark = pytest.mark.slow
+
+
+class SyncSide(SplitSide):
+    def __init__(self, tmp: Path, node: str, peer: str, **extra: str) -> None:
+        super().__init__(tmp, node, peer)
+        self.extra = extra
+
+    def _env(self) -> dict[str, str]:
+        return {**super()._env(), **self.extra}
+
+    def kill_all(self) -> None:
+        """kill -9 of the store, its mirror and its nats-server."""
+        self.kill9()
+        self.mirror = None
+        self.nats.kill()
+
+
+async def inbound(bus: Bus) -> Any:
+    return await bus.js.consumer_info(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+
+
+async def messages_in(data: Path, account: str) -> int:
+    """How many messages INBOX of a stopped store holds."""
+    got = await contents(data, account)
+    return len(next(v for k, v in got.items() if k.startswith("INBOX/")))
+
+
+async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) -> None:
+    a = SyncSide(
+        tmp_path,
+        "store-a",
+        "store-b",
+        POSTERN_MIRROR_SYNC_PEER="store-b",
+        POSTERN_MIRROR_SYNC_TIMEOUT="300",  # a guard against a hang, not a timing
+    )
+    b = SyncSide(tmp_path, "store-b", "store-a")
+    a.nats.start()
+    b.nats.start()
+    a.peer_url, b.peer_url = b.nats.url, a.nats.url
+    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
+    dir_a, dir_b = await Directory.open(bus_a.js), await Directory.open(bus_b.js)
+    for d in (dir_a, dir_b):
+        await d.add_domain("split.test")
+    user = await dir_a.add_user(ADDRESS, PASSWORD)
+    await dir_b._put("user", user.address, user, create=True)  # same account id
+    await dir_a.close()
+    await dir_b.close()
+    account = user.account_id
+    client = Client(a.imap_port)
+    try:
+        a.start()
+        b.start()
+        await deliver(bus_a, ["warm"])
+
+        async def converged() -> bool:
+            try:
+                if not await opened(bus_a, account):  # a digest request would open it empty
+                    return False
+                da, db = await digests(bus_a, account), await digests(bus_b, account)
+            except Exception:
+                return False
+            return da == db and "INBOX" in da and da["INBOX"][1] != "0" * 64
+
+        await until(converged, "the first mail reached both stores", [a, b])
+        await client.connect()
+        before = (await digests(bus_a, account))["INBOX"]
+        # --- the slave's mirror frozen: the master commits, but does not ack -----------
+        assert b.mirror is not None
+        os.kill(b.mirror.pid, signal.SIGSTOP)
+        await deliver(bus_a, ["sync1"])
+
+        async def committed_on_a() -> bool:
+            return (await digests(bus_a, account))["INBOX"] != before
+
+        await until(committed_on_a, "the master committed the delivery", [a])
+        assert (await inbound(bus_a)).num_ack_pending == 1  # held until the slave commits
+        os.kill(b.mirror.pid, signal.SIGCONT)
+
+        async def acked() -> bool:
+            info = await inbound(bus_a)
+            return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+        await until(acked, "the delivery acked once the slave committed it", [a, b])
+        await client.append("INBOX", "sync2")  # answered OK only after the slave's commit
+        a.kill_all()  # right after the ack and the OK: nothing more can leave the master
+        client.imap = None
+        b.stop()
+        # warm, sync1 (delivered) and sync2 (APPENDed): all on the slave
+        assert await messages_in(b.data, account) == 3
+        # --- the timeout: the slave's mirror down, the write answered anyway ----------
+        a.extra["POSTERN_MIRROR_SYNC_TIMEOUT"] = "2"
+        a.nats.start()
+        await bus_a.close()
+        bus_a = await connect(a.nats.url, "postern-test", wait=10)  # the directory kept
+        a.start()
+        b._spawn("services.store")  # no mirror: the slave never commits
+        await deliver(bus_a, ["late"])
+        await until(acked, "the delivery acked after the timeout", [a])
+
+        async def degraded() -> bool:
+            sync = await queue.read_status(bus_a.js, "sync-store-b")
+            return sync.get("degraded_since") is not None
+
+        await until(degraded, "status says asynchronous", [a])
+        st = json.loads(await mailctl("mirror", "status", "--json", "--nats", a.nats.url))
+        assert st["sync"]["timeouts"] >= 1
+        text = await mailctl("mirror", "status", "--nats", a.nats.url)
+        assert "sync: DEGRADED" in text
+        assert "synchronous mirror timed out" in a.log.read_text()
+        # --- the slave's mirror back: synchronous again after the next write ----------
+        b.heal()
+        await until(converged, "the slave caught up", [a, b])
+        await deliver(bus_a, ["again"])
+
+        async def synchronous() -> bool:
+            sync = await queue.read_status(bus_a.js, "sync-store-b")
+            return bool(sync) and sync.get("degraded_since") is None
+
+        await until(synchronous, "synchronous again", [a, b])
+        assert "sync: on" in await mailctl("mirror", "status", "--nats", a.nats.url)
+    finally:
+        client.close()
+        for side in (a, b):
+            if side.mirror is not None and side.mirror.poll() is None:
+                os.kill(side.mirror.pid, signal.SIGCONT)
+            for p in side.procs:
+                p.kill()
+                p.wait()
+        await bus_a.close()
+        await bus_b.close()
+        a.nats.stop()
+        b.nats.stop()
