@@ -1,9 +1,10 @@
 """The receiving half: the peer's ``MIRROR_TO_<THIS NODE>`` (on the peer's NATS) → replica
 apply in this store, in stream order.
 
-Each record is applied through the local store's ``apply`` request with ``origin`` = the
-peer (so this store's source never ships it back) and acked on the peer's stream only
-after the store answered, i.e. after its commit. A record applied already answers
+Records are applied through the local store's ``apply_batch`` request (up to 256 records
+a request, group-committed by the store: mailcore/bus/replica_batch.py) with ``origin`` =
+the peer (so this store's source never ships it back), and each is acked on the peer's
+stream only after the store answered, i.e. after its commit. A record applied already answers
 ``applied: false`` and is acked too (idempotent). A record replica apply refuses
 (:class:`ReplicaConflict`) is not lost: it is kept, body and all, in the local stream
 ``MIRROR_CONFLICTS`` for the split-brain resolver (issue 13), logged and counted in
@@ -23,7 +24,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
-from mailcore.bus import names
+from mailcore.bus import names, replica_batch
 from mailcore.logging import get_logger
 from services.mirror.source import REQUEST_TIMEOUT, StoreUnavailable
 
@@ -80,49 +81,80 @@ class Sink:
         )
 
     async def pass_once(self, batch: int = 256, timeout: float = 1.0) -> int:
-        """Fetch and apply one batch; the number of records handled."""
+        """Fetch and apply one batch; the number of records handled. The records go to
+        the store several per request (``apply_batch``, group-committed there)."""
         if self._sub is None:
             await self.start()
         try:
             msgs = await self._sub.fetch(batch, timeout=timeout)
         except TimeoutError:
             return 0
-        for i, msg in enumerate(msgs):
-            try:
-                await self._apply(msg)
-            except Exception:
-                # Redeliveries come before new records, in the order of these naks: the
-                # records stay in stream order (an append never overtakes its mailbox).
-                for rest in msgs[i:]:
-                    await rest.nak()
-                raise
-            await msg.ack_sync()
+        done = 0
+        try:
+            entries = [await self._entry(msg) for msg in msgs]
+            for chunk in replica_batch.chunks(entries):
+                results = await self._apply_chunk(chunk)
+                for entry, result in zip(chunk, results, strict=False):
+                    if "error" in result:
+                        raise StoreUnavailable(str(result["error"]))
+                    await self._settled(entry, result)
+                    msg = msgs[done]
+                    # the last ack waits for the server: the others are on the wire by then
+                    await (msg.ack_sync() if done == len(msgs) - 1 else msg.ack())
+                    done += 1
+                if len(results) < len(chunk):
+                    raise StoreUnavailable("apply_batch: cut short")
+        except Exception:
+            # Redeliveries come before new records, in the order of these naks: the
+            # records stay in stream order (an append never overtakes its mailbox).
+            for rest in msgs[done:]:
+                await rest.nak()
+            raise
         return len(msgs)
 
-    async def _apply(self, msg: Any) -> None:
+    async def _entry(self, msg: Any) -> replica_batch.BatchEntry:
         headers = dict(msg.headers or {})
         how = headers.get(names.HDR_MIRROR_BODY, "none")
-        data = bytes(msg.data)
         if how.startswith("object:"):  # fetch it from the peer's store, hand it to ours
             name = how.removeprefix("object:")
             obj = await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).get(name)
             await (await _local_bodies(self.js)).put(name, obj.data)
-        headers[names.HDR_MIRROR_ORIGIN] = self.peer
-        headers.pop(names.HDR_MSG_ID, None)
+        return replica_batch.BatchEntry(
+            account=headers[names.HDR_MIRROR_ACCOUNT],
+            row=json.loads(headers[names.HDR_MIRROR_RECORD]),
+            body=how,
+            origin=self.peer,
+            data=bytes(msg.data) if how == "inline" else b"",
+        )
+
+    async def _apply_chunk(self, chunk: list[replica_batch.BatchEntry]) -> list[dict[str, Any]]:
         try:
             reply = await self.nc.request(
-                names.SUBJECT_REPLICA + "apply", data, timeout=REQUEST_TIMEOUT, headers=headers
+                names.SUBJECT_REPLICA + "apply_batch",
+                replica_batch.encode(chunk),
+                timeout=REQUEST_TIMEOUT,
             )
         except Exception as exc:
             raise StoreUnavailable(f"apply: {type(exc).__name__}") from exc
-        result: dict[str, Any] = json.loads(reply.data)
-        if "error" in result:
-            raise StoreUnavailable(result["error"])
+        answer: dict[str, Any] = json.loads(reply.data)
+        if "error" in answer:
+            raise StoreUnavailable(str(answer["error"]))
+        results: list[dict[str, Any]] = answer["results"]
+        return results
+
+    async def _settled(self, entry: replica_batch.BatchEntry, result: dict[str, Any]) -> None:
+        """Count a record the store answered for; keep it if it was refused."""
         if "conflict" in result:  # (a large body stays in the local MIRROR_BODIES)
-            await self._keep_conflict(headers, data, result)
+            headers = {
+                names.HDR_MIRROR_ACCOUNT: entry.account,
+                names.HDR_MIRROR_RECORD: json.dumps(entry.row),
+                names.HDR_MIRROR_BODY: entry.body,
+                names.HDR_MIRROR_ORIGIN: self.peer,
+            }
+            await self._keep_conflict(headers, entry.data, result)
             return
-        if how.startswith("object:"):  # committed: the local copy is not needed any more
-            await (await _local_bodies(self.js)).delete(how.removeprefix("object:"))
+        if entry.body.startswith("object:"):  # committed: the local copy is not needed
+            await (await _local_bodies(self.js)).delete(entry.body.removeprefix("object:"))
         if result["applied"]:
             self.stats.applied += 1
             metrics.MIRROR_APPLIED.labels(peer=self.peer).inc()

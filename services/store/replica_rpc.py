@@ -17,6 +17,8 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
   every copy was expunged since
 * ``apply`` (headers account, record, body; payload) → ``{"applied": bool}`` or
   ``{"conflict": text, "mailbox_id", "uid"}``
+* ``apply_batch`` (several records and their bodies, mailcore/bus/replica_batch.py) →
+  ``{"results": [...]}``, group-committed (replica_batch.py): what the sink uses
 * ``reset`` ``{account, reader}`` → ``{"ok": true, "head"}``: the reader starts again at 0
   (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
 * ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
@@ -36,6 +38,7 @@ from mailcore.bus.connect import Bus
 from mailcore.logging import get_logger
 from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, journal
 from mailcore.mailstore.records import AccountRemovedRecord
+from services.store import replica_batch
 
 log = get_logger("replica")
 
@@ -124,6 +127,14 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             return _json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
         return _json({"applied": applied})
 
+    async def apply_batch(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        async def body_of(name: str) -> bytes:
+            obj = await (await _bodies(bus)).get(name)
+            return bytes(obj.data or b"")
+
+        results = await replica_batch.apply_batch(store, bytes(msg.data), body_of)
+        return replica_batch.reply(results), None
+
     async def reset(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         """Ship the account's journal to the reader's peer again from the start
         (``mailctl mirror resync``): possible while the journal still holds record 1."""
@@ -159,6 +170,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         "confirm": confirm,
         "body": body,
         "apply": apply,
+        "apply_batch": apply_batch,
         "reset": reset,
         "mailboxes": mailboxes_of,
         "digest": digest,
