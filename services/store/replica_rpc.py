@@ -36,7 +36,7 @@ from nats.js.errors import BucketNotFoundError
 from mailcore.bus import names
 from mailcore.bus.connect import Bus
 from mailcore.logging import get_logger
-from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, journal
+from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, UnknownReader, journal
 from mailcore.mailstore.records import AccountRemovedRecord
 from services.store import replica_batch
 
@@ -63,15 +63,27 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
         return _json({"accounts": found})
 
+    # Readers known to be registered: registering is a durable write (a commit and an
+    # fsync), and the mirror's source reads every account several times a second.
+    registered: set[tuple[str, str]] = set()
+
     async def read(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.account(req["account"], replica=True)
         rep = acct.replication
-        await rep.register_reader(req["reader"], position=0)
+        key = (req["account"], req["reader"])
+        limit = int(req.get("limit", 500))
         try:
-            records, last = await rep.read_skipping(
-                req["reader"], req["origin"], int(req.get("limit", 500))
-            )
+            if key not in registered:
+                await rep.register_reader(req["reader"], position=0)
+                registered.add(key)
+            try:
+                records, last = await rep.read_skipping(req["reader"], req["origin"], limit)
+            except UnknownReader:  # the account was removed and made anew since
+                registered.discard(key)
+                await rep.register_reader(req["reader"], position=0)
+                registered.add(key)
+                records, last = await rep.read_skipping(req["reader"], req["origin"], limit)
         except ResyncRequired:
             return _json({"resync": True})
         generation = 0.0  # when the reader last confirmed or was reset: part of the
