@@ -52,6 +52,15 @@ class Scanners:
     clamd_port: int
 
 
+@dataclass(frozen=True, slots=True)
+class MirrorLink:
+    """This store's name in a mirrored pair, its peer's, and the peer's NATS (W6)."""
+
+    node: str
+    peer: str
+    peer_nats_url: str
+
+
 @dataclass
 class Postern:
     root: Path
@@ -73,6 +82,9 @@ class Postern:
     relay_env: dict[str, str] = field(default_factory=dict)
     submission_port: int = field(default_factory=daemons.free_port)
     relay_ops_port: int = field(default_factory=daemons.free_port)
+    # W6: this store's mirror process (services.mirror) and its peer, as docs/mirror.md runs it.
+    mirror: MirrorLink | None = None
+    mirror_ops_port: int = field(default_factory=daemons.free_port)
 
     @property
     def with_relay(self) -> bool:
@@ -126,6 +138,13 @@ class Postern:
                 "POSTERN_RELAY_OPS_PORT": str(self.relay_ops_port),
                 "POSTERN_RELAY_ROUTES": json.dumps(self.relay_routes),
                 **self.relay_env,
+            }
+        if self.mirror is not None:
+            env |= {
+                "POSTERN_MIRROR_OPS_PORT": str(self.mirror_ops_port),
+                "POSTERN_MIRROR_NODE": self.mirror.node,
+                "POSTERN_MIRROR_PEER": self.mirror.peer,
+                "POSTERN_PEER_NATS_URL": self.mirror.peer_nats_url,
             }
         if s is not None:
             env |= {
@@ -185,19 +204,44 @@ class Postern:
             self._spawn("filter", self._python("services.filter"))
         if self.with_relay:
             self._spawn("relay", self._python("services.filter.relay"))
+        if self.mirror is not None:
+            self._spawn("mirror", self._python("services.mirror"))
         self._wait_ops()
         self.features = asyncio.run(self._probe())
+
+    def start_mirror(self) -> None:
+        """(Re)start the mirror process alone and wait for its /healthz (W6 catch-up)."""
+        assert self.mirror is not None
+        self._spawn("mirror", self._python("services.mirror"))
+        self._wait_ops(only="mirror")
+
+    def stop_process(self, name: str) -> None:
+        """Stop one service (SIGTERM; SIGKILL after 15 s)."""
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30 if self.profile_dir else 15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def _alive(self, name: str) -> object:
         return lambda: name in self.procs and self.procs[name].poll() is None
 
-    def _wait_ops(self) -> None:
+    def _wait_ops(self, only: str | None = None) -> None:
         """Wait until each service answers /healthz with 200 (its listeners are then up)."""
         wanted = {"store": self.store_ops_port}
         if self.with_filter:
             wanted["filter"] = self.filter_ops_port
         if self.with_relay:
             wanted["relay"] = self.relay_ops_port
+        if self.mirror is not None:
+            wanted["mirror"] = self.mirror_ops_port
+        if only is not None:
+            wanted = {only: wanted[only]}
         for name, port in wanted.items():
             if not daemons.wait_for_port(HOST, port, START_TIMEOUT, self._alive(name)):
                 raise RuntimeError(f"postern {name} did not start:\n{self.log_tail(name)}")
@@ -212,17 +256,8 @@ class Postern:
 
     def stop(self) -> None:
         """Stop services first, NATS last (SIGTERM; SIGKILL after 15 s)."""
-        for name in [n for n in ("relay", "filter", "store", "nats") if n in self.procs]:
-            proc = self.procs.pop(name)
-            if proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30 if self.profile_dir else 15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        for name in ("relay", "filter", "mirror", "store", "nats"):
+            self.stop_process(name)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:

@@ -97,6 +97,12 @@ RELAY_INTERRUPTED = Counter(
     "transactions found interrupted at redelivery: possible duplicates (RFC 5321 §6.1)",
 )
 RELAY_QUEUE_DEPTH = Gauge("postern_relay_queue_depth", "messages on MAIL_OUTBOUND")
+INBOUND_QUEUE_DEPTH = Gauge(
+    "postern_inbound_queue_depth", "accepted messages on MAIL_INBOUND the store has not acked"
+)
+INBOUND_OLDEST_SECONDS = Gauge(
+    "postern_inbound_oldest_seconds", "age of the oldest message on MAIL_INBOUND"
+)
 RELAY_OLDEST_SECONDS = Gauge(
     "postern_relay_oldest_seconds", "age of the oldest message on MAIL_OUTBOUND"
 )

@@ -130,6 +130,15 @@ def test_second_store_never_consumes_inbound_mail() -> None:
     assert second != primary
     assert services["store2"]["profiles"] == ["mirror"]
     assert services["mirror"]["environment"]["POSTERN_PEER_NATS_URL"] == second
+    # a mirror process beside each store (each on its store's NATS), names crossed
+    a, b = services["mirror"]["environment"], services["mirror2"]["environment"]
+    assert a.get("POSTERN_NATS_URL", primary) == primary and b["POSTERN_NATS_URL"] == second
+    assert b["POSTERN_PEER_NATS_URL"] == primary
+    assert (a["POSTERN_MIRROR_NODE"], a["POSTERN_MIRROR_PEER"]) == (
+        b["POSTERN_MIRROR_PEER"],
+        b["POSTERN_MIRROR_NODE"],
+    )
+    assert services["mirror2"]["profiles"] == ["mirror"]
 
 
 def test_prometheus_discovers_replicas_by_dns() -> None:
@@ -138,6 +147,10 @@ def test_prometheus_discovers_replicas_by_dns() -> None:
     for job, port in (("postern-filter", 9101), ("postern-webmail", 9103), ("postern-relay", 9105)):
         (sd,) = jobs[job]["dns_sd_configs"]
         assert sd["type"] == "A" and sd["port"] == port
+    # the mirror profile: both mirror processes, and the second store beside the first
+    (sd,) = jobs["postern-mirror"]["dns_sd_configs"]
+    assert sorted(sd["names"]) == ["mirror", "mirror2"] and sd["port"] == 9104
+    assert "store2" in jobs["postern-store"]["dns_sd_configs"][0]["names"]
 
 
 def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
@@ -166,10 +179,16 @@ def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
         "postern_relay_queue_depth",  # queue depth
         "postern_relay_oldest_seconds",
         "postern_delivery_paused",
+        "postern_inbound_queue_depth",
+        "postern_mirror_lag_seconds",  # the mirror panel: lag, queued, applied, conflicts,
+        "postern_mirror_queued",  # errors, per peer (issue 12)
+        "postern_mirror_records_applied_total",
+        "mirror_conflicts_total",
+        "postern_mirror_errors_total",
     ):
         assert any(needed in e for e in exprs), needed
     for expr in exprs:
-        named = set(re.findall(r"\b(postern_[a-z0-9_]+)", expr))
+        named = set(re.findall(r"\b((?:postern_|mirror_)[a-z0-9_]+)", expr))
         assert named and named <= known, (expr, named - known)
 
 

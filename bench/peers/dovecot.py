@@ -71,11 +71,15 @@ def render_config(
     as_root: bool,
     domain: str,
     max_connections: int = 1000,
+    doveadm_port: int | None = None,
 ) -> str:
     """dovecot.conf for a private instance. Departures from Debian's defaults:
     own paths and ports on 127.0.0.1, ``ssl = no`` with plaintext auth allowed (loopback
     only), passwd-file users, and a per-user connection cap raised from 10 so that many
-    benchmark sessions may share one mailbox (Postern gets the same raise)."""
+    benchmark sessions may share one mailbox (Postern gets the same raise).
+    ``doveadm_port`` (W6): the shared doveadm password, and a doveadm server on that port
+    when it is not 0, so ``doveadm sync -u USER tcp:127.0.0.1:PORT`` can sync two private
+    instances (dsync over TCP, as Dovecot's replicator does)."""
     internal = "dovecot" if as_root else user.name
     login = "dovenull" if as_root else user.name
     internal_group = "dovecot" if as_root else user.group
@@ -132,7 +136,22 @@ service lmtp {{
     port = {ports.lmtp}
   }}
 }}
-"""
+""" + _doveadm(doveadm_port)
+
+
+DOVEADM_PASSWORD = "bench-doveadm-1"  # loopback only, throwaway
+
+
+def _doveadm(port: int | None) -> str:
+    if port is None:
+        return ""
+    out = f"doveadm_password = {DOVEADM_PASSWORD}\n"
+    if port:
+        out += (
+            "service doveadm {\n  inet_listener {\n    address = 127.0.0.1\n"
+            f"    port = {port}\n  }}\n}}\n"
+        )
+    return out
 
 
 def render_users(layout: DovecotLayout, users: dict[str, str], user: MailUser) -> str:
@@ -157,6 +176,7 @@ class Dovecot:
     domain: str
     users: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    doveadm_port: int | None = None  # see render_config
 
     @staticmethod
     def available() -> str | None:
@@ -175,7 +195,12 @@ class Dovecot:
         os.chmod(root, 0o755)
         self.layout.config.write_text(
             render_config(
-                self.layout, self.ports, self.user, as_root=os.geteuid() == 0, domain=self.domain
+                self.layout,
+                self.ports,
+                self.user,
+                as_root=os.geteuid() == 0,
+                domain=self.domain,
+                doveadm_port=self.doveadm_port,
             )
         )
         self.layout.users_file.write_text(render_users(self.layout, self.users, self.user))

@@ -10,7 +10,7 @@ from bench.workloads.w4_imap import ImapWorkload
 from bench.workloads.w4b_sessions import SessionsWorkload
 from bench.workloads.w4c_shared import SharedMailboxWorkload
 from bench.workloads.w5_pop3 import Pop3Workload
-from bench.workloads.w6_w7_pending import MirrorWorkload
+from bench.workloads.w6_mirror import MirrorWorkload
 from bench.workloads.w7_webmail import WebmailWorkload
 from bench.workloads.w8_relay import OutboundRelay
 from bench.workloads.w9_sort import SortThreadWorkload

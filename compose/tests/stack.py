@@ -23,7 +23,10 @@ from pathlib import Path
 COMPOSE_DIR = Path(__file__).resolve().parent.parent
 # the default stack's replicas: every scalable service more than once
 SCALE = ("--scale", "filter=3", "--scale", "relay=2", "--scale", "webmail=2")
-PORT_NAMES = ("SMTP", "SUBMISSION", "SUBMISSIONS", "WEBMAIL", "IMAP", "IMAPS", "POP3", "POP3S")
+PORT_NAMES = (
+    "SMTP", "SUBMISSION", "SUBMISSIONS", "WEBMAIL", "IMAP", "IMAPS", "POP3", "POP3S",
+    "MIRROR_IMAP", "MIRROR_POP3",
+)  # fmt: skip
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 ENV = """\
@@ -240,10 +243,13 @@ class Stack:
         except (OSError, smtplib.SMTPException):
             return 0
 
-    def subjects(self, user: str = "alice@compose.test", password: str = "secret-pw") -> list[str]:
-        """Subjects of every message in the user's INBOX and Junk, duplicates kept."""
+    def subjects(
+        self, user: str = "alice@compose.test", password: str = "secret-pw", port: str = "IMAP"
+    ) -> list[str]:
+        """Subjects of every message in the user's INBOX and Junk, duplicates kept
+        (``port``: MIRROR_IMAP reads the mirror profile's second store)."""
         found: list[str] = []
-        with imaplib.IMAP4("127.0.0.1", self.ports["IMAP"], timeout=60) as m:
+        with imaplib.IMAP4("127.0.0.1", self.ports[port], timeout=60) as m:
             m.login(user, password)
             for box in ("INBOX", "Junk"):
                 status, count = m.select(box, readonly=True)
@@ -256,11 +262,54 @@ class Stack:
                         found.append(line.partition(":")[2].strip())
         return found
 
-    def wait_delivered(self, wanted: set[str], deadline: float = 180.0) -> list[str]:
+    def inbox_uids(self, port: str, user: str = "alice@compose.test") -> tuple[int, dict[str, int]]:
+        """INBOX's UIDVALIDITY and each message's UID by subject, over IMAP at ``port``."""
+        with imaplib.IMAP4("127.0.0.1", self.ports[port], timeout=60) as m:
+            m.login(user, "secret-pw")
+            m.select("INBOX", readonly=True)
+            _, status = m.status("INBOX", "(UIDVALIDITY)")
+            uidvalidity = int(re.findall(rb"UIDVALIDITY (\d+)", status[0] or b"")[0])
+            _, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            uids = {}
+            for item in data:
+                if isinstance(item, tuple):
+                    uid = int(re.findall(rb"UID (\d+)", item[0])[0])
+                    uids[item[1].decode().strip().partition(":")[2].strip()] = uid
+        return uidvalidity, uids
+
+    def copy_directory(self, keys: list[str]) -> None:
+        """The mirror does not replicate the directory yet (docs/mirror.md): copy these
+        entries (same account ids) from the primary's NATS to nats-mirror, from inside the
+        mirror container (the NATS servers publish no port)."""
+        code = (
+            "import asyncio, sys, nats\n"
+            "async def main():\n"
+            "    a = await nats.connect('nats://nats:4222')\n"
+            "    b = await nats.connect('nats://nats-mirror:4222')\n"
+            "    src = await a.jetstream().key_value('DIRECTORY')\n"
+            "    dst = await b.jetstream().key_value('DIRECTORY')\n"
+            "    for key in sys.argv[1:]:\n"
+            "        await dst.put(key, (await src.get(key)).value)\n"
+            "    await a.close()\n"
+            "    await b.close()\n"
+            "asyncio.run(main())\n"
+        )
+        (mirror,) = self.containers("mirror")
+        subprocess.run(
+            ["docker", "exec", mirror, "python3", "-c", code, *keys],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+
+    def wait_delivered(
+        self, wanted: set[str], deadline: float = 180.0, port: str = "IMAP"
+    ) -> list[str]:
         """Subjects in the mailbox once every wanted one arrived (or the deadline passed)."""
         end = time.monotonic() + deadline
         while True:
-            got = self.subjects()
+            got = self.subjects(port=port)
             if wanted <= set(got) or time.monotonic() > end:
                 return got
             time.sleep(2)

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from stack import EICAR, GTUBE, SCALE, Stack
 
+from mailcore.directory_records import record_key
+
 
 def _send_all(stack: Stack, subjects: list[str], workers: int = 6) -> dict[str, int]:
     with ThreadPoolExecutor(workers) as pool:
@@ -181,25 +183,38 @@ def test_nats_server_that_dies_comes_back_by_the_restart_policy(stack: Stack) ->
     assert sorted(s for s in got if s.startswith("natsdied-")) == after
 
 
-def test_mirror_profile_second_store_takes_no_inbound_mail(stack: Stack) -> None:
-    # the mirror service is a placeholder until the mirror lands: only store2 is started
+def test_mirror_profile_replicates_to_the_second_store(stack: Stack) -> None:
+    """Mail over SMTP to the primary is read over IMAP on the second store, with the same
+    UIDs and UIDVALIDITY; the second store never consumed inbound mail itself."""
     mirror = [*stack.base, "--profile", "mirror"]
     subprocess.run(
-        [*mirror, "up", "-d", "--no-build", "store2"],
+        [*mirror, "up", "-d", "--no-build", "nats-mirror", "store2", "mirror", "mirror2"],
         env=stack.env,
         check=True,
         capture_output=True,
         timeout=300,
     )
     stack.wait_healthy()
+    # the directory is not replicated yet: the second store gets alice's entry by hand
+    stack.copy_directory(
+        [record_key("domain", "compose.test"), record_key("user", "alice@compose.test")]
+    )
     subjects = [f"mirror-{i:02d}" for i in range(10)]
     assert set(_send_all(stack, subjects).values()) == {250}
     got = stack.wait_delivered(set(subjects))
     assert sorted(s for s in got if s.startswith("mirror-")) == subjects
+    on_mirror = stack.wait_delivered(set(subjects), port="MIRROR_IMAP")
+    assert sorted(s for s in on_mirror if s.startswith("mirror-")) == subjects
+    primary, second = stack.inbox_uids("IMAP"), stack.inbox_uids("MIRROR_IMAP")
+    assert second[0] == primary[0]  # UIDVALIDITY
+    assert {s: second[1][s] for s in subjects} == {s: primary[1][s] for s in subjects}
     (store2,) = stack.containers("store2")
     assert stack.metric(store2, "postern_deliveries_total", port=9102) == 0
     (store,) = stack.containers("store")
     assert stack.metric(store, "postern_deliveries_total", port=9102) >= len(subjects)
+    (mirror2,) = stack.containers("mirror2")
+    applied = stack.metric(mirror2, "postern_mirror_records_applied_total", port=9104)
+    assert applied >= len(subjects)
 
 
 def test_each_service_is_its_own_nats_user_over_tls(stack: Stack) -> None:

@@ -22,6 +22,7 @@ from mailcore.loginguard import LoginGuard
 from mailcore.loginguard import Policy as LoginPolicy
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
+from services.filter import inbound_gauges
 from services.filter.context import FilterContext
 from services.filter.dkim_verify import DkimVerifier, TxtLookup, dns_txt
 from services.filter.handoff import FILL_REFRESH, FillGate, Handoff
@@ -189,4 +190,7 @@ async def serve(ctx: ServiceContext[FilterSettings]) -> None:
     # false while JetStream cannot store (a full disk switched it off): a balancer stops
     # sending mail here, which would only get 451
     ctx.ops.add_check("bus", lambda: node.gate is not None and node.gate.bus_available)
+    gauges = asyncio.create_task(inbound_gauges.run(bus, ctx.stopping), name="inbound-gauges")
     await ctx.stopping.wait()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(gauges, 5)

@@ -1,18 +1,20 @@
 """The receiving half: the peer's ``MIRROR_TO_<THIS NODE>`` (on the peer's NATS) → replica
 apply in this store, in stream order.
 
-Each record is applied through the local store's ``apply`` request with ``origin`` = the
-peer (so this store's source never ships it back) and acked on the peer's stream only
-after the store answered, i.e. after its commit. A record applied already answers
-``applied: false`` and is acked too (idempotent). Split-brain collisions (a UID used
-for different messages on the two sides, equal-modseq flags, concurrent renames) are
+Records are applied through the local store's ``apply_batch`` request (up to 256 records a
+request, group-committed by the store: mailcore/bus/replica_batch.py) with ``origin`` =
+the peer (so this store's source never ships it back), and each is acked on the peer's
+stream only after the store answered, i.e. after its commit. A record applied already
+answers ``applied: false`` and is acked too (idempotent). Split-brain collisions (a UID
+used for different messages on the two sides, equal-modseq flags, concurrent renames) are
 settled by the store (mailcore/mailstore/splitbrain.py; this node resolves when its name
 sorts before the peer's, else it defers) and each resolution logged and counted in
 ``mirror_conflicts_total{kind}``. A record replica apply still refuses
 (:class:`ReplicaConflict`: a mailbox created on both sides, a UIDVALIDITY clash) is not
 lost: it is kept, body and all, in the local stream ``MIRROR_CONFLICTS``, logged and
-counted, then acked. Any other failure (store down, timeout)
-leaves the record and every later one unacked: they are delivered again, in order.
+counted, then acked. While the store does not answer the chunk is retried in place; any
+other failure leaves the record and every later one unacked: they are delivered again,
+in order (only records that follow the oldest one left in the queue are applied).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundErr
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
-from mailcore.bus import names
+from mailcore.bus import names, replica_batch
 from mailcore.logging import get_logger
 from mailcore.mailstore import journal
 from mailcore.mailstore.records import AppendRecord
@@ -111,38 +113,48 @@ class Sink:
         except TimeoutError:
             return 0
         msgs = await self._in_order(msgs)
+        done = 0
         committed: dict[str, int] = {}
         try:
-            for i, msg in enumerate(msgs):
-                try:
-                    await self._apply_in_place(msg)
-                except Exception:
-                    for rest in msgs[i:]:
-                        await rest.nak()
-                    raise
-                await msg.ack_sync()
-                headers = msg.headers or {}
-                with contextlib.suppress(KeyError, ValueError, TypeError):
-                    account = headers[names.HDR_MIRROR_ACCOUNT]
-                    committed[account] = int(json.loads(headers[names.HDR_MIRROR_RECORD])[0])
+            entries = [await self._entry(msg) for msg in msgs]
+            for chunk in replica_batch.chunks(entries):
+                results = await self._apply_in_place(chunk, msgs[done:])
+                for entry, result in zip(chunk, results, strict=False):
+                    if "error" in result:
+                        raise StoreUnavailable(str(result["error"]))
+                    await self._settled(entry, result)
+                    msg = msgs[done]
+                    # the last ack waits for the server: the others are on the wire by then
+                    await (msg.ack_sync() if done == len(msgs) - 1 else msg.ack())
+                    committed[entry.account] = int(entry.row[0])
+                    done += 1
+                if len(results) < len(chunk):
+                    raise StoreUnavailable("apply_batch: cut short")
+        except Exception:
+            # the rest comes again; _in_order keeps them in stream order
+            for rest in msgs[done:]:
+                await rest.nak()
+            raise
         finally:
             await self._tell_committed(committed)
         return len(msgs)
 
-    async def _apply_in_place(self, msg: Any) -> None:
-        """Apply, retrying this record while the store does not answer (down, starting).
+    async def _apply_in_place(
+        self, chunk: list[replica_batch.BatchEntry], waiting: list[Any]
+    ) -> list[dict[str, Any]]:
+        """Apply a chunk, retrying it while the store does not answer (down, starting).
 
         A nak would let JetStream hand out later records before the redelivery, and an
-        append must never overtake the mailbox it goes into: so the record is retried
-        here, in stream order, its ack deadline pushed back while it waits."""
+        append must never overtake the mailbox it goes into: so the chunk is retried
+        here, in stream order, the ack deadlines of the waiting records pushed back."""
         while True:
             try:
-                await self._apply(msg)
-                return
+                return await self._apply_chunk(chunk)
             except StoreUnavailable as exc:
                 self.failed(exc)
                 log.warning("mirror sink: store not answering, retrying", error=str(exc))
-                await msg.in_progress()
+                for msg in waiting:
+                    await msg.in_progress()
                 await asyncio.sleep(RETRY)
 
     async def _in_order(self, msgs: list[Any]) -> list[Any]:
@@ -178,7 +190,7 @@ class Sink:
                 )
             await self.peer_nc.flush(timeout=2)
 
-    async def _apply(self, msg: Any) -> None:
+    async def _entry(self, msg: Any) -> replica_batch.BatchEntry:
         headers = dict(msg.headers or {})
         how = headers.get(names.HDR_MIRROR_BODY, "none")
         data = bytes(msg.data)
@@ -188,28 +200,48 @@ class Sink:
                 await (await _local_bodies(self.js)).put(how.removeprefix("object:"), found)
             else:  # the peer's store answered with the bytes inline, or "none"
                 how, data = found
-                headers[names.HDR_MIRROR_BODY] = how
-        headers[names.HDR_MIRROR_ORIGIN] = self.peer
-        # split brain: the node whose name sorts first gives out new UIDs, the other defers
+        resolve: str | None = None
         if self.settle:
-            headers[names.HDR_MIRROR_RESOLVE] = "resolver" if self.node < self.peer else "defer"
-            if self.trash:
-                headers[names.HDR_MIRROR_TRASH] = "1"
-        headers.pop(names.HDR_MSG_ID, None)
+            # split brain: the node whose name sorts first gives out new UIDs, the other defers
+            resolve = "resolver" if self.node < self.peer else "defer"
+        return replica_batch.BatchEntry(
+            account=headers[names.HDR_MIRROR_ACCOUNT],
+            row=json.loads(headers[names.HDR_MIRROR_RECORD]),
+            body=how,
+            origin=self.peer,
+            data=data if how == "inline" else b"",
+            resolve=resolve,
+            trash=self.settle and self.trash,
+        )
+
+    async def _apply_chunk(self, chunk: list[replica_batch.BatchEntry]) -> list[dict[str, Any]]:
         try:
             reply = await self.nc.request(
-                names.SUBJECT_REPLICA + "apply", data, timeout=REQUEST_TIMEOUT, headers=headers
+                names.SUBJECT_REPLICA + "apply_batch",
+                replica_batch.encode(chunk),
+                timeout=REQUEST_TIMEOUT,
             )
         except Exception as exc:
             raise StoreUnavailable(f"apply: {type(exc).__name__}") from exc
-        result: dict[str, Any] = json.loads(reply.data)
-        if "error" in result:
-            raise StoreUnavailable(result["error"])
+        answer: dict[str, Any] = json.loads(reply.data)
+        if "error" in answer:
+            raise StoreUnavailable(str(answer["error"]))
+        results: list[dict[str, Any]] = answer["results"]
+        return results
+
+    async def _settled(self, entry: replica_batch.BatchEntry, result: dict[str, Any]) -> None:
+        """Count a record the store answered for; keep it if it was refused."""
+        headers = {
+            names.HDR_MIRROR_ACCOUNT: entry.account,
+            names.HDR_MIRROR_RECORD: json.dumps(entry.row),
+            names.HDR_MIRROR_BODY: entry.body,
+            names.HDR_MIRROR_ORIGIN: self.peer,
+        }
         if "conflict" in result:  # (a large body stays in the local MIRROR_BODIES)
-            await self._keep_conflict(headers, data, result)
+            await self._keep_conflict(headers, entry.data, result)
             return
-        if how.startswith("object:"):  # committed: neither copy is needed any more
-            name = how.removeprefix("object:")
+        if entry.body.startswith("object:"):  # committed: neither copy is needed any more
+            name = entry.body.removeprefix("object:")
             await (await _local_bodies(self.js)).delete(name)
             with contextlib.suppress(ObjectNotFoundError, NotFoundError):
                 await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).delete(name)

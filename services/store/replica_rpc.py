@@ -19,6 +19,9 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
   ``{"conflict": text, "mailbox_id", "uid"}``; with header ``Postern-Mirror-Resolve``
   (``resolver``/``defer``) split-brain collisions are settled instead
   (mailcore/mailstore/splitbrain.py) and ``"resolved": [[kind, text], ...]`` says how
+* ``apply_batch`` (several records and their bodies, mailcore/bus/replica_batch.py) →
+  ``{"results": [...]}``, group-committed (replica_batch.py): what the sink uses; each
+  record may carry the split-brain part and the Trash flag of ``apply``'s headers
 * ``reset`` ``{account, reader}`` → ``{"ok": true, "head"}``: the reader starts again at 0
   (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
 * ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
@@ -36,9 +39,9 @@ from nats.js.errors import BucketNotFoundError
 from mailcore.bus import names
 from mailcore.bus.connect import Bus
 from mailcore.logging import get_logger
-from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, journal
+from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, UnknownReader, journal
 from mailcore.mailstore.records import AccountRemovedRecord
-from services.store import repair_rpc
+from services.store import repair_rpc, replica_batch
 
 log = get_logger("replica")
 
@@ -63,15 +66,27 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
         return _json({"accounts": found})
 
+    # Readers known to be registered: registering is a durable write (a commit and an
+    # fsync), and the mirror's source reads every account several times a second.
+    registered: set[tuple[str, str]] = set()
+
     async def read(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.account(req["account"], replica=True)
         rep = acct.replication
-        await rep.register_reader(req["reader"], position=0)
+        key = (req["account"], req["reader"])
+        limit = int(req.get("limit", 500))
         try:
-            records, last = await rep.read_skipping(
-                req["reader"], req["origin"], int(req.get("limit", 500))
-            )
+            if key not in registered:
+                await rep.register_reader(req["reader"], position=0)
+                registered.add(key)
+            try:
+                records, last = await rep.read_skipping(req["reader"], req["origin"], limit)
+            except UnknownReader:  # the account was removed and made anew since
+                registered.discard(key)
+                await rep.register_reader(req["reader"], position=0)
+                registered.add(key)
+                records, last = await rep.read_skipping(req["reader"], req["origin"], limit)
         except ResyncRequired:
             return _json({"resync": True})
         generation = 0.0  # when the reader last confirmed or was reset: part of the
@@ -136,6 +151,14 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             return _json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
         return _json({"applied": applied})
 
+    async def apply_batch(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        async def body_of(name: str) -> bytes:
+            obj = await (await _bodies(bus)).get(name)
+            return bytes(obj.data or b"")
+
+        results = await replica_batch.apply_batch(store, bytes(msg.data), body_of)
+        return replica_batch.reply(results), None
+
     async def reset(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         """Ship the account's journal to the reader's peer again from the start
         (``mailctl mirror resync``): possible while the journal still holds record 1."""
@@ -171,6 +194,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         "confirm": confirm,
         "body": body,
         "apply": apply,
+        "apply_batch": apply_batch,
         "reset": reset,
         "mailboxes": mailboxes_of,
         "digest": digest,

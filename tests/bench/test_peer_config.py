@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.peers.dovecot import DovecotLayout, DovecotPorts, render_config, render_users
+from bench.peers.dovecot import (
+    DOVEADM_PASSWORD,
+    DovecotLayout,
+    DovecotPorts,
+    render_config,
+    render_users,
+)
 from bench.peers.mailuser import MailUser
 from bench.peers.postfix import (
     PostfixLayout,
@@ -99,3 +105,18 @@ def test_postfix_master_cf_listens_on_loopback_only_without_chroot() -> None:
 
 def test_postfix_mailbox_table() -> None:
     assert render_mailboxes(["b@x.test", "a@x.test"]) == "a@x.test OK\nb@x.test OK\n"
+
+
+def test_dovecot_doveadm_server_for_w6(tmp_path: Path) -> None:
+    def render(port: int | None) -> str:
+        layout = DovecotLayout(tmp_path)
+        ports = DovecotPorts(1, 2, 3)
+        return render_config(layout, ports, VMAIL, as_root=True, domain="d.test", doveadm_port=port)
+
+    assert "doveadm_password" not in render(None)  # every other workload: no doveadm
+    client = settings(render(0))
+    assert client["doveadm_password"] == DOVEADM_PASSWORD
+    assert "service doveadm" not in render(0)  # the syncing side needs no listener
+    server = render(40999)
+    assert "service doveadm {\n  inet_listener {\n    address = 127.0.0.1\n" in server
+    assert "port = 40999" in server

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.postern import Postern, Scanners
-from mailcore.config import ALL_SETTINGS, CommonSettings, FilterSettings, StoreSettings, env_name
+from bench.postern import MirrorLink, Postern, Scanners
+from mailcore.config import (
+    ALL_SETTINGS,
+    CommonSettings,
+    FilterSettings,
+    MirrorSettings,
+    StoreSettings,
+    env_name,
+)
 
 
 def known_variables() -> set[str]:
@@ -23,6 +30,7 @@ def known_variables() -> set[str]:
 
 def test_every_postern_variable_is_a_setting(tmp_path: Path) -> None:
     p = Postern(tmp_path, "bench.test", {"u@bench.test": "pw"}, scanners=Scanners(1783, 13310))
+    p.mirror = MirrorLink("store-a", "store-b", "nats://127.0.0.1:1")
     env = {k: v for k, v in p.env().items() if k.startswith("POSTERN_")}
     assert set(env) - known_variables() == set()
 
@@ -44,3 +52,15 @@ def test_services_load_the_harness_settings(tmp_path: Path, monkeypatch: object)
     assert store.allow_plaintext_auth == "loopback"
     assert store.max_connections_per_user >= 1000 and filt.max_connections_per_ip >= 1000
     assert store.listen_host == "127.0.0.1"
+
+
+def test_w6_mirror_process_loads_its_link(tmp_path: Path, monkeypatch: object) -> None:
+    p = Postern(tmp_path, "bench.test", {"u@bench.test": "pw"})
+    p.mirror = MirrorLink("store-b", "store-a", "nats://127.0.0.1:4999")
+    for k, v in p.env().items():
+        if k.startswith("POSTERN_"):
+            monkeypatch.setenv(k, v)  # type: ignore[attr-defined]
+    s = MirrorSettings()
+    assert (s.mirror_node, s.mirror_peer) == ("store-b", "store-a")
+    assert s.peer_nats_url == "nats://127.0.0.1:4999" and s.ops_port == p.mirror_ops_port
+    assert s.nats_url == p.nats_url  # its own store's NATS, not the peer's
