@@ -16,7 +16,7 @@ from mailcore.bus import mirror as queue
 from mailcore.bus.connect import Bus
 from mailcore.directory import Directory
 from tests.conftest import fresh_bus
-from tests.services.mirror.test_pair import contents, digests, mailctl, until
+from tests.services.mirror.conftest import contents, digests, mailctl, until
 from tests.services.mirror.test_split_brain import ADDRESS, PASSWORD, Client, deliver, opened
 from tests.services.mirror.test_sync_mode import SyncSide
 

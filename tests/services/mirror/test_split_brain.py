@@ -27,7 +27,7 @@ from mailcore.directory import Directory
 from services.ctl import daemons
 from services.mirror.sink import STREAM_CONFLICTS
 from tests.conftest import fresh_bus
-from tests.services.mirror.test_pair import ROOT, Side, contents, digests, request, until
+from tests.services.mirror.conftest import ROOT, Side, contents, digests, request, until
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from mailcore.bus import names
 from mailcore.bus.connect import Bus, connect
 from mailcore.directory import Directory
 from tests.conftest import fresh_bus
-from tests.services.mirror.test_pair import contents, digests, mailctl, until
+from tests.services.mirror.conftest import contents, digests, mailctl, until
 from tests.services.mirror.test_split_brain import (
     ADDRESS,
     PASSWORD,
