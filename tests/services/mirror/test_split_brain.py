@@ -44,15 +44,15 @@ class SplitSide(Side):
         self.imap_port = daemons.free_port()
         self.mirror: subprocess.Popen[bytes] | None = None
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         return {
-            **super()._env(),
+            **super().env(),
             "POSTERN_IMAP_PORT": str(self.imap_port),
             "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
         }
 
     def _spawn(self, module: str) -> subprocess.Popen[bytes]:
-        env = {**self._env(), "POSTERN_OPS_PORT": str(daemons.free_port())}
+        env = {**self.env(), "POSTERN_OPS_PORT": str(daemons.free_port())}
         with open(self.log, "ab") as fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=fh, stderr=fh

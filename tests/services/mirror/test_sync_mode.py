@@ -37,8 +37,8 @@ class SyncSide(SplitSide):
         super().__init__(tmp, node, peer)
         self.extra = extra
 
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), **self.extra}
+    def env(self) -> dict[str, str]:
+        return {**super().env(), **self.extra}
 
     def kill_all(self) -> None:
         """kill -9 of the store, its mirror and its nats-server."""
