@@ -164,13 +164,15 @@ FORBIDDEN: list[tuple[str, str, Act, str]] = [
         _request(f"{NEXT}.MAIL_OUTBOUND.relay", b'{"batch":1}'),
         f"{NEXT}.MAIL_OUTBOUND.relay",
     ),
-    ("mirror", "inject mail", _publish("mail.inbound"), "mail.inbound"),
+    # (the mirror may publish and pull inbound mail: the master's mirror hands the slave
+    # side's inbound mail over to its own store, services/mirror/handoff.py)
     (
         "mirror",
-        "pull inbound mail",
-        _request(f"{NEXT}.MAIL_INBOUND.store-delivery", b'{"batch":1}'),
-        f"{NEXT}.MAIL_INBOUND.store-delivery",
+        "pull outbound mail",
+        _request(f"{NEXT}.MAIL_OUTBOUND.relay", b'{"batch":1}'),
+        f"{NEXT}.MAIL_OUTBOUND.relay",
     ),
+    ("mirror", "read sessions", _subscribe("$KV.SESSIONS.>"), "$KV.SESSIONS.>"),
 ]
 
 

@@ -58,7 +58,7 @@ class SecureSide(Side):
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         for module, user in (("services.store", "store"), ("services.mirror", "mirror")):
-            env = {**self._env(), **self._user_env(user)}
+            env = {**self.env(), **self._user_env(user)}
             env["POSTERN_OPS_PORT"] = str(daemons.free_port())
             with open(self.log, "ab") as fh:
                 self.procs.append(

@@ -37,7 +37,7 @@ from services.ctl import daemons
 from tests.conftest import fresh_bus
 from tests.services.mirror.conftest import ROOT, Side, contents, digests, mailctl, request, until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "$label1"]
 
