@@ -50,9 +50,9 @@ class PairSide(Side):
         self.imap_port = daemons.free_port()
         self.extra: dict[str, str] = {}
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         return {
-            **super()._env(),
+            **super().env(),
             "POSTERN_IMAP_PORT": str(self.imap_port),
             "POSTERN_ALLOW_PLAINTEXT_AUTH": "loopback",
             **self.extra,
