@@ -277,39 +277,19 @@ class Stack:
                     uids[item[1].decode().strip().partition(":")[2].strip()] = uid
         return uidvalidity, uids
 
-    def copy_directory(self, keys: list[str]) -> None:
-        """The mirror does not replicate the directory yet (docs/mirror.md): copy these
-        entries (same account ids) from the primary's NATS to nats-mirror, from inside the
-        mirror container (the NATS servers publish no port)."""
-        code = (
-            "import asyncio, sys, nats\n"
-            "async def main():\n"
-            "    a = await nats.connect('nats://nats:4222')\n"
-            "    b = await nats.connect('nats://nats-mirror:4222')\n"
-            "    src = await a.jetstream().key_value('DIRECTORY')\n"
-            "    dst = await b.jetstream().key_value('DIRECTORY')\n"
-            "    for key in sys.argv[1:]:\n"
-            "        await dst.put(key, (await src.get(key)).value)\n"
-            "    await a.close()\n"
-            "    await b.close()\n"
-            "asyncio.run(main())\n"
-        )
-        (mirror,) = self.containers("mirror")
-        subprocess.run(
-            ["docker", "exec", mirror, "python3", "-c", code, *keys],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-
     def wait_delivered(
         self, wanted: set[str], deadline: float = 180.0, port: str = "IMAP"
     ) -> list[str]:
         """Subjects in the mailbox once every wanted one arrived (or the deadline passed)."""
         end = time.monotonic() + deadline
         while True:
-            got = self.subjects(port=port)
+            try:
+                got = self.subjects(port=port)
+            except imaplib.IMAP4.error:  # e.g. the account not on the second store yet
+                if time.monotonic() > end:
+                    raise
+                time.sleep(2)
+                continue
             if wanted <= set(got) or time.monotonic() > end:
                 return got
             time.sleep(2)
