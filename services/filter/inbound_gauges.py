@@ -13,24 +13,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from datetime import datetime
 
 from mailcore import metrics
 from mailcore.bus import names
 from mailcore.bus.connect import Bus
 
-INTERVAL = 10.0  # seconds between reads (one stream_info, one get_msg)
+INTERVAL = 10.0  # seconds between reads (one stream info request)
+
+
+def _timestamp(rfc3339: str) -> float | None:
+    """The server's ``first_ts`` (RFC 3339, nanoseconds) as a POSIX time; None when unset."""
+    if not rfc3339 or rfc3339.startswith("0001-"):
+        return None
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    stamp = head + ("." + frac[:6] if frac else "") + "+00:00"
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
 
 
 async def read_once(bus: Bus) -> tuple[int, float]:
-    """Messages on MAIL_INBOUND and the age in seconds of the oldest (0: none)."""
-    info = await bus.js.stream_info(names.STREAM_INBOUND)
-    depth = int(info.state.messages or 0)
+    """Messages on MAIL_INBOUND and the age in seconds of the oldest (0: none).
+
+    From the stream's info alone (its ``first_ts``, which nats-py's StreamState leaves
+    out): the filter's NATS user may not read inbound messages (mailcore.bus.permissions)."""
+    reply = await bus.nc.request(f"$JS.API.STREAM.INFO.{names.STREAM_INBOUND}", b"", timeout=5)
+    state = json.loads(reply.data).get("state") or {}
+    depth = int(state.get("messages") or 0)
     oldest = 0.0
-    if depth:
-        raw = await bus.js.get_msg(names.STREAM_INBOUND, seq=info.state.first_seq)
-        if raw.time is not None:
-            oldest = max(0.0, time.time() - raw.time.timestamp())
+    first = _timestamp(str(state.get("first_ts") or ""))
+    if depth and first is not None:
+        oldest = max(0.0, time.time() - first)
     return depth, oldest
 
 
