@@ -183,6 +183,10 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 names.SUBJECT_INBOUND,
                 names.SUBJECT_OUTBOUND,
                 *_durable(names.STREAM_OUTBOUND, names.CONSUMER_RELAY),
+                # a message it relays, read again by sequence (retries, `mailctl queue`)
+                f"{API}.STREAM.MSG.GET.{names.STREAM_OUTBOUND}",
+                f"{API}.DIRECT.GET.{names.STREAM_OUTBOUND}",
+                f"{API}.DIRECT.GET.{names.STREAM_OUTBOUND}.>",
                 # `mailctl queue retry` asks the consumer's floor; the relay reads it too
                 *_kv(names.KV_RELAY),
                 *_kv(names.KV_DIRECTORY, write=False),
