@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,10 +21,9 @@ from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus
 from mailcore.bus.schemas import MailMessage, new_message_id
 from mailcore.directory import Directory
-from mailcore.tls import client_context_trusting, ensure_certificate
-from services.ctl.daemons import free_port
+from mailcore.tls import client_context_trusting
 from tests.services.store.imap.conftest import ALICE, HOST, PASSWORD, Line, message
-from tests.services.store.imap.test_process import StoreProcess
+from tests.services.store.imap.test_process import StoreProcess, store_env
 from tests.support.daemons import NatsServer
 
 WAIT = 120.0  # only a failure waits this long
@@ -34,25 +32,7 @@ MAX_TRIES = 64  # connections opened at most to find a session in each process
 
 @pytest.fixture
 def workers_process(nats_server: NatsServer, tmp_path: Path) -> Iterator[StoreProcess]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    ensure_certificate(cert, key, "localhost")
-    env = {
-        **os.environ,
-        "POSTERN_DATA": str(tmp_path / "data"),
-        "POSTERN_NATS_URL": nats_server.url,
-        "POSTERN_IMAP_PORT": str(free_port()),
-        "POSTERN_IMAPS_PORT": str(free_port()),
-        "POSTERN_POP3_PORT": "0",
-        "POSTERN_POP3S_PORT": "0",
-        "POSTERN_OPS_PORT": str(free_port()),
-        "POSTERN_ALLOW_PLAINTEXT_AUTH": "never",
-        "POSTERN_AUTH_FAIL_DELAY": "0.1",
-        "POSTERN_TLS_CERT": str(cert),
-        "POSTERN_TLS_KEY": str(key),
-        "POSTERN_FSYNC": "false",
-        "POSTERN_LOG_FORMAT": "json",
-        "POSTERN_IMAP_WORKERS": "2",
-    }
+    env = store_env(nats_server.url, tmp_path) | {"POSTERN_IMAP_WORKERS": "2"}
     p = StoreProcess(env, tmp_path / "store.log")
     yield p
     p.stop()

@@ -71,14 +71,14 @@ class StoreProcess:
         return proc.wait()
 
 
-@pytest.fixture
-def store_process(nats_server: NatsServer, tmp_path: Path) -> Iterator[StoreProcess]:
+def store_env(nats_url: str, tmp_path: Path) -> dict[str, str]:
+    """A store process's environment on free ports, with a certificate made here."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     ensure_certificate(cert, key, "localhost")
-    env = {
+    return {
         **os.environ,
         "POSTERN_DATA": str(tmp_path / "data"),
-        "POSTERN_NATS_URL": nats_server.url,
+        "POSTERN_NATS_URL": nats_url,
         "POSTERN_IMAP_PORT": str(free_port()),
         "POSTERN_IMAPS_PORT": str(free_port()),
         "POSTERN_POP3_PORT": "0",
@@ -91,6 +91,11 @@ def store_process(nats_server: NatsServer, tmp_path: Path) -> Iterator[StoreProc
         "POSTERN_FSYNC": "false",
         "POSTERN_LOG_FORMAT": "json",
     }
+
+
+@pytest.fixture
+def store_process(nats_server: NatsServer, tmp_path: Path) -> Iterator[StoreProcess]:
+    env = store_env(nats_server.url, tmp_path)
     p = StoreProcess(env, tmp_path / "store.log")
     yield p
     p.stop()
