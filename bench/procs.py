@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -95,3 +95,14 @@ def die_with_parent() -> None:
     killed benchmark leaves nothing running."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_all(procs: Iterable[subprocess.Popen[bytes] | None], wait: float = 10) -> None:
+    """TERM each process still running, KILL it if it has not stopped after ``wait`` s."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait)
+            if proc.poll() is None:
+                proc.kill()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers.sink import SmtpSink
+from bench.procs import stop_all
 from bench.store_drain import make_message
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
@@ -194,13 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(text + "\n")
         return 0
     finally:
-        for proc in (relay, nats):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(10)
-                if proc.poll() is None:
-                    proc.kill()
+        stop_all((relay, nats))
         sink.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

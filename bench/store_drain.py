@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.procs import stop_all
 from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import connect
@@ -238,13 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(text + "\n")
         return 0
     finally:
-        for proc in (store, nats):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(10)
-                if proc.poll() is None:
-                    proc.kill()
+        stop_all((store, nats))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
