@@ -355,7 +355,7 @@ class ImapClient:
         rows = await self.rows(folder, chosen) if chosen else []
         order = {u: i for i, u in enumerate(chosen)}
         rows.sort(key=lambda r: order.get(r.uid, 0))
-        return Page(rows, len(uids), page, pages, by_server)
+        return Page(rows, len(uids), page, pages, by_server, max(uids, default=0), len(uids))
 
     async def threads(self, folder: str, *, query: str = "") -> tuple[list[list[int]], bool]:
         """Conversations in ``folder``: lists of UIDs, oldest first, the conversation with
@@ -471,6 +471,17 @@ class ImapClient:
         await self._run("NOOP")
 
     # --- push -----------------------------------------------------------------------------
+    async def changed_since(self, folder: str, last_uid: int, messages: int) -> bool:
+        """True if ``folder`` no longer holds ``messages`` messages or holds one with a UID
+        above ``last_uid``: what a page rendered from that state has not shown."""
+        exists = await self.select(folder)
+        if exists >= 0 and exists != messages:
+            return True
+        # RFC 3501 §6.4.8 / §9 seq-range: "n:*" also matches the highest UID when it is below
+        # n, so the answer is filtered rather than trusted to be empty.
+        lines = await self._run("SEARCH", "UID", f"{last_uid + 1}:*", uid=True)
+        return any(u > last_uid for u in numbers(lines, b"SEARCH"))
+
     async def wait_for_change(self, folder: str, timeout: float) -> bool:
         """IDLE on ``folder`` (RFC 2177) until the store reports a change or ``timeout``;
         True on a change. Without IDLE, a NOOP after ``timeout`` answers the same."""
@@ -491,7 +502,9 @@ class ImapClient:
                     changed = any(is_change(bytes(x)) for x in pushed)
             finally:
                 self.imap.idle_done()
-                await asyncio.wait_for(idle, 10)
+                done = await asyncio.wait_for(idle, 10)
+            # A change the store sent while IDLE ended comes with the tagged reply to DONE.
+            changed = changed or any(is_change(bytes(x)) for x in done.lines)
         except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
             self.broken = True
             raise ImapError(f"IDLE failed: {exc}", connection=True) from exc

@@ -72,6 +72,10 @@ class Page:
     page: int
     pages: int
     sorted_by_server: bool = False
+    # What the page was rendered from, so its live event stream can tell mail that arrived
+    # between the render and the stream's own SELECT (0 / -1: not known).
+    last_uid: int = 0
+    messages: int = -1
 
 
 def decode_words(raw: str) -> str:

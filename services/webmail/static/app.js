@@ -24,7 +24,7 @@
   const table = $("table.list");
   if (table && table.dataset.live === "1" && window.EventSource) {
     const folder = table.dataset.folder;
-    const es = new EventSource("/events?f=" + encodeURIComponent(folder));
+    const es = new EventSource("/events?f=" + encodeURIComponent(folder) + "&since=" + encodeURIComponent(table.dataset.since || ""));
     es.addEventListener("change", async () => {
       const u = new URL(window.location.href);
       u.searchParams.set("fragment", "rows");

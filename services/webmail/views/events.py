@@ -21,6 +21,7 @@ IDLE_SLICE = 25.0  # seconds per IDLE round; a comment line keeps proxies from t
 @authed
 async def events(request: Request, auth: Auth) -> Response:
     folder = folder_param(request)
+    since = _since(request.query_params.get("since", ""))
     wm = web(request)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -31,6 +32,10 @@ async def events(request: Request, auth: Auth) -> Response:
                 wm.pool.upstream, auth.user, auth.password, client_ip=client_ip(request)
             )
             yield b"retry: 3000\n\n"
+            # Mail that arrived between the page's render and this SELECT raises no IDLE
+            # event: compare with what the page was rendered from.
+            if since is not None and await client.changed_since(folder, *since):
+                yield b"event: change\ndata: 1\n\n"
             while not await request.is_disconnected():
                 if await wm.sessions.get(auth.session.sid) is None:
                     yield b"event: ended\ndata: session\n\n"
@@ -50,3 +55,11 @@ async def events(request: Request, auth: Auth) -> Response:
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+def _since(value: str) -> tuple[int, int] | None:
+    """``last_uid:messages`` from the page; None when absent or malformed."""
+    uid, _, count = value.partition(":")
+    if not (uid.isdigit() and count.isdigit()) or len(value) > 24:
+        return None
+    return int(uid), int(count)

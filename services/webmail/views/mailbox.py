@@ -100,7 +100,10 @@ async def _conversations(
         for t in chosen
         if t[-1] in rows
     ]
-    return Page([x.newest for x in out], len(threads), page_no, pages, by_server), out
+    every = [u for t in threads for u in t]
+    newest = [x.newest for x in out]
+    last = max(every, default=0)
+    return Page(newest, len(threads), page_no, pages, by_server, last, len(every)), out
 
 
 def _uids(values: list[str]) -> list[int]:

@@ -177,6 +177,40 @@ async def test_new_mail_appears_without_reload(
         await ctx.close()
 
 
+async def test_mail_between_render_and_event_stream_still_appears(
+    cluster: tuple[Cluster, Balancer, Tarpit], browser: Browser
+) -> None:
+    """The page is rendered, mail arrives, and only then does its event stream connect and
+    IDLE: the stream must still tell the page (IDLE reports only later changes)."""
+    c, lb, _ = cluster
+    ctx = await browser.new_context(viewport=DESKTOP, base_url=f"http://127.0.0.1:{lb.port}")
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    try:
+        await ctx.route(re.compile(r"/events\?"), hold)
+        page = await ctx.new_page()
+        await page.goto("/login")
+        await page.get_by_label("E-mail address").fill(ALICE)
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.locator("table.list")).to_be_visible()
+        before = len(await c.mailbox(ALICE, "INBOX", at_least=0))
+        await c.smtp(plain("Arrived before the stream"))
+        await c.mailbox(ALICE, "INBOX", at_least=before + 1)  # in the store, not yet shown
+        await expect(page.get_by_role("link", name="Arrived before the stream")).to_have_count(0)
+        release.set()
+        await expect(page.get_by_role("link", name="Arrived before the stream")).to_be_visible(
+            timeout=30_000
+        )
+    finally:
+        release.set()
+        await ctx.close()
+
+
 async def test_move_search_and_spam(
     cluster: tuple[Cluster, Balancer, Tarpit], browser: Browser
 ) -> None:

@@ -103,6 +103,33 @@ async def test_idle_reports_new_mail(imap: ImapHarness) -> None:
         await c.close()
 
 
+async def test_changed_since_tells_what_a_rendered_page_missed(imap: ImapHarness) -> None:
+    uids = await imap.deliver(message(1), message(2))
+    c = await _client(imap)
+    try:
+        page = await c.page("INBOX")
+        assert (page.last_uid, page.messages) == (max(uids), 2)
+    finally:
+        await c.close()
+    fresh = await _client(imap)
+    try:
+        assert not await fresh.changed_since("INBOX", page.last_uid, page.messages)
+    finally:
+        await fresh.close()
+    [new] = await imap.deliver(message(3))
+    fresh = await _client(imap)
+    try:  # a new message after the render
+        assert await fresh.changed_since("INBOX", page.last_uid, page.messages)
+        assert not await fresh.changed_since("INBOX", new, 3)
+    finally:
+        await fresh.close()
+    fresh = await _client(imap)
+    try:  # one fewer than the page showed (expunged elsewhere)
+        assert await fresh.changed_since("INBOX", new, 4)
+    finally:
+        await fresh.close()
+
+
 async def test_pooled_connection_sees_mail_that_arrived_while_idle(imap: ImapHarness) -> None:
     pool = ImapPool(Upstream("127.0.0.1", imap.port), idle_timeout=60)
     try:
