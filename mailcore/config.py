@@ -172,6 +172,12 @@ class CommonSettings(BaseSettings):
         description="seconds mail may stay on MAIL_OUTBOUND (keep it above relay_max_age: "
         "the relay bounces expired mail before the stream would drop it)",
     )
+    delivery_ack_wait: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="seconds the store may hold a fetched inbound message unacknowledged "
+        "before JetStream hands it out again (after a store crash, what it fetched comes back "
+        "after this long; a redelivery of delivered mail is recognised, never a second copy)",
+    )
     relay_ack_wait: Annotated[float, Field(gt=0)] = Field(
         default=60.0,
         description="seconds a relay may hold an outbound message without a sign of life "

@@ -49,6 +49,7 @@ class BusLimits:
             dead_max_bytes=s.dead_max_bytes,
             replicas=s.stream_replicas,
             delivery_max_deliver=max_deliver,
+            delivery_ack_wait=s.delivery_ack_wait,
             outbound_max_age=s.outbound_max_age,
             relay_ack_wait=s.relay_ack_wait,
         )

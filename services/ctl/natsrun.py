@@ -136,8 +136,10 @@ class NatsRunner:
                         return proc.returncode or 1
         finally:
             stopping.set()
+            # The watch ends at once when told, unless it is still connecting to a server
+            # that has died: then it is cancelled (wait_for's timeout) rather than awaited.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(watching, 30)
+                await asyncio.wait_for(watching, 3)
         return await self._stop()
 
 

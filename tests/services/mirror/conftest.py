@@ -58,6 +58,8 @@ class Side:
             "POSTERN_MIRROR_ROLE": self.role,
             "POSTERN_PEER_NATS_URL": self.peer_url,
             "POSTERN_MIRROR_STREAM_MAX_BYTES": str(256 * 1024**2),
+            # What a killed store fetched comes back after this, not after a minute.
+            "POSTERN_DELIVERY_ACK_WAIT": "5",
         }
 
     def start(self) -> None:
