@@ -174,7 +174,7 @@ class Directory(DirectoryView):
 
     async def _hashes(self) -> Credentials:
         """Where hashes are written: the followed copy, or (a process that writes without
-        following them: ``mailctl``, the webmail) the bucket alone, nothing read."""
+        following them: ``mailctl``) the bucket alone, nothing read."""
         if self._credentials is not None:
             return self._credentials
         if self._writer is None:
