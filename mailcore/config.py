@@ -156,6 +156,12 @@ class CommonSettings(BaseSettings):
         description="byte budget of the dead-letter stream MAIL_DEAD (full: new dead letters "
         "are refused and the mail stays on the inbound stream)",
     )
+    credentials_max_bytes: Annotated[int, Field(gt=0)] = Field(
+        default=16 * 1024**2,
+        description="byte budget of the CREDENTIALS bucket, the users' password hashes "
+        "(about 300 bytes a user; full: adding a user or changing a password is refused). "
+        "It counts against JetStream's share kept for KV buckets (mailctl up: a tenth)",
+    )
     stream_replicas: Annotated[int, Field(ge=1, le=5)] = 1
     login_max_failures: Annotated[int, Field(gt=0)] = Field(
         default=10,
@@ -226,6 +232,11 @@ class FilterSettings(CommonSettings):
     session_timeout: Annotated[float, Field(gt=0)] = 1800.0
     auth_fail_delay: Annotated[float, Field(ge=0)] = 2.0
     auth_max_failures_per_ip: Annotated[int, Field(gt=0)] = 10
+    auth_timeout: Annotated[float, Field(gt=0)] = Field(
+        default=10.0,
+        description="seconds SMTP AUTH waits for the store to check a password (the hashes "
+        "are the store's); without an answer the client gets 454 4.7.0 and may retry",
+    )
     spamd_enabled: bool = True
     spamd_host: str = "127.0.0.1"
     spamd_port: Port = 783

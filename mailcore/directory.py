@@ -1,6 +1,6 @@
 """The directory: domains, users, aliases and quotas, kept in the JetStream KV bucket
-``DIRECTORY`` so that filter nodes validate recipients and authenticate while the store
-is down (architecture invariant 5).
+``DIRECTORY`` so that filter nodes validate recipients while the store is down
+(architecture invariant 5).
 
 Every service holds a watched in-memory copy: reads are dictionary look-ups, writes go to
 KV and come back through the watch to every node. :class:`Directory` is that copy's life
@@ -10,6 +10,9 @@ re-exported here:
 * :mod:`mailcore.directory_view`: the in-memory copy, its reads and address resolution;
 * :mod:`mailcore.directory_records`: the records, their KV keys and encoding;
 * :mod:`mailcore.directory_errors`: the refusals;
+* :mod:`mailcore.credentials`: the password hashes, in a bucket of their own
+  (``CREDENTIALS``) that filters may not read; a directory opened with ``passwords``
+  (the store) follows it too and can :meth:`Directory.authenticate`;
 * :mod:`mailcore.passwords`: argon2id hashes, checked in threads a few at a time, and the
   cache of successful checks.
 """
@@ -17,7 +20,6 @@ re-exported here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -25,8 +27,10 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from mailcore import address as addr
-from mailcore.bus import kvwatch, names
+from mailcore.bus import names
+from mailcore.bus.kvfollow import BucketFollower
 from mailcore.bus.schemas import new_message_id
+from mailcore.credentials import Credentials
 from mailcore.directory_errors import (
     AlreadyExists,
     DirectoryError,
@@ -84,108 +88,99 @@ class Directory(DirectoryView):
         super().__init__()
         self._js = js
         self._kv = kv
-        self._watch_task: asyncio.Task[None] | None = None
-        self._watcher: Any = None  # nats-py's KeyWatcher of the running watch
-        self._synced = asyncio.Event()
+        self._follow = BucketFollower(js, names.KV_DIRECTORY, kv, self._on_all, self._on_entry)
         self._passwords = PasswordChecker(verify_concurrency)
+        self._credentials: Credentials | None = None  # followed (``passwords``)
+        self._writer: Credentials | None = None  # written to only
 
     # --- life cycle ---------------------------------------------------------------------
     @classmethod
-    async def open(cls, js: JetStreamContext, *, watch: bool = True) -> Directory:
-        """Load the bucket; with ``watch`` keep following it until :meth:`close`."""
+    async def open(
+        cls, js: JetStreamContext, *, watch: bool = True, passwords: bool = False
+    ) -> Directory:
+        """Load the bucket; with ``watch`` keep following it until :meth:`close`. With
+        ``passwords`` (the store) also the CREDENTIALS bucket, which :meth:`authenticate`
+        needs; filters and relays may not read it (mailcore/bus/permissions.py)."""
         kv = await js.key_value(names.KV_DIRECTORY)
         d = cls(js, kv)
         if watch:
-            d._watch_task = asyncio.create_task(d._watch_forever(), name="directory-watch")
-            await asyncio.wait_for(d._synced.wait(), 30)
+            await d._follow.start()
         else:
-            await d.reload()
+            await d._follow.reload()
+        if passwords:
+            d._credentials = await Credentials.open(js, watch=watch, on_change=d._passwords.forget)
         return d
 
     async def close(self) -> None:
-        """Stop following the bucket: unsubscribe the watch, then end its task."""
-        task, self._watch_task = self._watch_task, None
-        await self._stop_watch(task)
+        """Stop following the buckets."""
+        await self._follow.stop()
+        if self._credentials is not None:
+            await self._credentials.close()
 
     async def restart_watch(self) -> None:
-        """Follow the bucket afresh (after a NATS reconnect the old watch may be gone)."""
-        if self._watch_task is not None:
-            await self._stop_watch(self._watch_task)
-            self._watch_task = asyncio.create_task(self._watch_forever(), name="directory-watch")
-
-    async def _stop_watch(self, task: asyncio.Task[None] | None) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watcher.stop(), 5)
-        if task is not None:
-            task.cancel()
-            # Bounded: on Python 3.11 a cancel can be swallowed inside a library's wait_for.
-            await asyncio.wait({task}, timeout=5)
+        """Follow afresh (after a NATS reconnect the old watch may be gone)."""
+        await self._follow.restart()
+        if self._credentials is not None:
+            await self._credentials.restart_watch()
 
     @property
     def synced(self) -> bool:
-        return self._synced.is_set()
+        return self._follow.synced and (self._credentials is None or self._credentials.synced)
 
     async def reload(self) -> None:
         """Read every key once (used without a watch, and by tests)."""
-        last = await kvwatch.last_revision(self._js, names.KV_DIRECTORY)
-        watcher: Any = await self._kv.watchall()
-        try:
-            values = await kvwatch.initial_values(watcher, last)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watcher.stop(), 5)
+        await self._follow.reload()
+
+    def _on_all(self, values: dict[str, KeyValue.Entry]) -> None:
         self._replace_all(decode_records(values))
 
-    async def _watch_forever(self) -> None:
-        while True:
-            try:
-                last = await kvwatch.last_revision(self._js, names.KV_DIRECTORY)
-                watcher = self._watcher = await self._kv.watchall()
-                self._replace_all(decode_records(await kvwatch.initial_values(watcher, last)))
-                async for entry in watcher:
-                    if entry is None:  # nats-py's marker; see kvwatch for why it is ignored
-                        continue
-                    self._on_entry(entry.key, entry.value, entry.operation)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("directory watch restarting", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(1.0)
-
-    def _on_entry(self, key: str, value: bytes | None, op: str | None) -> None:
-        decoded = None if op in kvwatch.DELETE_OPERATIONS else decode_record(key, value or b"")
+    def _on_entry(self, key: str, value: bytes | None) -> None:
+        decoded = None if value is None else decode_record(key, value)
         if decoded:
             self._apply(*decoded)
         else:
             self._forget(key)
-
-    def _replace_all(self, records: dict[str, tuple[str, Any]]) -> None:
-        super()._replace_all(records)
-        self._synced.set()
 
     def _user_changed(self, address: str) -> None:
         # A cached login must not outlive the hash it was checked against.
         self._passwords.forget(address)
 
     # --- authentication -----------------------------------------------------------------
+    def _hash_of(self, user: User) -> str | None:
+        """The user's hash: CREDENTIALS, else (a directory not yet migrated) the record's."""
+        assert self._credentials is not None
+        return self._credentials.hash_of(user.address) or user.password_hash or None
+
     async def authenticate(self, address: str, password: str) -> User | None:
-        """The user when the password is right, else None (same answer for an unknown user)."""
+        """The user when the password is right, else None (same answer for an unknown user).
+        Only on a directory opened with ``passwords``."""
+        if self._credentials is None:
+            raise RuntimeError("this directory was opened without the credentials")
         user = self.user(address)
+        stored = self._hash_of(user) if user is not None else None
         digest = self._passwords.digest(password)
         if (
             user is not None
+            and stored is not None
             and not user.disabled
-            and self._passwords.cached(user.address, digest, user.password_hash)
+            and self._passwords.cached(user.address, digest, stored)
         ):
             return user
-        stored = user.password_hash if user is not None else dummy_hash()
-        ok = await self._passwords.verify(stored, password)
-        if not ok or user is None or user.disabled:
+        ok = await self._passwords.verify(stored or dummy_hash(), password)
+        if not ok or user is None or stored is None or user.disabled:
             return None
-        self._passwords.remember(user.address, digest, user.password_hash)
+        self._passwords.remember(user.address, digest, stored)
         return user
+
+    async def _hashes(self) -> Credentials:
+        """Where hashes are written: the followed copy, or (a process that writes without
+        following them: ``mailctl``) the bucket alone, nothing read."""
+        if self._credentials is not None:
+            return self._credentials
+        if self._writer is None:
+            kv = await self._js.key_value(names.KV_CREDENTIALS)
+            self._writer = Credentials(self._js, kv, self._passwords.forget)
+        return self._writer
 
     # --- writes -------------------------------------------------------------------------
     async def _put(self, kind: str, name: str, record: Any, *, create: bool = False) -> None:
@@ -228,6 +223,7 @@ class Directory(DirectoryView):
             )
         for u in users:
             await self._delete("user", u.address)
+            await (await self._hashes()).delete(u.address)
         for a in aliases:
             await self._delete("alias", a.address)
         await self._delete("domain", d.name)
@@ -241,21 +237,28 @@ class Directory(DirectoryView):
             raise AlreadyExists(f"{a} is an alias")
         check_password(password)
         check_quota(quota_bytes, quota_messages)
+        password_hash = await asyncio.to_thread(hash_password, password)
         user = User(
             address=a,
             account_id=new_message_id().lower(),
-            password_hash=await asyncio.to_thread(hash_password, password),
             quota_bytes=quota_bytes,
             quota_messages=quota_messages,
         )
         await self._put("user", a, user, create=True)
+        try:
+            await (await self._hashes()).put(a, password_hash)
+        except BaseException:
+            await self._delete("user", a)  # no user without a password
+            raise
         return user
 
     async def set_password(self, address: str, password: str) -> User:
         user = self._require_user(address)
         check_password(password)
-        user.password_hash = await asyncio.to_thread(hash_password, password)
-        await self._put("user", user.address, user)
+        password_hash = await asyncio.to_thread(hash_password, password)
+        # (a record from before CREDENTIALS keeps its old hash until
+        # mailcore.credentials.move_legacy_hashes empties it: the credential wins)
+        await (await self._hashes()).put(user.address, password_hash)
         return user
 
     async def set_quota(self, address: str, *, quota_bytes: int, quota_messages: int) -> User:
@@ -268,6 +271,7 @@ class Directory(DirectoryView):
     async def remove_user(self, address: str) -> User:
         user = self._require_user(address)
         await self._delete("user", user.address)
+        await (await self._hashes()).delete(user.address)
         return user
 
     async def add_alias(self, address: str, targets: list[str]) -> Alias:

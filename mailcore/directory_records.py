@@ -3,7 +3,8 @@
 Keys are ``domain.<b64>``, ``user.<b64>`` and ``alias.<b64>``, where ``<b64>`` is the
 canonical name in unpadded URL-safe base64: names are data, never paths (invariant 4).
 Values are the record as compact JSON with a version ``v``; a record of an unknown version,
-or one that does not parse, is skipped with a warning rather than trusted.
+or one that does not parse, is skipped with a warning rather than trusted. No record holds
+a secret: password hashes are in their own bucket (mailcore/credentials.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ class Domain:
 class User:
     address: str
     account_id: str
-    password_hash: str
+    # Empty: the hash is in CREDENTIALS (mailcore/credentials.py). A record written before
+    # that split still holds it here until mailcore.credentials.move_legacy_hashes runs;
+    # the field stays, empty, so that readers of that age still parse newer records.
+    password_hash: str = ""
     quota_bytes: int = 0  # 0 = unlimited
     quota_messages: int = 0
     disabled: bool = False

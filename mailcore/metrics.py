@@ -44,6 +44,11 @@ HANDOFF_RETRIES = Counter(
     "publishes repeated with the same Nats-Msg-Id after no PubAck came in time",
 )
 AUTH_FAILURES = Counter("postern_auth_failures_total", "failed logins", ["protocol"])
+AUTH_REQUESTS = Counter(
+    "postern_auth_requests_total",
+    "password checks (verify) and changes (password) the store answered for other services",
+    ["op", "result"],
+)
 AUTH_THROTTLED = Counter(
     "postern_auth_throttled_total",
     "logins refused unchecked: too many recent failures from that address",

@@ -87,6 +87,7 @@ async def fresh_bus(url: str, limits: BusLimits = TEST_LIMITS) -> Bus:
         await bus.js.purge_stream(stream)
     for stream in (
         "KV_" + names.KV_DIRECTORY,
+        "KV_" + names.KV_CREDENTIALS,
         "KV_" + names.KV_SESSIONS,
         "KV_" + names.KV_AUTH_FAILURES,
         "KV_" + names.KV_RELAY,

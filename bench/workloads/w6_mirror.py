@@ -79,12 +79,14 @@ async def copy_users(src_url: str, dst_url: str, addresses: list[str]) -> None:
     src = await connect(src_url, "postern-bench-w6", wait=20)
     dst = await connect(dst_url, "postern-bench-w6", wait=20)
     try:
-        kv_src = await src.js.key_value(names.KV_DIRECTORY)
-        kv_dst = await dst.js.key_value(names.KV_DIRECTORY)
-        for address in addresses:
-            entry = await kv_src.get(record_key("user", address))
-            assert entry.value is not None
-            await kv_dst.put(record_key("user", address), entry.value)
+        # the user records and their password hashes (mailcore/credentials.py)
+        for bucket in (names.KV_DIRECTORY, names.KV_CREDENTIALS):
+            kv_src = await src.js.key_value(bucket)
+            kv_dst = await dst.js.key_value(bucket)
+            for address in addresses:
+                entry = await kv_src.get(record_key("user", address))
+                assert entry.value is not None
+                await kv_dst.put(record_key("user", address), entry.value)
     finally:
         await src.close()
         await dst.close()

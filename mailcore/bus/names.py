@@ -28,8 +28,15 @@ SUBJECT_DEAD = "mail.dead"
 # Bodies above the inline threshold (claim check).
 OBJ_BODIES = "MAIL_BODIES"
 
-# Domains, users, aliases, quotas, settings.
+# Domains, users, aliases, quotas, settings (no secrets: filters and relays read it).
 KV_DIRECTORY = "DIRECTORY"
+# The users' argon2id password hashes (mailcore/credentials.py): the store, the mirror and
+# mailctl only.
+KV_CREDENTIALS = "CREDENTIALS"
+# Requests to the store's auth responder (services/store/auth_rpc.py, mailcore/bus/authrpc.py):
+# check a user's password (the filters' SMTP AUTH), change it (the webmail's settings).
+SUBJECT_AUTH_VERIFY = "postern.auth.verify"
+SUBJECT_AUTH_PASSWORD = "postern.auth.password"  # noqa: S105 - a subject, not a secret
 
 # Webmail sessions, so any webmail node serves any user.
 KV_SESSIONS = "SESSIONS"

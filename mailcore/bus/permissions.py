@@ -14,18 +14,22 @@ cannot read the store's replica replies or the KV watches of another service.
 The roles (services.ctl.natsauth writes them into the server's configuration):
 
 * ``filter``: publishes mail (``mail.inbound``, ``mail.outbound``), writes claim-checked
-  bodies (without reading them: mailcore.bus.bodyput), reads the directory (recipients,
-  SMTP AUTH), counts failed logins, writes the disk probe. It cannot consume any stream,
-  read sessions, call the store, or read or purge bodies.
+  bodies (without reading them: mailcore.bus.bodyput), reads the directory (recipients),
+  asks the store to check SMTP AUTH passwords (``postern.auth.verify``), counts failed
+  logins, writes the disk probe. It cannot consume any stream, read sessions, read the
+  password hashes (``CREDENTIALS``), call the store otherwise, or read or purge bodies.
 * ``relay``: consumes ``MAIL_OUTBOUND`` through the ``relay`` durable, keeps RELAY_QUEUE,
   reads bodies, hands local recipients and DSNs back to ``mail.inbound``.
 * ``store``: consumes ``MAIL_INBOUND`` through ``store-delivery``, dead-letters, answers the
   mirror's replica requests and ``mailctl``'s purge, reads and removes bodies, reads its
-  mirror role.
-* ``webmail``: the SESSIONS bucket and the failed-login counters; nothing of the mail.
+  mirror role, reads and writes the password hashes (``CREDENTIALS``) and answers the
+  password checks and changes (``postern.auth.*``).
+* ``webmail``: the SESSIONS bucket and the failed-login counters, asks the store to change
+  a password (``postern.auth.password``); nothing of the mail, no hashes.
 * ``mirror``: its own streams and buckets (``MIRROR_*``), the store's replica requests; on a
   peer's server the same user consumes ``MIRROR_TO_<its node>``; the roles bucket; the
-  directory (it follows the peer's); and, while its store is master, the peer's inbound
+  directory and the password hashes (it follows the peer's, so logins work after a
+  failover); and, while its store is master, the peer's inbound
   mail through ``store-delivery`` (the hand-off), bodies included.
 * ``mailctl``: everything (administration, declaring streams, ``mailctl up``'s own watch).
 """
@@ -172,6 +176,8 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 names.SUBJECT_OUTBOUND,
                 *probe,
                 *_kv(names.KV_DIRECTORY, write=False),
+                # SMTP AUTH: the store checks the password; CREDENTIALS stays unreadable
+                names.SUBJECT_AUTH_VERIFY,
                 *_kv(names.KV_AUTH_FAILURES),
                 # write only (mailcore.bus.bodyput): bodies are other people's mail
                 *_objects(names.OBJ_BODIES, read=False, write=True),
@@ -201,6 +207,9 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 names.SUBJECT_DEAD,
                 *_durable(names.STREAM_INBOUND, names.CONSUMER_DELIVERY),
                 *_kv(names.KV_DIRECTORY, write=False),
+                # the password hashes: IMAP, POP3 and the auth responder check them, a
+                # password change (services/store/auth_rpc.py) writes one
+                *_kv(names.KV_CREDENTIALS),
                 *_kv(names.KV_AUTH_FAILURES),
                 *_objects(names.OBJ_BODIES, read=True, write=False, remove=True),
                 *_declare("OBJ_" + names.OBJ_MIRROR_BODIES),
@@ -215,6 +224,10 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 names.SUBJECT_REPLICA + ">",
                 names.SUBJECT_STORE_PURGE,
                 names.SUBJECT_MIRROR_COMMITTED,  # the peer's "committed" notices
+                # the auth responder (services/store/auth_rpc.py): requests carry passwords,
+                # so no other service may subscribe to them
+                names.SUBJECT_AUTH_VERIFY,
+                names.SUBJECT_AUTH_PASSWORD,
             ),
             responds=True,
         ),
@@ -224,6 +237,7 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 *_kv(names.KV_SESSIONS),
                 *_kv(names.KV_AUTH_FAILURES),
                 *probe,
+                names.SUBJECT_AUTH_PASSWORD,  # the settings page's password change
             ),
         ),
         "mirror": _role(
@@ -245,8 +259,9 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 *_durable(names.STREAM_INBOUND, names.CONSUMER_DELIVERY),
                 names.SUBJECT_INBOUND,
                 *_objects(names.OBJ_BODIES, read=True, write=True, remove=True),
-                # the directory follows the peer's (mailcore.bus.mirror_directory)
+                # the directory and the hashes follow the peer's (mailcore.bus.mirror_directory)
                 *_kv(names.KV_DIRECTORY),
+                *_kv(names.KV_CREDENTIALS),
                 # synchronous mirroring: the sink tells the peer's store what it committed
                 names.SUBJECT_MIRROR_COMMITTED,
             ),

@@ -16,6 +16,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from mailcore import credentials
 from mailcore.bus import names
 from mailcore.config import CommonSettings
 from mailcore.logging import get_logger
@@ -33,6 +34,7 @@ class BusLimits:
     bodies_max_bytes: int = 8 * 1024**3
     mirror_max_bytes: int = 1024**3
     dead_max_bytes: int = 1024**3
+    credentials_max_bytes: int = 16 * 1024**2
     replicas: int = 1
     delivery_max_deliver: int = 20
     delivery_ack_wait: float = 60.0
@@ -47,6 +49,7 @@ class BusLimits:
             bodies_max_bytes=s.bodies_max_bytes,
             mirror_max_bytes=s.mirror_max_bytes,
             dead_max_bytes=s.dead_max_bytes,
+            credentials_max_bytes=s.credentials_max_bytes,
             replicas=s.stream_replicas,
             delivery_max_deliver=max_deliver,
             delivery_ack_wait=s.delivery_ack_wait,
@@ -188,22 +191,38 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: js_api.Cons
 
 
 async def ensure_kv(
-    js: JetStreamContext, bucket: str, *, history: int, replicas: int, ttl: float | None = None
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    history: int,
+    replicas: int,
+    ttl: float | None = None,
+    max_bytes: int | None = None,
 ) -> KeyValue:
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except NotFoundError:
-        kv = await js.create_key_value(
-            js_api.KeyValueConfig(
-                bucket=bucket,
-                history=history,
-                ttl=ttl,
-                storage=js_api.StorageType.FILE,
-                replicas=replicas,
-            )
-        )
-        log.info("kv bucket created", bucket=bucket)
+        pass
+    else:
+        if max_bytes is not None:  # a changed budget applies in place, as for streams
+            info = await js.stream_info("KV_" + bucket)
+            if info.config.max_bytes != max_bytes:
+                info.config.max_bytes = max_bytes
+                await js.update_stream(info.config)
+                log.info("kv bucket updated", bucket=bucket, max_bytes=max_bytes)
         return kv
+    kv = await js.create_key_value(
+        js_api.KeyValueConfig(
+            bucket=bucket,
+            history=history,
+            ttl=ttl,
+            max_bytes=max_bytes,
+            storage=js_api.StorageType.FILE,
+            replicas=replicas,
+        )
+    )
+    log.info("kv bucket created", bucket=bucket)
+    return kv
 
 
 async def ensure_object_store(js: JetStreamContext, limits: BusLimits) -> ObjectStore:
@@ -237,6 +256,7 @@ def explain(exc: APIError, what: str) -> str:
             "budgets exceed what JetStream may use, by default 75 % of the free disk): free "
             "disk space, or lower POSTERN_INBOUND_MAX_BYTES, POSTERN_BODIES_MAX_BYTES, "
             "POSTERN_OUTBOUND_MAX_BYTES, POSTERN_MIRROR_MAX_BYTES, POSTERN_DEAD_MAX_BYTES, "
+            "POSTERN_CREDENTIALS_MAX_BYTES, "
             "or raise the NATS server's jetstream max_file_store"
         )
     return f"NATS refused {what}: {exc.description} (error {exc.err_code})"
@@ -258,6 +278,13 @@ async def _declare_all(js: JetStreamContext, limits: BusLimits) -> None:
     await ensure_consumer(js, names.STREAM_OUTBOUND, relay_consumer(limits))
     await ensure_kv(js, names.KV_RELAY, history=1, replicas=limits.replicas)
     await ensure_kv(js, names.KV_DIRECTORY, history=5, replicas=limits.replicas)
+    await ensure_kv(
+        js,
+        names.KV_CREDENTIALS,
+        history=1,
+        replicas=limits.replicas,
+        max_bytes=limits.credentials_max_bytes,
+    )
     await ensure_kv(js, names.KV_SESSIONS, history=1, replicas=limits.replicas, ttl=30 * 86400)
     await ensure_kv(
         js,
@@ -267,6 +294,8 @@ async def _declare_all(js: JetStreamContext, limits: BusLimits) -> None:
         ttl=names.AUTH_FAILURE_WINDOW,
     )
     await ensure_object_store(js, limits)
+    # hashes a directory from before CREDENTIALS still holds go there (an upgrade)
+    await credentials.move_legacy_hashes(js)
 
 
 DECLARED = (
@@ -277,6 +306,7 @@ DECLARED = (
     names.STREAM_PROBE,
     "KV_" + names.KV_RELAY,
     "KV_" + names.KV_DIRECTORY,
+    "KV_" + names.KV_CREDENTIALS,
     "KV_" + names.KV_SESSIONS,
     "KV_" + names.KV_AUTH_FAILURES,
     "OBJ_" + names.OBJ_BODIES,

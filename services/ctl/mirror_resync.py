@@ -182,8 +182,8 @@ def resync_mkdir(nats_url: str, peer_url: str | None, node: str | None, peer: st
 @click.command("resync-config")
 @peer_options
 def resync_config(nats_url: str, peer_url: str | None, node: str | None, peer: str | None) -> None:
-    """The directory (domains, users and their password hashes, aliases, DKIM keys,
-    quotas) to the peer; the mirrors keep it in step from then on."""
+    """The directory (domains, users, aliases, DKIM keys, quotas) and the password hashes
+    to the peer; the mirrors keep them in step from then on."""
 
     async def work(local: StoreLink, other: StoreLink, s: MirrorSettings) -> tuple[int, int]:
         return await mirror_directory.push_all(local.js, other.js)

@@ -87,6 +87,13 @@ def with_directory(url: str, fn: Callable[[Directory], Awaitable[T]]) -> T:
         try:
             s = load_settings(CommonSettings)
             await ensure_kv(bus.js, names.KV_DIRECTORY, history=5, replicas=s.stream_replicas)
+            await ensure_kv(
+                bus.js,
+                names.KV_CREDENTIALS,
+                history=1,
+                replicas=s.stream_replicas,
+                max_bytes=s.credentials_max_bytes,
+            )
             directory = await Directory.open(bus.js)
             try:
                 return await fn(directory)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from mailcore.bus import names
+from mailcore.bus import mirror_directory
 from mailcore.bus.connect import connect
 from mailcore.bus.credentials import NatsAuth
 from mailcore.bus.setup import BusLimits, declare_all
@@ -83,22 +83,24 @@ async def start_nats_b(sup: Supervisor, c: UpCluster, max_file_store: int, extra
 
 
 async def copy_directory(c: UpCluster, limits: BusLimits, auth: NatsAuth | None = None) -> None:
-    """Domains, users and aliases of the first NATS on the second (same account ids);
-    ``auth``: the administrator's credentials on both servers."""
+    """Domains, users and aliases, and the password hashes, of the first NATS on the
+    second (same account ids, same logins); ``auth``: the administrator's credentials on
+    both servers."""
     src = await connect(c.nats_url, "mailctl-mirror", auth=auth, wait=15)
     dst = await connect(nats_url_b(c), "mailctl-mirror", auth=auth, wait=15)
     try:
         await declare_all(dst.js, limits)
-        kv_src = await src.js.key_value(names.KV_DIRECTORY)
-        kv_dst = await dst.js.key_value(names.KV_DIRECTORY)
-        try:
-            keys = await kv_src.keys()
-        except Exception:  # nats-py: no keys at all
-            keys = []
-        for key in keys:
-            entry = await kv_src.get(key)
-            if entry.value is not None:
-                await kv_dst.put(key, entry.value)
+        for bucket in mirror_directory.BUCKETS:
+            kv_src = await src.js.key_value(bucket)
+            kv_dst = await dst.js.key_value(bucket)
+            try:
+                keys = await kv_src.keys()
+            except Exception:  # nats-py: no keys at all
+                keys = []
+            for key in keys:
+                entry = await kv_src.get(key)
+                if entry.value is not None:
+                    await kv_dst.put(key, entry.value)
     finally:
         await src.close()
         await dst.close()

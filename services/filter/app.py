@@ -1,7 +1,8 @@
 """The filter service: SMTP listeners, screening, hand-off to JetStream.
 
 A filter node keeps no state of its own: the directory comes from the DIRECTORY KV bucket,
-accepted mail goes to JetStream, and nothing here needs the store (invariant 5). Run as
+accepted mail goes to JetStream, and taking mail needs no store (invariant 5); only SMTP
+AUTH asks the store, which alone may read the password hashes (auth_check.py). Run as
 many as you like on one NATS.
 """
 
@@ -23,6 +24,7 @@ from mailcore.loginguard import Policy as LoginPolicy
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
 from services.filter import inbound_gauges
+from services.filter.auth_check import StorePasswordCheck
 from services.filter.context import FilterContext
 from services.filter.dkim_verify import DkimVerifier, TxtLookup, dns_txt
 from services.filter.handoff import FILL_REFRESH, FillGate, Handoff
@@ -111,6 +113,7 @@ class FilterNode:
             ),
             tls=tls,
             trusted_proxies=TrustedNetworks(s.proxy_trusted_networks),
+            passwords=StorePasswordCheck(self.bus.nc, self.directory, s.auth_timeout),
             login_guard=await LoginGuard.open(
                 self.bus.js, LoginPolicy.from_settings(s, s.auth_fail_delay)
             ),

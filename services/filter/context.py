@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mailcore.config import FilterSettings
 from mailcore.directory import Directory
 from mailcore.loginguard import LoginGuard
+from services.filter.auth_check import StorePasswordCheck
 from services.filter.dkim_verify import DkimVerifier
 from services.filter.handoff import Handoff
 from services.filter.policy import Policy
@@ -29,6 +30,8 @@ class FilterContext:
     auth_throttle: AuthThrottle
     tls: ssl.SSLContext | None
     trusted_proxies: TrustedNetworks
+    # SMTP AUTH's password check, answered by the store (services/filter/auth_check.py)
+    passwords: StorePasswordCheck
     dkim: DkimVerifier | None = None
     stopping: bool = False
     # The failed-login policy shared with IMAP and POP3 (mailcore.loginguard); without it

@@ -8,7 +8,7 @@ It runs beside one store and talks to it by request/reply on that store's NATS
 * the **sink** (sink.py) connects to the peer's NATS (URL, credentials file, TLS) and
   applies the peer's queue ``MIRROR_TO_<THIS NODE>`` here, acking after each commit.
 
-Beside them: the peer's directory changes are followed and applied here
+Beside them: the peer's directory and password-hash changes are followed and applied here
 (mailcore/bus/mirror_directory.py), and on the pair's first node the scheduled repair pass
 runs (repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
 ``MIRROR_STATUS`` for ``mailctl mirror status``. See docs/mirror.md.
@@ -149,16 +149,24 @@ class Mirror:
         return not stopping.is_set()
 
     async def run_directory(self, stopping: asyncio.Event) -> None:
-        """The peer's directory changes, applied here (directory_sync.py)."""
+        """The peer's directory and password-hash changes, applied here (directory_sync.py):
+        a user made or changed on either store logs in on both, after a failover too."""
         if not self.s.peer_nats_url or not await self._peer_ready(stopping):
             return
+        await asyncio.gather(
+            *(self._follow_bucket(bucket, stopping) for bucket in directory_sync.BUCKETS)
+        )
+
+    async def _follow_bucket(self, bucket: str, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 await directory_sync.follow(
-                    self.js, self.peer_nc.jetstream(), self.s.mirror_peer, stopping
+                    self.js, self.peer_nc.jetstream(), self.s.mirror_peer, stopping, bucket
                 )
             except Exception as exc:
-                log.warning("mirror directory follow failed, retrying", error=repr(exc)[:300])
+                log.warning(
+                    "mirror directory follow failed, retrying", bucket=bucket, error=repr(exc)[:300]
+                )
                 await _pause(stopping, BACKOFF)
 
     async def run_repair(self, stopping: asyncio.Event) -> None:

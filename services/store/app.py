@@ -15,6 +15,7 @@ from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
 from services.store.admin import serve_admin
 from services.store.auth import ConnectionLimiter, LoginThrottle
+from services.store.auth_rpc import AuthResponder
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
 from services.store.imap_workers import ImapWorkers
@@ -33,10 +34,14 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     listening = asyncio.Event()
     ctx.ops.add_check("listeners", listening.is_set)
     bus = await ctx.connect_bus(max_deliver=s.delivery_max_deliver)
-    directory = await Directory.open(bus.js)
+    directory = await Directory.open(bus.js, passwords=True)
     bus.on_reconnect(directory.restart_watch)
     ctx.on_cleanup(directory.close)
     ctx.ops.add_check("directory", lambda: directory.synced)
+    # the filters' SMTP AUTH and the webmail's password changes (the hashes are ours only)
+    auth_responder = AuthResponder(bus, directory)
+    await auth_responder.start()
+    ctx.on_cleanup(auth_responder.stop)
     # The mail storage engine and the delivery consumer (issue 3).
     store = await MailStore.open(
         store_root(s.data),

@@ -37,7 +37,7 @@ PARENT_CHECK = 1.0  # seconds between two looks for the store process
 async def serve_worker(ctx: ServiceContext[StoreSettings], *, lock_fd: int, parent: int) -> None:
     s = ctx.settings
     bus = await ctx.connect_bus(max_deliver=s.delivery_max_deliver)
-    directory = await Directory.open(bus.js)
+    directory = await Directory.open(bus.js, passwords=True)
     bus.on_reconnect(directory.restart_watch)
     ctx.on_cleanup(directory.close)
     store = await MailStore.open(

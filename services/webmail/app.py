@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
-from nats.js import JetStreamContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailcore import metrics
 from mailcore.bus import names
+from mailcore.bus.connect import Bus
 from mailcore.config import WebmailSettings
 from mailcore.logging import get_logger
 from mailcore.loginguard import LoginGuard, Policy
@@ -133,7 +133,8 @@ def build_app(wm: Webmail) -> Starlette:
     return app
 
 
-async def make_webmail(s: WebmailSettings, js: JetStreamContext) -> Webmail:
+async def make_webmail(s: WebmailSettings, bus: Bus) -> Webmail:
+    js = bus.js
     kv = await js.key_value(names.KV_SESSIONS)
     tls = upstream_tls(s)
     upstream = Upstream(s.imap_host, s.imap_port, tls if s.imap_tls == "implicit" else None)
@@ -153,6 +154,7 @@ async def make_webmail(s: WebmailSettings, js: JetStreamContext) -> Webmail:
         guard=await LoginGuard.open(js, Policy.from_settings(s, s.auth_fail_delay)),
         kv=kv,
         js=js,
+        nc=bus.nc,
         templates=templates,
     )
 
@@ -164,7 +166,7 @@ async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
     servers: list[_Server] = []
     ctx.ops.add_check("http", lambda: bool(servers) and servers[0].started)
     bus = await ctx.connect_bus()
-    wm = await make_webmail(s, bus.js)
+    wm = await make_webmail(s, bus)
     wm.pool.start()
     ctx.on_cleanup(wm.pool.close)
     config = uvicorn.Config(

@@ -43,6 +43,7 @@ class Webmail:
     guard: LoginGuard  # the failed-login policy every node, filter and store shares
     kv: KeyValue
     js: JetStreamContext
+    nc: Any  # NATS requests to the store (a password change: mailcore/bus/authrpc.py)
     templates: Jinja2Templates
 
 

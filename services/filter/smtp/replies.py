@@ -78,6 +78,8 @@ SCANNER_UNAVAILABLE = Reply(451, "4.7.1", "Content scanning unavailable; try aga
 STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage; try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
+# RFC 4954 §6: the password could not be checked now (no store answered)
+AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure; try again later")
 
 # --- 5xx: syntax and sequence ------------------------------------------------------------
 UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command unrecognized")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailcore.directory import Directory
-from mailcore.directory_errors import DirectoryError
+from mailcore.bus import authrpc, names
+from mailcore.bus.authrpc import AuthRequest, Result
 from mailcore.logging import get_logger
 from services.webmail.imap_gateway import ImapClient, ImapError
 from services.webmail.runtime import (
@@ -22,6 +22,8 @@ from services.webmail.runtime import (
 from services.webmail.security import SESSION_COOKIE, set_cookie
 
 log = get_logger("webmail")
+
+CHANGE_TIMEOUT = 15.0  # seconds for the store to check the old password and hash the new
 
 
 @authed
@@ -87,11 +89,16 @@ async def _change_password(
         if exc.auth:
             return _page(request, auth, prefs, "The current password is wrong.")
         raise
-    directory = await Directory.open(wm.js, watch=False)
-    try:
-        await directory.set_password(auth.user, new)
-    except DirectoryError as exc:
-        return _page(request, auth, prefs, str(exc))
+    # the store checks the current password again and writes the new hash: the hashes
+    # are the store's alone (mailcore/credentials.py)
+    request_ = AuthRequest(auth.user, old, new)
+    answer = await authrpc.ask(wm.nc, names.SUBJECT_AUTH_PASSWORD, request_, CHANGE_TIMEOUT)
+    if answer.result is Result.FAIL:
+        return _page(request, auth, prefs, "The current password is wrong.")
+    if answer.result is Result.INVALID:
+        return _page(request, auth, prefs, answer.detail or "That password cannot be used.")
+    if answer.result is not Result.OK:
+        return _page(request, auth, prefs, "The password cannot be changed now; try later.")
     log.info("password changed in webmail", user=auth.user)
     # every other session ends; this browser gets a fresh one with the new password
     await wm.sessions.end_everywhere(auth.user)

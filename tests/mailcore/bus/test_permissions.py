@@ -5,6 +5,7 @@ required) a plain connection are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,11 +17,15 @@ import pytest
 from nats.js.api import ConsumerConfig
 
 from mailcore.bus import names
+from mailcore.bus.authrpc import AuthAnswer, AuthRequest, Result, ask
 from mailcore.bus.claimcheck import drop_body, load_body, publish_mail
 from mailcore.bus.credentials import client_tls
 from mailcore.bus.schemas import MailMessage, decode_mail, new_message_id
 from mailcore.bus.setup import declare_all
+from mailcore.credentials import credential_key
+from mailcore.directory import Directory
 from services.ctl.natsauth import ensure_server_tls
+from services.store.auth_rpc import AuthResponder
 from tests.conftest import TEST_LIMITS
 from tests.support.securenats import SecureNats, Violations, plain_session
 
@@ -142,6 +147,63 @@ FORBIDDEN: list[tuple[str, str, Act, str]] = [
         "change a stream",
         _request("$JS.API.STREAM.UPDATE.MAIL_INBOUND", b"{}"),
         "$JS.API.STREAM.UPDATE.MAIL_INBOUND",
+    ),
+    # the password hashes (CREDENTIALS): no way in for a filter, and no password of a
+    # login another filter asks the store to check
+    (
+        "filter",
+        "read a password hash (direct get)",
+        _request("$JS.API.DIRECT.GET.KV_CREDENTIALS.$KV.CREDENTIALS.user.x"),
+        "$JS.API.DIRECT.GET.KV_CREDENTIALS",
+    ),
+    (
+        "filter",
+        "read a password hash (message get)",
+        _request("$JS.API.STREAM.MSG.GET.KV_CREDENTIALS", b'{"last_by_subj":"$KV.CREDENTIALS.>"}'),
+        "$JS.API.STREAM.MSG.GET.KV_CREDENTIALS",
+    ),
+    (
+        "filter",
+        "watch the password hashes",
+        _request("$JS.API.CONSUMER.CREATE.KV_CREDENTIALS", b"{}"),
+        "$JS.API.CONSUMER.CREATE.KV_CREDENTIALS",
+    ),
+    (
+        "filter",
+        "read the hashes' subjects",
+        _subscribe("$KV.CREDENTIALS.>"),
+        "$KV.CREDENTIALS.>",
+    ),
+    ("filter", "write a password hash", _publish("$KV.CREDENTIALS.u.x"), "$KV.CREDENTIALS.u.x"),
+    (
+        "filter",
+        "read other logins' passwords",
+        _subscribe(names.SUBJECT_AUTH_VERIFY),
+        names.SUBJECT_AUTH_VERIFY,
+    ),
+    (
+        "filter",
+        "change a password",
+        _request(names.SUBJECT_AUTH_PASSWORD, b"{}"),
+        names.SUBJECT_AUTH_PASSWORD,
+    ),
+    (
+        "relay",
+        "read a password hash",
+        _request("$JS.API.STREAM.MSG.GET.KV_CREDENTIALS", b'{"last_by_subj":"$KV.CREDENTIALS.>"}'),
+        "$JS.API.STREAM.MSG.GET.KV_CREDENTIALS",
+    ),
+    (
+        "webmail",
+        "read a password hash",
+        _request("$JS.API.DIRECT.GET.KV_CREDENTIALS.$KV.CREDENTIALS.user.x"),
+        "$JS.API.DIRECT.GET.KV_CREDENTIALS",
+    ),
+    (
+        "webmail",
+        "read other logins' passwords",
+        _subscribe(names.SUBJECT_AUTH_VERIFY),
+        names.SUBJECT_AUTH_VERIFY,
     ),
     ("webmail", "inject mail", _publish("mail.inbound"), "mail.inbound"),
     ("webmail", "read the directory", _subscribe("$KV.DIRECTORY.>"), "$KV.DIRECTORY.>"),
@@ -307,3 +369,97 @@ async def test_tls_required_refuses_plain_and_serves_tls(tmp_path: Path) -> None
             await store.close()
     finally:
         server.stop()
+
+
+async def test_only_the_store_and_the_mirror_read_the_password_hashes(declared: SecureNats) -> None:
+    """Issue 18: a filter's credentials cannot read the password hashes. The filter user
+    reads the directory (no hash in it) but its reads of CREDENTIALS, through nats-py's
+    own KV API, are refused by the server; the store checks and writes passwords, the
+    mirror reads the hashes to copy them to the peer store."""
+    admin = await declared.bus("mailctl")
+    store = await declared.bus("store")
+    mirror = await declared.bus("mirror")
+    filt = await Violations().connect(declared, "filter")
+    try:
+        setup = await Directory.open(admin.js, watch=False)
+        if not setup.is_local_domain("perm.test"):
+            await setup.add_domain("perm.test")
+        if setup.user("hash@perm.test") is None:
+            await setup.add_user("hash@perm.test", "hash-password")
+        key = credential_key("hash@perm.test")
+        # the store: checks and changes passwords
+        checker = await Directory.open(store.js, watch=False, passwords=True)
+        assert (await checker.authenticate("hash@perm.test", "hash-password")) is not None
+        await checker.set_password("hash@perm.test", "hash-password")
+        # the mirror: reads the hashes (mailcore/bus/mirror_directory.py)
+        copied = await (await mirror.js.key_value(names.KV_CREDENTIALS)).get(key)
+        assert b"argon2id" in (copied.value or b"")
+        # the filter: the directory, without any hash, yes; the hashes, no
+        js = filt.nc.jetstream(timeout=2)
+        directory = await Directory.open(js, watch=False)
+        user = directory.user("hash@perm.test")
+        assert user is not None and user.password_hash == ""
+        credentials = await js.key_value(names.KV_CREDENTIALS)  # (stream info: allowed)
+        with pytest.raises(nats.errors.TimeoutError):
+            await credentials.get(key)
+        error = await filt.next_violation()
+        assert "permissions violation" in error and "kv_credentials" in error
+        with pytest.raises(nats.errors.TimeoutError):
+            await Directory.open(js, watch=False, passwords=True)
+        error = await filt.next_violation()
+        assert "permissions violation" in error and "kv_credentials" in error
+        assert filt.nc.is_connected
+    finally:
+        await filt.close()
+        for b in (mirror, store, admin):
+            await b.close()
+
+
+async def test_the_store_answers_password_checks_and_changes(declared: SecureNats) -> None:
+    """The store's auth responder under the ``store`` user: the filter user's SMTP AUTH
+    check and the webmail user's password change (the webmail may not write the hashes
+    itself), both answered, with no permissions violation on either side."""
+    admin = await declared.bus("mailctl")
+    store = await declared.bus("store")
+    filt = await Violations().connect(declared, "filter")
+    webmail = await Violations().connect(declared, "webmail")
+    directory = await Directory.open(store.js, passwords=True)
+    responder = AuthResponder(store, directory)
+    await responder.start()
+    try:
+        setup = await Directory.open(admin.js, watch=False)
+        if not setup.is_local_domain("perm.test"):
+            await setup.add_domain("perm.test")
+        if setup.user("rpc@perm.test") is None:
+            await setup.add_user("rpc@perm.test", "first-password")
+        else:
+            await setup.set_password("rpc@perm.test", "first-password")
+
+        async def verify(password: str) -> Result:
+            req = AuthRequest("rpc@perm.test", password)
+            return (await ask(filt.nc, names.SUBJECT_AUTH_VERIFY, req, 10)).result
+
+        async def change(old: str, new: str) -> AuthAnswer:
+            req = AuthRequest("rpc@perm.test", old, new)
+            return await ask(webmail.nc, names.SUBJECT_AUTH_PASSWORD, req, 10)
+
+        for _ in range(100):  # the responder's copy follows the buckets
+            if await verify("first-password") is Result.OK:
+                break
+            await asyncio.sleep(0.05)
+        assert await verify("first-password") is Result.OK
+        assert await verify("wrong-password") is Result.FAIL
+        assert (await change("wrong-password", "second-password")).result is Result.FAIL
+        short = await change("first-password", "short")
+        assert short.result is Result.INVALID and "8 characters" in short.detail
+        assert (await change("first-password", "second-password")).result is Result.OK
+        assert await verify("second-password") is Result.OK
+        assert await verify("first-password") is Result.FAIL
+        assert filt.errors == [] and webmail.errors == []
+    finally:
+        await responder.stop()
+        await directory.close()
+        await webmail.close()
+        await filt.close()
+        await store.close()
+        await admin.close()

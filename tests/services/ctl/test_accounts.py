@@ -18,6 +18,7 @@ from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.schemas import MailMessage, new_message_id
+from mailcore.credentials import Credentials
 from mailcore.directory import Directory
 from mailcore.mailstore import store_root
 from mailcore.mailstore.layout import account_dir
@@ -50,7 +51,7 @@ def refused(url: str, *args: str, stdin: str | None = None) -> str:
 
 async def _directory(url: str) -> Directory:
     bus = await connect(url, "test", wait=5)
-    d = await Directory.open(bus.js, watch=False)
+    d = await Directory.open(bus.js, watch=False, passwords=True)
     d._test_bus = bus  # type: ignore[attr-defined]
     return d
 
@@ -60,6 +61,20 @@ def directory_state(url: str) -> Directory:
         d = await _directory(url)
         await d._test_bus.close()  # type: ignore[attr-defined]
         return d
+
+    return asyncio.run(go())
+
+
+def hashes(url: str) -> set[str]:
+    """The users with a password hash in CREDENTIALS."""
+
+    async def go() -> set[str]:
+        bus = await connect(url, "test", wait=5)
+        try:
+            creds = await Credentials.open(bus.js, watch=False)
+            return {u for u in ("alice@example.org", "bob@example.org") if creds.hash_of(u)}
+        finally:
+            await bus.close()
 
     return asyncio.run(go())
 
@@ -147,8 +162,10 @@ def test_domains_users_aliases(bus: Bus, nats_server: NatsServer) -> None:
     assert "no alias" in refused(url, "alias", "remove", "team@example.org")
     removed = ok(url, "user", "remove", "bob@example.org", "--data", "/srv/postern")
     assert f"mail kept in /srv/postern/mailstore/accounts/{bob.account_id}" in removed
+    assert hashes(url) == {"alice@example.org"}  # bob's hash went with him
     ok(url, "domain", "remove", "example.org", "--force")
     assert directory_state(url).user("alice@example.org") is None
+    assert hashes(url) == set()
 
 
 def test_path_prints_the_account_directory(

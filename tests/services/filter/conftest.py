@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from mailcore.tls import client_context_trusting
 from services.ctl.daemons import free_port
 from services.filter.app import FilterNode
 from services.filter.dkim_verify import TxtLookup
+from services.store.auth_rpc import AuthResponder
 
 DOMAIN = "example.test"
 ALICE = f"alice@{DOMAIN}"
@@ -49,8 +51,26 @@ async def provision(bus: Bus) -> Directory:
 
 
 @pytest.fixture
-async def accounts(bus: Bus) -> Accounts:
-    return Accounts(await provision(bus))
+async def accounts(bus: Bus) -> AsyncIterator[Accounts]:
+    """The test accounts, and the store's auth responder answering SMTP AUTH (the filter
+    may not read the password hashes: services/filter/auth_check.py) on the same bus."""
+    directory = await provision(bus)
+    async with store_auth(bus):
+        yield Accounts(directory)
+
+
+@contextlib.asynccontextmanager
+async def store_auth(bus: Bus) -> AsyncIterator[AuthResponder]:
+    """The store's auth responder (services/store/auth_rpc.py) in this process, on ``bus``,
+    without the rest of the store."""
+    directory = await Directory.open(bus.js, passwords=True)
+    responder = AuthResponder(bus, directory)
+    await responder.start()
+    try:
+        yield responder
+    finally:
+        await responder.stop()
+        await directory.close()
 
 
 def filter_settings(tmp_path: Path, **overrides: Any) -> FilterSettings:

@@ -181,9 +181,10 @@ async def hand_off(bus: Bus, rcpt: str, subjects: list[str]) -> None:
 async def copy_directory(src: Bus, dst: Bus) -> None:
     """The directory of one side on the other (same users, same account ids) — directory
     replication is not part of these tests."""
-    kv_src = await src.js.key_value(names.KV_DIRECTORY)
-    kv_dst = await dst.js.key_value(names.KV_DIRECTORY)
-    for key in await kv_src.keys():
-        entry = await kv_src.get(key)
-        if entry.value is not None:
-            await kv_dst.put(key, entry.value)
+    for bucket in (names.KV_DIRECTORY, names.KV_CREDENTIALS):  # the records, the hashes
+        kv_src = await src.js.key_value(bucket)
+        kv_dst = await dst.js.key_value(bucket)
+        for key in await kv_src.keys():
+            entry = await kv_src.get(key)
+            if entry.value is not None:
+                await kv_dst.put(key, entry.value)

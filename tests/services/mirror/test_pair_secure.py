@@ -1,14 +1,20 @@
 """The mirror pair with NATS security on both sides (issue 18): each nats-server has the
 per-service users and requires TLS; each store and mirror connects as its own user, and
 each mirror reaches the peer's server as the ``mirror`` user over TLS. Mail a filter user
-hands off on one side reaches the other store identically, and neither server logs a
-permissions violation (the mirror's and store's allow lists are complete)."""
+hands off on one side reaches the other store identically; the user, made on one side
+only, logs in on the other with the password hash the mirror copied (``CREDENTIALS``,
+which only the store and the mirror may read), and so does a password changed there
+later; neither server logs a permissions violation (the mirror's and store's allow lists
+are complete)."""
 
 from __future__ import annotations
 
+import asyncio
+import imaplib
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +25,7 @@ from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.schemas import MailMessage, new_message_id
 from mailcore.bus.setup import declare_all
+from mailcore.credentials import credential_key
 from mailcore.directory import Directory
 from services.ctl import daemons
 from tests.conftest import TEST_LIMITS
@@ -36,6 +43,14 @@ class SecureSide(Side):
         super().__init__(tmp, node, peer)
         self.nats = SecureNats(self.dir / "nats", tls=True)
         self.peer_nats: SecureNats | None = None
+
+    def env(self) -> dict[str, str]:
+        # logins are tried until the mirror has copied the hash: no lockout meanwhile
+        return super().env() | {
+            "POSTERN_AUTH_FAIL_DELAY": "0.01",
+            "POSTERN_LOGIN_MAX_FAILURES": "100000",
+            "POSTERN_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
+        }
 
     def _user_env(self, user: str) -> dict[str, str]:
         assert isinstance(self.nats, SecureNats) and self.nats.tls is not None
@@ -70,6 +85,25 @@ class SecureSide(Side):
     def violations(self) -> list[str]:
         text = self.nats.log_path.read_text(errors="replace")
         return [line for line in text.splitlines() if "Violation" in line]
+
+
+def login(side: Side, password: str) -> Callable[[], Awaitable[bool]]:
+    def attempt() -> bool:
+        with imaplib.IMAP4("127.0.0.1", side.imap_port, timeout=30) as imap:
+            try:
+                imap.login("sam@secure.test", password)
+            except imaplib.IMAP4.error:
+                return False
+            imap.logout()
+            return True
+
+    async def check() -> bool:
+        try:
+            return await asyncio.to_thread(attempt)
+        except OSError:  # the store still starting
+            return False
+
+    return check
 
 
 async def test_pair_replicates_under_per_service_users_over_tls(tmp_path: Path) -> None:
@@ -119,6 +153,14 @@ async def test_pair_replicates_under_per_service_users_over_tls(tmp_path: Path) 
             return bool(da) and da == db and da["INBOX"][1] != "0" * 64
 
         await until(converged, "the peer store caught up over TLS", [a, b])
+        # logins on the peer store: the hash came with the mirror's directory follow
+        await until(login(b, "password-sam"), "the user logs in on the peer store", [a, b])
+        directory = await Directory.open(admin_a.js, watch=False)
+        await directory.set_password("sam@secure.test", "password-new")
+        await until(login(b, "password-new"), "a new password works on the peer", [a, b])
+        assert not await login(b, "password-sam")()
+        creds = await admin_b.js.key_value(names.KV_CREDENTIALS)
+        assert b"argon2id" in ((await creds.get(credential_key("sam@secure.test"))).value or b"")
         assert a.violations() == []
         assert b.violations() == []
     finally:

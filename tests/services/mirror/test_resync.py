@@ -175,11 +175,13 @@ async def test_full_resync_resumes_config_mkdir_and_large_bodies(tmp_path: Path)
         # --- resync-config: the slave's directory becomes the master's ------------------------
         peer = ["--nats", a.nats.url, "--peer-nats", b.nats.url, "--peer", "store-b"]
         out = await mailctl("mirror", "resync-config", *peer)
-        assert "2 entries written, 1 deleted" in out, out  # the domain (another one), pat; stray
-        copy = await Directory.open(bus_b.js, watch=False)
+        # written: the domain (another one), pat and pat's hash; deleted: stray and its hash
+        assert "3 entries written, 2 deleted" in out, out
+        copy = await Directory.open(bus_b.js, watch=False, passwords=True)
         user = copy.user("pat@pair.test")
         assert user is not None and user.account_id == account and stray != account
         assert copy.user("stray@pair.test") is None
+        assert (await copy.authenticate("pat@pair.test", "password-pat")) is not None
         a.start()
         b.start()
         await until(answers(bus_a), "store A answers", [a, b])

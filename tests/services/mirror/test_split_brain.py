@@ -180,6 +180,7 @@ async def test_split_brain_heals_without_loss(tmp_path: Path) -> None:
         await d.add_domain("split.test")
     user = await dir_a.add_user(ADDRESS, PASSWORD)
     await dir_b._put("user", user.address, user, create=True)
+    await dir_b.set_password(user.address, PASSWORD)  # the hash: CREDENTIALS, not the record
     await dir_a.close()
     await dir_b.close()
     account = user.account_id

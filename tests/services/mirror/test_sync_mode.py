@@ -75,6 +75,7 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
         await d.add_domain("split.test")
     user = await dir_a.add_user(ADDRESS, PASSWORD)
     await dir_b._put("user", user.address, user, create=True)  # same account id
+    await dir_b.set_password(user.address, PASSWORD)  # the hash: CREDENTIALS, not the record
     await dir_a.close()
     await dir_b.close()
     account = user.account_id

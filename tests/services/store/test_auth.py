@@ -65,7 +65,7 @@ def test_connection_limiter() -> None:
 
 @pytest.fixture
 async def authenticator(bus: Bus) -> AsyncIterator[Authenticator]:
-    d = await Directory.open(bus.js)
+    d = await Directory.open(bus.js, passwords=True)
     await d.add_domain("example.com")
     await d.add_user("alice@example.com", "correct horse")
     yield Authenticator(

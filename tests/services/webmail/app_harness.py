@@ -43,7 +43,7 @@ async def node(bus: Bus, imap: ImapHarness, tmp: Path, **overrides: object) -> N
         "webmail_spamd_enabled": False,
     }
     settings = WebmailSettings(**(values | overrides))  # type: ignore[arg-type]
-    wm = await make_webmail(settings, bus.js)
+    wm = await make_webmail(settings, bus)
     return Node(wm, build_app(wm))
 
 

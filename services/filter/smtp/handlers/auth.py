@@ -1,7 +1,9 @@
 """AUTH PLAIN and AUTH LOGIN (RFC 4954, RFC 4616), on submission ports only.
 
-Credentials are checked against the directory from NATS, so logins work while the store is
-down. A failed attempt costs the client ``auth_fail_delay`` seconds, and an address with
+Passwords are checked by the store, the only service that may read the hashes
+(services/filter/auth_check.py); the user then comes from this node's directory. When no
+store answers the client hears ``454 4.7.0`` (RFC 4954 §6), which is not a failed login.
+A failed attempt costs the client ``auth_fail_delay`` seconds, and an address with
 ``auth_max_failures_per_ip`` failures in ``auth_failure_window`` seconds is turned away.
 """
 
@@ -14,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from mailcore import metrics
+from mailcore.directory import User
 from mailcore.logging import bind, get_logger
+from services.filter.auth_check import AuthUnavailable
 from services.filter.smtp import replies
 from services.filter.smtp.replies import Reply
 
@@ -120,9 +124,10 @@ async def auth(s: Session, arg: str) -> None:
     if ctx.login_guard is not None:
         await _guarded(s, name, login_name, password)
         return
-    user = None
-    if login_name and password:
-        user = await ctx.directory.authenticate(login_name, password)
+    try:
+        user = await _check(s, login_name, password)
+    except AuthUnavailable:
+        return
     if user is None:
         metrics.AUTH_FAILURES.labels("smtp").inc()
         ctx.auth_throttle.record_failure(st.client_ip)
@@ -149,9 +154,10 @@ async def _guarded(s: Session, mechanism: str, login_name: str, password: str) -
         await asyncio.sleep(guard.policy.base_delay)
         s.reject(replies.AUTH_THROTTLED, "auth_throttled")
         return
-    user = None
-    if login_name and password:
-        user = await ctx.directory.authenticate(login_name, password)
+    try:
+        user = await _check(s, login_name, password)
+    except AuthUnavailable:
+        return
     if user is None:
         await asyncio.sleep(await guard.failed("smtp", st.client_ip, login_name))
         if await guard.blocked("smtp", st.client_ip, login_name):
@@ -164,3 +170,16 @@ async def _guarded(s: Session, mechanism: str, login_name: str, password: str) -
     bind(user=user.address)
     log.info("authenticated", mechanism=mechanism.upper())
     s.reply(replies.AUTH_OK)
+
+
+async def _check(s: Session, login_name: str, password: str) -> User | None:
+    """The user, None for a wrong login; :class:`AuthUnavailable` after answering 454
+    (RFC 4954 §6: a temporary failure, which counts as no failed login)."""
+    if not login_name or not password:
+        return None
+    try:
+        return await s.ctx.passwords.check(login_name, password)
+    except AuthUnavailable:
+        log.warning("password check unavailable: no store answered", login=login_name[:100])
+        s.reject(replies.AUTH_TEMPORARY, "auth_unavailable")
+        raise

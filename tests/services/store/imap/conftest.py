@@ -21,6 +21,7 @@ from mailcore.directory import Directory, User
 from mailcore.mailstore import Account, MailStore
 from mailcore.tls import client_context_trusting, ensure_certificate, server_context
 from services.store.auth import Authenticator, ConnectionLimiter, LoginThrottle, PlaintextPolicy
+from services.store.auth_rpc import AuthResponder
 from services.store.imap.runtime import Runtime
 from services.store.imap.server import Endpoint, ImapServer
 
@@ -166,7 +167,10 @@ Factory = Callable[..., Awaitable[ImapHarness]]
 @pytest.fixture
 async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
     made: list[ImapHarness] = []
-    directory = await Directory.open(bus.js)
+    directory = await Directory.open(bus.js, passwords=True)
+    # the store's auth responder too (the webmail's password change asks it)
+    responder = AuthResponder(bus, directory)
+    await responder.start()
 
     async def make(
         *,
@@ -217,6 +221,7 @@ async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
     for h in made:
         await h.server.stop(grace=1)
         await h.store.close()
+    await responder.stop()
     await directory.close()
 
 

@@ -136,7 +136,7 @@ async def make_pop3(
     bus: Bus, tmp_path: Path, test_cert: tuple[Path, Path]
 ) -> AsyncIterator[Factory]:
     made: list[Pop3Harness] = []
-    directory = await Directory.open(bus.js)
+    directory = await Directory.open(bus.js, passwords=True)
 
     async def factory(
         *,
