@@ -51,7 +51,8 @@ from mailcore.directory_records import (
 )
 from mailcore.directory_view import MAX_ALIAS_DEPTH, DirectoryView, Resolution
 from mailcore.logging import get_logger
-from mailcore.passwords import PasswordChecker, check_password, dummy_hash, hash_password
+from mailcore.logincache import SharedLoginCache
+from mailcore.passwords import PasswordChecker, check_password, hash_password
 
 __all__ = [
     "MAX_ALIAS_DEPTH",
@@ -173,19 +174,19 @@ class Directory(DirectoryView):
     async def authenticate(self, address: str, password: str) -> User | None:
         """The user when the password is right, else None (same answer for an unknown user)."""
         user = self.user(address)
-        digest = self._passwords.digest(password)
-        if (
-            user is not None
-            and not user.disabled
-            and self._passwords.cached(user.address, digest, user.password_hash)
-        ):
-            return user
-        stored = user.password_hash if user is not None else dummy_hash()
-        ok = await self._passwords.verify(stored, password)
-        if not ok or user is None or user.disabled:
+        if user is None:
+            await self._passwords.check_unknown(password)
             return None
-        self._passwords.remember(user.address, digest, user.password_hash)
-        return user
+        if user.disabled:  # no cache: a quick answer would tell a right password
+            await self._passwords.verify(user.password_hash, password, address=user.address)
+            return None
+        ok = await self._passwords.check(user.address, user.password_hash, password)
+        return user if ok else None
+
+    def share_logins(self, cache: SharedLoginCache) -> None:
+        """Remember successful checks in ``cache`` too, which the store's other processes
+        read (mailcore/logincache.py)."""
+        self._passwords.shared = cache
 
     # --- writes -------------------------------------------------------------------------
     async def _put(self, kind: str, name: str, record: Any, *, create: bool = False) -> None:

@@ -44,6 +44,13 @@ HANDOFF_RETRIES = Counter(
     "publishes repeated with the same Nats-Msg-Id after no PubAck came in time",
 )
 AUTH_FAILURES = Counter("postern_auth_failures_total", "failed logins", ["protocol"])
+PASSWORD_CHECKS = Counter(
+    "postern_password_checks_total",
+    "password checks of known users by how they were answered: argon2 (the hash was "
+    "computed; unknown users included), process_cache, shared_cache (the store's other "
+    "processes had checked it)",
+    ["answer"],
+)
 AUTH_THROTTLED = Counter(
     "postern_auth_throttled_total",
     "logins refused unchecked: too many recent failures from that address",
