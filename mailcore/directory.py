@@ -55,7 +55,8 @@ from mailcore.directory_records import (
 )
 from mailcore.directory_view import MAX_ALIAS_DEPTH, DirectoryView, Resolution
 from mailcore.logging import get_logger
-from mailcore.passwords import PasswordChecker, check_password, dummy_hash, hash_password
+from mailcore.logincache import SharedLoginCache
+from mailcore.passwords import PasswordChecker, check_password, hash_password
 
 __all__ = [
     "MAX_ALIAS_DEPTH",
@@ -158,19 +159,19 @@ class Directory(DirectoryView):
             raise RuntimeError("this directory was opened without the credentials")
         user = self.user(address)
         stored = self._hash_of(user) if user is not None else None
-        digest = self._passwords.digest(password)
-        if (
-            user is not None
-            and stored is not None
-            and not user.disabled
-            and self._passwords.cached(user.address, digest, stored)
-        ):
-            return user
-        ok = await self._passwords.verify(stored or dummy_hash(), password)
-        if not ok or user is None or stored is None or user.disabled:
+        if user is None or stored is None:
+            await self._passwords.check_unknown(password)
             return None
-        self._passwords.remember(user.address, digest, stored)
-        return user
+        if user.disabled:  # no cache: a quick answer would tell a right password
+            await self._passwords.verify(stored, password, address=user.address)
+            return None
+        ok = await self._passwords.check(user.address, stored, password)
+        return user if ok else None
+
+    def share_logins(self, cache: SharedLoginCache) -> None:
+        """Remember successful checks in ``cache`` too, which the store's other processes
+        read (mailcore/logincache.py)."""
+        self._passwords.shared = cache
 
     async def _hashes(self) -> Credentials:
         """Where hashes are written: the followed copy, or (a process that writes without

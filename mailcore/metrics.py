@@ -49,6 +49,13 @@ AUTH_REQUESTS = Counter(
     "password checks (verify) and changes (password) the store answered for other services",
     ["op", "result"],
 )
+PASSWORD_CHECKS = Counter(
+    "postern_password_checks_total",
+    "password checks of known users by how they were answered: argon2 (the hash was "
+    "computed; unknown users included), process_cache, shared_cache (the store's other "
+    "processes had checked it)",
+    ["answer"],
+)
 AUTH_THROTTLED = Counter(
     "postern_auth_throttled_total",
     "logins refused unchecked: too many recent failures from that address",

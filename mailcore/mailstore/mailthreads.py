@@ -1,9 +1,14 @@
 """THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256 §4), in memory, from the
 thread columns of the index (mailcore.mailstore.sortkeys): base subject, reply marker,
-sent date, Message-ID and parent chain. No message is parsed at query time."""
+sent date, Message-ID and parent chain. No message is parsed at query time.
+
+Nothing here recurses: a thread may be as deep as the mailbox is large (a chain of 20,000
+replies each answering the previous), far beyond Python's recursion limit, so every walk
+of a tree is a loop over an explicit list or stack."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
@@ -23,6 +28,38 @@ class ThreadRow(NamedTuple):
 COLUMNS = "uid, k_subject, k_reply, sent_at, msg_id, refs"
 
 
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _unquoted(m: re.Match[str]) -> str:
+    return _QUOTED_PAIR.sub(r"\1", m.group(1))
+
+
+def normal_id(msg_id: str) -> str:
+    """§4 REFERENCES: a Message ID in a normal form, so that quoting does not tell two
+    spellings of one apart: ``"01KF8JCEOCBS0045PS"@xxx.yyy.com`` is
+    ``01KF8JCEOCBS0045PS@xxx.yyy.com`` (the quoted strings of the left part unquoted)."""
+    if '"' not in msg_id:
+        return msg_id
+    left, at, right = msg_id.rpartition("@")
+    if not at:
+        left, right = msg_id, ""
+    return _QUOTED.sub(_unquoted, left) + at + right
+
+
+def _ids(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    if '"' not in value:  # the rule: one test per row, no call per id
+        return tuple(value.split())
+    return tuple(normal_id(i) for i in value.split())
+
+
+def _id(value: str | None) -> str | None:
+    return value if value is None or '"' not in value else normal_id(value)
+
+
 def row_of(r: tuple[object, ...]) -> ThreadRow:
     uid, subject, reply, sent, msg_id, refs = r
     return ThreadRow(
@@ -30,8 +67,8 @@ def row_of(r: tuple[object, ...]) -> ThreadRow:
         str(subject or ""),
         bool(reply),
         float(sent or 0.0),  # type: ignore[arg-type]
-        None if msg_id is None else str(msg_id),
-        tuple(str(refs or "").split()),
+        None if msg_id is None else _id(str(msg_id)),
+        _ids(str(refs or "")),
     )
 
 
@@ -48,10 +85,7 @@ def rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
     """:func:`row_of` for a whole result, without the per-value conversions: the index
     columns already hold int / str / float / NULL (one call per message is most of a
     THREAD's time on a large mailbox)."""
-    return [
-        ThreadRow(u, s or "", bool(r), t or 0.0, m, tuple(f.split()) if f else ())
-        for u, s, r, t, m, f in found
-    ]
+    return [ThreadRow(u, s or "", bool(r), t or 0.0, _id(m), _ids(f)) for u, s, r, t, m, f in found]
 
 
 @dataclass(eq=False, slots=True)
@@ -70,9 +104,12 @@ class Node:
     def key(self) -> tuple[float, int]:
         """§4 (REFERENCES step 6): sent date, then mailbox order; a dummy takes its
         first child's."""
-        if self.row is not None:
-            return (self.row.sent, self.row.uid)
-        return self.children[0].key() if self.children else (0.0, 0)
+        n = self
+        while n.row is None:
+            if not n.children:
+                return (0.0, 0)
+            n = n.children[0]
+        return (n.row.sent, n.row.uid)
 
     def subject_row(self) -> ThreadRow | None:
         return (
@@ -99,29 +136,61 @@ def ordered_subject(rows: Sequence[ThreadRow]) -> list[Node]:
     return roots
 
 
-def _is_ancestor(a: Node, b: Node) -> bool:
-    """True when ``a`` is ``b`` or one of its ancestors."""
-    n: Node | None = b
-    while n is not None:
-        if n is a:
+def _makes_loop(parent: Node, child: Node) -> bool:
+    """§4 REFERENCES (1)(A): whether making ``parent`` the parent of ``child`` would make
+    a loop, that is whether ``parent`` is ``child`` or one of its descendants.
+
+    Walks up from ``parent`` and down ``child``'s subtree by turns and stops when either
+    walk ends, so it costs the smaller of the two: joining two long chains costs the
+    shorter, and a new message (no children yet) costs nothing however deep its parent."""
+    if parent is child:
+        return True
+    if not child.children:
+        return False
+    up = parent.parent
+    down = list(child.children)
+    while up is not None and down:
+        if up is child:
             return True
-        n = n.parent
-    return False
+        up = up.parent
+        n = down.pop()
+        if n is parent:
+            return True
+        down.extend(n.children)
+    return False  # one walk ended: parent's ancestors, or child's subtree, seen whole
 
 
 def _link(parent: Node, child: Node) -> None:
-    if child.parent is not None:
-        child.parent.children.remove(child)
+    _unlink(child)
     child.parent = parent
     parent.children.append(child)
 
 
+def _unlink(child: Node) -> None:
+    if child.parent is not None:
+        child.parent.children.remove(child)
+        child.parent = None
+
+
+def _descendants_first(roots: Sequence[Node]) -> list[Node]:
+    """Every node of the trees under ``roots``, each after all of its descendants."""
+    out: list[Node] = []
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(n.children)
+    out.reverse()
+    return out
+
+
 def references(rows: Sequence[ThreadRow]) -> list[Node]:
-    """§4 REFERENCES (the algorithm of J. Zawinski, steps 1 to 6)."""
+    """§4 REFERENCES (steps 1 to 6; the algorithm of J. Zawinski)."""
     table: dict[str, Node] = {}
     nodes: list[Node] = []
     for row in sorted(rows, key=lambda r: r.uid):
-        # (1) a message without an id, or with one seen before, gets a unique container
+        # (1)(A) a message without an id, or whose id an earlier message (lower sequence
+        # number) has, gets a unique one: a container of its own, found by no reference
         node = table.get(row.msg_id) if row.msg_id else None
         if node is None or node.row is not None:
             node = Node(row)
@@ -130,60 +199,70 @@ def references(rows: Sequence[ThreadRow]) -> list[Node]:
         else:
             node.row = row  # the dummy made for this id by an earlier reference
         nodes.append(node)
-        # (1)(A) link the references in order, keeping existing parents, no loops
+        # (1)(A) link the references in order: a missing one is a dummy, a message that
+        # has a parent keeps it, no link makes a loop
         prev: Node | None = None
         for ref in row.refs:
             cur = table.get(ref)
             if cur is None:
                 cur = table[ref] = Node()
-            if prev is not None and cur.parent is None and not _is_ancestor(cur, prev):
+            if prev is not None and cur.parent is None and not _makes_loop(prev, cur):
                 _link(prev, cur)
             prev = cur
-        # (1)(B) the last reference is the message's parent (replacing any other)
-        if prev is not None and prev is not node and not _is_ancestor(node, prev):
+        # (1)(B) the last reference is the message's parent: any parent it had is let go
+        # (a truncated References made it), then the link is made unless it makes a loop;
+        # without references the message has no parent
+        if prev is not None and node.parent is prev:
+            continue  # linked so already (by an earlier message's references)
+        if prev is not None and _makes_loop(prev, node):
+            prev = None
+        if prev is None:
+            _unlink(node)
+        else:
             _link(prev, node)
-        elif prev is None and node.parent is not None:
-            node.parent.children.remove(node)
-            node.parent = None
-    # (2) the root set
+    # (2) the root set: every container without a parent
     seen: set[Node] = set()  # by identity (Node has eq=False)
     roots: list[Node] = []
     for n in [*table.values(), *nodes]:
         if n.parent is None and n not in seen:
             seen.add(n)
             roots.append(n)
-    # (4) prune dummies
-    roots = _prune(roots, top=True)
-    _sort(roots)
-    roots = _merge_subjects(roots)
+    roots = _prune(roots)  # (3)
+    _sort(roots)  # (4), and each dummy's children, which give its subject in (5)
+    roots = _merge_subjects(roots)  # (5)
     _sort(roots)  # (6)
     return roots
 
 
-def _prune(nodes: list[Node], *, top: bool) -> list[Node]:
-    out: list[Node] = []
-    for n in nodes:
-        n.children = _prune(n.children, top=False)
+def _prune(roots: list[Node]) -> list[Node]:
+    """§4 REFERENCES step 3: a dummy without children goes; a dummy with children gives
+    them its place, but at the top only when it has one. Each node's children are pruned
+    before the node itself, so a child that is a dummy has only messages under it."""
+    for n in _descendants_first(roots):
+        kept: list[Node] = []
         for c in n.children:
+            if c.row is not None:
+                kept.append(c)
+            else:  # a dummy below the top: its children (maybe none) take its place
+                kept.extend(c.children)
+        for c in kept:
             c.parent = n
-        if n.row is not None:
+        n.children = kept
+    out: list[Node] = []
+    for n in roots:
+        if n.row is not None or len(n.children) > 1:
             out.append(n)
-        elif not n.children:
-            continue  # (4)(A) a dummy without children goes
-        elif not top or len(n.children) == 1:
-            # (4)(B) its children take its place (at the top only when it has one)
-            for c in n.children:
-                c.parent = n.parent
-            out.extend(n.children)
-        else:
-            out.append(n)
+        elif n.children:  # a dummy at the top with one child: the child is a top
+            (child,) = n.children
+            child.parent = None
+            out.append(child)
     return out
 
 
 def _merge_subjects(roots: list[Node]) -> list[Node]:
     """§4 REFERENCES step 5: top-level threads with the same base subject are joined."""
     table: dict[str, Node] = {}
-    for n in roots:  # (5)(A)-(C)
+    for n in roots:  # (5)(A), (B): one thread per subject, a dummy's or an original's
         row = n.subject_row()
         if row is None or not row.subject:
             continue
@@ -196,18 +275,18 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             table[row.subject] = n
     out: list[Node] = []
     where: dict[Node, int] = {}  # position in ``out`` (no list scans: O(n) per merge)
-    for n in roots:  # (5)(D)
+    for n in roots:  # (5)(C): the others join it
         row = n.subject_row()
         old = table.get(row.subject) if row is not None and row.subject else None
         if old is None or old is n:
             where[n] = len(out)
             out.append(n)
             continue
-        if old.row is None and n.row is None:
+        if old.row is None and n.row is None:  # two dummies: the children join
             for c in list(n.children):
                 _link(old, c)
         elif old.row is None or (n.row is not None and n.row.reply and not old.row.reply):
-            _link(old, n)  # (5)(D)(b) under the dummy, (c) a reply under the original
+            _link(old, n)  # under the dummy, or a reply under the original
         else:
             dummy = Node()
             subject = old.subject_row()
@@ -225,16 +304,18 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
     return [n for n in out if n.parent is None]
 
 
-def _sort(nodes: list[Node]) -> None:
-    """Children before parents; each node's key computed once (a dummy's is its first
-    child's, known once the children are sorted)."""
-    for n in nodes:
-        _sort(n.children)
+def _sort(roots: list[Node]) -> None:
+    """§4 REFERENCES step 6 (and 4): every set of siblings by sent date, then mailbox
+    order, the deepest first; each node's key computed once (a dummy's is its first
+    child's, known once its children are sorted)."""
+    for n in _descendants_first(roots):
+        if n.children:
+            n.children.sort(key=_KEY)
         if n.row is not None:
             n.k = (n.row.sent, n.row.uid)
         else:
             n.k = n.children[0].k if n.children else (0.0, 0)
-    nodes.sort(key=_KEY)
+    roots.sort(key=_KEY)
 
 
 _KEY = attrgetter("k")
@@ -242,22 +323,33 @@ _KEY = attrgetter("k")
 
 def render(roots: Sequence[Node], number: dict[int, int] | None = None) -> bytes:
     """RFC 5256 §4 thread-list: ``(3 6 (4 23)(44 7 96))``; ``number`` maps UIDs to
-    sequence numbers (THREAD rather than UID THREAD)."""
-
-    def one(n: Node) -> str:
-        parts: list[str] = []
+    sequence numbers (THREAD rather than UID THREAD). A node with one child continues
+    its parenthesised list; several children are each a list of their own."""
+    out: list[str] = []
+    after_number = False  # a space goes between a number and what follows, but ")"
+    stack: list[Node | None] = []  # a node opens a list; None closes one
+    for r in reversed(roots):
+        stack += (None, r)
+    while stack:
+        n = stack.pop()
+        if n is None:
+            out.append(")")
+            after_number = False
+            continue
+        out.append(" (" if after_number else "(")
+        after_number = False
         while True:
             if n.row is not None:
                 uid = n.row.uid
-                parts.append(str(uid if number is None else number[uid]))
-            if len(n.children) == 1:
-                n = n.children[0]
-                continue
-            if n.children:
-                parts.append("".join(f"({one(c)})" for c in n.children))
-            return " ".join(parts)
-
-    return "".join(f"({one(r)})" for r in roots).encode()
+                out.append(" " if after_number else "")
+                out.append(str(uid if number is None else number[uid]))
+                after_number = True
+            if len(n.children) != 1:
+                break
+            n = n.children[0]
+        for c in reversed(n.children):
+            stack += (None, c)
+    return "".join(out).encode()
 
 
 __all__ = [
@@ -265,6 +357,7 @@ __all__ = [
     "SUBJECT_COLUMNS",
     "Node",
     "ThreadRow",
+    "normal_id",
     "ordered_subject",
     "references",
     "render",

@@ -8,6 +8,7 @@ import contextlib
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.logincache import SharedLoginCache
 from mailcore.loginguard import LoginGuard, Policy
 from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
@@ -52,10 +53,16 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         fsync_flags=s.fsync_flags,
     )
     ctx.on_cleanup(store.close)
+    login_cache = None
     if s.imap_workers > 1:
         # IMAP worker processes share the account files: every process tells the
         # others of its commits (IDLE and selected sessions stay current everywhere)
         store.enable_notices()
+        # and successful password checks: a user's first login in each process costs no
+        # second argon2id (made afresh at each start, with a new key: mailcore/logincache)
+        login_cache = SharedLoginCache.create(store.root)
+        ctx.on_cleanup(login_cache.aclose)
+        directory.share_logins(login_cache)
     mirror_sync = None
     if s.mirror_sync_peer:  # synchronous mirroring (docs/mirror.md)
         mirror_sync = MirrorSync(bus.nc, bus.js, s.mirror_sync_peer, s.mirror_sync_timeout)
@@ -113,9 +120,14 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     imap.rt.mirror_sync = mirror_sync
     await imap.start()
     ctx.on_cleanup(imap.stop)  # runs before the store closes (reverse order)
-    if s.imap_workers > 1:
+    if login_cache is not None:
         # issue 20: the other cores serve IMAP too, on the same ports (SO_REUSEPORT)
-        workers = ImapWorkers(s.imap_workers - 1, lock_fd=store.lock_fd, ports=imap.bound_ports())
+        workers = ImapWorkers(
+            s.imap_workers - 1,
+            lock_fd=store.lock_fd,
+            ports=imap.bound_ports(),
+            login_key=login_cache.key,
+        )
         await workers.start()
         ctx.on_cleanup(workers.stop)  # before this process's IMAP and the store stop
     # POP3 (issue 5): plain port with STLS, POP3S with implicit TLS.

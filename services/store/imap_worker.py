@@ -1,14 +1,15 @@
 """One IMAP worker process of the store (issue 20, ``imap_workers`` > 1):
-``python -m services.store.imap_worker --lock-fd N --parent PID``, started by the store
-process (services/store/imap_workers.py), never by hand.
+``python -m services.store.imap_worker --lock-fd N --login-key-fd K --parent PID``,
+started by the store process (services/store/imap_workers.py), never by hand.
 
 It serves IMAP on the ports the store process bound (``POSTERN_IMAP_PORT`` and
 ``POSTERN_IMAPS_PORT`` as the store process passes them; SO_REUSEPORT, so the kernel
 spreads new connections over every process), on the same account files (the store lock
 inherited as descriptor N), and follows the other processes' commits through the
-store's commit notices (mailcore/mailstore/notify.py). Delivery, POP3, the admin and
-replica subjects stay in the store process. It stops on SIGTERM, and by itself when the
-store process is gone.
+store's commit notices (mailcore/mailstore/notify.py). Its logins use the store's shared
+cache of successful password checks (mailcore/logincache.py) with the key read from
+descriptor K. Delivery, POP3, the admin and replica subjects stay in the store process.
+It stops on SIGTERM, and by itself when the store process is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from functools import partial
 from mailcore.config import StoreSettings
 from mailcore.directory import Directory
 from mailcore.logging import get_logger
+from mailcore.logincache import KEY_SIZE, SharedLoginCache
 from mailcore.loginguard import LoginGuard, Policy
 from mailcore.mailstore import MailStore, store_root
 from mailcore.service import ServiceContext, run_service
@@ -34,10 +36,29 @@ log = get_logger("store")
 PARENT_CHECK = 1.0  # seconds between two looks for the store process
 
 
-async def serve_worker(ctx: ServiceContext[StoreSettings], *, lock_fd: int, parent: int) -> None:
+def read_key(fd: int) -> bytes:
+    """The login cache's key from the pipe the store process wrote it to."""
+    key = b""
+    try:
+        while len(key) < KEY_SIZE:
+            chunk = os.read(fd, KEY_SIZE - len(key))
+            if not chunk:
+                raise RuntimeError("the store process sent no login cache key")
+            key += chunk
+    finally:
+        os.close(fd)
+    return key
+
+
+async def serve_worker(
+    ctx: ServiceContext[StoreSettings], *, lock_fd: int, login_key: bytes, parent: int
+) -> None:
     s = ctx.settings
     bus = await ctx.connect_bus(max_deliver=s.delivery_max_deliver)
     directory = await Directory.open(bus.js, passwords=True)
+    login_cache = SharedLoginCache.attach(store_root(s.data), login_key)
+    ctx.on_cleanup(login_cache.aclose)
+    directory.share_logins(login_cache)
     bus.on_reconnect(directory.restart_watch)
     ctx.on_cleanup(directory.close)
     store = await MailStore.open(
@@ -86,9 +107,13 @@ async def _stop_without(parent: int, stopping: asyncio.Event) -> None:
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--lock-fd", type=int, required=True)
+    args.add_argument("--login-key-fd", type=int, required=True)
     args.add_argument("--parent", type=int, required=True)
     ns = args.parse_args()
-    run_service(StoreSettings, partial(serve_worker, lock_fd=ns.lock_fd, parent=ns.parent))
+    key = read_key(ns.login_key_fd)
+    run_service(
+        StoreSettings, partial(serve_worker, lock_fd=ns.lock_fd, login_key=key, parent=ns.parent)
+    )
 
 
 if __name__ == "__main__":

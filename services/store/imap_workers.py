@@ -1,7 +1,9 @@
 """The store process's IMAP worker processes (issue 20, ``imap_workers`` > 1): started once
 its own IMAP listeners are bound (the workers bind the same ports with SO_REUSEPORT),
 restarted when one ends on its own, stopped (SIGTERM, then SIGKILL) before the store
-closes. See services/store/imap_worker.py for what a worker does.
+closes. Each gets the key of the store's shared login cache (mailcore/logincache.py)
+through a pipe it inherits, read once at its start. See services/store/imap_worker.py for
+what a worker does.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ STOP_GRACE = 20.0  # seconds a worker has to stop after SIGTERM
 
 
 class ImapWorkers:
-    def __init__(self, count: int, *, lock_fd: int, ports: tuple[int, int]) -> None:
+    def __init__(
+        self, count: int, *, lock_fd: int, ports: tuple[int, int], login_key: bytes
+    ) -> None:
         self.count = count
         self.lock_fd = lock_fd
         self.ports = ports
+        self.login_key = login_key
         self.procs: list[asyncio.subprocess.Process | None] = [None] * count
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -46,18 +51,28 @@ class ImapWorkers:
         }
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.store.imap_worker",
-            "--lock-fd",
-            str(self.lock_fd),
-            "--parent",
-            str(os.getpid()),
-            env=self._env(),
-            pass_fds=(self.lock_fd,),
-            stdin=asyncio.subprocess.DEVNULL,
-        )
+        key_fd, w = os.pipe()
+        try:
+            os.write(w, self.login_key)  # 32 bytes: the pipe's buffer holds them
+        finally:
+            os.close(w)
+        try:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.store.imap_worker",
+                "--lock-fd",
+                str(self.lock_fd),
+                "--login-key-fd",
+                str(key_fd),
+                "--parent",
+                str(os.getpid()),
+                env=self._env(),
+                pass_fds=(self.lock_fd, key_fd),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            os.close(key_fd)
 
     async def start(self) -> None:
         for i in range(self.count):

@@ -70,6 +70,43 @@ def _owner(local_port: int, server_port: int, pids: list[int]) -> int:
     raise AssertionError(f"no process holds the connection from port {local_port}")
 
 
+async def start_workers(p: StoreProcess) -> list[int]:
+    """Start the store with its worker; the pids, the store process's first."""
+    await asyncio.to_thread(p.start)
+    while not _worker_ready(p.log):
+        assert p.proc is not None and p.proc.poll() is None, p.log.read_text()[-4000:]
+        await asyncio.sleep(0.1)
+    assert p.proc is not None
+    children = psutil.Process(p.proc.pid).children()
+    pids = [p.proc.pid] + [c.pid for c in children]
+    assert len(pids) == 2
+    return pids
+
+
+async def connect(p: StoreProcess, pids: list[int]) -> tuple[Line, int]:
+    """A new IMAPS session, greeted, and the pid of the process serving it."""
+    tls = client_context_trusting(Path(p.env["POSTERN_TLS_CERT"]))
+    reader, writer = await asyncio.open_connection(HOST, p.imaps_port, ssl=tls)
+    line = Line(reader, writer)
+    await line.line(WAIT)  # greeting
+    return line, _owner(writer.get_extra_info("sockname")[1], p.imaps_port, pids)
+
+
+async def session_in(p: StoreProcess, pids: list[int], pid: int) -> Client:
+    """A new session (not logged in) served by process ``pid``."""
+    others: list[Line] = []
+    try:
+        for _ in range(MAX_TRIES):
+            line, owner = await connect(p, pids)
+            if owner == pid:
+                return Client(line, pid)
+            others.append(line)
+        raise AssertionError(f"no connection reached process {pid}")
+    finally:
+        for line in others:
+            await line.close()
+
+
 @pytest.fixture
 async def clients(
     bus: Bus, workers_process: StoreProcess
@@ -80,34 +117,12 @@ async def clients(
     await directory.add_user(ALICE, PASSWORD)
     await directory.close()
     p = workers_process
-    await asyncio.to_thread(p.start)
-    while not _worker_ready(p.log):
-        assert p.proc is not None and p.proc.poll() is None, p.log.read_text()[-4000:]
-        await asyncio.sleep(0.1)
-    assert p.proc is not None
-    children = psutil.Process(p.proc.pid).children()
-    pids = [p.proc.pid] + [c.pid for c in children]
-    assert len(pids) == 2
-    tls = client_context_trusting(Path(p.env["POSTERN_TLS_CERT"]))
+    pids = await start_workers(p)
     found: dict[int, Client] = {}
-    extra: list[Line] = []
-    for _ in range(MAX_TRIES):
-        reader, writer = await asyncio.open_connection(HOST, p.imaps_port, ssl=tls)
-        line = Line(reader, writer)
-        await line.line(WAIT)  # greeting
-        pid = _owner(writer.get_extra_info("sockname")[1], p.imaps_port, pids)
-        if pid in found:
-            extra.append(line)
-            continue
-        c = Client(line, pid)
+    for pid in pids:
+        c = found[pid] = await session_in(p, pids, pid)
         await c.cmd(f'LOGIN "{ALICE}" "{PASSWORD}"')
         await c.cmd("SELECT INBOX")
-        found[pid] = c
-        if len(found) == 2:
-            break
-    for line in extra:
-        await line.close()
-    assert set(found) == set(pids), "connections did not reach both processes"
     yield p, found
     for c in found.values():
         await c.line.close()

@@ -232,3 +232,38 @@ async def test_bad_sort_and_thread_arguments(imap: ImapHarness) -> None:
             assert reply.split()[1] == b"BAD", (command, reply)
     finally:
         await c.close()
+
+
+DEEP = 1_500  # replies each answering the previous: beyond Python's recursion limit
+
+
+async def test_thread_references_on_a_chain_deeper_than_the_recursion_limit(
+    imap: ImapHarness,
+) -> None:
+    acct, inbox = await imap.inbox()
+    for n in range(1, DEEP + 1):
+        parent = f"In-Reply-To: <m{n - 1}@x>" if n > 1 else "X-First: yes"
+        data = _msg(f"Subject: {'Re: ' if n > 1 else ''}deep", f"Message-ID: <m{n}@x>", parent)
+        await acct.append(inbox, data, internal_date=BASE + n)
+    refs, ordered = await _ask(
+        imap, b"UID THREAD REFERENCES UTF-8 ALL", b"UID THREAD ORDEREDSUBJECT UTF-8 ALL"
+    )
+    chain = b" ".join(b"%d" % n for n in range(1, DEEP + 1))
+    assert refs == [b"* THREAD (" + chain + b")"]
+    assert ordered == [b"* THREAD (1 " + b"".join(b"(%d)" % n for n in range(2, DEEP + 1)) + b")"]
+
+
+async def test_thread_references_matches_message_ids_without_their_quoting(
+    imap: ImapHarness,
+) -> None:
+    # RFC 5256 §4: <"01KF8JCEOCBS0045PS"@xxx.yyy.com> and <01KF8JCEOCBS0045PS@xxx.yyy.com>
+    # are one Message ID
+    acct, inbox = await imap.inbox()
+    first = _msg("Subject: one", 'Message-ID: <"01KF8JCEOCBS0045PS"@xxx.yyy.com>')
+    reply = _msg(
+        "Subject: two", "Message-ID: <r@x>", "In-Reply-To: <01KF8JCEOCBS0045PS@xxx.yyy.com>"
+    )
+    for n, data in enumerate((first, reply), start=1):
+        await acct.append(inbox, data, internal_date=BASE + n)
+    (refs,) = await _ask(imap, b"UID THREAD REFERENCES UTF-8 ALL")
+    assert refs == [b"* THREAD (1 2)"]
