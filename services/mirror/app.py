@@ -9,8 +9,8 @@ It runs beside one store and talks to it by request/reply on that store's NATS
   applies the peer's queue ``MIRROR_TO_<THIS NODE>`` here, acking after each commit.
 
 Beside them: the peer's directory changes are followed and applied here
-(mailcore/bus/mirror_directory.py), and on the pair's first node the scheduled repair pass
-runs (repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
+(mailcore/bus/mirror_directory.py), and on the master the scheduled repair pass runs
+(repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
 ``MIRROR_STATUS`` for ``mailctl mirror status``. See docs/mirror.md.
 """
 
@@ -162,18 +162,24 @@ class Mirror:
                 await _pause(stopping, BACKOFF)
 
     async def run_repair(self, stopping: asyncio.Event) -> None:
-        """The scheduled repair pass (repair.py), on the pair's first node."""
+        """The scheduled repair pass (repair.py), on the master: the roles are read
+        afresh before each look, so a promote moves the pass to the new master."""
         s = self.s
         interval = s.mirror_repair_interval
-        if not s.peer_nats_url or not repair.runs_here(s.mirror_node, s.mirror_peer, interval):
+        if not s.peer_nats_url or interval <= 0 or not await self._peer_ready(stopping):
             return
-        if not await self._peer_ready(stopping):
-            return
-        local = StoreLink(self.nc, self.js, s.mirror_node)
-        peer = StoreLink(self.peer_nc, self.peer_nc.jetstream(), s.mirror_peer)
         while not stopping.is_set():
             await _pause(stopping, repair.check_every(interval))
+            if self.peer_nc is None or not self.peer_nc.is_connected:
+                continue  # the peer link's own line says so (run_sink)
             try:
+                peer_js = self.peer_nc.jetstream()
+                own, theirs = await roles.read(self.js), await roles.read(peer_js)
+                if not repair.runs_here(s.mirror_node, s.mirror_peer, own, theirs):
+                    await repair.note_not_here(self.js, s.mirror_peer, repair.not_here_note(own))
+                    continue
+                local = StoreLink(self.nc, self.js, s.mirror_node)
+                peer = StoreLink(self.peer_nc, peer_js, s.mirror_peer)
                 await repair.maybe_run(local, peer, s.mirror_node, s.mirror_peer, interval)
             except Exception as exc:
                 log.warning("mirror repair pass failed, retrying", error=repr(exc)[:300])
