@@ -535,7 +535,8 @@ class MirrorSettings(CommonSettings):
     mirror_repair_interval: Annotated[float, Field(ge=0)] = Field(
         default=30 * 86400.0,
         description="seconds between the automatic repair passes (resync-fast toward the "
-        "peer, run by the pair's first node in name order); 0 = never",
+        "peer, run by the master of the pair, or by its first node in name order when the "
+        "pair has no roles); 0 = never",
     )
     mirror_followers: str = Field(
         default="",

@@ -8,7 +8,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
@@ -139,6 +139,50 @@ def test_second_store_never_consumes_inbound_mail() -> None:
         b["POSTERN_MIRROR_NODE"],
     )
     assert services["mirror2"]["profiles"] == ["mirror"]
+
+
+def test_mirror_pair_starts_with_a_master_and_a_slave() -> None:
+    """The store the filters hand mail to (their NATS) starts as master, store2 as slave;
+    each mirror runs beside its store under the node name the roles are kept for."""
+    services = _load("compose.yaml")["services"]
+    allowed = set(get_args(config.StoreSettings.model_fields["mirror_role"].annotation))
+    env = {name: services[name]["environment"] for name in ("store", "store2", "filter")}
+    roles = {name: env[name].get("POSTERN_MIRROR_ROLE") for name in ("store", "store2")}
+    assert roles == {"store": "master", "store2": "slave"} and set(roles.values()) <= allowed
+    assert env["filter"]["POSTERN_NATS_URL"] == env["store"]["POSTERN_NATS_URL"]
+    beside = {
+        svc["environment"]["POSTERN_NATS_URL"]: svc["environment"]["POSTERN_MIRROR_NODE"]
+        for name, svc in services.items()
+        if name.startswith("mirror")
+    }
+    assert beside == {
+        env["store"]["POSTERN_NATS_URL"]: "store-a",
+        env["store2"]["POSTERN_NATS_URL"]: "store-b",
+    }
+
+
+def test_health_checks_ask_each_service_on_its_own_ops_port() -> None:
+    """A health check asks the service it belongs to: the mirrors' is the mirror's own
+    /healthz (its store answers it, its peer's NATS is linked), not the store's."""
+    modules = {
+        "services.filter": config.FilterSettings,
+        "services.filter.relay": config.RelaySettings,
+        "services.store": config.StoreSettings,
+        "services.webmail": config.WebmailSettings,
+        "services.mirror": config.MirrorSettings,
+    }
+    seen = set()
+    for name, svc in _load("compose.yaml")["services"].items():
+        command = svc.get("command")
+        if not (
+            isinstance(command, list) and command[:3] in (["python", "-m", m] for m in modules)
+        ):
+            continue  # (nats: its own monitoring port)
+        port = modules[command[2]].model_fields["ops_port"].default
+        url = f"http://127.0.0.1:{port}/healthz"
+        assert svc["healthcheck"]["test"] == ["CMD", "postern-probe", "http", url], name
+        seen.add(command[2])
+    assert seen == set(modules)
 
 
 def test_prometheus_discovers_replicas_by_dns() -> None:

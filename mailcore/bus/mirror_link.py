@@ -25,8 +25,10 @@ def peer_tls(s: MirrorSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def connect_peer(s: MirrorSettings) -> Any:
-    """The link to the peer's NATS; nats-py reconnects forever once connected."""
+async def connect_peer(s: MirrorSettings, **hooks: Any) -> Any:
+    """The link to the peer's NATS; nats-py reconnects forever once connected. ``hooks``:
+    nats-py's callbacks (``error_cb``, ``reconnect_to_server_handler``, …), as the mirror
+    process sets them to log an outage once (services/mirror/peerlink.py)."""
     options: dict[str, Any] = {
         "servers": [s.peer_nats_url],
         "name": f"postern-mirror-{s.mirror_node}",
@@ -47,7 +49,7 @@ async def connect_peer(s: MirrorSettings) -> Any:
     tls = peer_tls(s)
     if tls is not None:
         options["tls"] = tls
-    return await nats.connect(**options)
+    return await nats.connect(**options, **hooks)
 
 
 __all__ = ["connect_peer", "peer_tls"]

@@ -8,7 +8,8 @@ and replica_rpc.py), then makes the peer's state this store's with forced replic
 
 1. **Folders**: the peer's mailboxes this store lacks are dropped; each of this store's
    is created (or renamed, or recreated when its UIDVALIDITY differs) there with the same
-   id, UIDVALIDITY and UIDNEXT; subscriptions and quota are set.
+   id, UIDVALIDITY and UIDNEXT (INBOX first: an account the peer lacks is created by
+   its INBOX, complete, never empty); subscriptions and quota are set.
 2. **Messages** (not for ``mkdir``): per mailbox, equal digests end it; otherwise the UID
    range is bisected on range digests (count + XOR of per-message hashes) until a range
    holds at most :data:`LEAF` messages, whose rows are compared: a message the peer lacks
@@ -289,7 +290,8 @@ class Resync:
                 n = await peer.force(account, origin, "drop", mailbox_id=box["id"], modseq=modseq)
                 self.fixes.mailboxes += n
         held = {int(b["id"]): b for b in theirs["mailboxes"]}
-        for box in mine["mailboxes"]:
+        # INBOX first: only its creation may create the account on the peer
+        for box in sorted(mine["mailboxes"], key=lambda b: str(b["name"]).upper() != "INBOX"):
             other = held.get(int(box["id"]))
             same = other is not None and all(
                 other[k] == box[k] for k in ("name", "uidvalidity", "special_use")

@@ -59,7 +59,10 @@ Journal, readers, replica apply, digests (docs/storage.md "Journal")::
     .apply(record, data=None) -> bool   replica apply, idempotent; ReplicaConflict
     .message_bytes(file_id) -> bytes | None; .raise_uidnext(mailbox_id, uidnext)
     .digest(mailbox_id) -> MailboxDigest; .range_digest(mailbox_id, a, b) -> RangeDigest
-    store.account(id, replica=True)   a new account without default mailboxes
+    store.account(id, replica=True)   a new account without default mailboxes (tests)
+    store.existing(id) -> Account | None   never creates (a peer's read-only requests)
+    store.replica_account(id, first, origin=None) -> (Account, applied)   a missing
+        account is created only by its INBOX's creation record, in one transaction
     store.remove_account(id) -> AccountRemovedRecord | None
 
 Mailbox ids and UIDVALIDITY values are never reused in an account.

@@ -13,18 +13,24 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailcore.logging import get_logger
 from mailcore.mailstore import deliver as delivery
-from mailcore.mailstore import layout, mailboxes, migrate, notify
+from mailcore.mailstore import layout, mailboxes, migrate, notify, readers, replica
 from mailcore.mailstore.account import Account
 from mailcore.mailstore.core import AccountCore, Txn
-from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
+from mailcore.mailstore.errors import (
+    MailstoreError,
+    ReplicaConflict,
+    StorageFull,
+    StoreClosed,
+    StoreLocked,
+)
 from mailcore.mailstore.files import FileWriter, is_full, sync_dir
 from mailcore.mailstore.model import Delivery, DeliveryResult
-from mailcore.mailstore.records import AccountRemovedRecord
+from mailcore.mailstore.records import AccountRemovedRecord, Record
 from mailcore.mailstore.threads import Writer
 
 log = get_logger("mailstore")
@@ -192,7 +198,57 @@ class MailStore:
 
     async def account(self, account_id: str, *, replica: bool = False) -> Account:
         """The account, opened (and created with its default mailboxes) on first use;
-        ``replica``: created empty, for a peer's journal to fill (replica apply)."""
+        ``replica``: created empty, for a peer's journal to fill (replica apply). The
+        store's replica requests use :meth:`existing` and :meth:`replica_account`
+        instead, which never leave an account without INBOX behind."""
+        return await self._open(account_id, _no_mailboxes if replica else _defaults)
+
+    async def existing(self, account_id: str) -> Account | None:
+        """The account when this store holds it, else None: nothing is created (a
+        peer's question about an account must not leave an empty one here, which a
+        later delivery would find without INBOX)."""
+        if self._closed:
+            raise StoreClosed("the mail store is closed")
+        found = self._known(account_id)
+        if found is not None:
+            return found
+        if not layout.index_path(layout.account_dir(self.root, account_id)).is_file():
+            return None
+        try:  # an index whose creation never committed holds no account either
+            return await self._open(account_id, _absent)
+        except _Absent:
+            return None
+
+    async def replica_account(
+        self, account_id: str, first: Record, *, origin: str | None = None
+    ) -> tuple[Account, bool]:
+        """The account a peer's record ``first`` goes to, and whether ``first`` was
+        applied here. A missing account is created complete or not at all: only by the
+        creation of its INBOX (the first record of every account's journal), applied in
+        the transaction that creates the account (marked as ``origin``'s); any other
+        record for a missing account raises :class:`ReplicaConflict`, nothing created."""
+        found = await self.existing(account_id)
+        if found is not None:
+            return found, False
+        if not replica.creates_account(first):
+            raise ReplicaConflict(
+                f"account {account_id} is not on this store and the record does not create"
+                " its INBOX"
+            )
+        seeded: list[bool] = []
+
+        def seed(t: Txn) -> None:
+            before = t.state.change_seq
+            replica.apply(t, first)
+            if origin is not None:
+                readers.mark_origin(t, before, origin)
+            seeded.append(True)
+
+        acct = await self._open(account_id, seed)
+        return acct, bool(seeded)
+
+    async def _open(self, account_id: str, setup: Callable[[Txn], None]) -> Account:
+        """Open the account, ``setup`` filling its index when this creates it."""
         if self._closed:
             raise StoreClosed("the mail store is closed")
         found = self._known(account_id)
@@ -207,8 +263,11 @@ class MailStore:
             core = AccountCore(account_id, path, self._files)
             core.reader_max_behind, core.reader_max_age = self._reader_limits
             writer = self._writer_for(account_id)
-            setup = _no_mailboxes if replica else mailboxes.create_defaults
-            await writer.submit(lambda: core.open(setup, migrate.upgrade))
+            try:
+                await writer.submit(lambda: core.open(setup, migrate.upgrade))
+            except BaseException:
+                await writer.submit(core.release)
+                raise
             if self._notices is not None:
                 core.announce = self._notices.send
             acct = Account(
@@ -353,6 +412,18 @@ class MailStore:
 
 def _no_mailboxes(t: Txn) -> None:
     """A replica's new account: its mailboxes come from the primary's journal."""
+
+
+def _defaults(t: Txn) -> None:
+    mailboxes.create_defaults(t)
+
+
+class _Absent(Exception):
+    """An account :meth:`MailStore.existing` found no committed index for."""
+
+
+def _absent(t: Txn) -> None:
+    raise _Absent
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -180,6 +180,13 @@ def drop_mailbox(t: Txn, mailbox_id: int, modseq: int) -> bool:
     return replica.apply(t, MailboxDeleteRecord(0, t.at, mailbox_id, row[0], modseq))
 
 
+def creation(box: MailboxState, at: float) -> MailboxCreateRecord:
+    """The record creating the peer's mailbox here (UIDNEXT follows separately)."""
+    return MailboxCreateRecord(
+        0, at, box.id, box.name, box.special_use, box.uidvalidity, 1, box.highestmodseq
+    )
+
+
 def sync_mailbox(t: Txn, box: MailboxState) -> bool:
     """The peer's mailbox here: same id, name, UIDVALIDITY, UIDNEXT (created, renamed or
     recreated; a mailbox here holding its name under another id is dropped)."""
@@ -194,10 +201,7 @@ def sync_mailbox(t: Txn, box: MailboxState) -> bool:
     if other is not None and other.id != box.id:
         changed |= drop_mailbox(t, other.id, box.highestmodseq)
     if here is None:
-        rec = MailboxCreateRecord(
-            0, t.at, box.id, box.name, box.special_use, box.uidvalidity, 1, box.highestmodseq
-        )
-        changed |= replica.apply(t, rec)
+        changed |= replica.apply(t, creation(box, t.at))
     elif here[0] != box.name:
         rec2 = MailboxRenameRecord(0, t.at, box.id, here[0], box.name, box.highestmodseq)
         changed |= replica.apply(t, rec2)
@@ -275,6 +279,7 @@ __all__ = [
     "Repair",
     "UidRow",
     "account_state",
+    "creation",
     "drop_mailbox",
     "force_append",
     "force_expunge",

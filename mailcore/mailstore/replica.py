@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailcore import message
-from mailcore.mailstore import digest, mailboxes, quota, searchdata, splitbrain
+from mailcore.mailstore import digest, mailboxes, names, quota, searchdata, splitbrain
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.errors import ReplicaConflict
@@ -288,6 +288,13 @@ _APPLY: dict[type[Any], Callable[[Txn, Any], bool]] = {
 }
 
 
+def creates_account(rec: Record) -> bool:
+    """Whether ``rec`` may create a replica's missing account: the creation of its INBOX,
+    the first record of every account's journal (mailboxes.create_defaults, and the
+    baseline of an upgraded index, migrate.py), so the account is never without INBOX."""
+    return isinstance(rec, MailboxCreateRecord) and names.is_inbox(rec.name)
+
+
 def apply(
     t: Txn, rec: Record, data: bytes | None = None, res: splitbrain.Resolution | None = None
 ) -> bool:
@@ -321,4 +328,4 @@ def raise_uidnext(t: Txn, mailbox_id: int, uidnext: int) -> bool:
     return True
 
 
-__all__ = ["apply", "raise_uidnext"]
+__all__ = ["apply", "creates_account", "raise_uidnext"]

@@ -43,6 +43,8 @@ async def collect(nats_url: str, peer: str) -> dict[str, Any]:
         "resolved": counters.get("resolved", 0),
         "lag_seconds": round(lag, 3),
         "peer_link": counters.get("peer_link", False),
+        "peer_down_since": counters.get("peer_down_since"),
+        "peer_retries": counters.get("peer_retries", 0),
         "last_error": counters.get("last_error"),
         "resync_accounts": counters.get("resync_accounts", []),
         "reported_at": counters.get("at"),
@@ -61,9 +63,12 @@ def render(st: dict[str, Any]) -> list[str]:
         if reported
         else "-"
     )
+    link = "up" if st["peer_link"] else "DOWN"
+    if st.get("peer_down_since"):  # the mirror retries with backoff (peerlink.py)
+        down = datetime.datetime.fromtimestamp(st["peer_down_since"], datetime.UTC)
+        link += f" (unreachable since {down:%H:%M:%S}, {st['peer_retries']} tries)"
     lines = [
-        f"peer {st['peer']}: link {'up' if st['peer_link'] else 'DOWN'}, "
-        f"last report {when} ({age})",
+        f"peer {st['peer']}: link {link}, last report {when} ({age})",
         f"  records added {st['added']}  sent {st['sent']}  queued {st['queued']}  "
         f"applied here {st['applied']}  conflicts {st['conflicts']} kept, "
         f"{st['resolved']} resolved",

@@ -228,6 +228,8 @@ def render_repair(rec: dict[str, Any]) -> list[str]:
         if rec.get("last_run")
         else "not run yet"
     )
+    if rec.get("not_here"):  # the peer runs it (this store is slave)
+        return [f"  repair pass: not here ({rec['not_here']}); here: {last}"]
     return [f"  repair pass: {last}; next due {_clock(rec.get('next_due'))}"]
 
 

@@ -9,8 +9,8 @@ It runs beside one store and talks to it by request/reply on that store's NATS
   applies the peer's queue ``MIRROR_TO_<THIS NODE>`` here, acking after each commit.
 
 Beside them: the peer's directory and password-hash changes are followed and applied here
-(mailcore/bus/mirror_directory.py), and on the pair's first node the scheduled repair pass
-runs (repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
+(mailcore/bus/mirror_directory.py), and on the master the scheduled repair pass runs
+(repair.py). Counters go to Prometheus (mailcore.metrics) and to the KV bucket
 ``MIRROR_STATUS`` for ``mailctl mirror status``. See docs/mirror.md.
 """
 
@@ -26,19 +26,21 @@ from mailcore import metrics
 from mailcore.bus import mirror as queue
 from mailcore.bus import mirror_directory as directory_sync
 from mailcore.bus import roles
-from mailcore.bus.mirror_link import connect_peer
 from mailcore.bus.mirror_resync import StoreLink
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
 from services.mirror import followers, repair
 from services.mirror.handoff import Handoff
+from services.mirror.outage import Outage
+from services.mirror.peerlink import PeerLink
 from services.mirror.sink import Sink
 from services.mirror.source import Source
 
 log = get_logger("mirror")
 
-BACKOFF = 1.0  # seconds after a failure before trying again
+STORE_CAP = 2.0  # the longest pause between tries at the local store (a cheap request)
+QUEUE_CAP = 5.0  # … at the peer's queue while its NATS answers (its mirror not running)
 
 
 class Mirror:
@@ -47,12 +49,41 @@ class Mirror:
         self.nc, self.js = nc, js
         self.source = Source(nc, js, s.mirror_peer)
         self.sink: Sink | None = None
+        self.link = PeerLink(s)
         self.peer_nc: Any = None
-        self.link_error: str | None = None
         self.handoff: Handoff | None = None
         self.role: roles.RoleRecord | None = None
         self.peer_role: roles.RoleRecord | None = None
         self.nudged = asyncio.Event()  # a synchronous write waits (followers.Nudge)
+        # one warning line per outage, with backoff (outage.py); behind the peer link,
+        # quiet while the link is down: its own line says so (peerlink.py)
+        peer = s.mirror_peer
+        behind_link = lambda: not self.link.up  # noqa: E731
+        self.source_outage = Outage(
+            "journal not shipped: the local store or NATS is not answering",
+            "journal shipped again",
+            cap=STORE_CAP,
+            peer=peer,
+        )
+        self.sink_outage = Outage(
+            f"the peer's queue MIRROR_TO_{s.mirror_node.upper()} not applied",
+            "the peer's queue applied again",
+            cap=QUEUE_CAP,
+            quiet=behind_link,
+            peer=peer,
+        )
+        self.roles_outage = Outage(
+            "mirror roles not read", "mirror roles read again", quiet=behind_link, peer=peer
+        )
+        self.directory_outages = {
+            bucket: Outage(
+                f"the peer's {bucket} bucket not followed",
+                f"the peer's {bucket} bucket followed again",
+                quiet=behind_link,
+                peer=peer,
+            )
+            for bucket in directory_sync.BUCKETS
+        }
 
     async def run_source(self, stopping: asyncio.Event) -> None:
         declared = False
@@ -66,9 +97,9 @@ class Mirror:
                 sent = await self.source.pass_once()
             except Exception as exc:
                 self.source.failed(exc)
-                log.warning("mirror source failed, retrying", error=self.source.stats.last_error)
-                sent = 0
-                await _pause(stopping, BACKOFF)
+                await _pause(stopping, self.source_outage.failed(exc))
+                continue
+            self.source_outage.ok()
             if not sent:
                 await followers.idle(stopping, self.nudged, self.s.mirror_poll_interval)
 
@@ -76,9 +107,11 @@ class Mirror:
         if not self.s.peer_nats_url:
             log.warning("no peer NATS URL: records are queued for the peer, none applied")
             return
+        self.peer_nc = await self.link.connect(stopping)  # with backoff, reported once
+        if self.peer_nc is None:
+            return
         while not stopping.is_set() and self.sink is None:
             try:
-                self.peer_nc = await connect_peer(self.s)
                 sink = Sink(
                     self.nc,
                     self.js,
@@ -90,21 +123,23 @@ class Mirror:
                     trash=self.s.mirror_trash,
                 )
                 await sink.start()
-                self.sink, self.link_error = sink, None
+                self.sink = sink
             except Exception as exc:
-                self.link_error = f"peer link: {type(exc).__name__}: {exc}"[:300]
-                if self.peer_nc is not None:
-                    with contextlib.suppress(Exception):
-                        await self.peer_nc.close()
-                    self.peer_nc = None
-                await _pause(stopping, BACKOFF)
+                await self._after(stopping, self.sink_outage.failed(exc))
         while not stopping.is_set() and self.sink is not None:
             try:
                 await self.sink.pass_once()
             except Exception as exc:
                 self.sink.failed(exc)
-                log.warning("mirror sink failed, retrying", error=self.sink.stats.last_error)
-                await _pause(stopping, BACKOFF)
+                await self._after(stopping, self.sink_outage.failed(exc))
+                continue
+            self.sink_outage.ok()
+
+    async def _after(self, stopping: asyncio.Event, delay: float) -> None:
+        """Wait ``delay`` after a failure; while the peer link is down, until it is back."""
+        await _pause(stopping, delay)
+        while not stopping.is_set() and self.peer_nc is not None and not self.link.up:
+            await _pause(stopping, 0.2)
 
     async def run_roles(self, stopping: asyncio.Event) -> None:
         """Roles (mailcore.bus.roles): take the peer's newer promote, and while this
@@ -114,10 +149,10 @@ class Mirror:
             try:
                 moved = await self._roles_once()
             except Exception as exc:
-                self.link_error = f"roles: {type(exc).__name__}: {exc}"[:300]
-                log.warning("mirror roles failed, retrying", error=self.link_error)
                 self.handoff = None
-                await _pause(stopping, BACKOFF)
+                await self._after(stopping, self.roles_outage.failed(exc))
+                continue
+            self.roles_outage.ok()
             if not moved:
                 await _pause(stopping, 0.5)
 
@@ -145,7 +180,7 @@ class Mirror:
 
     async def _peer_ready(self, stopping: asyncio.Event) -> bool:
         while not stopping.is_set() and (self.sink is None or self.peer_nc is None):
-            await _pause(stopping, BACKOFF)
+            await _pause(stopping, 0.5)
         return not stopping.is_set()
 
     async def run_directory(self, stopping: asyncio.Event) -> None:
@@ -164,34 +199,41 @@ class Mirror:
                     self.js, self.peer_nc.jetstream(), self.s.mirror_peer, stopping, bucket
                 )
             except Exception as exc:
-                log.warning(
-                    "mirror directory follow failed, retrying", bucket=bucket, error=repr(exc)[:300]
-                )
-                await _pause(stopping, BACKOFF)
+                await self._after(stopping, self.directory_outages[bucket].failed(exc))
+            else:
+                self.directory_outages[bucket].ok()
 
     async def run_repair(self, stopping: asyncio.Event) -> None:
-        """The scheduled repair pass (repair.py), on the pair's first node."""
+        """The scheduled repair pass (repair.py), on the master: the roles are read
+        afresh before each look, so a promote moves the pass to the new master."""
         s = self.s
         interval = s.mirror_repair_interval
-        if not s.peer_nats_url or not repair.runs_here(s.mirror_node, s.mirror_peer, interval):
+        if not s.peer_nats_url or interval <= 0 or not await self._peer_ready(stopping):
             return
-        if not await self._peer_ready(stopping):
-            return
-        local = StoreLink(self.nc, self.js, s.mirror_node)
-        peer = StoreLink(self.peer_nc, self.peer_nc.jetstream(), s.mirror_peer)
         while not stopping.is_set():
             await _pause(stopping, repair.check_every(interval))
+            if self.peer_nc is None or not self.peer_nc.is_connected:
+                continue  # the peer link's own line says so (run_sink)
             try:
+                peer_js = self.peer_nc.jetstream()
+                own, theirs = await roles.read(self.js), await roles.read(peer_js)
+                if not repair.runs_here(s.mirror_node, s.mirror_peer, own, theirs):
+                    await repair.note_not_here(self.js, s.mirror_peer, repair.not_here_note(own))
+                    continue
+                local = StoreLink(self.nc, self.js, s.mirror_node)
+                peer = StoreLink(self.peer_nc, peer_js, s.mirror_peer)
                 await repair.maybe_run(local, peer, s.mirror_node, s.mirror_peer, interval)
             except Exception as exc:
                 log.warning("mirror repair pass failed, retrying", error=repr(exc)[:300])
 
     def status(self) -> dict[str, Any]:
         sink = asdict(self.sink.stats) if self.sink else {}
+        link = self.link.outage
         errors = [
             (self.source.stats.last_error_at or 0, self.source.stats.last_error),
             (sink.get("last_error_at") or 0, sink.get("last_error")),
-            (time.time() if self.link_error else 0, self.link_error),
+            (time.time() if link.going_on else 0, f"peer link: {link.last_error}"),
+            (time.time() if self.roles_outage.going_on else 0, self.roles_outage.last_error),
         ]
         last = max(errors, key=lambda e: e[0])
         return {
@@ -210,7 +252,9 @@ class Mirror:
             "peer_epoch": self.peer_role.epoch if self.peer_role else None,
             "forwarded": self.handoff.stats.forwarded if self.handoff else 0,
             "idle_since": self.source.stats.idle_since,
-            "peer_link": self.sink is not None and bool(self.peer_nc and self.peer_nc.is_connected),
+            "peer_link": self.sink is not None and self.link.up,
+            "peer_down_since": link.since,  # the peer unreachable since (None: it is not)
+            "peer_retries": link.failures,
             "last_error": last[1],
             "at": time.time(),
         }
@@ -237,6 +281,10 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     nudge = followers.Nudge()
     nudge.events.append(mirror.nudged)
     ctx.on_cleanup((await nudge.subscribe(bus.nc)).unsubscribe)
+    # /healthz (the compose health check): the local store answers, the peer is linked
+    ctx.ops.add_check("store", lambda: not mirror.source_outage.going_on)
+    if ctx.settings.peer_nats_url:
+        ctx.ops.add_check("peer", lambda: mirror.link.up)
     tasks = [
         asyncio.create_task(mirror.run_source(ctx.stopping), name="mirror-source"),
         asyncio.create_task(mirror.run_sink(ctx.stopping), name="mirror-sink"),
@@ -251,6 +299,4 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(task, 10)
-    if mirror.peer_nc is not None:
-        with contextlib.suppress(Exception):
-            await mirror.peer_nc.close()
+    await mirror.link.close()

@@ -24,11 +24,12 @@ from mailcore.bus import mirror as queue
 from mailcore.bus import names
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
+from services.mirror.outage import Outage
 from services.mirror.source import Source
 
 log = get_logger("mirror")
 
-BACKOFF = 1.0
+BACKOFF_CAP = 2.0  # the longest pause between tries at the local store
 
 
 def follower_names(s: MirrorSettings) -> list[str]:
@@ -71,14 +72,20 @@ async def ship_forever(
 ) -> None:
     """One target's source loop: journal → ``MIRROR_TO_<TARGET>``."""
     await queue.declare(js, source.peer, s.mirror_stream_max_bytes)
+    outage = Outage(  # one line per outage, with backoff (outage.py)
+        f"journal not shipped to follower {source.peer}: the local store or NATS is not answering",
+        f"journal shipped to follower {source.peer} again",
+        cap=BACKOFF_CAP,
+        peer=source.peer,
+    )
     while not stopping.is_set():
         try:
             sent = await source.pass_once()
         except Exception as exc:
             source.failed(exc)
-            log.warning("mirror source failed, retrying", peer=source.peer, error=str(exc)[:200])
-            sent = 0
-            await idle(stopping, asyncio.Event(), BACKOFF)
+            await idle(stopping, asyncio.Event(), outage.failed(exc))
+            continue
+        outage.ok()
         if not sent:
             await idle(stopping, nudged, s.mirror_poll_interval)
 

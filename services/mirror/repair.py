@@ -2,8 +2,13 @@
 ``POSTERN_MIRROR_REPAIR_INTERVAL`` seconds (default 30 days; 0: never).
 
 One side of a pair repairs the other, never both at once (each would make the other like
-itself): the pass runs in the mirror of the pair's first node in name order
-(``store-a`` of ``store-a``/``store-b``). It waits until nothing is queued either way, so
+itself): the **master** repairs the slave (:func:`runs_here`, the roles of
+mailcore.bus.roles, read afresh before every look at the schedule), so after ``mailctl
+mirror promote`` the new master repairs the new slave and the old master stops. A pair
+without roles (``POSTERN_MIRROR_ROLE`` unset) falls back to the first node in name order
+(``store-a`` of ``store-a``/``store-b``), as do two masters at one epoch (a configuration
+error the status shows; the name order keeps them from repairing each other). It waits
+until nothing is queued either way, so
 it compares settled state, and when it is due it runs :class:`Resync` (kind ``fast``),
 then reports what it fixed: a log line ``mirror repair pass``, the counters
 ``postern_mirror_repair_fixed_total{peer,kind}`` and ``postern_mirror_repair_runs_total``
@@ -19,6 +24,7 @@ from typing import Any
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
+from mailcore.bus import roles
 from mailcore.bus.mirror_resync import Resync, StoreLink, queues_empty
 from mailcore.bus.mirror_resync import status_key as resync_key
 from mailcore.logging import get_logger
@@ -32,8 +38,28 @@ def status_key(peer: str) -> str:
     return f"repair.{peer}"
 
 
-def runs_here(node: str, peer: str, interval: float) -> bool:
-    return interval > 0 and node < peer
+def runs_here(
+    node: str, peer: str, own: roles.RoleRecord | None, theirs: roles.RoleRecord | None
+) -> bool:
+    """Whether this side's mirror runs the pass now: on the master, whatever its name."""
+    if own is None or theirs is None or own.role == theirs.role:
+        return node < peer  # no roles (or a half-configured pair, or two masters)
+    return own.role == roles.MASTER
+
+
+def not_here_note(own: roles.RoleRecord | None) -> str:
+    """What the status says while the pass is left to the peer."""
+    if own is not None and own.role == roles.SLAVE:
+        return "slave: the master repairs"
+    return "the peer repairs (first node in name order)"
+
+
+async def note_not_here(js: Any, peer_name: str, why: str) -> None:
+    """Mark this side's schedule record as not running here (written only when it changes)."""
+    record = await queue.read_status(js, status_key(peer_name))
+    if record and record.get("not_here") != why:
+        record["not_here"] = why
+        await queue.write_status(js, status_key(peer_name), record)
 
 
 def check_every(interval: float) -> float:
@@ -49,6 +75,8 @@ async def maybe_run(
     record = await queue.read_status(local.js, status_key(peer_name))
     if not record:
         record = {"since": now, "runs": 0}
+    if record.pop("not_here", None) is not None:  # this side repairs again (a promote)
+        await queue.write_status(local.js, status_key(peer_name), record)
     # due ``interval`` after the last run (or the first look): a changed setting counts
     due = float(record.get("last_run") or record.get("since") or now) + interval
     if record.get("next_due") != due:
@@ -58,9 +86,10 @@ async def maybe_run(
         return None
     if not await queues_empty(local.js, peer.js, node, peer_name):
         return None  # replication is moving: compare once it settled
-    running = await queue.read_status(local.js, resync_key(peer_name))
-    if running.get("state") == "running" and now - float(running.get("updated_at", 0)) < BUSY:
-        return None  # a `mailctl mirror resync*` is at work
+    for js, toward in ((local.js, peer_name), (peer.js, node)):  # from either side
+        running = await queue.read_status(js, resync_key(toward))
+        if running.get("state") == "running" and now - float(running.get("updated_at", 0)) < BUSY:
+            return None  # a `mailctl mirror resync*` (or the other side's pass) is at work
     resync = Resync(local, peer, node, peer_name)
     try:
         await resync.run("fast", resume=False)
@@ -88,4 +117,11 @@ async def maybe_run(
     return record
 
 
-__all__ = ["check_every", "maybe_run", "runs_here", "status_key"]
+__all__ = [
+    "check_every",
+    "maybe_run",
+    "not_here_note",
+    "note_not_here",
+    "runs_here",
+    "status_key",
+]

@@ -12,7 +12,8 @@ sorts before the peer's, else it defers) and each resolution logged and counted 
 ``mirror_conflicts_total{kind}``. A record replica apply still refuses
 (:class:`ReplicaConflict`: a mailbox created on both sides, a UIDVALIDITY clash) is not
 lost: it is kept, body and all, in the local stream ``MIRROR_CONFLICTS``, logged and
-counted, then acked. While the store does not answer the chunk is retried in place; any
+counted, then acked. While the store does not answer the chunk is retried in place (with
+backoff, one log line per outage); any
 other failure leaves the record and every later one unacked: they are delivered again,
 in order (only records that follow the oldest one left in the queue are applied).
 """
@@ -35,13 +36,14 @@ from mailcore.bus import names, replica_batch
 from mailcore.logging import get_logger
 from mailcore.mailstore import journal
 from mailcore.mailstore.records import AppendRecord
+from services.mirror.outage import Outage
 from services.mirror.source import REQUEST_TIMEOUT, StoreUnavailable
 
 log = get_logger("mirror")
 
 STREAM_CONFLICTS = "MIRROR_CONFLICTS"
 SUBJECT_CONFLICTS = "mirror.conflicts"
-RETRY = 1.0  # seconds between attempts while the store does not answer
+RETRY_CAP = 2.0  # the longest pause between attempts while the store does not answer
 
 
 @dataclass
@@ -97,6 +99,12 @@ class Sink:
         self.node, self.peer = node, peer
         self.stats = SinkStats()
         self._sub: Any = None
+        self.store_outage = Outage(
+            "the local store is not answering the peer's records",
+            "the local store answers the peer's records again",
+            cap=RETRY_CAP,
+            peer=peer,
+        )
 
     async def start(self) -> None:
         await declare_conflicts(self.js)
@@ -149,13 +157,16 @@ class Sink:
         here, in stream order, the ack deadlines of the waiting records pushed back."""
         while True:
             try:
-                return await self._apply_chunk(chunk)
+                results = await self._apply_chunk(chunk)
             except StoreUnavailable as exc:
                 self.failed(exc)
-                log.warning("mirror sink: store not answering, retrying", error=str(exc))
+                delay = self.store_outage.failed(exc)  # one line per outage (outage.py)
                 for msg in waiting:
                     await msg.in_progress()
-                await asyncio.sleep(RETRY)
+                await asyncio.sleep(delay)
+                continue
+            self.store_outage.ok()
+            return results
 
     async def _in_order(self, msgs: list[Any]) -> list[Any]:
         """The records of the batch that follow the oldest one left in the peer's queue

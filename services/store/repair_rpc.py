@@ -14,11 +14,18 @@ The resync tool holds connections to both stores' NATS and asks each the same qu
   ``object:<name>``: an object of this store's ``MIRROR_BODIES``, deleted once applied)
   → ``{"changed": n}``. Ops: ``mailbox``, ``drop``, ``flags``, ``expunge``, ``append``,
   ``subscriptions``, ``quota`` (mailcore/mailstore/repair.py, forced replica apply).
+
+An account this store does not hold is never created by a question: ``state`` answers
+as for an empty account, ``uids`` with no rows, ``restart`` with head 0. A forced
+``mailbox`` creates a missing account only for its INBOX, in one transaction with it
+(MailStore.replica_account, so a resync sends INBOX first); other forced writes to a
+missing account change nothing (``drop``, ``flags``, ``expunge``) or are refused.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, astuple
 from typing import Any
@@ -27,9 +34,9 @@ from nats.js.errors import BucketNotFoundError
 
 from mailcore.bus import names
 from mailcore.bus.connect import Bus
-from mailcore.mailstore import MailStore
+from mailcore.mailstore import MailStore, ReplicaConflict
 from mailcore.mailstore.records import AppendRecord
-from mailcore.mailstore.repair import MailboxState, Repair
+from mailcore.mailstore.repair import AccountState, MailboxState, Repair, creation
 
 HDR_REPAIR = names.HDR_MIRROR_REPAIR
 Handler = Callable[[Any], Awaitable[tuple[bytes, dict[str, str] | None]]]
@@ -66,12 +73,16 @@ def append_record(account_fields: dict[str, Any]) -> AppendRecord:
 def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
     async def state(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
+        acct = await store.existing(req["account"])
+        if acct is None:
+            return _json(asdict(AccountState([], [], 0, 0, 0)))
         return _json(asdict(await Repair(acct, "").state()))
 
     async def uids(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
+        acct = await store.existing(req["account"])
+        if acct is None:
+            return _json({"rows": []})
         rows = await Repair(acct, "").uid_rows(
             int(req["mailbox_id"]), int(req["first"]), int(req["last"])
         )
@@ -79,20 +90,34 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
 
     async def restart(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
+        acct = await store.existing(req["account"])
+        if acct is None:
+            return _json({"head": 0})
         pos = await acct.replication.register_reader(req["reader"], None, reset=True)
         return _json({"head": pos.position})
 
     async def force(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         hdrs = msg.headers or {}
         req = json.loads(hdrs[HDR_REPAIR])
-        acct = await store.account(req["account"], replica=True)
-        rep = Repair(acct, req["origin"])
         op = req["op"]
-        changed: int
         if op == "mailbox":
-            changed = int(await rep.mailbox(MailboxState(**req["mailbox"])))
-        elif op == "drop":
+            box = MailboxState(**req["mailbox"])
+            try:
+                acct, created = await store.replica_account(
+                    req["account"], creation(box, time.time()), origin=req["origin"]
+                )
+            except ReplicaConflict as exc:
+                return _json({"error": str(exc)})
+            synced = await Repair(acct, req["origin"]).mailbox(box)
+            return _json({"changed": int(created or synced)})
+        found = await store.existing(req["account"])
+        if found is None:  # nothing to drop, flag or expunge; nowhere to put the rest
+            if op in ("drop", "flags", "expunge"):
+                return _json({"changed": 0})
+            return _json({"error": f"{op}: no account {req['account']} here"})
+        rep = Repair(found, req["origin"])
+        changed: int
+        if op == "drop":
             changed = int(await rep.drop(int(req["mailbox_id"]), int(req["modseq"])))
         elif op == "flags":
             changed = int(

@@ -57,17 +57,35 @@ async def apply_batch(store: MailStore, payload: bytes, bodies: Bodies) -> list[
         """Apply the group; False once a record failed (the rest is not attempted)."""
         if not group:
             return True
-        accounts = {e.account: await store.account(e.account, replica=True) for e, _, _ in group}
+        # each account's first record here opens it, or creates a missing one when it
+        # is the creation of its INBOX (a replica account is complete or not there)
+        accounts: dict[str, Account | ReplicaConflict] = {}
+        done: dict[int, bool | Resolution | BaseException] = {}
+        for i, (e, rec, _) in enumerate(group):
+            if e.account in accounts:
+                continue
+            try:
+                acct, applied = await store.replica_account(e.account, rec, origin=e.origin)
+            except ReplicaConflict as exc:
+                accounts[e.account] = exc
+                continue
+            accounts[e.account] = acct
+            if applied:
+                done[i] = True
         # Submitted in order within one step of the event loop: the writer queues them
         # back to back and commits them as one group.
-        futures = [
-            asyncio.ensure_future(_apply(accounts[e.account], e, rec, data))
-            for e, rec, data in group
-        ]
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        futures = {}
+        for i, (e, rec, data) in enumerate(group):
+            target = accounts[e.account]
+            if isinstance(target, ReplicaConflict):
+                done[i] = target  # no account for it here: kept as a conflict
+            elif i not in done:
+                futures[i] = asyncio.ensure_future(_apply(target, e, rec, data))
+        outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
+        done.update(zip(futures, outcomes, strict=True))
         group.clear()
-        for outcome in outcomes:
-            results.append(_result(outcome))
+        for i in sorted(done):
+            results.append(_result(done[i]))
             if "error" in results[-1]:
                 return False
         return True

@@ -26,6 +26,12 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
   (``mailctl mirror resync``); ``{"pruned": first}`` when the journal no longer starts at 1
 * ``digest`` ``{account, mailbox_id, first?, last?}`` and ``mailboxes`` ``{account}``
   for resync-fast; ``state``, ``uids``, ``restart`` and ``force``: services/store/repair_rpc.py
+
+A request about an account this store does not hold creates nothing (MailStore.existing):
+the questions are answered as for an account with nothing in it (``mailboxes`` none,
+``read`` no records, ``digest`` an error: no such mailbox), and records create an account
+only when they begin with its INBOX's creation, in one transaction with it
+(MailStore.replica_account): a replica account is complete or not there at all.
 """
 
 from __future__ import annotations
@@ -72,7 +78,9 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
 
     async def read(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
+        acct = await store.existing(req["account"])
+        if acct is None:
+            return _json({"records": [], "last": 0, "generation": 0.0})
         rep = acct.replication
         key = (req["account"], req["reader"])
         limit = int(req.get("limit", 500))
@@ -103,14 +111,15 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
 
     async def confirm(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
-        await acct.replication.confirm(req["reader"], int(req["seq"]))
+        acct = await store.existing(req["account"])
+        if acct is not None:
+            await acct.replication.confirm(req["reader"], int(req["seq"]))
         return _json({"ok": True})
 
     async def body(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
-        data = acct.replication.message_bytes(int(req["file_id"]))
+        acct = await store.existing(req["account"])
+        data = None if acct is None else acct.replication.message_bytes(int(req["file_id"]))
         if data is None:
             return b"", {names.HDR_MIRROR_BODY: "none"}
         if len(data) <= INLINE_MAX:
@@ -133,10 +142,12 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         elif how.startswith("object:"):
             obj = await (await _bodies(bus)).get(how.removeprefix("object:"))
             data = obj.data
-        acct = await store.account(account, replica=True)
         resolve = hdrs.get(names.HDR_MIRROR_RESOLVE)
         origin = hdrs.get(names.HDR_MIRROR_ORIGIN)
         try:
+            acct, applied = await store.replica_account(account, rec, origin=origin)
+            if applied:  # it created the account (its INBOX)
+                return _json({"applied": True})
             if resolve is not None and origin is not None:  # split brain settled here
                 res = await acct.replication.apply_resolving(
                     rec,
@@ -163,7 +174,9 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         """Ship the account's journal to the reader's peer again from the start
         (``mailctl mirror resync``): possible while the journal still holds record 1."""
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
+        acct = await store.existing(req["account"])
+        if acct is None:
+            return _json({"ok": True, "head": 0})
         rep = acct.replication
         first = await rep.first_kept()
         if first is not None and first > 1:
@@ -174,13 +187,15 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
 
     async def mailboxes_of(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
-        boxes = await acct.list_mailboxes()
+        acct = await store.existing(req["account"])
+        boxes = [] if acct is None else await acct.list_mailboxes()
         return _json({"mailboxes": [{"id": b.id, "name": b.name} for b in boxes]})
 
     async def digest(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.account(req["account"], replica=True)
+        acct = await store.existing(req["account"])
+        if acct is None:
+            return _json({"error": f"digest: no account {req['account']} here"})
         rep = acct.replication
         if "first" in req:
             r = await rep.range_digest(int(req["mailbox_id"]), int(req["first"]), int(req["last"]))

@@ -262,3 +262,28 @@ async def test_replica_keeps_the_newer_flags(store: MailStore) -> None:
     assert (await dst.replication.digest(inbox)).digest == (
         await src.replication.digest(inbox)
     ).digest
+
+
+async def test_replica_accounts_are_created_with_their_inbox_or_not_at_all(
+    store: MailStore,
+) -> None:
+    src = await store.account("src")
+    first, *rest = await src.replication.read(0)
+    assert await store.existing("dst") is None
+    assert not store.account_dir("dst").exists()
+    # an index whose creating transaction never committed (a crash) holds no account
+    store.account_dir("dst").mkdir(parents=True)
+    sqlite3.connect(index_path(store.account_dir("dst"))).close()
+    assert await store.existing("dst") is None
+    with pytest.raises(ReplicaConflict, match="not on this store"):
+        await store.replica_account("dst", rest[0], origin="peer")
+    assert await store.existing("dst") is None
+    dst, applied = await store.replica_account("dst", first, origin="peer")
+    assert applied and (await dst.mailbox("INBOX")).id == (await src.mailbox("INBOX")).id
+    assert await store.existing("dst") is dst
+    again, applied = await store.replica_account("dst", first, origin="peer")
+    assert again is dst and not applied
+    for rec in rest:
+        assert await dst.replication.apply(rec, origin="peer")
+    await dst.replication.register_reader("mirror:peer", position=0)
+    assert (await dst.replication.read_skipping("mirror:peer", "peer"))[0] == []
