@@ -51,7 +51,7 @@ def join_responses(lines: Sequence[bytes | bytearray]) -> list[bytes]:
 
 def parse(data: bytes) -> list[Value]:
     """Every value in ``data`` (a response without its tag), in order."""
-    values, pos = _parse_seq(data, 0, top=True)
+    values, pos = _parse_seq(data, 0)
     if pos != len(data):
         raise ParseError(f"trailing data at {pos}")
     return values
@@ -63,22 +63,27 @@ _ATOM_RUN = re.compile(rb'[^ ()\r\n"{\[\]]*')
 _BRACKETS = re.compile(rb"[\[\]]")
 
 
-def _parse_seq(data: bytes, pos: int, *, top: bool) -> tuple[list[Value], int]:
+def _parse_seq(data: bytes, pos: int) -> tuple[list[Value], int]:
     # Scanning by index and regex, never a byte at a time through slices: a list page parses
-    # fifty FETCH responses per request.
+    # fifty FETCH responses per request. Nesting is kept on a stack, not in recursion: a
+    # THREAD answer nests as deep as a conversation's branches.
     out: list[Value] = []
+    outer: list[list[Value]] = []
     n = len(data)
     while pos < n:
         c = data[pos]
         if c == _SPACE:
             pos += 1
         elif c == _CLOSE:
-            if top:
+            if not outer:
                 raise ParseError(f"unbalanced ) at {pos}")
-            return out, pos + 1
-        elif c == _OPEN:
-            inner, pos = _parse_seq(data, pos + 1, top=False)
+            inner, out = out, outer.pop()
             out.append(inner)
+            pos += 1
+        elif c == _OPEN:
+            outer.append(out)
+            out = []
+            pos += 1
         elif c == _DQUOTE:
             s, pos = _quoted(data, pos + 1)
             out.append(s)
@@ -88,7 +93,7 @@ def _parse_seq(data: bytes, pos: int, *, top: bool) -> tuple[list[Value], int]:
         else:
             atom, pos = _atom(data, pos)
             out.append(None if len(atom) == 3 and atom.upper() == b"NIL" else atom)
-    if not top:
+    if outer:
         raise ParseError("unclosed (")
     return out, pos
 

@@ -275,9 +275,17 @@ def base_subject(subject: str) -> str:
 
 
 def flatten(v: Value) -> list[int]:
-    if isinstance(v, list):
-        return [u for x in v for u in flatten(x)]
-    return [int(v)] if isinstance(v, bytes) and v.isdigit() else []
+    """The numbers in ``v`` at any depth, in order (a stack, not recursion: THREAD nests
+    as deep as a conversation's branches)."""
+    out: list[int] = []
+    todo: list[Value] = [v]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, list):
+            todo.extend(reversed(x))
+        elif isinstance(x, bytes) and x.isdigit():
+            out.append(int(x))
+    return out
 
 
 def is_change(line: bytes) -> bool:

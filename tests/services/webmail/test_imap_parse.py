@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.webmail.imap_parse import ParseError, Value, join_responses, pairs, parse
+from services.webmail.imap_records import flatten
 
 atoms = st.from_regex(rb"\A[A-Za-z0-9\\.+-]{1,12}\Z")
 strings = st.binary(max_size=40)
@@ -86,3 +87,19 @@ sections = st.from_regex(rb"\A[A-Z0-9.]{0,12}( \([A-Z -]{0,20}\))?\Z")
 def test_atoms_keep_bracketed_sections(head: bytes, section: bytes, tail: bytes) -> None:
     atom = head + b"[" + section + b"]<" + tail + b">"
     assert parse(b"(" + atom + b" NIL)") == [[atom, None]]
+
+
+def test_deep_nesting_needs_no_recursion() -> None:
+    """A THREAD answer nests as deep as a conversation's branches: 50,000 levels parse
+    (the recursive parser stopped near Python's limit of 1,000)."""
+    depth = 50_000
+    [top] = parse(b"(1 " * depth + b"2" + b")" * depth)
+    level, seen = top, 0
+    while isinstance(level, list):
+        seen += 1
+        assert level[0] == b"1"
+        level = level[1] if isinstance(level[1], list) else None
+    assert seen == depth
+    assert flatten(top)[:3] == [1, 1, 1] and len(flatten(top)) == depth + 1
+    with pytest.raises(ParseError):
+        parse(b"(" * depth)
