@@ -206,23 +206,45 @@ def user_list(domain_name: str | None, nats_url: str) -> None:
 @nats_option
 def user_remove(address: str, purge: bool, data: Path | None, nats_url: str) -> None:
     """Remove a user. The mail is kept on the store (its directory is printed) unless
-    --purge, which has the running store remove the user and erase the mail."""
+    --purge, which has the running store erase the mail (services/store/admin.py)."""
     if purge:
-        reply = run(lambda: _request_purge(nats_url, address))
-        click.echo(f"user {reply['address']} removed; mail erased")
+
+        async def check() -> dict[str, Any]:
+            try:
+                return await _request_purge(nats_url, {"address": address, "check": True})
+            except CtlError as exc:
+                raise CtlError(f"{exc}; nothing was removed") from None
+
+        found = run(check)
+        u = with_directory(nats_url, lambda dr: dr.remove_user(address))
+
+        async def erase() -> None:
+            try:
+                await _request_purge(
+                    nats_url, {"address": u.address, "account_id": found["account_id"]}
+                )
+            except (CtlError, TimeoutError) as exc:
+                raise CtlError(
+                    f"user {u.address} removed, but its mail (account {u.account_id}) was "
+                    f"not erased ({str(exc) or 'no answer in time'}); it stays in "
+                    f"{_mail_dir(data, u.account_id)}"
+                ) from None
+
+        run(erase)
+        click.echo(f"user {u.address} removed; mail erased")
         return
     u = with_directory(nats_url, lambda dr: dr.remove_user(address))
     click.echo(f"user {u.address} removed; mail kept in {_mail_dir(data, u.account_id)}")
 
 
-async def _request_purge(nats_url: str, address: str) -> dict[str, Any]:
+async def _request_purge(nats_url: str, request: dict[str, Any]) -> dict[str, Any]:
     bus = await open_bus(nats_url)
     try:
-        payload = json.dumps({"address": address}).encode()
+        payload = json.dumps(request).encode()
         try:
             msg = await bus.nc.request(names.SUBJECT_STORE_PURGE, payload, timeout=30)
         except NoRespondersError:
-            raise CtlError("no store is running to erase the mail; nothing was removed") from None
+            raise CtlError("no store is running to erase the mail") from None
         reply = dict(json.loads(msg.data))
     finally:
         await bus.close()

@@ -135,21 +135,29 @@ def test_every_service_works_under_its_own_nats_user(
         assert not path.startswith("/login")
 
         # mailctl's own commands find the administrator's password in the data directory
-        added = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "mailctl"),
-                "user",
-                "add",
-                "eve@postern.test",
-                "--password-stdin",
-            ],
-            input="eve-secret-1\n",
-            env=env | {"POSTERN_DATA": str(up.data)},
-            capture_output=True,
-            text=True,
-            timeout=60,
+        def mailctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(Path(sys.executable).parent / "mailctl"), *args],
+                input=stdin,
+                env=env | {"POSTERN_DATA": str(up.data)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        added = mailctl(
+            "user", "add", "eve@postern.test", "--password-stdin", stdin="eve-secret-1\n"
         )
         assert added.returncode == 0, added.stderr
+        # --purge: mailctl removes the user, the store (which may not write the directory)
+        # erases the mail once its directory view has lost the user
+        assert _wait_for_mail(int(env["POSTERN_IMAP_PORT"]), user, password, b"nats-user-inbound")
+        mail = Path(mailctl("path", user).stdout.strip())
+        assert mail.is_dir(), mail
+        purged = mailctl("user", "remove", user, "--purge")
+        assert purged.returncode == 0, purged.stderr
+        assert "mail erased" in purged.stdout
+        assert not mail.exists()
 
         assert _violations(up) == []
         conf = (up.data / "nats" / "nats.conf").read_text()
