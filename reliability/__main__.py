@@ -210,7 +210,7 @@ ABOUT = """## How it works
   - `mirror-link-cut`: both links reset (open connections dropped, new ones refused) for a
     third of the run while A takes mail and B takes IMAP APPENDs into the same INBOXes
     (a split brain: the UIDs both sides gave out are renumbered on healing); restored.
-  - `mirror-link-flap`: the links go down for 1–2 s and up for 1–3 s, again and again,
+  - `mirror-link-flap`: the links go down for 0.5–2 s and up for 1–2 s, again and again,
     reset and stalled (a black hole: bytes and new connections held, then delivered) in
     turn.
   - `mirror-resync-kill`: store B's mail is wiped (a new disk) under load and refilled by
