@@ -236,7 +236,9 @@ class Cluster:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not self.alive(name):
-                raise RuntimeError(f"{name} exited:\n{self.log_tail(name)}")
+                p = self.procs.get(name)
+                code = p.returncode if p is not None else None
+                raise RuntimeError(f"{name} exited (status {code}):\n{self.log_tail(name)}")
             if _healthy(port):
                 return
             time.sleep(0.2)
