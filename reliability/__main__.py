@@ -74,7 +74,8 @@ async def _scenarios(
         print(
             f"   {'ok' if report.ok else 'FAIL'} in {took:.0f}s: acked {report.acked}, "
             f"lost {report.lost}, dup {report.duplicated}, phantom {report.phantom}, "
-            f"uid {report.uid_violations}, bad answers {report.bad_answers}",
+            f"uid {report.uid_violations}, bad answers {report.bad_answers}, "
+            f"divergence {report.divergence}",
             flush=True,
         )
         for d in report.details[:5]:
@@ -199,6 +200,24 @@ ABOUT = """## How it works
   request of it unanswered. The requests cut are counted; every request begun after the
   kill must succeed on the other node with the same session, and the restarted node must
   serve the old sessions.
+* Mirror scenarios (`--only mirror`) run a mirrored pair (docs/mirror.md): store A, the
+  master, takes the filter's mail; store B, the slave, has its own nats-server, data and
+  IMAP port; each mirror reaches the other side's NATS through a TCP link the scenario
+  can cut. The checker reads every mailbox on *both* stores once they converged (nothing
+  queued either way, equal mailbox digests; 180 s at most): lost, duplicated, phantom and
+  UID violations count per store, and a mailbox that differs between them (missing, other
+  UIDVALIDITY, other UID → message map) is a *divergence* and fails the row.
+  - `mirror-link-cut`: both links reset (open connections dropped, new ones refused) for a
+    third of the run while A takes mail and B takes IMAP APPENDs into the same INBOXes
+    (a split brain: the UIDs both sides gave out are renumbered on healing); restored.
+  - `mirror-link-flap`: the links go down for 0.5–2 s and up for 1–2 s, again and again,
+    reset and stalled (a black hole: bytes and new connections held, then delivered) in
+    turn.
+  - `mirror-resync-kill`: store B's mail is wiped (a new disk) under load and refilled by
+    `mailctl mirror resync` from A while mail keeps arriving (lighter load); B is SIGKILLed
+    during the first run and A during the second (a resync that does not fail within 5 s
+    of it is interrupted, as an operator would), each restarted; the third run resumes
+    and completes, then B's mirror starts and applies what queued meanwhile.
 * The mixed run puts load on one cluster and, every 10–20 s, kills the filter, the store or
   nats-server (SIGKILL, restarted) or freezes the filter or the store (SIGSTOP for 4 s).
 
@@ -217,9 +236,9 @@ A scenario is an async function decorated with
 `@scenario(name, family, what)` in a module listed in `reliability.scenarios.MODULES`; it
 starts a cluster with `cluster_run`, puts load on it, hurts it, and returns
 `run.finish()` (the checker's report; `report.fail(...)` adds a scenario-specific
-failure). Relay and webmail scenarios are families of their own; mirror ones slot in the
-same way: the checker already takes snapshots from several stores (`MailboxView.store`),
-which is where the mirror's second store comes in.
+failure). Relay, webmail and mirror scenarios are families of their own; a run that
+reads several stores sets `run.stores` (name, IMAP port) and `run.settle` (awaited before
+the final snapshot, e.g. until a mirror converged): `reliability/scenarios/mirror.py`.
 """
 
 

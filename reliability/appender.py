@@ -14,9 +14,15 @@ from reliability.load import make_message, new_rid
 
 class Appender:
     def __init__(
-        self, host: str, port: int, ledger: Ledger, accounts: list[tuple[str, str]]
+        self,
+        host: str,
+        port: int,
+        ledger: Ledger,
+        accounts: list[tuple[str, str]],
+        pause: float = 0.0,  # seconds each client waits after an answered APPEND
     ) -> None:
         self.host, self.port, self.ledger, self.accounts = host, port, ledger, accounts
+        self.pause = pause
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -50,6 +56,8 @@ class Appender:
             text = (data[0] or b"").decode(errors="replace")[:100] if data else ""
             self.ledger.record(Entry(rid, (user,), outcome, None, "APPEND", text))
             pending = None
+            if self.pause:
+                self._stop.wait(self.pause)
         if imap is not None:
             try:
                 imap.logout()

@@ -154,7 +154,8 @@ class Cluster:
             env["POSTERN_FAULT_POINT"] = fault
         return env
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        """Start ``name`` (its output appended to its log); it dies with this process."""
         path = self.log(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as log:
@@ -173,7 +174,7 @@ class Cluster:
         p = self.procs.get(name)
         return p is not None and p.poll() is None
 
-    def _write_nats_conf(self, node: NatsNode) -> None:
+    def _write_nats_conf(self, node: NatsNode, clustered: bool = True) -> None:
         node.store_dir.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listen: {HOST}:{node.port}",
@@ -190,7 +191,7 @@ class Cluster:
             ),
             "}",
         ]
-        if len(self.nats) > 1:
+        if clustered and len(self.nats) > 1:
             routes = ", ".join(f"nats://{HOST}:{n.cluster_port}" for n in self.nats)
             lines += [
                 "cluster {",
@@ -206,25 +207,38 @@ class Cluster:
         nodes = self.nats if index is None else [self.nats[index]]
         for node in nodes:
             self._write_nats_conf(node)
-            self._spawn(f"nats-{node.name}", daemons.nats_command(node.conf), dict(os.environ))
+            self.spawn(f"nats-{node.name}", daemons.nats_command(node.conf), dict(os.environ))
         for node in nodes:
             name = f"nats-{node.name}"
             up = daemons.wait_for_port(HOST, node.port, START_TIMEOUT, lambda n=name: self.alive(n))
             if not up:
                 raise RuntimeError(f"{name} did not start:\n{self.log_tail(name)}")
 
+    def start_standalone_nats(self, node: NatsNode) -> None:
+        """Another single nats-server, ``nats-<node.name>`` (e.g. a mirror's second site):
+        the same settings as the cluster's, in no cluster with them."""
+        self._write_nats_conf(node, clustered=False)
+        name = f"nats-{node.name}"
+        self.spawn(name, daemons.nats_command(node.conf), dict(os.environ))
+        if not daemons.wait_for_port(HOST, node.port, START_TIMEOUT, lambda: self.alive(name)):
+            raise RuntimeError(f"{name} did not start:\n{self.log_tail(name)}")
+
     def start_service(self, name: str, fault: str | None = None, wait: bool = True) -> None:
         module = {"relay": "services.filter.relay"}.get(name, f"services.{name}")
-        self._spawn(name, [sys.executable, "-m", module], self.env(fault))
+        self.spawn(name, [sys.executable, "-m", module], self.env(fault))
         if wait:
             self.wait_healthy(name)
 
-    def wait_healthy(self, name: str) -> None:
-        port = {"store": self.store_ops, "relay": self.relay_ops}.get(name, self.filter_ops)
+    def wait_healthy(self, name: str, port: int | None = None) -> None:
+        """Until ``name`` answers /healthz on ``port`` (default: its ops port here)."""
+        if port is None:
+            port = {"store": self.store_ops, "relay": self.relay_ops}.get(name, self.filter_ops)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not self.alive(name):
-                raise RuntimeError(f"{name} exited:\n{self.log_tail(name)}")
+                p = self.procs.get(name)
+                code = p.returncode if p is not None else None
+                raise RuntimeError(f"{name} exited (status {code}):\n{self.log_tail(name)}")
             if _healthy(port):
                 return
             time.sleep(0.2)

@@ -1,10 +1,9 @@
 """The scenario registry: each scenario is a name, a family (what part of Postern it
 hurts), and an async function that returns a checker :class:`Report`.
 
-Families slot in as services land: ``intake``, ``store``, ``bus`` and ``scanners`` today;
-``relay``, ``webmail`` and ``mirror`` register here the same way (a module under
-``reliability/scenarios/`` whose functions carry the :func:`scenario` decorator, listed in
-:data:`MODULES`).
+Families: ``intake``, ``store``, ``bus``, ``scanners``, ``relay``, ``webmail`` and
+``mirror``; each is a module under ``reliability/scenarios/`` whose functions carry the
+:func:`scenario` decorator, listed in :data:`MODULES`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ class Scenario:
 
 
 REGISTRY: dict[str, Scenario] = {}
-MODULES = ("intake", "store", "bus", "scanners", "relay", "webmail")
+MODULES = ("intake", "store", "bus", "scanners", "relay", "webmail", "mirror")
 
 
 def scenario(name: str, family: str, what: str) -> Callable[[Run], Run]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,20 +36,34 @@ class Run:
     ledger: Ledger = field(default_factory=Ledger)
     snapshots: list[list[MailboxView]] = field(default_factory=list)
     load: Load | None = None
+    # the stores read over IMAP, (name, port); empty: the cluster's one store ("store")
+    stores: list[tuple[str, int]] = field(default_factory=list)
+    # awaited after the drain, before the final snapshot (a mirror converging); False if not
+    settle: Callable[[], Awaitable[bool]] | None = None
+    settle_what: str = "the stores did not settle"
+    read: Callable[[str, str, int, list[tuple[str, str]]], list[MailboxView]] = snapshot
 
     def accounts(self) -> list[tuple[str, str]]:
         return list(self.cluster.users.items())
 
-    async def take_snapshot(self) -> bool:
-        """A mid-run snapshot for the UID checks; False when the store did not answer."""
-        try:
-            snap = await asyncio.to_thread(
-                snapshot, "store", HOST, self.cluster.imap_port, self.accounts()
-            )
-        except Exception:
-            return False
-        self.snapshots.append(snap)
-        return True
+    def endpoints(self) -> list[tuple[str, int]]:
+        return self.stores or [("store", self.cluster.imap_port)]
+
+    async def take_snapshot(self, only: Sequence[str] | None = None) -> bool:
+        """A mid-run snapshot for the UID checks (of the stores named in ``only``, default
+        all); False when a store did not answer (what the others showed is kept)."""
+        views: list[MailboxView] = []
+        answered = True
+        for store, port in self.endpoints():
+            if only is not None and store not in only:
+                continue
+            try:
+                views += await asyncio.to_thread(self.read, store, HOST, port, self.accounts())
+            except Exception:
+                answered = False
+        if views:
+            self.snapshots.append(views)
+        return answered
 
     def start_load(self, **kwargs: Any) -> Load:
         self.load = Load(
@@ -68,21 +82,36 @@ class Run:
             await self.load.stop()
 
     async def finish(self) -> Report:
-        """Drain, take the final snapshot, check."""
+        """Drain, settle, take the final snapshot (every store in one), check."""
         await self.stop_load()
         drained = await self.cluster.drained(timeout=120)
+        settled = await self.settle() if self.settle is not None else True
         final = False
         for _ in range(30):
-            if await self.take_snapshot():
+            if await self._final_snapshot():
                 final = True
                 break
             await asyncio.sleep(1)
-        report = check(self.name, self.ledger, self.snapshots)
+        stores = [name for name, _ in self.endpoints()] if self.stores else None
+        report = check(self.name, self.ledger, self.snapshots, stores)
         if not drained:
             report.fail("the store did not drain the inbound stream within 120 s")
+        if not settled:
+            report.fail(self.settle_what)
         if not final:
-            report.fail("the store did not answer IMAP for the final snapshot")
+            report.fail("a store did not answer IMAP for the final snapshot")
         return report
+
+    async def _final_snapshot(self) -> bool:
+        """Every store, or none: the final snapshot is what loss and divergence count on."""
+        views: list[MailboxView] = []
+        for store, port in self.endpoints():
+            try:
+                views += await asyncio.to_thread(self.read, store, HOST, port, self.accounts())
+            except Exception:
+                return False
+        self.snapshots.append(views)
+        return True
 
 
 @contextlib.asynccontextmanager

@@ -91,7 +91,7 @@ def _start_node(c: Cluster, name: str, port: int) -> None:
         "POSTERN_WEBMAIL_SESSION_KEY": SESSION_KEY,
         "POSTERN_WEBMAIL_SPAMD_ENABLED": "false",
     }
-    c._spawn(name, [sys.executable, "-m", "services.webmail"], env)
+    c.spawn(name, [sys.executable, "-m", "services.webmail"], env)
     if not daemons.wait_for_port(HOST, port, 60, lambda: c.alive(name)):
         raise RuntimeError(f"{name} did not start:\n{c.log_tail(name)}")
 
