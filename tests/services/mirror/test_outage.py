@@ -3,9 +3,26 @@ one line when it is over; a quiet one (behind an outage already reported) logs n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from services.mirror import outage as outage_module
 from services.mirror.outage import Outage
+
+
+@pytest.fixture(autouse=True)
+def fresh_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An earlier test may have configured logging at another level (mailctl's commands
+    log errors only) and mailcore.logging caches a logger on its first use: this module
+    logs through a fresh logger under structlog's defaults, restored afterwards."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    monkeypatch.setattr(outage_module, "log", structlog.get_logger("mirror"))
+    yield
+    structlog.configure(**saved)
 
 
 def test_one_line_down_backoff_one_line_back() -> None:
