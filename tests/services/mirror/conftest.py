@@ -40,6 +40,8 @@ class Side:
         self.imap_port = daemons.free_port()
         self.pop3_port = daemons.free_port()
         self.store_env: dict[str, str] = {}  # for the store process only (crash points)
+        # What a killed store fetched comes back after this many seconds, not after a minute.
+        self.ack_wait = 5.0
 
     def env(self) -> dict[str, str]:
         return {
@@ -58,8 +60,7 @@ class Side:
             "POSTERN_MIRROR_ROLE": self.role,
             "POSTERN_PEER_NATS_URL": self.peer_url,
             "POSTERN_MIRROR_STREAM_MAX_BYTES": str(256 * 1024**2),
-            # What a killed store fetched comes back after this, not after a minute.
-            "POSTERN_DELIVERY_ACK_WAIT": "5",
+            "POSTERN_DELIVERY_ACK_WAIT": str(self.ack_wait),
         }
 
     def start(self) -> None:

@@ -192,6 +192,9 @@ async def test_committed_not_acked_is_a_duplicate_on_the_new_master(tmp_path: Pa
     duplicate: every message once, on both stores."""
     a = Side(tmp_path, "store-a", "store-b", role="master")
     b = Side(tmp_path, "store-b", "store-a", role="slave")
+    # The restarted master must not have the batch back (and settle it itself, as duplicates)
+    # before the promote hands it to the new master: the default minute, not seconds.
+    a.ack_wait = 60.0
     a.nats.start()
     b.nats.start()
     a.peer_url, b.peer_url = b.nats.url, a.nats.url
