@@ -33,8 +33,9 @@ from mailcore.service import ServiceContext
 from mailcore.tls import client_context_trusting
 from services.webmail.compose import Submission
 from services.webmail.imap_gateway import ROUND_TRIPS, Upstream
+from services.webmail.list_rows import ListRows
 from services.webmail.pool import ImapPool
-from services.webmail.runtime import TEMPLATES, Webmail
+from services.webmail.runtime import TEMPLATES, Webmail, url
 from services.webmail.security import DEFAULT_HEADERS
 from services.webmail.sessions import SessionStore, load_key
 from services.webmail.views import auth, compose, events, folders, mailbox, message, settings
@@ -138,7 +139,6 @@ async def make_webmail(s: WebmailSettings, bus: Bus) -> Webmail:
     kv = await js.key_value(names.KV_SESSIONS)
     tls = upstream_tls(s)
     upstream = Upstream(s.imap_host, s.imap_port, tls if s.imap_tls == "implicit" else None)
-    templates = Jinja2Templates(directory=str(TEMPLATES))
     return Webmail(
         settings=s,
         sessions=SessionStore(
@@ -155,8 +155,16 @@ async def make_webmail(s: WebmailSettings, bus: Bus) -> Webmail:
         kv=kv,
         js=js,
         nc=bus.nc,
-        templates=templates,
+        templates=make_templates(),
     )
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    env = templates.env
+    env.auto_reload = False  # the templates ship with the code: no file checks per page
+    env.globals["list_row"] = ListRows(env.get_template("_row.html"), url)
+    return templates
 
 
 async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
