@@ -52,8 +52,9 @@ class _Transport:
 def _feed(cls: type[Any], fetch: bytes, listing: bytes, cuts: list[int]) -> list[Any]:
     """Run a FETCH, then a LIST (a sync command, sent once the FETCH is done), through
     protocol ``cls``, the server's bytes cut at ``cuts``; each command's result and lines."""
-    loop = asyncio.new_event_loop()
-    try:
+
+    async def run() -> list[Any]:
+        loop = asyncio.get_running_loop()
         proto = cls(loop, None)
         proto.connection_made(_Transport())
         proto.state = aioimaplib.SELECTED
@@ -68,8 +69,8 @@ def _feed(cls: type[Any], fetch: bytes, listing: bytes, cuts: list[int]) -> list
                 proto.data_received(data[a:b])
             proto.pending_sync_command = then
         return [(c.response.result, [bytes(x) for x in c.response.lines]) for c in commands]
-    finally:
-        loop.close()
+
+    return asyncio.run(run())
 
 
 @settings(max_examples=200)
