@@ -485,6 +485,14 @@ class WebmailSettings(CommonSettings):
         description="proxies whose X-Forwarded-For/-Proto the webmail believes (uvicorn)",
     )
     webmail_page_size: Annotated[int, Field(gt=0, le=500)] = 50
+    webmail_workers: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=0,
+        description="processes serving this node's HTTP port: 0 = one per CPU core (at most "
+        "4); 1 = the service process alone; N > 1 adds N-1 worker processes on the same "
+        "port (SO_REUSEPORT: the kernel spreads new connections over them), each with its own "
+        "NATS connection and IMAP pool; sessions stay in the SESSIONS bucket, so any process "
+        "serves any request; the ops port's metrics are the service process's own",
+    )
     webmail_spamd_enabled: bool = Field(
         default=True, description="teach spamd (TELL) when a user marks spam / not spam"
     )

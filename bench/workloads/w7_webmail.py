@@ -35,6 +35,7 @@ from bench.workloads.base import (
 )
 from bench.workloads.mailboxes import shared_mailboxes
 from services.ctl.daemons import free_port, wait_for_port
+from services.webmail.workers import worker_count
 
 ADDRESS = f"webmail@{DOMAIN}"
 LEVELS = (1, 10, 50)
@@ -216,6 +217,8 @@ class WebmailWorkload(Workload):
         result.notes.append(
             f"{p['messages']} messages of {p['size'] // 1024} KiB in one Inbox per side; "
             "each browser has its own session; levels run one after the other; "
-            "targets: p95 < 150 ms at 10 users and at most 0.5x Roundcube's p95"
+            "targets: p95 < 150 ms at 10 users and at most 0.5x Roundcube's p95; "
+            f"webmail processes: {worker_count(0)} (POSTERN_WEBMAIL_WORKERS default: one per "
+            f"core, at most 4), Roundcube's php -S workers: {os.cpu_count() or 2}"
         )
         return drivers

@@ -221,6 +221,11 @@ class Account:
     async def status(self, mailbox_id: int) -> MailboxStatus:
         return await self._read(lambda c: reads.status(c, mailbox_id))
 
+    async def statuses(self, mailbox_ids: Sequence[int]) -> dict[int, MailboxStatus]:
+        """The status of each mailbox, in one read (LIST-STATUS: one hand-over to a
+        reader thread for the whole list, not one per mailbox)."""
+        return await self._read(lambda c: {i: reads.status(c, i) for i in mailbox_ids})
+
     # --- messages --------------------------------------------------------------------------
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         recent = self._core.recent_changes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 from collections.abc import Iterator
@@ -33,14 +34,18 @@ from mailcore.service import ServiceContext
 from mailcore.tls import client_context_trusting
 from services.webmail.compose import Submission
 from services.webmail.imap_gateway import ROUND_TRIPS, Upstream
+from services.webmail.list_rows import ListRows
+from services.webmail.listen import listen_sockets
 from services.webmail.pool import ImapPool
-from services.webmail.runtime import TEMPLATES, Webmail
+from services.webmail.runtime import TEMPLATES, Webmail, url
 from services.webmail.security import DEFAULT_HEADERS
 from services.webmail.sessions import SessionStore, load_key
 from services.webmail.views import auth, compose, events, folders, mailbox, message, settings
+from services.webmail.workers import HttpWorkers, worker_count
 
 log = get_logger("webmail")
 STATIC = Path(__file__).resolve().parent / "static"
+PARENT_CHECK = 1.0  # seconds between a worker's looks for the node's service process
 
 
 class _Server(uvicorn.Server):
@@ -138,7 +143,6 @@ async def make_webmail(s: WebmailSettings, bus: Bus) -> Webmail:
     kv = await js.key_value(names.KV_SESSIONS)
     tls = upstream_tls(s)
     upstream = Upstream(s.imap_host, s.imap_port, tls if s.imap_tls == "implicit" else None)
-    templates = Jinja2Templates(directory=str(TEMPLATES))
     return Webmail(
         settings=s,
         sessions=SessionStore(
@@ -155,11 +159,22 @@ async def make_webmail(s: WebmailSettings, bus: Bus) -> Webmail:
         kv=kv,
         js=js,
         nc=bus.nc,
-        templates=templates,
+        templates=make_templates(),
     )
 
 
-async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    env = templates.env
+    env.auto_reload = False  # the templates ship with the code: no file checks per page
+    env.globals["list_row"] = ListRows(env.get_template("_row.html"), url)
+    return templates
+
+
+async def serve(ctx: ServiceContext[WebmailSettings], *, parent: int | None = None) -> None:
+    """The node's webmail; with ``webmail_workers`` > 1 the service process also starts the
+    node's other processes (services/webmail/workers.py), which run this with ``parent``:
+    the service process's id, without which they stop."""
     s = ctx.settings
     # registered first: /healthz is not ok before HTTP is served (an early probe would
     # otherwise see only the bus connection)
@@ -169,6 +184,13 @@ async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
     wm = await make_webmail(s, bus)
     wm.pool.start()
     ctx.on_cleanup(wm.pool.close)
+    processes = 1 if parent is not None else worker_count(s.webmail_workers)
+    sockets = listen_sockets(
+        s.listen_host,
+        s.http_port,
+        reuse_port=parent is not None or processes > 1,
+        backlog=s.listen_backlog,
+    )
     config = uvicorn.Config(
         build_app(wm),
         host=s.listen_host,
@@ -178,11 +200,33 @@ async def serve(ctx: ServiceContext[WebmailSettings]) -> None:
         proxy_headers=True,
         forwarded_allow_ips=s.webmail_forwarded_allow_ips,
         timeout_graceful_shutdown=5,
+        backlog=s.listen_backlog,
     )
     server = _Server(config)
     servers.append(server)
-    task = asyncio.create_task(server.serve())
-    log.info("webmail listening", port=s.http_port)
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    port = sockets[0].getsockname()[1]
+    if processes > 1:
+        workers = HttpWorkers(processes - 1, port=port)
+        await workers.start()
+        ctx.on_cleanup(workers.stop)
+    orphan = None
+    if parent is not None:
+        orphan = asyncio.create_task(_stop_without(parent, ctx.stopping), name="parent-watch")
+    log.info("webmail listening", port=port, worker=parent is not None)
     await ctx.stopping.wait()
     server.should_exit = True
     await task
+    if orphan is not None:
+        orphan.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await orphan
+
+
+async def _stop_without(parent: int, stopping: asyncio.Event) -> None:
+    """A worker stops once the node's service process is gone (killed without stopping
+    its workers, where PR_SET_PDEATHSIG is not available)."""
+    while os.getppid() == parent:  # noqa: ASYNC110 (no event for a parent's end)
+        await asyncio.sleep(PARENT_CHECK)
+    log.warning("webmail service process gone; worker stopping")
+    stopping.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ __all__ = [
     "imap_quote",
 ]
 
+_WIRE_LOG = logging.getLogger(aioimaplib.__name__ + ".aioimaplib")
+
 # LIST-STATUS (RFC 5819) answers LIST with STATUS lines in between: aioimaplib hands an
 # untagged reply to the running command of the same name, or to whichever command runs
 # alone (a "sync" command). LIST runs alone here, so its STATUS lines reach it.
@@ -88,6 +91,80 @@ class _FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
 
     def wait_data(self) -> bool:
         return bool(self._balance != 0)
+
+
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's client protocol with its receiving side in one pass over the bytes.
+
+    aioimaplib's ``_handle_responses`` recurses once per line and copies the unread rest of
+    the buffer at each (quadratic in a response's lines: a list page's FETCH is about 250),
+    and ``data_received`` formats every buffer for a debug line whether or not anyone
+    logs it. This walks the buffer by offsets and hands each line, and each literal, to
+    aioimaplib's own handlers in the same order, with the same "is the command still
+    waiting for data?" decisions, so the commands see what they saw before."""
+
+    incomplete_line: bytes
+    current_command: Any
+
+    def data_received(self, d: bytes) -> None:
+        if _WIRE_LOG.isEnabledFor(logging.DEBUG):
+            _WIRE_LOG.debug("Received : %s", d)
+        data = self.incomplete_line + d if self.incomplete_line else d
+        self.incomplete_line = b""
+        cmd: Any = self.current_command
+        self.current_command = None
+        pos, end = 0, len(data)
+        while True:
+            if pos >= end:
+                if self.pending_sync_command is not None:
+                    self.pending_sync_command.flush()
+                if cmd is not None and cmd.wait_data():
+                    self.current_command = cmd
+                return
+            if cmd is not None and cmd.wait_literal_data():
+                # RFC 3501 §4.3: a literal's octets, which may hold CRLF
+                need = cmd._expected_size - len(cmd._resp_literal_data)
+                cmd.append_literal_data(data[pos : pos + need])
+                pos = min(end, pos + need)
+                if cmd.wait_literal_data():
+                    self.current_command = cmd
+                    return
+            eol = data.find(b"\r\n", pos)
+            if eol < 0:
+                self.current_command = cmd
+                self.incomplete_line = data[pos:]
+                return
+            line = data[pos:eol]
+            pos = eol + 2
+            found = self._handle_line(line, cmd)
+            literal = aioimaplib.literal_data_re.match(line)
+            if literal:
+                if found is None:
+                    found = aioimaplib.Command("NIL", "unused")
+                found.begin_literal_data(int(literal.group("size")))
+                cmd = found
+            elif found is not None and found.wait_data():
+                cmd = found
+            else:
+                cmd = None
+
+
+class _Imap4(aioimaplib.IMAP4):  # type: ignore[misc]
+    """aioimaplib's client on :class:`_Protocol` (implicit TLS when given a context)."""
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        local_loop = loop if loop is not None else asyncio.get_running_loop()
+        self.protocol = _Protocol(local_loop, conn_lost_cb)
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+        )
 
 
 # Round trips to the store made while serving the current request.
@@ -135,11 +212,7 @@ class ImapClient:
     async def connect(
         cls, up: Upstream, user: str, password: str, *, client_ip: str | None
     ) -> ImapClient:
-        imap: Any = (
-            aioimaplib.IMAP4_SSL(host=up.host, port=up.port, timeout=up.timeout, ssl_context=up.tls)
-            if up.tls is not None
-            else aioimaplib.IMAP4(host=up.host, port=up.port, timeout=up.timeout)
-        )
+        imap: Any = _Imap4(host=up.host, port=up.port, timeout=up.timeout, ssl_context=up.tls)
         try:
             await imap.wait_hello_from_server()
         except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:

@@ -213,6 +213,9 @@ class Cluster:
         n = len(self.webmails)
         port = free_port()
         extra = {
+            # one process per node unless a test asks for more (test_workers.py): a test
+            # that kills a node and starts it again on its port expects nothing else there
+            "POSTERN_WEBMAIL_WORKERS": "1",
             "POSTERN_HTTP_PORT": str(port),
             "POSTERN_IMAP_PORT": str(self.store.port),
             "POSTERN_SUBMISSION_PORT": str(self.submission_port),

@@ -83,9 +83,10 @@ async def fetch(s: Session, req: Request) -> str:
         if "FLAGS" not in names:
             atts.append(FetchAtt("FLAGS"))
     need_record = any(att.name in _NEEDS_RECORD for att in atts)
-    # a message's ENVELOPE, BODYSTRUCTURE, INTERNALDATE and size never change: when every
-    # item is cached or kept in the view, the engine is not asked at all
-    only_cached = all(_cacheable(att) or att.name in _VIEW_ITEMS for att in atts)
+    # a message's ENVELOPE, BODYSTRUCTURE, INTERNALDATE, size, PREVIEW and header fields
+    # never change: when every item is cached or kept in the view, the engine is not asked
+    # at all (a webmail list page shown again)
+    only_cached = all(_cache_item(att) is not None or att.name in _VIEW_ITEMS for att in atts)
     for start in range(0, len(idx), CHUNK):
         chunk = idx[start : start + CHUNK]
         records: dict[int, MessageRecord] = {}
@@ -116,11 +117,23 @@ def _cacheable(att: FetchAtt) -> bool:
     return att.section is None and att.name in _CACHEABLE
 
 
+def _cache_item(att: FetchAtt) -> str | None:
+    """The render cache's name for ``att``'s bytes, or None when they are not cached."""
+    if _cacheable(att) or att.name == "PREVIEW":
+        return att.name
+    if _fields_only(att):
+        assert att.section is not None
+        return "BODY[" + att.section.spec() + "]"
+    return None
+
+
 def _all_cached(s: Session, sel: Selected, uid: int, atts: list[FetchAtt]) -> bool:
     cache = s.rt.cache
-    return all(
-        cache.get(_key(s, sel, uid, att.name)) is not None for att in atts if _cacheable(att)
-    )
+    for att in atts:
+        item = _cache_item(att)
+        if item is not None and cache.get(_key(s, sel, uid, item)) is None:
+            return False
+    return True
 
 
 def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[int]) -> bool:
@@ -128,9 +141,14 @@ def _needs_parsed(s: Session, sel: Selected, atts: list[FetchAtt], uids: list[in
         if att.section is not None:
             if att.section.part or att.section.text:
                 return True
-        elif att.name == "PREVIEW":
-            return True  # RFC 8970: made from the text part, found in the structure
-        elif att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"):
+        elif att.name in (
+            "ENVELOPE",
+            "BODY",
+            "BODYSTRUCTURE",
+            "RFC822.HEADER",
+            "RFC822.TEXT",
+            "PREVIEW",  # RFC 8970: made from the text part, found in the structure
+        ):
             for uid in uids:
                 if s.rt.cache.get(_key(s, sel, uid, att.name)) is None:
                     return True
@@ -190,11 +208,11 @@ async def _one(  # noqa: PLR0917
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
             elif name == "PREVIEW":
-                if rec is None or s.account is None:
-                    continue
                 key = _key(s, sel, uid, "PREVIEW")
                 shown = s.rt.cache.get(key)
                 if shown is None:
+                    if rec is None or s.account is None:
+                        continue
                     if fh is None:
                         fh = s.account.open_message(rec)
                     shown = r.nstring(_preview(rec, fh))  # RFC 8970 §3
@@ -214,8 +232,6 @@ async def _one(  # noqa: PLR0917
                 value = _cached(s, sel, uid, rec, name)
                 if value is not None:
                     items.append(name.encode() + b" " + value)
-            elif rec is None:
-                continue
             elif _fields_only(att):
                 # a list page's BODY.PEEK[HEADER.FIELDS (...)]: the same for as long as
                 # the message exists, so kept with the rendered items
@@ -223,6 +239,8 @@ async def _one(  # noqa: PLR0917
                 key = _key(s, sel, uid, "BODY[" + att.section.spec() + "]")
                 data = s.rt.cache.get(key)
                 if data is None:
+                    if rec is None:
+                        continue
                     if fh is None:
                         fh = s.account.open_message(rec) if s.account is not None else None
                     assert fh is not None
@@ -231,6 +249,8 @@ async def _one(  # noqa: PLR0917
                 items.append(
                     _lit(b"BODY[" + att.section.spec().encode() + b"]", data, s.speaks_binary)
                 )
+            elif rec is None:
+                continue
             else:
                 if fh is None:
                     fh = s.account.open_message(rec) if s.account is not None else None

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailcore.mailstore import MailboxInfo
+from mailcore.mailstore import MailboxInfo, MailboxStatus
 from services.store.imap import objectid
 from services.store.imap.commands import Create, ListCmd, MailboxArg, Rename, Request
 from services.store.imap.errors import Refused, bad
 from services.store.imap.handlers.common import existing, new_name
-from services.store.imap.handlers.status import status_line
+from services.store.imap.handlers.status import render_status
 from services.store.imap.wildcard import Pattern, compile_pattern
 
 if TYPE_CHECKING:
@@ -152,11 +152,15 @@ async def list_(s: Session, req: Request) -> str:
             attrs.append("\\Subscribed")
         line = b'* LIST (%s) "/" %s%s\r\n' % (" ".join(attrs).encode(), s.mbox(name), extra)
         entries.append((line, box))
+    statuses: dict[int, MailboxStatus] = {}
+    if a.status is not None:
+        # every status in one read of the account (not a reader thread's turn per mailbox)
+        statuses = await acct.statuses([box.id for _, box in entries if box is not None])
     for line, box in entries:
         s.send(line)
         if box is not None and a.status is not None:
             # RFC 5819 §2: the STATUS response follows its LIST response
-            s.send(await status_line(s, box, a.status))
+            s.send(render_status(s, box, statuses[box.id], a.status))
     return "LIST completed"
 
 

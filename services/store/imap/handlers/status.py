@@ -30,7 +30,10 @@ def _value(st: MailboxStatus, item: str) -> int | str:
 
 async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> bytes:
     assert s.account is not None
-    st = await s.account.status(box.id)
+    return render_status(s, box, await s.account.status(box.id), items)
+
+
+def render_status(s: Session, box: MailboxInfo, st: MailboxStatus, items: tuple[str, ...]) -> bytes:
     if "HIGHESTMODSEQ" in items:
         enable_condstore(s)  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{it} {_value(st, it)}" for it in items)

@@ -62,3 +62,34 @@ async def test_list_page_items_cached(imap: ImapHarness) -> None:
     assert len(opened) == 12
     assert b"Subject:" not in b"".join(negated) and b"Message-ID:" in b"".join(negated)
     await c.close()
+
+
+async def test_list_page_shown_again_asks_the_engine_nothing(imap: ImapHarness) -> None:
+    """A webmail list page's items all come from the session's view and the render cache
+    once cached: the second FETCH of the page asks the engine for no record (and gives
+    the same bytes); a message whose items are not cached yet is still read."""
+    await imap.deliver(*[message(i) for i in range(1, 11)])
+    acct, _ = await imap.inbox()
+    calls: list[list[int]] = []
+    real = acct.fetch
+
+    async def counting(mailbox_id: int, uids: Any, *, parsed: bool = True) -> Any:
+        calls.append(list(uids))
+        return await real(mailbox_id, uids, parsed=parsed)
+
+    acct.fetch = counting  # type: ignore[method-assign]
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    items = (
+        b"(UID FLAGS RFC822.SIZE INTERNALDATE "
+        b"BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT)] PREVIEW)"
+    )
+    first = await c.cmd(b"a UID FETCH 1:5 " + items)
+    assert calls == [[1, 2, 3, 4, 5]]
+    second = await c.cmd(b"b UID FETCH 1:5 " + items)
+    assert calls == [[1, 2, 3, 4, 5]]  # nothing asked of the engine
+    assert first[:-1] == second[:-1]
+    assert b"PREVIEW " in b"".join(second) and b"Subject: message 1\r\n" in b"".join(second)
+    await c.cmd(b"c UID FETCH 1:6 " + items)
+    assert calls[1:] == [[6]]  # only the message not seen before
+    await c.close()
