@@ -312,7 +312,7 @@ def apply(
     else:
         applied = _APPLY[type(rec)](t, rec)
     if res is not None and res.echo:  # settled as it is: back to the peer (splitboxes.py)
-        res.own.extend(range(before + 1, t.state.change_seq + 1))
+        res.echoed.extend(range(before + 1, t.state.change_seq + 1))
         res.echo = False
     return applied
 

@@ -26,9 +26,10 @@ class Resolution:
     resolver: bool  # True: this store gives out the new UIDs and mailbox ids
     notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
     own: list[int] = field(default_factory=list)  # journal seqs that are this store's own
+    echoed: list[int] = field(default_factory=list)  # the peer's records sent back to it
     drop_data: bool = False  # apply an append as already expunged here
     applied: bool = False  # something changed here
-    echo: bool = False  # the record replica apply writes next goes back to the peer
+    echo: bool = False  # the record replica apply writes next goes back to the peer (echoed)
 
     def note(self, kind: str, text: str) -> None:
         self.notes.append((kind, text))
@@ -89,4 +90,7 @@ def append_records(t: Txn, mb: MailboxRow, rows: list[tuple]) -> None:
         )
 
 
-__all__ = ["ROW_COLUMNS", "Resolution", "append_records", "insert_theirs", "own_since"]
+ECHO = "~"  # journal_origin of a peer's record sent back to it: "~" + the peer
+
+
+__all__ = ["ECHO", "ROW_COLUMNS", "Resolution", "append_records", "insert_theirs", "own_since"]

@@ -137,7 +137,7 @@ CREATE TABLE IF NOT EXISTS mailbox_moves (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mailbox_moved_uids (
     origin TEXT NOT NULL,
-    mailbox_id INTEGER NOT NULL,        -- the peer's id
+    mailbox_id INTEGER NOT NULL,        -- the peer's id (negated: its own, splitboxes._key)
     uid INTEGER NOT NULL,               -- the peer's UID
     new_uid INTEGER,                    -- in the target (NULL: it was gone already)
     sha256 TEXT,                        -- (hex) of that message: another one under the

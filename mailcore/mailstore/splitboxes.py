@@ -67,6 +67,7 @@ from mailcore.mailstore.records import (
     mailbox_of,
 )
 from mailcore.mailstore.resolution import (
+    ECHO,
     ROW_COLUMNS,
     Resolution,
     append_records,
@@ -95,7 +96,9 @@ def _made(conn: sqlite3.Connection, mailbox_id: int) -> tuple[str, str | None] |
         " WHERE j.kind = 'mailbox-create' AND j.mailbox_id = ? ORDER BY j.seq DESC LIMIT 1",
         (mailbox_id,),
     ).fetchone()
-    return (str(row[0]), row[1]) if row is not None else None
+    if row is None:
+        return None
+    return str(row[0]), row[1].removeprefix(ECHO) if row[1] is not None else None
 
 
 def _same(conn: sqlite3.Connection, mb: MailboxRow, rec: MailboxCreateRecord, origin: str) -> bool:
@@ -147,21 +150,28 @@ def _target(conn: sqlite3.Connection, origin: str, mailbox_id: int) -> tuple[int
 
 
 def _map(t: Txn, origin: str, their_id: int, target: int, *, theirs: bool) -> None:
-    """The peer's ``their_id`` (and the negated id it uses once it set it aside) is
-    merged into ``target``."""
+    """The peer's ``their_id`` (and, its own, the negated id it uses once it set it
+    aside off the id) is merged into ``target``."""
+    ids = (their_id, -their_id) if theirs else (their_id,)
     t.conn.executemany(
         "INSERT OR REPLACE INTO mailbox_moves VALUES (?, ?, ?, ?)",
-        [(origin, their_id, target, theirs), (origin, -their_id, target, theirs)],
+        [(origin, i, target, theirs) for i in ids],
     )
 
 
 def _forget(t: Txn, origin: str, mailbox_id: int) -> None:
-    """The peer's ``mailbox_id`` means this store's mailbox of that id from now on."""
-    for table in ("mailbox_moves", "mailbox_moved_uids"):
-        t.conn.execute(
-            f"DELETE FROM {table} WHERE origin = ? AND mailbox_id = ?",  # noqa: S608 (constants)
-            (origin, mailbox_id),
-        )
+    """The peer's ``mailbox_id`` means this store's mailbox of that id from now on (its
+    own one set aside is the negated id there)."""
+    t.conn.execute(
+        "DELETE FROM mailbox_moves WHERE origin = ? AND mailbox_id = ?", (origin, mailbox_id)
+    )
+
+
+def _key(mailbox_id: int, theirs: bool) -> int:
+    """Where the moves of a peer's merged mailbox are kept (``mailbox_moved_uids``): the
+    peer's own under its negated id (the same whether it uses the id or, set aside, the
+    negated one), one both stores had under its id."""
+    return -abs(mailbox_id) if theirs else mailbox_id
 
 
 def _merge_into(
@@ -251,18 +261,20 @@ def _retarget(t: Txn, old: int, new: int, moved: dict[int, int]) -> None:
     """Mailbox ``old``, into which peer mailboxes were merged, merged into ``new`` (its
     UIDs ``moved``): their messages are followed there."""
     for origin, mid, theirs in t.conn.execute(
-        "SELECT origin, mailbox_id, theirs FROM mailbox_moves WHERE target = ?", (old,)
+        "SELECT origin, mailbox_id, theirs FROM mailbox_moves WHERE target = ? AND mailbox_id > 0",
+        (old,),
     ).fetchall():
-        if mid > 0:  # the deferring store follows its mailbox there
-            t.log(MailboxMergeRecord(t.next_seq(), t.at, new, mid, bool(theirs)))
+        # the deferring store follows its mailbox there
+        t.log(MailboxMergeRecord(t.next_seq(), t.at, new, mid, bool(theirs)))
+        key = _key(mid, bool(theirs))
         rows = t.conn.execute(
             "SELECT uid, new_uid FROM mailbox_moved_uids WHERE origin = ? AND mailbox_id = ?",
-            (origin, mid),
+            (origin, key),
         ).fetchall()
         t.conn.executemany(
             "UPDATE mailbox_moved_uids SET new_uid = ? WHERE origin = ? AND mailbox_id = ?"
             " AND uid = ?",
-            [(moved.get(n) if n is not None else None, origin, mid, u) for u, n in rows],
+            [(moved.get(n) if n is not None else None, origin, key, u) for u, n in rows],
         )
     t.conn.execute("UPDATE mailbox_moves SET target = ? WHERE target = ?", (new, old))
 
@@ -332,25 +344,42 @@ def _into_deleted(
         own_since(t, res, before)
     text = f"mailbox {mid} deleted here, written on the peer: its new mail goes to {name!r}"
     theirs = gone is not None and gone[1]
+    if gone is not None:  # what went into the mailbox deleted here went with it
+        t.conn.execute(
+            "UPDATE mailbox_moved_uids SET new_uid = NULL WHERE origin = ? AND mailbox_id = ?",
+            (res.origin, _key(mid, theirs)),
+        )
     _merge_into(t, res, mid, into, text, theirs=theirs)
     return _into_target(t, rec, data, res, into.id, theirs)
 
 
-def _moved_uid(t: Txn, origin: str, mailbox_id: int, uid: int) -> tuple[int | None, ...]:
-    """``(new_uid,)`` where the peer's message ``uid`` went, else ``()``."""
+def _moved_uid(t: Txn, origin: str, key: int, uid: int) -> tuple[int | None, ...]:
+    """``(new_uid,)`` where the peer's message ``uid`` went (``key``: of its mailbox,
+    :func:`_key`), else ``()``."""
     row = t.conn.execute(
         "SELECT new_uid FROM mailbox_moved_uids WHERE origin = ? AND mailbox_id = ? AND uid = ?",
-        (origin, mailbox_id, uid),
+        (origin, key, uid),
     ).fetchone()
     return (row[0],) if row is not None else ()
 
 
-def _came_again(t: Txn, origin: str, rec: AppendRecord) -> bool:
+def renumbered(t: Txn, mailbox_id: int, uid: int, new_uid: int) -> None:
+    """Resolver: a message of ``mailbox_id`` moved from ``uid`` to ``new_uid`` (a UID
+    collision, splitbrain.py): a peer's message merged into it there is followed."""
+    t.conn.execute(
+        "UPDATE mailbox_moved_uids SET new_uid = ? WHERE new_uid = ? AND (origin, mailbox_id)"
+        " IN (SELECT origin, CASE WHEN theirs THEN -abs(mailbox_id) ELSE mailbox_id END"
+        " FROM mailbox_moves WHERE target = ?)",
+        (new_uid, uid, mailbox_id),
+    )
+
+
+def _came_again(t: Txn, origin: str, key: int, rec: AppendRecord) -> bool:
     """The peer's append went into the target already (not: the peer's own message under
     a UID a message merged from here had too)."""
     row = t.conn.execute(
         "SELECT sha256 FROM mailbox_moved_uids WHERE origin = ? AND mailbox_id = ? AND uid = ?",
-        (origin, rec.mailbox_id, rec.uid),
+        (origin, key, rec.uid),
     ).fetchone()
     return row is not None and row[0] in (None, rec.sha256)
 
@@ -365,9 +394,10 @@ def _into_target(
         return False
     if into is None:  # deleted here since
         return _into_deleted(t, rec, data, res, gone=(target, theirs))
+    mid = _key(mid, theirs)
     before = t.state.change_seq
     if isinstance(rec, AppendRecord):
-        if _came_again(t, res.origin, rec):
+        if _came_again(t, res.origin, mid, rec):
             return False
         new = None
         if data is not None:
@@ -550,6 +580,8 @@ def _ours(t: Txn, rec: MailboxMergeRecord, origin: str) -> MailboxRow | None:
         moved = _row(t.conn, -rec.from_id)
         if moved is not None:
             return moved
+        if _made(t.conn, -rec.from_id) is not None:
+            return None  # set aside off the id once, and gone since
     mb = _row(t.conn, rec.from_id)
     if mb is None:
         return None
@@ -586,23 +618,25 @@ def _drop_if_empty(t: Txn, res: Resolution, local_id: int) -> None:
 
 def drain(t: Txn, rec: AppendRecord, res: Resolution) -> None:
     """Deferring store, once the resolver's append is applied: if it is a message of a
-    mailbox of ours merged into that one, our copy there goes (it lives on here)."""
+    mailbox of ours merged into that one, our copy there goes (it lives on here); a
+    mailbox of ours merged there goes once empty (emptied by a user here, too)."""
     parked = t.conn.execute(
         "SELECT local_id FROM mailbox_parked WHERE origin = ? AND target = ?",
         (res.origin, rec.mailbox_id),
     ).fetchall()
     sha = bytes.fromhex(rec.sha256)
+    done = False
     for (local_id,) in parked:
+        mb = _row(t.conn, local_id)
         found = t.conn.execute(
             f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND sha256 = ?"  # noqa: S608
             " ORDER BY uid LIMIT 1",
             (local_id, sha),
         ).fetchall()
-        mb = _row(t.conn, local_id)
-        if found and mb is not None:
+        if found and mb is not None and not done:
             remove(t, mb, found, free=True)
-            _drop_if_empty(t, res, local_id)
-            return
+            done = True
+        _drop_if_empty(t, res, local_id)
 
 
 def _defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
@@ -634,4 +668,4 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
     return _defer(t, rec, res)
 
 
-__all__ = ["PARKED", "RECOVERED", "drain", "intercept"]
+__all__ = ["PARKED", "RECOVERED", "drain", "intercept", "renumbered"]

@@ -50,7 +50,7 @@ from mailcore.mailstore.records import (
     MailboxRenameRecord,
     Record,
 )
-from mailcore.mailstore.resolution import Resolution, insert_theirs, own_since
+from mailcore.mailstore.resolution import ECHO, Resolution, insert_theirs, own_since
 
 _FIELDS = [f.name for f in dataclasses.fields(AppendRecord) if f.name not in ("seq", "at")]
 _FIELDS.remove("mailbox_id")
@@ -164,6 +164,7 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
             "UPDATE uid_moves SET new_uid = ? WHERE mailbox_id = ? AND new_uid = ?",
             (ours, mb.id, u),
         )
+        splitboxes.renumbered(t, mb.id, u, ours)
     theirs = insert_theirs(t, mb, rec, data) if data is not None else None
     if kind == "late":
         _remove_uid(t, mb, u)
@@ -348,8 +349,13 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
 
 
 def unmark_own(t: Txn, res: Resolution) -> None:
-    """This store's own records travel to the peer: no origin mark on them."""
+    """This store's own records travel to the peer: no origin mark on them. The peer's
+    records sent back to it keep where they came from, marked as such (ECHO)."""
     t.conn.executemany("DELETE FROM journal_origin WHERE seq = ?", [(s,) for s in res.own])
+    t.conn.executemany(
+        "UPDATE journal_origin SET origin = ? WHERE seq = ?",
+        [(ECHO + res.origin, s) for s in res.echoed],
+    )
 
 
 __all__ = ["Resolution", "after_append", "intercept", "unmark_own"]
