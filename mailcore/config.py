@@ -374,6 +374,12 @@ class StoreSettings(CommonSettings):
         "slave leaves it to the master; only the first start reads it, then the role "
         "record on NATS (mailctl mirror promote) wins; empty: no pair, always take it",
     )
+    mirror_follower: bool = Field(
+        default=False,
+        description="this store is a mirror's read-only follower (docs/mirror.md; set the "
+        "same on its mirror): it takes no inbound mail, and IMAP/POP3 clients may read but "
+        "not change anything (NO [READ-ONLY]/[CANNOT], -ERR [SYS/PERM])",
+    )
 
 
 class RelaySettings(CommonSettings):

@@ -21,7 +21,13 @@ from mailcore.mailstore import deliver as delivery
 from mailcore.mailstore import layout, mailboxes, migrate, notify
 from mailcore.mailstore.account import Account
 from mailcore.mailstore.core import AccountCore, Txn
-from mailcore.mailstore.errors import MailstoreError, StorageFull, StoreClosed, StoreLocked
+from mailcore.mailstore.errors import (
+    MailstoreError,
+    ReadOnlyReplica,
+    StorageFull,
+    StoreClosed,
+    StoreLocked,
+)
 from mailcore.mailstore.files import FileWriter, is_full, sync_dir
 from mailcore.mailstore.model import Delivery, DeliveryResult
 from mailcore.mailstore.records import AccountRemovedRecord
@@ -69,6 +75,7 @@ class MailStore:
         self._reader_limits = (reader_max_behind, reader_max_age)
         self._closed = False
         self._fsync_flags = fsync_flags
+        self.read_only = False  # a follower's store: users may not write (open)
         self._notices: notify.Notices | None = None  # other processes share the store
         self._poll: asyncio.Task[None] | None = None
 
@@ -86,6 +93,7 @@ class MailStore:
         reader_max_age: float | None = None,
         lock_fd: int | None = None,
         fsync_flags: bool = True,
+        read_only: bool = False,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -101,6 +109,9 @@ class MailStore:
         already held for this process, which only keeps the descriptor (and leaves the
         trash to the parent). ``fsync_flags=False``: flag and keyword changes
         (``store_flags``) commit without waiting for the disk (docs/storage.md).
+        ``read_only``: a mirror's follower (docs/mirror.md): users' changes and
+        deliveries are refused (:class:`ReadOnlyReplica`), accounts open without default
+        mailboxes (they come from the journal it follows); replica apply writes as ever.
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -125,6 +136,7 @@ class MailStore:
             reader_max_age=reader_max_age,
             fsync_flags=fsync_flags,
         )
+        store.read_only = read_only
         if lock_fd is None:
             threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
@@ -207,7 +219,7 @@ class MailStore:
             core = AccountCore(account_id, path, self._files)
             core.reader_max_behind, core.reader_max_age = self._reader_limits
             writer = self._writer_for(account_id)
-            setup = _no_mailboxes if replica else mailboxes.create_defaults
+            setup = _no_mailboxes if replica or self.read_only else mailboxes.create_defaults
             await writer.submit(lambda: core.open(setup, migrate.upgrade))
             if self._notices is not None:
                 core.announce = self._notices.send
@@ -218,6 +230,7 @@ class MailStore:
                 self._loop,
                 self._max_size,
                 fsync_flags=self._fsync_flags,
+                read_only=self.read_only,
             )
             self._accounts[account_id] = acct
             self._live[account_id] = acct
@@ -271,6 +284,8 @@ class MailStore:
         Never raises for one bad item: each result says delivered, duplicate, quota or
         failed (``error`` is :data:`STORAGE_FULL` when the disk is full).
         """
+        if self.read_only:
+            raise ReadOnlyReplica("this store is a read-only replica: it takes no deliveries")
         groups: dict[str, list[int]] = {}
         for i, d in enumerate(items):
             groups.setdefault(d.account_id, []).append(i)
