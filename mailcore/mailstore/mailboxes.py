@@ -160,7 +160,6 @@ def delete(t: Txn, name: str) -> None:
     t.log(MailboxDeleteRecord(t.next_seq(), t.at, row.id, row.name, t.modseq(), uids))
 
 
-
 def rename(t: Txn, old: str, new: str) -> list[tuple[int, int, int]]:
     """RFC 3501 §6.3.5 RENAME; children move along. Renaming INBOX moves its messages to
     a new mailbox and leaves INBOX empty: the (old uid, mailbox id, new uid) moved."""

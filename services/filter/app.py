@@ -24,8 +24,8 @@ from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
 from services.filter import inbound_gauges
 from services.filter.context import FilterContext
-from services.filter.dkim_verify import DkimVerifier, TxtLookup, dns_txt
 from services.filter.delivered import DeliveredWaiter
+from services.filter.dkim_verify import DkimVerifier, TxtLookup, dns_txt
 from services.filter.handoff import FILL_REFRESH, FillGate, Handoff
 from services.filter.listeners import Listeners, ListenerSpec, listener_specs
 from services.filter.policy import Policy

@@ -73,7 +73,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     gate = RoleGate(bus.js, s.mirror_role, s.hostname, consumer.run)
     if s.mirror_follower:
         gate.role = "follower"
-        delivery_task = asyncio.create_task(ctx.stopping.wait(), name="delivery-none")
+        delivery_task = asyncio.create_task(_until(ctx.stopping), name="delivery-none")
     else:
         delivery_task = asyncio.create_task(gate.run(ctx.stopping), name="delivery-role")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
@@ -134,3 +134,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     listening.set()
     log.info("store ready")
     await ctx.stopping.wait()
+
+
+async def _until(stopping: asyncio.Event) -> None:
+    await stopping.wait()

@@ -40,7 +40,7 @@ def settled(got: dict[str, list[tuple[int, str, list[str]]]]) -> None:
 
 @pytest.mark.parametrize("a_first", [True, False])
 async def test_a_mailbox_made_on_both_sides_is_merged(tmp_path: Path, a_first: bool) -> None:
-    """"Shared" made on both sides (other ids, other UIDVALIDITYs: the deferring side made
+    """ "Shared" made on both sides (other ids, other UIDVALIDITYs: the deferring side made
     "Other" first, which got the id of the resolver's "Shared"): one "Shared" holding both
     sides' mail under the resolver's UIDVALIDITY, "Other" kept under a new id."""
     sa, sb, a, b = await open_pair(tmp_path)
@@ -69,7 +69,7 @@ async def test_a_mailbox_made_on_both_sides_is_merged(tmp_path: Path, a_first: b
         settled(got_a)
         validity, shas = box(got_a, "Shared")
         assert validity == shared_a.uidvalidity  # the resolver's
-        assert sorted(shas) == sorted(sha(m) for m in e + [f[0], f[2], f[3]])
+        assert sorted(shas) == sorted(sha(m) for m in [*e, f[0], f[2], f[3]])
         flags = {s: fl for _, s, fl in next(v for k, v in got_a.items() if "Shared" in k)}
         assert flags[sha(f[0])] == ["\\Seen"]  # the peer's flag followed its message
         _, others = box(got_a, "Other")
@@ -93,7 +93,7 @@ async def test_a_mailbox_made_on_both_sides_is_merged(tmp_path: Path, a_first: b
 async def test_a_rename_onto_a_name_the_other_side_made(
     tmp_path: Path, renamer: str, a_first: bool
 ) -> None:
-    """"Work" renamed "Projects" on one side (and written on the other), "Projects" made
+    """ "Work" renamed "Projects" on one side (and written on the other), "Projects" made
     and written on the other: one "Projects" holding all of it, no "Work"."""
     sa, sb, a, b = await open_pair(tmp_path)
     try:
@@ -123,11 +123,13 @@ async def test_a_rename_onto_a_name_the_other_side_made(
         await sb.close()
 
 
-@pytest.mark.parametrize(("deleter", "a_first"), [("a", True), ("a", False), ("b", True), ("b", False)])
+@pytest.mark.parametrize(
+    ("deleter", "a_first"), [("a", True), ("a", False), ("b", True), ("b", False)]
+)
 async def test_a_write_into_a_mailbox_the_other_side_deleted(
     tmp_path: Path, deleter: str, a_first: bool
 ) -> None:
-    """"Old" deleted on one side while the other delivers into it and flags what it had:
+    """ "Old" deleted on one side while the other delivers into it and flags what it had:
     the messages the deleting side knew go, the new ones survive in "Old" on both."""
     sa, sb, a, b = await open_pair(tmp_path)
     try:
@@ -189,7 +191,9 @@ async def random_changes(
                     continue
                 uid, digest, _ = rng.choice(held)
                 if roll < 0.88:
-                    await acct.store_flags(box_id, [uid], FlagOp.ADD, {rng.choice(["\\Seen", "$X"])})
+                    await acct.store_flags(
+                        box_id, [uid], FlagOp.ADD, {rng.choice(["\\Seen", "$X"])}
+                    )
                 else:
                     killed.add(digest)
                     await acct.expunge(box_id, [uid], force=True)

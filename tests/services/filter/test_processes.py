@@ -67,7 +67,8 @@ def spawn(
         "POSTERN_SPAMD_ENABLED": "false",
         "POSTERN_CLAMD_ENABLED": "false",
         "POSTERN_LOG_FORMAT": "json",
-    } | (extra or {})
+    }
+    env |= extra or {}
     log = workdir / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
