@@ -21,7 +21,9 @@ first resolves, the other defers), so no UID is ever chosen on both sides:
 * **Flags**: the higher modseq wins (replica apply already keeps the newer flag set); on
   equal modseqs with different sets the resolver's set wins.
 * **Concurrent renames** of one mailbox: the resolver's name wins. A mailbox renamed on one
-  side and written on the other needs nothing: records name mailboxes by id.
+  side and written on the other needs nothing: records name mailboxes by id. Mailboxes
+  made on both sides, renamed onto a name the other side uses, or deleted on one side
+  and written on the other: splitboxes.py, which sees every record first.
 * **Expunged mail never comes back**: an expunge wins over any flag change; a message this
   store expunged is not taken back when it returns under a new UID.
 
