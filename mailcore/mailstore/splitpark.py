@@ -230,6 +230,15 @@ def drain(t: Txn, rec: AppendRecord, res: Resolution) -> None:
         _drop_if_empty(t, res, local_id)
 
 
+def _deleted_here(conn: sqlite3.Connection, mailbox_id: int) -> bool:
+    """This store deleted the mailbox (its journal still says so)."""
+    row = conn.execute(
+        "SELECT 1 FROM journal WHERE kind = 'mailbox-delete' AND mailbox_id = ? LIMIT 1",
+        (mailbox_id,),
+    ).fetchone()
+    return row is not None
+
+
 def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
     if isinstance(rec, MailboxCreateRecord):
         return _resolver_created(t, rec, res)
@@ -239,7 +248,10 @@ def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
     if mid is None:
         return None
     mb = mailbox_row(t.conn, mid)
-    if mb is None:  # deleted here: what of it is new here comes again (the resolver's verdict)
+    if mb is None:
+        if not _deleted_here(t.conn, mid):
+            return None  # never here: refused (ReplicaConflict), kept by the mirror
+        # what of it is new to this store comes again from the resolver (its verdict)
         res.note("deleted", f"mailbox {mid} deleted here: the peer's {rec.kind} record dropped")
         return False
     if isinstance(rec, MailboxRenameRecord):
