@@ -251,8 +251,9 @@ def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
     if mb is None:
         if not _deleted_here(t.conn, mid):
             return None  # never here: refused (ReplicaConflict), kept by the mirror
-        # what of it is new to this store comes again from the resolver (its verdict)
-        res.note("deleted", f"mailbox {mid} deleted here: the peer's {rec.kind} record dropped")
+        if not isinstance(rec, MailboxDeleteRecord):  # (a delete: ours, come back)
+            # what of it is new to this store comes again from the resolver (its verdict)
+            res.note("deleted", f"mailbox {mid} deleted here: the peer's {rec.kind} dropped")
         return False
     if isinstance(rec, MailboxRenameRecord):
         _make_room(t, res, rec.new_name, mid)
