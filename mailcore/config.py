@@ -257,6 +257,14 @@ class FilterSettings(CommonSettings):
         "before the client gets 451 (inside the streams' 120 s duplicate window, and the "
         "sender's 10 minutes for the reply to DATA, RFC 5321 §4.5.3.2)",
     )
+    handoff_sync_timeout: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=0.0,
+        description="synchronous mirroring (docs/mirror.md): after the bus took mail for local "
+        "recipients, wait up to this many seconds for the store to take it (a store in "
+        "synchronous mode, POSTERN_MIRROR_SYNC_PEER, says so only once its mirror peer "
+        "committed it too) before answering 250; then 250 anyway, logged and counted; "
+        "0: 250 at the bus's PubAck",
+    )
     # Above this the body goes to the Object Store (claim check); NATS max_payload is 1 MiB.
     inline_body_max: Annotated[int, Field(gt=0, le=900 * 1024)] = 512 * 1024
     # Fraction of the inbound stream's byte budget above which new mail gets 452 4.3.1.
@@ -390,6 +398,12 @@ class StoreSettings(CommonSettings):
         description="role in a mirrored pair (docs/mirror.md): master takes inbound mail, "
         "slave leaves it to the master; only the first start reads it, then the role "
         "record on NATS (mailctl mirror promote) wins; empty: no pair, always take it",
+    )
+    mirror_follower: bool = Field(
+        default=False,
+        description="this store is a mirror's read-only follower (docs/mirror.md; set the "
+        "same on its mirror): it takes no inbound mail, and IMAP/POP3 clients may read but "
+        "not change anything (NO [READ-ONLY]/[CANNOT], -ERR [SYS/PERM])",
     )
 
 

@@ -43,6 +43,10 @@ HANDOFF_RETRIES = Counter(
     "postern_handoff_retries_total",
     "publishes repeated with the same Nats-Msg-Id after no PubAck came in time",
 )
+HANDOFF_SYNC_TIMEOUTS = Counter(
+    "postern_handoff_sync_timeouts_total",
+    "synchronous mirroring: 250s given without the stores' word that both have the message",
+)
 AUTH_FAILURES = Counter("postern_auth_failures_total", "failed logins", ["protocol"])
 AUTH_REQUESTS = Counter(
     "postern_auth_requests_total",

@@ -54,6 +54,9 @@ OBJ_MIRROR_BODIES = "MIRROR_BODIES"  # bodies above 512 KiB, on the sending side
 # The store's replica requests, for its own mirror process (services/store/replica_rpc.py)
 SUBJECT_MIRROR_COMMITTED = "postern.mirror.committed"  # a peer committed records (sync)
 SUBJECT_MIRROR_NUDGE = "postern.mirror.nudge"  # the store asks its mirror to read now
+# synchronous mirroring: the store took these inbound messages, its mirror peer too
+# ({"ids": [message id, ...]}), for a filter that answers 250 only then
+SUBJECT_DELIVERED = "postern.delivered"
 SUBJECT_REPLICA = "postern.replica."  # + accounts | read | confirm | apply | body
 HDR_MIRROR_ACCOUNT = "Postern-Mirror-Account"
 HDR_MIRROR_RECORD = "Postern-Mirror-Record"  # the journal row, JSON

@@ -182,6 +182,8 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 # write only (mailcore.bus.bodyput): bodies are other people's mail
                 *_objects(names.OBJ_BODIES, read=False, write=True),
             ),
+            # synchronous mirroring: the store's word that it (and its peer) took the mail
+            (names.SUBJECT_DELIVERED,),
         ),
         "relay": _role(
             "relay",
@@ -217,8 +219,10 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 # its mirror role (mailcore.bus.roles): read each second, heartbeat
                 *_declare("KV_" + KV_ROLE),
                 *_kv(KV_ROLE),
-                # synchronous mirroring (services.store.mirror_sync): "ship now"
+                # synchronous mirroring (services.store.mirror_sync): "ship now", and the
+                # word to the filters that the peer has the mail too
                 names.SUBJECT_MIRROR_NUDGE,
+                names.SUBJECT_DELIVERED,
             ),
             (
                 names.SUBJECT_REPLICA + ">",

@@ -29,7 +29,13 @@ from mailcore.mailstore import (
     sqlsearch,
 )
 from mailcore.mailstore.core import AccountCore, Txn
-from mailcore.mailstore.errors import MessageTooLarge, NoSuchMessage, SearchStopped, StoreClosed
+from mailcore.mailstore.errors import (
+    MessageTooLarge,
+    NoSuchMessage,
+    ReadOnlyReplica,
+    SearchStopped,
+    StoreClosed,
+)
 from mailcore.mailstore.layout import SHARD_SIZE
 from mailcore.mailstore.model import (
     NO_QUOTA,
@@ -71,8 +77,10 @@ class Account:
         max_message_size: int = 0,
         *,
         fsync_flags: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.id = core.id
+        self.read_only = read_only  # users may not write (MailStore.open)
         self._fsync_flags = fsync_flags
         self._core = core
         self._writer = writer
@@ -160,6 +168,14 @@ class Account:
 
         return await self._read(run_and_warm)
 
+    async def _user_write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
+        """A write a user (IMAP, POP3, webmail) asks for: refused with
+        :class:`ReadOnlyReplica` on a read-only store (a mirror's follower, whose mail
+        comes from its peer's journal only: ``replication`` still writes)."""
+        if self.read_only:
+            raise ReadOnlyReplica("this store is a read-only replica")
+        return await self._write(fn, durable=durable)
+
     async def _write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
         # grouped with the account's other waiting writes: one commit, one fsync for all
         return await self._writer.submit_txn(self._core, fn, durable=durable)
@@ -204,16 +220,16 @@ class Account:
         def run(t: Txn) -> MailboxInfo:
             return mailboxes.info(t.conn, mailboxes.create(t, name, special_use))
 
-        return await self._write(run)
+        return await self._user_write(run)
 
     async def delete_mailbox(self, name: str) -> None:
-        await self._write(lambda t: mailboxes.delete(t, name))
+        await self._user_write(lambda t: mailboxes.delete(t, name))
 
     async def rename_mailbox(self, old: str, new: str) -> None:
-        await self._write(lambda t: mailboxes.rename(t, old, new))
+        await self._user_write(lambda t: mailboxes.rename(t, old, new))
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
-        await self._write(lambda t: mailboxes.set_subscribed(t, name, subscribed))
+        await self._user_write(lambda t: mailboxes.set_subscribed(t, name, subscribed))
 
     async def subscriptions(self) -> list[str]:
         return await self._read_small(mailboxes.subscriptions)
@@ -305,7 +321,7 @@ class Account:
             (uid,) = messages.insert(t, mb, [new._replace(file_id=fid)])
             return AppendResult(mb.uidvalidity, uid, mb.id, t.modseq())
 
-        return await self._write(run)
+        return await self._user_write(run)
 
     async def append_many(
         self,
@@ -356,7 +372,7 @@ class Account:
             modseq = t.modseq()
             return [AppendResult(mb.uidvalidity, uid, mb.id, modseq) for uid in uids]
 
-        return await self._write(run)
+        return await self._user_write(run)
 
     async def store_flags(
         self,
@@ -375,7 +391,7 @@ class Account:
 
         # fsync_flags=False (POSTERN_FSYNC_FLAGS): committed without waiting for the disk,
         # like Dovecot's mail_fsync=optimized; a group with any other write stays durable
-        return await self._write(run, durable=self._fsync_flags)
+        return await self._user_write(run, durable=self._fsync_flags)
 
     async def expunge(
         self, mailbox_id: int, uids: Sequence[int] | None = None, *, force: bool = False
@@ -387,14 +403,14 @@ class Account:
         """
         if force and uids is None:
             raise ValueError("expunge(force=True) needs the UIDs to remove")
-        return await self._write(
+        return await self._user_write(
             lambda t: messages.expunge(t, mailboxes.by_id(t.conn, mailbox_id), uids, force=force)
         )
 
     async def copy(
         self, src_id: int, uids: Sequence[int], dst_id: int, *, quota: Quota = NO_QUOTA
     ) -> CopyResult:
-        return await self._write(
+        return await self._user_write(
             lambda t: self._copy(t, src_id, uids, dst_id, quota=quota, move=False)
         )
 
@@ -402,7 +418,7 @@ class Account:
         self, src_id: int, uids: Sequence[int], dst_id: int, *, quota: Quota = NO_QUOTA
     ) -> CopyResult:
         """RFC 6851 MOVE, atomic: one transaction. Usage does not change, so no quota check."""
-        return await self._write(
+        return await self._user_write(
             lambda t: self._copy(t, src_id, uids, dst_id, quota=quota, move=True)
         )
 
@@ -525,7 +541,7 @@ class Account:
                 ).fetchall()
             return {r[0] for r in rows}
 
-        return await self._write(run, durable=False)
+        return await self._user_write(run, durable=False)
 
     async def peek_recent(self, mailbox_id: int, upto_uid: int) -> set[int]:
         """The unclaimed \\Recent messages up to ``upto_uid``, left unclaimed: what a

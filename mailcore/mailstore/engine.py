@@ -23,6 +23,7 @@ from mailcore.mailstore.account import Account
 from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.errors import (
     MailstoreError,
+    ReadOnlyReplica,
     ReplicaConflict,
     StorageFull,
     StoreClosed,
@@ -75,6 +76,7 @@ class MailStore:
         self._reader_limits = (reader_max_behind, reader_max_age)
         self._closed = False
         self._fsync_flags = fsync_flags
+        self.read_only = False  # a follower's store: users may not write (open)
         self._notices: notify.Notices | None = None  # other processes share the store
         self._poll: asyncio.Task[None] | None = None
 
@@ -92,6 +94,7 @@ class MailStore:
         reader_max_age: float | None = None,
         lock_fd: int | None = None,
         fsync_flags: bool = True,
+        read_only: bool = False,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -107,6 +110,9 @@ class MailStore:
         already held for this process, which only keeps the descriptor (and leaves the
         trash to the parent). ``fsync_flags=False``: flag and keyword changes
         (``store_flags``) commit without waiting for the disk (docs/storage.md).
+        ``read_only``: a mirror's follower (docs/mirror.md): users' changes and
+        deliveries are refused (:class:`ReadOnlyReplica`), accounts open without default
+        mailboxes (they come from the journal it follows); replica apply writes as ever.
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -131,6 +137,7 @@ class MailStore:
             reader_max_age=reader_max_age,
             fsync_flags=fsync_flags,
         )
+        store.read_only = read_only
         if lock_fd is None:
             threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
@@ -201,7 +208,8 @@ class MailStore:
         ``replica``: created empty, for a peer's journal to fill (replica apply). The
         store's replica requests use :meth:`existing` and :meth:`replica_account`
         instead, which never leave an account without INBOX behind."""
-        return await self._open(account_id, _no_mailboxes if replica else _defaults)
+        empty = replica or self.read_only  # a follower's accounts come from the journal
+        return await self._open(account_id, _no_mailboxes if empty else _defaults)
 
     async def existing(self, account_id: str) -> Account | None:
         """The account when this store holds it, else None: nothing is created (a
@@ -277,6 +285,7 @@ class MailStore:
                 self._loop,
                 self._max_size,
                 fsync_flags=self._fsync_flags,
+                read_only=self.read_only,
             )
             self._accounts[account_id] = acct
             self._live[account_id] = acct
@@ -330,6 +339,8 @@ class MailStore:
         Never raises for one bad item: each result says delivered, duplicate, quota or
         failed (``error`` is :data:`STORAGE_FULL` when the disk is full).
         """
+        if self.read_only:
+            raise ReadOnlyReplica("this store is a read-only replica: it takes no deliveries")
         groups: dict[str, list[int]] = {}
         for i, d in enumerate(items):
             groups.setdefault(d.account_id, []).append(i)

@@ -55,6 +55,11 @@ class StoreClosed(MailstoreError):
     temporary = True
 
 
+class ReadOnlyReplica(MailstoreError):
+    """A user's change on a store opened read-only (a mirror's follower: its mail comes
+    from the store it follows, and a change made here would never reach that one)."""
+
+
 class StoreLocked(MailstoreError):
     """Another process holds this store's directory open."""
 

@@ -1,7 +1,8 @@
 """The journal table: records to rows and back, reads by position.
 
 A row is ``(seq, kind, mailbox_id, at, data)``: ``data`` is a JSON array of the record's
-other fields in declaration order (flag sets as sorted lists, UID lists as lists). Only
+other fields in declaration order (flag sets as sorted lists, UID lists as lists); a field
+added later at the end, with a default, may be missing from older rows. Only
 this module knows the row format; everything else speaks :mod:`records`.
 """
 
@@ -52,7 +53,12 @@ def decode(row: Row) -> Record:
     seq, kind, mailbox_id, at, data = row
     cls = _BY_KIND[kind]
     values = json.loads(data)
-    fields: dict[str, Any] = dict(zip(_FIELDS[kind], values, strict=True))
+    names = _FIELDS[kind]
+    if len(values) > len(names):
+        raise ValueError(f"a {kind} record with {len(values)} fields, not {len(names)}")
+    # a row written before a trailing field was added: the field's default (e.g. the
+    # ``uids`` of mailbox-delete)
+    fields: dict[str, Any] = dict(zip(names[: len(values)], values, strict=True))
     if "flags" in fields:
         fields["flags"] = flagset.decode(" ".join(fields["flags"]))  # shares equal sets
     if "uids" in fields:

@@ -23,6 +23,7 @@ from mailcore.mailstore.records import (
 )
 
 COLUMNS = "id, name, special_use, uidvalidity, uidnext, highestmodseq"
+UIDS = "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid"  # a mailbox's UIDs
 
 
 class MailboxRow(NamedTuple):
@@ -85,7 +86,8 @@ def _check_special_use(special_use: str | None) -> str | None:
     raise InvalidMailboxName(f"unknown special-use attribute {special_use!r}")
 
 
-def _insert(t: Txn, name: str, special_use: str | None) -> MailboxRow:
+def insert_row(t: Txn, name: str, special_use: str | None) -> MailboxRow:
+    """A new mailbox ``name`` (a new id and UIDVALIDITY), journalled; no checks."""
     uidvalidity = t.uidvalidity()
     mailbox_id = t.mailbox_id()
     t.conn.execute(
@@ -110,13 +112,13 @@ def create(t: Txn, name: str, special_use: str | None = None) -> MailboxRow:
         raise MailboxExists(f"mailbox {canonical!r} exists")
     for parent in names.parents(canonical):
         if by_name(t.conn, parent) is None:
-            _insert(t, parent, None)
-    return _insert(t, canonical, use)
+            insert_row(t, parent, None)
+    return insert_row(t, canonical, use)
 
 
 def create_defaults(t: Txn) -> None:
     for name, use in DEFAULT_MAILBOXES:
-        _insert(t, name, use)
+        insert_row(t, name, use)
         subscribe(t, name, True)
 
 
@@ -151,9 +153,11 @@ def delete(t: Txn, name: str) -> None:
     row = require(t.conn, name)
     if names.is_inbox(row.name):
         raise MailboxNotAllowed("INBOX cannot be deleted")
+    uids = tuple(r[0] for r in t.conn.execute(UIDS, (row.id,)))
     drop_messages(t, row.id)
     t.conn.execute("DELETE FROM mailboxes WHERE id = ?", (row.id,))
-    t.log(MailboxDeleteRecord(t.next_seq(), t.at, row.id, row.name, t.modseq()))
+    # the UIDs it held: a mirror peer that took more mail into it keeps that (splitboxes.py)
+    t.log(MailboxDeleteRecord(t.next_seq(), t.at, row.id, row.name, t.modseq(), uids))
 
 
 def rename(t: Txn, old: str, new: str) -> list[tuple[int, int, int]]:
@@ -169,7 +173,7 @@ def rename(t: Txn, old: str, new: str) -> list[tuple[int, int, int]]:
         return _rename_inbox(t, src, target)
     for parent in names.parents(target):
         if by_name(t.conn, parent) is None and parent != src.name:
-            _insert(t, parent, None)
+            insert_row(t, parent, None)
     prefix = src.name + names.SEP
     children = t.conn.execute(
         f"SELECT {COLUMNS} FROM mailboxes WHERE substr(name, 1, ?) = ?",  # noqa: S608

@@ -19,6 +19,7 @@ RecordKind = Literal[
     "mailbox-create",
     "mailbox-delete",
     "mailbox-rename",
+    "mailbox-merge",
     "subscribe",
     "unsubscribe",
     "uidnext",
@@ -97,7 +98,9 @@ class MailboxCreateRecord:
 
 @dataclass(frozen=True, slots=True)
 class MailboxDeleteRecord:
-    """A mailbox and every message in it removed."""
+    """A mailbox and every message in it removed. ``uids``: the messages it held (what
+    the deleting side knew of: a peer that took more mail into it meanwhile keeps those,
+    mailcore/mailstore/splitboxes.py; empty in records written before it was kept)."""
 
     kind: ClassVar[RecordKind] = "mailbox-delete"
     seq: int
@@ -105,6 +108,7 @@ class MailboxDeleteRecord:
     mailbox_id: int
     name: str
     modseq: int
+    uids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,22 @@ class MailboxRenameRecord:
     old_name: str
     new_name: str
     modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxMergeRecord:
+    """Split brain (mailcore/mailstore/splitboxes.py): the resolving store's verdict on a
+    mailbox that collided with one of its own: mailbox ``from_id`` is merged into
+    ``mailbox_id``, its messages come again there under new UIDs. ``theirs``: ``from_id``
+    is the peer's own mailbox (its id there, made while the link was cut); else one both
+    stores hold. Changes nothing by itself; the deferring store drains its copy."""
+
+    kind: ClassVar[RecordKind] = "mailbox-merge"
+    seq: int
+    at: float
+    mailbox_id: int
+    from_id: int
+    theirs: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +203,7 @@ Record = (
     | MailboxCreateRecord
     | MailboxDeleteRecord
     | MailboxRenameRecord
+    | MailboxMergeRecord
     | SubscribeRecord
     | UnsubscribeRecord
     | UidNextRecord
@@ -197,6 +218,7 @@ MailboxRecord = (
     | MailboxCreateRecord
     | MailboxDeleteRecord
     | MailboxRenameRecord
+    | MailboxMergeRecord
     | UidNextRecord
 )
 
@@ -207,6 +229,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     MailboxCreateRecord,
     MailboxDeleteRecord,
     MailboxRenameRecord,
+    MailboxMergeRecord,
     SubscribeRecord,
     UnsubscribeRecord,
     UidNextRecord,
@@ -268,6 +291,7 @@ __all__ = [
     "MailboxCreateRecord",
     "MailboxDeleteRecord",
     "MailboxDigest",
+    "MailboxMergeRecord",
     "MailboxRecord",
     "MailboxRenameRecord",
     "QuotaRecord",

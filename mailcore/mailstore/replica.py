@@ -35,6 +35,7 @@ from mailcore.mailstore.records import (
     FlagsRecord,
     MailboxCreateRecord,
     MailboxDeleteRecord,
+    MailboxMergeRecord,
     MailboxRenameRecord,
     QuotaRecord,
     Record,
@@ -238,7 +239,7 @@ def _delete(t: Txn, rec: MailboxDeleteRecord) -> bool:
     mailboxes.drop_messages(t, rec.mailbox_id)
     t.conn.execute("DELETE FROM mailboxes WHERE id = ?", (rec.mailbox_id,))
     t.state.modseq = max(t.state.modseq, rec.modseq)
-    t.log(MailboxDeleteRecord(t.next_seq(), t.at, rec.mailbox_id, rec.name, rec.modseq))
+    t.log(MailboxDeleteRecord(t.next_seq(), t.at, rec.mailbox_id, rec.name, rec.modseq, rec.uids))
     return True
 
 
@@ -280,6 +281,7 @@ _APPLY: dict[type[Any], Callable[[Txn, Any], bool]] = {
     MailboxCreateRecord: _create,
     MailboxDeleteRecord: _delete,
     MailboxRenameRecord: _rename,
+    MailboxMergeRecord: lambda t, r: False,  # a split-brain verdict (splitboxes.py) only
     SubscribeRecord: lambda t, r: mailboxes.subscribe(t, r.name, True),
     UnsubscribeRecord: lambda t, r: mailboxes.subscribe(t, r.name, False),
     UidNextRecord: _uidnext,
@@ -309,12 +311,17 @@ def apply(
             rec = done
         if res.drop_data:
             data = None
+    before = t.state.change_seq
     if isinstance(rec, AppendRecord):
         applied = _append(t, rec, data)
         if res is not None:
-            splitbrain.after_append(t, rec, res)
-        return applied
-    return _APPLY[type(rec)](t, rec)
+            splitbrain.after_append(t, rec, res, applied)
+    else:
+        applied = _APPLY[type(rec)](t, rec)
+    if res is not None and res.echo:  # settled as it is: back to the peer (splitboxes.py)
+        res.echoed.extend(range(before + 1, t.state.change_seq + 1))
+        res.echo = False
+    return applied
 
 
 def raise_uidnext(t: Txn, mailbox_id: int, uidnext: int) -> bool:

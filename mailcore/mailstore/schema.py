@@ -124,6 +124,37 @@ CREATE TABLE IF NOT EXISTS uid_moves (
     theirs TEXT,                        -- deferring: SHA-256 (hex) of the peer's there
     PRIMARY KEY (mailbox_id, uid, origin)
 ) WITHOUT ROWID;
+-- split brain, mailboxes (mailcore.mailstore.splitboxes, created on open: no schema step).
+-- Resolving store: a peer's mailbox (its id there) whose messages come into another one
+-- here (merged into a mailbox of the same name, or one made for it), and where each went.
+CREATE TABLE IF NOT EXISTS mailbox_moves (
+    origin TEXT NOT NULL,
+    mailbox_id INTEGER NOT NULL,        -- the peer's id
+    target INTEGER NOT NULL,            -- the mailbox here that takes its messages
+    theirs INTEGER NOT NULL,            -- 1: the peer's own (made there while cut), 0:
+                                        -- one this store had too (records.MailboxMergeRecord)
+    PRIMARY KEY (origin, mailbox_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox_moved_uids (
+    origin TEXT NOT NULL,
+    mailbox_id INTEGER NOT NULL,        -- the peer's id (negated: its own, splitboxes._key)
+    uid INTEGER NOT NULL,               -- the peer's UID
+    new_uid INTEGER,                    -- in the target (NULL: it was gone already)
+    sha256 TEXT,                        -- (hex) of that message: another one under the
+                                        -- peer's UID is the peer's own, not this one
+    PRIMARY KEY (origin, mailbox_id, uid)
+) WITHOUT ROWID;
+-- Deferring store: a mailbox of its own set aside for the resolver's verdict (its id or
+-- name was wanted by the resolver's mailbox, or the resolver deleted it while this store
+-- took mail into it). Once the verdict names the mailbox its messages come back in, each
+-- copy here goes when it has come back, and the mailbox goes when empty.
+CREATE TABLE IF NOT EXISTS mailbox_parked (
+    origin TEXT NOT NULL,
+    local_id INTEGER NOT NULL,          -- its id here (the negated one: parked off its id)
+    name TEXT NOT NULL,                 -- its name when parked
+    target INTEGER,                     -- the verdict (NULL: none yet)
+    PRIMARY KEY (origin, local_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY,
     mailbox_id INTEGER NOT NULL,

@@ -21,7 +21,9 @@ first resolves, the other defers), so no UID is ever chosen on both sides:
 * **Flags**: the higher modseq wins (replica apply already keeps the newer flag set); on
   equal modseqs with different sets the resolver's set wins.
 * **Concurrent renames** of one mailbox: the resolver's name wins. A mailbox renamed on one
-  side and written on the other needs nothing: records name mailboxes by id.
+  side and written on the other needs nothing: records name mailboxes by id. Mailboxes
+  made on both sides, renamed onto a name the other side uses, or deleted on one side
+  and written on the other: splitboxes.py, which sees every record first.
 * **Expunged mail never comes back**: an expunge wins over any flag change; a message this
   store expunged is not taken back when it returns under a new UID.
 
@@ -35,15 +37,13 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
-from mailcore import message
-from mailcore.mailstore import digest, mailboxes, searchdata
+from mailcore.mailstore import digest, mailboxes, splitboxes
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.mailboxes import MailboxRow
-from mailcore.mailstore.messages import REMOVE_COLUMNS, NewMessage, copy, insert, remove, set_flags
+from mailcore.mailstore.messages import REMOVE_COLUMNS, copy, remove, set_flags
 from mailcore.mailstore.model import FlagOp
 from mailcore.mailstore.records import (
     AppendRecord,
@@ -52,6 +52,7 @@ from mailcore.mailstore.records import (
     MailboxRenameRecord,
     Record,
 )
+from mailcore.mailstore.resolution import ECHO, Resolution, insert_theirs, own_since
 
 _FIELDS = [f.name for f in dataclasses.fields(AppendRecord) if f.name not in ("seq", "at")]
 _FIELDS.remove("mailbox_id")
@@ -60,25 +61,6 @@ _OWN_SHA = (
     "SELECT data FROM journal WHERE kind = 'append' AND mailbox_id = ?"  # noqa: S608 (constant)
     f" AND json_extract(data, '$[{_UID_AT}]') = ? ORDER BY seq DESC LIMIT 1"
 )
-
-
-@dataclass
-class Resolution:
-    """One record's apply: who resolves, and what was resolved (for logs and metrics)."""
-
-    origin: str  # the peer the record came from
-    resolver: bool  # True: this store gives out the new UIDs
-    notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
-    own: list[int] = field(default_factory=list)  # journal seqs that are this store's own
-    drop_data: bool = False  # apply an append as already expunged here
-    applied: bool = False  # something changed here
-
-    def note(self, kind: str, text: str) -> None:
-        self.notes.append((kind, text))
-
-
-def _own_since(t: Txn, res: Resolution, before: int) -> None:
-    res.own.extend(range(before + 1, t.state.change_seq + 1))
 
 
 def _moved(
@@ -140,28 +122,6 @@ def _remove_uid(t: Txn, mb: MailboxRow, uid: int) -> None:
     t.log(ExpungeRecord(t.next_seq(), t.at, mb.id, (uid,), modseq))
 
 
-def _insert_theirs(t: Txn, mb: MailboxRow, rec: AppendRecord, data: bytes) -> int:
-    parsed = message.parse(data)
-    (fid,) = t.write_files([data])
-    t.conn.execute("INSERT INTO files VALUES (?, ?, ?)", (fid, len(data), message.dumps(parsed)))
-    new = NewMessage(
-        fid,
-        rec.flags,
-        rec.internal_date,
-        len(data),
-        searchdata.of(parsed, data),
-        hashlib.sha256(data).digest(),
-        rec.delivery_key,
-    )
-    (uid,) = insert(t, mb, [new], mailbox_keywords=False)
-    if rec.delivery_key is not None:
-        t.conn.execute(
-            "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
-            (rec.delivery_key, mb.id, uid, rec.at),
-        )
-    return uid
-
-
 def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> bool | None:
     mb = _mailbox(t, rec.mailbox_id)
     if mb is None or mb.uidvalidity != rec.uidvalidity:
@@ -206,11 +166,12 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
             "UPDATE uid_moves SET new_uid = ? WHERE mailbox_id = ? AND new_uid = ?",
             (ours, mb.id, u),
         )
-    theirs = _insert_theirs(t, mb, rec, data) if data is not None else None
+        splitboxes.renumbered(t, mb.id, u, ours)
+    theirs = insert_theirs(t, mb, rec, data) if data is not None else None
     if kind == "late":
         _remove_uid(t, mb, u)
     _note_move(t, mb.id, u, res.origin, theirs)
-    _own_since(t, res, before)
+    own_since(t, res, before)
     res.note(
         kind,
         f"mailbox {mb.id} UID {u}: ours → {ours}, the peer's → {theirs} (None: expunged already)",
@@ -233,11 +194,14 @@ def _deferred_copy_gone(t: Txn, mb: MailboxRow, rec: AppendRecord, res: Resoluti
         res.note("expunged", f"mailbox {mb.id} UID {rec.uid}: expunged here as UID {row[0]}")
 
 
-def after_append(t: Txn, rec: AppendRecord, res: Resolution) -> None:
+def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> None:
     """Deferring store, once the resolver's append is applied: our own copy of that
-    message under a collided UID is expunged (it lives on under the new UID)."""
+    message under a collided UID is expunged (it lives on under the new UID), and so is
+    our copy in a mailbox of ours the resolver merged into this one (splitboxes.py)."""
     if res.resolver:
         return
+    if applied:
+        splitboxes.drain(t, rec, res)
     mb = _mailbox(t, rec.mailbox_id)
     if mb is None:
         return
@@ -273,7 +237,7 @@ def _flags(t: Txn, rec: FlagsRecord, res: Resolution) -> bool | None:
             return False  # about the other message of a collided UID, or one gone
         before = t.state.change_seq
         done = set_flags(t, mb, [new_uid], FlagOp.REPLACE, rec.flags, unchanged_since=None)
-        _own_since(t, res, before)
+        own_since(t, res, before)
         return bool(done.changed)
     row = t.conn.execute(
         "SELECT modseq, flags, sha256 FROM messages WHERE mailbox_id = ? AND uid = ?",
@@ -323,7 +287,7 @@ def _expunge(t: Txn, rec: ExpungeRecord, res: Resolution) -> Record | bool | Non
             ).fetchall()
         before = t.state.change_seq
         remove(t, mb, rows, free=True)
-        _own_since(t, res, before)
+        own_since(t, res, before)
     if not rest:
         return bool(res.own)
     return ExpungeRecord(rec.seq, rec.at, rec.mailbox_id, rest, rec.modseq)
@@ -370,7 +334,11 @@ def _rename(t: Txn, rec: MailboxRenameRecord, res: Resolution) -> bool | None:
 
 def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Record | bool | None:
     """Before replica apply: the outcome when the record collides (True/False), a record
-    to apply instead, or None to apply ``rec`` as it is."""
+    to apply instead, or None to apply ``rec`` as it is. Mailboxes first (splitboxes.py:
+    created, renamed or deleted on one side and used on the other), then UIDs and flags."""
+    done = splitboxes.intercept(t, rec, data, res)
+    if done is not None:
+        return done
     if isinstance(rec, AppendRecord):
         return _append(t, rec, data, res)
     if isinstance(rec, FlagsRecord):
@@ -383,8 +351,13 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
 
 
 def unmark_own(t: Txn, res: Resolution) -> None:
-    """This store's own records travel to the peer: no origin mark on them."""
+    """This store's own records travel to the peer: no origin mark on them. The peer's
+    records sent back to it keep where they came from, marked as such (ECHO)."""
     t.conn.executemany("DELETE FROM journal_origin WHERE seq = ?", [(s,) for s in res.own])
+    t.conn.executemany(
+        "UPDATE journal_origin SET origin = ? WHERE seq = ?",
+        [(ECHO + res.origin, s) for s in res.echoed],
+    )
 
 
 __all__ = ["Resolution", "after_append", "intercept", "unmark_own"]

@@ -26,6 +26,7 @@ from mailcore.tls import ensure_certificate, server_context
 from services.filter import inbound_gauges
 from services.filter.auth_check import StorePasswordCheck
 from services.filter.context import FilterContext
+from services.filter.delivered import DeliveredWaiter
 from services.filter.dkim_verify import DkimVerifier, TxtLookup, dns_txt
 from services.filter.handoff import FILL_REFRESH, FillGate, Handoff
 from services.filter.listeners import Listeners, ListenerSpec, listener_specs
@@ -75,6 +76,7 @@ class FilterNode:
         self.fill_refresh = fill_refresh
         self.directory: Directory | None = None
         self.gate: FillGate | None = None
+        self.delivered: DeliveredWaiter | None = None
         self.ctx: FilterContext | None = None
         self.listeners: Listeners | None = None
         self.listening = False
@@ -92,6 +94,9 @@ class FilterNode:
         bodies = await self.bus.js.object_store(names.OBJ_BODIES)
         self.gate = FillGate(self.bus.js, s.inbound_high_water, self.fill_refresh)
         await self.gate.start()
+        if s.handoff_sync_timeout > 0:  # synchronous mirroring (services/filter/delivered.py)
+            self.delivered = DeliveredWaiter(s.handoff_sync_timeout)
+            await self.delivered.start(self.bus.nc)
         handoff = Handoff(
             self.bus.js,
             bodies,
@@ -99,6 +104,7 @@ class FilterNode:
             inline_max=s.inline_body_max,
             timeout=s.handoff_timeout,
             patience=s.handoff_patience,
+            delivered=self.delivered,
         )
         self.ctx = FilterContext(
             settings=s,
@@ -174,6 +180,8 @@ class FilterNode:
                     await self.listeners.wait_closed()
         if self.gate is not None:
             await self.gate.stop()
+        if self.delivered is not None:
+            await self.delivered.stop()
         if self.directory is not None:
             # Bounded: a cancel lost inside the client library must not hold up the stop.
             closing = asyncio.create_task(self.directory.close())

@@ -40,6 +40,7 @@ from mailcore.bus.schemas import MailMessage
 from mailcore.bus.setup import inbound_fill
 from mailcore.logging import get_logger
 from services.filter import errors
+from services.filter.delivered import DeliveredWaiter
 
 log = get_logger("filter.handoff")
 
@@ -124,7 +125,9 @@ class Handoff:
         inline_max: int,
         timeout: float,
         patience: float = 0.0,
+        delivered: DeliveredWaiter | None = None,
     ) -> None:
+        self.delivered = delivered  # synchronous mirroring: 250 once both stores have it
         self.js = js
         self.patience = patience
         self.bodies = bodies
@@ -151,6 +154,20 @@ class Handoff:
             msg.recipients = list(local or remote)
             targets.append((names.SUBJECT_INBOUND if local else names.SUBJECT_OUTBOUND, msg))
         started = time.perf_counter()
+        waiter = self.delivered if local else None
+        word = waiter.expect(msg.id) if waiter is not None else None
+        try:
+            await self._publish(msg, body, targets, started)
+        except BaseException:
+            if waiter is not None:
+                waiter.forget(msg.id)
+            raise
+        if waiter is not None and word is not None:
+            await waiter.wait(msg.id, word)
+
+    async def _publish(
+        self, msg: MailMessage, body: bytes, targets: list[tuple[str, MailMessage]], started: float
+    ) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + max(self.patience, self._deadline(len(body)))
         attempt = 0

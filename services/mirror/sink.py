@@ -9,8 +9,9 @@ answers ``applied: false`` and is acked too (idempotent). Split-brain collisions
 used for different messages on the two sides, equal-modseq flags, concurrent renames) are
 settled by the store (mailcore/mailstore/splitbrain.py; this node resolves when its name
 sorts before the peer's, else it defers) and each resolution logged and counted in
-``mirror_conflicts_total{kind}``. A record replica apply still refuses
-(:class:`ReplicaConflict`: a mailbox created on both sides, a UIDVALIDITY clash) is not
+``mirror_conflicts_total{kind}``; so are mailboxes made, renamed or deleted on both sides
+(mailcore/mailstore/splitboxes.py). A record replica apply still refuses
+(:class:`ReplicaConflict`, e.g. on a follower, which settles nothing) is not
 lost: it is kept, body and all, in the local stream ``MIRROR_CONFLICTS``, logged and
 counted, then acked. While the store does not answer the chunk is retried in place (with
 backoff, one log line per outage); any

@@ -51,6 +51,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         reader_max_behind=s.journal_reader_max_behind,
         reader_max_age=s.journal_reader_max_age,
         fsync_flags=s.fsync_flags,
+        read_only=s.mirror_follower,  # a read-only follower: users read, never write
     )
     ctx.on_cleanup(store.close)
     login_cache = None
@@ -79,9 +80,14 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         min_free=s.delivery_min_free_bytes,
         mirror_sync=mirror_sync,
     )
-    # only the master of a mirrored pair takes inbound mail (services/store/role.py)
+    # only the master of a mirrored pair takes inbound mail (services/store/role.py); a
+    # read-only follower never does (its mail comes from the journal it follows)
     gate = RoleGate(bus.js, s.mirror_role, s.hostname, consumer.run)
-    delivery_task = asyncio.create_task(gate.run(ctx.stopping), name="delivery-role")
+    if s.mirror_follower:
+        gate.role = "follower"
+        delivery_task = asyncio.create_task(_until(ctx.stopping), name="delivery-none")
+    else:
+        delivery_task = asyncio.create_task(gate.run(ctx.stopping), name="delivery-role")
     disk_task = asyncio.create_task(report_forever(store.root), name="disk-use")
 
     async def stop_delivery() -> None:
@@ -145,3 +151,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     listening.set()
     log.info("store ready")
     await ctx.stopping.wait()
+
+
+async def _until(stopping: asyncio.Event) -> None:
+    await stopping.wait()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -213,6 +214,7 @@ class DeliveryConsumer:
                 await self._wait_for_peer(results, copies)
             except Exception:  # committed here: acked all the same (asynchronously)
                 log.exception("synchronous mirror wait failed")
+        settled: list[str] = []
         for item in items:
             try:
                 if results is None:
@@ -221,6 +223,7 @@ class DeliveryConsumer:
                 else:
                     done = [by_key[c.key] for c in item.copies]
                     await self.settler.settle(item, done)
+                    settled.append(item.mail.id)
                     fp = self._forget(item.mail.id)
                     if done and all(r.outcome in ("delivered", "duplicate") for r in done):
                         self.recent.remember(fp, item.mail.id)
@@ -231,6 +234,14 @@ class DeliveryConsumer:
                 with contextlib.suppress(Exception):
                     await self.settler.retry_later(item.msg, item.mail)
         faults.crash_point("store.after_ack")
+        if self.mirror_sync is not None and settled:
+            await self._tell_delivered(settled)
+
+    async def _tell_delivered(self, ids: list[str]) -> None:
+        """Synchronous mirroring: a filter waiting to answer 250 learns that the mail is
+        here and (or the wait timed out, mirror_sync.py) on the peer."""
+        with contextlib.suppress(Exception):  # the filter's wait ends at its timeout
+            await self.bus.nc.publish(names.SUBJECT_DELIVERED, json.dumps({"ids": ids}).encode())
 
     async def _wait_for_peer(self, results: list[DeliveryResult], copies: list[Any]) -> None:
         """Synchronous mirroring: the peer commits the batch before it is acked (or the

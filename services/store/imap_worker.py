@@ -69,6 +69,7 @@ async def serve_worker(
         reader_max_age=s.journal_reader_max_age,
         fsync_flags=s.fsync_flags,
         lock_fd=lock_fd,
+        read_only=s.mirror_follower,
     )
     ctx.on_cleanup(store.close)
     store.enable_notices()

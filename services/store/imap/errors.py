@@ -45,6 +45,12 @@ _ENGINE: list[tuple[type[engine.MailstoreError], str, str]] = [
     (engine.NoSuchMessage, "EXPUNGEISSUED", "Message no longer exists"),
     (engine.StorageFull, "UNAVAILABLE", "Storage temporarily full, try again later"),
     (engine.StoreClosed, "UNAVAILABLE", "Server shutting down, try again later"),
+    # a mirror's read-only follower (docs/mirror.md): no change can ever succeed here
+    (
+        engine.ReadOnlyReplica,
+        "CANNOT",
+        "This server is a read-only replica: make changes on the master server",
+    ),
 ]
 
 _AUTH: dict[Refusal, tuple[str, str]] = {

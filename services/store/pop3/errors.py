@@ -30,6 +30,7 @@ _BY_TYPE: list[tuple[type[BaseException], Reply]] = [
     (MessageMarkedDeleted, replies.MESSAGE_DELETED),
     # expunged by another (IMAP) session after this POP3 session's snapshot
     (store_errors.NoSuchMessage, replies.MESSAGE_GONE),
+    (store_errors.ReadOnlyReplica, replies.READ_ONLY_REPLICA),
     # RFC 3206 §5: SYS/TEMP — a temporary problem on the server's side
     (store_errors.StorageFull, replies.STORAGE_UNAVAILABLE),
     (store_errors.MailstoreError, replies.STORAGE_UNAVAILABLE),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from mailcore.mailstore import Account, FlagOp, MailStore, MessageRecord
+from mailcore.mailstore import Account, FlagOp, MailStore, MessageRecord, ReadOnlyReplica
 
 INBOX = "INBOX"
 FETCH_BATCH = 2000  # UIDs per engine fetch while opening a large maildrop
@@ -113,6 +113,8 @@ class Maildrop:
     # --- marks --------------------------------------------------------------------------
     def delete(self, n: int) -> None:
         self.check(n)
+        if self._account.read_only:  # refused now, not at QUIT: the client is told
+            raise ReadOnlyReplica("a read-only replica removes no message")
         self._deleted.add(n)
         self._deleted_octets += self._records[n - 1].size
 
@@ -133,6 +135,8 @@ class Maildrop:
         anything else flagged \\Deleted in the INBOX is not touched.
         """
         acc, mb = self._account, self._mailbox_id
+        if acc.read_only:  # a read-only replica: reading marks nothing (DELE was refused)
+            return 0
         seen = [
             self._records[n - 1].uid
             for n in sorted(self._retrieved - self._deleted)

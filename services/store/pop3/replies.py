@@ -79,6 +79,10 @@ DELETED = ok("Message deleted")
 NOOP = ok()
 INTERNAL_ERROR = err("Internal server error; try again later", "SYS/TEMP")
 STORAGE_UNAVAILABLE = err("Mail storage temporarily unavailable", "SYS/TEMP")
+# RFC 3206 §4 SYS/PERM: a mirror's read-only follower never removes a message
+READ_ONLY_REPLICA = err(
+    "This server is a read-only replica: delete messages on the master server", "SYS/PERM"
+)
 
 # --- update state (RFC 1939 §6) ----------------------------------------------------------
 UPDATE_FAILED = err("Some deleted messages were not removed", "SYS/TEMP")

@@ -23,6 +23,7 @@ from mailcore.mailstore.records import (
     FlagsRecord,
     MailboxCreateRecord,
     MailboxDeleteRecord,
+    MailboxMergeRecord,
     MailboxRenameRecord,
     QuotaRecord,
     Record,
@@ -244,8 +245,9 @@ def test_rows_round_trip(cls: type[Record]) -> None:
         ExpungeRecord: ExpungeRecord(1, 2.0, 3, (4, 5), 6),
         FlagsRecord: FlagsRecord(1, 2.0, 3, 4, 5, frozenset()),
         MailboxCreateRecord: MailboxCreateRecord(1, 2.0, 3, "A/B", "\\Sent", 4, 1, 5),
-        MailboxDeleteRecord: MailboxDeleteRecord(1, 2.0, 3, "ä", 4),
+        MailboxDeleteRecord: MailboxDeleteRecord(1, 2.0, 3, "ä", 4, (5, 9)),
         MailboxRenameRecord: MailboxRenameRecord(1, 2.0, 3, "a", "b", 4),
+        MailboxMergeRecord: MailboxMergeRecord(1, 2.0, 3, 7, True),
         SubscribeRecord: SubscribeRecord(1, 2.0, "x"),
         UnsubscribeRecord: UnsubscribeRecord(1, 2.0, "x"),
         UidNextRecord: UidNextRecord(1, 2.0, 3, 40, 5),
@@ -254,6 +256,14 @@ def test_rows_round_trip(cls: type[Record]) -> None:
     }
     rec = samples[cls]
     assert journal.decode(journal.encode(rec)) == rec
+
+
+def test_a_row_written_before_a_field_was_added_gets_its_default() -> None:
+    """mailbox-delete rows of older stores have no ``uids``."""
+    rec = journal.decode((1, "mailbox-delete", 3, 2.0, '["old",4]'))
+    assert rec == MailboxDeleteRecord(1, 2.0, 3, "old", 4, ())
+    with pytest.raises(ValueError, match="fields"):
+        journal.decode((1, "mailbox-delete", 3, 2.0, '["x",4,[],"more"]'))
 
 
 async def test_journal_is_written_in_the_transaction_of_the_change(

@@ -48,7 +48,9 @@ class FilterProcess:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def spawn(name: str, nats_url: str, workdir: Path) -> FilterProcess:
+def spawn(
+    name: str, nats_url: str, workdir: Path, extra: dict[str, str] | None = None
+) -> FilterProcess:
     smtp, submission, submissions, ops = free_port(), free_port(), free_port(), free_port()
     proxy_submissions = free_port()
     data = workdir / name
@@ -66,6 +68,7 @@ def spawn(name: str, nats_url: str, workdir: Path) -> FilterProcess:
         "POSTERN_CLAMD_ENABLED": "false",
         "POSTERN_LOG_FORMAT": "json",
     }
+    env |= extra or {}
     log = workdir / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

@@ -1,14 +1,18 @@
 """Split brain with two complete stores (own data directories, ports and nats-servers):
 the link is cut (both mirror processes stopped, the stores keep serving), E is delivered
 only to the master and F only to the slave (200 each, same mailbox), messages are flagged
-and expunged on both sides and a folder renamed on one; then the link heals. Both sides
-hold every E and F exactly once, no UID names two messages, UIDVALIDITY is unchanged, no
-expunged message came back, the digests are equal; and an IMAP client connected to
-either side through the split saw UIDs only grow."""
+and expunged on both sides, a folder renamed on one side onto a name the other side
+creates, a folder created on both sides, and a folder deleted on one side and written on
+the other; then the link heals. Both sides hold every E and F exactly once, no UID names
+two messages, UIDVALIDITY is unchanged, no expunged message came back, the digests are
+equal, nothing is left in MIRROR_CONFLICTS, each folder name is one folder holding both
+sides' mail; and an IMAP client connected to either side through the split saw UIDs only
+grow."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import imaplib
 import os
 import re
@@ -94,6 +98,15 @@ async def opened(bus: Bus, account: str) -> bool:
     return account in (await request(bus, "accounts", {}))["accounts"]
 
 
+def appended(subject: str) -> bytes:
+    """The message :meth:`Client.append` stores."""
+    return f"From: w@x.example\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
+
+
+def digest_of(*subjects: str) -> list[str]:
+    return sorted(hashlib.sha256(appended(s)).hexdigest() for s in subjects)
+
+
 class Client:
     """An IMAP client kept connected to one store through the split (imaplib in a thread)."""
 
@@ -129,8 +142,7 @@ class Client:
 
     async def append(self, mailbox: str, subject: str) -> None:
         assert self.imap is not None
-        data = f"From: w@x.example\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
-        typ, _ = await asyncio.to_thread(self.imap.append, mailbox, "", "", data)
+        typ, _ = await asyncio.to_thread(self.imap.append, mailbox, "", "", appended(subject))
         assert typ == "OK"
 
     async def listing(self) -> dict[int, str]:
@@ -208,7 +220,9 @@ async def test_split_brain_heals_without_loss(tmp_path: Path) -> None:
             await c.connect()
         await clients[0].command("CREATE", "Work")
         await clients[0].append("Work", "work0")
-        await until(converged, "the folder reached the slave", [a, b])
+        await clients[0].command("CREATE", "Old")
+        await clients[0].append("Old", "old0")
+        await until(converged, "the folders reached the slave", [a, b])
         for c in clients:
             assert len(await c.listing()) == 3
         assert clients[0].uidvalidity == clients[1].uidvalidity
@@ -240,6 +254,13 @@ async def test_split_brain_heals_without_loss(tmp_path: Path) -> None:
             await c.command("EXPUNGE")
         await clients[0].command("RENAME", "Work", "Projects")
         await clients[1].append("Work", "work-b")
+        await clients[1].command("CREATE", "Projects")  # the name the master renamed onto
+        await clients[1].append("Projects", "projects-b")
+        for i, c in enumerate(clients):  # made on both sides
+            await c.command("CREATE", "Shared")
+            await c.append("Shared", f"shared{i}")
+        await clients[0].command("DELETE", "Old")  # deleted on one side, written on the other
+        await clients[1].append("Old", "old-b")
         for c in clients:
             await c.listing()
         # --- heal ---------------------------------------------------------------------
@@ -265,8 +286,17 @@ async def test_split_brain_heals_without_loss(tmp_path: Path) -> None:
         assert int(inbox.split("/")[1]) == clients[0].uidvalidity
         uids = [u for u, _, _ in got_a[inbox]]
         assert len(uids) == len(set(uids)) == len(wanted)
-        projects = next(k for k in got_a if k.startswith("Projects/"))
-        assert len(got_a[projects]) == 2  # both sides' mail under the one name
+        by_name: dict[str, list[str]] = {}
+        for key, listed in got_a.items():
+            by_name.setdefault(key.rsplit("/", 1)[0], []).extend(s for _, s, _ in listed)
+        assert all("(merging)" not in name for name in by_name)
+        # one folder per name, holding both sides' mail: work0, work-b, projects-b;
+        # shared0 and shared1; of Old only what the deleting side never saw
+        assert len([k for k in got_a if k.startswith("Projects/")]) == 1
+        assert sorted(by_name["Projects"]) == digest_of("work0", "work-b", "projects-b")
+        assert len([k for k in got_a if k.startswith("Shared/")]) == 1
+        assert sorted(by_name["Shared"]) == digest_of("shared0", "shared1")
+        assert by_name["Old"] == digest_of("old-b")
         by_subject = {listings[0][u]: fl for u, _, fl in got_a[inbox]}
         assert by_subject["E0"] == ["\\Seen"] and by_subject["F0"] == ["\\Flagged"]
         log_a = a.log.read_text() + b.log.read_text()

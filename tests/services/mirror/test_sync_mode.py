@@ -1,14 +1,17 @@
-"""Synchronous mirroring with two complete stores: a delivery is acked to the bus, and an
-IMAP APPEND answered OK, only once the slave committed it — so a kill -9 of the master's
-whole side (store, mirror and nats-server) right after the ack loses nothing; and when the
-slave does not answer within the timeout, the write is answered anyway and status and
-metrics say the mirror fell back to asynchronous."""
+"""Synchronous mirroring with two complete stores and a filter: mail sent by SMTP gets its
+250 (and the bus its ack), and an IMAP APPEND its OK, only once the slave committed it —
+so a kill -9 of the master's whole side (filter, store, mirror and nats-server) right
+after the 250 and the OK loses nothing; and when the slave does not answer within the
+timeout, the write is answered anyway and status and metrics say the mirror fell back to
+asynchronous."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import smtplib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,9 @@ from mailcore.bus import mirror as queue
 from mailcore.bus import names
 from mailcore.bus.connect import Bus, connect
 from mailcore.directory import Directory
+from services.ctl.daemons import wait_for_port
 from tests.conftest import fresh_bus
+from tests.services.filter.test_processes import spawn
 from tests.services.mirror.conftest import contents, digests, mailctl, until
 from tests.services.mirror.test_split_brain import (
     ADDRESS,
@@ -41,7 +46,7 @@ class SyncSide(SplitSide):
         return {**super().env(), **self.extra}
 
     def kill_all(self) -> None:
-        """kill -9 of the store, its mirror and its nats-server."""
+        """kill -9 of the store, its mirror, its nats-server (and its filter, if any)."""
         self.kill9()
         self.mirror = None
         self.nats.kill()
@@ -49,6 +54,13 @@ class SyncSide(SplitSide):
 
 async def inbound(bus: Bus) -> Any:
     return await bus.js.consumer_info(names.STREAM_INBOUND, names.CONSUMER_DELIVERY)
+
+
+def send(port: int, subject: str) -> dict[str, tuple[int, bytes]]:
+    """One message by SMTP; returns once the reply to DATA is 250 (smtplib raises else)."""
+    body = f"From: x@x.example\r\nSubject: {subject}\r\n\r\nbody\r\n"
+    with smtplib.SMTP("127.0.0.1", port, timeout=600) as client:
+        return client.sendmail("x@x.example", [ADDRESS], body)
 
 
 async def messages_in(data: Path, account: str) -> int:
@@ -97,28 +109,34 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
         await until(converged, "the first mail reached both stores", [a, b])
         await client.connect()
         before = (await digests(bus_a, account))["INBOX"]
-        # --- the slave's mirror frozen: the master commits, but does not ack -----------
+        # the master's filter: its 250 waits for the store's word (a guard, not a timing)
+        smtp = spawn("filter-a", a.nats.url, tmp_path, {"POSTERN_HANDOFF_SYNC_TIMEOUT": "300"})
+        a.procs.append(smtp.proc)
+        alive = lambda: smtp.proc.poll() is None  # noqa: E731
+        assert await asyncio.to_thread(wait_for_port, "127.0.0.1", smtp.smtp, 60, alive)
+        # --- the slave's mirror frozen: the master commits, but gives no 250, no ack ---
         assert b.mirror is not None
         os.kill(b.mirror.pid, signal.SIGSTOP)
-        await deliver(bus_a, ["sync1"])
+        sent = asyncio.ensure_future(asyncio.to_thread(send, smtp.smtp, "sync1"))
 
         async def committed_on_a() -> bool:
             return (await digests(bus_a, account))["INBOX"] != before
 
         await until(committed_on_a, "the master committed the delivery", [a])
         assert (await inbound(bus_a)).num_ack_pending == 1  # held until the slave commits
+        assert not sent.done()  # no 250 yet: the slave cannot have committed it
         os.kill(b.mirror.pid, signal.SIGCONT)
+        assert await sent == {}  # 250 (smtplib: no recipient refused)
 
         async def acked() -> bool:
             info = await inbound(bus_a)
             return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
-        await until(acked, "the delivery acked once the slave committed it", [a, b])
         await client.append("INBOX", "sync2")  # answered OK only after the slave's commit
-        a.kill_all()  # right after the ack and the OK: nothing more can leave the master
+        a.kill_all()  # right after the 250 and the OK: nothing more can leave the master
         client.imap = None
         b.stop()
-        # warm, sync1 (delivered) and sync2 (APPENDed): all on the slave
+        # warm, sync1 (sent by SMTP) and sync2 (APPENDed): all on the slave
         assert await messages_in(b.data, account) == 3
         # --- the timeout: the slave's mirror down, the write answered anyway ----------
         a.extra["POSTERN_MIRROR_SYNC_TIMEOUT"] = "2"

@@ -28,7 +28,9 @@ def selected(s: Session) -> Selected:
 def writable(s: Session) -> Selected:
     sel = selected(s)
     if sel.readonly:
-        raise Refused("Mailbox is read-only", code="READ-ONLY")
+        replica = s.account is not None and s.account.read_only
+        text = "This server is a read-only replica" if replica else "Mailbox is read-only"
+        raise Refused(text, code="READ-ONLY")
     return sel
 
 

@@ -38,7 +38,10 @@ async def select(s: Session, req: Request) -> str:
     deselect(s)
     box = await existing(s, a.mailbox)
     snap = await s.account.snapshot(box.id)
-    sel = Selected(box.id, box.name, a.readonly, snap)
+    # RFC 3501 §6.3.1: a mailbox the client may read but not change is selected
+    # read-only, [READ-ONLY] on the tagged OK: every mailbox of a read-only replica
+    readonly = a.readonly or s.account.read_only
+    sel = Selected(box.id, box.name, readonly, snap)
     await sel.take_recent(s)  # EXAMINE reports \Recent without claiming (RFC 3501 §6.3.2)
     if a.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
@@ -66,8 +69,9 @@ async def select(s: Session, req: Request) -> str:
         await _qresync(s, sel, a.qresync[1], a.qresync[2])
     s.selected = sel
     s.state = State.SELECTED
-    mode = "READ-ONLY" if a.readonly else "READ-WRITE"
-    return f"[{mode}] {'EXAMINE' if a.readonly else 'SELECT'} completed"
+    mode = "READ-ONLY" if readonly else "READ-WRITE"
+    done = f"[{mode}] {'EXAMINE' if a.readonly else 'SELECT'} completed"
+    return done + (", this server is a read-only replica" if readonly != a.readonly else "")
 
 
 async def _qresync(s: Session, sel: Selected, modseq: int, known: object) -> None:

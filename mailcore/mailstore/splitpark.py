@@ -1,0 +1,267 @@
+"""Split brain, mailboxes, the deferring store (splitboxes.py): it follows the
+resolver's verdicts. The resolver's record is applied, after a mailbox of its own that
+holds the id or the name is set aside (table ``mailbox_parked``): off the id to the
+negated id, off the name to ``<name> (merging)``; a resolver's delete of a mailbox this
+store took new mail into leaves it in place. Nothing of it is sent to the resolver (which
+decides from the records it already has), except the resolver's own create once this
+store gave up that id: it tells the resolver that the id means its mailbox from then on.
+On the verdict (``mailbox-merge``) each message of the parked mailbox goes when the
+resolver's copy of it arrives in the merged mailbox, and the parked mailbox goes when
+empty; an echo of its own create or rename puts it back. Records of the resolver about a
+mailbox deleted here are dropped: what of them is new to this store comes again from the
+resolver.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from mailcore.mailstore import mailboxes
+from mailcore.mailstore.core import Txn
+from mailcore.mailstore.mailboxes import MailboxRow
+from mailcore.mailstore.messages import REMOVE_COLUMNS, remove
+from mailcore.mailstore.records import (
+    AppendRecord,
+    MailboxCreateRecord,
+    MailboxDeleteRecord,
+    MailboxMergeRecord,
+    MailboxRenameRecord,
+    Record,
+    mailbox_of,
+)
+from mailcore.mailstore.resolution import (
+    Resolution,
+    append_records,
+    drop_mailbox,
+    expunge_known,
+    made,
+    mailbox_row,
+    message_rows,
+    same_mailbox,
+)
+
+PARKED = " (merging)"  # the deferring side's mailbox set aside off a name
+
+
+def _parked(conn: sqlite3.Connection, origin: str, local_id: int) -> tuple | None:
+    """(name when parked, target) of our mailbox ``local_id`` set aside, or None."""
+    row: tuple | None = conn.execute(
+        "SELECT name, target FROM mailbox_parked WHERE origin = ? AND local_id = ?",
+        (origin, local_id),
+    ).fetchone()
+    return row
+
+
+def _set_parked(t: Txn, origin: str, mb: MailboxRow) -> None:
+    t.conn.execute(
+        "INSERT OR IGNORE INTO mailbox_parked VALUES (?, ?, ?, NULL)", (origin, mb.id, mb.name)
+    )
+
+
+def _unset_parked(t: Txn, origin: str, local_id: int) -> None:
+    t.conn.execute(
+        "DELETE FROM mailbox_parked WHERE origin = ? AND local_id = ?", (origin, local_id)
+    )
+
+
+def _park(t: Txn, res: Resolution, mb: MailboxRow, *, off_id: bool, off_name: bool) -> None:
+    """Set ``mb`` aside until the resolver's verdict: off its id (to the negated id: ours,
+    the resolver knows it under the id it had), off its name."""
+    _set_parked(t, res.origin, mb)
+    if off_id:
+        new_id = -mb.id
+        _reid(t, mb, new_id)
+        t.conn.execute(
+            "UPDATE mailbox_parked SET local_id = ? WHERE origin = ? AND local_id = ?",
+            (new_id, res.origin, mb.id),
+        )
+        res.note("parked", f"mailbox {mb.name!r}: id {mb.id} is the peer's, set aside")
+        mb = mb._replace(id=new_id)
+    if off_name:
+        name = _free_name(t.conn, mb.name + PARKED)
+        t.conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (name, mb.id))
+        t.log(MailboxRenameRecord(t.next_seq(), t.at, mb.id, mb.name, name, t.modseq()))
+        res.note("parked", f"mailbox {mb.name!r} is the peer's name: set aside as {name!r}")
+
+
+def _free_name(conn: sqlite3.Connection, base: str) -> str:
+    name, n = base, 1
+    while mailboxes.by_name(conn, name) is not None:
+        n += 1
+        name = f"{base} {n}"
+    return name
+
+
+def _reid(t: Txn, mb: MailboxRow, new_id: int) -> None:
+    """``mb`` under ``new_id``, told to this store's own readers (sessions, followers) as
+    the mailbox deleted and made again with the same messages."""
+    rows = message_rows(t.conn, mb.id)
+    modseq = t.modseq()
+    t.log(
+        MailboxDeleteRecord(t.next_seq(), t.at, mb.id, mb.name, modseq, tuple(r[0] for r in rows))
+    )
+    for table in ("messages", "recent", "expunged", "deliveries", "uid_moves"):
+        t.conn.execute(
+            f"UPDATE {table} SET mailbox_id = ? WHERE mailbox_id = ?",  # noqa: S608 (constants)
+            (new_id, mb.id),
+        )
+    t.conn.execute("UPDATE mailboxes SET id = ? WHERE id = ?", (new_id, mb.id))
+    moved = mb._replace(id=new_id)
+    t.log(
+        MailboxCreateRecord(
+            t.next_seq(), t.at, new_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, modseq
+        )
+    )
+    append_records(t, moved, rows)
+
+
+def _unpark(t: Txn, res: Resolution, local_id: int, name: str | None) -> None:
+    """The resolver settled the mailbox as it is: it stays, under ``name`` (None: the
+    name it had when set aside, when free)."""
+    found = _parked(t.conn, res.origin, local_id)
+    if found is None or found[1] is not None:
+        return
+    _unset_parked(t, res.origin, local_id)
+    mb = mailbox_row(t.conn, local_id)
+    if name is None and mb is not None and mailboxes.by_name(t.conn, found[0]) is None:
+        t.conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (found[0], mb.id))
+        t.log(MailboxRenameRecord(t.next_seq(), t.at, mb.id, mb.name, found[0], t.modseq()))
+    res.note("parked", f"mailbox {found[0]!r}: settled by the peer as it is")
+
+
+def _make_room(t: Txn, res: Resolution, name: str, mailbox_id: int) -> None:
+    """The resolver's mailbox ``mailbox_id`` takes ``name``: ours of that name steps aside."""
+    named = mailboxes.by_name(t.conn, name)
+    if named is not None and named.id != mailbox_id:
+        _park(t, res, named, off_id=False, off_name=True)
+
+
+def _resolver_created(t: Txn, rec: MailboxCreateRecord, res: Resolution) -> bool | None:
+    local = mailbox_row(t.conn, rec.mailbox_id)
+    if local is not None:
+        if same_mailbox(t.conn, local, rec, res.origin):
+            _unpark(t, res, local.id, None)  # ours come back, or sent again
+            return False
+        _park(t, res, local, off_id=True, off_name=False)
+        res.echo = True  # to the resolver: our id means its mailbox from now on
+    _make_room(t, res, rec.name, rec.mailbox_id)
+    return None
+
+
+def _resolver_deleted(
+    t: Txn, rec: MailboxDeleteRecord, res: Resolution, mb: MailboxRow
+) -> bool | None:
+    left = expunge_known(t, rec, mb, res)
+    if not left:
+        _unset_parked(t, res.origin, mb.id)
+        return None
+    _set_parked(t, res.origin, mb)
+    res.note(
+        "parked",
+        f"mailbox {mb.name!r} deleted on the peer: kept here with the {left} messages it"
+        " never saw until they come again",
+    )
+    return True
+
+
+def _ours(t: Txn, rec: MailboxMergeRecord, origin: str) -> MailboxRow | None:
+    """The mailbox of ours a verdict is about: for one of ours the resolver never took
+    as it is, under the id it had then (now negated, when set aside off it)."""
+    if rec.theirs:
+        moved = mailbox_row(t.conn, -rec.from_id)
+        if moved is not None:
+            return moved
+        if made(t.conn, -rec.from_id) is not None:
+            return None  # set aside off the id once, and gone since
+    mb = mailbox_row(t.conn, rec.from_id)
+    if mb is None:
+        return None
+    creator = made(t.conn, mb.id)
+    if rec.theirs and creator is not None and creator[1] == origin:
+        return None  # ours is gone (deleted here): the id is the resolver's mailbox now
+    return mb
+
+
+def _verdict(t: Txn, rec: MailboxMergeRecord, res: Resolution) -> bool:
+    mb = _ours(t, rec, res.origin)
+    if mb is None:
+        return False
+    _set_parked(t, res.origin, mb)  # (if it was not set aside: renamed off the name since)
+    t.conn.execute(
+        "UPDATE mailbox_parked SET target = ? WHERE origin = ? AND local_id = ?",
+        (rec.mailbox_id, res.origin, mb.id),
+    )
+    res.note("mailbox", f"mailbox {mb.name!r}: the peer merged it into mailbox {rec.mailbox_id}")
+    _drop_if_empty(t, res, mb.id)
+    return True
+
+
+def _drop_if_empty(t: Txn, res: Resolution, local_id: int) -> None:
+    mb = mailbox_row(t.conn, local_id)
+    if mb is None:
+        return
+    if t.conn.execute("SELECT 1 FROM messages WHERE mailbox_id = ? LIMIT 1", (mb.id,)).fetchone():
+        return
+    drop_mailbox(t, mb, ())
+    _unset_parked(t, res.origin, local_id)
+    res.note("moved", f"mailbox {mb.name!r}: every message now in the peer's mailbox")
+
+
+def drain(t: Txn, rec: AppendRecord, res: Resolution) -> None:
+    """Deferring store, once the resolver's append is applied: if it is a message of a
+    mailbox of ours merged into that one, our copy there goes (it lives on here); a
+    mailbox of ours merged there goes once empty (emptied by a user here, too)."""
+    parked = t.conn.execute(
+        "SELECT local_id FROM mailbox_parked WHERE origin = ? AND target = ?",
+        (res.origin, rec.mailbox_id),
+    ).fetchall()
+    sha = bytes.fromhex(rec.sha256)
+    done = False
+    for (local_id,) in parked:
+        mb = mailbox_row(t.conn, local_id)
+        found = t.conn.execute(
+            f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND sha256 = ?"  # noqa: S608
+            " ORDER BY uid LIMIT 1",
+            (local_id, sha),
+        ).fetchall()
+        if found and mb is not None and not done:
+            remove(t, mb, found, free=True)
+            done = True
+        _drop_if_empty(t, res, local_id)
+
+
+def _deleted_here(conn: sqlite3.Connection, mailbox_id: int) -> bool:
+    """This store deleted the mailbox (its journal still says so)."""
+    row = conn.execute(
+        "SELECT 1 FROM journal WHERE kind = 'mailbox-delete' AND mailbox_id = ? LIMIT 1",
+        (mailbox_id,),
+    ).fetchone()
+    return row is not None
+
+
+def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
+    if isinstance(rec, MailboxCreateRecord):
+        return _resolver_created(t, rec, res)
+    if isinstance(rec, MailboxMergeRecord):
+        return _verdict(t, rec, res)
+    mid = mailbox_of(rec)
+    if mid is None:
+        return None
+    mb = mailbox_row(t.conn, mid)
+    if mb is None:
+        if not _deleted_here(t.conn, mid):
+            return None  # never here: refused (ReplicaConflict), kept by the mirror
+        if not isinstance(rec, MailboxDeleteRecord):  # (a delete: ours, come back)
+            # what of it is new to this store comes again from the resolver (its verdict)
+            res.note("deleted", f"mailbox {mid} deleted here: the peer's {rec.kind} dropped")
+        return False
+    if isinstance(rec, MailboxRenameRecord):
+        _make_room(t, res, rec.new_name, mid)
+        _unpark(t, res, mid, rec.new_name)  # the resolver named it: settled
+        return None
+    if isinstance(rec, MailboxDeleteRecord):
+        return _resolver_deleted(t, rec, res, mb)
+    return None
+
+
+__all__ = ["PARKED", "defer", "drain"]
