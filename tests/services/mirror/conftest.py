@@ -76,6 +76,9 @@ class Side:
                     )
                 )
 
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
     def alive(self) -> None:
         for p in self.procs:
             assert p.poll() is None, self.log.read_text()[-4000:]
@@ -132,13 +135,20 @@ async def digests(bus: Bus, account: str) -> dict[str, tuple[int, str]]:
     return out
 
 
-async def until(check: Any, what: str, sides: list[Side], timeout: float = 600.0) -> None:
-    """Wait for ``check()`` (a guard against a hang, not a timing assertion)."""
+async def until(
+    check: Any, what: str, sides: list[Side], timeout: float = 600.0, seen: Any = None
+) -> None:
+    """Wait for ``check()`` (a guard against a hang, not a timing assertion). ``seen()``,
+    when given, says what the check last saw: it goes into the failure, with the tail of
+    each side's log."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         for side in sides:
             side.alive()
-        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        if asyncio.get_running_loop().time() >= deadline:
+            logs = "\n".join(f"--- {s.node} ---\n{s.log_tail()}" for s in sides)
+            last = f" (last seen: {seen()})" if seen is not None else ""
+            raise AssertionError(f"never: {what}{last}\n{logs}")
         await asyncio.sleep(0.2)
 
 

@@ -69,6 +69,13 @@ def pop3_uidls(port: int) -> list[str]:
         pop.quit()
 
 
+def _counted(box: dict[int, str]) -> str:
+    """How many messages, and the subjects held twice (a message delivered twice)."""
+    subjects = sorted(box.values())
+    twice = sorted({s for s in subjects if subjects.count(s) > 1})
+    return f"{len(box)} messages, UIDs {min(box, default=0)}..{max(box, default=0)}, twice: {twice}"
+
+
 async def roles_of(side: Side, peer: Side) -> tuple[str, str, bool, bool]:
     args = ["--nats", side.nats.url, "--peer-nats", peer.nats.url, "--peer", side.peer]
     st = json.loads(await mailctl("mirror", "status", "--json", *args))
@@ -95,21 +102,33 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
         await hand_off(bus, USER, subjects)
         sent.extend(subjects)
 
+    seen: dict[str, object] = {}
+
     async def converged(master: Side, count: int) -> bool:
         """The master holds ``count`` messages, both queues are empty, the digests equal,
         and the slave shows the same count. (The master first: an IMAP login on a side
-        that holds nothing of the account yet would create its own default mailboxes.)"""
+        that holds nothing of the account yet would create its own default mailboxes.)
+        What it saw last goes to ``seen`` (the failure message)."""
         slave = b if master is a else a
+        seen.clear()
         try:
-            if len(await asyncio.to_thread(imap_inbox, master.imap_port)) != count:
+            on_master = await asyncio.to_thread(imap_inbox, master.imap_port)
+            seen["master"] = _counted(on_master)
+            if len(on_master) != count:
                 return False
             for side, bus in ((a, bus_a), (b, bus_b)):
-                if (await queue.queue(bus.js, side.peer))[0]:
-                    return False
-            if await digests(bus_a, account) != await digests(bus_b, account):
+                seen[f"queued to {side.peer}"] = (await queue.queue(bus.js, side.peer))[0]
+            if any(seen[f"queued to {side.peer}"] for side in (a, b)):
                 return False
-            return len(await asyncio.to_thread(imap_inbox, slave.imap_port)) == count
-        except (KeyError, TimeoutError, NatsError, OSError, imaplib.IMAP4.error):
+            da, db = await digests(bus_a, account), await digests(bus_b, account)
+            seen["digests"] = (da, db)
+            if da != db:
+                return False
+            on_slave = await asyncio.to_thread(imap_inbox, slave.imap_port)
+            seen["slave"] = _counted(on_slave)
+            return len(on_slave) == count
+        except (KeyError, TimeoutError, NatsError, OSError, imaplib.IMAP4.error) as exc:
+            seen["error"] = repr(exc)
             return False  # a store still starting
 
     def exactly_once(box: dict[int, str]) -> None:
@@ -121,7 +140,7 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
         # --- only the master delivers; the slave side's hand-off reaches it too -------
         await deliver(bus_a, "a1", 40)
         await deliver(bus_b, "b1", 10)  # the slave side's filters
-        await until(lambda: converged(a, 50), "50 messages on both stores", [a, b])
+        await until(lambda: converged(a, 50), "50 messages", [a, b], seen=seen.copy)
         assert await roles_of(a, b) == ("master", "slave", True, False)
 
         # --- a promote while mail flows: every message exactly once ------------------
@@ -134,7 +153,7 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
         out = await mailctl("mirror", "promote", "--nats", b.nats.url, "--peer-nats", a.nats.url)
         await flowing
         assert "store-b is master (epoch 1)" in out
-        await until(lambda: converged(b, 200), "200 messages on both stores", [a, b])
+        await until(lambda: converged(b, 200), "200 messages", [a, b], seen=seen.copy)
         assert await roles_of(b, a) == ("master", "slave", True, False)
         before = await asyncio.to_thread(imap_inbox, b.imap_port)
         exactly_once(before)
@@ -157,7 +176,7 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
         await until(a_has_all, "the new master delivered all", [a])
         # --- the old master comes back (its setting still says master): it is slave --
         b.start()
-        await until(lambda: converged(a, 260), "the old master caught up", [a, b])
+        await until(lambda: converged(a, 260), "the old master caught up", [a, b], seen=seen.copy)
         assert await roles_of(a, b) == ("master", "slave", True, False)
         final_a = await asyncio.to_thread(imap_inbox, a.imap_port)
         exactly_once(final_a)
