@@ -181,17 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     nats: subprocess.Popen[bytes] | None = None
     store: subprocess.Popen[bytes] | None = None
     try:
-        port = daemons.free_port()
-        config = daemons.write_nats_config(
-            work / "nats.conf", host="127.0.0.1", port=port, store_dir=work / "js"
-        )
-        with open(work / "nats.log", "wb") as log:
-            nats = subprocess.Popen(daemons.nats_command(config), stdout=log, stderr=log)
-        if not daemons.wait_for_port(
-            "127.0.0.1", port, 30, lambda: nats is not None and nats.poll() is None
-        ):
-            raise RuntimeError("nats-server did not start")
-        url = f"nats://127.0.0.1:{port}"
+        nats, url = daemons.start_nats(work)
         t = time.monotonic()
         account_id = asyncio.run(preload(url, args.messages, args.size))
         preload_s = time.monotonic() - t

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 import sys
 import sysconfig
 import time
@@ -223,3 +224,19 @@ def wait_for_port(host: str, port: int, timeout: float, alive: object = None) ->
             return False
         time.sleep(0.1)
     return False
+
+
+def start_nats(work: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """A private nats-server (JetStream in ``work/js``, log in ``work/nats.log``) on a free
+    loopback port, answering: the process and its URL. Killed if it does not come up."""
+    port = free_port()
+    config = write_nats_config(
+        work / "nats.conf", host="127.0.0.1", port=port, store_dir=work / "js"
+    )
+    with open(work / "nats.log", "wb") as log:
+        proc = subprocess.Popen(nats_command(config), stdout=log, stderr=log)
+    if not wait_for_port("127.0.0.1", port, timeout, lambda: proc.poll() is None):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"nats-server did not start (see {work / 'nats.log'})")
+    return proc, f"nats://127.0.0.1:{port}"
