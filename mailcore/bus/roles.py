@@ -6,7 +6,7 @@ storage: it survives restarts of the store and of NATS), key ``role``: ``{"role"
 "epoch", "node", "at"}``. A store started with ``POSTERN_MIRROR_ROLE`` and no record yet
 writes one at epoch 0; after that the record wins over the setting. ``mailctl mirror
 promote`` writes both sides with the next epoch; a side that missed a promote (down, or
-its NATS unreachable) learns it from the peer: the record with the higher epoch decides
+its NATS unreachable) learns it from the peer: a master at a higher epoch makes it slave
 (:func:`reconcile`, run by the mirror process whenever the peer link is up).
 
 The store writes its heartbeat under ``store``: ``{"consuming", "epoch", "at"}``, so a
@@ -109,12 +109,19 @@ async def write_beat(js: Any, consuming: bool, epoch: int) -> None:
 def reconcile(own: RoleRecord, peer: RoleRecord | None) -> RoleRecord | None:
     """The record this side must take after comparing with the peer's, or None (keep).
 
-    The higher epoch decides: a side that missed a promote takes the role opposite to the
-    peer's, at the peer's epoch. Equal epochs are left alone (both masters at one epoch is
-    a configuration error, reported by the mirror's status, not guessed at here)."""
-    if peer is None or peer.epoch <= own.epoch:
+    Only a demotion is learnt from the peer: a peer that is master at a higher epoch
+    makes this side slave at that epoch (it missed the promote: down, or its NATS
+    unreachable). A peer that is *slave* at a higher epoch is a promote of this side in
+    progress — ``mailctl mirror promote`` demotes the peer first, waits until it has
+    stopped delivering and everything it committed is here, and only then writes this
+    side's master record. Taking master on seeing the peer's demotion would skip those
+    waits: both stores would deliver at once, with clashing UIDs. (A promote that died
+    between its two writes leaves both sides slave: no mail is lost, it waits on NATS
+    until the promote is run again.) Equal epochs are left alone (both masters at one
+    epoch is a configuration error, reported by the mirror's status, not guessed at)."""
+    if peer is None or peer.epoch <= own.epoch or peer.role != MASTER:
         return None
-    return RoleRecord(other(peer.role), peer.epoch, own.node, time.time())
+    return RoleRecord(SLAVE, peer.epoch, own.node, time.time())
 
 
 __all__ = [

@@ -1,5 +1,5 @@
 """Mirror role records (mailcore.bus.roles): the setting is read once, the record wins
-after it, and a side that missed a promote takes the role opposite to the newer one."""
+after it, and a side that missed a promote is demoted by a master at a higher epoch."""
 
 from __future__ import annotations
 
@@ -15,8 +15,14 @@ def test_the_higher_epoch_decides() -> None:
         2,
         "store-a",
     )
-    newer = roles.reconcile(RoleRecord("slave", 0, "store-b"), RoleRecord("slave", 3))
-    assert newer is not None and (newer.role, newer.epoch, newer.node) == ("master", 3, "store-b")
+
+
+def test_a_demoted_peer_does_not_promote_this_side() -> None:
+    """The peer slave at a higher epoch is a promote of this side in progress: only the
+    promote command, after the old master stopped and its records arrived, makes this
+    side master (taking it here made both stores deliver at once, with clashing UIDs)."""
+    assert roles.reconcile(RoleRecord("slave", 0, "store-b"), RoleRecord("slave", 3)) is None
+    assert roles.reconcile(RoleRecord("master", 0, "store-b"), RoleRecord("slave", 3)) is None
 
 
 def test_an_older_or_equal_peer_changes_nothing() -> None:

@@ -21,7 +21,7 @@ import pytest
 from nats.errors import Error as NatsError
 
 from mailcore.bus import mirror as queue
-from mailcore.bus import names
+from mailcore.bus import names, roles
 from mailcore.bus.connect import Bus
 from mailcore.directory import Directory
 from tests.conftest import fresh_bus
@@ -195,6 +195,47 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
             return await roles_of(a, b) == ("master", "slave", True, False)
 
         await until(roles_back, "roles after a restart", [a, b])
+    finally:
+        a.reap()
+        b.reap()
+        await bus_a.close()
+        await bus_b.close()
+        a.nats.stop()
+        b.nats.stop()
+
+
+async def test_a_demoted_peer_does_not_make_this_side_master(tmp_path: Path) -> None:
+    """Step 1 of a promote of store-b demotes store-a (slave at the next epoch). store-b's
+    mirror sees that record and must leave store-b slave: only the promote, once the old
+    master stopped and all it committed is on store-b, writes store-b's master record
+    (taking master on its own made both stores deliver at once, with clashing UIDs)."""
+    a = Side(tmp_path, "store-a", "store-b", role="master")
+    b = Side(tmp_path, "store-b", "store-a", role="slave")
+    a.nats.start()
+    b.nats.start()
+    a.peer_url, b.peer_url = b.nats.url, a.nats.url
+    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
+    try:
+        a.start()
+        b.start()
+
+        async def b_reads_a(epoch: int) -> bool:
+            st = await queue.read_status(bus_b.js, "store-a")
+            return bool(st.get("peer_link")) and st.get("peer_epoch") == epoch
+
+        await until(lambda: b_reads_a(0), "store-b's mirror reading store-a's role", [a, b])
+        await roles.write(bus_a.js, roles.SLAVE, 1, "store-a")  # promote's step 1
+        await until(lambda: b_reads_a(1), "store-b's mirror reading the demotion", [a, b])
+        seen_at = float((await queue.read_status(bus_b.js, "store-a"))["at"])
+
+        async def next_report() -> bool:  # a whole roles pass ran with the new record
+            return float((await queue.read_status(bus_b.js, "store-a"))["at"]) > seen_at
+
+        await until(next_report, "store-b's mirror reporting again", [a, b])
+        own = await roles.read(bus_b.js)
+        assert own is not None and (own.role, own.epoch) == ("slave", 0)
+        out = await mailctl("mirror", "promote", "--nats", b.nats.url, "--peer-nats", a.nats.url)
+        assert "store-b is master (epoch 2)" in out  # the promote still makes it master
     finally:
         a.reap()
         b.reap()
