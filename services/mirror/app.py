@@ -149,7 +149,7 @@ class Mirror:
             try:
                 moved = await self._roles_once()
             except Exception as exc:
-                self.handoff = None
+                await self._drop_handoff()
                 await self._after(stopping, self.roles_outage.failed(exc))
                 continue
             self.roles_outage.ok()
@@ -172,11 +172,16 @@ class Mirror:
             )
             self.role = await roles.write(self.js, newer.role, newer.epoch, newer.node)
         if self.role.role != roles.MASTER:
-            self.handoff = None
+            await self._drop_handoff()
             return 0
         if self.handoff is None:
             self.handoff = Handoff(self.js, peer_js)
         return await self.handoff.pass_once()
+
+    async def _drop_handoff(self) -> None:
+        if self.handoff is not None:
+            await self.handoff.close()
+            self.handoff = None
 
     async def _peer_ready(self, stopping: asyncio.Event) -> bool:
         while not stopping.is_set() and (self.sink is None or self.peer_nc is None):

@@ -47,9 +47,26 @@ class Handoff:
             msgs = await self._sub.fetch(batch, timeout=timeout)
         except TimeoutError:
             return 0
-        for msg in msgs:
-            await self._move(msg)
+        for i, msg in enumerate(msgs):
+            try:
+                await self._move(msg)
+            except BaseException:
+                # the rest of the batch back at once, not after the consumer's backoff
+                # (120 s and more from the second delivery on); one already published here
+                # comes again as a duplicate, dropped by its Nats-Msg-Id
+                for left in msgs[i:]:
+                    with contextlib.suppress(Exception):
+                        await left.nak()
+                raise
         return len(msgs)
+
+    async def close(self) -> None:
+        """Unsubscribe: a fetch still open on the peer's server would otherwise deliver
+        into a subscription nobody reads, and those messages wait out the ack wait."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
 
     async def _move(self, msg: Any) -> None:
         headers = dict(msg.headers or {})

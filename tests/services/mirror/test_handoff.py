@@ -56,3 +56,40 @@ async def test_the_slave_sides_mail_moves_to_the_master(
         await here.close()
         await peer.close()
         peer_nats.stop()
+
+
+async def test_a_failed_move_gives_the_rest_back_at_once(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    """This store's NATS fails in the middle of a hand-off: the fetched messages are naked
+    (redelivered at once, to the next pass) instead of waiting out the consumer's ack wait
+    and, from their second delivery on, its backoff of minutes."""
+    peer_nats = NatsServer(tmp_path / "peer-nats")
+    peer_nats.start()
+    here, peer = await fresh_bus(own_nats.url), await fresh_bus(peer_nats.url)
+    gone = await fresh_bus(own_nats.url)
+    try:
+        bodies = await peer.js.object_store(names.OBJ_BODIES)
+        for _ in range(3):
+            msg = MailMessage(
+                id=new_message_id(), mail_from="a@x.example", recipients=["b@y.test"], size=0
+            )
+            await publish_mail(
+                peer.js, bodies, names.SUBJECT_INBOUND, msg, b"Subject: s\r\n\r\nx\r\n"
+            )
+        await gone.close()  # this store's NATS, as the hand-off sees it: gone
+        failing = Handoff(gone.js, peer.js)
+        with pytest.raises(Exception):  # noqa: B017 (whatever nats-py raises for a closed link)
+            while not await failing.pass_once():
+                pass
+        await failing.close()
+        await peer.nc.flush()
+        handoff = Handoff(here.js, peer.js)
+        # back at once: the next pass finds all three (held, they would come after a minute)
+        assert await handoff.pass_once(timeout=10) == 3
+        await handoff.close()
+        assert (await peer.js.stream_info(names.STREAM_INBOUND)).state.messages == 0
+    finally:
+        await here.close()
+        await peer.close()
+        peer_nats.stop()
