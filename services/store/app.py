@@ -14,13 +14,13 @@ from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
+from services.store import mirror_sync as sync_wait
 from services.store.admin import serve_admin
 from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.auth_rpc import AuthResponder
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
 from services.store.imap_workers import ImapWorkers
-from services.store.mirror_sync import MirrorSync
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
 from services.store.role import RoleGate
@@ -64,11 +64,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
         login_cache = SharedLoginCache.create(store.root)
         ctx.on_cleanup(login_cache.aclose)
         directory.share_logins(login_cache)
-    mirror_sync = None
-    if s.mirror_sync_peer:  # synchronous mirroring (docs/mirror.md)
-        mirror_sync = MirrorSync(bus.nc, bus.js, s.mirror_sync_peer, s.mirror_sync_timeout)
-        await mirror_sync.start()
-        ctx.on_cleanup(mirror_sync.stop)
+    mirror_sync = await sync_wait.start(ctx, bus.nc, bus.js)  # synchronous mirroring
     consumer = DeliveryConsumer(
         bus,
         directory,

@@ -28,6 +28,7 @@ from mailcore.loginguard import LoginGuard, Policy
 from mailcore.mailstore import MailStore, store_root
 from mailcore.service import ServiceContext, run_service
 from mailcore.tls import ensure_certificate, server_context
+from services.store import mirror_sync as sync_wait
 from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.imap.server import ImapServer
 
@@ -76,6 +77,7 @@ async def serve_worker(
     ensure_certificate(s.cert_path, s.key_path, s.hostname)
     tls = server_context(s.cert_path, s.key_path)
     guard = await LoginGuard.open(bus.js, Policy.from_settings(s, s.auth_fail_delay))
+    sync = await sync_wait.start(ctx, bus.nc, bus.js)  # synchronous mirroring: its own writes
     imap = ImapServer.from_settings(
         s,
         store=store,
@@ -87,6 +89,7 @@ async def serve_worker(
         throttle=LoginThrottle(s.auth_fail_delay),
         guard=guard,
     )
+    imap.rt.mirror_sync = sync
     await imap.start()
     ctx.on_cleanup(imap.stop)
     orphan = asyncio.create_task(_stop_without(parent, ctx.stopping), name="parent-watch")

@@ -24,8 +24,10 @@ from typing import Any
 from mailcore import metrics
 from mailcore.bus import mirror as queue
 from mailcore.bus import names
+from mailcore.config import StoreSettings
 from mailcore.logging import get_logger
 from mailcore.mailstore import Account
+from mailcore.service import ServiceContext
 
 log = get_logger("mirror-sync")
 
@@ -117,4 +119,16 @@ class MirrorSync:
             )
 
 
-__all__ = ["MirrorSync"]
+async def start(ctx: ServiceContext[StoreSettings], nc: Any, js: Any) -> MirrorSync | None:
+    """The synchronous mirror wait of a store process or an IMAP worker process (each
+    waits for its own writes), stopped with the process; None when not configured."""
+    s = ctx.settings
+    if not s.mirror_sync_peer:
+        return None
+    sync = MirrorSync(nc, js, s.mirror_sync_peer, s.mirror_sync_timeout)
+    await sync.start()
+    ctx.on_cleanup(sync.stop)
+    return sync
+
+
+__all__ = ["MirrorSync", "start"]

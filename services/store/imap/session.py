@@ -355,7 +355,8 @@ class Session:
         if self.state not in spec.states:
             await self._bad(req.tag, f"{req.name} not allowed now")
             return
-        before = self.account.change_seq if self.account is not None else 0
+        # None: no account before the command (LOGIN, AUTHENTICATE): nothing it wrote
+        before = self.account.change_seq if self.account is not None else None
         try:
             result = await spec.run(self, req)
             if result is None:
@@ -397,11 +398,15 @@ class Session:
         self.send(responses.tagged(req.tag, status, text))
         await self._check_bad_limit()
 
-    async def _mirror_sync(self, before: int) -> None:
+    async def _mirror_sync(self, before: int | None) -> None:
         """Synchronous mirroring: a write is answered OK once the peer committed it
-        (or the wait timed out: services/store/mirror_sync.py)."""
+        (or the wait timed out: services/store/mirror_sync.py). A login is no write: the
+        account's records it finds were the peer's business before it (waiting on them,
+        a process that started since would wait for a note that never comes again)."""
         sync, acct = self.rt.mirror_sync, self.account
-        if sync is not None and acct is not None and acct.change_seq > before:
+        if sync is None or acct is None or before is None:
+            return
+        if acct.change_seq > before:
             try:
                 await sync.wait(acct, after=before)
             except MailstoreError:  # the write is committed here: its OK stands

@@ -15,6 +15,7 @@ import smtplib
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from mailcore.bus import mirror as queue
@@ -171,6 +172,111 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
         assert "sync: on" in await mailctl("mirror", "status", "--nats", a.nats.url)
     finally:
         client.close()
+        for side in (a, b):
+            if side.mirror is not None and side.mirror.poll() is None:
+                os.kill(side.mirror.pid, signal.SIGCONT)
+            for p in side.procs:
+                p.kill()
+                p.wait()
+        await bus_a.close()
+        await bus_b.close()
+        a.nats.stop()
+        b.nats.stop()
+
+
+def _served_by(pid: int, client: Client) -> bool:
+    """Whether process ``pid`` holds the server end of ``client``'s IMAP connection."""
+    assert client.imap is not None
+    port = client.imap.sock.getsockname()[1]
+    return any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections("tcp"))
+
+
+async def test_sync_mode_append_in_an_imap_worker_waits_for_the_slave(tmp_path: Path) -> None:
+    """With IMAP worker processes (``POSTERN_IMAP_WORKERS``), an APPEND served by a worker,
+    not the store process, is answered OK only once the slave committed it too."""
+    a = SyncSide(
+        tmp_path,
+        "store-a",
+        "store-b",
+        POSTERN_MIRROR_SYNC_PEER="store-b",
+        POSTERN_MIRROR_SYNC_TIMEOUT="300",  # a guard against a hang, not a timing
+        POSTERN_IMAP_WORKERS="2",
+    )
+    b = SyncSide(tmp_path, "store-b", "store-a")
+    a.nats.start()
+    b.nats.start()
+    a.peer_url, b.peer_url = b.nats.url, a.nats.url
+    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
+    dir_a, dir_b = await Directory.open(bus_a.js), await Directory.open(bus_b.js)
+    for d in (dir_a, dir_b):
+        await d.add_domain("split.test")
+    user = await dir_a.add_user(ADDRESS, PASSWORD)
+    await dir_b._put("user", user.address, user, create=True)  # same account id
+    await dir_b.set_password(user.address, PASSWORD)
+    await dir_a.close()
+    await dir_b.close()
+    account = user.account_id
+    clients: list[Client] = []
+    try:
+        a.start()
+        b.start()
+        await deliver(bus_a, ["warm"])
+
+        async def converged() -> bool:
+            try:
+                if not await opened(bus_a, account):
+                    return False
+                da, db = await digests(bus_a, account), await digests(bus_b, account)
+            except Exception:
+                return False
+            return da == db and "INBOX" in da and da["INBOX"][1] != "0" * 64
+
+        await until(converged, "the first mail reached both stores", [a, b])
+        store = psutil.Process(a.procs[0].pid)
+
+        def workers() -> list[int]:
+            return [c.pid for c in store.children() if "imap_worker" in " ".join(c.cmdline())]
+
+        async def worker_listening() -> bool:
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == a.imap_port
+                for pid in workers()
+                for c in psutil.Process(pid).net_connections("tcp")
+            )
+
+        await until(worker_listening, "the IMAP worker process listening", [a])
+        (worker,) = workers()
+        client = None
+        for _ in range(200):  # the kernel spreads connections over the two processes
+            c = Client(a.imap_port)
+            await c.connect()
+            if _served_by(worker, c):
+                client = c
+                break
+            c.close()  # (the per-user connection cap)
+        assert client is not None, "no connection reached the worker process"
+        clients.append(client)
+        before = (await digests(bus_a, account))["INBOX"]
+        assert b.mirror is not None
+        os.kill(b.mirror.pid, signal.SIGSTOP)  # the slave commits nothing
+        appending = asyncio.ensure_future(client.append("INBOX", "through-worker"))
+
+        async def queued_for_b() -> bool:
+            committed = (await digests(bus_a, account))["INBOX"] != before
+            return committed and (await queue.queue(bus_a.js, "store-b"))[0] > 0
+
+        await until(queued_for_b, "the master committed the APPEND and queued it", [a])
+        assert not appending.done()  # no OK: the slave cannot have committed it
+        os.kill(b.mirror.pid, signal.SIGCONT)
+        await appending  # OK once the slave committed
+        assert await converged()
+        # no wait ran into the timeout: not the APPEND's, not a LOGIN's (a login is no
+        # write; a process started after the peer committed the account's last record
+        # waited the whole timeout for a note about it that never came)
+        assert "synchronous mirror timed out" not in a.log.read_text()
+    finally:
+        for c in clients:
+            c.close()
         for side in (a, b):
             if side.mirror is not None and side.mirror.poll() is None:
                 os.kill(side.mirror.pid, signal.SIGCONT)
