@@ -1,7 +1,10 @@
 """Every metric Postern exports, in one place, and the ops endpoint that serves them.
 
 Each service runs :class:`OpsServer` on its ops port: ``GET /metrics`` (Prometheus text
-format) and ``GET /healthz`` (JSON; 200 when every registered check passes, else 503).
+format), ``GET /healthz`` (liveness, JSON; 200 when every *liveness* check passes, else
+503) and ``GET /readyz`` (readiness, JSON; 200 when every check passes, else 503). A check
+registered with ``liveness=False`` (the mirror's link to its peer) reports something this
+process does not own: it fails ``/readyz`` only, and ``/healthz`` shows it under ``links``.
 """
 
 from __future__ import annotations
@@ -152,6 +155,12 @@ MIRROR_QUEUED = Gauge("postern_mirror_queued", "records waiting in the peer's st
 MIRROR_LAG = Gauge(
     "postern_mirror_lag_seconds", "age of the oldest record the peer has not applied", ["peer"]
 )
+MIRROR_PEER_UP = Gauge(
+    "postern_mirror_peer_up",
+    "1 while the mirror's link to the peer's NATS is up, 0 while the peer is unreachable "
+    "(records queue meanwhile; the mirror's /readyz, not its /healthz, fails)",
+    ["peer"],
+)
 MIRROR_ERRORS = Counter("postern_mirror_errors_total", "mirror failures, retried", ["peer", "side"])
 MIRROR_CONFLICTS = Counter(
     "mirror_conflicts_total",
@@ -217,16 +226,24 @@ HealthCheck = Callable[[], Awaitable[bool] | bool]
 
 
 class OpsServer:
-    """A tiny HTTP/1.0 server for ``/metrics`` and ``/healthz`` (no framework needed)."""
+    """A tiny HTTP/1.0 server for ``/metrics``, ``/healthz`` and ``/readyz`` (no framework
+    needed)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
         self._checks: dict[str, HealthCheck] = {}
+        self._links: set[str] = set()  # checks of something outside this process
         self._server: asyncio.Server | None = None
 
-    def add_check(self, name: str, check: HealthCheck) -> None:
+    def add_check(self, name: str, check: HealthCheck, *, liveness: bool = True) -> None:
+        """``liveness=False``: a failure makes the process not ready (``/readyz``), not
+        unhealthy (``/healthz``, what compose and orchestrators restart or hold back on)."""
         self._checks[name] = check
+        if liveness:
+            self._links.discard(name)
+        else:
+            self._links.add(name)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -259,11 +276,20 @@ class OpsServer:
             path = parts[1].decode("ascii", "replace").split("?")[0] if len(parts) > 1 else ""
             if path == "/metrics":
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
-            elif path == "/healthz":
-                ok, checks = await self.health()
+            elif path in ("/healthz", "/readyz"):
+                ready, checks = await self.health()
+                payload: dict[str, object]
+                if path == "/readyz":
+                    ok = ready
+                    payload = {"status": "ready" if ok else "not ready", "checks": checks}
+                else:
+                    live = {k: v for k, v in checks.items() if k not in self._links}
+                    ok = all(live.values())
+                    payload = {"status": "ok" if ok else "unhealthy", "checks": live}
+                    if self._links:
+                        payload["links"] = {k: v for k, v in checks.items() if k in self._links}
                 status = "200 OK" if ok else "503 Service Unavailable"
                 ctype = "application/json"
-                payload = {"status": "ok" if ok else "unhealthy", "checks": checks}
                 body = json.dumps(payload).encode()
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"not found\n"

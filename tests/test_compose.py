@@ -163,7 +163,8 @@ def test_mirror_pair_starts_with_a_master_and_a_slave() -> None:
 
 def test_health_checks_ask_each_service_on_its_own_ops_port() -> None:
     """A health check asks the service it belongs to: the mirrors' is the mirror's own
-    /healthz (its store answers it, its peer's NATS is linked), not the store's."""
+    /healthz (liveness: its NATS and its store answer it; the peer's link is /readyz's, so
+    a peer outage does not mark the local mirror unhealthy), not the store's."""
     modules = {
         "services.filter": config.FilterSettings,
         "services.filter.relay": config.RelaySettings,

@@ -6,6 +6,7 @@ to both stores of a pair.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -25,10 +26,15 @@ def peer_tls(s: MirrorSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+class PeerUnreachable(Exception):
+    """The peer's NATS did not take a connection (one line: the URL and why)."""
+
+
 async def connect_peer(s: MirrorSettings, **hooks: Any) -> Any:
     """The link to the peer's NATS; nats-py reconnects forever once connected. ``hooks``:
     nats-py's callbacks (``error_cb``, ``reconnect_to_server_handler``, …), as the mirror
-    process sets them to log an outage once (services/mirror/peerlink.py)."""
+    process sets them to log an outage once (services/mirror/peerlink.py), or options that
+    replace the defaults (:func:`connect_peer_once`)."""
     options: dict[str, Any] = {
         "servers": [s.peer_nats_url],
         "name": f"postern-mirror-{s.mirror_node}",
@@ -49,7 +55,43 @@ async def connect_peer(s: MirrorSettings, **hooks: Any) -> Any:
     tls = peer_tls(s)
     if tls is not None:
         options["tls"] = tls
-    return await nats.connect(**options, **hooks)
+    return await nats.connect(**(options | hooks))
 
 
-__all__ = ["connect_peer", "peer_tls"]
+async def connect_peer_once(s: MirrorSettings, timeout: float = 10.0) -> Any:
+    """The link for a one-shot command (``mailctl mirror resync*``): two tries a second
+    apart (2 s each at most), bounded by ``timeout`` in all, no reconnects later. With
+    reconnects on, nats-py retries an unreachable server for ever and its default error
+    callback prints a traceback on every try; here a dead peer is
+    :class:`PeerUnreachable`, and a link lost later fails the command's next request (the
+    resync is resumable: run it again)."""
+    url = s.peer_nats_url or ""
+    seen: list[BaseException] = []
+
+    async def noted(exc: Exception) -> None:  # nats-py's error callback: no traceback
+        seen.append(exc)
+
+    try:
+        return await asyncio.wait_for(
+            connect_peer(
+                s,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # two tries: 0 means for ever to nats-py
+                error_cb=noted,
+            ),
+            timeout,
+        )
+    except TimeoutError:
+        why = f"no answer in {timeout:.0f}s"
+    except Exception as exc:
+        why = _short(seen[-1] if seen else exc)
+    raise PeerUnreachable(f"cannot reach the peer's NATS at {url}: {why}")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text and text != name else name
+
+
+__all__ = ["PeerUnreachable", "connect_peer", "connect_peer_once", "peer_tls"]

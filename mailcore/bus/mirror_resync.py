@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nats import errors as nats_errors
 from nats.js.errors import BucketNotFoundError
 
 from mailcore.bus import mirror as queue
@@ -99,10 +100,27 @@ def status_key(peer: str) -> str:
 
 
 class StoreLink:
-    """One store's replica requests over a NATS connection."""
+    """One store's replica requests over a NATS connection (``url``: that NATS, named in
+    errors)."""
 
-    def __init__(self, nc: Any, js: Any, name: str) -> None:
+    def __init__(self, nc: Any, js: Any, name: str, url: str = "") -> None:
         self.nc, self.js, self.name = nc, js, name
+        self.url = url
+
+    def failure(self, op: str, exc: BaseException) -> ResyncError:
+        """One line saying what is unreachable: the store (its NATS answers, no replica
+        service listens: stopped or starting), or its NATS (the connection is gone)."""
+        on = f" on {self.url}" if self.url else ""
+        if isinstance(exc, nats_errors.NoRespondersError):
+            return ResyncError(f"store {self.name} is not answering{on}: is it running?")
+        if isinstance(exc, TimeoutError):
+            return ResyncError(
+                f"store {self.name} did not answer {op} within {REQUEST_TIMEOUT:.0f}s{on}"
+            )
+        if isinstance(exc, (nats_errors.ConnectionClosedError, nats_errors.StaleConnectionError,
+                            nats_errors.ConnectionReconnectingError, OSError)):  # fmt: skip
+            return ResyncError(f"lost the NATS of store {self.name}{on}")
+        return ResyncError(f"store {self.name}: {op}: {type(exc).__name__}")
 
     async def ask(
         self,
@@ -118,7 +136,7 @@ class StoreLink:
                 names.SUBJECT_REPLICA + op, data, timeout=REQUEST_TIMEOUT, headers=headers
             )
         except Exception as exc:
-            raise ResyncError(f"store {self.name}: {op}: {type(exc).__name__}") from exc
+            raise self.failure(op, exc) from exc
         return reply
 
     async def json(self, op: str, body: dict[str, Any]) -> dict[str, Any]:

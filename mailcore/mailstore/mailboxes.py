@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from typing import NamedTuple
 
 from mailcore.mailstore import names
@@ -86,9 +87,15 @@ def _check_special_use(special_use: str | None) -> str | None:
     raise InvalidMailboxName(f"unknown special-use attribute {special_use!r}")
 
 
-def insert_row(t: Txn, name: str, special_use: str | None) -> MailboxRow:
-    """A new mailbox ``name`` (a new id and UIDVALIDITY), journalled; no checks."""
-    uidvalidity = t.uidvalidity()
+def insert_row(
+    t: Txn, name: str, special_use: str | None, uidvalidity: int | None = None
+) -> MailboxRow:
+    """A new mailbox ``name`` (a new id and UIDVALIDITY, unless given), journalled; no
+    checks."""
+    if uidvalidity is None:
+        uidvalidity = t.uidvalidity()
+    else:
+        t.state.last_uidvalidity = max(t.state.last_uidvalidity, uidvalidity)
     mailbox_id = t.mailbox_id()
     t.conn.execute(
         "INSERT INTO mailboxes (id, name, special_use, uidvalidity, uidnext, highestmodseq)"
@@ -116,9 +123,22 @@ def create(t: Txn, name: str, special_use: str | None = None) -> MailboxRow:
     return insert_row(t, canonical, use)
 
 
+def default_uidvalidity(account_id: str, index: int) -> int:
+    """The UIDVALIDITY of a new account's ``index``-th default mailbox: a function of the
+    account id alone, so two stores of a mirrored pair that each create the account (a
+    login on the slave before the master's first record arrived) create the same
+    mailboxes — same ids (1, 2, … in a new account), names and UIDVALIDITY — and each
+    side's creation records are no-ops on the other (replica apply) instead of colliding
+    ids for the split-brain settlement to merge. RFC 3501 §2.3.1.1 asks only that a value
+    never be reused for a name: account ids are never reused (a new user gets a new one),
+    these values lie below any time-based one (< 2^30 + 64), and every later mailbox of
+    the account gets a greater value (Txn.uidvalidity: above the last one)."""
+    return 1 + zlib.crc32(account_id.encode()) % (1 << 30) + index
+
+
 def create_defaults(t: Txn) -> None:
-    for name, use in DEFAULT_MAILBOXES:
-        insert_row(t, name, use)
+    for index, (name, use) in enumerate(DEFAULT_MAILBOXES):
+        insert_row(t, name, use, default_uidvalidity(t.core.id, index))
         subscribe(t, name, True)
 
 

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
+from nats import errors as nats_errors
 
 from mailcore.bus import mirror_directory
-from mailcore.bus.mirror_link import connect_peer
+from mailcore.bus.mirror_link import PeerUnreachable, connect_peer_once
 from mailcore.bus.mirror_resync import Progress, Resync, ResyncError, StoreLink, queues_empty
 from mailcore.config import MirrorSettings, load_settings
 from services.ctl.nats_cli import CtlError, nats_option, open_bus, run
@@ -59,19 +60,31 @@ async def with_pair(
     bus = await open_bus(nats_url)
     try:
         try:
-            peer_nc = await connect_peer(s)
-        except Exception as exc:
-            raise CtlError(f"cannot reach the peer's NATS at {url}: {type(exc).__name__}") from exc
+            peer_nc = await connect_peer_once(s)
+        except PeerUnreachable as exc:
+            raise CtlError(str(exc)) from None
         try:
-            local = StoreLink(bus.nc, bus.js, s.mirror_node)
-            other = StoreLink(peer_nc, peer_nc.jetstream(), s.mirror_peer)
+            local = StoreLink(bus.nc, bus.js, s.mirror_node, nats_url)
+            other = StoreLink(peer_nc, peer_nc.jetstream(), s.mirror_peer, url)
             return await work(local, other, s)
         except ResyncError as exc:
-            raise CtlError(str(exc)) from exc
+            raise CtlError(str(exc)) from None
+        except nats_errors.Error as exc:  # a KV or stream request of the command itself
+            raise CtlError(
+                lost(exc, (peer_nc, url, "the peer's"), (bus.nc, nats_url, "this store's"))
+            ) from None
         finally:
             await peer_nc.close()
     finally:
         await bus.close()
+
+
+def lost(exc: BaseException, *sides: tuple[Any, str, str]) -> str:
+    """One line for a NATS error outside the stores' requests: which NATS went away."""
+    for nc, url, whose in sides:
+        if not nc.is_connected:
+            return f"lost {whose} NATS at {url}"
+    return f"NATS request failed: {type(exc).__name__}"
 
 
 class Meter:

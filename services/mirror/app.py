@@ -267,6 +267,8 @@ class Mirror:
     async def report(self, stopping: asyncio.Event) -> None:
         peer = self.s.mirror_peer
         while not stopping.is_set():
+            if self.s.peer_nats_url:
+                metrics.MIRROR_PEER_UP.labels(peer=peer).set(1 if self.link.up else 0)
             with contextlib.suppress(Exception):
                 queued, lag = await queue.queue(self.js, peer)
                 metrics.MIRROR_QUEUED.labels(peer=peer).set(queued)
@@ -286,10 +288,13 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     nudge = followers.Nudge()
     nudge.events.append(mirror.nudged)
     ctx.on_cleanup((await nudge.subscribe(bus.nc)).unsubscribe)
-    # /healthz (the compose health check): the local store answers, the peer is linked
+    # /healthz (liveness, compose's health check): this side — its NATS ("nats", from
+    # connect_bus) and its store answering. The peer's link is readiness only (/readyz):
+    # a peer outage is what the mirror is there for (it queues durably meanwhile), so it
+    # must not mark this side unhealthy, nor hold back what depends on it.
     ctx.ops.add_check("store", lambda: not mirror.source_outage.going_on)
     if ctx.settings.peer_nats_url:
-        ctx.ops.add_check("peer", lambda: mirror.link.up)
+        ctx.ops.add_check("peer", lambda: mirror.link.up, liveness=False)
     tasks = [
         asyncio.create_task(mirror.run_source(ctx.stopping), name="mirror-source"),
         asyncio.create_task(mirror.run_sink(ctx.stopping), name="mirror-sink"),

@@ -1,4 +1,5 @@
-"""The ops endpoint: /metrics in Prometheus format, /healthz reflecting every check."""
+"""The ops endpoint: /metrics in Prometheus format, /healthz reflecting every liveness
+check, /readyz every check (links to what the process does not own too)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,37 @@ async def test_metrics_and_health() -> None:
         status, body = await _get(ops.port, "/healthz")
         assert status == 503
         assert json.loads(body)["checks"]["thing"] is False
+        status, body = await _get(ops.port, "/readyz")
+        assert status == 503 and json.loads(body)["status"] == "not ready"
         status, _ = await _get(ops.port, "/nope")
         assert status == 404
+    finally:
+        await ops.stop()
+
+
+async def test_a_link_check_fails_readiness_not_liveness() -> None:
+    """A peer away (``liveness=False``) leaves /healthz 200, shown under ``links``."""
+    ops = OpsServer("127.0.0.1", 0)
+    peer = {"up": False}
+    ops.add_check("store", lambda: True)
+    ops.add_check("peer", lambda: peer["up"], liveness=False)
+    await ops.start()
+    try:
+        status, body = await _get(ops.port, "/healthz")
+        assert status == 200
+        assert json.loads(body) == {
+            "status": "ok",
+            "checks": {"store": True},
+            "links": {"peer": False},
+        }
+        status, body = await _get(ops.port, "/readyz")
+        assert status == 503
+        assert json.loads(body) == {
+            "status": "not ready",
+            "checks": {"store": True, "peer": False},
+        }
+        peer["up"] = True
+        status, body = await _get(ops.port, "/readyz")
+        assert status == 200 and json.loads(body)["status"] == "ready"
     finally:
         await ops.stop()

@@ -4,9 +4,11 @@ different message is a typed conflict."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +289,34 @@ async def test_replica_accounts_are_created_with_their_inbox_or_not_at_all(
         assert await dst.replication.apply(rec, origin="peer")
     await dst.replication.register_reader("mirror:peer", position=0)
     assert (await dst.replication.read_skipping("mirror:peer", "peer"))[0] == []
+
+
+async def test_an_account_created_on_both_stores_has_the_same_default_mailboxes(
+    tmp_path: Path,
+) -> None:
+    """A login on the slave before the master's first record arrived creates the account
+    there too: both stores' default mailboxes are the same (ids, names, UIDVALIDITY), so
+    each side's creation records are no-ops on the other — before, the UIDVALIDITY came
+    from the clock and every default mailbox was a conflict for the split-brain merge."""
+    a = await MailStore.open(tmp_path / "a")
+    b = await MailStore.open(tmp_path / "b")
+    try:
+        on_a = await a.account("acct-pat")
+        first = int(time.time())
+        while int(time.time()) == first:  # a clock-based UIDVALIDITY would differ now
+            await asyncio.sleep(0.05)
+        on_b = await b.account("acct-pat")
+
+        def listing(boxes: list[Any]) -> list[tuple[int, str, int, bool]]:
+            return [(x.id, x.name, x.uidvalidity, x.subscribed) for x in boxes]
+
+        assert listing(await on_a.list_mailboxes()) == listing(await on_b.list_mailboxes())
+        for src, dst in ((on_a, on_b), (on_b, on_a)):
+            for rec in await src.replication.read(0):
+                assert await dst.replication.apply(rec, origin="peer") is False, rec
+        # a mailbox made later takes a greater UIDVALIDITY (RFC 3501 §2.3.1.1)
+        later = await on_a.create_mailbox("Later")
+        assert later.uidvalidity > max(x.uidvalidity for x in await on_b.list_mailboxes())
+    finally:
+        await a.close()
+        await b.close()

@@ -1,8 +1,11 @@
 """The peer's NATS down, for real (nats-servers, a store and its mirror as processes): the
 mirror logs one warning line per outage (``peer store-b unreachable, retrying in 0.5s``),
-retries with backoff and no traceback, and one line when the peer is back; its /healthz
-(compose's health check) says ``peer: false`` meanwhile. Before, every retry logged
-nats-py's traceback and the sink's failure, every second."""
+retries with backoff and no traceback, and one line when the peer is back. Its /healthz
+(liveness, compose's health check) stays 200 meanwhile — this side works, queueing — and
+shows ``links: {peer: false}``; its /readyz is 503 with ``peer: false``, and
+``postern_mirror_peer_up`` is 0 until the peer is back. Before, every
+retry logged nats-py's traceback and the sink's failure, every second, and /healthz was
+503 for a peer outage (the local mirror container marked unhealthy)."""
 
 from __future__ import annotations
 
@@ -38,12 +41,20 @@ class LoneSide(Side):
         return {**super().env(), "POSTERN_MIRROR_OPS_PORT": str(self.mirror_ops)}
 
 
-def health(port: int) -> tuple[int, dict[str, Any]]:
+def health(port: int, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def peer_up(port: int) -> str | None:
+    """The value of ``postern_mirror_peer_up{peer="store-b"}`` on the mirror's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    found = re.search(r'^postern_mirror_peer_up\{peer="store-b"\} (\S+)$', text, re.M)
+    return found.group(1) if found else None
 
 
 def count(side: Side, text: str) -> int:
@@ -81,7 +92,11 @@ async def test_peer_down_is_one_line_with_backoff_and_one_when_back(tmp_path: Pa
         await until(retried, "three tries at the peer", [a], GUARD)
         assert count(a, DOWN) == 1, a.log.read_text()[-4000:]
         code, body = await asyncio.to_thread(health, a.mirror_ops)
+        assert code == 200 and body["checks"] == {"nats": True, "store": True}, body
+        assert body["links"] == {"peer": False}, body
+        code, body = await asyncio.to_thread(health, a.mirror_ops, "/readyz")
         assert code == 503 and body["checks"]["peer"] is False, body
+        assert await asyncio.to_thread(peer_up, a.mirror_ops) == "0.0"
         st = await queue.read_status(bus_a.js, "store-b")
         assert st["peer_down_since"] and "Connection refused" in st["last_error"], st
         text = await mailctl("mirror", "status", "--nats", a.nats.url, "--peer", "store-b")
@@ -92,7 +107,14 @@ async def test_peer_down_is_one_line_with_backoff_and_one_when_back(tmp_path: Pa
         await until(linked, "the link up", [a], GUARD)
         assert count(a, BACK) == 1 and count(a, DOWN) == 1
         code, body = await asyncio.to_thread(health, a.mirror_ops)
+        assert code == 200 and body["links"] == {"peer": True}, body
+        code, body = await asyncio.to_thread(health, a.mirror_ops, "/readyz")
         assert code == 200 and body["checks"] == {"nats": True, "store": True, "peer": True}
+
+        async def reported_up() -> bool:  # the gauge follows the link within a report
+            return await asyncio.to_thread(peer_up, a.mirror_ops) == "1.0"
+
+        await until(reported_up, "postern_mirror_peer_up 1", [a], GUARD)
         # --- lost while linked, then back again ---------------------------------------------
         peer.nats.stop()
         await until(retried, "three tries at the lost peer", [a], GUARD)
