@@ -126,14 +126,18 @@ class Mirror:
                 self.sink = sink
             except Exception as exc:
                 await self._after(stopping, self.sink_outage.failed(exc))
-        while not stopping.is_set() and self.sink is not None:
-            try:
-                await self.sink.pass_once()
-            except Exception as exc:
-                self.sink.failed(exc)
-                await self._after(stopping, self.sink_outage.failed(exc))
-                continue
-            self.sink_outage.ok()
+        try:
+            while not stopping.is_set() and self.sink is not None:
+                try:
+                    await self.sink.pass_once()
+                except Exception as exc:
+                    self.sink.failed(exc)
+                    await self._after(stopping, self.sink_outage.failed(exc))
+                    continue
+                self.sink_outage.ok()
+        finally:
+            if self.sink is not None:
+                await self.sink.stop()  # the batch fetched ahead goes back to the queue
 
     async def _after(self, stopping: asyncio.Event, delay: float) -> None:
         """Wait ``delay`` after a failure; while the peer link is down, until it is back."""
