@@ -67,11 +67,35 @@ class Source:
         self.nc, self.js, self.peer, self.batch = nc, js, peer, batch
         self.reader = f"mirror:{peer}"
         self.stats = SourceStats()
+        # accounts the store said changed since they were last read (its change notices:
+        # services/store/mirror_changed.py); :meth:`pass_changed` reads only those
+        self.changed: set[str] = set()
+
+    def on_changed(self, accounts: list[str]) -> None:
+        self.changed.update(accounts)
 
     async def pass_once(self) -> int:
         """Ship what every account has for the peer; the number of records sent."""
         started = time.time()
+        self.changed.clear()  # every account is read now
         accounts = reply_json(await request(self.nc, "accounts", {}))["accounts"]
+        total = await self._ship(accounts)
+        if total == 0:
+            self.stats.idle_since = started
+        return total
+
+    async def pass_changed(self) -> int:
+        """Ship what the accounts the store said changed have for the peer (those it
+        still holds); the number of records sent. Not a full pass: ``idle_since`` stays."""
+        changed, self.changed = self.changed, set()
+        try:
+            held = set(reply_json(await request(self.nc, "accounts", {}))["accounts"])
+            return await self._ship(sorted(changed & held))
+        except BaseException:
+            self.changed |= changed  # read again on the next pass
+            raise
+
+    async def _ship(self, accounts: list[str]) -> int:
         total = 0
         for account in accounts:
             while True:
@@ -79,8 +103,6 @@ class Source:
                 total += sent
                 if not more:
                     break
-        if total == 0:
-            self.stats.idle_since = started
         return total
 
     async def _account(self, account: str) -> tuple[int, bool]:
