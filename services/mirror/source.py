@@ -3,7 +3,7 @@
 For every account the store holds, the registered reader ``mirror:<peer>`` reads the next
 records (those the store applied *from* the peer are left out by the store: never shipped
 back), each is published with its body (inline, or the ``MIRROR_BODIES`` object the store
-put there above 512 KiB) and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every
+put there above 512 KiB; the bodies of a batch asked of the store together, ``bodies``) and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every
 PubAck is the reader's position confirmed. A crash in between republishes what was not
 confirmed; the stream's de-duplication window (and replica apply being idempotent) makes
 that harmless. While the peer is down the records simply stay in the stream (file storage).
@@ -27,6 +27,8 @@ from mailcore.mailstore.records import AppendRecord
 log = get_logger("mirror")
 
 REQUEST_TIMEOUT = 30.0
+INLINE_MAX = 512 * 1024  # larger bodies come as MIRROR_BODIES objects (replica_rpc.py)
+BODIES_MAX = 768 * 1024  # inline bytes asked of the store in one ``bodies`` request
 
 
 class StoreUnavailable(Exception):
@@ -125,6 +127,7 @@ class Source:
             return 0, False
         rows: list[list[Any]] = reply["records"]
         last = int(reply["last"])
+        bodies = await self._bodies(account, rows)
         acks = []
         for row in rows:
             headers = {
@@ -137,14 +140,7 @@ class Source:
             }
             data = b""
             if row[1] == "append":
-                rec = journal.decode(tuple(row))
-                assert isinstance(rec, AppendRecord)
-                file_id = rec.file_id
-                body = await request(self.nc, "body", {"account": account, "file_id": file_id})
-                headers[names.HDR_MIRROR_BODY] = (body.headers or {}).get(
-                    names.HDR_MIRROR_BODY, "none"
-                )
-                data = body.data
+                headers[names.HDR_MIRROR_BODY], data = bodies[int(row[0])]
             acks.append(self.js.publish(queue.subject(self.peer), data, headers=headers))
         self.stats.added += len(rows)
         metrics.MIRROR_ADDED.labels(peer=self.peer).inc(len(rows))
@@ -159,6 +155,40 @@ class Source:
                 )
             )
         return len(rows), bool(rows) and len(rows) >= self.batch
+
+    async def _bodies(self, account: str, rows: list[list[Any]]) -> dict[int, tuple[str, bytes]]:
+        """The bodies of the append records among ``rows`` by ``seq``: ``(how, bytes)``,
+        asked of the store a group at a time (``bodies``, at most BODIES_MAX of inline
+        bytes by the records' sizes) rather than one request per record."""
+        appends: list[AppendRecord] = []
+        for row in rows:
+            if row[1] == "append":
+                rec = journal.decode(tuple(row))
+                assert isinstance(rec, AppendRecord)
+                appends.append(rec)
+        groups: list[list[AppendRecord]] = []
+        size = 0
+        for rec in appends:
+            cost = rec.size if rec.size <= INLINE_MAX else 0  # larger: an object, by name
+            if groups and size + cost <= BODIES_MAX:
+                groups[-1].append(rec)
+                size += cost
+            else:
+                groups.append([rec])
+                size = cost
+        out: dict[int, tuple[str, bytes]] = {}
+        for group in groups:
+            ask = {"account": account, "file_ids": [r.file_id for r in group]}
+            reply = await request(self.nc, "bodies", ask)
+            head, _, rest = bytes(reply.data).partition(b"\n")
+            index = json.loads(head)
+            if not isinstance(index, list):  # {"error": ...}
+                raise StoreUnavailable(str(index.get("error", "bodies: no index")))
+            at = 0
+            for rec, (how, length) in zip(group, index, strict=True):
+                out[rec.seq] = (str(how), rest[at : at + int(length)])
+                at += int(length)
+        return out
 
     def failed(self, exc: BaseException) -> None:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]

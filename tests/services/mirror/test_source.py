@@ -1,12 +1,16 @@
 """The source against a real store (in process) and a real nats-server: woken by the
-store's change notice, it reads only the accounts named; a full pass reads every one."""
+store's change notice, it reads only the accounts named; a full pass reads every one;
+the bodies of a batch are asked of the store together."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mailcore.bus import mirror as queue
+from mailcore.bus import names
 from mailcore.mailstore import MailStore
+from mailcore.mailstore.records import AppendRecord
 from services.mirror.source import Source
 from services.store.replica_rpc import serve_replica
 from tests.conftest import fresh_bus
@@ -35,6 +39,58 @@ async def test_a_change_notice_ships_only_the_accounts_it_names(
         assert await source.pass_changed() == 0  # nothing named
         assert await source.pass_once() == 1  # acct-1's append: the full pass finds it
         assert (await queue.queue(bus.js, "store-b"))[0] == shipped + 2
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+        await store.close()
+        await bus.close()
+
+
+async def test_the_bodies_of_a_batch_come_in_one_request(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    """``bodies``: the store answers for several messages at once (inline bytes one after
+    the other, a large one as a MIRROR_BODIES object), and the source ships each record
+    with its own body."""
+    bus = await fresh_bus(own_nats.url)
+    store = await MailStore.open(tmp_path / "store")
+    subs = await serve_replica(bus, store)
+    try:
+        await queue.declare(bus.js, "store-b", 64 * 1024**2)
+        acct = await store.account("acct-1")
+        inbox = (await acct.mailbox("INBOX")).id
+        small = [message("one"), message("two")]
+        big = b"From: big@x.example\r\nSubject: big\r\n\r\n" + (b"y" * 76 + b"\r\n") * 9000
+        for data in (*small, big):
+            await acct.append(inbox, data)
+        appends = [r for r in await acct.replication.read(0) if isinstance(r, AppendRecord)]
+        ask = {"account": "acct-1", "file_ids": [r.file_id for r in appends]}
+        reply = await bus.nc.request(
+            names.SUBJECT_REPLICA + "bodies", json.dumps(ask).encode(), timeout=30
+        )
+        head, _, rest = reply.data.partition(b"\n")
+        name = f"acct-1.{appends[2].file_id}"
+        assert json.loads(head) == [
+            ["inline", len(small[0])],
+            ["inline", len(small[1])],
+            [f"object:{name}", 0],
+        ]
+        assert rest == small[0] + small[1]
+        source = Source(bus.nc, bus.js, "store-b")
+        sent = await source.pass_once()  # the mailboxes' creations, then the appends
+        stream = queue.stream_name("store-b")
+        every = [await bus.js.get_msg(stream, seq=s) for s in range(1, sent + 1)]
+        shipped = [
+            m
+            for m in every
+            if json.loads((m.headers or {})[names.HDR_MIRROR_RECORD])[1] == "append"
+        ]
+        assert [m.data or b"" for m in shipped] == [*small, b""]
+        assert [(m.headers or {})[names.HDR_MIRROR_BODY] for m in shipped] == [
+            "inline",
+            "inline",
+            f"object:{name}",
+        ]
     finally:
         for sub in subs:
             await sub.unsubscribe()
