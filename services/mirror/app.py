@@ -42,6 +42,7 @@ log = get_logger("mirror")
 
 STORE_CAP = 2.0  # the longest pause between tries at the local store (a cheap request)
 QUEUE_CAP = 5.0  # … at the peer's queue while its NATS answers (its mirror not running)
+CHANGED_GAP = 0.05  # seconds between two passes woken by the store's change notices
 
 
 class Mirror:
@@ -110,6 +111,9 @@ class Mirror:
                     # each is read until nothing is left, so then wait for the next one
                     await self.source.pass_changed()
                     sent = 0
+                    # the notices of the next moment come together: under load a pass
+                    # per commit would cost the store more requests than the records
+                    await _pause(stopping, CHANGED_GAP)
                 else:  # every poll interval, or a plain nudge: every account
                     full_at = time.monotonic()
                     sent = await self.source.pass_once()

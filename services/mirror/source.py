@@ -3,8 +3,9 @@
 For every account the store holds, the registered reader ``mirror:<peer>`` reads the next
 records (those the store applied *from* the peer are left out by the store: never shipped
 back), each is published with its body (inline, or the ``MIRROR_BODIES`` object the store
-put there above 512 KiB; the bodies of a batch asked of the store together, ``bodies``) and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every
-PubAck is the reader's position confirmed. A crash in between republishes what was not
+put there above 512 KiB; the bodies of a batch asked of the store together, ``bodies``)
+and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every PubAck is the reader's
+position confirmed. A crash in between republishes what was not
 confirmed; the stream's de-duplication window (and replica apply being idempotent) makes
 that harmless. While the peer is down the records simply stay in the stream (file storage).
 """
@@ -87,12 +88,12 @@ class Source:
         return total
 
     async def pass_changed(self) -> int:
-        """Ship what the accounts the store said changed have for the peer (those it
-        still holds); the number of records sent. Not a full pass: ``idle_since`` stays."""
+        """Ship what the accounts the store said changed have for the peer (one it no
+        longer holds reads as empty); the number of records sent. Not a full pass:
+        ``idle_since`` stays."""
         changed, self.changed = self.changed, set()
         try:
-            held = set(reply_json(await request(self.nc, "accounts", {}))["accounts"])
-            return await self._ship(sorted(changed & held))
+            return await self._ship(sorted(changed))
         except BaseException:
             self.changed |= changed  # read again on the next pass
             raise
