@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import asdict
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from mailcore import metrics
 from mailcore.bus import mirror as queue
 from mailcore.bus import mirror_directory as directory_sync
-from mailcore.bus import names, roles
+from mailcore.bus import roles
 from mailcore.bus.mirror_resync import StoreLink
 from mailcore.config import MirrorSettings
 from mailcore.logging import get_logger
@@ -42,7 +41,6 @@ log = get_logger("mirror")
 
 STORE_CAP = 2.0  # the longest pause between tries at the local store (a cheap request)
 QUEUE_CAP = 5.0  # … at the peer's queue while its NATS answers (its mirror not running)
-CHANGED_GAP = 0.05  # seconds between two passes woken by the store's change notices
 
 
 class Mirror:
@@ -87,17 +85,8 @@ class Mirror:
             for bucket in directory_sync.BUCKETS
         }
 
-    async def on_changed(self, msg: Any) -> None:
-        """The store's change notice (services/store/mirror_changed.py): ship those now."""
-        with contextlib.suppress(ValueError, TypeError):
-            accounts = json.loads(msg.data)
-            if isinstance(accounts, list):
-                self.source.on_changed([str(a) for a in accounts])
-                self.nudged.set()
-
     async def run_source(self, stopping: asyncio.Event) -> None:
         declared = False
-        full_at = 0.0  # when the last pass over every account started
         while not stopping.is_set():
             try:
                 if not declared:  # e.g. refused while JetStream lacks the room for it
@@ -105,18 +94,8 @@ class Mirror:
                     declared = True
                 if self.s.mirror_follower:  # read-only follower: nothing goes back to the peer
                     return
-                recent = time.monotonic() - full_at < self.s.mirror_poll_interval
-                if self.source.changed and recent:
-                    # woken by the store's change notice: only the accounts it names;
-                    # each is read until nothing is left, so then wait for the next one
-                    await self.source.pass_changed()
-                    sent = 0
-                    # the notices of the next moment come together: under load a pass
-                    # per commit would cost the store more requests than the records
-                    await _pause(stopping, CHANGED_GAP)
-                else:  # every poll interval, or a plain nudge: every account
-                    full_at = time.monotonic()
-                    sent = await self.source.pass_once()
+                # every account each poll interval, else those the store named
+                sent = await self.source.pass_due(self.s.mirror_poll_interval)
             except Exception as exc:
                 self.source.failed(exc)
                 await _pause(stopping, self.source_outage.failed(exc))
@@ -307,8 +286,8 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     nudge = followers.Nudge()
     nudge.events.append(mirror.nudged)
     ctx.on_cleanup((await nudge.subscribe(bus.nc)).unsubscribe)
-    changed = await bus.nc.subscribe(names.SUBJECT_MIRROR_CHANGED, cb=mirror.on_changed)
-    ctx.on_cleanup(changed.unsubscribe)
+    nudge.sources.append(mirror.source)  # the store's change notices (followers' too)
+    ctx.on_cleanup((await nudge.subscribe_changed(bus.nc)).unsubscribe)
     # /healthz (the compose health check): the local store answers, the peer is linked
     ctx.ops.add_check("store", lambda: not mirror.source_outage.going_on)
     if ctx.settings.peer_nats_url:

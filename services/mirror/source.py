@@ -30,6 +30,7 @@ log = get_logger("mirror")
 REQUEST_TIMEOUT = 30.0
 INLINE_MAX = 512 * 1024  # larger bodies come as MIRROR_BODIES objects (replica_rpc.py)
 BODIES_MAX = 768 * 1024  # inline bytes asked of the store in one ``bodies`` request
+CHANGED_GAP = 0.05  # seconds between two passes woken by the store's change notices
 
 
 class StoreUnavailable(Exception):
@@ -73,9 +74,23 @@ class Source:
         # accounts the store said changed since they were last read (its change notices:
         # services/store/mirror_changed.py); :meth:`pass_changed` reads only those
         self.changed: set[str] = set()
+        self._full_at = 0.0  # when the last pass over every account started
 
     def on_changed(self, accounts: list[str]) -> None:
         self.changed.update(accounts)
+
+    async def pass_due(self, every: float) -> int:
+        """The pass due now: over every account each ``every`` seconds (and when woken
+        without a change notice), else over the accounts the store named; each of those
+        is read until nothing is left, so that pass answers 0 (wait for the next notice)
+        after a pause of CHANGED_GAP: the notices of that moment come together (a pass
+        per commit costs a store under load more requests than it has records)."""
+        if self.changed and time.monotonic() - self._full_at < every:
+            await self.pass_changed()
+            await asyncio.sleep(CHANGED_GAP)
+            return 0
+        self._full_at = time.monotonic()
+        return await self.pass_once()
 
     async def pass_once(self) -> int:
         """Ship what every account has for the peer; the number of records sent."""

@@ -4,6 +4,7 @@ the bodies of a batch are asked of the store together."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mailcore.bus import mirror as queue
 from mailcore.bus import names
 from mailcore.mailstore import MailStore
 from mailcore.mailstore.records import AppendRecord
+from services.mirror.followers import Nudge
 from services.mirror.source import Source
 from services.store.replica_rpc import serve_replica
 from tests.conftest import fresh_bus
@@ -92,6 +94,41 @@ async def test_the_bodies_of_a_batch_come_in_one_request(
             f"object:{name}",
         ]
     finally:
+        for sub in subs:
+            await sub.unsubscribe()
+        await store.close()
+        await bus.close()
+
+
+async def test_change_notices_reach_every_source_and_the_due_pass_reads_those(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    """The store's notice reaches the peer's source and each follower's (followers.Nudge);
+    within a poll interval of the last full pass, the due pass reads the accounts named
+    and answers 0 (then wait for the next notice); past it, every account."""
+    bus = await fresh_bus(own_nats.url)
+    store = await MailStore.open(tmp_path / "store")
+    subs = await serve_replica(bus, store)
+    nudge = Nudge()
+    woken = nudge.event()
+    peer, follower = Source(bus.nc, bus.js, "store-b"), Source(bus.nc, bus.js, "store-c")
+    nudge.sources += [peer, follower]
+    changed = await nudge.subscribe_changed(bus.nc)
+    try:
+        await queue.declare(bus.js, "store-b", 64 * 1024**2)
+        one, two = await store.account("acct-1"), await store.account("acct-2")
+        assert await peer.pass_due(every=3600) > 0  # the first pass reads every account
+        shipped, _ = await queue.queue(bus.js, "store-b")
+        for acct in (one, two):
+            await acct.append((await acct.mailbox("INBOX")).id, message(acct.id))
+        await bus.nc.publish(names.SUBJECT_MIRROR_CHANGED, json.dumps(["acct-2"]).encode())
+        await asyncio.wait_for(woken.wait(), 30)  # (30: no hang)
+        assert peer.changed == {"acct-2"} and follower.changed == {"acct-2"}
+        assert await peer.pass_due(every=3600) == 0  # acct-2 only, then wait
+        assert (await queue.queue(bus.js, "store-b"))[0] == shipped + 1
+        assert await peer.pass_due(every=0) == 1  # a full pass: acct-1's append
+    finally:
+        await changed.unsubscribe()
         for sub in subs:
             await sub.unsubscribe()
         await store.close()
