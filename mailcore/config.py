@@ -371,6 +371,12 @@ class StoreSettings(CommonSettings):
         "other's commits (IDLE stays prompt); delivery, POP3 and admin stay in the store "
         "process; connection caps count per process. One per CPU core uses every core",
     )
+    mirror_changed_notices: bool = Field(
+        default=True,
+        description="after each commit, tell the mirror process which accounts changed "
+        "(postern.mirror.changed), so it ships them at once instead of at its next journal "
+        "poll (POSTERN_MIRROR_POLL_INTERVAL)",
+    )
     mirror_sync_peer: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$",
@@ -552,7 +558,10 @@ class MirrorSettings(CommonSettings):
         "when full, new records wait in the journal",
     )
     mirror_poll_interval: Annotated[float, Field(gt=0)] = Field(
-        default=0.2, description="seconds between journal reads when nothing is new"
+        default=1.0,
+        description="seconds between full journal reads (every account) when nothing is "
+        "new; the store's change notices (POSTERN_MIRROR_CHANGED_NOTICES) wake the mirror "
+        "for the accounts that changed in between",
     )
     mirror_repair_interval: Annotated[float, Field(ge=0)] = Field(
         default=30 * 86400.0,

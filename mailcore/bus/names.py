@@ -54,6 +54,9 @@ OBJ_MIRROR_BODIES = "MIRROR_BODIES"  # bodies above 512 KiB, on the sending side
 # The store's replica requests, for its own mirror process (services/store/replica_rpc.py)
 SUBJECT_MIRROR_COMMITTED = "postern.mirror.committed"  # a peer committed records (sync)
 SUBJECT_MIRROR_NUDGE = "postern.mirror.nudge"  # the store asks its mirror to read now
+# the store committed changes to these accounts (a JSON list of ids): its mirror's source
+# reads them at once instead of at its next poll (services/store/mirror_changed.py)
+SUBJECT_MIRROR_CHANGED = "postern.mirror.changed"
 # synchronous mirroring: the store took these inbound messages, its mirror peer too
 # ({"ids": [message id, ...]}), for a filter that answers 250 only then
 SUBJECT_DELIVERED = "postern.delivered"

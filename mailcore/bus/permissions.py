@@ -223,6 +223,7 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 # word to the filters that the peer has the mail too
                 names.SUBJECT_MIRROR_NUDGE,
                 names.SUBJECT_DELIVERED,
+                names.SUBJECT_MIRROR_CHANGED,  # its mirror ships at once (mirror_changed.py)
             ),
             (
                 names.SUBJECT_REPLICA + ">",
@@ -269,7 +270,7 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 # synchronous mirroring: the sink tells the peer's store what it committed
                 names.SUBJECT_MIRROR_COMMITTED,
             ),
-            (names.SUBJECT_MIRROR_NUDGE,),
+            (names.SUBJECT_MIRROR_NUDGE, names.SUBJECT_MIRROR_CHANGED),
         ),
     }
 

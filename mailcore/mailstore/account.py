@@ -100,6 +100,9 @@ class Account:
                 method(seq)
 
         core.on_commit = on_commit
+        # the store's journal listeners (MailStore.journal_listeners), told on the event
+        # loop when this account's journal moved (a commit here or in another process)
+        self.on_journal: Callable[[str], None] | None = None
 
     # --- plumbing ------------------------------------------------------------------------
     def _committed(self, seq: int) -> None:  # writer thread
@@ -121,6 +124,8 @@ class Account:
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+        if self.on_journal is not None:
+            self.on_journal(self.id)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

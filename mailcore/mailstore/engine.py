@@ -76,6 +76,10 @@ class MailStore:
         self._reader_limits = (reader_max_behind, reader_max_age)
         self._closed = False
         self._fsync_flags = fsync_flags
+        # called on the event loop with an account's id whenever its journal moved (a
+        # commit in this process or, with notices, another): the store service tells its
+        # mirror (services/store/mirror_changed.py). A listener must not block.
+        self.journal_listeners: list[Callable[[str], None]] = []
         self.read_only = False  # a follower's store: users may not write (open)
         self._notices: notify.Notices | None = None  # other processes share the store
         self._poll: asyncio.Task[None] | None = None
@@ -158,6 +162,10 @@ class MailStore:
                 acct._core.announce = self._notices.send
             self._poll = asyncio.create_task(self._poll_forever(poll_every), name="store-poll")
         return self._notices
+
+    def _journal_moved(self, account_id: str) -> None:  # event loop
+        for listener in self.journal_listeners:
+            listener(account_id)
 
     def _notice(self, account_id: str, seq: int) -> None:  # event loop
         acct = self._live.get(account_id)
@@ -287,6 +295,7 @@ class MailStore:
                 fsync_flags=self._fsync_flags,
                 read_only=self.read_only,
             )
+            acct.on_journal = self._journal_moved
             self._accounts[account_id] = acct
             self._live[account_id] = acct
             # forgotten and no longer used: its connections are closed on its writer,

@@ -194,6 +194,17 @@ def _deferred_copy_gone(t: Txn, mb: MailboxRow, rec: AppendRecord, res: Resoluti
         res.note("expunged", f"mailbox {mb.id} UID {rec.uid}: expunged here as UID {row[0]}")
 
 
+# Our copies of a message under the UIDs that collided. CROSS JOIN keeps uid_moves (the
+# collisions: usually none) the outer loop; with a plain JOIN SQLite's planner walked every
+# message of the mailbox for each applied append: catch-up slowed as the mailbox grew
+# (6,000 appends applied by a deferring store: 73 → 419 records/s; bench W6).
+_OWN_COPIES = (
+    "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m CROSS JOIN messages g"
+    " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
+    " WHERE m.mailbox_id = ? AND m.origin = ? AND g.sha256 = ? AND g.uid != ?"
+)
+
+
 def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> None:
     """Deferring store, once the resolver's append is applied: our own copy of that
     message under a collided UID is expunged (it lives on under the new UID), and so is
@@ -205,12 +216,8 @@ def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> N
     mb = _mailbox(t, rec.mailbox_id)
     if mb is None:
         return
-    rows = t.conn.execute(
-        "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m JOIN messages g"
-        " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
-        " WHERE m.mailbox_id = ? AND m.origin = ? AND g.sha256 = ? AND g.uid != ?",
-        (mb.id, res.origin, bytes.fromhex(rec.sha256), rec.uid),
-    ).fetchall()
+    key = (mb.id, res.origin, bytes.fromhex(rec.sha256), rec.uid)
+    rows = t.conn.execute(_OWN_COPIES, key).fetchall()
     if rows:
         _remove_own_copies(t, mb, rows, res.origin)
         res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} now UID {rec.uid}")
@@ -310,8 +317,8 @@ def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) ->
     rows: list[Any] = []
     for sha in theirs:
         rows += t.conn.execute(
-            "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m JOIN messages g"
-            " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
+            "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m"
+            " CROSS JOIN messages g ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"  # as above
             " WHERE m.mailbox_id = ? AND m.origin = ? AND m.ours = ? AND g.sha256 = ?",
             (mb.id, res.origin, sha, bytes.fromhex(sha)),
         ).fetchall()

@@ -94,7 +94,8 @@ class Mirror:
                     declared = True
                 if self.s.mirror_follower:  # read-only follower: nothing goes back to the peer
                     return
-                sent = await self.source.pass_once()
+                # every account each poll interval, else those the store named
+                sent = await self.source.pass_due(self.s.mirror_poll_interval)
             except Exception as exc:
                 self.source.failed(exc)
                 await _pause(stopping, self.source_outage.failed(exc))
@@ -126,14 +127,18 @@ class Mirror:
                 self.sink = sink
             except Exception as exc:
                 await self._after(stopping, self.sink_outage.failed(exc))
-        while not stopping.is_set() and self.sink is not None:
-            try:
-                await self.sink.pass_once()
-            except Exception as exc:
-                self.sink.failed(exc)
-                await self._after(stopping, self.sink_outage.failed(exc))
-                continue
-            self.sink_outage.ok()
+        try:
+            while not stopping.is_set() and self.sink is not None:
+                try:
+                    await self.sink.pass_once()
+                except Exception as exc:
+                    self.sink.failed(exc)
+                    await self._after(stopping, self.sink_outage.failed(exc))
+                    continue
+                self.sink_outage.ok()
+        finally:
+            if self.sink is not None:
+                await self.sink.stop()  # the batch fetched ahead goes back to the queue
 
     async def _after(self, stopping: asyncio.Event, delay: float) -> None:
         """Wait ``delay`` after a failure; while the peer link is down, until it is back."""
@@ -288,6 +293,8 @@ async def serve(ctx: ServiceContext[MirrorSettings]) -> None:
     nudge = followers.Nudge()
     nudge.events.append(mirror.nudged)
     ctx.on_cleanup((await nudge.subscribe(bus.nc)).unsubscribe)
+    nudge.sources.append(mirror.source)  # the store's change notices (followers' too)
+    ctx.on_cleanup((await nudge.subscribe_changed(bus.nc)).unsubscribe)
     # /healthz (liveness, compose's health check): this side — its NATS ("nats", from
     # connect_bus) and its store answering. The peer's link is readiness only (/readyz):
     # a peer outage is what the mirror is there for (it queues durably meanwhile), so it

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -42,6 +43,22 @@ class Nudge:
 
     def __init__(self) -> None:
         self.events: list[asyncio.Event] = []
+        self.sources: list[Source] = []  # told of the store's change notices
+
+    async def subscribe_changed(self, nc: Any) -> Any:
+        """The store's ``postern.mirror.changed`` (services/store/mirror_changed.py): every
+        source reads the accounts named at once."""
+
+        async def on_changed(msg: Any) -> None:
+            with contextlib.suppress(ValueError, TypeError):
+                accounts = json.loads(msg.data)
+                if isinstance(accounts, list):
+                    for source in self.sources:
+                        source.on_changed([str(a) for a in accounts])
+                    for event in self.events:
+                        event.set()
+
+        return await nc.subscribe(names.SUBJECT_MIRROR_CHANGED, cb=on_changed)
 
     async def subscribe(self, nc: Any) -> Any:
         async def on_nudge(msg: Any) -> None:
@@ -80,7 +97,7 @@ async def ship_forever(
     )
     while not stopping.is_set():
         try:
-            sent = await source.pass_once()
+            sent = await source.pass_due(s.mirror_poll_interval)
         except Exception as exc:
             source.failed(exc)
             await idle(stopping, asyncio.Event(), outage.failed(exc))
@@ -123,6 +140,7 @@ def tasks(
     sources = [Source(nc, js, name) for name in follower_names(s)]
     if not sources:
         return []
+    nudge.sources.extend(sources)
     log.info("feeding read-only followers", followers=[x.peer for x in sources])
     out = [
         asyncio.create_task(

@@ -4,7 +4,10 @@ apply in this store, in stream order.
 Records are applied through the local store's ``apply_batch`` request (up to 256 records a
 request, group-committed by the store: mailcore/bus/replica_batch.py) with ``origin`` =
 the peer (so this store's source never ships it back), and each is acked on the peer's
-stream only after the store answered, i.e. after its commit. A record applied already
+stream only after the store answered, i.e. after its commit. While the store applies one
+batch the next is fetched from the peer's queue (two in flight); it follows on in stream
+order from the last record acked, so no question about the queue's head is needed for it,
+and :meth:`Sink.stop` puts back a batch fetched ahead but not applied. A record applied already
 answers ``applied: false`` and is acked too (idempotent). Split-brain collisions (a UID
 used for different messages on the two sides, equal-modseq flags, concurrent renames) are
 settled by the store (mailcore/mailstore/splitbrain.py; this node resolves when its name
@@ -100,6 +103,10 @@ class Sink:
         self.node, self.peer = node, peer
         self.stats = SinkStats()
         self._sub: Any = None
+        # the next batch, fetched from the peer's queue while this one is applied (two
+        # batches in flight); and the stream sequence of the last record applied and acked
+        self._ahead: asyncio.Future[list[Any]] | None = None
+        self._after: int | None = None
         self.store_outage = Outage(
             "the local store is not answering the peer's records",
             "the local store answers the peer's records again",
@@ -113,15 +120,51 @@ class Sink:
             queue.CONSUMER, stream=queue.stream_name(self.node)
         )
 
+    async def stop(self) -> None:
+        """Put back the batch fetched ahead (redelivered at once, in order; the fetch
+        ends within its timeout). Call it when done with the sink."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        with contextlib.suppress(Exception):
+            for msg in await ahead:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+
+    async def fetched_ahead(self) -> int:
+        """The number of records fetched ahead for the next pass (once the fetch ended)."""
+        return len(await self._ahead) if self._ahead is not None else 0
+
+    async def _fetch(self, batch: int, timeout: float) -> list[Any]:
+        try:
+            msgs: list[Any] = await self._sub.fetch(batch, timeout=timeout)
+        except TimeoutError:
+            return []
+        return msgs
+
     async def pass_once(self, batch: int = 256, timeout: float = 1.0) -> int:
-        """Fetch and apply one batch; the number of records handled."""
+        """Apply one batch (fetched ahead by the previous pass, or now) and fetch the next
+        one meanwhile; the number of records handled."""
         if self._sub is None:
             await self.start()
-        try:
-            msgs = await self._sub.fetch(batch, timeout=timeout)
-        except TimeoutError:
-            return 0
+        ahead, self._ahead = self._ahead, None
+        msgs = await (ahead if ahead is not None else self._fetch(batch, timeout))
         msgs = await self._in_order(msgs)
+        if not msgs:
+            return 0
+        # the peer's NATS hands out the next records while the store applies these
+        self._ahead = asyncio.ensure_future(self._fetch(batch, timeout))
+        try:
+            await self._apply_msgs(msgs)
+        except Exception:
+            self._after = None  # what was fetched ahead is not next any more: put back
+            await self.stop()
+            raise
+        self._after = int(msgs[-1].metadata.sequence.stream)
+        return len(msgs)
+
+    async def _apply_msgs(self, msgs: list[Any]) -> None:
+        """Apply records in order, each acked after the store's commit."""
         done = 0
         committed: dict[str, int] = {}
         try:
@@ -146,7 +189,6 @@ class Sink:
             raise
         finally:
             await self._tell_committed(committed)
-        return len(msgs)
 
     async def _apply_in_place(
         self, chunk: list[replica_batch.BatchEntry], waiting: list[Any]
@@ -162,6 +204,8 @@ class Sink:
             except StoreUnavailable as exc:
                 self.failed(exc)
                 delay = self.store_outage.failed(exc)  # one line per outage (outage.py)
+                if self._ahead is not None and self._ahead.done() and not self._ahead.cancelled():
+                    waiting = [*waiting, *self._ahead.result()]  # fetched ahead: wait too
                 for msg in waiting:
                     await msg.in_progress()
                 await asyncio.sleep(delay)
@@ -177,8 +221,13 @@ class Sink:
         settled the same way on both sides)."""
         if not msgs:
             return msgs
-        info = await self.peer_js.stream_info(queue.stream_name(self.node))
-        expect = info.state.first_seq
+        if self._after is not None and msgs[0].metadata.sequence.stream == self._after + 1:
+            # fetched ahead, right after the batch applied and acked last: every record
+            # before it is acked, so it is the oldest left (no question to the peer's NATS)
+            expect = self._after + 1
+        else:
+            info = await self.peer_js.stream_info(queue.stream_name(self.node))
+            expect = info.state.first_seq
         ordered = []
         for msg in msgs:
             if msg.metadata.sequence.stream != expect:

@@ -3,8 +3,9 @@
 For every account the store holds, the registered reader ``mirror:<peer>`` reads the next
 records (those the store applied *from* the peer are left out by the store: never shipped
 back), each is published with its body (inline, or the ``MIRROR_BODIES`` object the store
-put there above 512 KiB) and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every
-PubAck is the reader's position confirmed. A crash in between republishes what was not
+put there above 512 KiB; the bodies of a batch asked of the store together, ``bodies``)
+and ``Nats-Msg-Id`` ``<account>:<seq>``, and only after every PubAck is the reader's
+position confirmed. A crash in between republishes what was not
 confirmed; the stream's de-duplication window (and replica apply being idempotent) makes
 that harmless. While the peer is down the records simply stay in the stream (file storage).
 """
@@ -27,6 +28,9 @@ from mailcore.mailstore.records import AppendRecord
 log = get_logger("mirror")
 
 REQUEST_TIMEOUT = 30.0
+INLINE_MAX = 512 * 1024  # larger bodies come as MIRROR_BODIES objects (replica_rpc.py)
+BODIES_MAX = 768 * 1024  # inline bytes asked of the store in one ``bodies`` request
+CHANGED_GAP = 0.05  # seconds between two passes woken by the store's change notices
 
 
 class StoreUnavailable(Exception):
@@ -67,11 +71,49 @@ class Source:
         self.nc, self.js, self.peer, self.batch = nc, js, peer, batch
         self.reader = f"mirror:{peer}"
         self.stats = SourceStats()
+        # accounts the store said changed since they were last read (its change notices:
+        # services/store/mirror_changed.py); :meth:`pass_changed` reads only those
+        self.changed: set[str] = set()
+        self._full_at = 0.0  # when the last pass over every account started
+
+    def on_changed(self, accounts: list[str]) -> None:
+        self.changed.update(accounts)
+
+    async def pass_due(self, every: float) -> int:
+        """The pass due now: over every account each ``every`` seconds (and when woken
+        without a change notice), else over the accounts the store named; each of those
+        is read until nothing is left, so that pass answers 0 (wait for the next notice)
+        after a pause of CHANGED_GAP: the notices of that moment come together (a pass
+        per commit costs a store under load more requests than it has records)."""
+        if self.changed and time.monotonic() - self._full_at < every:
+            await self.pass_changed()
+            await asyncio.sleep(CHANGED_GAP)
+            return 0
+        self._full_at = time.monotonic()
+        return await self.pass_once()
 
     async def pass_once(self) -> int:
         """Ship what every account has for the peer; the number of records sent."""
         started = time.time()
+        self.changed.clear()  # every account is read now
         accounts = reply_json(await request(self.nc, "accounts", {}))["accounts"]
+        total = await self._ship(accounts)
+        if total == 0:
+            self.stats.idle_since = started
+        return total
+
+    async def pass_changed(self) -> int:
+        """Ship what the accounts the store said changed have for the peer (one it no
+        longer holds reads as empty); the number of records sent. Not a full pass:
+        ``idle_since`` stays."""
+        changed, self.changed = self.changed, set()
+        try:
+            return await self._ship(sorted(changed))
+        except BaseException:
+            self.changed |= changed  # read again on the next pass
+            raise
+
+    async def _ship(self, accounts: list[str]) -> int:
         total = 0
         for account in accounts:
             while True:
@@ -79,8 +121,6 @@ class Source:
                 total += sent
                 if not more:
                     break
-        if total == 0:
-            self.stats.idle_since = started
         return total
 
     async def _account(self, account: str) -> tuple[int, bool]:
@@ -103,6 +143,7 @@ class Source:
             return 0, False
         rows: list[list[Any]] = reply["records"]
         last = int(reply["last"])
+        bodies = await self._bodies(account, rows)
         acks = []
         for row in rows:
             headers = {
@@ -115,14 +156,7 @@ class Source:
             }
             data = b""
             if row[1] == "append":
-                rec = journal.decode(tuple(row))
-                assert isinstance(rec, AppendRecord)
-                file_id = rec.file_id
-                body = await request(self.nc, "body", {"account": account, "file_id": file_id})
-                headers[names.HDR_MIRROR_BODY] = (body.headers or {}).get(
-                    names.HDR_MIRROR_BODY, "none"
-                )
-                data = body.data
+                headers[names.HDR_MIRROR_BODY], data = bodies[int(row[0])]
             acks.append(self.js.publish(queue.subject(self.peer), data, headers=headers))
         self.stats.added += len(rows)
         metrics.MIRROR_ADDED.labels(peer=self.peer).inc(len(rows))
@@ -137,6 +171,40 @@ class Source:
                 )
             )
         return len(rows), bool(rows) and len(rows) >= self.batch
+
+    async def _bodies(self, account: str, rows: list[list[Any]]) -> dict[int, tuple[str, bytes]]:
+        """The bodies of the append records among ``rows`` by ``seq``: ``(how, bytes)``,
+        asked of the store a group at a time (``bodies``, at most BODIES_MAX of inline
+        bytes by the records' sizes) rather than one request per record."""
+        appends: list[AppendRecord] = []
+        for row in rows:
+            if row[1] == "append":
+                rec = journal.decode(tuple(row))
+                assert isinstance(rec, AppendRecord)
+                appends.append(rec)
+        groups: list[list[AppendRecord]] = []
+        size = 0
+        for rec in appends:
+            cost = rec.size if rec.size <= INLINE_MAX else 0  # larger: an object, by name
+            if groups and size + cost <= BODIES_MAX:
+                groups[-1].append(rec)
+                size += cost
+            else:
+                groups.append([rec])
+                size = cost
+        out: dict[int, tuple[str, bytes]] = {}
+        for group in groups:
+            ask = {"account": account, "file_ids": [r.file_id for r in group]}
+            reply = await request(self.nc, "bodies", ask)
+            head, _, rest = bytes(reply.data).partition(b"\n")
+            index = json.loads(head)
+            if not isinstance(index, list):  # {"error": ...}
+                raise StoreUnavailable(str(index.get("error", "bodies: no index")))
+            at = 0
+            for rec, (how, length) in zip(group, index, strict=True):
+                out[rec.seq] = (str(how), rest[at : at + int(length)])
+                at += int(length)
+        return out
 
     def failed(self, exc: BaseException) -> None:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]

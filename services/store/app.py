@@ -21,6 +21,7 @@ from services.store.auth_rpc import AuthResponder
 from services.store.delivery import DeliveryConsumer
 from services.store.imap.server import ImapServer
 from services.store.imap_workers import ImapWorkers
+from services.store.mirror_changed import ChangedNotices
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
 from services.store.role import RoleGate
@@ -97,6 +98,10 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     ctx.on_cleanup(admin.unsubscribe)
     for sub in await serve_replica(bus, store):  # for its mirror process (services/mirror)
         ctx.on_cleanup(sub.unsubscribe)
+    if s.mirror_changed_notices:  # its mirror ships a commit at once (mirror_changed.py)
+        changed = ChangedNotices(bus.nc)
+        store.journal_listeners.append(changed)
+        ctx.on_cleanup(changed.stop)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running or gate.role != "master")
     ctx.ops.add_check("storage", consumer.storage_ok)

@@ -15,6 +15,9 @@ payload (or, above 512 KiB, an object of ``MIRROR_BODIES`` the mirror put there)
 * ``body`` ``{account, file_id}`` → the bytes inline, header ``Postern-Mirror-Body``
   ``inline``; ``object:<name>`` above 512 KiB (put in ``MIRROR_BODIES``); ``none`` when
   every copy was expunged since (``object``: the object's name, for a resync)
+* ``bodies`` ``{account, file_ids}`` → several at once, as the source ships a batch: a
+  JSON line ``[[how, length], ...]`` (``how`` as ``body``'s header), then the inline
+  bytes one after the other; the source asks for at most 768 KiB of inline bytes a time
 * ``apply`` (headers account, record, body; payload) → ``{"applied": bool}`` or
   ``{"conflict": text, "mailbox_id", "uid"}``; with header ``Postern-Mirror-Resolve``
   (``resolver``/``defer``) split-brain collisions are settled instead
@@ -116,17 +119,28 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
             await acct.replication.confirm(req["reader"], int(req["seq"]))
         return _json({"ok": True})
 
+    async def body_of(account: str, file_id: int, name: str | None) -> tuple[str, bytes]:
+        """(how, bytes): ``inline`` and the bytes, ``object:<name>`` or ``none``."""
+        acct = await store.existing(account)
+        data = None if acct is None else acct.replication.message_bytes(file_id)
+        if data is None:
+            return "none", b""
+        if len(data) <= INLINE_MAX:
+            return "inline", data
+        name = name or f"{account}.{file_id}"
+        await (await _bodies(bus)).put(name, data)
+        return f"object:{name}", b""
+
     async def body(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
-        acct = await store.existing(req["account"])
-        data = None if acct is None else acct.replication.message_bytes(int(req["file_id"]))
-        if data is None:
-            return b"", {names.HDR_MIRROR_BODY: "none"}
-        if len(data) <= INLINE_MAX:
-            return data, {names.HDR_MIRROR_BODY: "inline"}
-        name = req.get("object") or f"{req['account']}.{req['file_id']}"
-        await (await _bodies(bus)).put(name, data)
-        return b"", {names.HDR_MIRROR_BODY: f"object:{name}"}
+        how, data = await body_of(req["account"], int(req["file_id"]), req.get("object"))
+        return data, {names.HDR_MIRROR_BODY: how}
+
+    async def bodies(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        req = json.loads(msg.data)
+        found = [await body_of(req["account"], int(f), None) for f in req["file_ids"]]
+        index = json.dumps([[how, len(data)] for how, data in found]).encode()
+        return index + b"\n" + b"".join(data for _, data in found), None
 
     async def apply(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         hdrs = msg.headers or {}
@@ -208,6 +222,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         "read": read,
         "confirm": confirm,
         "body": body,
+        "bodies": bodies,
         "apply": apply,
         "apply_batch": apply_batch,
         "reset": reset,

@@ -5,11 +5,12 @@ every message once, the collided ones under new UIDs above what clients saw."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from mailcore.mailstore import Account, MailStore
+from mailcore.mailstore import Account, MailStore, schema, splitbrain
 from mailcore.mailstore.model import FlagOp
 from mailcore.mailstore.records import AppendRecord
 from tests.mailcore.mailstore.conftest import message
@@ -161,3 +162,18 @@ async def test_a_renumbered_message_deleted_before_it_lands_goes_on_both(tmp_pat
     finally:
         await sa.close()
         await sb.close()
+
+
+def test_a_deferring_apply_looks_up_collisions_not_the_whole_mailbox(tmp_path: Path) -> None:
+    """After each append a deferring store looks for its own copies under collided UIDs:
+    the plan must start from ``uid_moves`` (the collisions, usually none) and reach a
+    message by its key, not walk every message of the mailbox for each applied record
+    (what made a mirror's catch-up slow down as the mailbox grew: bench W6)."""
+    conn = sqlite3.connect(tmp_path / "index.sqlite3")
+    schema.create(conn)
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN " + splitbrain._OWN_COPIES, (1, A, b"\0" * 32, 1)
+    ).fetchall()
+    steps = [row[3] for row in plan]
+    assert steps[0].startswith("SEARCH m USING PRIMARY KEY"), steps
+    assert steps[1] == "SEARCH g USING PRIMARY KEY (mailbox_id=? AND uid=?)", steps

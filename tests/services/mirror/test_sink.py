@@ -4,6 +4,7 @@ MIRROR_CONFLICTS and counted, never lost, and replication carries on."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -31,6 +32,7 @@ async def test_conflicting_record_is_kept_and_the_rest_applied(
     bus = await fresh_bus(own_nats.url)
     store = await MailStore.open(tmp_path / "store")
     subs = await serve_replica(bus, store)
+    sink = Sink(bus.nc, bus.js, bus.js, "store-b", "store-a")
     try:
         acct = await store.account("acct-1")
         inbox = await acct.mailbox("INBOX")
@@ -57,7 +59,6 @@ async def test_conflicting_record_is_kept_and_the_rest_applied(
                 },
             )
         before = _conflicts("mailbox")
-        sink = Sink(bus.nc, bus.js, bus.js, "store-b", "store-a")
         handled = 0
         while handled < 2:
             handled += await sink.pass_once(batch=10)
@@ -72,6 +73,78 @@ async def test_conflicting_record_is_kept_and_the_rest_applied(
         count, _ = await queue.queue(bus.js, "store-b")
         assert count == 0  # both acked
     finally:
+        await sink.stop()
+        for sub in subs:
+            await sub.unsubscribe()
+        await store.close()
+        await bus.close()
+
+
+async def test_the_next_batch_is_fetched_while_one_is_applied_and_put_back_on_stop(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    """Two batches in flight: while the store applies one, the next is fetched from the
+    peer's queue; the chained batch applies in order, and the one still held when the
+    sink stops goes back to the queue: a new sink applies it, each record once."""
+    bus = await fresh_bus(own_nats.url)
+    store = await MailStore.open(tmp_path / "store")
+    subs = await serve_replica(bus, store)
+    sink = Sink(bus.nc, bus.js, bus.js, "store-b", "store-a")
+    again = Sink(bus.nc, bus.js, bus.js, "store-b", "store-a")
+    try:
+        acct = await store.account("acct-1")
+        inbox = await acct.mailbox("INBOX")
+        await queue.declare(bus.js, "store-b", 64 * 1024**2)
+
+        async def publish(uid: int) -> None:
+            data = message(f"m{uid}")
+            rec = AppendRecord(
+                uid,
+                1.0,
+                inbox.id,
+                inbox.uidvalidity,
+                uid,
+                uid + 4,
+                2.0,
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+                uid,
+                frozenset(),
+            )
+            await bus.js.publish(
+                queue.subject("store-b"),
+                data,
+                headers={
+                    names.HDR_MIRROR_ACCOUNT: "acct-1",
+                    names.HDR_MIRROR_RECORD: json.dumps(journal.encode(rec)),
+                    names.HDR_MIRROR_BODY: "inline",
+                },
+            )
+
+        for uid in range(1, 26):
+            await publish(uid)
+        assert await sink.pass_once(batch=10) == 10
+        assert await sink.fetched_ahead() == 10  # records 11-20, delivered, not acked
+        assert (await acct.snapshot(inbox.id)).uids == list(range(1, 11))
+        assert await sink.pass_once(batch=10) == 10  # the batch fetched ahead
+        assert (await acct.snapshot(inbox.id)).uids == list(range(1, 21))
+        assert await sink.fetched_ahead() == 5
+        await sink.stop()  # 21-25 go back to the queue
+        assert await sink.fetched_ahead() == 0
+        assert (await queue.queue(bus.js, "store-b"))[0] == 5
+        # a fetch made on an emptied queue (the next one, ahead) may wait an hour here,
+        # but hands over the first record to come, not when 10 came or the hour is over
+        assert await again.pass_once(batch=10, timeout=3600) == 5
+        assert (await acct.snapshot(inbox.id)).uids == list(range(1, 26))
+        assert again.stats.applied == 5 and again.stats.duplicates == 0
+        await publish(26)
+        assert await asyncio.wait_for(again.fetched_ahead(), 60) == 1  # (60: no hang)
+        assert await again.pass_once(batch=10) == 1
+        assert (await acct.snapshot(inbox.id)).uids == list(range(1, 27))
+        assert (await queue.queue(bus.js, "store-b"))[0] == 0
+    finally:
+        await sink.stop()
+        await again.stop()
         for sub in subs:
             await sub.unsubscribe()
         await store.close()

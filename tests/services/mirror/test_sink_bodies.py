@@ -60,6 +60,7 @@ async def test_large_body_objects_go_on_both_sides_and_a_resend_still_applies(
     store_a = await MailStore.open(tmp_path / "a")
     store_b = await MailStore.open(tmp_path / "b")
     subs = await serve_replica(sender, store_a) + await serve_replica(receiver, store_b)
+    sink = Sink(receiver.nc, receiver.js, sender.js, "store-b", "store-a")
     try:
         acct = await store_a.account("acct-1")
         inbox = await acct.mailbox("INBOX")
@@ -70,7 +71,6 @@ async def test_large_body_objects_go_on_both_sides_and_a_resend_still_applies(
         for row in rows:
             await ship(sender, "acct-1", row, 0)
         assert len(await live_objects(sender)) == 1  # the body waits on the sending side
-        sink = Sink(receiver.nc, receiver.js, sender.js, "store-b", "store-a")
         handled = 0
         while handled < len(rows):
             handled += await sink.pass_once(batch=100)
@@ -94,6 +94,7 @@ async def test_large_body_objects_go_on_both_sides_and_a_resend_still_applies(
         assert count == 0
         assert await live_objects(sender) == [] and await live_objects(receiver) == []
     finally:
+        await sink.stop()
         for sub in subs:
             await sub.unsubscribe()
         await store_a.close()
