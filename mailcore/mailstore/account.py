@@ -25,6 +25,7 @@ from mailcore.mailstore import (
     messages,
     reads,
     searchdata,
+    snapshots,
     sorting,
     sqlsearch,
 )
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 INLINE_FETCH = 4  # fetch() of at most this many UIDs reads on the event loop thread
 INLINE_PREPARE = 256 * 1024  # append() parses larger messages in a thread
+INLINE_STATUS = 1000  # status() of a mailbox of at most this many messages: on the loop
 _LAST_UID = 2**63 - 1  # above every UID (claim_recent without a limit)
 
 
@@ -236,6 +238,11 @@ class Account:
         return await self._read_small(mailboxes.subscriptions)
 
     async def status(self, mailbox_id: int) -> MailboxStatus:
+        count = self._snapshots.count(mailbox_id)
+        if count is not None and count <= INLINE_STATUS:
+            # a small mailbox (as its kept snapshot says): its counts are a short index
+            # scan, cheaper on the event loop than a hand-over to a reader thread and back
+            return await self._read_small(lambda c: reads.status(c, mailbox_id))
         return await self._read(lambda c: reads.status(c, mailbox_id))
 
     async def statuses(self, mailbox_ids: Sequence[int]) -> dict[int, MailboxStatus]:
@@ -246,7 +253,17 @@ class Account:
     # --- messages --------------------------------------------------------------------------
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         recent = self._core.recent_changes
-        return await self._read(lambda c: reads.snapshot(c, mailbox_id, self._snapshots, recent))
+        cache = self._snapshots
+        if cache.get(mailbox_id) is not None:
+            # kept and current, or brought up to date from the changes in memory: point
+            # reads and list copies, on the event loop (no hand-over to a reader thread
+            # for SELECT and a POP3 login); anything that reads rows goes to the pool
+            found = self._read_inline(
+                lambda c: snapshots.snapshot(c, mailbox_id, cache, recent, cached_only=True)
+            )
+            if found is not None:
+                return found
+        return await self._read(lambda c: reads.snapshot(c, mailbox_id, cache, recent))
 
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, parsed: bool = True
