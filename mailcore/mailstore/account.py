@@ -54,7 +54,7 @@ from mailcore.mailstore.records import Record
 from mailcore.mailstore.replication import Replication
 from mailcore.mailstore.search import SearchKey
 from mailcore.mailstore.snapshots import SnapshotCache
-from mailcore.mailstore.threads import Writer
+from mailcore.mailstore.threads import Writer, defer
 from mailcore.message import dumps, parse, to_crlf
 
 if TYPE_CHECKING:
@@ -106,7 +106,10 @@ class Account:
 
     # --- plumbing ------------------------------------------------------------------------
     def _committed(self, seq: int) -> None:  # writer thread
-        self._loop.call_soon_threadsafe(self._wake)
+        # with the answer of the write that committed, when there is one for this loop
+        # (a single wake-up of the event loop for both: threads.defer)
+        if not defer(self._loop, self._wake):
+            self._loop.call_soon_threadsafe(self._wake)
 
     def _advanced(self, seq: int) -> None:  # event loop
         """Another process committed up to ``seq`` (MailStore.enable_notices)."""
