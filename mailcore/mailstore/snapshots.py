@@ -68,7 +68,8 @@ class SnapshotCache:
     def count(self, mailbox_id: int) -> int | None:
         """The number of messages in the kept snapshot of the mailbox (None: none kept):
         a hint of how large the mailbox is, for deciding where to read it."""
-        found = self._entries.get(mailbox_id)
+        with self._lock:
+            found = self._entries.get(mailbox_id)
         return None if found is None else len(found.uids)
 
     def put(self, mailbox_id: int, entry: _Entry) -> None:

@@ -69,11 +69,14 @@ def _settle(
     calls: list[Callable[[], object]],
     answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
 ) -> None:
-    """On the loop: the deferred calls (commit notices), then every answer."""
-    for fn in calls:
-        fn()
-    for fut, result, exc in answers:
-        _resolve(fut, result, exc)
+    """On the loop: the deferred calls (commit notices), then every answer (whatever a
+    deferred call raised: nobody may be left waiting)."""
+    try:
+        for fn in calls:
+            fn()
+    finally:
+        for fut, result, exc in answers:
+            _resolve(fut, result, exc)
 
 
 class Writer:
