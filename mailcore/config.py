@@ -364,6 +364,12 @@ class StoreSettings(CommonSettings):
         "Dovecot's mail_fsync=optimized does the same), so a power cut may undo the flag "
         "changes of its last moments; messages, expunges and mailbox changes stay durable",
     )
+    store_writers: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=4,
+        description="writer threads per store process: each account's writes run on one of "
+        "them, in order; writes to accounts on different threads commit (and wait for the "
+        "disk) side by side instead of queueing behind one another's fsync",
+    )
     imap_workers: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1,
         description="processes serving IMAP: 1 serves it in the store process; N > 1 adds N-1 "

@@ -25,6 +25,7 @@ from mailcore.mailstore import (
     messages,
     reads,
     searchdata,
+    snapshots,
     sorting,
     sqlsearch,
 )
@@ -53,7 +54,7 @@ from mailcore.mailstore.records import Record
 from mailcore.mailstore.replication import Replication
 from mailcore.mailstore.search import SearchKey
 from mailcore.mailstore.snapshots import SnapshotCache
-from mailcore.mailstore.threads import Writer
+from mailcore.mailstore.threads import Writer, defer
 from mailcore.message import dumps, parse, to_crlf
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 INLINE_FETCH = 4  # fetch() of at most this many UIDs reads on the event loop thread
 INLINE_PREPARE = 256 * 1024  # append() parses larger messages in a thread
+INLINE_STATUS = 1000  # status() of a mailbox of at most this many messages: on the loop
+_LAST_UID = 2**63 - 1  # above every UID (claim_recent without a limit)
 
 
 class Account:
@@ -106,7 +109,10 @@ class Account:
 
     # --- plumbing ------------------------------------------------------------------------
     def _committed(self, seq: int) -> None:  # writer thread
-        self._loop.call_soon_threadsafe(self._wake)
+        # with the answer of the write that committed, when there is one for this loop
+        # (a single wake-up of the event loop for both: threads.defer)
+        if not defer(self._loop, self._wake):
+            self._loop.call_soon_threadsafe(self._wake)
 
     def _advanced(self, seq: int) -> None:  # event loop
         """Another process committed up to ``seq`` (MailStore.enable_notices)."""
@@ -240,6 +246,11 @@ class Account:
         return await self._read_small(mailboxes.subscriptions)
 
     async def status(self, mailbox_id: int) -> MailboxStatus:
+        count = self._snapshots.count(mailbox_id)
+        if count is not None and count <= INLINE_STATUS:
+            # a small mailbox (as its kept snapshot says): its counts are a short index
+            # scan, cheaper on the event loop than a hand-over to a reader thread and back
+            return await self._read_small(lambda c: reads.status(c, mailbox_id))
         return await self._read(lambda c: reads.status(c, mailbox_id))
 
     async def statuses(self, mailbox_ids: Sequence[int]) -> dict[int, MailboxStatus]:
@@ -250,7 +261,17 @@ class Account:
     # --- messages --------------------------------------------------------------------------
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         recent = self._core.recent_changes
-        return await self._read(lambda c: reads.snapshot(c, mailbox_id, self._snapshots, recent))
+        cache = self._snapshots
+        if cache.get(mailbox_id) is not None:
+            # kept and current, or brought up to date from the changes in memory: point
+            # reads and list copies, on the event loop (no hand-over to a reader thread
+            # for SELECT and a POP3 login); anything that reads rows goes to the pool
+            found = self._read_inline(
+                lambda c: snapshots.snapshot(c, mailbox_id, cache, recent, cached_only=True)
+            )
+            if found is not None:
+                return found
+        return await self._read(lambda c: reads.snapshot(c, mailbox_id, cache, recent))
 
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, parsed: bool = True
@@ -290,8 +311,15 @@ class Account:
         internal_date: float | None = None,
         quota: Quota = NO_QUOTA,
         verbatim: bool = False,
+        claim_recent: bool = False,
     ) -> AppendResult:
         """RFC 3501 §6.3.11 APPEND; raises QuotaExceeded (RFC 9208 §5.1).
+
+        ``claim_recent``: the caller is a session with this mailbox selected, which will
+        announce the message itself (§6.3.11: "the normal new message actions SHOULD
+        occur"), so its \\Recent is claimed in the same transaction (§2.3.2: the first
+        session notified of it) — no other session sees it as recent, and the caller
+        needs no second write (:meth:`claim_recent`) to learn that.
 
         Bare LF and bare CR become CRLF (RFC 5322 §2.3), so the stored size is the size on
         the wire (RFC 3501 §7.4.2 RFC822.SIZE = length of BODY[]); the size limit applies
@@ -323,7 +351,7 @@ class Account:
             messages.quota_check(t, quota, len(data), 1)
             (fid,) = t.write_files([data])
             t.conn.execute("INSERT INTO files VALUES (?, ?, ?)", (fid, len(data), blob))
-            (uid,) = messages.insert(t, mb, [new._replace(file_id=fid)])
+            (uid,) = messages.insert(t, mb, [new._replace(file_id=fid)], recent=not claim_recent)
             return AppendResult(mb.uidvalidity, uid, mb.id, t.modseq())
 
         return await self._user_write(run)
@@ -530,8 +558,26 @@ class Account:
         view ends there): a message appended after that belongs to whichever session
         announces it first, and RECENT never exceeds EXISTS (RFC 3501 §7.3.2).
         Committed without an fsync of its own: a claim lost to a power cut only makes the
-        messages recent once more, which is harmless.
+        messages recent once more, which is harmless. When nothing is left to claim (the
+        usual case: every message was announced before) the answer comes from a point
+        read on the event loop, and no write is queued at all: a SELECT then needs no
+        write, and a write is a hand-over to the writer thread and back. Sound because a
+        message the caller was told about was committed before, with its \\Recent row in
+        the same transaction, so a read that starts now sees that row unless another
+        session already claimed it.
         """
+
+        def unclaimed(c: sqlite3.Connection) -> bool:
+            mailboxes.by_id(c, mailbox_id)  # NoSuchMailbox as the claim would raise
+            upto = _LAST_UID if upto_uid is None else upto_uid
+            row = c.execute(
+                "SELECT 1 FROM recent WHERE mailbox_id = ? AND uid <= ? LIMIT 1",
+                (mailbox_id, upto),
+            ).fetchone()
+            return row is not None
+
+        if not await self._read_small(unclaimed):
+            return set()
 
         def run(t: Txn) -> set[int]:
             mailboxes.by_id(t.conn, mailbox_id)

@@ -300,6 +300,8 @@ class AccountCore:
         rolled back alone (its result is the exception); the others commit. If the
         transaction as a whole fails, the exception is raised for all of them.
         ``durable=False`` only when no step needs the disk (see :meth:`txn`)."""
+        if len(steps) == 1:
+            return [self._lone(steps[0], durable=durable)]
         out: list[tuple[object, Exception | None]] = []
         with self.txn(durable=durable) as t:
             conn = t.conn
@@ -322,6 +324,22 @@ class AccountCore:
                 t._modseq = None  # RFC 7162 §3.1.1: a new mod-sequence per write
             self.files.sync(self.path, t.unsynced)
         return out
+
+    def _lone(
+        self, step: Callable[[Txn], object], *, durable: bool
+    ) -> tuple[object, Exception | None]:
+        """A write with no other waiting (the usual case): its own transaction, without
+        the savepoint a group gives each write. If it fails, the whole transaction rolls
+        back (:meth:`_txn`: its SQL, the counters, the message files it wrote), which is
+        exactly what the savepoint would undo, and the failure is its answer."""
+        try:
+            with self.txn(durable=durable) as t:
+                t.unsynced = []
+                result = step(t)
+                self.files.sync(self.path, t.unsynced)
+        except Exception as exc:
+            return None, exc
+        return result, None
 
     @contextlib.contextmanager
     def _txn(self, conn: sqlite3.Connection, *, init: bool = False) -> Iterator[Txn]:

@@ -75,12 +75,20 @@ def select_uids(
 
 
 def insert(
-    t: Txn, mb: MailboxRow, new: Sequence[NewMessage], *, mailbox_keywords: bool = True
+    t: Txn,
+    mb: MailboxRow,
+    new: Sequence[NewMessage],
+    *,
+    mailbox_keywords: bool = True,
+    recent: bool = True,
 ) -> list[int]:
     """New messages at the end of ``mb``: their UIDs (RFC 3501 §2.3.1.1: ascending).
 
     Keyword limits apply (keywords.py); ``mailbox_keywords=False`` skips the per-mailbox
-    count, for delivery, which only sets the store's own few keywords ($Junk)."""
+    count, for delivery, which only sets the store's own few keywords ($Junk).
+    ``recent=False``: the messages' \\Recent is claimed in this transaction by the caller
+    (an APPEND into the session's selected mailbox, RFC 3501 §6.3.11), so no other
+    session will see them as recent."""
     if not new:
         return []
     added: set[str] = set()
@@ -127,7 +135,8 @@ def insert(
             )
         )
     t.conn.executemany(INSERT_ROW, rows)
-    t.conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, uid) for uid in uids])
+    if recent:
+        t.conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, uid) for uid in uids])
     t.conn.execute(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, digest = ? WHERE id = ?",
         (first + len(new), modseq, digest.dump(value), mb.id),

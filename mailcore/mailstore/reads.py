@@ -48,7 +48,9 @@ def snapshot(
     recent: snapshots.Recent | None = None,
 ) -> Snapshot:
     """UIDs, modseqs and flags of a mailbox; see :mod:`mailcore.mailstore.snapshots`."""
-    return snapshots.snapshot(conn, mailbox_id, cache, recent)
+    snap = snapshots.snapshot(conn, mailbox_id, cache, recent)
+    assert snap is not None  # only cached_only=True gives None
+    return snap
 
 
 def load_parsed(

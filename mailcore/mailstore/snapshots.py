@@ -65,6 +65,13 @@ class SnapshotCache:
                 self._entries.move_to_end(mailbox_id)
             return found
 
+    def count(self, mailbox_id: int) -> int | None:
+        """The number of messages in the kept snapshot of the mailbox (None: none kept):
+        a hint of how large the mailbox is, for deciding where to read it."""
+        with self._lock:
+            found = self._entries.get(mailbox_id)
+        return None if found is None else len(found.uids)
+
     def put(self, mailbox_id: int, entry: _Entry) -> None:
         with self._lock:
             old = self._entries.get(mailbox_id)
@@ -104,10 +111,15 @@ def _replay(
     entry: _Entry,
     change_seq: int,
     recent: Recent | None,
+    *,
+    memory_only: bool = False,
 ) -> _Entry | None:
-    """``entry`` brought to ``change_seq``, or None when it cannot be (read afresh)."""
+    """``entry`` brought to ``change_seq``, or None when it cannot be (read afresh);
+    ``memory_only``: None also when the records are not all in memory."""
     # the account's newest records are in memory (core.recent_changes): no rows to decode
     records = None if recent is None else recent(entry.change_seq, mailbox_id, change_seq)
+    if records is None and memory_only:
+        return None
     if records is None:
         try:
             records = journal.read(
@@ -145,8 +157,14 @@ def snapshot(
     mailbox_id: int,
     cache: SnapshotCache | None,
     recent: Recent | None = None,
-) -> Snapshot:
-    """The mailbox as of this read transaction (see the module docstring)."""
+    *,
+    cached_only: bool = False,
+) -> Snapshot | None:
+    """The mailbox as of this read transaction (see the module docstring).
+
+    ``cached_only``: None instead of reading rows (a full read, or journal records that
+    are not in memory): the work left is then a few point reads and list copies, small
+    enough for the event loop's own connection (Account.snapshot)."""
     mb = mailboxes.by_id(conn, mailbox_id)
     (change_seq,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
     entry = cache.get(mailbox_id) if cache is not None else None
@@ -155,7 +173,9 @@ def snapshot(
         if entry.change_seq == change_seq:
             fresh = entry
         elif entry.change_seq < change_seq:
-            fresh = _replay(conn, mailbox_id, entry, change_seq, recent)
+            fresh = _replay(conn, mailbox_id, entry, change_seq, recent, memory_only=cached_only)
+    if fresh is None and cached_only:
+        return None
     if fresh is None:
         uids, modseqs, texts = _full(conn, mailbox_id)
         decode = flagset.decode

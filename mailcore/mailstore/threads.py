@@ -9,6 +9,7 @@ disk about once per batch rather than once per command."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -19,6 +20,22 @@ from mailcore.mailstore.errors import StoreClosed
 
 T = TypeVar("T")
 GROUP_MAX = 64  # writes committed together at most
+
+# What the writer thread answering a job (or group) collects to run on the caller's loop
+# together with the answers: one cross-thread wake-up of the event loop per job or group
+# instead of one per answer plus one per commit notice (Account._committed).
+_local = threading.local()
+
+
+def defer(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> bool:
+    """Run ``fn`` on ``loop`` just before the answers of the job the calling writer
+    thread is running (True); False when the thread answers no job on ``loop`` (then
+    schedule it yourself)."""
+    calls: list[Callable[[], object]] | None = getattr(_local, "calls", None)
+    if calls is None or getattr(_local, "loop", None) is not loop:
+        return False
+    calls.append(fn)
+    return True
 
 
 class Grouping(Protocol):
@@ -46,6 +63,20 @@ def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+
+
+def _settle(
+    calls: list[Callable[[], object]],
+    answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+) -> None:
+    """On the loop: the deferred calls (commit notices), then every answer (whatever a
+    deferred call raised: nobody may be left waiting)."""
+    try:
+        for fn in calls:
+            fn()
+    finally:
+        for fut, result, exc in answers:
+            _resolve(fut, result, exc)
 
 
 class Writer:
@@ -100,11 +131,7 @@ class Writer:
                 return
             if job.core is None:
                 assert job.fn is not None
-                try:
-                    result, exc = job.fn(), None
-                except BaseException as e:  # handed to the awaiting coroutine
-                    result, exc = None, e
-                self._answer(job, result, exc)
+                self._answer_all([job], functools.partial(_call_one, job.fn))
                 continue
             group = [job]
             while len(group) < GROUP_MAX and not self._held:
@@ -120,21 +147,42 @@ class Writer:
 
     def _run_group(self, core: Grouping, group: list[_Job]) -> None:
         steps = [j.step for j in group if j.step is not None]
-        try:
-            outcomes = core.txn_group(steps, durable=any(j.durable for j in group))
-        except BaseException as e:  # the transaction failed as a whole
-            outcomes = [(None, e)] * len(group)  # type: ignore[list-item]
-        for j, (result, exc) in zip(group, outcomes, strict=True):
-            self._answer(j, result, exc)
+
+        def run() -> list[tuple[Any, BaseException | None]]:
+            try:
+                return list(core.txn_group(steps, durable=any(j.durable for j in group)))
+            except BaseException as e:  # the transaction failed as a whole
+                return [(None, e)] * len(group)
+
+        self._answer_all(group, run)
 
     @staticmethod
-    def _answer(job: _Job, result: Any, exc: BaseException | None) -> None:
-        if job.fut is None or job.loop is None:
-            return  # posted: nobody waits
+    def _answer_all(
+        jobs: list[_Job], run: Callable[[], list[tuple[Any, BaseException | None]]]
+    ) -> None:
+        """``run`` the jobs, then answer them all (and whatever their commits deferred to
+        their loop, :func:`defer`) with one ``call_soon_threadsafe``: each is a wake-up
+        of the event loop, which on a machine with more runnable threads than cores
+        waits its turn in the run queue."""
+        loop = jobs[0].loop
+        if any(j.loop is not loop for j in jobs):
+            loop = None  # callers on several loops: defer nothing
+        calls: list[Callable[[], object]] = []
+        _local.loop, _local.calls = loop, calls
         try:
-            job.loop.call_soon_threadsafe(_resolve, job.fut, result, exc)
-        except RuntimeError:  # the loop is gone; nobody waits any more
-            pass
+            outcomes = run()
+        finally:
+            _local.loop = _local.calls = None
+        answers = []
+        for j, (result, exc) in zip(jobs, outcomes, strict=True):
+            if j.fut is None or j.loop is None:
+                continue  # posted: nobody waits
+            if loop is None:
+                _post_to(j.loop, _resolve, j.fut, result, exc)
+            else:
+                answers.append((j.fut, result, exc))
+        if calls or answers:
+            _post_to(loop, _settle, calls, answers)
 
     def stop(self) -> None:
         """Finish every queued job, then end the thread."""
@@ -142,3 +190,19 @@ class Writer:
             self._stopped = True
             self._queue.put(None)
         self._thread.join()
+
+
+def _call_one(fn: Callable[[], Any]) -> list[tuple[Any, BaseException | None]]:
+    try:
+        return [(fn(), None)]
+    except BaseException as e:  # handed to the awaiting coroutine
+        return [(None, e)]
+
+
+def _post_to(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., None], *args: Any) -> None:
+    if loop is None:
+        return
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop is gone; nobody waits any more
+        pass

@@ -10,7 +10,6 @@ from mailcore.directory import Directory
 from mailcore.logging import get_logger
 from mailcore.logincache import SharedLoginCache
 from mailcore.loginguard import LoginGuard, Policy
-from mailcore.mailstore import MailStore, store_root
 from mailcore.mailstore.diskuse import report_forever
 from mailcore.service import ServiceContext
 from mailcore.tls import ensure_certificate, server_context
@@ -25,6 +24,7 @@ from services.store.mirror_changed import ChangedNotices
 from services.store.pop3.server import Pop3Server
 from services.store.replica_rpc import serve_replica
 from services.store.role import RoleGate
+from services.store.storeopen import open_store
 
 log = get_logger("store")
 
@@ -45,15 +45,7 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
     await auth_responder.start()
     ctx.on_cleanup(auth_responder.stop)
     # The mail storage engine and the delivery consumer (issue 3).
-    store = await MailStore.open(
-        store_root(s.data),
-        fsync=s.fsync,
-        max_message_size=s.max_message_size,
-        reader_max_behind=s.journal_reader_max_behind,
-        reader_max_age=s.journal_reader_max_age,
-        fsync_flags=s.fsync_flags,
-        read_only=s.mirror_follower,  # a read-only follower: users read, never write
-    )
+    store = await open_store(s)
     ctx.on_cleanup(store.close)
     login_cache = None
     if s.imap_workers > 1:

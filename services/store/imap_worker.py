@@ -25,12 +25,13 @@ from mailcore.directory import Directory
 from mailcore.logging import get_logger
 from mailcore.logincache import KEY_SIZE, SharedLoginCache
 from mailcore.loginguard import LoginGuard, Policy
-from mailcore.mailstore import MailStore, store_root
+from mailcore.mailstore import store_root
 from mailcore.service import ServiceContext, run_service
 from mailcore.tls import ensure_certificate, server_context
 from services.store import mirror_sync as sync_wait
 from services.store.auth import ConnectionLimiter, LoginThrottle
 from services.store.imap.server import ImapServer
+from services.store.storeopen import open_store
 
 log = get_logger("store")
 
@@ -62,16 +63,7 @@ async def serve_worker(
     directory.share_logins(login_cache)
     bus.on_reconnect(directory.restart_watch)
     ctx.on_cleanup(directory.close)
-    store = await MailStore.open(
-        store_root(s.data),
-        fsync=s.fsync,
-        max_message_size=s.max_message_size,
-        reader_max_behind=s.journal_reader_max_behind,
-        reader_max_age=s.journal_reader_max_age,
-        fsync_flags=s.fsync_flags,
-        lock_fd=lock_fd,
-        read_only=s.mirror_follower,
-    )
+    store = await open_store(s, lock_fd=lock_fd)
     ctx.on_cleanup(store.close)
     store.enable_notices()
     ensure_certificate(s.cert_path, s.key_path, s.hostname)

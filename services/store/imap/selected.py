@@ -51,6 +51,9 @@ class Selected:
         self.flags: list[frozenset[str]] = list(snap.flags)
         self.modseqs: list[int] = list(snap.modseqs)
         self.recent: set[int] = set()
+        # UIDs this session appended and claimed \Recent for (handlers/append.py): recent
+        # here once they enter the view (so RECENT never exceeds EXISTS)
+        self.claimed: set[int] = set()
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs behind "$"
         # RFC 5267 §4 search contexts (SEARCH/SORT RETURN (UPDATE)) by tag: contexts.py
@@ -92,6 +95,10 @@ class Selected:
         (EXAMINE) reports them without claiming them (RFC 3501 §6.3.2)."""
         if s.rev2 or not self.uids:
             return
+        if self.claimed:
+            mine = {u for u in self.claimed if self.index_of(u) is not None}
+            self.recent |= mine
+            self.claimed -= mine
         acct = s.account
         assert acct is not None
         last = self.uids[-1]

@@ -53,6 +53,12 @@ async def append(s: Session, req: Request) -> str:
     box = await target(s, a.mailbox)
     if len(msgs) == 1:
         one = msgs[0]
+        # RFC 3501 §6.3.11: into the selected mailbox, "the normal new message actions
+        # SHOULD occur": this session announces the message (EXISTS after the command),
+        # so it is the first to be notified and the message is \Recent to it (§2.3.2,
+        # §7.3.2), claimed in the APPEND's own transaction — no second write to claim it
+        sel = s.selected
+        claim = sel is not None and sel.mailbox_id == box.id and not sel.readonly and not s.rev2
         res = await account(s).append(
             box.id,
             one.data,
@@ -60,7 +66,10 @@ async def append(s: Session, req: Request) -> str:
             internal_date=_when(one.date),
             quota=quota(s),
             verbatim=one.binary,
+            claim_recent=claim,
         )
+        if claim and sel is not None:
+            sel.claimed.add(res.uid)
         return f"[APPENDUID {res.uidvalidity} {res.uid}] APPEND completed"
     # RFC 3502 §6.3.11: one transaction; RFC 4315 §3: APPENDUID with the UID set
     many = await account(s).append_many(

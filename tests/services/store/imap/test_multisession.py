@@ -168,8 +168,8 @@ async def test_ten_sessions_agree_with_final_state(imap: ImapHarness) -> None:
     recent: dict[int, list[str]] = {uid: [] for uid in snap.uids}
     for cl in clients:
         reply = await cl.cmd(b"UID SEARCH RECENT")
-        line = next(ln for ln in reply if ln.startswith(b"* SEARCH"))
-        for uid in map(int, line.split()[2:]):
+        found = next(ln for ln in reply if ln.startswith(b"* SEARCH"))
+        for uid in map(int, found.split()[2:]):
             recent[uid].append(cl.view.name)
     assert all(len(names) == 1 for names in recent.values()), {
         u: names for u, names in recent.items() if len(names) != 1
@@ -258,3 +258,35 @@ async def test_idle_ignores_other_mailboxes_without_spinning(imap: ImapHarness) 
     await c.send(b"DONE\r\n")
     assert (await c.until_tagged(b"i"))[-1].startswith(b"i OK")
     await c.close()
+
+
+async def test_append_into_the_selected_mailbox_is_recent_there_in_one_write(
+    imap: ImapHarness,
+) -> None:
+    """RFC 3501 §6.3.11 (new message actions in the selected mailbox), §2.3.2, §7.3.2: the
+    appending session announces the message with EXISTS and RECENT and shows \\Recent;
+    another session with the mailbox selected sees it exist, not recent. The claim rides
+    in the APPEND's transaction (one commit), and a SELECT with nothing recent writes
+    nothing (issue 20: each write is a hand-over to the writer thread)."""
+    await imap.deliver(message(1))
+    acct = await imap.account()
+    a = Client(await imap.raw_login(), "a")
+    b = Client(await imap.raw_login(), "b")
+    await a.cmd(b"SELECT INBOX")  # claims message 1
+    commits = acct._core._commits
+    await b.cmd(b"SELECT INBOX")
+    assert acct._core._commits == commits  # nothing left to claim: no write
+    assert (a.view.recent, b.view.recent) == (1, 0)
+    mail = message(2)
+    reply = await a.cmd(b"APPEND INBOX (\\Seen) {%d+}\r\n%s" % (len(mail), mail))
+    assert acct._core._commits == commits + 1  # the append and its claim together
+    assert b"* 2 EXISTS\r\n" in reply and b"* 2 RECENT\r\n" in reply
+    assert a.view.recent <= len(a.view.uids)
+    got = await a.cmd(b"FETCH 2 FLAGS")
+    assert any(b"\\Recent" in ln for ln in got if ln.startswith(b"* 2 FETCH"))
+    await b.cmd(b"NOOP")
+    assert len(b.view.uids) == 2 and b.view.recent == 0
+    rb = await b.cmd(b"SEARCH RECENT")
+    assert rb[-2] == b"* SEARCH\r\n"
+    await a.c.close()
+    await b.c.close()
