@@ -6,12 +6,15 @@ handed to a side's ``MAIL_INBOUND`` the way a filter hands it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,10 @@ from mailcore.bus import names
 from mailcore.bus.claimcheck import publish_mail
 from mailcore.bus.connect import Bus
 from mailcore.bus.schemas import MailMessage, new_message_id
+from mailcore.directory import Directory
 from mailcore.mailstore import MailStore, store_root
 from services.ctl import daemons
+from tests.conftest import fresh_bus
 from tests.support.daemons import NatsServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -199,3 +204,41 @@ async def copy_directory(src: Bus, dst: Bus) -> None:
             entry = await kv_src.get(key)
             if entry.value is not None:
                 await kv_dst.put(key, entry.value)
+
+
+@dataclass
+class Pair:
+    """A master and a slave, each with its nats-server running (their processes not
+    started yet), a test connection to each, and the account of the one user."""
+
+    a: Side
+    b: Side
+    bus_a: Bus
+    bus_b: Bus
+    account: str
+
+
+@contextlib.asynccontextmanager
+async def role_pair(tmp: Path, address: str, password: str) -> AsyncIterator[Pair]:
+    """store-a master, store-b slave; ``address`` made on store-a's directory and copied
+    to store-b's (same account id). Afterwards every process is killed."""
+    a = Side(tmp, "store-a", "store-b", role="master")
+    b = Side(tmp, "store-b", "store-a", role="slave")
+    a.nats.start()
+    b.nats.start()
+    a.peer_url, b.peer_url = b.nats.url, a.nats.url
+    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
+    try:
+        directory = await Directory.open(bus_a.js)
+        await directory.add_domain(address.partition("@")[2])
+        account = (await directory.add_user(address, password)).account_id
+        await directory.close()
+        await copy_directory(bus_a, bus_b)
+        yield Pair(a, b, bus_a, bus_b, account)
+    finally:
+        a.reap()
+        b.reap()
+        await bus_a.close()
+        await bus_b.close()
+        a.nats.stop()
+        b.nats.stop()

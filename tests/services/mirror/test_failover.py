@@ -23,14 +23,12 @@ from nats.errors import Error as NatsError
 from mailcore.bus import mirror as queue
 from mailcore.bus import names, roles
 from mailcore.bus.connect import Bus
-from mailcore.directory import Directory
-from tests.conftest import fresh_bus
 from tests.services.mirror.conftest import (
     Side,
-    copy_directory,
     digests,
     hand_off,
     mailctl,
+    role_pair,
     until,
 )
 
@@ -84,57 +82,47 @@ async def roles_of(side: Side, peer: Side) -> tuple[str, str, bool, bool]:
 
 
 async def test_promote_and_failover_drill(tmp_path: Path) -> None:
-    a = Side(tmp_path, "store-a", "store-b", role="master")
-    b = Side(tmp_path, "store-b", "store-a", role="slave")
-    a.nats.start()
-    b.nats.start()
-    a.peer_url, b.peer_url = b.nats.url, a.nats.url
-    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
-    directory = await Directory.open(bus_a.js)
-    await directory.add_domain("pair.test")
-    account = (await directory.add_user(USER, PASSWORD)).account_id
-    await directory.close()
-    await copy_directory(bus_a, bus_b)
-    sent: list[str] = []
+    async with role_pair(tmp_path, USER, PASSWORD) as p:
+        a, b, bus_a, bus_b, account = p.a, p.b, p.bus_a, p.bus_b, p.account
+        sent: list[str] = []
 
-    async def deliver(bus: Bus, tag: str, n: int) -> None:
-        subjects = [f"{tag}-{i}" for i in range(n)]
-        await hand_off(bus, USER, subjects)
-        sent.extend(subjects)
+        async def deliver(bus: Bus, tag: str, n: int) -> None:
+            subjects = [f"{tag}-{i}" for i in range(n)]
+            await hand_off(bus, USER, subjects)
+            sent.extend(subjects)
 
-    seen: dict[str, object] = {}
+        seen: dict[str, object] = {}
 
-    async def converged(master: Side, count: int) -> bool:
-        """The master holds ``count`` messages, both queues are empty, the digests equal,
-        and the slave shows the same count. (The master first: an IMAP login on a side
-        that holds nothing of the account yet would create its own default mailboxes.)
-        What it saw last goes to ``seen`` (the failure message)."""
-        slave = b if master is a else a
-        seen.clear()
-        try:
-            on_master = await asyncio.to_thread(imap_inbox, master.imap_port)
-            seen["master"] = _counted(on_master)
-            if len(on_master) != count:
-                return False
-            for side, bus in ((a, bus_a), (b, bus_b)):
-                seen[f"queued to {side.peer}"] = (await queue.queue(bus.js, side.peer))[0]
-            if any(seen[f"queued to {side.peer}"] for side in (a, b)):
-                return False
-            da, db = await digests(bus_a, account), await digests(bus_b, account)
-            seen["digests"] = (da, db)
-            if da != db:
-                return False
-            on_slave = await asyncio.to_thread(imap_inbox, slave.imap_port)
-            seen["slave"] = _counted(on_slave)
-            return len(on_slave) == count
-        except (KeyError, TimeoutError, NatsError, OSError, imaplib.IMAP4.error) as exc:
-            seen["error"] = repr(exc)
-            return False  # a store still starting
+        async def converged(master: Side, count: int) -> bool:
+            """The master holds ``count`` messages, both queues are empty, the digests equal,
+            and the slave shows the same count. (The master first: an IMAP login on a side
+            that holds nothing of the account yet would create its own default mailboxes.)
+            What it saw last goes to ``seen`` (the failure message)."""
+            slave = b if master is a else a
+            seen.clear()
+            try:
+                on_master = await asyncio.to_thread(imap_inbox, master.imap_port)
+                seen["master"] = _counted(on_master)
+                if len(on_master) != count:
+                    return False
+                for side, bus in ((a, bus_a), (b, bus_b)):
+                    seen[f"queued to {side.peer}"] = (await queue.queue(bus.js, side.peer))[0]
+                if any(seen[f"queued to {side.peer}"] for side in (a, b)):
+                    return False
+                da, db = await digests(bus_a, account), await digests(bus_b, account)
+                seen["digests"] = (da, db)
+                if da != db:
+                    return False
+                on_slave = await asyncio.to_thread(imap_inbox, slave.imap_port)
+                seen["slave"] = _counted(on_slave)
+                return len(on_slave) == count
+            except (KeyError, TimeoutError, NatsError, OSError, imaplib.IMAP4.error) as exc:
+                seen["error"] = repr(exc)
+                return False  # a store still starting
 
-    def exactly_once(box: dict[int, str]) -> None:
-        assert sorted(box.values()) == sorted(sent)  # none lost, none twice
+        def exactly_once(box: dict[int, str]) -> None:
+            assert sorted(box.values()) == sorted(sent)  # none lost, none twice
 
-    try:
         a.start()
         b.start()
         # --- only the master delivers; the slave side's hand-off reaches it too -------
@@ -195,13 +183,6 @@ async def test_promote_and_failover_drill(tmp_path: Path) -> None:
             return await roles_of(a, b) == ("master", "slave", True, False)
 
         await until(roles_back, "roles after a restart", [a, b])
-    finally:
-        a.reap()
-        b.reap()
-        await bus_a.close()
-        await bus_b.close()
-        a.nats.stop()
-        b.nats.stop()
 
 
 async def test_a_demoted_peer_does_not_make_this_side_master(tmp_path: Path) -> None:
@@ -209,13 +190,8 @@ async def test_a_demoted_peer_does_not_make_this_side_master(tmp_path: Path) -> 
     mirror sees that record and must leave store-b slave: only the promote, once the old
     master stopped and all it committed is on store-b, writes store-b's master record
     (taking master on its own made both stores deliver at once, with clashing UIDs)."""
-    a = Side(tmp_path, "store-a", "store-b", role="master")
-    b = Side(tmp_path, "store-b", "store-a", role="slave")
-    a.nats.start()
-    b.nats.start()
-    a.peer_url, b.peer_url = b.nats.url, a.nats.url
-    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
-    try:
+    async with role_pair(tmp_path, USER, PASSWORD) as p:
+        a, b, bus_a, bus_b = p.a, p.b, p.bus_a, p.bus_b
         a.start()
         b.start()
 
@@ -236,13 +212,6 @@ async def test_a_demoted_peer_does_not_make_this_side_master(tmp_path: Path) -> 
         assert own is not None and (own.role, own.epoch) == ("slave", 0)
         out = await mailctl("mirror", "promote", "--nats", b.nats.url, "--peer-nats", a.nats.url)
         assert "store-b is master (epoch 2)" in out  # the promote still makes it master
-    finally:
-        a.reap()
-        b.reap()
-        await bus_a.close()
-        await bus_b.close()
-        a.nats.stop()
-        b.nats.stop()
 
 
 async def test_committed_not_acked_is_a_duplicate_on_the_new_master(tmp_path: Path) -> None:
@@ -250,22 +219,12 @@ async def test_committed_not_acked_is_a_duplicate_on_the_new_master(tmp_path: Pa
     the batch; a promote follows; JetStream hands the unacked messages to the new master
     (through its mirror), whose delivery keys — replicated with the batch — make each a
     duplicate: every message once, on both stores."""
-    a = Side(tmp_path, "store-a", "store-b", role="master")
-    b = Side(tmp_path, "store-b", "store-a", role="slave")
-    # The restarted master must not have the batch back (and settle it itself, as duplicates)
-    # before the promote hands it to the new master: the default minute, not seconds.
-    a.ack_wait = 60.0
-    a.nats.start()
-    b.nats.start()
-    a.peer_url, b.peer_url = b.nats.url, a.nats.url
-    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
-    directory = await Directory.open(bus_a.js)
-    await directory.add_domain("pair.test")
-    account = (await directory.add_user(USER, PASSWORD)).account_id
-    await directory.close()
-    await copy_directory(bus_a, bus_b)
-    subjects = [f"crash-{i}" for i in range(10)]
-    try:
+    async with role_pair(tmp_path, USER, PASSWORD) as p:
+        a, b, bus_a, bus_b, account = p.a, p.b, p.bus_a, p.bus_b, p.account
+        # The restarted master must not have the batch back (and settle it itself, as
+        # duplicates) before the promote hands it to the new master: the default minute.
+        a.ack_wait = 60.0
+        subjects = [f"crash-{i}" for i in range(10)]
         await hand_off(bus_a, USER, subjects)  # waiting on the bus before the store starts
         a.store_env = {"POSTERN_FAULT_POINT": "store.after_commit"}
         a.start()
@@ -308,13 +267,6 @@ async def test_committed_not_acked_is_a_duplicate_on_the_new_master(tmp_path: Pa
         for side in (a, b):
             box = await asyncio.to_thread(imap_inbox, side.imap_port)
             assert sorted(box.values()) == sorted(subjects)  # once each, no second copy
-    finally:
-        a.reap()
-        b.reap()
-        await bus_a.close()
-        await bus_b.close()
-        a.nats.stop()
-        b.nats.stop()
 
 
 async def _exited(proc: subprocess.Popen[bytes]) -> bool:

@@ -70,15 +70,19 @@ async def messages_in(data: Path, account: str) -> int:
     return len(next(v for k, v in got.items() if k.startswith("INBOX/")))
 
 
-async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) -> None:
+async def sync_pair(tmp: Path, **extra: str) -> tuple[SyncSide, SyncSide, Bus, Bus, str]:
+    """store-a in synchronous mode towards store-b (``extra``: more of store-a's settings),
+    their nats-servers running, a test connection to each, the user on both (same account
+    id); the account id last."""
     a = SyncSide(
-        tmp_path,
+        tmp,
         "store-a",
         "store-b",
         POSTERN_MIRROR_SYNC_PEER="store-b",
         POSTERN_MIRROR_SYNC_TIMEOUT="300",  # a guard against a hang, not a timing
+        **extra,
     )
-    b = SyncSide(tmp_path, "store-b", "store-a")
+    b = SyncSide(tmp, "store-b", "store-a")
     a.nats.start()
     b.nats.start()
     a.peer_url, b.peer_url = b.nats.url, a.nats.url
@@ -91,7 +95,22 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
     await dir_b.set_password(user.address, PASSWORD)  # the hash: CREDENTIALS, not the record
     await dir_a.close()
     await dir_b.close()
-    account = user.account_id
+    return a, b, bus_a, bus_b, user.account_id
+
+
+async def both_hold(bus_a: Bus, bus_b: Bus, account: str) -> bool:
+    """Both stores hold the same mail of ``account``, INBOX not empty."""
+    try:
+        if not await opened(bus_a, account):  # a digest request would open it empty
+            return False
+        da, db = await digests(bus_a, account), await digests(bus_b, account)
+    except Exception:
+        return False
+    return da == db and "INBOX" in da and da["INBOX"][1] != "0" * 64
+
+
+async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) -> None:
+    a, b, bus_a, bus_b, account = await sync_pair(tmp_path)
     client = Client(a.imap_port)
     try:
         a.start()
@@ -99,13 +118,7 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
         await deliver(bus_a, ["warm"])
 
         async def converged() -> bool:
-            try:
-                if not await opened(bus_a, account):  # a digest request would open it empty
-                    return False
-                da, db = await digests(bus_a, account), await digests(bus_b, account)
-            except Exception:
-                return False
-            return da == db and "INBOX" in da and da["INBOX"][1] != "0" * 64
+            return await both_hold(bus_a, bus_b, account)
 
         await until(converged, "the first mail reached both stores", [a, b])
         await client.connect()
@@ -194,28 +207,7 @@ def _served_by(pid: int, client: Client) -> bool:
 async def test_sync_mode_append_in_an_imap_worker_waits_for_the_slave(tmp_path: Path) -> None:
     """With IMAP worker processes (``POSTERN_IMAP_WORKERS``), an APPEND served by a worker,
     not the store process, is answered OK only once the slave committed it too."""
-    a = SyncSide(
-        tmp_path,
-        "store-a",
-        "store-b",
-        POSTERN_MIRROR_SYNC_PEER="store-b",
-        POSTERN_MIRROR_SYNC_TIMEOUT="300",  # a guard against a hang, not a timing
-        POSTERN_IMAP_WORKERS="2",
-    )
-    b = SyncSide(tmp_path, "store-b", "store-a")
-    a.nats.start()
-    b.nats.start()
-    a.peer_url, b.peer_url = b.nats.url, a.nats.url
-    bus_a, bus_b = await fresh_bus(a.nats.url), await fresh_bus(b.nats.url)
-    dir_a, dir_b = await Directory.open(bus_a.js), await Directory.open(bus_b.js)
-    for d in (dir_a, dir_b):
-        await d.add_domain("split.test")
-    user = await dir_a.add_user(ADDRESS, PASSWORD)
-    await dir_b._put("user", user.address, user, create=True)  # same account id
-    await dir_b.set_password(user.address, PASSWORD)
-    await dir_a.close()
-    await dir_b.close()
-    account = user.account_id
+    a, b, bus_a, bus_b, account = await sync_pair(tmp_path, POSTERN_IMAP_WORKERS="2")
     clients: list[Client] = []
     try:
         a.start()
@@ -223,13 +215,7 @@ async def test_sync_mode_append_in_an_imap_worker_waits_for_the_slave(tmp_path: 
         await deliver(bus_a, ["warm"])
 
         async def converged() -> bool:
-            try:
-                if not await opened(bus_a, account):
-                    return False
-                da, db = await digests(bus_a, account), await digests(bus_b, account)
-            except Exception:
-                return False
-            return da == db and "INBOX" in da and da["INBOX"][1] != "0" * 64
+            return await both_hold(bus_a, bus_b, account)
 
         await until(converged, "the first mail reached both stores", [a, b])
         store = psutil.Process(a.procs[0].pid)
