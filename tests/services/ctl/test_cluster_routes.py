@@ -5,7 +5,9 @@ the data directory, the names Docker's DNS resolves), three nats-server processe
 
 Routes are TLS, the peer's certificate verified against the cluster CA: the cluster forms,
 an R3 stream takes a message every node stores, the route port says nothing to a plaintext
-peer, and a node presenting a route certificate another CA signed is refused as a route."""
+peer, and a node presenting a route certificate another CA signed is refused as a route.
+When a node dies, natsrun's watch on a survivor leaves it alone while the streams elect
+(compose/tests/test_ha.py, which kills a node, accepted no mail when it did not)."""
 
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ import yaml
 from mailcore.bus import names
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.credentials import NatsAuth, client_tls
+from mailcore.bus.probe import can_store
 from mailcore.bus.setup import ensure_stream, stream_configs
 from services.ctl import daemons, natsauth
+from services.ctl.natswatch import NatsWatch
 from tests.conftest import TEST_LIMITS
 from tests.support.daemons import Daemon
 
@@ -112,11 +116,11 @@ def _auth(secrets: Path, user: str) -> NatsAuth:
     return NatsAuth(user, password, client_tls(own / "ca.pem", None, None))
 
 
-async def _until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
+async def _until(what: str, check: Callable[[], Awaitable[bool]], seen: object = None) -> None:
     deadline = time.monotonic() + WAIT
     while not await check():
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {WAIT:.0f} s: {what}")
+            pytest.fail(f"not within {WAIT:.0f} s: {what}" + (f" (seen: {seen})" if seen else ""))
         await asyncio.sleep(0.2)
 
 
@@ -209,6 +213,67 @@ async def test_cluster_forms_over_verified_tls_routes_and_refuses_a_stranger(
             assert ROGUE not in node.peers() and node.peers() == set(nodes) - {node.server_name}
     finally:
         rogue.stop()
+
+
+async def test_watch_leaves_a_survivor_alone_while_the_streams_elect(
+    cluster: tuple[dict[str, Node], Path],
+) -> None:
+    """The probe stream's leader dies: a survivor's write probe fails until the two left
+    elect a new one. Its watch (services.ctl.natsrun's) must neither reload nor restart
+    it meanwhile, the disk having had room all along: each restart took a vote from the
+    other survivor, whose watch then restarted it in turn, and no quorum ever held."""
+    nodes, secrets = cluster
+    for name, node in nodes.items():
+        others = set(nodes) - {name}
+        await _until(f"{name} routes to {others}", partial(_has, node, others))
+    url = {name: f"nats://127.0.0.1:{node.port}" for name, node in nodes.items()}
+    admin = await connect(url["nats"], "test-admin", auth=_auth(secrets, "mailctl"), wait=WAIT)
+    config = next(
+        c
+        for c in stream_configs(dataclasses.replace(TEST_LIMITS, replicas=3))
+        if c.name == names.STREAM_PROBE
+    )
+    try:
+        await _until("the R3 probe stream is created", partial(_created, admin, config))
+        await _until("the probe stores", partial(can_store, admin.js))
+        info = await admin.js.stream_info(names.STREAM_PROBE)
+        assert info.cluster is not None and info.cluster.leader in nodes
+        leader = info.cluster.leader
+    finally:
+        await admin.close()
+    survivor = nodes[next(name for name in nodes if name != leader)]
+    bus = await connect(url[survivor.server_name], "test-watch", auth=_auth(secrets, "mailctl"))
+
+    async def restart() -> None:
+        await asyncio.to_thread(survivor.stop)
+        await asyncio.to_thread(survivor.start, WAIT)
+
+    said: list[str] = []
+    watch = NatsWatch(
+        bus.js,
+        survivor.workdir,
+        pid=lambda: survivor.proc.pid if survivor.proc else None,
+        restart=restart,
+        echo=said.append,
+        interval=0.2,
+        grace=0.2,  # far shorter than an election: a watch that acts on a failed probe does
+        min_free=1,
+    )
+    stopping = asyncio.Event()
+    watching = asyncio.create_task(watch.run(stopping))
+    try:
+        nodes[leader].kill()  # no leadership handed over, as docker kill in test_ha
+
+        async def stored_again() -> bool:
+            return "JetStream stores again" in said
+
+        await _until("the survivors store again", stored_again, said)
+        assert said[0].startswith("!! JetStream stores nothing")
+        assert (watch.reloads, watch.restarts) == (0, 0), said
+    finally:
+        stopping.set()
+        await asyncio.wait_for(watching, WAIT)
+        await bus.close()
 
 
 async def _has(node: Node, peers: set[str]) -> bool:
