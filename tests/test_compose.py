@@ -340,3 +340,19 @@ def test_cluster_routes_are_tls_verified_by_the_cluster_ca(tmp_path: Path) -> No
     # kept across runs of the certs job (every `compose up`): the nodes keep trusting each other
     natsauth.write_deployment(tmp_path / "auth", tmp_path / "secrets", cert_names)
     assert Path(files["ca_file"]).read_bytes() == ca_pem
+
+
+def test_ha_streams_are_declared_with_three_replicas() -> None:
+    """In the ha variant the service that declares the streams (natsrun --declare, as
+    mailctl: the services' own users may not) makes them R3. It had no
+    POSTERN_STREAM_REPLICAS: every stream was R1 on one node, and test_ha.py, which kills
+    nats-2, got no mail accepted whenever MAIL_INBOUND or the bodies lived there."""
+    base, ha = _load("compose.yaml")["services"], _load("compose.ha.yaml")["services"]
+    declaring = []
+    for name, svc in ha.items():
+        command = svc.get("command") or base.get(name, {}).get("command") or []
+        if "--declare" in command:
+            declaring.append(name)
+            env = base.get(name, {}).get("environment", {}) | svc.get("environment", {})
+            assert env.get("POSTERN_STREAM_REPLICAS") == "3", name
+    assert declaring == ["nats"]
