@@ -80,7 +80,8 @@ def cert(data: Path | None) -> None:
     "conf_dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="the nats-server's side: auth.conf (include it from nats.conf), users/, tls/",
+    help="the nats-server's side: auth.conf (include it from nats.conf), cluster.conf (a "
+    "cluster node includes it in its cluster block), users/, tls/",
 )
 @click.option(
     "--secrets",
@@ -93,10 +94,11 @@ def cert(data: Path | None) -> None:
     "--hosts",
     default="nats",
     show_default=True,
-    help="comma-separated names the services dial NATS by (the server certificate's names)",
+    help="comma-separated names the services and the cluster's nodes dial NATS by (the "
+    "server and route certificates' names)",
 )
 def nats_auth(conf_dir: Path, secrets_dir: Path, hosts: str) -> None:
-    """NATS users per service (bcrypt hashes, permissions) and TLS, for compose."""
+    """NATS users per service (bcrypt hashes, permissions), TLS and route TLS, for compose."""
     names = [h.strip() for h in hosts.split(",") if h.strip()]
     users = natsauth.write_deployment(conf_dir, secrets_dir, names or ["nats"])
     click.echo(f"{conf_dir / 'auth.conf'}: users {', '.join(users)}; TLS for {', '.join(names)}")

@@ -278,3 +278,82 @@ def test_webmail_sends_through_the_filters_and_teaches_spamd() -> None:
     assert web["environment"]["POSTERN_SUBMISSION_PORT"] == "2587"
     assert "tls:/var/lib/postern/tls:ro" in web["volumes"]
     assert '"--allow-tell"' in (COMPOSE / "spamd.Dockerfile").read_text()
+
+
+def _block(text: str, name: str) -> str:
+    """The body of a top-level ``name { … }`` block of a nats-server configuration."""
+    start = re.search(rf"^{name}\s*{{", text, re.M)
+    assert start is not None, name
+    depth, i = 1, start.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[start.end() : i - 1]
+
+
+def test_cluster_routes_are_tls_verified_by_the_cluster_ca(tmp_path: Path) -> None:
+    """Every ha node's routes are TLS (issue 18): its ``cluster`` block includes the route
+    TLS section the certs job writes into the nats-auth volume every node mounts; that
+    section verifies the peer against the cluster's own CA, whose route certificate names
+    every host a route dials. (tests/services/ctl/test_cluster_routes.py runs the nodes.)"""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from services.ctl import natsauth
+
+    base, ha = _load("compose.yaml")["services"], _load("compose.ha.yaml")["services"]
+    merged = {name: base.get(name, {}) | ha.get(name, {}) for name in base | ha}
+    hosts = re.search(r"--hosts (\S+)", " ".join(merged["certs"]["command"]))
+    assert hosts is not None
+    cert_names = hosts.group(1).split(",")
+    nodes: dict[str, str] = {}  # service -> its configuration
+    for name, svc in merged.items():
+        confs = [c for c in svc.get("command") or [] if re.search(r"/cluster-\d\.conf$", c)]
+        if confs:
+            nodes[name] = confs[0].rsplit("/", 1)[1]
+            assert "nats-auth:/etc/postern/nats/auth:ro" in svc["volumes"], name
+            assert svc["depends_on"]["certs"] == {"condition": "service_completed_successfully"}
+    assert sorted(nodes.values()) == ["cluster-1.conf", "cluster-2.conf", "cluster-3.conf"]
+    for conf in nodes.values():
+        cluster = _block((COMPOSE / "nats" / conf).read_text(), "cluster")
+        assert re.search(r"^\s*include auth/cluster\.conf$", cluster, re.M), conf
+        routes = re.findall(r"nats-route://([^:/\s]+):6222", cluster)
+        assert sorted(routes) == sorted(nodes) and set(routes) <= set(cert_names), conf
+
+    # what the include names: the certs job's route TLS section
+    natsauth.write_deployment(tmp_path / "auth", tmp_path / "secrets", cert_names)
+    tls = _block((tmp_path / "auth" / "cluster.conf").read_text(), "tls")
+    files = dict(re.findall(r'^\s*(cert_file|key_file|ca_file): "([^"]+)"$', tls, re.M))
+    assert re.search(r"^\s*verify: true$", tls, re.M)
+    ca_pem = Path(files["ca_file"]).read_bytes()
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    route = x509.load_pem_x509_certificate(Path(files["cert_file"]).read_bytes())
+    route.verify_directly_issued_by(ca)
+    assert Path(files["key_file"]).stat().st_mode & 0o077 == 0
+    # the cluster's CA is not the clients' (which services hold): no client-facing
+    # certificate is a route certificate
+    assert ca.public_bytes(Encoding.PEM) != (tmp_path / "auth" / "tls" / "ca.pem").read_bytes()
+    usage = route.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(usage)
+    sans = route.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(nodes) <= set(sans.get_values_for_type(x509.DNSName))
+    # kept across runs of the certs job (every `compose up`): the nodes keep trusting each other
+    natsauth.write_deployment(tmp_path / "auth", tmp_path / "secrets", cert_names)
+    assert Path(files["ca_file"]).read_bytes() == ca_pem
+
+
+def test_ha_streams_are_declared_with_three_replicas() -> None:
+    """In the ha variant the service that declares the streams (natsrun --declare, as
+    mailctl: the services' own users may not) makes them R3. It had no
+    POSTERN_STREAM_REPLICAS: every stream was R1 on one node, and test_ha.py, which kills
+    nats-2, got no mail accepted whenever MAIL_INBOUND or the bodies lived there."""
+    base, ha = _load("compose.yaml")["services"], _load("compose.ha.yaml")["services"]
+    declaring = []
+    for name, svc in ha.items():
+        command = svc.get("command") or base.get(name, {}).get("command") or []
+        if "--declare" in command:
+            declaring.append(name)
+            env = base.get(name, {}).get("environment", {}) | svc.get("environment", {})
+            assert env.get("POSTERN_STREAM_REPLICAS") == "3", name
+    assert declaring == ["nats"]

@@ -4,6 +4,7 @@ stack of test_stack.py is torn down before this one starts on the shared 2 cores
 
 from __future__ import annotations
 
+import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +16,30 @@ def _send_all(stack: Stack, subjects: list[str], workers: int = 6) -> dict[str, 
         return dict(zip(subjects, pool.map(stack.send, subjects), strict=True))
 
 
+JSZ = (
+    "import urllib.request; print(urllib.request.urlopen("
+    "'http://127.0.0.1:8222/jsz?streams=true&config=true').read().decode())"
+)
+
+
+def _replicas(stack: Stack) -> dict[str, int]:
+    """Every stream's replica count, from the first node's monitoring port."""
+    node = stack.containers("nats")[0]
+    out = subprocess.run(
+        ["docker", "exec", node, "python3", "-c", JSZ], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        stream["name"]: stream["config"]["num_replicas"]
+        for account in json.loads(out).get("account_details") or []
+        for stream in account.get("stream_detail") or []
+    }
+
+
 def test_ha_survives_killing_one_nats_node(ha_stack: Stack) -> None:
+    # R3 everywhere, or the node killed below may hold the only copy of a stream the
+    # filters write (natsrun --declare made them R1 once: no mail, one run in a few)
+    replicas = _replicas(ha_stack)
+    assert "MAIL_INBOUND" in replicas and set(replicas.values()) == {3}, replicas
     first = [f"ha-a-{i:02d}" for i in range(20)]
     assert set(_send_all(ha_stack, first).values()) == {250}
     node = ha_stack.containers("nats-2")[0]

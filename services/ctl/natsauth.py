@@ -4,6 +4,8 @@
   mirror, mailctl), made once, kept in a file of its own (mode 0600); the server's
   configuration holds only its bcrypt hash and the user's publish/subscribe allow lists.
 * A CA and a server certificate for NATS over TLS (the names the services dial).
+* For a cluster (compose's ``ha``), the routes' TLS: a CA of the cluster's own and the
+  route certificate every node presents and checks its peers' against.
 
 ``mailctl up`` calls these on its data directory; compose's ``certs`` job runs
 ``mailctl nats-auth`` to write the same into the volumes the containers mount.
@@ -11,10 +13,7 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import bcrypt
 
 from mailcore.bus.permissions import Permissions, roles
+from services.ctl import natscerts
 
 # nats-server checks the hash on every connection (and reconnection storm). The passwords
 # are 192 random bits, which no cost factor would make easier or harder to guess: the hash
@@ -30,20 +30,13 @@ from mailcore.bus.permissions import Permissions, roles
 BCRYPT_ROUNDS = 6
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 def ensure_passwords(users: Path) -> dict[str, str]:
     """Every role's password, read from ``users/<user>`` or made (random, 0600) once."""
     out: dict[str, str] = {}
     for user in roles():
         path = users / user
         if not path.exists():
-            _write_private(path, (secrets.token_urlsafe(24) + "\n").encode())
+            natscerts.write_private(path, (secrets.token_urlsafe(24) + "\n").encode())
         out[user] = path.read_text().strip()
     return out
 
@@ -97,72 +90,46 @@ def ensure_server_tls(directory: Path, hostnames: list[str]) -> ServerTls:
     """A CA (``ca.pem``) and a server certificate it signed for ``hostnames`` plus
     localhost and 127.0.0.1 (``server.pem``, ``server-key.pem``), made once."""
     tls = ServerTls(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
-    if tls.ca.exists() and tls.cert.exists() and tls.key.exists():
-        return tls
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    natscerts.issue(
+        natscerts.Bundle(tls.ca, tls.cert, tls.key), "Postern NATS CA", hostnames, natscerts.SERVER
+    )
+    return tls
 
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=825)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Postern NATS CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+
+@dataclass(frozen=True, slots=True)
+class RouteTls:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def block(self) -> str:
+        """The ``tls`` section of a node's ``cluster`` block: routes talk TLS only; a node
+        presents the route certificate and accepts a route only from a peer whose
+        certificate the cluster CA signed (``verify``), checking the name it dialled."""
+        return (
+            "tls {\n"
+            f"  cert_file: {_quoted(str(self.cert))}\n"
+            f"  key_file: {_quoted(str(self.key))}\n"
+            f"  ca_file: {_quoted(str(self.ca))}\n"
+            "  verify: true\n"
+            "  timeout: 5\n"
+            "}\n"
         )
-        .sign(ca_key, hashes.SHA256())
+
+
+def ensure_route_tls(directory: Path, hostnames: list[str]) -> RouteTls:
+    """The cluster's own CA (``cluster-ca.pem``, apart from the clients' ``ca.pem``) and
+    the route certificate it signed for ``hostnames`` plus localhost and 127.0.0.1, for
+    server and client use (``route.pem``, ``route-key.pem``), made once."""
+    tls = RouteTls(
+        directory / "cluster-ca.pem", directory / "route.pem", directory / "route-key.pem"
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(h) for h in dict.fromkeys(hostnames)]
-    names += [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    natscerts.issue(
+        natscerts.Bundle(tls.ca, tls.cert, tls.key),
+        "Postern NATS cluster CA",
+        hostnames,
+        natscerts.ROUTE,
     )
-    pem = serialization.Encoding.PEM
-    _write_private(
-        tls.key,
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    tls.cert.write_bytes(cert.public_bytes(pem))
-    tls.ca.write_bytes(ca_cert.public_bytes(pem))  # last: its presence means "complete"
     return tls
 
 
@@ -178,15 +145,18 @@ def server_config(passwords: dict[str, str] | None, tls: ServerTls | None) -> st
 
 def write_deployment(conf_dir: Path, secrets_dir: Path, hostnames: list[str]) -> list[str]:
     """Compose's ``certs`` job: the server side in ``conf_dir`` (``auth.conf`` with every
-    user's hash and the TLS section, ``users/`` with the passwords, ``tls/``), and for each
-    user ``secrets_dir/<user>/password`` and ``ca.pem``: one volume per service, so a
-    container holds its own password only. Passwords and certificates are made once and
-    kept; the configuration is written again on every run. Returns the users."""
+    user's hash and the TLS section; ``cluster.conf``, the routes' TLS section a cluster
+    node includes in its ``cluster`` block; ``users/`` with the passwords, ``tls/``), and
+    for each user ``secrets_dir/<user>/password`` and ``ca.pem``: one volume per service,
+    so a container holds its own password only. Passwords and certificates are made once
+    and kept; the configuration is written again on every run. Returns the users."""
     passwords = ensure_passwords(conf_dir / "users")
     tls = ensure_server_tls(conf_dir / "tls", hostnames)
-    _write_private(conf_dir / "auth.conf", server_config(passwords, tls).encode())
+    routes = ensure_route_tls(conf_dir / "tls", hostnames)
+    natscerts.write_private(conf_dir / "auth.conf", server_config(passwords, tls).encode())
+    natscerts.write_private(conf_dir / "cluster.conf", routes.block().encode())
     for user, password in passwords.items():
         own = secrets_dir / user
-        _write_private(own / "password", (password + "\n").encode())
+        natscerts.write_private(own / "password", (password + "\n").encode())
         (own / "ca.pem").write_bytes(tls.ca.read_bytes())
     return list(passwords)

@@ -10,6 +10,12 @@ every ``interval`` seconds, a write probe (mailcore.bus.probe); after ``grace`` 
 failures *with room on the disk again* (``min_free`` bytes), a SIGHUP; if the probe still
 fails ``grace`` seconds later, a restart (the supervisor starts nats-server again; the
 JetStream store is recovered from disk, nothing acknowledged is lost).
+
+Only after the disk was seen short of room (less than ``min_free``): a write probe also
+fails, for seconds, while a cluster's streams elect new leaders (compose's ``ha``: a node
+died). Reloading or restarting a surviving node then takes one more vote away; both
+survivors' watches did, in turn, and the cluster never held a quorum again (no mail
+accepted until someone stopped the watches).
 """
 
 from __future__ import annotations
@@ -69,9 +75,12 @@ class NatsWatch:
         loop = asyncio.get_running_loop()
         failing_since: float | None = None
         reloaded_at: float | None = None
+        was_short = False  # the disk was seen short of room, and nothing stored since
         while not stopping.is_set():
             ok = await can_store(self.js, timeout=max(1.0, self.interval))
             now = loop.time()
+            room = _free(self.store_dir) >= self.min_free
+            was_short = (was_short or not room) and not (ok and room)
             if ok:
                 if failing_since is not None:
                     self.echo("JetStream stores again")
@@ -79,7 +88,7 @@ class NatsWatch:
             elif failing_since is None:
                 failing_since = now
                 self.echo("!! JetStream stores nothing (disk full?): mail gets 451 meanwhile")
-            elif now - failing_since >= self.grace and _free(self.store_dir) >= self.min_free:
+            elif now - failing_since >= self.grace and room and was_short:
                 if reloaded_at is None:
                     self._reload()
                     reloaded_at = now
