@@ -42,11 +42,13 @@ HDR_REPAIR = names.HDR_MIRROR_REPAIR
 Handler = Callable[[Any], Awaitable[tuple[bytes, dict[str, str] | None]]]
 
 
-def _json(value: object) -> tuple[bytes, None]:
+def reply_json(value: object) -> tuple[bytes, None]:
+    """A replica request's JSON answer, without headers."""
     return json.dumps(value).encode(), None
 
 
-async def _bodies(bus: Bus) -> Any:
+async def mirror_bodies(bus: Bus) -> Any:
+    """The ``MIRROR_BODIES`` object store (large bodies of replica records), made if missing."""
     try:
         return await bus.js.object_store(names.OBJ_MIRROR_BODIES)
     except BucketNotFoundError:
@@ -75,26 +77,28 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
-            return _json(asdict(AccountState([], [], 0, 0, 0)))
-        return _json(asdict(await Repair(acct, "").state()))
+            return reply_json(asdict(AccountState([], [], 0, 0, 0)))
+        return reply_json(asdict(await Repair(acct, "").state()))
 
     async def uids(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
-            return _json({"rows": []})
+            return reply_json({"rows": []})
         rows = await Repair(acct, "").uid_rows(
             int(req["mailbox_id"]), int(req["first"]), int(req["last"])
         )
-        return _json({"rows": [[*astuple(r)[:2], sorted(r.flags), *astuple(r)[3:]] for r in rows]})
+        return reply_json(
+            {"rows": [[*astuple(r)[:2], sorted(r.flags), *astuple(r)[3:]] for r in rows]}
+        )
 
     async def restart(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
-            return _json({"head": 0})
+            return reply_json({"head": 0})
         pos = await acct.replication.register_reader(req["reader"], None, reset=True)
-        return _json({"head": pos.position})
+        return reply_json({"head": pos.position})
 
     async def force(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         hdrs = msg.headers or {}
@@ -107,14 +111,14 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
                     req["account"], creation(box, time.time()), origin=req["origin"]
                 )
             except ReplicaConflict as exc:
-                return _json({"error": str(exc)})
+                return reply_json({"error": str(exc)})
             synced = await Repair(acct, req["origin"]).mailbox(box)
-            return _json({"changed": int(created or synced)})
+            return reply_json({"changed": int(created or synced)})
         found = await store.existing(req["account"])
         if found is None:  # nothing to drop, flag or expunge; nowhere to put the rest
             if op in ("drop", "flags", "expunge"):
-                return _json({"changed": 0})
-            return _json({"error": f"{op}: no account {req['account']} here"})
+                return reply_json({"changed": 0})
+            return reply_json({"error": f"{op}: no account {req['account']} here"})
         rep = Repair(found, req["origin"])
         changed: int
         if op == "drop":
@@ -135,7 +139,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         elif op == "append":
             how = hdrs.get(names.HDR_MIRROR_BODY, "inline")
             if how.startswith("object:"):
-                objects = await _bodies(bus)
+                objects = await mirror_bodies(bus)
                 data = (await objects.get(how.removeprefix("object:"))).data
                 changed = int(await rep.append(append_record(req), data))
                 await objects.delete(how.removeprefix("object:"))
@@ -146,8 +150,8 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         elif op == "quota":
             changed = int(await rep.quota(int(req["bytes"]), int(req["messages"])))
         else:
-            return _json({"error": f"unknown repair op {op!r}"})
-        return _json({"changed": changed})
+            return reply_json({"error": f"unknown repair op {op!r}"})
+        return reply_json({"changed": changed})
 
     return {"state": state, "uids": uids, "restart": restart, "force": force}
 

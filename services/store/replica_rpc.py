@@ -43,14 +43,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.js.errors import BucketNotFoundError
-
 from mailcore.bus import names
 from mailcore.bus.connect import Bus
 from mailcore.logging import get_logger
 from mailcore.mailstore import MailStore, ReplicaConflict, ResyncRequired, UnknownReader, journal
 from mailcore.mailstore.records import AccountRemovedRecord
 from services.store import repair_rpc, replica_batch
+from services.store.repair_rpc import mirror_bodies, reply_json
 
 log = get_logger("replica")
 
@@ -58,22 +57,11 @@ INLINE_MAX = 512 * 1024  # larger bodies go through the Object Store
 Handler = Callable[[Any], Awaitable[tuple[bytes, dict[str, str] | None]]]
 
 
-def _json(value: object) -> tuple[bytes, None]:
-    return json.dumps(value).encode(), None
-
-
-async def _bodies(bus: Bus) -> Any:
-    try:
-        return await bus.js.object_store(names.OBJ_MIRROR_BODIES)
-    except BucketNotFoundError:
-        return await bus.js.create_object_store(names.OBJ_MIRROR_BODIES)
-
-
 def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
     async def accounts(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         root = store.root / "accounts"
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
-        return _json({"accounts": found})
+        return reply_json({"accounts": found})
 
     # Readers known to be registered: registering is a durable write (a commit and an
     # fsync), and the mirror's source reads every account several times a second.
@@ -83,7 +71,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
-            return _json({"records": [], "last": 0, "generation": 0.0})
+            return reply_json({"records": [], "last": 0, "generation": 0.0})
         rep = acct.replication
         key = (req["account"], req["reader"])
         limit = int(req.get("limit", 500))
@@ -99,12 +87,12 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
                 registered.add(key)
                 records, last = await rep.read_skipping(req["reader"], req["origin"], limit)
         except ResyncRequired:
-            return _json({"resync": True})
+            return reply_json({"resync": True})
         generation = 0.0  # when the reader last confirmed or was reset: part of the
         if records:  # records' dedup ids: a resync is not taken for duplicates
             mine = [p for p in await rep.readers() if p.name == req["reader"]]
             generation = mine[0].confirmed_at if mine else 0.0
-        return _json(
+        return reply_json(
             {
                 "records": [journal.encode(r) for r in records],
                 "last": last,
@@ -117,7 +105,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         acct = await store.existing(req["account"])
         if acct is not None:
             await acct.replication.confirm(req["reader"], int(req["seq"]))
-        return _json({"ok": True})
+        return reply_json({"ok": True})
 
     async def body_of(account: str, file_id: int, name: str | None) -> tuple[str, bytes]:
         """(how, bytes): ``inline`` and the bytes, ``object:<name>`` or ``none``."""
@@ -128,7 +116,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         if len(data) <= INLINE_MAX:
             return "inline", data
         name = name or f"{account}.{file_id}"
-        await (await _bodies(bus)).put(name, data)
+        await (await mirror_bodies(bus)).put(name, data)
         return f"object:{name}", b""
 
     async def body(msg: Any) -> tuple[bytes, dict[str, str] | None]:
@@ -148,20 +136,20 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         rec = journal.decode(tuple(json.loads(hdrs[names.HDR_MIRROR_RECORD])))
         if isinstance(rec, AccountRemovedRecord):
             await store.remove_account(account)
-            return _json({"applied": True})
+            return reply_json({"applied": True})
         how = hdrs.get(names.HDR_MIRROR_BODY, "none")
         data: bytes | None = None
         if how == "inline":
             data = bytes(msg.data)
         elif how.startswith("object:"):
-            obj = await (await _bodies(bus)).get(how.removeprefix("object:"))
+            obj = await (await mirror_bodies(bus)).get(how.removeprefix("object:"))
             data = obj.data
         resolve = hdrs.get(names.HDR_MIRROR_RESOLVE)
         origin = hdrs.get(names.HDR_MIRROR_ORIGIN)
         try:
             acct, applied = await store.replica_account(account, rec, origin=origin)
             if applied:  # it created the account (its INBOX)
-                return _json({"applied": True})
+                return reply_json({"applied": True})
             if resolve is not None and origin is not None:  # split brain settled here
                 res = await acct.replication.apply_resolving(
                     rec,
@@ -170,15 +158,15 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
                     resolver=resolve == "resolver",
                     trash=hdrs.get(names.HDR_MIRROR_TRASH) == "1",
                 )
-                return _json({"applied": res.applied, "resolved": res.notes})
+                return reply_json({"applied": res.applied, "resolved": res.notes})
             applied = await acct.replication.apply(rec, data, origin=origin)
         except ReplicaConflict as exc:
-            return _json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
-        return _json({"applied": applied})
+            return reply_json({"conflict": str(exc), "mailbox_id": exc.mailbox_id, "uid": exc.uid})
+        return reply_json({"applied": applied})
 
     async def apply_batch(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         async def body_of(name: str) -> bytes:
-            obj = await (await _bodies(bus)).get(name)
+            obj = await (await mirror_bodies(bus)).get(name)
             return bytes(obj.data or b"")
 
         results = await replica_batch.apply_batch(store, bytes(msg.data), body_of)
@@ -190,32 +178,32 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
-            return _json({"ok": True, "head": 0})
+            return reply_json({"ok": True, "head": 0})
         rep = acct.replication
         first = await rep.first_kept()
         if first is not None and first > 1:
-            return _json({"pruned": first})
+            return reply_json({"pruned": first})
         await rep.forget_origin(req["reader"].removeprefix("mirror:"))  # its own, too
         await rep.register_reader(req["reader"], position=0, reset=True)
-        return _json({"ok": True, "head": rep.head})
+        return reply_json({"ok": True, "head": rep.head})
 
     async def mailboxes_of(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         boxes = [] if acct is None else await acct.list_mailboxes()
-        return _json({"mailboxes": [{"id": b.id, "name": b.name} for b in boxes]})
+        return reply_json({"mailboxes": [{"id": b.id, "name": b.name} for b in boxes]})
 
     async def digest(msg: Any) -> tuple[bytes, dict[str, str] | None]:
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
-            return _json({"error": f"digest: no account {req['account']} here"})
+            return reply_json({"error": f"digest: no account {req['account']} here"})
         rep = acct.replication
         if "first" in req:
             r = await rep.range_digest(int(req["mailbox_id"]), int(req["first"]), int(req["last"]))
-            return _json({"count": r.messages, "digest": r.digest})
+            return reply_json({"count": r.messages, "digest": r.digest})
         d = await rep.digest(int(req["mailbox_id"]))
-        return _json({"digest": d.digest, "uidnext": d.uidnext})
+        return reply_json({"digest": d.digest, "uidnext": d.uidnext})
 
     return {
         "accounts": accounts,
@@ -242,7 +230,7 @@ async def serve_replica(bus: Bus, store: MailStore) -> list[Any]:
                 data, headers = await handler(msg)
             except Exception as exc:
                 log.exception("replica request failed", op=op)
-                data, headers = _json({"error": f"{op} failed: {type(exc).__name__}"})
+                data, headers = reply_json({"error": f"{op} failed: {type(exc).__name__}"})
             await bus.nc.publish(msg.reply, data, headers=headers)
 
         subs.append(await bus.nc.subscribe(names.SUBJECT_REPLICA + op, cb=on_request))
