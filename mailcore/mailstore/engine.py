@@ -81,6 +81,7 @@ class MailStore:
         # mirror (services/store/mirror_changed.py). A listener must not block.
         self.journal_listeners: list[Callable[[str], None]] = []
         self.read_only = False  # a follower's store: users may not write (open)
+        self.paired = False  # a store of a mirrored pair (open)
         self._notices: notify.Notices | None = None  # other processes share the store
         self._poll: asyncio.Task[None] | None = None
 
@@ -99,6 +100,7 @@ class MailStore:
         lock_fd: int | None = None,
         fsync_flags: bool = True,
         read_only: bool = False,
+        paired: bool = False,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -117,6 +119,8 @@ class MailStore:
         ``read_only``: a mirror's follower (docs/mirror.md): users' changes and
         deliveries are refused (:class:`ReadOnlyReplica`), accounts open without default
         mailboxes (they come from the journal it follows); replica apply writes as ever.
+        ``paired``: a store of a mirrored pair: a new account's default mailboxes get the
+        same UIDVALIDITY as on the peer (mailboxes.create_defaults).
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -142,6 +146,7 @@ class MailStore:
             fsync_flags=fsync_flags,
         )
         store.read_only = read_only
+        store.paired = paired
         if lock_fd is None:
             threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
@@ -217,7 +222,8 @@ class MailStore:
         store's replica requests use :meth:`existing` and :meth:`replica_account`
         instead, which never leave an account without INBOX behind."""
         empty = replica or self.read_only  # a follower's accounts come from the journal
-        return await self._open(account_id, _no_mailboxes if empty else _defaults)
+        made = _paired_defaults if self.paired else _defaults
+        return await self._open(account_id, _no_mailboxes if empty else made)
 
     async def existing(self, account_id: str) -> Account | None:
         """The account when this store holds it, else None: nothing is created (a
@@ -436,6 +442,10 @@ def _no_mailboxes(t: Txn) -> None:
 
 def _defaults(t: Txn) -> None:
     mailboxes.create_defaults(t)
+
+
+def _paired_defaults(t: Txn) -> None:
+    mailboxes.create_defaults(t, paired=True)
 
 
 class _Absent(Exception):

@@ -129,16 +129,23 @@ def default_uidvalidity(account_id: str, index: int) -> int:
     login on the slave before the master's first record arrived) create the same
     mailboxes — same ids (1, 2, … in a new account), names and UIDVALIDITY — and each
     side's creation records are no-ops on the other (replica apply) instead of colliding
-    ids for the split-brain settlement to merge. RFC 3501 §2.3.1.1 asks only that a value
-    never be reused for a name: account ids are never reused (a new user gets a new one),
-    these values lie below any time-based one (< 2^30 + 64), and every later mailbox of
-    the account gets a greater value (Txn.uidvalidity: above the last one)."""
+    ids for the split-brain settlement to merge. Only for paired stores
+    (:func:`create_defaults`): account ids are never reused (a new user gets a new one),
+    every later mailbox of the account gets a greater value (Txn.uidvalidity: above the
+    last one), and a paired store that lost its disk is filled again from its peer, under
+    the same values and UIDs (RFC 3501 §2.3.1.1)."""
     return 1 + zlib.crc32(account_id.encode()) % (1 << 30) + index
 
 
-def create_defaults(t: Txn) -> None:
+def create_defaults(t: Txn, *, paired: bool = False) -> None:
+    """A new account's default mailboxes, subscribed. ``paired`` (a store of a mirrored
+    pair): their UIDVALIDITY from :func:`default_uidvalidity`, the same on both stores;
+    else from the clock, so that an account made again on a store that lost its disk
+    gets greater values than the ones clients cached (RFC 3501 §2.3.1.1) — a paired store
+    gets its mail back from the peer under the same values instead."""
     for index, (name, use) in enumerate(DEFAULT_MAILBOXES):
-        insert_row(t, name, use, default_uidvalidity(t.core.id, index))
+        uidvalidity = default_uidvalidity(t.core.id, index) if paired else None
+        insert_row(t, name, use, uidvalidity)
         subscribe(t, name, True)
 
 

@@ -23,4 +23,5 @@ async def open_store(s: StoreSettings, *, lock_fd: int | None = None) -> MailSto
         fsync_flags=s.fsync_flags,
         lock_fd=lock_fd,
         read_only=s.mirror_follower,  # a read-only follower: users read, never write
+        paired=bool(s.mirror_role),  # one of a mirrored pair: default mailboxes as the peer's
     )

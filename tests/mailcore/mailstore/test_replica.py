@@ -298,8 +298,8 @@ async def test_an_account_created_on_both_stores_has_the_same_default_mailboxes(
     there too: both stores' default mailboxes are the same (ids, names, UIDVALIDITY), so
     each side's creation records are no-ops on the other — before, the UIDVALIDITY came
     from the clock and every default mailbox was a conflict for the split-brain merge."""
-    a = await MailStore.open(tmp_path / "a")
-    b = await MailStore.open(tmp_path / "b")
+    a = await MailStore.open(tmp_path / "a", paired=True)
+    b = await MailStore.open(tmp_path / "b", paired=True)
     try:
         on_a = await a.account("acct-pat")
         first = int(time.time())
@@ -320,3 +320,27 @@ async def test_an_account_created_on_both_stores_has_the_same_default_mailboxes(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_store_alone_makes_default_mailboxes_with_clock_uidvalidity(
+    tmp_path: Path,
+) -> None:
+    """Not paired: a store that lost its disk and makes an account again must give its
+    mailboxes greater UIDVALIDITY values than clients cached (RFC 3501 §2.3.1.1), which the
+    account id alone cannot; a paired store gets its mail back from the peer instead."""
+    store = await MailStore.open(tmp_path / "alone")
+    try:
+        before = int(time.time())
+        boxes = await (await store.account("acct-pat")).list_mailboxes()
+        assert all(x.uidvalidity >= before for x in boxes)
+        gone = await MailStore.open(tmp_path / "alone-again")  # the disk lost, made again
+        try:
+            while int(time.time()) <= max(x.uidvalidity for x in boxes):  # (a few seconds)
+                await asyncio.sleep(0.1)
+            again = await (await gone.account("acct-pat")).list_mailboxes()
+            old = {x.name: x.uidvalidity for x in boxes}
+            assert all(x.uidvalidity > old[x.name] for x in again)
+        finally:
+            await gone.close()
+    finally:
+        await store.close()
