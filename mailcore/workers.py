@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def child_env(overrides: dict[str, str]) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **overrides}
 
 
-class Workers:
+class Workers(ABC):
     """``count`` worker processes, supervised. ``kind`` names them in the log lines."""
 
     kind = "worker"
@@ -40,8 +41,9 @@ class Workers:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    @abstractmethod
     async def _spawn(self) -> asyncio.subprocess.Process:
-        raise NotImplementedError
+        """Start one worker process (what each subclass runs)."""
 
     async def start(self) -> None:
         for i in range(self.count):

@@ -98,6 +98,20 @@ async def sync_pair(tmp: Path, **extra: str) -> tuple[SyncSide, SyncSide, Bus, B
     return a, b, bus_a, bus_b, user.account_id
 
 
+async def stop_pair(a: SyncSide, b: SyncSide, bus_a: Bus, bus_b: Bus) -> None:
+    """Teardown: a stopped mirror resumed, then every process and nats-server killed."""
+    for side in (a, b):
+        if side.mirror is not None and side.mirror.poll() is None:
+            os.kill(side.mirror.pid, signal.SIGCONT)
+        for p in side.procs:
+            p.kill()
+            p.wait()
+    await bus_a.close()
+    await bus_b.close()
+    a.nats.stop()
+    b.nats.stop()
+
+
 async def both_hold(bus_a: Bus, bus_b: Bus, account: str) -> bool:
     """Both stores hold the same mail of ``account``, INBOX not empty."""
     try:
@@ -185,16 +199,7 @@ async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) ->
         assert "sync: on" in await mailctl("mirror", "status", "--nats", a.nats.url)
     finally:
         client.close()
-        for side in (a, b):
-            if side.mirror is not None and side.mirror.poll() is None:
-                os.kill(side.mirror.pid, signal.SIGCONT)
-            for p in side.procs:
-                p.kill()
-                p.wait()
-        await bus_a.close()
-        await bus_b.close()
-        a.nats.stop()
-        b.nats.stop()
+        await stop_pair(a, b, bus_a, bus_b)
 
 
 def _served_by(pid: int, client: Client) -> bool:
@@ -263,13 +268,4 @@ async def test_sync_mode_append_in_an_imap_worker_waits_for_the_slave(tmp_path: 
     finally:
         for c in clients:
             c.close()
-        for side in (a, b):
-            if side.mirror is not None and side.mirror.poll() is None:
-                os.kill(side.mirror.pid, signal.SIGCONT)
-            for p in side.procs:
-                p.kill()
-                p.wait()
-        await bus_a.close()
-        await bus_b.close()
-        a.nats.stop()
-        b.nats.stop()
+        await stop_pair(a, b, bus_a, bus_b)
