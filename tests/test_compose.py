@@ -230,6 +230,8 @@ def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
         "postern_mirror_records_applied_total",
         "mirror_conflicts_total",
         "postern_mirror_errors_total",
+        "postern_mirror_peer_up",  # the link panel: peer reachable, sync mode fallen back
+        "postern_mirror_sync_degraded",
     ):
         assert any(needed in e for e in exprs), needed
     for expr in exprs:

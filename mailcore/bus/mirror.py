@@ -26,7 +26,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from mailcore.bus import names
+from mailcore.bus import mirror_buckets, names
 
 CONSUMER = "mirror"
 KV_STATUS = "MIRROR_STATUS"
@@ -52,6 +52,7 @@ async def declare(js: JetStreamContext, peer: str, max_bytes: int) -> None:
         discard=DiscardPolicy.NEW,
         max_bytes=max_bytes,
         duplicate_window=DEDUP_WINDOW,
+        num_replicas=await mirror_buckets.replicas(js),
     )
     try:
         await js.stream_info(name)
@@ -70,10 +71,7 @@ async def declare(js: JetStreamContext, peer: str, max_bytes: int) -> None:
 
 
 async def status_bucket(js: JetStreamContext) -> Any:
-    try:
-        return await js.key_value(KV_STATUS)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=KV_STATUS, history=1)
+    return await mirror_buckets.key_value(js, KV_STATUS, history=1)
 
 
 async def write_status(js: JetStreamContext, key: str, values: dict[str, Any]) -> None:

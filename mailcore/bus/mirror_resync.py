@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nats import errors as nats_errors
-from nats.js.errors import BucketNotFoundError
 
 from mailcore.bus import mirror as queue
-from mailcore.bus import names
+from mailcore.bus import mirror_buckets, names
 from mailcore.logging import get_logger
 
 log = get_logger("mirror")
@@ -157,10 +156,7 @@ class StoreLink:
         return int(value["changed"])
 
     async def bodies(self) -> Any:
-        try:
-            return await self.js.object_store(names.OBJ_MIRROR_BODIES)
-        except BucketNotFoundError:
-            return await self.js.create_object_store(names.OBJ_MIRROR_BODIES)
+        return await mirror_buckets.bodies(self.js)
 
     async def read_body(self, account: str, file_id: int) -> bytes | None:
         """The stored bytes (None: expunged meanwhile)."""

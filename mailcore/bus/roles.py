@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
+from mailcore.bus import mirror_buckets
+
 KV_ROLE = "MIRROR_ROLE"
 KEY_ROLE = "role"
 KEY_STORE = "store"
@@ -56,10 +58,7 @@ def other(role: str) -> str:
 
 
 async def bucket(js: Any) -> Any:
-    try:
-        return await js.key_value(KV_ROLE)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=KV_ROLE, history=5)
+    return await mirror_buckets.key_value(js, KV_ROLE, history=5)
 
 
 async def _get(js: Any, key: str) -> dict[str, Any] | None:

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError
 
 from mailcore import metrics
 from mailcore.bus import mirror as queue
-from mailcore.bus import names, replica_batch
+from mailcore.bus import mirror_buckets, names, replica_batch
 from mailcore.logging import get_logger
 from mailcore.mailstore import journal
 from mailcore.mailstore.records import AppendRecord
@@ -70,6 +70,7 @@ async def declare_conflicts(js: Any) -> None:
                 subjects=[SUBJECT_CONFLICTS],
                 storage=StorageType.FILE,
                 retention=RetentionPolicy.LIMITS,
+                num_replicas=await mirror_buckets.replicas(js),
             )
         )
 
@@ -373,10 +374,7 @@ class Sink:
 
 
 async def _local_bodies(js: Any) -> Any:
-    try:
-        return await js.object_store(names.OBJ_MIRROR_BODIES)
-    except BucketNotFoundError:
-        return await js.create_object_store(names.OBJ_MIRROR_BODIES)
+    return await mirror_buckets.bodies(js)
 
 
 __all__ = ["STREAM_CONFLICTS", "Sink", "SinkStats", "conflict_kind", "declare_conflicts"]

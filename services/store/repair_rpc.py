@@ -30,9 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, astuple
 from typing import Any
 
-from nats.js.errors import BucketNotFoundError
-
-from mailcore.bus import names
+from mailcore.bus import mirror_buckets, names
 from mailcore.bus.connect import Bus
 from mailcore.mailstore import MailStore, ReplicaConflict
 from mailcore.mailstore.records import AppendRecord
@@ -49,10 +47,7 @@ def reply_json(value: object) -> tuple[bytes, None]:
 
 async def mirror_bodies(bus: Bus) -> Any:
     """The ``MIRROR_BODIES`` object store (large bodies of replica records), made if missing."""
-    try:
-        return await bus.js.object_store(names.OBJ_MIRROR_BODIES)
-    except BucketNotFoundError:
-        return await bus.js.create_object_store(names.OBJ_MIRROR_BODIES)
+    return await mirror_buckets.bodies(bus.js)
 
 
 def append_record(account_fields: dict[str, Any]) -> AppendRecord:

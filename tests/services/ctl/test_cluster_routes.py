@@ -29,13 +29,14 @@ from typing import Any
 import pytest
 import yaml
 
-from mailcore.bus import names
+from mailcore.bus import mirror, mirror_buckets, names, roles
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.credentials import NatsAuth, client_tls
 from mailcore.bus.probe import can_store
 from mailcore.bus.setup import ensure_stream, stream_configs
 from services.ctl import daemons, natsauth
 from services.ctl.natswatch import NatsWatch
+from services.mirror.sink import STREAM_CONFLICTS, declare_conflicts
 from tests.conftest import TEST_LIMITS
 from tests.support.daemons import Daemon
 
@@ -189,6 +190,20 @@ async def test_cluster_forms_over_verified_tls_routes_and_refuses_a_stranger(
         assert {info.cluster.leader} | {r.name for r in info.cluster.replicas or []} == set(nodes)
         for name, node in nodes.items():
             await _until(f"{name} stores the message", partial(_stored, node, 1))
+        # the mirror's streams and buckets, made on first use, are as strong as the mail
+        await roles.bucket(admin.js)
+        await mirror.status_bucket(admin.js)
+        await mirror_buckets.bodies(admin.js)
+        await mirror.declare(admin.js, "store-b", 16 * 1024**2)
+        await declare_conflicts(admin.js)
+        for made in (
+            "KV_" + roles.KV_ROLE,
+            "KV_" + mirror.KV_STATUS,
+            "OBJ_" + names.OBJ_MIRROR_BODIES,
+            mirror.stream_name("store-b"),
+            STREAM_CONFLICTS,
+        ):
+            assert (await admin.js.stream_info(made)).config.num_replicas == 3, made
     finally:
         if filt is not None:
             await filt.close()
