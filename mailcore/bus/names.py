@@ -68,6 +68,7 @@ HDR_MIRROR_ORIGIN = "Postern-Mirror-Origin"  # the peer the record came from
 HDR_MIRROR_REPAIR = "Postern-Mirror-Repair"  # a resync's forced write (services/store/repair_rpc)
 HDR_MIRROR_TRASH = "Postern-Mirror-Trash"  # "1": a peer's expunge is kept in Trash here
 HDR_MIRROR_RESOLVE = "Postern-Mirror-Resolve"  # split brain: "resolver" or "defer"
+HDR_RELAYED_FROM = "Postern-Relayed-From"  # a postern.delivered notice a mirror carried over
 
 # Header carrying the schema version of a bus message.
 HDR_SCHEMA = "Postern-Schema"

@@ -267,10 +267,13 @@ def roles(mirror_nodes: tuple[str, ...] = MIRROR_NODES) -> dict[str, Permissions
                 # the directory and the hashes follow the peer's (mailcore.bus.mirror_directory)
                 *_kv(names.KV_DIRECTORY),
                 *_kv(names.KV_CREDENTIALS),
-                # synchronous mirroring: the sink tells the peer's store what it committed
+                # synchronous mirroring: the sink tells the peer's store what it committed;
+                # the master's store's word on inbound mail goes to the slave's filters
+                # (services/mirror/notices.py)
                 names.SUBJECT_MIRROR_COMMITTED,
+                names.SUBJECT_DELIVERED,
             ),
-            (names.SUBJECT_MIRROR_NUDGE, names.SUBJECT_MIRROR_CHANGED),
+            (names.SUBJECT_MIRROR_NUDGE, names.SUBJECT_MIRROR_CHANGED, names.SUBJECT_DELIVERED),
         ),
     }
 

@@ -32,6 +32,7 @@ from mailcore.logging import get_logger
 from mailcore.service import ServiceContext
 from services.mirror import followers, repair
 from services.mirror.handoff import Handoff
+from services.mirror.notices import DeliveredNotices
 from services.mirror.outage import Outage
 from services.mirror.peerlink import PeerLink
 from services.mirror.sink import Sink
@@ -52,6 +53,7 @@ class Mirror:
         self.link = PeerLink(s)
         self.peer_nc: Any = None
         self.handoff: Handoff | None = None
+        self.notices: DeliveredNotices | None = None  # with the hand-off (notices.py)
         self.role: roles.RoleRecord | None = None
         self.peer_role: roles.RoleRecord | None = None
         self.nudged = asyncio.Event()  # a synchronous write waits (followers.Nudge)
@@ -181,12 +183,17 @@ class Mirror:
             return 0
         if self.handoff is None:
             self.handoff = Handoff(self.js, peer_js)
+            self.notices = DeliveredNotices(self.nc, self.peer_nc, self.s.mirror_node)
+            await self.notices.start()
         return await self.handoff.pass_once()
 
     async def _drop_handoff(self) -> None:
         if self.handoff is not None:
             await self.handoff.close()
             self.handoff = None
+        if self.notices is not None:
+            await self.notices.close()
+            self.notices = None
 
     async def _peer_ready(self, stopping: asyncio.Event) -> bool:
         while not stopping.is_set() and (self.sink is None or self.peer_nc is None):

@@ -269,3 +269,36 @@ async def test_sync_mode_append_in_an_imap_worker_waits_for_the_slave(tmp_path: 
         for c in clients:
             c.close()
         await stop_pair(a, b, bus_a, bus_b)
+
+
+async def test_a_filter_on_the_slaves_nats_gets_the_masters_word(tmp_path: Path) -> None:
+    """A filter handing to the slave's NATS: the master's mirror moves the mail over and
+    carries the master store's word back (services/mirror/notices.py), so the 250 means
+    both stores have it. Before, that filter waited out its whole timeout every time and
+    answered 250 without the word."""
+    a, b, bus_a, bus_b, account = await sync_pair(tmp_path)
+    a.role, b.role = "master", "slave"  # the slave does not consume its inbound mail
+    try:
+        a.start()
+        b.start()
+        await deliver(bus_a, ["warm"])
+
+        async def converged() -> bool:
+            return await both_hold(bus_a, bus_b, account)
+
+        await until(converged, "the first mail reached both stores", [a, b])
+        # the timeout: a guard against a hang; the word must come, not the timeout
+        smtp = spawn("filter-b", b.nats.url, tmp_path, {"POSTERN_HANDOFF_SYNC_TIMEOUT": "120"})
+        b.procs.append(smtp.proc)
+        alive = lambda: smtp.proc.poll() is None  # noqa: E731
+        assert await asyncio.to_thread(wait_for_port, "127.0.0.1", smtp.smtp, 60, alive)
+        for n in range(3):
+            assert await asyncio.to_thread(send, smtp.smtp, f"via-b-{n}") == {}
+        log = (tmp_path / "filter-b.log").read_text()
+        assert "no word of synchronous delivery" not in log
+        # the 250s came after the master's store and its peer committed: both hold all 4
+        await until(converged, "both stores hold the mail", [a, b])
+        b.stop()
+        assert await messages_in(b.data, account) == 4
+    finally:
+        await stop_pair(a, b, bus_a, bus_b)
