@@ -130,9 +130,16 @@ class Dispatcher:
                 # the message over a moment ago wins (StateChanged), and its new copy is
                 # delivered instead of this one (never both).
                 await outbound_state.claim(self.kv, state)
-            answers = await asyncio.gather(
-                *(self._domain(d, mail.mail_from, rcpts, signed) for d, rcpts in by_domain.items())
-            )
+            if len(by_domain) == 1:  # the usual case: no task of its own
+                ((domain, rcpts),) = by_domain.items()
+                answers = [await self._domain(domain, mail.mail_from, rcpts, signed)]
+            else:
+                answers = await asyncio.gather(
+                    *(
+                        self._domain(d, mail.mail_from, rcpts, signed)
+                        for d, rcpts in by_domain.items()
+                    )
+                )
             state.inflight = []
             for results in answers:
                 for rcpt, answer in results.items():

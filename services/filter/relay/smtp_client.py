@@ -295,6 +295,8 @@ class SmtpClient:
     async def _drain(self, *, replied: bool = False) -> None:
         """Wait until the kernel took the bytes; a server that stops reading is given
         the command timeout, as one that stops answering (RFC 5321 §4.5.3.2)."""
+        if not self._writer.transport.get_write_buffer_size():
+            return  # the kernel took every byte: nothing to wait for
         try:
             async with asyncio.timeout(self.timeout):
                 await self._writer.drain()
@@ -305,6 +307,8 @@ class SmtpClient:
     async def _read(self, *, replied: bool = True) -> Reply:
         """The next reply; ``replied`` tells :class:`ConnectionLost` whether an earlier
         reply of this exchange had arrived."""
+        if self._replies:  # a pipelined group's replies often come in one segment
+            return self._replies.popleft()
         try:
             async with asyncio.timeout(self.timeout):
                 while not self._replies:

@@ -36,6 +36,38 @@ RETRY_DELAY = 30.0  # a failure of the relay itself (bus, state): retried after 
 FETCH_MAX = 64
 
 
+class Heartbeat:
+    """Resets the ack wait of ``msg`` every ``interval`` seconds while it is worked on (a
+    slow remote MX): a timer, and a task only when it fires, since most messages are done
+    long before the first beat."""
+
+    def __init__(self, msg: Any, interval: float) -> None:
+        self.msg = msg
+        self.interval = interval
+        self.beats = 0
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+        self._task: asyncio.Task[None] | None = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._beat(), name="relay-heartbeat")
+        self._timer = self._loop.call_later(self.interval, self._fire)
+
+    async def _beat(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.msg.in_progress()
+            self.beats += 1
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
 class RelayWorker:
     def __init__(
         self,
@@ -55,7 +87,8 @@ class RelayWorker:
         self.fetch_timeout = fetch_timeout
         self.running = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._free = concurrency  # messages that may be fetched now (concurrency - taken)
+        self._room = asyncio.Event()  # set when a message is finished
         self._ack_wait = 60.0
         self._bodies: ObjectStore | None = None
 
@@ -82,16 +115,15 @@ class RelayWorker:
         log.info("relay started", concurrency=self.concurrency)
         try:
             while not stopping.is_set():
-                try:  # fetch only what there is room for; look at `stopping` meanwhile
-                    await asyncio.wait_for(self._slots.acquire(), 1.0)
-                except TimeoutError:
+                if self._free == 0:  # fetch only what there is room for; look at `stopping`
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), 1.0)
                     continue
-                free = 1
-                while free < FETCH_MAX and not self._slots.locked():
-                    await self._slots.acquire()
-                    free += 1
+                want = min(self._free, FETCH_MAX)
+                self._free -= want
                 try:
-                    msgs = await sub.fetch(free, timeout=self.fetch_timeout)
+                    msgs = await sub.fetch(want, timeout=self.fetch_timeout)
                 except (TimeoutError, NatsTimeout):
                     msgs = []
                 except Exception as exc:
@@ -99,8 +131,7 @@ class RelayWorker:
                     if not stopping.is_set():
                         log.warning("fetch failed", error=f"{type(exc).__name__}: {exc}")
                         await asyncio.sleep(1.0)
-                for _ in range(free - len(msgs)):
-                    self._slots.release()
+                self._free += want - len(msgs)
                 for msg in msgs:
                     task = asyncio.create_task(self._guarded(msg), name="relay-message")
                     self._tasks.add(task)
@@ -123,7 +154,7 @@ class RelayWorker:
             await asyncio.wait(pending, timeout=5)
 
     async def _guarded(self, msg: Any) -> None:
-        beat = asyncio.create_task(self._heartbeat(msg))
+        beat = Heartbeat(msg, max(self._ack_wait / 3, 0.2))
         try:
             await self.handle(msg)
         except asyncio.CancelledError:
@@ -133,15 +164,9 @@ class RelayWorker:
             with contextlib.suppress(Exception):
                 await self.settler.nak(msg, RETRY_DELAY)
         finally:
-            beat.cancel()
-            self._slots.release()
-
-    async def _heartbeat(self, msg: Any) -> None:
-        """Reset the ack wait while the message is worked on (a slow remote MX)."""
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.sleep(max(self._ack_wait / 3, 0.2))
-                await msg.in_progress()
+            beat.stop()
+            self._free += 1
+            self._room.set()
 
     async def handle(self, msg: Any) -> None:
         try:

@@ -7,6 +7,7 @@ import email.message
 import pytest
 
 from tests.services.filter.relay.conftest import (
+    ACK_WAIT,
     ALICE,
     LOCAL,
     REMOTE,
@@ -172,6 +173,21 @@ async def test_no_limit_lets_several_connections_through(relay_env: RelayEnv) ->
         await env.submit([f"bob@{REMOTE}"])
     await eventually(lambda: len(sink.messages) == 4)
     assert sink.max_active > 1
+
+
+async def test_a_remote_slower_than_the_ack_wait_keeps_the_message_with_its_relay(
+    relay_env: RelayEnv,
+) -> None:
+    """The heartbeat (``in_progress``) resets JetStream's ack wait while the remote MX
+    takes its time: the message is not handed out again mid-transaction."""
+    env = relay_env
+    sink = env.sink(delay=ACK_WAIT * 2.5)
+    await env.start_relay({REMOTE: sink.address})
+    await env.submit([f"bob@{REMOTE}"])
+    await eventually(lambda: len(sink.messages) == 1)
+    await eventually(lambda: _zero(env.outbound()))
+    assert sink.data_commands == 1  # no second copy was started meanwhile
+    assert len(sink.messages) == 1
 
 
 async def test_two_relays_share_the_queue_and_send_each_message_once(relay_env: RelayEnv) -> None:

@@ -1,0 +1,25 @@
+"""``python -m bench.bus_ceiling`` on a few messages: a real nats-server, every publish
+acknowledged, and with ``--consume`` every message acked off the outbound stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import bus_ceiling
+
+
+@pytest.mark.parametrize("consume", [False, True])
+def test_publishes_every_message_and_reports_the_figures(tmp_path: Path, consume: bool) -> None:
+    out = tmp_path / "ceiling.json"
+    argv = ["--messages", "30", "--sessions", "3", "--json", str(out), "--workdir", str(tmp_path)]
+    assert bus_ceiling.main(argv + (["--consume"] if consume else [])) == 0
+    result = json.loads(out.read_text())
+    assert result["messages"] == 30 and result["consume"] is consume
+    assert result["publish_rate"] > 0
+    assert result["puback_p50_ms"] <= result["puback_p99_ms"]
+    assert result["nats_cpu_ms_per_message"] >= 0
+    assert result["acked"] == (30 if consume else 0)  # every message acked off the stream
+    assert result["acked_meanwhile"] <= result["acked"]
