@@ -6,11 +6,13 @@ Every error is one clear line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 
 import click
 
+from mailcore.bus.permissions import MIRROR_NODES
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import setup_logging
 from mailcore.tls import ensure_certificate
@@ -74,6 +76,9 @@ def cert(data: Path | None) -> None:
     click.echo(f"{s.cert_path} ({state}); key {s.key_path}")
 
 
+MIRROR_NODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")  # as POSTERN_MIRROR_NODE
+
+
 @main.command("nats-auth")
 @click.option(
     "--conf",
@@ -97,10 +102,27 @@ def cert(data: Path | None) -> None:
     help="comma-separated names the services and the cluster's nodes dial NATS by (the "
     "server and route certificates' names)",
 )
-def nats_auth(conf_dir: Path, secrets_dir: Path, hosts: str) -> None:
+@click.option(
+    "--mirror-nodes",
+    envvar="POSTERN_MIRROR_NODES",
+    default=",".join(MIRROR_NODES),
+    show_default=True,
+    help="comma-separated node names of every store a mirror sends records to: the pair "
+    "and any read-only followers (POSTERN_MIRROR_FOLLOWERS); the mirror user may use "
+    "the queue MIRROR_TO_<NODE> of each, and no other",
+)
+def nats_auth(conf_dir: Path, secrets_dir: Path, hosts: str, mirror_nodes: str) -> None:
     """NATS users per service (bcrypt hashes, permissions), TLS and route TLS, for compose."""
     names = [h.strip() for h in hosts.split(",") if h.strip()]
-    users = natsauth.write_deployment(conf_dir, secrets_dir, names or ["nats"])
+    nodes = tuple(n.strip() for n in mirror_nodes.split(",") if n.strip())
+    bad = [n for n in nodes if not MIRROR_NODE.fullmatch(n)]
+    if bad or not nodes:
+        raise click.BadParameter(
+            f"not a store's node name: {', '.join(bad) or '(none)'} (lower-case letters, "
+            "digits, - and _, as POSTERN_MIRROR_NODE)",
+            param_hint="--mirror-nodes",
+        )
+    users = natsauth.write_deployment(conf_dir, secrets_dir, names or ["nats"], nodes)
     click.echo(f"{conf_dir / 'auth.conf'}: users {', '.join(users)}; TLS for {', '.join(names)}")
 
 

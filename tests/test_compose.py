@@ -27,7 +27,7 @@ SETTINGS = [
 
 
 def _known_env_names() -> set[str]:
-    names = {"POSTERN_CONFIG"}
+    names = {"POSTERN_CONFIG", "POSTERN_MIRROR_NODES"}  # the latter: mailctl nats-auth's
     for cls in SETTINGS:
         for field, info in cls.model_fields.items():
             alias = info.validation_alias

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import bcrypt
 
-from mailcore.bus.permissions import Permissions, roles
+from mailcore.bus.permissions import MIRROR_NODES, Permissions, roles
 from services.ctl import natscerts
 
 # nats-server checks the hash on every connection (and reconnection storm). The passwords
@@ -61,10 +61,14 @@ def _user(name: str, password: str, perms: Permissions) -> str:
     )
 
 
-def authorization_block(passwords: dict[str, str]) -> str:
+def authorization_block(
+    passwords: dict[str, str], mirror_nodes: tuple[str, ...] = MIRROR_NODES
+) -> str:
     """The server's ``authorization`` section: every user, bcrypt-hashed, with its
-    allow lists. A connection without a known user and password is refused."""
-    perms = roles()
+    allow lists. A connection without a known user and password is refused.
+    ``mirror_nodes``: every store a mirror queues records for (the pair and any
+    followers, ``POSTERN_MIRROR_FOLLOWERS``): each queue ``MIRROR_TO_<NODE>`` is named."""
+    perms = roles(mirror_nodes)
     users = [_user(name, passwords[name], perms[name]) for name in perms]
     return "authorization {\n  users = [\n" + "\n".join(users) + "\n  ]\n}\n"
 
@@ -133,17 +137,26 @@ def ensure_route_tls(directory: Path, hostnames: list[str]) -> RouteTls:
     return tls
 
 
-def server_config(passwords: dict[str, str] | None, tls: ServerTls | None) -> str:
+def server_config(
+    passwords: dict[str, str] | None,
+    tls: ServerTls | None,
+    mirror_nodes: tuple[str, ...] = MIRROR_NODES,
+) -> str:
     """What a server's configuration adds for credentials and TLS (either may be off)."""
     parts = []
     if passwords is not None:
-        parts.append(authorization_block(passwords))
+        parts.append(authorization_block(passwords, mirror_nodes))
     if tls is not None:
         parts.append(tls.block())
     return "".join(parts)
 
 
-def write_deployment(conf_dir: Path, secrets_dir: Path, hostnames: list[str]) -> list[str]:
+def write_deployment(
+    conf_dir: Path,
+    secrets_dir: Path,
+    hostnames: list[str],
+    mirror_nodes: tuple[str, ...] = MIRROR_NODES,
+) -> list[str]:
     """Compose's ``certs`` job: the server side in ``conf_dir`` (``auth.conf`` with every
     user's hash and the TLS section; ``cluster.conf``, the routes' TLS section a cluster
     node includes in its ``cluster`` block; ``users/`` with the passwords, ``tls/``), and
@@ -153,7 +166,8 @@ def write_deployment(conf_dir: Path, secrets_dir: Path, hostnames: list[str]) ->
     passwords = ensure_passwords(conf_dir / "users")
     tls = ensure_server_tls(conf_dir / "tls", hostnames)
     routes = ensure_route_tls(conf_dir / "tls", hostnames)
-    natscerts.write_private(conf_dir / "auth.conf", server_config(passwords, tls).encode())
+    config = server_config(passwords, tls, mirror_nodes)
+    natscerts.write_private(conf_dir / "auth.conf", config.encode())
     natscerts.write_private(conf_dir / "cluster.conf", routes.block().encode())
     for user, password in passwords.items():
         own = secrets_dir / user

@@ -11,6 +11,7 @@ import nats
 
 from mailcore.bus.connect import Bus, connect
 from mailcore.bus.credentials import NatsAuth, client_tls
+from mailcore.bus.permissions import MIRROR_NODES
 from services.ctl import daemons, natsauth
 from tests.support.daemons import NatsServer
 
@@ -18,7 +19,9 @@ from tests.support.daemons import NatsServer
 class SecureNats(NatsServer):
     """nats-server with one user per role; ``tls=True`` makes it refuse plain clients."""
 
-    def __init__(self, workdir: Path, *, tls: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, tls: bool = False, mirror_nodes: tuple[str, ...] = MIRROR_NODES
+    ) -> None:
         super().__init__(workdir)
         self.passwords = natsauth.ensure_passwords(workdir / "users")
         self.tls = natsauth.ensure_server_tls(workdir / "tls", ["localhost"]) if tls else None
@@ -27,7 +30,7 @@ class SecureNats(NatsServer):
             host=self.host,
             port=self.port,
             store_dir=workdir / "js",
-            extra=natsauth.server_config(self.passwords, self.tls),
+            extra=natsauth.server_config(self.passwords, self.tls, mirror_nodes),
         )
 
     def auth(self, user: str | None, password: str | None = None) -> NatsAuth:

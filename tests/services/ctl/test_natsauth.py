@@ -6,18 +6,21 @@ their own users with their own password file and the CA, over TLS only."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from mailcore.bus import credentials, names
+from mailcore.bus import mirror as queue
 from mailcore.bus.connect import connect
+from mailcore.bus.permissions import MIRROR_NODES
 from mailcore.bus.setup import await_declared
 from mailcore.config import FilterSettings, StoreSettings
 from services.ctl import daemons
 from services.ctl.natsrun import NatsRunner
 from tests.conftest import TEST_LIMITS
-from tests.support.securenats import plain_session
+from tests.support.securenats import SecureNats, plain_session
 
 MAILCTL = str(Path(sys.executable).parent / "mailctl")
 USERS = ["mailctl", "filter", "relay", "store", "webmail", "mirror"]
@@ -122,3 +125,51 @@ async def test_certs_job_files_serve_every_service_over_tls(tmp_path: Path) -> N
         stopping.set()
         await asyncio.wait_for(running, 60)
     assert runner.pid() is None
+
+
+def _nats_auth(tmp: Path) -> list[str]:
+    return [MAILCTL, "nats-auth", "--conf", str(tmp / "c"), "--secrets", str(tmp / "s")]
+
+
+def test_nats_auth_refuses_a_bad_mirror_node_name(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*_nats_auth(tmp_path), "--mirror-nodes", "store-a,Store C"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "not a store's node name: Store C" in done.stderr
+    assert not (tmp_path / "c").exists()
+
+
+async def test_a_followers_queue_is_the_mirrors_once_its_node_is_named(tmp_path: Path) -> None:
+    """A read-only follower ``store-c`` (POSTERN_MIRROR_FOLLOWERS) gets its records through
+    MIRROR_TO_STORE_C, which the feeding mirror declares as its own NATS user: the certs
+    job's ``--mirror-nodes`` (POSTERN_MIRROR_NODES) must name it, as it names the pair's."""
+    done = subprocess.run(
+        _nats_auth(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"POSTERN_MIRROR_NODES": "store-a,store-b,store-c"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MIRROR_TO_STORE_C" in (tmp_path / "c" / "auth.conf").read_text()
+    for nodes, allowed in ((MIRROR_NODES, False), ((*MIRROR_NODES, "store-c"), True)):
+        server = SecureNats(tmp_path / "-".join(nodes), mirror_nodes=nodes)
+        server.start()
+        try:
+            bus = await server.bus("mirror")
+            try:
+                made = True
+                try:
+                    await queue.declare(bus.js, "store-c", 16 * 1024**2)
+                except Exception:  # no responders / timeout: the server drops the request
+                    made = False
+                assert made is allowed
+                await queue.declare(bus.js, "store-b", 16 * 1024**2)  # the pair's, always
+            finally:
+                await bus.close()
+        finally:
+            server.stop()
