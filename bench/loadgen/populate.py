@@ -9,8 +9,13 @@ delivery consumer is not there yet. Either way the mailbox holds byte-identical 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
 from typing import TypeAlias
 
 from bench.corpus import date_of, imap_date, message
@@ -46,6 +51,55 @@ async def lmtp_deliver(
             await conn.quit()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def maildir_write(
+    maildir: Path,
+    rcpt: str,
+    count: int,
+    size: Size,
+    *,
+    start: int = 0,
+    owner: tuple[int, int] | None = None,
+) -> int:
+    """Write corpus messages ``start..start+count`` straight into ``maildir/new`` as
+    Dovecot's LMTP leaves them (its three trace fields first, LF line ends, a file name
+    with the ``S=`` file size and ``W=`` CRLF size), for mailboxes too large to fill over
+    LMTP in reasonable time (W9: 100,000 messages; Dovecot finds them on its next sync,
+    as mail another delivery agent left). ``owner``: uid and gid for the directories and
+    files (None: the caller's). Returns the bytes written."""
+    new = maildir / "new"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        if owner is not None:
+            os.chown(maildir / sub, *owner)
+    if owner is not None:
+        os.chown(maildir, *owner)
+    host = socket.gethostname().split(".")[0] or "localhost"
+    now = time.time()
+    when = format_datetime(datetime.fromtimestamp(int(now), UTC))
+    pid = os.getpid()
+    total = 0
+    for i in range(start, start + count):
+        body = message(i, size_at(size, i), to=rcpt)
+        trace = (
+            f"Return-Path: <sender@example.org>\r\nDelivered-To: {rcpt}\r\n"
+            f"Received: from bench.client ([127.0.0.1])\r\n\tby {host} with LMTP\r\n"
+            f"\tid bench{i}\r\n\t(envelope-from <sender@example.org>)\r\n"
+            f"\tfor <{rcpt}>; {when}\r\n"
+        ).encode()
+        crlf = trace + body
+        data = crlf.replace(b"\r\n", b"\n")
+        name = f"{int(now)}.M{i}P{pid}.{host},S={len(data)},W={len(crlf)}"
+        fd = os.open(new / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            if owner is not None:
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)
+        total += len(data)
+    return total
 
 
 async def imap_append(

@@ -506,19 +506,22 @@ class Account:
 
     async def thread(
         self, mailbox_id: int, criteria: SearchKey, algorithm: str
-    ) -> list[mailthreads.Node]:
+    ) -> list[mailthreads.Node] | mailthreads.SubjectThreads:
         """RFC 5256 §4 THREAD (``ORDEREDSUBJECT`` or ``REFERENCES``) over the messages
-        matching ``criteria``, from the index's thread columns."""
+        matching ``criteria``, from the index's thread columns (render the result with
+        :func:`mailcore.mailstore.mailthreads.render`)."""
         msgs = self._msgs
         stop = threading.Event()
 
-        def run(c: sqlite3.Connection) -> list[mailthreads.Node]:
+        def run(c: sqlite3.Connection) -> list[mailthreads.Node] | mailthreads.SubjectThreads:
             mailboxes.by_id(c, mailbox_id)
             if algorithm == "ORDEREDSUBJECT":
-                # base subject and date only: Message-IDs and references stay unread
-                cols = mailthreads.SUBJECT_COLUMNS
-                found = sqlsearch.rows(c, msgs, mailbox_id, criteria, cols, stopped=stop.is_set)
-                return mailthreads.ordered_subject(mailthreads.subject_rows_of(found))
+                # grouped and ordered by SQLite from base subject and date: Message-IDs
+                # and references stay unread, no node per message
+                pairs = sqlsearch.subject_threads(
+                    c, msgs, mailbox_id, criteria, stopped=stop.is_set
+                )
+                return mailthreads.SubjectThreads(pairs)
             found = sqlsearch.rows(
                 c, msgs, mailbox_id, criteria, mailthreads.COLUMNS, stopped=stop.is_set
             )

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 
 class ThreadRow(NamedTuple):
     uid: int
-    subject: str  # base subject, ASCII upper-cased
+    subject: str  # base subject, i;unicode-casemap form (mailcore.mailstore.casemap)
     reply: bool
     sent: float
     msg_id: str | None
@@ -84,8 +85,18 @@ def subject_rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
 def rows_of(found: Sequence[tuple[Any, ...]]) -> list[ThreadRow]:
     """:func:`row_of` for a whole result, without the per-value conversions: the index
     columns already hold int / str / float / NULL (one call per message is most of a
-    THREAD's time on a large mailbox)."""
-    return [ThreadRow(u, s or "", bool(r), t or 0.0, _id(m), _ids(f)) for u, s, r, t, m, f in found]
+    THREAD's time on a large mailbox, so the usual ids, unquoted, take no call at all)."""
+    return [
+        ThreadRow(
+            u,
+            s or "",
+            bool(r),
+            t or 0.0,
+            m if m is None or '"' not in m else normal_id(m),
+            () if not f else tuple(f.split()) if '"' not in f else _ids(f),
+        )
+        for u, s, r, t, m, f in found
+    ]
 
 
 @dataclass(eq=False, slots=True)
@@ -118,21 +129,29 @@ class Node:
 
 
 _SUBJECT_ORDER = itemgetter(1, 3, 0)  # ThreadRow (subject, sent, uid)
+_UID = itemgetter(0)
 
 
 def ordered_subject(rows: Sequence[ThreadRow]) -> list[Node]:
     """§4 ORDEREDSUBJECT: messages grouped by base subject, each group ordered by sent
     date; its first message is the parent of all the others; threads by the sent date of
-    their first message."""
-    groups: dict[str, list[ThreadRow]] = {}
+    their first message.
+
+    One pass over the rows in (subject, sent date, UID) order (cheap when the query
+    returned them so: sorting sorted input is linear), one node per message and no
+    per-group lists: this runs once per THREAD on every message of the mailbox."""
+    roots: list[Node] = []
+    root: Node | None = None
+    subject = ""
     for row in sorted(rows, key=_SUBJECT_ORDER):
-        groups.setdefault(row.subject, []).append(row)
-    roots = []
-    for members in groups.values():
-        root = Node(members[0])
-        root.children = [Node(m, root) for m in members[1:]]
-        roots.append(root)
-    roots.sort(key=Node.key)
+        if root is None or row.subject != subject:
+            root = Node(row)
+            root.k = (row.sent, row.uid)
+            roots.append(root)
+            subject = row.subject
+        else:
+            root.children.append(Node(row, root))
+    roots.sort(key=_KEY)
     return roots
 
 
@@ -172,14 +191,16 @@ def _unlink(child: Node) -> None:
         child.parent = None
 
 
-def _descendants_first(roots: Sequence[Node]) -> list[Node]:
-    """Every node of the trees under ``roots``, each after all of its descendants."""
+def _parents_first_reversed(roots: Sequence[Node]) -> list[Node]:
+    """Every node of the trees under ``roots`` that has children, each after all of its
+    descendants that have children. Leaves are left out: on a large mailbox most
+    messages are threads of their own, and steps 3, 4 and 6 have nothing to do there."""
     out: list[Node] = []
-    stack = list(roots)
+    stack = [n for n in roots if n.children]
     while stack:
         n = stack.pop()
         out.append(n)
-        stack.extend(n.children)
+        stack.extend(c for c in n.children if c.children)
     out.reverse()
     return out
 
@@ -188,16 +209,18 @@ def references(rows: Sequence[ThreadRow]) -> list[Node]:
     """§4 REFERENCES (steps 1 to 6; the algorithm of J. Zawinski)."""
     table: dict[str, Node] = {}
     nodes: list[Node] = []
-    for row in sorted(rows, key=lambda r: r.uid):
+    for row in sorted(rows, key=_UID):  # (linear: the query returns them by UID)
         # (1)(A) a message without an id, or whose id an earlier message (lower sequence
         # number) has, gets a unique one: a container of its own, found by no reference
         node = table.get(row.msg_id) if row.msg_id else None
         if node is None or node.row is not None:
             node = Node(row)
+            node.k = (row.sent, row.uid)  # §4 step 6 key; a leaf keeps it
             if row.msg_id and row.msg_id not in table:
                 table[row.msg_id] = node
         else:
             node.row = row  # the dummy made for this id by an earlier reference
+            node.k = (row.sent, row.uid)
         nodes.append(node)
         # (1)(A) link the references in order: a missing one is a dummy, a message that
         # has a parent keeps it, no link makes a loop
@@ -216,21 +239,28 @@ def references(rows: Sequence[ThreadRow]) -> list[Node]:
             continue  # linked so already (by an earlier message's references)
         if prev is not None and _makes_loop(prev, node):
             prev = None
-        if prev is None:
-            _unlink(node)
-        else:
+        if prev is not None:
             _link(prev, node)
-    # (2) the root set: every container without a parent
-    seen: set[Node] = set()  # by identity (Node has eq=False)
-    roots: list[Node] = []
-    for n in [*table.values(), *nodes]:
-        if n.parent is None and n not in seen:
-            seen.add(n)
-            roots.append(n)
+        elif node.parent is not None:
+            _unlink(node)
+    # (2) the root set: every container without a parent; the table's, then the
+    # messages it does not hold (no id, or an id an earlier message has)
+    roots = [n for n in table.values() if n.parent is None]
+    roots += [
+        n
+        for n in nodes
+        if n.parent is None and (n.row is None or not n.row.msg_id or table[n.row.msg_id] is not n)
+    ]
     roots = _prune(roots)  # (3)
     _sort(roots)  # (4), and each dummy's children, which give its subject in (5)
-    roots = _merge_subjects(roots)  # (5)
-    _sort(roots)  # (6)
+    roots, changed = _merge_subjects(roots)  # (5)
+    # (6) every sibling set is sorted since (4) but those (5) added to: all of them
+    # under top-level nodes, and messages (a dummy's key is its first child's)
+    for n in changed:
+        n.children.sort(key=_KEY)
+        if n.row is None:
+            n.k = n.children[0].k if n.children else (0.0, 0)
+    roots.sort(key=_KEY)
     return roots
 
 
@@ -238,7 +268,7 @@ def _prune(roots: list[Node]) -> list[Node]:
     """§4 REFERENCES step 3: a dummy without children goes; a dummy with children gives
     them its place, but at the top only when it has one. Each node's children are pruned
     before the node itself, so a child that is a dummy has only messages under it."""
-    for n in _descendants_first(roots):
+    for n in _parents_first_reversed(roots):
         kept: list[Node] = []
         for c in n.children:
             if c.row is not None:
@@ -259,8 +289,13 @@ def _prune(roots: list[Node]) -> list[Node]:
     return out
 
 
-def _merge_subjects(roots: list[Node]) -> list[Node]:
-    """§4 REFERENCES step 5: top-level threads with the same base subject are joined."""
+def _merge_subjects(roots: list[Node]) -> tuple[list[Node], list[Node]]:
+    """§4 REFERENCES step 5: top-level threads with the same base subject are joined.
+    Returns the new top level and the nodes that got children (each once).
+
+    Only top-level nodes get children here, and only messages: a dummy takes the
+    subject's table entry from any message (B), so a message is put under a message or
+    a new dummy, and a dummy's children (messages, after (3)) move to another dummy."""
     table: dict[str, Node] = {}
     for n in roots:  # (5)(A), (B): one thread per subject, a dummy's or an original's
         row = n.subject_row()
@@ -275,6 +310,7 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             table[row.subject] = n
     out: list[Node] = []
     where: dict[Node, int] = {}  # position in ``out`` (no list scans: O(n) per merge)
+    changed: dict[Node, None] = {}
     for n in roots:  # (5)(C): the others join it
         row = n.subject_row()
         old = table.get(row.subject) if row is not None and row.subject else None
@@ -285,8 +321,10 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
         if old.row is None and n.row is None:  # two dummies: the children join
             for c in list(n.children):
                 _link(old, c)
+            changed[old] = None
         elif old.row is None or (n.row is not None and n.row.reply and not old.row.reply):
             _link(old, n)  # under the dummy, or a reply under the original
+            changed[old] = None
         else:
             dummy = Node()
             subject = old.subject_row()
@@ -301,30 +339,56 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             where[dummy] = at
             _link(dummy, old)
             _link(dummy, n)
-    return [n for n in out if n.parent is None]
+            changed[dummy] = None
+    return [n for n in out if n.parent is None], list(changed)
 
 
 def _sort(roots: list[Node]) -> None:
     """§4 REFERENCES step 6 (and 4): every set of siblings by sent date, then mailbox
     order, the deepest first; each node's key computed once (a dummy's is its first
-    child's, known once its children are sorted)."""
-    for n in _descendants_first(roots):
-        if n.children:
-            n.children.sort(key=_KEY)
-        if n.row is not None:
-            n.k = (n.row.sent, n.row.uid)
-        else:
-            n.k = n.children[0].k if n.children else (0.0, 0)
+    child's, known once its children are sorted). A message's key was set with its row;
+    a dummy without children keeps (0, 0)."""
+    for n in _parents_first_reversed(roots):
+        n.children.sort(key=_KEY)
+        if n.row is None:
+            n.k = n.children[0].k
     roots.sort(key=_KEY)
 
 
 _KEY = attrgetter("k")
 
 
-def render(roots: Sequence[Node], number: dict[int, int] | None = None) -> bytes:
+class SubjectThreads(NamedTuple):
+    """ORDEREDSUBJECT threads as :func:`mailcore.mailstore.sqlsearch.subject_threads`
+    returns them: ``(uid, first uid of its thread)`` pairs, thread by thread, each
+    thread's first message (the parent of the others) first."""
+
+    pairs: list[tuple[int, int]]
+
+
+def _render_flat(pairs: list[tuple[int, int]], number: dict[int, int] | None) -> bytes:
+    """:func:`render` of :class:`SubjectThreads`: ``(a)``, ``(a b)``, ``(a (b)(c))``."""
+    ids = [u for u, _ in pairs] if number is None else [number[u] for u, _ in pairs]
+    starts = [i for i, (u, first) in enumerate(pairs) if u == first]
+    starts.append(len(pairs))
+    out: list[str] = []
+    for i, end in pairwise(starts):
+        n = end - i
+        if n == 1:
+            out.append(f"({ids[i]})")
+        elif n == 2:
+            out.append(f"({ids[i]} {ids[i + 1]})")
+        else:
+            out.append(f"({ids[i]} (" + ")(".join(map(str, ids[i + 1 : end])) + "))")
+    return "".join(out).encode()
+
+
+def render(roots: Sequence[Node] | SubjectThreads, number: dict[int, int] | None = None) -> bytes:
     """RFC 5256 §4 thread-list: ``(3 6 (4 23)(44 7 96))``; ``number`` maps UIDs to
     sequence numbers (THREAD rather than UID THREAD). A node with one child continues
     its parenthesised list; several children are each a list of their own."""
+    if isinstance(roots, SubjectThreads):
+        return _render_flat(roots.pairs, number)
     out: list[str] = []
     after_number = False  # a space goes between a number and what follows, but ")"
     stack: list[Node | None] = []  # a node opens a list; None closes one
@@ -356,6 +420,7 @@ __all__ = [
     "COLUMNS",
     "SUBJECT_COLUMNS",
     "Node",
+    "SubjectThreads",
     "ThreadRow",
     "normal_id",
     "ordered_subject",

@@ -18,6 +18,12 @@ index or the upgraded one, never half of it.
 * 4 → 5: journal origins (``journal_origin``: the peer a replicated record came from, so
   the mirror never ships it back). The table is created by the schema; the step itself
   has nothing to convert: every earlier record is this store's own.
+* 5 → 6: the string sort keys (base subject, first address, display names) change from
+  ``i;ascii-casemap`` to ``i;unicode-casemap`` form (:mod:`mailcore.mailstore.casemap`,
+  RFC 5256 §1). No message file is read: mapping a stored key again gives the key of
+  the original text, and only keys with a non-ASCII character change. (An index below
+  4 skips it: step 4 fills the keys in the new form; mapping those again could change
+  them, e.g. U+0345 of a decomposed Greek letter titlecases to U+0399.)
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from mailcore import message
 from mailcore.logging import get_logger
 from mailcore.mailstore import digest, layout, schema, searchdata
 from mailcore.mailstore import flags as flagset
+from mailcore.mailstore.casemap import casemap
 from mailcore.mailstore.core import Txn
 from mailcore.mailstore.records import AppendRecord, MailboxCreateRecord, SubscribeRecord
 from mailcore.mailstore.schema import SCHEMA_VERSION
@@ -187,15 +194,48 @@ def _to_5(t: Txn) -> None:
     """Journal origins: the table comes from the schema; older records are local."""
 
 
-_STEPS = {2: _to_2, 3: _to_3, 4: _to_4, 5: _to_5}
+_CASEMAPPED = ("k_subject", "k_from", "k_to", "k_cc", "k_dfrom", "k_dto")
+
+
+def _to_6(t: Txn) -> None:
+    """Sort keys in ``i;unicode-casemap`` form (RFC 5051): only rows with a key that is
+    not ASCII change."""
+    conn = t.conn
+    started = time.monotonic()
+    cols = ", ".join(_CASEMAPPED)
+    updates = []
+    for mailbox_id, uid, *keys in conn.execute(
+        f"SELECT mailbox_id, uid, {cols} FROM messages"  # noqa: S608
+    ):
+        if all(k is None or k.isascii() for k in keys):
+            continue
+        updates.append((*(None if k is None else casemap(k) for k in keys), mailbox_id, uid))
+    sets = ", ".join(f"{c} = ?" for c in _CASEMAPPED)
+    conn.executemany(
+        f"UPDATE messages SET {sets} WHERE mailbox_id = ? AND uid = ?",  # noqa: S608
+        updates,
+    )
+    log.info(
+        "index upgraded: sort keys in i;unicode-casemap form",
+        account=t.core.id,
+        rows=len(updates),
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+_STEPS = {2: _to_2, 3: _to_3, 4: _to_4, 5: _to_5, 6: _to_6}
 
 
 def upgrade(t: Txn) -> None:
     """Bring the index of ``t`` to :data:`SCHEMA_VERSION` (nothing when it is current)."""
     (version,) = t.conn.execute("SELECT schema FROM state WHERE id = 1").fetchone()
+    start = version
     while version < SCHEMA_VERSION:
         version += 1
-        _STEPS[version](t)
+        if version == 6 and start < 4:
+            pass  # the keys were just filled by step 4, in i;unicode-casemap form already
+        else:
+            _STEPS[version](t)
         t.conn.execute("UPDATE state SET schema = ? WHERE id = 1", (version,))
 
 

@@ -11,8 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 5  # 2: search columns in messages; 3: journal; 4: sort/thread keys, save date;
-# 5: journal origins (mailcore.mailstore.migrate)
+SCHEMA_VERSION = 6  # 2: search columns in messages; 3: journal; 4: sort/thread keys, save date;
+# 5: journal origins; 6: sort keys in i;unicode-casemap form (mailcore.mailstore.migrate)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_day INTEGER,                   -- the Date header's own day, yyyymmdd
     sha256 BLOB,                        -- version 3: of the stored bytes (32 bytes)
     -- version 4: SORT / THREAD keys (mailcore.mailstore.sortkeys), RFC 8514 save date
-    k_subject TEXT,                     -- RFC 5256 §2.1 base subject, ASCII upper-cased
+    k_subject TEXT,                     -- RFC 5256 §2.1 base subject (keys: RFC 5051 form)
     k_reply INTEGER,                    -- 1: the subject had a reply/forward marker
     k_from TEXT,                        -- RFC 5256 §3: first address' mailbox part
     k_to TEXT,

@@ -3,10 +3,13 @@
 SORT and THREAD compare these values straight from columns of the ``messages`` row
 (:mod:`mailcore.mailstore.searchdata`): no message is parsed at query time.
 
-* RFC 5256 §2.1 base subject, ASCII letters upper-cased (the ``i;ascii-casemap``
-  comparator of §3 is then a plain binary comparison), and whether extraction removed a
-  reply/forward marker (THREAD=REFERENCES §2.2 step 5 needs to know).
-* RFC 5256 §3 FROM/TO/CC: the ``addr-mailbox`` of the first address, upper-cased.
+Every string key is stored in its ``i;unicode-casemap`` form (RFC 5051, the collation
+RFC 5256 §1 requires through I18NLEVEL=1: :mod:`mailcore.mailstore.casemap`), so that
+comparing keys is a plain binary comparison (SQLite's BINARY collation):
+
+* RFC 5256 §2.1 base subject, and whether extraction removed a reply/forward marker
+  (THREAD=REFERENCES §2.2 step 5 needs to know).
+* RFC 5256 §3 FROM/TO/CC: the ``addr-mailbox`` of the first address.
 * RFC 5957 §3 DISPLAYFROM/DISPLAYTO: the decoded display name of the first address,
   or its ``addr-spec`` when it has none.
 * RFC 5256 §2.2 thread ids: the Message-ID and the parent chain (References, else the
@@ -18,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from mailcore.mailstore.casemap import casemap
 from mailcore.message import Address, ParsedMessage, decode_words, header_fields
 
 _WSP = re.compile(r"\s+")
@@ -27,12 +31,6 @@ _BLOB = r"\[[^\[\]]*\]\s*"  # §5 subj-blob
 _LEADER = re.compile(rf"\A(?:(?:{_BLOB})*(?:re|fwd?)\s*(?:{_BLOB})?:|\s+)", re.IGNORECASE)
 _BLOB_PREFIX = re.compile(rf"\A{_BLOB}")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
-_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def ascii_upper(text: str) -> str:
-    """The ``i;ascii-casemap`` form (RFC 4790 §9.2): only a-z change."""
-    return text.translate(_ASCII_UPPER)
 
 
 def base_subject(subject: str) -> tuple[str, bool]:
@@ -77,7 +75,7 @@ def _first(addrs: list[Address]) -> Address | None:
 def _mailbox(addrs: list[Address]) -> str:
     """§3: the addr-mailbox of the first address; "" without one."""
     a = _first(addrs)
-    return ascii_upper(a.mailbox or "") if a is not None else ""
+    return casemap(a.mailbox or "") if a is not None else ""
 
 
 def _display(addrs: list[Address]) -> str:
@@ -87,8 +85,8 @@ def _display(addrs: list[Address]) -> str:
         return ""
     name = decode_words(a.name).strip() if a.name else ""
     if name:
-        return ascii_upper(name)
-    return ascii_upper(f"{a.mailbox or ''}@{a.host or ''}" if a.host else a.mailbox or "")
+        return casemap(name)
+    return casemap(f"{a.mailbox or ''}@{a.host or ''}" if a.host else a.mailbox or "")
 
 
 def msg_ids(value: str | None) -> list[str]:
@@ -116,7 +114,7 @@ def of(p: ParsedMessage, data: bytes) -> SortKeys:
     if not refs:  # §2.2 (1)(A): no References, the first id of In-Reply-To
         refs = msg_ids(env.in_reply_to)[:1]
     return SortKeys(
-        ascii_upper(subject),
+        casemap(subject),
         int(reply),
         _mailbox(env.from_),
         _mailbox(env.to),
@@ -138,4 +136,4 @@ def _references(header: bytes) -> str | None:
     return None
 
 
-__all__ = ["SortKeys", "ascii_upper", "base_subject", "msg_ids", "of"]
+__all__ = ["SortKeys", "base_subject", "msg_ids", "of"]

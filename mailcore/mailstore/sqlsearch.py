@@ -367,6 +367,34 @@ def rows(
     return _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped).fetchall()
 
 
+def subject_threads(
+    conn: sqlite3.Connection,
+    msgs_dir: str,
+    mailbox_id: int,
+    key: s.SearchKey,
+    *,
+    stopped: Callable[[], bool] | None = None,
+) -> list[tuple[int, int]]:
+    """RFC 5256 §4 THREAD=ORDEREDSUBJECT of the messages matching ``key``, in one query:
+    ``(uid, first uid of its thread)`` pairs thread by thread, each thread's first message
+    first. A thread is the messages of one base subject, ordered by sent date (then UID);
+    threads by their first message's sent date (then UID). SQLite groups and sorts: no
+    object per message in Python (the same result as
+    :func:`mailcore.mailstore.mailthreads.ordered_subject`, which reads ``NULL`` keys
+    as "" and 0)."""
+    q = compile_key(key)
+    sql = (
+        "SELECT uid, root FROM ("  # noqa: S608 (placeholders only)
+        " SELECT uid, coalesce(sent_at, 0.0) AS sent,"
+        " first_value(uid) OVER w AS root, first_value(coalesce(sent_at, 0.0)) OVER w AS first"
+        f" FROM messages WHERE mailbox_id = ? AND {q.where}"
+        " WINDOW w AS (PARTITION BY coalesce(k_subject, '') ORDER BY coalesce(sent_at, 0.0), uid))"
+        " ORDER BY first, root, sent, uid"
+    )
+    done = _execute(conn, msgs_dir, q, sql, mailbox_id=mailbox_id, stopped=stopped)
+    return done.fetchall()  # type: ignore[return-value]
+
+
 class _Done:
     """A result fetched while the query's functions were registered."""
 
@@ -430,4 +458,5 @@ __all__ = [
     "ranges_of",
     "rows",
     "run",
+    "subject_threads",
 ]

@@ -65,7 +65,7 @@ async def test_version_3_index_gets_sort_keys(tmp_path: Path) -> None:
         path = index_path(account_dir(root, "old"))
         with sqlite3.connect(path) as conn:
             (version,) = conn.execute("SELECT schema FROM state").fetchone()
-            assert version == SCHEMA_VERSION == 5
+            assert version == SCHEMA_VERSION == 6
             rows = conn.execute(
                 "SELECT uid, k_subject, k_reply, k_from, k_dfrom, sent_at, msg_id, refs,"
                 " save_date FROM messages ORDER BY uid"
@@ -74,7 +74,7 @@ async def test_version_3_index_gets_sort_keys(tmp_path: Path) -> None:
         assert rows == [
             (3, "B", 1, "ZED", "ZED", 1577959200.0, "2@x", "1@x", 1.5e9 + 1),
             (4, "B", 0, "AMY", "AMY@X", 1.5e9 + 2, "1@x", "", 1.5e9 + 2),  # internal date
-            (5, "A é", 0, "BOB", "É", 1.5e9 + 3, None, "", 1.5e9 + 3),
+            (5, "A E\u0301", 0, "BOB", "E\u0301", 1.5e9 + 3, None, "", 1.5e9 + 3),
         ]
         assert {"messages_k_subject", "messages_k_from", "messages_sent_at"} <= indexes
         everything = q.All()
@@ -89,8 +89,55 @@ async def test_version_3_index_gets_sort_keys(tmp_path: Path) -> None:
             k, saved = conn.execute(
                 "SELECT k_subject, save_date FROM messages WHERE uid = ?", (new.uid,)
             ).fetchone()
-        assert k == "A é"
+        assert k == "A E\u0301"
         assert saved >= before
         assert await acct.sort(inbox, everything, [("SUBJECT", False)]) == [5, new.uid, 3, 4]
+    finally:
+        await store.close()
+
+
+async def test_version_5_keys_become_unicode_casemap(tmp_path: Path) -> None:
+    # an index of version 5 held its string keys in i;ascii-casemap form; version 6 in
+    # i;unicode-casemap form (RFC 5051), converted without reading the message files
+    root = tmp_path / "s"
+    store = await MailStore.open(root, fsync=False)
+    try:
+        acct = await store.account("five")
+        inbox = (await acct.mailbox("INBOX")).id
+        for data in (
+            b"Subject: =?UTF-8?Q?=C3=84rger?=\r\nFrom: =?UTF-8?Q?=C3=96lf?= <o@x>\r\n\r\n.\r\n",
+            b"Subject: =?ISO-8859-1?Q?=E4pfel?=\r\nFrom: Otto <p@x>\r\n\r\n.\r\n",
+            b"Subject: Zebra\r\nFrom: zed@x\r\n\r\n.\r\n",
+        ):
+            await acct.append(inbox, data)
+    finally:
+        await store.close()
+    path = index_path(account_dir(root, "five"))
+    old = {1: ("ÄRGER", "ÖLF"), 2: ("äPFEL", "OTTO"), 3: ("ZEBRA", "ZED@X")}
+    with sqlite3.connect(path) as conn:
+        for uid, (subject, name) in old.items():
+            conn.execute(
+                "UPDATE messages SET k_subject = ?, k_dfrom = ? WHERE uid = ?",
+                (subject, name, uid),
+            )
+        conn.execute("UPDATE state SET schema = 5")
+    for (fid,) in sqlite3.connect(path).execute("SELECT file_id FROM messages"):
+        message_path(account_dir(root, "five"), fid).unlink()  # not read by the upgrade
+    store = await MailStore.open(root, fsync=False)
+    try:
+        acct = await store.account("five")
+        with sqlite3.connect(path) as conn:
+            (version,) = conn.execute("SELECT schema FROM state").fetchone()
+            rows = conn.execute("SELECT uid, k_subject, k_dfrom FROM messages ORDER BY uid")
+            keys = rows.fetchall()
+        assert version == 6
+        assert keys == [
+            (1, "A\u0308RGER", "O\u0308LF"),
+            (2, "A\u0308PFEL", "OTTO"),
+            (3, "ZEBRA", "ZED@X"),
+        ]
+        everything = q.All()
+        assert await acct.sort(inbox, everything, [("SUBJECT", False)]) == [2, 1, 3]
+        assert await acct.sort(inbox, everything, [("DISPLAYFROM", False)]) == [2, 1, 3]
     finally:
         await store.close()

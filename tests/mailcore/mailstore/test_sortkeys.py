@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailcore import message
-from mailcore.mailstore.sortkeys import ascii_upper, base_subject, of
+from mailcore.mailstore.sortkeys import base_subject, of
 
 
 @pytest.mark.parametrize(
@@ -63,13 +63,6 @@ def test_reply_markers_do_not_change_the_base(subject: str, lead: str, trail: bo
         assert base_subject(f"[Fwd: {base}]") == (base, True)
 
 
-@given(st.text(max_size=20))
-def test_ascii_casemap_changes_only_ascii_letters(text: str) -> None:
-    up = ascii_upper(text)
-    assert up == ascii_upper(text.swapcase()) or not text.isascii()
-    assert [c for c in up if not c.isascii()] == [c for c in text if not c.isascii()]
-
-
 def test_keys_of_a_message() -> None:
     data = (
         b"From: =?UTF-8?Q?=C3=89mile?= <Emile@X.org>, b@y\r\n"
@@ -81,8 +74,9 @@ def test_keys_of_a_message() -> None:
         b"References: <r1@x>\r\n\t<r2@x> junk <r3@x>\r\n\r\nbody\r\n"
     )
     k = of(message.parse(data), data)
-    assert (k.k_subject, k.k_reply) == ("éTé", 1)
-    assert (k.k_from, k.k_dfrom) == ("EMILE", "ÉMILE")
+    # i;unicode-casemap (mailcore.mailstore.casemap): É is E + U+0301
+    assert (k.k_subject, k.k_reply) == ("E\u0301TE\u0301", 1)
+    assert (k.k_from, k.k_dfrom) == ("EMILE", "E\u0301MILE")
     assert (k.k_to, k.k_dto) == ("CARL", "CARL")  # the group is not an address
     assert k.k_cc == ""
     assert k.sent_at == 1578236400.0

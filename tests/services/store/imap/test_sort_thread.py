@@ -96,17 +96,18 @@ def _uids(uids: list[int]) -> bytes:
 
 SORTS = [
     # (criteria, UIDs in order)
-    (b"(SUBJECT)", [4, 1, 2, 6, 5, 7]),  # "", HELLO x3 (by UID), éTé x2
+    # i;unicode-casemap (RFC 5051): "é" is "E" + U+0301, so éTé sorts before HELLO
+    (b"(SUBJECT)", [4, 5, 7, 1, 2, 6]),  # "", éTé x2, HELLO x3 (by UID)
     (b"(FROM)", [4, 7, 2, 6, 5, 1]),  # "", AMY, BOB, CARL, EMILE, ZED (mailbox parts)
-    (b"(DISPLAYFROM)", [4, 2, 7, 6, 1, 5]),  # "", ALICE, AMY, CARL@X.ORG, ZED, ÉMILE
+    (b"(DISPLAYFROM)", [4, 2, 7, 6, 5, 1]),  # "", ALICE, AMY, CARL@X.ORG, ÉMILE, ZED
     (b"(DATE)", [4, 2, 1, 6, 5, 7]),  # no Date: the internal date (31 Dec) stands in
     (b"(REVERSE DATE)", [7, 5, 6, 1, 2, 4]),
     (b"(ARRIVAL)", [4, 1, 2, 5, 6, 7]),
     (b"(TO)", [4, 5, 6, 7, 1, 2]),  # no To: "" first, in mailbox order
     (b"(DISPLAYTO)", [4, 5, 6, 7, 1, 2]),  # AMY@Y.ORG, CARL
     (b"(CC)", [1, 4, 5, 6, 7, 2]),
-    (b"(SUBJECT REVERSE DATE)", [4, 6, 1, 2, 7, 5]),
-    (b"(REVERSE SUBJECT ARRIVAL)", [5, 7, 1, 2, 6, 4]),
+    (b"(SUBJECT REVERSE DATE)", [4, 7, 5, 6, 1, 2]),
+    (b"(REVERSE SUBJECT ARRIVAL)", [1, 2, 6, 5, 7, 4]),
 ]
 
 
@@ -267,3 +268,51 @@ async def test_thread_references_matches_message_ids_without_their_quoting(
         await acct.append(inbox, data, internal_date=BASE + n)
     (refs,) = await _ask(imap, b"UID THREAD REFERENCES UTF-8 ALL")
     assert refs == [b"* THREAD (1 2)"]
+
+
+# RFC 5256 §1: SORT and THREAD collate strings as I18NLEVEL=1 requires, with
+# i;unicode-casemap (RFC 5051): case is folded beyond ASCII and accented letters sort
+# with their base letter; "ß" has no simple titlecase, so it is not "SS"
+I18N = {
+    1: _msg("Subject: Zebra", "From: zoe@x.org", "Date: Wed, 1 Jan 2020 10:00:00 +0000"),
+    2: _msg(  # "Ärger", Ä upper-case
+        "Subject: =?UTF-8?Q?=C3=84rger?=",
+        "From: =?UTF-8?Q?=C3=96lf?= <b@x.org>",
+        "Date: Thu, 2 Jan 2020 10:00:00 +0000",
+    ),
+    3: _msg(  # "äpfel" in Latin-1, ä lower-case
+        "Subject: =?ISO-8859-1?Q?=E4pfel?=",
+        "From: =?ISO-8859-1?Q?=F6rn?= <c@x.org>",
+        "Date: Fri, 3 Jan 2020 10:00:00 +0000",
+    ),
+    4: _msg("Subject: Apfel", "From: Otto <d@x.org>", "Date: Sat, 4 Jan 2020 10:00:00 +0000"),
+    5: _msg(  # "Re: ärger": a reply to 2, in lower case
+        "Subject: =?UTF-8?B?UmU6IMOkcmdlcg==?=",
+        "From: SS <e@x.org>",
+        "Date: Sun, 5 Jan 2020 10:00:00 +0000",
+    ),
+    6: _msg(  # "ßuppe"
+        "Subject: =?UTF-8?Q?=C3=9Fuppe?=",
+        "From: =?UTF-8?Q?=C3=9F?= <f@x.org>",
+        "Date: Mon, 6 Jan 2020 10:00:00 +0000",
+    ),
+}
+
+
+async def test_sort_and_thread_fold_case_beyond_ascii(imap: ImapHarness) -> None:
+    acct, inbox = await imap.inbox()
+    for uid, data in I18N.items():
+        assert (await acct.append(inbox, data, internal_date=BASE + uid)).uid == uid
+    subject, display, ordered = await _ask(
+        imap,
+        b"UID SORT (SUBJECT) UTF-8 ALL",
+        b"UID SORT (DISPLAYFROM) UTF-8 ALL",
+        b"UID THREAD ORDEREDSUBJECT UTF-8 ALL",
+    )
+    # APFEL, ÄPFEL, ÄRGER (2 and its reply 5, by UID), ZEBRA, then ß (after Z)
+    assert subject == [b"* SORT 4 3 2 5 1 6"]
+    # Ö is O + U+0308, so ÖLF and ÖRN sort among the O names (after OTTO: U+0308 comes
+    # after T); then SS, ZOE@X.ORG (no name: the address), ß
+    assert display == [b"* SORT 4 2 3 5 1 6"]
+    # "Ärger" and "Re: ärger" are one base subject
+    assert ordered == [b"* THREAD (1)(2 5)(3)(4)(6)"]
