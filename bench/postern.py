@@ -85,6 +85,7 @@ class Postern:
     # W6: this store's mirror process (services.mirror) and its peer, as docs/mirror.md runs it.
     mirror: MirrorLink | None = None
     mirror_ops_port: int = field(default_factory=daemons.free_port)
+    mirror_env: dict[str, str] = field(default_factory=dict)  # W6s/W6f: sync mode, followers
 
     @property
     def with_relay(self) -> bool:
@@ -145,6 +146,7 @@ class Postern:
                 "POSTERN_MIRROR_NODE": self.mirror.node,
                 "POSTERN_MIRROR_PEER": self.mirror.peer,
                 "POSTERN_PEER_NATS_URL": self.mirror.peer_nats_url,
+                **self.mirror_env,
             }
         if s is not None:
             env |= {

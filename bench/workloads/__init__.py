@@ -11,6 +11,7 @@ from bench.workloads.w4b_sessions import SessionsWorkload
 from bench.workloads.w4c_shared import SharedMailboxWorkload
 from bench.workloads.w5_pop3 import Pop3Workload
 from bench.workloads.w6_mirror import MirrorWorkload
+from bench.workloads.w6_modes import FollowerWorkload, SyncModeWorkload
 from bench.workloads.w7_webmail import WebmailWorkload
 from bench.workloads.w8_relay import OutboundRelay
 from bench.workloads.w9_sort import SortThreadWorkload
@@ -26,6 +27,8 @@ def all_workloads() -> list[Workload]:
         SharedMailboxWorkload(),
         Pop3Workload(),
         MirrorWorkload(),
+        SyncModeWorkload(),
+        FollowerWorkload(),
         WebmailWorkload(),
         OutboundRelay(),
         SortThreadWorkload(),

@@ -54,7 +54,7 @@ from mailcore.directory_records import record_key
 from services.ctl.daemons import free_port
 
 LEVELS = (25, 50, 90)  # per cent of the master's delivery rate
-NODE_A, NODE_B = "store-a", "store-b"
+NODE_A, NODE_B, NODE_C = "store-a", "store-b", "store-c"
 QUEUE_WAIT = 600.0  # seconds: hang guards, not assertions
 DOVEADM = "/usr/bin/doveadm"
 # The warm-up message's corpus number: never one of the measured ones (the store drops a
@@ -158,6 +158,8 @@ class MirrorPair(Driver):
                 f"achieved {out['offered_rate']:.1f}), lag p50 {out['lag_p50'] * 1000:.0f} ms "
                 f"p99 {out['lag_p99'] * 1000:.0f} ms max {out['lag_max'] * 1000:.0f} ms"
             )
+        if not p["catchup_messages"]:  # W6s/W6f: lag only (bench/workloads/w6_modes.py)
+            return Sample(values=values, loadgen_cpu=self._loadgen_cpu, notes=notes)
         queued, seconds, link_seconds = self._catch_up(run)
         values["catchup"] = queued / seconds
         values["catchup_link"] = queued / link_seconds
@@ -238,6 +240,47 @@ async def _drained(url: str, queued: int) -> float:
         raise RuntimeError("the mirror did not empty its queue")
     finally:
         await bus.close()
+
+
+def start_pair(
+    ctx: Context,
+    stack: contextlib.ExitStack,
+    where: Any,
+    p: dict[str, Any],
+    runs: int,
+    *,
+    master_env: dict[str, str] | None = None,
+    follower: bool = False,
+) -> MirrorPair:
+    """The mirrored pair (store-a master, store-b its mirror), W6's users on both;
+    ``master_env``: more settings for store-a and its mirror (synchronous mode);
+    ``follower``: a third store, ``store-c``, following store-a read-only."""
+    accounts = users(runs)
+    a = Postern(where / NODE_A, DOMAIN, accounts, mirror_env=dict(master_env or {}))
+    b = Postern(where / NODE_B, DOMAIN, {f"w6login-b@{DOMAIN}": PASSWORD})
+    a.mirror = MirrorLink(NODE_A, NODE_B, b.nats_url)
+    b.mirror = MirrorLink(NODE_B, NODE_A, a.nats_url)
+    sides = [a, b]
+    if follower:
+        c = Postern(where / NODE_C, DOMAIN, {f"w6login-c@{DOMAIN}": PASSWORD})
+        c.mirror = MirrorLink(NODE_C, NODE_A, a.nats_url)
+        c.mirror_env = {"POSTERN_MIRROR_FOLLOWER": "true"}
+        a.mirror_env["POSTERN_MIRROR_FOLLOWERS"] = NODE_C
+        sides.append(c)
+    for side in reversed(sides):
+        stack.callback(side.stop)
+    # the master last: in synchronous mode its start-up probe delivery waits for store-b
+    for side in reversed(sides):
+        side.start()
+    for side in (a, b):  # a follower takes no inbound mail: no delivery to wait for
+        why = side.why_not("imap", "delivery")
+        if why is not None:
+            raise RuntimeError(why)
+    shared = [u for u in accounts if not u.startswith("w6login@")]
+    for other in sides[1:]:
+        asyncio.run(copy_users(a.nats_url, other.nats_url, shared))
+    ctx.log(f"   postern pair up: imap {a.imap_port} (master), {b.imap_port} (mirror)")
+    return MirrorPair(ctx, a, b, p)
 
 
 class DoveadmSync(Driver):
@@ -323,24 +366,7 @@ class MirrorWorkload(Workload):
     def _postern(
         self, ctx: Context, stack: contextlib.ExitStack, p: dict[str, Any], runs: int
     ) -> MirrorPair:
-        accounts = users(runs)
-        where = ctx.dir(self.id, "postern")
-        a = Postern(where / NODE_A, DOMAIN, accounts)
-        b = Postern(where / NODE_B, DOMAIN, {f"w6login-b@{DOMAIN}": PASSWORD})
-        a.mirror = MirrorLink(NODE_A, NODE_B, b.nats_url)
-        b.mirror = MirrorLink(NODE_B, NODE_A, a.nats_url)
-        stack.callback(b.stop)
-        stack.callback(a.stop)
-        a.start()
-        b.start()
-        for side in (a, b):
-            why = side.why_not("imap", "delivery")
-            if why is not None:
-                raise RuntimeError(why)
-        shared = [u for u in accounts if not u.startswith("w6login@")]
-        asyncio.run(copy_users(a.nats_url, b.nats_url, shared))
-        ctx.log(f"   postern pair up: imap {a.imap_port} (master), {b.imap_port} (mirror)")
-        return MirrorPair(ctx, a, b, p)
+        return start_pair(ctx, stack, ctx.dir(self.id, "postern"), p, runs)
 
     def _dovecots(
         self, ctx: Context, stack: contextlib.ExitStack, p: dict[str, Any]

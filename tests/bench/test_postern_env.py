@@ -64,3 +64,18 @@ def test_w6_mirror_process_loads_its_link(tmp_path: Path, monkeypatch: object) -
     assert (s.mirror_node, s.mirror_peer) == ("store-b", "store-a")
     assert s.peer_nats_url == "nats://127.0.0.1:4999" and s.ops_port == p.mirror_ops_port
     assert s.nats_url == p.nats_url  # its own store's NATS, not the peer's
+
+
+def test_the_mirror_modes_settings_reach_the_stores_and_are_real(tmp_path: Path) -> None:
+    """W6s and W6f (bench/workloads/w6_modes.py): synchronous mode on the master, and a
+    follower, by settings the store and mirror really read."""
+    from bench.workloads.w6_modes import FollowerWorkload, SyncModeWorkload
+
+    sync = SyncModeWorkload().mode()["master_env"]
+    p = Postern(tmp_path, "bench.test", {"u@bench.test": "pw"}, mirror_env=sync)
+    p.mirror = MirrorLink("store-a", "store-b", "nats://127.0.0.1:1")
+    env = p.env()
+    assert env["POSTERN_MIRROR_SYNC_PEER"] == "store-b"
+    assert set(sync) <= known_variables()
+    assert {"POSTERN_MIRROR_FOLLOWERS", "POSTERN_MIRROR_FOLLOWER"} <= known_variables()
+    assert FollowerWorkload().mode() == {"follower": True}
