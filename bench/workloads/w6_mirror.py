@@ -242,6 +242,20 @@ async def _drained(url: str, queued: int) -> float:
         await bus.close()
 
 
+def lag_metrics(*, capacity_main: bool) -> list[MetricDef]:
+    """The capacity burst's and the lag levels' figures (W6, W6s, W6f)."""
+    rate = "msg/s"
+    out = [
+        MetricDef("capacity", "master's delivery rate, mirror on", rate, True, main=capacity_main),
+        MetricDef("mirror_at_capacity", "mirror's rate in that burst", rate, True, main=False),
+    ]
+    for level in LEVELS:
+        p50, p99 = f"lag_p50_{level}", f"lag_p99_{level}"
+        out.append(MetricDef(p50, f"lag p50 at {level} %", "ms", False, main=False))
+        out.append(MetricDef(p99, f"lag p99 at {level} %", "ms", False, main=level == 50))
+    return out
+
+
 def start_pair(
     ctx: Context,
     stack: contextlib.ExitStack,
@@ -321,17 +335,11 @@ class MirrorWorkload(Workload):
 
     def metric_defs(self, ctx: Context) -> list[MetricDef]:
         rate = "msg/s"
-        out = [
+        return [
             MetricDef("catchup", "catch-up of a queue (from the mirror's start)", rate, True, 2.0),
             MetricDef("catchup_link", "catch-up from its first record", rate, True, main=False),
-            MetricDef("capacity", "master's delivery rate, mirror on", rate, True, main=False),
-            MetricDef("mirror_at_capacity", "mirror's rate in that burst", rate, True, main=False),
+            *lag_metrics(capacity_main=False),
         ]
-        for level in LEVELS:
-            p50, p99 = f"lag_p50_{level}", f"lag_p99_{level}"
-            out.append(MetricDef(p50, f"lag p50 at {level} %", "ms", False, main=False))
-            out.append(MetricDef(p99, f"lag p99 at {level} %", "ms", False, main=level == 50))
-        return out
 
     def setup(
         self, ctx: Context, result: WorkloadResult, stack: contextlib.ExitStack

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.results import MetricDef, Side, WorkloadResult
 from bench.workloads.base import Context, Driver, Workload
-from bench.workloads.w6_mirror import LEVELS, NODE_B, MirrorWorkload, start_pair
+from bench.workloads.w6_mirror import NODE_B, MirrorWorkload, lag_metrics, start_pair
 
 SYNC_TIMEOUT = "30"  # seconds: a guard; a timeout would fall back to asynchronous
 
@@ -38,16 +38,7 @@ class _ModeWorkload(Workload):
         return MirrorWorkload().params(ctx) | {"catchup_messages": 0}
 
     def metric_defs(self, ctx: Context) -> list[MetricDef]:
-        rate = "msg/s"
-        out = [
-            MetricDef("capacity", "master's delivery rate, mirror on", rate, True),
-            MetricDef("mirror_at_capacity", "mirror's rate in that burst", rate, True, main=False),
-        ]
-        for level in LEVELS:
-            p50, p99 = f"lag_p50_{level}", f"lag_p99_{level}"
-            out.append(MetricDef(p50, f"lag p50 at {level} %", "ms", False, main=False))
-            out.append(MetricDef(p99, f"lag p99 at {level} %", "ms", False, main=level == 50))
-        return out
+        return lag_metrics(capacity_main=True)
 
     def setup(
         self, ctx: Context, result: WorkloadResult, stack: contextlib.ExitStack
