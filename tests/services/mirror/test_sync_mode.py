@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import smtplib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,18 +124,31 @@ async def both_hold(bus_a: Bus, bus_b: Bus, account: str) -> bool:
     return da == db and "INBOX" in da and da["INBOX"][1] != "0" * 64
 
 
+async def started(
+    a: SyncSide, b: SyncSide, bus_a: Bus, bus_b: Bus, account: str
+) -> Callable[[], Awaitable[bool]]:
+    """Both sides started and a first mail on both; returns the check that both hold the
+    same mail (for the next waits)."""
+    a.start()
+    b.start()
+    await deliver(bus_a, ["warm"])
+
+    async def converged() -> bool:
+        return await both_hold(bus_a, bus_b, account)
+
+    await until(converged, "the first mail reached both stores", [a, b])
+    return converged
+
+
 async def test_sync_mode_kill9_after_ack_and_timeout_fallback(tmp_path: Path) -> None:
     a, b, bus_a, bus_b, account = await sync_pair(tmp_path)
     client = Client(a.imap_port)
     try:
-        a.start()
-        b.start()
-        await deliver(bus_a, ["warm"])
+        await started(a, b, bus_a, bus_b, account)
 
-        async def converged() -> bool:
+        async def converged() -> bool:  # bus_a is connected anew below
             return await both_hold(bus_a, bus_b, account)
 
-        await until(converged, "the first mail reached both stores", [a, b])
         await client.connect()
         before = (await digests(bus_a, account))["INBOX"]
         # the master's filter: its 250 waits for the store's word (a guard, not a timing)
@@ -215,14 +229,7 @@ async def test_sync_mode_append_in_an_imap_worker_waits_for_the_slave(tmp_path: 
     a, b, bus_a, bus_b, account = await sync_pair(tmp_path, POSTERN_IMAP_WORKERS="2")
     clients: list[Client] = []
     try:
-        a.start()
-        b.start()
-        await deliver(bus_a, ["warm"])
-
-        async def converged() -> bool:
-            return await both_hold(bus_a, bus_b, account)
-
-        await until(converged, "the first mail reached both stores", [a, b])
+        converged = await started(a, b, bus_a, bus_b, account)
         store = psutil.Process(a.procs[0].pid)
 
         def workers() -> list[int]:
@@ -279,14 +286,7 @@ async def test_a_filter_on_the_slaves_nats_gets_the_masters_word(tmp_path: Path)
     a, b, bus_a, bus_b, account = await sync_pair(tmp_path)
     a.role, b.role = "master", "slave"  # the slave does not consume its inbound mail
     try:
-        a.start()
-        b.start()
-        await deliver(bus_a, ["warm"])
-
-        async def converged() -> bool:
-            return await both_hold(bus_a, bus_b, account)
-
-        await until(converged, "the first mail reached both stores", [a, b])
+        converged = await started(a, b, bus_a, bus_b, account)
         # the timeout: a guard against a hang; the word must come, not the timeout
         smtp = spawn("filter-b", b.nats.url, tmp_path, {"POSTERN_HANDOFF_SYNC_TIMEOUT": "120"})
         b.procs.append(smtp.proc)
