@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mailcore import message
 from mailcore.mailstore import flags as flagset
@@ -111,18 +112,35 @@ def mailbox_row(conn: sqlite3.Connection, mailbox_id: int) -> MailboxRow | None:
     return MailboxRow(*row) if row is not None else None
 
 
-def made(conn: sqlite3.Connection, mailbox_id: int) -> tuple[str, str | None] | None:
-    """The name the newest create record of ``mailbox_id`` gave it and where that record
-    came from (None: this store's own); None when the journal no longer has one."""
+class Creator(NamedTuple):
+    """The newest create record of a mailbox id in this store's journal."""
+
+    name: str
+    origin: str | None  # where it came from (None: this store's own)
+    uidvalidity: int
+    modseq: int
+
+
+def made(conn: sqlite3.Connection, mailbox_id: int) -> Creator | None:
+    """The newest create record of ``mailbox_id``; None when the journal no longer has
+    one."""
     row = conn.execute(
-        "SELECT json_extract(j.data, '$[0]'), o.origin FROM journal j"
-        " LEFT JOIN journal_origin o ON o.seq = j.seq"
+        "SELECT json_extract(j.data, '$[0]'), o.origin, json_extract(j.data, '$[2]'),"
+        " json_extract(j.data, '$[4]') FROM journal j LEFT JOIN journal_origin o ON o.seq = j.seq"
         " WHERE j.kind = 'mailbox-create' AND j.mailbox_id = ? ORDER BY j.seq DESC LIMIT 1",
         (mailbox_id,),
     ).fetchone()
     if row is None:
         return None
-    return str(row[0]), row[1].removeprefix(ECHO) if row[1] is not None else None
+    origin = row[1].removeprefix(ECHO) if row[1] is not None else None
+    return Creator(str(row[0]), origin, int(row[2]), int(row[3]))
+
+
+def own_create(conn: sqlite3.Connection, rec: MailboxCreateRecord) -> bool:
+    """``rec`` is this store's own create record of the mailbox come back from the peer
+    (an echo: same name, UIDVALIDITY and modseq; a mailbox told again has a new modseq)."""
+    c = made(conn, rec.mailbox_id)
+    return c == Creator(rec.name, None, rec.uidvalidity, rec.modseq)
 
 
 def same_mailbox(
@@ -134,7 +152,7 @@ def same_mailbox(
     if mb.uidvalidity != rec.uidvalidity:
         return False
     creator = made(conn, mb.id)
-    return creator is None or creator[1] == origin or creator[0] == rec.name
+    return creator is None or creator.origin == origin or creator.name == rec.name
 
 
 def message_rows(conn: sqlite3.Connection, mailbox_id: int) -> list[tuple]:
@@ -166,6 +184,7 @@ def expunge_known(t: Txn, rec: MailboxDeleteRecord, mb: MailboxRow, res: Resolut
 __all__ = [
     "ECHO",
     "ROW_COLUMNS",
+    "Creator",
     "Resolution",
     "append_records",
     "drop_mailbox",
@@ -174,6 +193,7 @@ __all__ = [
     "made",
     "mailbox_row",
     "message_rows",
+    "own_create",
     "own_since",
     "same_mailbox",
 ]

@@ -45,8 +45,9 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
 
 
 drain = splitpark.drain
+drain_copy = splitpark.drain_copy
 renumbered = splitmerge.renumbered
 PARKED = splitpark.PARKED
 RECOVERED = splitmerge.RECOVERED
 
-__all__ = ["PARKED", "RECOVERED", "drain", "intercept", "renumbered"]
+__all__ = ["PARKED", "RECOVERED", "drain", "drain_copy", "intercept", "renumbered"]

@@ -316,6 +316,9 @@ def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) ->
     ]
     rows: list[Any] = []
     for sha in theirs:
+        # a copy of it in a mailbox of ours merged into this one goes too: its append
+        # was deferred here, so it never drained that copy (splitboxes.drain)
+        splitboxes.drain_copy(t, mb.id, sha, res)
         rows += t.conn.execute(
             "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m"
             " CROSS JOIN messages g ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"  # as above

@@ -39,6 +39,7 @@ from mailcore.mailstore.resolution import (
     made,
     mailbox_row,
     message_rows,
+    own_create,
     own_since,
     same_mailbox,
 )
@@ -57,8 +58,9 @@ def _target(conn: sqlite3.Connection, origin: str, mailbox_id: int) -> tuple[int
 
 def _map(t: Txn, origin: str, their_id: int, target: int, *, theirs: bool) -> None:
     """The peer's ``their_id`` (and, its own, the negated id it uses once it set it
-    aside off the id) is merged into ``target``."""
-    ids = (their_id, -their_id) if theirs else (their_id,)
+    aside off the id) is merged into ``target``. A negated id is mapped alone: the peer
+    set its mailbox aside off the id, which means a mailbox of this store there now."""
+    ids = (their_id, -their_id) if theirs and their_id > 0 else (their_id,)
     t.conn.executemany(
         "INSERT OR REPLACE INTO mailbox_moves VALUES (?, ?, ?, ?)",
         [(origin, i, target, theirs) for i in ids],
@@ -100,16 +102,19 @@ def _peer_created(t: Txn, rec: MailboxCreateRecord, res: Resolution) -> bool | N
     if local is not None and same_mailbox(t.conn, local, rec, o):
         _forget(t, o, y)  # sent again, or ours back: the peer gave up its own there
         return False
+    if local is None and own_create(t.conn, rec):
+        # ours, deleted here since, come back from the peer (which took it in place of a
+        # mailbox of its own under the id, deleted or set aside): the id means ours there
+        # from now on, and our delete is on its way to it
+        _forget(t, o, y)
+        return False
     if _target(t.conn, o, y) is not None:
         return False  # settled already (the record came again)
-    clash = False
-    if local is not None:
-        clash = True
-    else:
-        creator = made(t.conn, y)
-        if creator is not None and creator[1] == o:
-            return False  # the peer's, applied here once and deleted since
-        clash = creator is not None  # ours, deleted since: the id is not the peer's
+    creator = made(t.conn, y) if local is None else None
+    if creator is not None and creator.origin == o:
+        return False  # the peer's, applied here once and deleted since
+    # a mailbox here has the id, or had it (ours, deleted since): the id is not the peer's
+    clash = local is not None or creator is not None
     named = mailboxes.by_name(t.conn, rec.name)
     if named is not None:
         text = (
@@ -241,6 +246,8 @@ def _into_deleted(
     assert mid is not None
     if not isinstance(rec, AppendRecord) or data is None:  # (None: gone there too)
         res.note("deleted", f"mailbox {mid} deleted here: the peer's {rec.kind} record dropped")
+        if isinstance(rec, AppendRecord) and gone is None and mid > 0:
+            return _deleted_again(t, rec, res)
         return False
     name = _deleted_name(t.conn, mid if gone is None else gone[0])
     into = mailboxes.by_name(t.conn, name)
@@ -257,6 +264,18 @@ def _into_deleted(
         )
     _merge_into(t, res, mid, into, text, theirs=theirs)
     return _into_target(t, rec, data, res, into.id, theirs=theirs)
+
+
+def _deleted_again(t: Txn, rec: AppendRecord, res: Resolution) -> bool:
+    """The peer took a message into a mailbox deleted here and expunged it since: the
+    delete is told again, naming that UID. The peer kept the mailbox set aside for the
+    mail this store never saw (splitpark.py): it goes there once nothing else is left,
+    as no verdict comes for it (what is left comes here, and gets one)."""
+    before = t.state.change_seq
+    name = _deleted_name(t.conn, rec.mailbox_id)
+    t.log(MailboxDeleteRecord(t.next_seq(), t.at, rec.mailbox_id, name, t.modseq(), (rec.uid,)))
+    own_since(t, res, before)
+    return True
 
 
 def _moved_uid(t: Txn, origin: str, key: int, uid: int) -> tuple[int | None, ...]:

@@ -37,6 +37,7 @@ from mailcore.mailstore.resolution import (
     made,
     mailbox_row,
     message_rows,
+    own_create,
     same_mailbox,
 )
 
@@ -144,6 +145,14 @@ def _resolver_created(t: Txn, rec: MailboxCreateRecord, res: Resolution) -> bool
             return False
         _park(t, res, local, off_id=True, off_name=False)
         res.echo = True  # to the resolver: our id means its mailbox from now on
+    else:
+        if own_create(t.conn, rec):  # ours, deleted here since, sent back by the resolver:
+            return False  # our delete is on its way there
+        creator = made(t.conn, rec.mailbox_id)
+        if creator is not None and creator.origin != res.origin:
+            # a mailbox of ours had the id (deleted here since): the resolver may have
+            # merged it into one of its own; from now on our id means its mailbox
+            res.echo = True
     _make_room(t, res, rec.name, rec.mailbox_id)
     return None
 
@@ -168,16 +177,17 @@ def _ours(t: Txn, rec: MailboxMergeRecord, origin: str) -> MailboxRow | None:
     """The mailbox of ours a verdict is about: for one of ours the resolver never took
     as it is, under the id it had then (now negated, when set aside off it)."""
     if rec.theirs:
-        moved = mailbox_row(t.conn, -rec.from_id)
+        # (the resolver names it by the negated id too, after records sent under it)
+        moved = mailbox_row(t.conn, -abs(rec.from_id))
         if moved is not None:
             return moved
-        if made(t.conn, -rec.from_id) is not None:
+        if made(t.conn, -abs(rec.from_id)) is not None or rec.from_id < 0:
             return None  # set aside off the id once, and gone since
     mb = mailbox_row(t.conn, rec.from_id)
     if mb is None:
         return None
     creator = made(t.conn, mb.id)
-    if rec.theirs and creator is not None and creator[1] == origin:
+    if rec.theirs and creator is not None and creator.origin == origin:
         return None  # ours is gone (deleted here): the id is the resolver's mailbox now
     return mb
 
@@ -211,11 +221,17 @@ def drain(t: Txn, rec: AppendRecord, res: Resolution) -> None:
     """Deferring store, once the resolver's append is applied: if it is a message of a
     mailbox of ours merged into that one, our copy there goes (it lives on here); a
     mailbox of ours merged there goes once empty (emptied by a user here, too)."""
+    drain_copy(t, rec.mailbox_id, rec.sha256, res)
+
+
+def drain_copy(t: Txn, mailbox_id: int, sha256: str, res: Resolution) -> None:
+    """:func:`drain` for the resolver's message ``sha256`` (hex) of ``mailbox_id``: also
+    when it never lands here (expunged or moved on there under a UID that collided)."""
     parked = t.conn.execute(
         "SELECT local_id FROM mailbox_parked WHERE origin = ? AND target = ?",
-        (res.origin, rec.mailbox_id),
+        (res.origin, mailbox_id),
     ).fetchall()
-    sha = bytes.fromhex(rec.sha256)
+    sha = bytes.fromhex(sha256)
     done = False
     for (local_id,) in parked:
         mb = mailbox_row(t.conn, local_id)
@@ -251,6 +267,11 @@ def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
     if mb is None:
         if not _deleted_here(t.conn, mid):
             return None  # never here: refused (ReplicaConflict), kept by the mirror
+        if isinstance(rec, AppendRecord):
+            # a message of a mailbox of ours merged into it: our copy goes all the same
+            # (the resolver holds it, and tells it again if it keeps the mailbox, or it
+            # was deleted there: data None)
+            drain(t, rec, res)
         if not isinstance(rec, MailboxDeleteRecord):  # (a delete: ours, come back)
             # what of it is new to this store comes again from the resolver (its verdict)
             res.note("deleted", f"mailbox {mid} deleted here: the peer's {rec.kind} dropped")
@@ -264,4 +285,4 @@ def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
     return None
 
 
-__all__ = ["PARKED", "defer", "drain"]
+__all__ = ["PARKED", "defer", "drain", "drain_copy"]
