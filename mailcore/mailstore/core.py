@@ -97,6 +97,11 @@ class Txn:
     def uidvalidity(self) -> int:
         # RFC 3501 §2.3.1.1: never reused for a name; values are unique per account.
         value = max(self.state.last_uidvalidity + 1, int(time.time()))
+        parity = self.core.uidvalidity_parity
+        if parity is not None and value % 2 != parity:
+            # a mirrored pair: the master's values even, the slave's odd, so two mailboxes
+            # the two sides make in one second (a split) never share one (docs/mirror.md)
+            value += 1
         self.state.last_uidvalidity = value
         return value
 
@@ -190,6 +195,7 @@ class AccountCore:
         # journal reader ceilings (readers.prune); None: the module's defaults
         self.reader_max_behind: int | None = None
         self.reader_max_age: float | None = None
+        self.uidvalidity_parity: int | None = None  # MailStore.open's
         self.closed = False
         self.last_used = time.monotonic()
 

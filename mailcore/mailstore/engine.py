@@ -82,6 +82,7 @@ class MailStore:
         self.journal_listeners: list[Callable[[str], None]] = []
         self.read_only = False  # a follower's store: users may not write (open)
         self.paired = False  # a store of a mirrored pair (open)
+        self.uidvalidity_parity: int | None = None  # (open)
         self._notices: notify.Notices | None = None  # other processes share the store
         self._poll: asyncio.Task[None] | None = None
 
@@ -101,6 +102,7 @@ class MailStore:
         fsync_flags: bool = True,
         read_only: bool = False,
         paired: bool = False,
+        uidvalidity_parity: int | None = None,
     ) -> MailStore:
         """Open (creating) the store below ``root``.
 
@@ -121,6 +123,8 @@ class MailStore:
         mailboxes (they come from the journal it follows); replica apply writes as ever.
         ``paired``: a store of a mirrored pair: a new account's default mailboxes get the
         same UIDVALIDITY as on the peer (mailboxes.create_defaults).
+        ``uidvalidity_parity`` (0 or 1): every UIDVALIDITY this store makes has that parity
+        (a pair's master 0, its slave 1), so the two never make the same one.
         """
         root = Path(root)
         for sub in ("accounts", "trash"):
@@ -147,6 +151,7 @@ class MailStore:
         )
         store.read_only = read_only
         store.paired = paired
+        store.uidvalidity_parity = uidvalidity_parity
         if lock_fd is None:
             threading.Thread(target=store._empty_trash, name="mailstore-trash", daemon=True).start()
         return store
@@ -284,6 +289,7 @@ class MailStore:
                 return found
             core = AccountCore(account_id, path, self._files)
             core.reader_max_behind, core.reader_max_age = self._reader_limits
+            core.uidvalidity_parity = self.uidvalidity_parity
             writer = self._writer_for(account_id)
             try:
                 await writer.submit(lambda: core.open(setup, migrate.upgrade))

@@ -24,4 +24,6 @@ async def open_store(s: StoreSettings, *, lock_fd: int | None = None) -> MailSto
         lock_fd=lock_fd,
         read_only=s.mirror_follower,  # a read-only follower: users read, never write
         paired=bool(s.mirror_role),  # one of a mirrored pair: default mailboxes as the peer's
+        # and the UIDVALIDITY values it makes never the peer's: by its configured role
+        uidvalidity_parity={"master": 0, "slave": 1}.get(s.mirror_role),
     )

@@ -290,3 +290,21 @@ async def test_random_changes_while_the_settlement_runs(tmp_path: Path, seed: in
     finally:
         await sa.close()
         await sb.close()
+
+
+async def test_the_two_sides_of_a_pair_never_make_the_same_uidvalidity(tmp_path: Path) -> None:
+    """UIDVALIDITY follows the clock; in a split both sides create mailboxes in the same
+    second, and the resolver makes mailboxes for the peer's ids: the master's values are
+    even and the slave's odd (``uidvalidity_parity``), so no two are the same."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False, uidvalidity_parity=0)
+    sb = await MailStore.open(tmp_path / "b", fsync=False, uidvalidity_parity=1)
+    try:
+        a, b = await sa.account("acct-1"), await sb.account("acct-1")
+        made_a = [(await a.create_mailbox(f"A{i}")).uidvalidity for i in range(4)]
+        made_b = [(await b.create_mailbox(f"B{i}")).uidvalidity for i in range(4)]
+        assert not set(made_a) & set(made_b)
+        assert {v % 2 for v in made_a} == {0} and {v % 2 for v in made_b} == {1}
+        assert made_a == sorted(set(made_a)) and made_b == sorted(set(made_b))
+    finally:
+        await sa.close()
+        await sb.close()
