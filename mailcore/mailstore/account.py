@@ -28,6 +28,7 @@ from mailcore.mailstore import (
     snapshots,
     sorting,
     sqlsearch,
+    threadcache,
 )
 from mailcore.mailstore.core import AccountCore, Txn
 from mailcore.mailstore.errors import (
@@ -93,6 +94,7 @@ class Account:
         self._changed = asyncio.Event()
         self._msgs = core.msgs_dir
         self._snapshots = SnapshotCache()  # the last snapshots of the busiest mailboxes
+        self._threads = threadcache.ThreadCache()  # the last THREAD answers (same)
         # a weak link back: the engine forgets an unused Account by dropping its reference,
         # and no cycle through the core should keep it (and its snapshots) alive until GC
         committed = weakref.WeakMethod(self._committed)
@@ -203,9 +205,10 @@ class Account:
         return str(self._core.path)
 
     def release_memory(self) -> None:
-        """Drop what is kept for speed only (mailbox snapshots); called when the engine
-        closes an idle account's connections."""
+        """Drop what is kept for speed only (mailbox snapshots, THREAD answers); called
+        when the engine closes an idle account's connections."""
         self._snapshots.clear()
+        self._threads.clear()
 
     # --- mailboxes -------------------------------------------------------------------------
     # The mailbox reads below are small (an account's mailbox rows and subscriptions): they
@@ -506,26 +509,52 @@ class Account:
 
     async def thread(
         self, mailbox_id: int, criteria: SearchKey, algorithm: str
-    ) -> list[mailthreads.Node] | mailthreads.SubjectThreads:
+    ) -> list[mailthreads.Node] | mailthreads.SubjectThreads | mailthreads.Rendered:
         """RFC 5256 §4 THREAD (``ORDEREDSUBJECT`` or ``REFERENCES``) over the messages
         matching ``criteria``, from the index's thread columns (render the result with
-        :func:`mailcore.mailstore.mailthreads.render`)."""
+        :func:`mailcore.mailstore.mailthreads.render`). The answer for every message of
+        a UID span is kept (mailcore.mailstore.threadcache) and given again, already
+        rendered, while that span's messages stay the same (flag changes included)."""
         msgs = self._msgs
         stop = threading.Event()
+        cache = self._threads
+        span = threadcache.span(criteria)
 
-        def run(c: sqlite3.Connection) -> list[mailthreads.Node] | mailthreads.SubjectThreads:
-            mailboxes.by_id(c, mailbox_id)
+        def run(
+            c: sqlite3.Connection,
+        ) -> list[mailthreads.Node] | mailthreads.SubjectThreads | mailthreads.Rendered:
+            box = mailboxes.by_id(c, mailbox_id)
+            key: threadcache.Key | None = None
+            if span is not None:
+                # the span ends at the last UID given so far: a message stored later
+                # gets a UID above it, so within the span messages only ever go
+                lo, hi = span[0], min(span[1], box.uidnext - 1)
+                (count,) = c.execute(
+                    "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?",
+                    (mailbox_id, lo, hi),
+                ).fetchone()
+                key = (mailbox_id, box.uidvalidity, algorithm, lo, hi, count)
+                kept = cache.get(key)
+                if kept is not None:
+                    return mailthreads.Rendered(kept)
+            found: list[mailthreads.Node] | mailthreads.SubjectThreads
             if algorithm == "ORDEREDSUBJECT":
                 # grouped and ordered by SQLite from base subject and date: Message-IDs
                 # and references stay unread, no node per message
                 pairs = sqlsearch.subject_threads(
                     c, msgs, mailbox_id, criteria, stopped=stop.is_set
                 )
-                return mailthreads.SubjectThreads(pairs)
-            found = sqlsearch.rows(
-                c, msgs, mailbox_id, criteria, mailthreads.COLUMNS, stopped=stop.is_set
-            )
-            return mailthreads.references(mailthreads.rows_of(found))
+                found = mailthreads.SubjectThreads(pairs)
+            else:
+                rows = sqlsearch.rows(
+                    c, msgs, mailbox_id, criteria, mailthreads.COLUMNS, stopped=stop.is_set
+                )
+                found = mailthreads.references(mailthreads.rows_of(rows))
+            if key is None:
+                return found
+            text = mailthreads.render(found)
+            cache.put(key, text)
+            return mailthreads.Rendered(text)
 
         return await self._reading(run, stop)
 

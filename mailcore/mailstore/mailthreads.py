@@ -366,6 +366,21 @@ class SubjectThreads(NamedTuple):
     pairs: list[tuple[int, int]]
 
 
+class Rendered(NamedTuple):
+    """A thread-list already rendered in UID form (mailcore.mailstore.threadcache)."""
+
+    text: bytes
+
+
+_NUMBER = re.compile(rb"\d+")
+
+
+def _renumbered(text: bytes, number: dict[int, int]) -> bytes:
+    """A UID-form thread-list with every UID replaced by its sequence number: the same
+    bytes :func:`render` gives with ``number`` (only numbers differ between the forms)."""
+    return _NUMBER.sub(lambda m: b"%d" % number[int(m.group())], text)
+
+
 def _render_flat(pairs: list[tuple[int, int]], number: dict[int, int] | None) -> bytes:
     """:func:`render` of :class:`SubjectThreads`: ``(a)``, ``(a b)``, ``(a (b)(c))``."""
     ids = [u for u, _ in pairs] if number is None else [number[u] for u, _ in pairs]
@@ -383,10 +398,14 @@ def _render_flat(pairs: list[tuple[int, int]], number: dict[int, int] | None) ->
     return "".join(out).encode()
 
 
-def render(roots: Sequence[Node] | SubjectThreads, number: dict[int, int] | None = None) -> bytes:
+def render(
+    roots: Sequence[Node] | SubjectThreads | Rendered, number: dict[int, int] | None = None
+) -> bytes:
     """RFC 5256 §4 thread-list: ``(3 6 (4 23)(44 7 96))``; ``number`` maps UIDs to
     sequence numbers (THREAD rather than UID THREAD). A node with one child continues
     its parenthesised list; several children are each a list of their own."""
+    if isinstance(roots, Rendered):
+        return roots.text if number is None else _renumbered(roots.text, number)
     if isinstance(roots, SubjectThreads):
         return _render_flat(roots.pairs, number)
     out: list[str] = []
@@ -420,6 +439,7 @@ __all__ = [
     "COLUMNS",
     "SUBJECT_COLUMNS",
     "Node",
+    "Rendered",
     "SubjectThreads",
     "ThreadRow",
     "normal_id",
