@@ -21,10 +21,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mailcore.mailstore.threads import GROUP_MAX
+
 # What one request may carry: NATS refuses payloads above max_payload (1 MiB by default,
 # mailcore/bus/setup.py); inline bodies are at most 512 KiB, so one always fits alone.
 MAX_BYTES = 768 * 1024
 MAX_RECORDS = 256
+# The store's writer commits at most GROUP_MAX writes together (mailcore/mailstore/
+# threads.py): a request of 73 records was two commits, one of 64 and one of 9 (and a
+# group under 16 files syncs them one by one, files.py). A request cut short by a limit
+# ends on a whole number of groups; the rest goes first in the next one.
+GROUP = GROUP_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +65,23 @@ def decode(payload: bytes) -> list[BatchEntry]:
 
 
 def chunks(entries: list[BatchEntry]) -> list[list[BatchEntry]]:
-    """Consecutive runs of ``entries`` that each fit one request."""
+    """Consecutive runs of ``entries`` that each fit one request; a run that stops before
+    the end holds a whole number of the writer's groups when it holds more than one."""
     out: list[list[BatchEntry]] = []
-    size = 0
-    for e in entries:
-        cost = len(e.data) + 512  # the index line's share, generously
-        if out and size + cost <= MAX_BYTES and len(out[-1]) < MAX_RECORDS:
-            out[-1].append(e)
+    start = 0
+    while start < len(entries):
+        end, size = start, 0
+        while end < len(entries) and end - start < MAX_RECORDS:
+            cost = len(entries[end].data) + 512  # the index line's share, generously
+            if end > start and size + cost > MAX_BYTES:
+                break
             size += cost
-        else:
-            out.append([e])
-            size = cost
+            end += 1
+        if end < len(entries) and end - start > GROUP:
+            end = start + (end - start) // GROUP * GROUP
+        out.append(entries[start:end])
+        start = end
     return out
 
 
-__all__ = ["MAX_BYTES", "MAX_RECORDS", "BatchEntry", "chunks", "decode", "encode"]
+__all__ = ["GROUP", "MAX_BYTES", "MAX_RECORDS", "BatchEntry", "chunks", "decode", "encode"]

@@ -6,6 +6,7 @@ import pytest
 
 from mailcore.bus import replica_batch
 from mailcore.bus.replica_batch import BatchEntry
+from mailcore.mailstore.threads import GROUP_MAX
 
 
 def entry(n: int, size: int) -> BatchEntry:
@@ -39,3 +40,18 @@ def test_a_body_of_the_inline_maximum_travels_alone() -> None:
         [entry(0, 300 * 1024)],
         [big, entry(2, 1)],
     ]
+
+
+def test_a_chunk_cut_short_ends_on_a_whole_writer_group() -> None:
+    # 10 KiB bodies: 73 fit the byte limit; 64 go (one commit by the store's writer,
+    # mailcore/mailstore/threads.py), the other 9 lead the next chunk
+    entries = [entry(i, 10 * 1024) for i in range(300)]
+    chunks = replica_batch.chunks(entries)
+    assert [e for c in chunks for e in c] == entries
+    assert [len(c) for c in chunks] == [64, 64, 64, 64, 44]
+    assert replica_batch.GROUP == GROUP_MAX
+
+
+def test_a_chunk_under_one_group_is_not_cut() -> None:
+    entries = [entry(i, 100 * 1024) for i in range(10)]  # 7 fit, fewer than one group
+    assert [len(c) for c in replica_batch.chunks(entries)] == [7, 3]
