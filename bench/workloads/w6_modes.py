@@ -17,6 +17,7 @@ per run; lag ratios are asynchronous ÷ this mode, so below 1 means this mode la
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from typing import Any
 
@@ -30,9 +31,9 @@ SYNC_TIMEOUT = "30"  # seconds: a guard; a timeout would fall back to asynchrono
 class _ModeWorkload(Workload):
     mode_note = ""
 
+    @abc.abstractmethod
     def mode(self) -> dict[str, Any]:
         """``start_pair``'s keywords for the mode under test."""
-        raise NotImplementedError  # pragma: no cover  (each subclass names its mode)
 
     def params(self, ctx: Context) -> dict[str, Any]:
         return MirrorWorkload().params(ctx) | {"catchup_messages": 0}
