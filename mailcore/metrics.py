@@ -218,6 +218,35 @@ WEBMAIL_SESSIONS_ENDED = Counter(
     "postern_webmail_sessions_ended_total", "webmail sessions ended, by reason", ["reason"]
 )
 
+# --- nats-server (services.ctl.natsmetrics: natsrun translates the monitoring JSON) ------
+NATS_UP = Gauge("postern_nats_up", "1 while nats-server's monitoring port (/varz, /jsz) answers")
+NATS_CONNECTIONS = Gauge("postern_nats_connections", "client connections to nats-server")
+NATS_JS_STORAGE = Gauge("postern_nats_jetstream_storage_bytes", "JetStream file storage used")
+NATS_JS_STORAGE_MAX = Gauge(
+    "postern_nats_jetstream_storage_max_bytes", "JetStream file storage limit (max_file_store)"
+)
+NATS_STREAM_MESSAGES = Gauge(
+    "postern_nats_stream_messages", "messages held by a stream on this server", ["stream"]
+)
+NATS_STREAM_BYTES = Gauge(
+    "postern_nats_stream_bytes", "bytes held by a stream on this server", ["stream"]
+)
+NATS_CONSUMER_PENDING = Gauge(
+    "postern_nats_consumer_pending",
+    "messages a durable consumer has not been delivered yet (num_pending)",
+    ["stream", "consumer"],
+)
+NATS_CONSUMER_ACK_PENDING = Gauge(
+    "postern_nats_consumer_ack_pending",
+    "messages delivered to a durable consumer and not acked yet (num_ack_pending)",
+    ["stream", "consumer"],
+)
+NATS_CONSUMER_REDELIVERED = Gauge(
+    "postern_nats_consumer_redelivered",
+    "messages a durable consumer is redelivering (num_redelivered)",
+    ["stream", "consumer"],
+)
+
 # --- mailctl --------------------------------------------------------------------------
 CHILD_RESTARTS = Counter("postern_child_restarts_total", "children restarted", ["child"])
 

@@ -198,6 +198,23 @@ def test_prometheus_discovers_replicas_by_dns() -> None:
     assert "store2" in jobs["postern-store"]["dns_sd_configs"][0]["names"]
 
 
+def test_prometheus_scrapes_every_nats_node_on_its_runners_ops_port() -> None:
+    """Debian has no prometheus-nats-exporter: every nats service (the mirror's, the ha
+    variant's) runs natsrun with --ops-port, whose /metrics Prometheus scrapes by DNS."""
+    (sd,) = {j["job_name"]: j for j in _load("prometheus.yml")["scrape_configs"]}["postern-nats"][
+        "dns_sd_configs"
+    ]
+    base, ha = _load("compose.yaml")["services"], _load("compose.ha.yaml")["services"]
+    nodes = {}
+    for name, svc in [*base.items(), *ha.items()]:
+        command = svc.get("command") or []
+        if "services.ctl.natsrun" in command:
+            nodes[name] = command[command.index("--ops-port") + 1]
+    assert sorted(nodes) == ["nats", "nats-2", "nats-3", "nats-mirror"]
+    assert sd["type"] == "A" and sorted(sd["names"]) == sorted(nodes)
+    assert set(nodes.values()) == {str(sd["port"])}
+
+
 def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
     from prometheus_client import REGISTRY
 
@@ -225,6 +242,8 @@ def test_grafana_provisioning_parses_and_dashboards_name_real_metrics() -> None:
         "postern_relay_oldest_seconds",
         "postern_delivery_paused",
         "postern_inbound_queue_depth",
+        "postern_nats_consumer_pending",  # NATS's own count (natsrun --ops-port)
+        "postern_nats_jetstream_storage_bytes",
         "postern_mirror_lag_seconds",  # the mirror panel: lag, queued, applied, conflicts,
         "postern_mirror_queued",  # errors, per peer (issue 12)
         "postern_mirror_records_applied_total",

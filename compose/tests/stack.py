@@ -25,7 +25,7 @@ COMPOSE_DIR = Path(__file__).resolve().parent.parent
 SCALE = ("--scale", "filter=3", "--scale", "relay=2", "--scale", "webmail=2")
 PORT_NAMES = (
     "SMTP", "SUBMISSION", "SUBMISSIONS", "WEBMAIL", "IMAP", "IMAPS", "POP3", "POP3S",
-    "MIRROR_IMAP", "MIRROR_POP3",
+    "MIRROR_IMAP", "MIRROR_POP3", "PROMETHEUS",
 )  # fmt: skip
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -162,8 +162,9 @@ class Stack:
     def down(self) -> None:
         """Containers, networks and volumes, of every profile (and the test's sink)."""
         subprocess.run(["docker", "rm", "-f", self.sink_name], capture_output=True, timeout=120)
+        every = ["--profile", "mirror", "--profile", "monitoring"]
         subprocess.run(
-            [*self.base, "--profile", "mirror", "down", "-v", "--remove-orphans", "-t", "5"],
+            [*self.base, *every, "down", "-v", "--remove-orphans", "-t", "5"],
             env=self.env,
             capture_output=True,
             timeout=600,

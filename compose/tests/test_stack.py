@@ -4,13 +4,15 @@ Built images (make images), `up --scale filter=3`, every health check green, the
 through HAProxy lands exactly once and every filter replica took a share; the real
 scanner containers refuse GTUBE (550) and EICAR (554); killing a filter replica under
 load or restarting the store loses no message that got a 250; outbound mail reaches a
-remote MX through the relays; webmail sessions work on every replica; each service is its
-own NATS user over TLS (issue 18). The ha variant is in
+remote MX through the relays; webmail sessions work on every replica; Prometheus (profile
+monitoring) scrapes every replica and every NATS node; each service is its own NATS user
+over TLS (issue 18). The ha variant is in
 test_ha.py (its own module: this stack is down before that one comes up)."""
 
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import subprocess
 import threading
@@ -211,6 +213,60 @@ def test_mirror_profile_replicates_to_the_second_store(stack: Stack) -> None:
     (mirror2,) = stack.containers("mirror2")
     applied = stack.metric(mirror2, "postern_mirror_records_applied_total", port=9104)
     assert applied >= len(subjects)
+
+
+def _prometheus(stack: Stack, path: str) -> dict:
+    url = f"http://127.0.0.1:{stack.ports['PROMETHEUS']}{path}"
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        return dict(json.loads(reply.read())["data"])
+
+
+def test_monitoring_profile_scrapes_every_replica_and_nats(stack: Stack) -> None:
+    """Prometheus (Debian's package, profile monitoring) finds every running replica
+    through Docker's DNS and scrapes it, the nats nodes' runners among them (natsrun
+    --ops-port: Debian has no NATS exporter), so the dashboards' queue depth has NATS's own
+    count of the store's backlog."""
+    subprocess.run(
+        [*stack.base, "--profile", "monitoring", "up", "-d", "--no-build", "prometheus"],
+        env=stack.env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    stack.wait_healthy()
+    jobs = {
+        "postern-filter": ("filter",),
+        "postern-relay": ("relay",),
+        "postern-webmail": ("webmail",),
+        "postern-store": ("store", "store2"),
+        "postern-mirror": ("mirror", "mirror2"),
+        "postern-nats": ("nats", "nats-mirror"),
+    }
+    wanted = {
+        job: sum(
+            stack.inspect(cid)["State"]["Running"]
+            for service in services
+            for cid in stack.containers(service)
+        )
+        for job, services in jobs.items()
+    }
+    assert wanted["postern-filter"] == 3 and wanted["postern-nats"] >= 1, wanted
+    deadline = time.monotonic() + 240
+    while True:
+        up = dict.fromkeys(jobs, 0)
+        for target in _prometheus(stack, "/api/v1/targets?state=active")["activeTargets"]:
+            if target["labels"]["job"] in up and target["health"] == "up":
+                up[target["labels"]["job"]] += 1
+        if up == wanted:
+            break
+        assert time.monotonic() < deadline, (up, wanted)
+        time.sleep(3)
+    query = urllib.parse.quote(
+        'postern_nats_consumer_pending{stream="MAIL_INBOUND",consumer="store-delivery"}'
+    )
+    while not _prometheus(stack, f"/api/v1/query?query={query}")["result"]:
+        assert time.monotonic() < deadline, "no postern_nats_consumer_pending in Prometheus"
+        time.sleep(3)
 
 
 def test_each_service_is_its_own_nats_user_over_tls(stack: Stack) -> None:

@@ -14,6 +14,10 @@ The runner connects with the credentials of its settings (``POSTERN_NATS_USER``,
 administrator ``mailctl`` when the server has users). With ``--declare`` it declares every
 stream and bucket once the server answers: services connected as their own NATS users may
 not, they wait for it (docs/security.md).
+
+With ``--ops-port`` it serves ``/metrics`` there (on ``POSTERN_OPS_HOST``): the server's
+own figures from its monitoring port (services.ctl.natsmetrics; Debian packages no NATS
+exporter), streams' depths and consumers' backlogs among them, for the compose Prometheus.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from mailcore.bus.probe import can_store
 from mailcore.bus.setup import BusLimits, SetupError, declare_all
 from mailcore.config import StoreSettings, load_settings
 from mailcore.logging import get_logger
+from mailcore.metrics import OpsServer
+from services.ctl.natsmetrics import NatsMetrics
 from services.ctl.natswatch import GRACE, INTERVAL, MIN_FREE, NatsWatch
 
 log = get_logger("natsrun")
@@ -160,7 +166,20 @@ async def _main(args: argparse.Namespace) -> int:
             else None
         ),
     )
-    return await runner.run(stopping)
+    if not args.ops_port:
+        return await runner.run(stopping)
+    figures = NatsMetrics(args.monitor_url)
+    ops = OpsServer(settings.ops_host, args.ops_port)
+    ops.add_check("monitor", lambda: figures.up)
+    await ops.start()
+    reading = asyncio.create_task(figures.run(stopping), name="nats-metrics")
+    try:
+        return await runner.run(stopping)
+    finally:
+        stopping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(reading, 10)
+        await ops.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
         "--declare",
         action="store_true",
         help="declare every stream and bucket as soon as the server answers",
+    )
+    parser.add_argument(
+        "--ops-port",
+        type=int,
+        default=0,
+        help="serve the server's figures on /metrics here (0: not at all)",
+    )
+    parser.add_argument(
+        "--monitor-url",
+        default="http://127.0.0.1:8222",
+        help="nats-server's monitoring port (its `http` setting), read for --ops-port",
     )
     parser.add_argument("command", nargs="+", help="nats-server and its arguments (after --)")
     return asyncio.run(_main(parser.parse_args(argv)))
