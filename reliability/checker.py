@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 from reliability.ledger import Entry, Outcome
 
+LOST_SHOWN = 5  # lost messages named one by one per store; the rest are counted
+
 
 @dataclass(frozen=True, slots=True)
 class MailboxView:
@@ -170,12 +172,14 @@ def _check_store(
         for _, rid in view.messages:
             if rid is not None:
                 copies[(rid, view.user.lower())] += 1
+    lost_before = report.lost
     for rid, a in attempts.items():
         for rcpt in a.recipients:
             n = copies.get((rid, rcpt.lower()), 0)
             if a.acked and n == 0:
                 report.lost += 1
-                report.note(f"[{store}] lost: {rid} for {rcpt} (acked {a.acked}x)")
+                if report.lost - lost_before <= LOST_SHOWN:
+                    report.note(f"[{store}] lost: {rid} for {rcpt} (acked {a.acked}x)")
             if n > 1:
                 report.duplicated += n - 1
                 # Each attempt that got no answer (or each extra ack of a resent
@@ -192,6 +196,8 @@ def _check_store(
                 else:
                     report.phantom += 1
                     report.note(f"[{store}] phantom: {rid} for {rcpt}, refused {a.refused}x")
+    if report.lost - lost_before > LOST_SHOWN:  # room left for what the scenario notes
+        report.note(f"[{store}] … and {report.lost - lost_before - LOST_SHOWN} more lost")
     for (rid, user), _n in copies.items():
         if rid not in attempts:
             report.phantom += 1

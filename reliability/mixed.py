@@ -60,14 +60,14 @@ async def mixed_run(ctx: Context, seconds: float, seed: int | None = None) -> Re
         while True:
             pause = rng.uniform(10, 20)
             if time.monotonic() + pause > deadline:
-                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                await run.load_for(max(0.0, deadline - time.monotonic()), snapshot=bool(done))
                 break
-            await asyncio.sleep(pause)
+            # the snapshot after the last fault is read during this pause, under load
+            await run.load_for(pause, snapshot=bool(done))
             fault = rng.choice(sorted(FAULTS))
             print(f"   t+{seconds - (deadline - time.monotonic()):.0f}s: {fault}", flush=True)
             await FAULTS[fault](run)
             done.append(fault)
-            await run.take_snapshot()
         report = await run.finish()
         report.note(f"faults: {', '.join(done) or 'none'}")
         for svc in ("filter", "store", "nats-n0"):

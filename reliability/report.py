@@ -70,5 +70,5 @@ def findings(reports: Sequence[Report]) -> str:
                 f"  - {r.unknown_delivered} message(s) whose connection broke before the "
                 "answer were delivered (allowed: the sender cannot know and retries)"
             )
-        out += [f"  - {d}" for d in r.details[:15]]
+        out += [f"  - {d}" for d in r.details[: 15 if r.ok else 30]]
     return "\n".join(out)

@@ -106,7 +106,8 @@ async def brute_force(
         or (_turned_away(answers[-1]) and not _turned_away(answers[0]))
     )
     got = (
-        f"1st failure {took[0]:.1f}s {answers[0][:30]!r}; {ATTEMPTS}th {took[-1]:.1f}s "
+        f"1st failure {took[0]:.1f}s {answers[0][:30]!r}; slowest {max(took):.1f}s; "
+        f"{ATTEMPTS}th {took[-1]:.1f}s "
         f"{answers[-1][:30]!r}; owner from {owner}: "
         f"{'OK' if owner_ok else 'refused ' + owner_line[:30]}"
     )

@@ -35,8 +35,7 @@ async def nats_cluster(ctx: Context) -> Report:
     async with cluster_run(ctx, "nats-cluster-lose-node", nats_nodes=3) as run:
         c = run.cluster
         run.start_load()
-        await asyncio.sleep(ctx.duration / 3)
-        await run.take_snapshot()
+        await run.load_for(ctx.duration / 3, snapshot=True)
         c.kill("nats-n1")  # not restarted: the cluster runs on two of three
         await asyncio.sleep(ctx.duration * 2 / 3)
         report = await run.finish()

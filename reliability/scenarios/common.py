@@ -49,6 +49,15 @@ class Run:
     def endpoints(self) -> list[tuple[str, int]]:
         return self.stores or [("store", self.cluster.imap_port)]
 
+    async def _read(self, store: str, port: int) -> list[MailboxView]:
+        """Every account of one store, read at once (one IMAP connection each): each
+        account's view is consistent on its own, so reading them in turn bought nothing
+        but time."""
+        parts = await asyncio.gather(
+            *(asyncio.to_thread(self.read, store, HOST, port, [a]) for a in self.accounts())
+        )
+        return [view for part in parts for view in part]
+
     async def take_snapshot(self, only: Sequence[str] | None = None) -> bool:
         """A mid-run snapshot for the UID checks (of the stores named in ``only``, default
         all); False when a store did not answer (what the others showed is kept)."""
@@ -58,12 +67,20 @@ class Run:
             if only is not None and store not in only:
                 continue
             try:
-                views += await asyncio.to_thread(self.read, store, HOST, port, self.accounts())
+                views += await self._read(store, port)
             except Exception:
                 answered = False
         if views:
             self.snapshots.append(views)
         return answered
+
+    async def load_for(self, seconds: float, *, snapshot: bool = False) -> None:
+        """Let the load run ``seconds``; with ``snapshot``, take a mid-run snapshot in that
+        time (under the same load) instead of after it, so reading does not add to it."""
+        if snapshot:
+            await asyncio.gather(self.take_snapshot(), asyncio.sleep(seconds))
+        else:
+            await asyncio.sleep(seconds)
 
     def start_load(self, **kwargs: Any) -> Load:
         self.load = Load(
@@ -107,7 +124,7 @@ class Run:
         views: list[MailboxView] = []
         for store, port in self.endpoints():
             try:
-                views += await asyncio.to_thread(self.read, store, HOST, port, self.accounts())
+                views += await self._read(store, port)
             except Exception:
                 return False
         self.snapshots.append(views)

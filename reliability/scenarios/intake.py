@@ -19,20 +19,15 @@ async def baseline(ctx: Context) -> Report:
     async with cluster_run(ctx, "baseline") as run:
         run.start_load()
         await asyncio.sleep(ctx.duration / 2)
-        await run.take_snapshot()
-        await asyncio.sleep(ctx.duration / 2)
+        await run.load_for(ctx.duration / 2, snapshot=True)
         return await run.finish()
 
 
 async def _filter_point(ctx: Context, name: str, point: str) -> Report:
-    async with cluster_run(ctx, name) as run:
-        c = run.cluster
-        c.kill("filter")
-        await asyncio.to_thread(c.start_service, "filter", f"{point}@{FIRE_AT}")
+    async with cluster_run(ctx, name, fault_points={"filter": f"{point}@{FIRE_AT}"}) as run:
         run.start_load()
         died = await restart_when_dead(run, "filter", timeout=ctx.duration * 4)
-        await run.take_snapshot()
-        await asyncio.sleep(ctx.duration / 2)
+        await run.load_for(ctx.duration / 2, snapshot=True)
         report = await run.finish()
         if not died:
             report.fail(f"the fault point {point} never fired")

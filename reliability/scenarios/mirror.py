@@ -84,18 +84,16 @@ async def link_cut(ctx: Context) -> Report:
         run.start_load()
         appender.start()
         try:
-            await asyncio.sleep(ctx.duration / 3)
-            await run.take_snapshot()
+            await run.load_for(ctx.duration / 3, snapshot=True)
             for link in pair.links.values():
                 link.cut(LinkState.RESET)
-            await asyncio.sleep(ctx.duration / 3)
+            await run.load_for(ctx.duration / 3, snapshot=True)  # a snapshot mid-cut
             a, b = await pair.buses()
             try:
                 queued = await pair.queued(a, b)
             finally:
                 await a.close()
                 await b.close()
-            await run.take_snapshot()
             for link in pair.links.values():
                 link.restore()
             await asyncio.sleep(ctx.duration / 3)
@@ -125,6 +123,7 @@ async def link_flap(ctx: Context) -> Report:
         await asyncio.sleep(ctx.duration / 4)
         deadline = time.monotonic() + ctx.duration
         flaps = 0
+        snap: asyncio.Task[bool] | None = None
         while time.monotonic() < deadline:
             how = LinkState.RESET if flaps % 2 == 0 else LinkState.STALL
             for link in pair.links.values():
@@ -133,9 +132,11 @@ async def link_flap(ctx: Context) -> Report:
             for link in pair.links.values():
                 link.restore()
             flaps += 1
-            if flaps == 2:  # one mid-run snapshot of both stores for the UID checks
-                await run.take_snapshot()
+            if flaps == 2:  # one mid-run snapshot of both stores for the UID checks,
+                snap = asyncio.create_task(run.take_snapshot())  # read while it flaps on
             await asyncio.sleep(rng.uniform(1, 2))
+        if snap is not None:
+            await snap
         report = await run.finish()
         report.note(f"{flaps} flaps (reset and stall in turn)")
         if sum(link.stats.cut for link in pair.links.values()) == 0:
@@ -206,8 +207,7 @@ def _last(text: str) -> str:
 async def resync_kill(ctx: Context) -> Report:
     async with pair_run(ctx, "mirror-resync-kill") as (run, pair):
         run.start_load()
-        await asyncio.sleep(ctx.duration / 4)
-        await run.take_snapshot()
+        await run.load_for(ctx.duration / 4, snapshot=True)
         # B's disk replaced: its store starts empty; its mirror stays off until the resync
         # is done (it would apply queued records into mailboxes B does not have yet)
         pair.kill_side("b")

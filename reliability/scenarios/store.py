@@ -18,15 +18,10 @@ FIRE_AT = 8  # the 8th delivery batch: mail already in the mailboxes
 
 
 async def _store_point(ctx: Context, name: str, point: str) -> Report:
-    async with cluster_run(ctx, name) as run:
-        c = run.cluster
-        c.kill("store")
-        await asyncio.to_thread(c.start_service, "store", f"{point}@{FIRE_AT}")
-        await c.shorten_ack_wait()
+    async with cluster_run(ctx, name, fault_points={"store": f"{point}@{FIRE_AT}"}) as run:
         run.start_load()
         died = await restart_when_dead(run, "store", timeout=ctx.duration * 4)
-        await run.take_snapshot()
-        await asyncio.sleep(ctx.duration / 2)
+        await run.load_for(ctx.duration / 2, snapshot=True)
         report = await run.finish()
         if not died:
             report.fail(f"the fault point {point} never fired")
@@ -50,10 +45,9 @@ _register_point("store.after_ack", "store SIGKILLed just after acking a batch")
 async def random_kills(ctx: Context) -> Report:
     async with cluster_run(ctx, "store-kill-random") as run:
         run.start_load()
-        for _ in range(3):
-            await asyncio.sleep(ctx.duration / 4)
+        for n in range(3):  # a snapshot after each kill (the last one's by finish)
+            await run.load_for(ctx.duration / 4, snapshot=n > 0)
             await restart(run, "store")
-            await run.take_snapshot()
         return await run.finish()
 
 
@@ -130,8 +124,7 @@ async def append_kill(ctx: Context) -> Report:
         appender.start()
         try:
             for _ in range(2):
-                await asyncio.sleep(ctx.duration / 3)
-                await run.take_snapshot()
+                await run.load_for(ctx.duration / 3, snapshot=True)
                 await restart(run, "store")
             await asyncio.sleep(ctx.duration / 3)
         finally:

@@ -80,7 +80,7 @@ class Browser:
             self.after_kill.append(good)
 
 
-def _start_node(c: Cluster, name: str, port: int) -> None:
+def start_node(c: Cluster, name: str, port: int) -> None:
     env = c.env() | {
         "POSTERN_DATA": str(c.root / name),
         "POSTERN_HTTP_PORT": str(port),
@@ -107,7 +107,7 @@ async def webmail_kill(ctx: Context) -> Report:
         c = run.cluster
         ports = [daemons.free_port() for _ in NODES]
         for node, port in zip(NODES, ports, strict=True):
-            await asyncio.to_thread(_start_node, c, node, port)
+            await asyncio.to_thread(start_node, c, node, port)
         lb = Balancer(ports, HOST)
         await lb.start()
         browsers = [Browser(u, p, f"http://{HOST}:{lb.port}") for u, p in c.users.items()]
@@ -134,7 +134,7 @@ async def webmail_kill(ctx: Context) -> Report:
             c.kill(NODES[0])
             killed.set()
             await asyncio.sleep(ctx.duration / 3)
-            await asyncio.to_thread(_start_node, c, NODES[0], ports[0])  # back, same sessions
+            await asyncio.to_thread(start_node, c, NODES[0], ports[0])  # back, same sessions
             served_before = sum(b.ok for b in browsers)
             await asyncio.sleep(ctx.duration / 3)
             stop.set()

@@ -222,6 +222,11 @@ class Sink:
         settled the same way on both sides)."""
         if not msgs:
             return msgs
+        # A batch mixes redeliveries (naked or expired) with first deliveries, not in
+        # stream order: the oldest record may come anywhere in it. Judged by the batch's
+        # first message, it was put back with the rest every time (a link reset left a
+        # pair stuck with 1,000 records pending, the oldest never first): sort first.
+        msgs = sorted(msgs, key=lambda m: int(m.metadata.sequence.stream))
         if self._after is not None and msgs[0].metadata.sequence.stream == self._after + 1:
             # fetched ahead, right after the batch applied and acked last: every record
             # before it is acked, so it is the oldest left (no question to the peer's NATS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability.checker import MailboxView, check
+from reliability.checker import LOST_SHOWN, MailboxView, check
 from reliability.ledger import Entry, Outcome
 
 A = "a@t.test"
@@ -35,6 +35,15 @@ def test_lost_acked_message_fails() -> None:
     r = check("x", [acked("m1"), acked("m2")], [[box((1, "m1"))]])
     assert r.lost == 1 and not r.ok
     assert any("lost: m2" in d for d in r.details)
+
+
+def test_many_lost_are_all_counted_few_named_and_the_scenarios_notes_still_fit() -> None:
+    r = check("x", [acked(f"m{i}") for i in range(200)], [[box()]])
+    assert r.lost == 200 and not r.ok
+    assert sum("lost: m" in d for d in r.details) == LOST_SHOWN
+    assert any("and 195 more lost" in d for d in r.details)
+    r.note("mirror store-a->store-b: sent 10")  # what a scenario adds after the checker
+    assert r.details[-1].startswith("mirror ")
 
 
 def test_lost_in_another_users_mailbox_still_lost() -> None:

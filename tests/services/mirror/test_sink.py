@@ -149,3 +149,27 @@ async def test_the_next_batch_is_fetched_while_one_is_applied_and_put_back_on_st
             await sub.unsubscribe()
         await store.close()
         await bus.close()
+
+
+async def test_a_batch_out_of_stream_order_applies_from_its_oldest_record(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    """Redeliveries and first deliveries come mixed in one fetch, the oldest record left in
+    the queue anywhere in it: the batch is taken in stream order, not judged by its first
+    message (which put every record back, again and again, while the oldest was never
+    first: a pair stuck after its link was reset under load)."""
+    bus = await fresh_bus(own_nats.url)
+    sink = Sink(bus.nc, bus.js, bus.js, "store-b", "store-a")
+    try:
+        await queue.declare(bus.js, "store-b", 64 * 1024**2)
+        for n in range(1, 6):
+            await bus.js.publish(queue.subject("store-b"), f"record {n}".encode())
+        await sink.start()
+        assert sink._sub is not None
+        fetched = await sink._sub.fetch(5, timeout=5)
+        mixed = [fetched[3], fetched[0], fetched[4], fetched[1], fetched[2]]
+        ordered = await sink._in_order(mixed)
+        assert [m.metadata.sequence.stream for m in ordered] == [1, 2, 3, 4, 5]
+    finally:
+        await sink.stop()
+        await bus.close()
