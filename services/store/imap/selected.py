@@ -305,9 +305,10 @@ class Selected:
     def flag_list(self, s: Session, i: int) -> bytes:
         """``responses.flag_list(self.shown_flags(s, i))``, rendered once per distinct
         flag set."""
-        self.announce(s)
+        if self.unannounced:
+            self.flags_lines(s)  # as announce(): a keyword is announced before it is shown
         flags = self.flags[i]
-        key = (flags, not s.rev2 and self.uids[i] in self.recent)
+        key = (flags, self.uids[i] in self.recent and not s.rev2)
         out = self._flag_lists.get(key)
         if out is None:
             out = responses.flag_list(sorted(flags | {"\\Recent"} if key[1] else flags))
