@@ -3,6 +3,7 @@ mailbox names, and the status responses. Everything returns bytes ready to send.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -41,6 +42,7 @@ def nstring(value: str | bytes | None, utf8: bool = False) -> bytes:
     return string(data, utf8)
 
 
+@functools.lru_cache(maxsize=4096)  # a session names the same few mailboxes again and again
 def mailbox(name: str, utf8: bool = False) -> bytes:
     """RFC 3501 §5.1.3: names go out in modified UTF-7 (or UTF-8 once UTF8=ACCEPT is on),
     as an atom when they are one, else quoted."""

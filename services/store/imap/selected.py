@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from services.store.imap.session import Session
 
 _SYSTEM = sorted(SYSTEM_FLAGS)
+FLAG_LISTS = 1024  # distinct rendered flag lists kept per selected mailbox
 
 
 class Selected:
@@ -63,6 +64,9 @@ class Selected:
         # entered the view since and must be announced before a FETCH shows them
         self.keywords: set[str] = set()
         self.unannounced: set[str] = set()
+        # wire form of each distinct (flags, \Recent) pair shown so far: flag sets are
+        # few and shared, and FETCH FLAGS of a whole mailbox renders each of them often
+        self._flag_lists: dict[tuple[frozenset[str], bool], bytes] = {}
         for f in set(self.flags):  # few distinct sets: the engine shares equal ones
             if f:
                 self.keywords.update(k for k in f if not k.startswith("\\"))
@@ -298,13 +302,28 @@ class Selected:
             flags = flags | {"\\Recent"}
         return sorted(flags)
 
+    def flag_list(self, s: Session, i: int) -> bytes:
+        """``responses.flag_list(self.shown_flags(s, i))``, rendered once per distinct
+        flag set."""
+        if self.unannounced:
+            self.flags_lines(s)  # as announce(): a keyword is announced before it is shown
+        flags = self.flags[i]
+        key = (flags, self.uids[i] in self.recent and not s.rev2)
+        out = self._flag_lists.get(key)
+        if out is None:
+            out = responses.flag_list(sorted(flags | {"\\Recent"} if key[1] else flags))
+            if len(self._flag_lists) >= FLAG_LISTS:
+                self._flag_lists.clear()
+            self._flag_lists[key] = out
+        return out
+
     def flags_response(self, s: Session, i: int) -> bytes:
         extra = b" MODSEQ (%d)" % self.modseqs[i] if s.condstore else b""
         return b"* %d FETCH (UID %d%s FLAGS %s)\r\n" % (
             i + 1,
             self.uids[i],
             extra,
-            responses.flag_list(self.shown_flags(s, i)),
+            self.flag_list(s, i),
         )
 
     def _gone(self, s: Session) -> NoReturn:

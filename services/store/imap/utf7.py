@@ -40,6 +40,8 @@ def _b64(chars: str) -> str:
 
 
 def encode(name: str) -> str:
+    if name.isascii() and name.isprintable() and "&" not in name:
+        return name  # printable US-ASCII other than "&" represents itself (RFC 3501 §5.1.3)
     out: list[str] = []
     run: list[str] = []
     for ch in name:

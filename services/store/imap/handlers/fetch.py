@@ -83,6 +83,10 @@ async def fetch(s: Session, req: Request) -> str:
         if "FLAGS" not in names:
             atts.append(FetchAtt("FLAGS"))
     need_record = any(att.name in _NEEDS_RECORD for att in atts)
+    if all(att.name in _VIEW_ITEMS or _cacheable(att) for att in atts):
+        # a client's flag sync or message list: nothing to read from message files
+        await _quick(s, sel, idx, atts, a.uid, need_record)
+        return f"{req.name} completed"
     # a message's ENVELOPE, BODYSTRUCTURE, INTERNALDATE, size, PREVIEW and header fields
     # never change: when every item is cached or kept in the view, the engine is not asked
     # at all (a webmail list page shown again)
@@ -107,6 +111,75 @@ async def fetch(s: Session, req: Request) -> str:
                 continue  # expunged by another session; reported later (RFC 3501 §7.4.1)
             await s.send_chunks(await _one(s, sel, i, uid, rec, atts, a.uid))
     return f"{req.name} completed"
+
+
+async def _quick(  # noqa: PLR0917
+    s: Session,
+    sel: Selected,
+    idx: list[int],
+    atts: list[FetchAtt],
+    uid_cmd: bool,
+    need_record: bool,
+) -> None:
+    """FETCH of items kept in the view (UID, FLAGS, MODSEQ) and of cached renderings
+    (ENVELOPE, BODYSTRUCTURE, BODY, INTERNALDATE, RFC822.SIZE): the same lines as
+    :func:`_one` gives, built in one pass per chunk with one cache look-up per item and
+    message; the engine is asked only for the messages with an item not cached yet."""
+    assert s.account is not None
+    cache = s.rt.cache
+    acct_id = s.account.id
+    env_item = "ENVELOPE UTF8" if s.utf8 else "ENVELOPE"  # as _key() names it
+    cached = [
+        (n, att.name, env_item if att.name == "ENVELOPE" else att.name)
+        for n, att in enumerate(atts)
+        if _cacheable(att)
+    ]
+    for start in range(0, len(idx), CHUNK):
+        chunk = idx[start : start + CHUNK]
+        # the cached renderings of each message, None where one is missing
+        values: list[list[bytes | None]] = []
+        missing: list[int] = []
+        for i in chunk:
+            uid = sel.uids[i]
+            got: list[bytes | None] = []
+            for _, _, item in cached:
+                v = cache.get((acct_id, sel.mailbox_id, sel.uidvalidity, uid, item))
+                got.append(v)
+                if v is None and uid not in missing[-1:]:
+                    missing.append(uid)
+            values.append(got)
+        records: dict[int, MessageRecord] = {}
+        if missing and need_record:
+            need_parsed = _needs_parsed(s, sel, atts, missing)
+            for got_rec in await s.account.fetch(sel.mailbox_id, missing, parsed=need_parsed):
+                records[got_rec.uid] = got_rec
+        asked = set(missing) if need_record else set()
+        out: list[bytes] = []
+        for i, got in zip(chunk, values, strict=True):
+            uid = sel.uids[i]
+            if uid in asked and uid not in records:
+                continue  # expunged by another session; reported later (RFC 3501 §7.4.1)
+            items = [b"UID %d" % uid] if uid_cmd else []
+            k = 0
+            for att in atts:
+                name = att.name
+                if name == "UID":
+                    if not uid_cmd:
+                        items.append(b"UID %d" % uid)
+                elif name == "FLAGS":
+                    items.append(b"FLAGS " + sel.flag_list(s, i))
+                elif name == "MODSEQ":
+                    items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+                else:
+                    value = got[k]
+                    k += 1
+                    if value is None:
+                        value = _cached(s, sel, uid, records.get(uid), name)
+                    if value is not None:
+                        items.append(name.encode() + b" " + value)
+            out.append(b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(items)))
+        s.send(b"".join(out))
+        await s.flush_if_large()
 
 
 _VIEW_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
@@ -204,7 +277,7 @@ async def _one(  # noqa: PLR0917
                 if not uid_cmd:
                     items.append(b"UID %d" % uid)
             elif name == "FLAGS":
-                items.append(b"FLAGS " + r.flag_list(sel.shown_flags(s, i)))
+                items.append(b"FLAGS " + sel.flag_list(s, i))
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
             elif name == "PREVIEW":

@@ -51,7 +51,7 @@ async def store(s: Session, req: Request) -> str:
 
 def _fetch_line(s: Session, i: int, uid_cmd: bool) -> bytes:
     sel = writable(s)
-    parts = [b"FLAGS " + r.flag_list(sel.shown_flags(s, i))]
+    parts = [b"FLAGS " + sel.flag_list(s, i)]
     if uid_cmd:
         parts.insert(0, b"UID %d" % sel.uids[i])
     if s.condstore:

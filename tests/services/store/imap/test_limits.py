@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import types
+from typing import Any
 
 import pytest
 
@@ -208,6 +209,42 @@ async def test_idle_timeout_logs_out(make_imap: Factory) -> None:
     assert (await c2.line(timeout=10)).startswith(b"* BYE Autologout")
     await c.close()
     await c2.close()
+
+
+async def test_autologout_counts_each_wait_not_the_session(make_imap: Factory) -> None:
+    """RFC 3501 §5.4: the timer measures the wait for the next command. A session whose
+    commands come less than the timeout apart stays logged in for longer than the
+    timeout in all; once it stops sending, it is logged out."""
+    h = await make_imap(idle_timeout=1.0)
+    c = await h.raw_login()
+    for i in range(6):  # 6 x 0.3 s: well past the timeout in all
+        reply = await c.cmd(b"n%d NOOP" % i)
+        assert reply[-1].startswith(b"n%d OK" % i), reply
+        await asyncio.sleep(0.3)
+    assert (await c.line(timeout=10)).startswith(b"* BYE Autologout")
+    await c.close()
+
+
+async def test_commands_arm_no_timer_each(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The autologout timer is one per session, not armed and cancelled around every wait
+    for a command (that was a measurable part of a command's CPU, issue 20)."""
+    c = await imap.raw_login()
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    real = loop.call_at
+
+    def counting(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        armed.append(when)
+        return real(when, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    for i in range(50):
+        await c.send(b"n%d NOOP\r\n" % i)  # read without a timeout of the client's own
+        assert (await c.reader.readline()).startswith(b"n%d OK" % i)
+    assert len(armed) < 5
+    await c.close()
 
 
 async def test_server_stop_says_bye(make_imap: Factory) -> None:

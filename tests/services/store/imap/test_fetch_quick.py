@@ -1,0 +1,93 @@
+"""FETCH of view items (UID, FLAGS, MODSEQ) and cached renderings (ENVELOPE, INTERNALDATE,
+RFC822.SIZE, BODYSTRUCTURE) in one pass (handlers/fetch.py ``_quick``, issue 20): the same
+bytes as the general per-message path, each distinct flag set rendered once, one cache
+look-up per item and message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.store.imap import responses
+from services.store.imap.runtime import RenderCache
+from tests.services.store.imap.conftest import ImapHarness, message
+
+ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
+HEADER = b" BODY[HEADER.FIELDS (SUBJECT)]"
+
+
+async def test_flag_sync_renders_each_flag_set_once(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await imap.deliver(*[message(i) for i in range(1, 31)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")  # claims \Recent for all 30
+    await c.cmd(b"f STORE 1:10 +FLAGS.SILENT (\\Seen)")
+    await c.cmd(b"k STORE 11:15 +FLAGS.SILENT ($Work \\Flagged)")
+    rendered: list[list[str]] = []
+    real = responses.flag_list
+
+    def counting(flags: Any) -> bytes:
+        flags = list(flags)
+        rendered.append(flags)
+        return real(flags)
+
+    monkeypatch.setattr(responses, "flag_list", counting)
+    got = await c.cmd(b"a UID FETCH 1:* (UID FLAGS)")
+    want = (
+        [b"* %d FETCH (UID %d FLAGS (\\Recent \\Seen))\r\n" % (i, i) for i in range(1, 11)]
+        + [
+            b"* %d FETCH (UID %d FLAGS ($Work \\Flagged \\Recent))\r\n" % (i, i)
+            for i in range(11, 16)
+        ]
+        + [b"* %d FETCH (UID %d FLAGS (\\Recent))\r\n" % (i, i) for i in range(16, 31)]
+    )
+    assert got[:-1] == want
+    assert got[-1].startswith(b"a OK")
+    assert len(rendered) == 3  # one per distinct flag set, not one per message
+    again = await c.cmd(b"b UID FETCH 1:* (FLAGS)")
+    assert again[:-1] == want
+    assert len(rendered) == 3
+    # a change of flags shows the new set (and renders it once)
+    await c.cmd(b"u STORE 16 -FLAGS.SILENT (\\Recent)")
+    await c.cmd(b"v STORE 16 +FLAGS.SILENT (\\Answered)")
+    one = await c.cmd(b"w FETCH 16 (FLAGS)")
+    assert one[0] == b"* 16 FETCH (FLAGS (\\Answered \\Recent))\r\n"
+    await c.close()
+
+
+async def test_list_page_matches_the_general_path_with_one_lookup_each(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webmail list page's items, cold and then cached, give the bytes the per-message
+    path gives for them (the same items plus a header section, which takes that path),
+    and a cached page costs one render-cache look-up per item and message."""
+    await imap.deliver(*[message(i) for i in range(1, 26)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    await c.cmd(b"f STORE 3 +FLAGS.SILENT (\\Flagged)")
+    cold = await c.cmd(b"a UID FETCH 1:25 " + ITEMS)
+    gets: list[Any] = []
+    real_get = RenderCache.get
+
+    def counting(self: RenderCache, key: Any) -> bytes | None:
+        gets.append(key)
+        return real_get(self, key)
+
+    monkeypatch.setattr(RenderCache, "get", counting)
+    warm = await c.cmd(b"b UID FETCH 1:25 " + ITEMS)
+    assert len(gets) == 25 * 3  # RFC822.SIZE, INTERNALDATE, ENVELOPE of each message
+    assert cold[:-1] == warm[:-1]
+    assert len(warm) == 26
+    general = await c.cmd(
+        b"c UID FETCH 1:25 " + ITEMS[:-1] + HEADER.replace(b"BODY", b"BODY.PEEK") + b")"
+    )
+    firsts = [ln for ln in general if ln.startswith(b"* ")]
+    assert len(firsts) == 25
+    for quick, slow in zip(warm[:-1], firsts, strict=True):
+        head, _, size = slow.rpartition(HEADER + b" {")
+        assert size.endswith(b"}\r\n")
+        assert quick == head + b")\r\n"
+    assert b"FLAGS (\\Flagged \\Recent)" in warm[2]
+    await c.close()
