@@ -4,6 +4,7 @@ order. Both end identical, with one mailbox per name and no message lost or hidd
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import pytest
 from mailcore.mailstore import Account, MailStore
 from mailcore.mailstore.errors import MailstoreError
 from mailcore.mailstore.model import FlagOp
+from mailcore.mailstore.records import AppendRecord
 from mailcore.mailstore.splitboxes import PARKED
 from tests.mailcore.mailstore.conftest import message
+from tests.mailcore.mailstore.test_group_commit import _held
 from tests.mailcore.mailstore.test_splitbrain import A, B, contents, heal, sha, ship
 
 
@@ -154,6 +157,74 @@ async def test_a_write_into_a_mailbox_the_other_side_deleted(
         assert flags[sha(new[0])] == ["\\Flagged"]
         if deleter == "b":  # the resolver took the new mail: the mailbox lives on as it was
             assert validity == old.uidvalidity
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def ship_grouped(
+    src: Account, dst: Account, dst_store: MailStore, src_name: str, dst_name: str
+) -> None:
+    """Every record of ``src``'s journal not yet shipped applied on ``dst`` as one group
+    commit, as a mirror's batch is (services/store/replica_batch.py): all queued behind
+    the held writer thread, then run in one transaction, each in its own savepoint."""
+    reader = f"mirror:{dst_name}"
+    await src.replication.register_reader(reader, position=0)
+    records, last = await src.replication.read_skipping(reader, dst_name, 1000)
+    gate = await _held(dst_store, dst._core.id)
+    applies = [
+        asyncio.ensure_future(
+            dst.replication.apply_resolving(
+                rec,
+                src.replication.message_bytes(rec.file_id)
+                if isinstance(rec, AppendRecord)
+                else None,
+                origin=src_name,
+                resolver=dst_name < src_name,
+            )
+        )
+        for rec in records
+    ]
+    await asyncio.sleep(0.05)  # all queued behind the held thread
+    gate.set()
+    await asyncio.gather(*applies)
+    await src.replication.confirm(reader, last)
+
+
+async def test_a_parent_made_implicitly_survives_a_batch_applied_as_one_group(
+    tmp_path: Path,
+) -> None:
+    """RFC 3501 §6.3.3: CREATE Z/Sub makes the superior name Z too. Both sides do it while
+    cut, after the resolver made X (its Z gets the id the deferring side gave its Z, its
+    Z/Sub the id of the deferring side's Z/Sub, which the deferring side deleted since).
+    The resolver merges the peer's Z and Z/Sub into its own; the deferring side applies
+    the resolver's records as the mirror sends them, one batch committed as one group:
+    X (its Z set aside), Z, Z/Sub, then the verdicts. Each write of the group must see
+    the journal records of the writes before it: the verdict on the deferring side's old
+    Z/Sub id looked up who made that id, found only its own deleted Z/Sub (the resolver's
+    Z, made in the same group, was not in the journal table yet), took the resolver's Z
+    for its own mailbox and dropped it: Z lived on the resolver only (a two-store IMAP
+    random run, seed 106 of an earlier session)."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False, uidvalidity_parity=0)
+    sb = await MailStore.open(tmp_path / "b", fsync=False, uidvalidity_parity=1)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        await heal(a, b, True)
+        # --- split ---------------------------------------------------------------------
+        await a.create_mailbox("X")
+        await a.create_mailbox("Z/Sub")
+        await b.create_mailbox("Z/Sub")
+        await b.delete_mailbox("Z/Sub")  # Z stays
+        # --- heal: the peer's records first, the resolver's back in one batch -----------
+        await ship(b, a, B, A, 1000)
+        await ship_grouped(a, b, sb, A, B)
+        await heal(a, b, True)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        names = sorted(k.rsplit("/", 1)[0] for k in got_a)
+        assert [n for n in names if n in ("X", "Z", "Z/Sub")] == ["X", "Z", "Z/Sub"]
+        settled(got_a)
     finally:
         await sa.close()
         await sb.close()
