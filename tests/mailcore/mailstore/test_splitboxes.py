@@ -230,6 +230,47 @@ async def test_a_parent_made_implicitly_survives_a_batch_applied_as_one_group(
         await sb.close()
 
 
+async def test_a_set_aside_mailbox_follows_its_target_merged_on(tmp_path: Path) -> None:
+    """The deferring side's mailbox "S" (renamed "T" since) took an id the resolver used
+    for "P": set aside off the id; the resolver merges it into its own "S" and, once the
+    deferring side sent its own create of "P" back, knows it only by the negated id. The
+    deferring side then renames the resolver's "S" onto "R", a name the resolver just
+    made: the resolver merges its "S" into "R", and must tell the deferring side that its
+    set-aside mailbox now goes there too. It told only mailboxes known by their id: a
+    message written into "T" afterwards landed in "R" on the resolver and stayed in "T"
+    on the deferring side, which kept "T" (a two-store IMAP random run, seed 201)."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False, uidvalidity_parity=0)
+    sb = await MailStore.open(tmp_path / "b", fsync=False, uidvalidity_parity=1)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        await heal(a, b, True)
+        # --- split ---------------------------------------------------------------------
+        await a.create_mailbox("P")
+        await a.create_mailbox("S")
+        mine = await b.create_mailbox("S")
+        await b.append(mine.id, message("m1"))
+        await b.rename_mailbox("S", "T")
+        # --- heal, with writes on the way ----------------------------------------------
+        await ship(a, b, A, B, 1000)  # B's "T" set aside off the id the resolver's "P" has
+        t = await b.mailbox("T")
+        assert t.id < 0
+        await b.append(t.id, message("m2"))
+        await b.rename_mailbox("S", "R")
+        await a.create_mailbox("R")
+        await ship(b, a, B, A, 1000)  # "T" merged into "S", "S" into "R"
+        await b.append(t.id, message("m3"))
+        await heal(a, b, False, 1000)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        settled(got_a)
+        assert sorted(box(got_a, "R")[1]) == sorted(sha(message(m)) for m in ("m1", "m2", "m3"))
+        assert not [k for k in got_a if k.startswith(("S/", "T/"))]
+    finally:
+        await sa.close()
+        await sb.close()
+
+
 NAMES = ["X", "Y", "Work", "Projects", "Old", "Z/Sub"]
 
 
