@@ -8,8 +8,12 @@ two messages, and no message either side never touched is lost.
 
 What it found (fixed, each with an engine test that fails without the fix): a parent
 made by CREATE ``Z/Sub`` left on store-a only (a batch applied as one group commit did not
-see its own earlier journal records: test_splitboxes.py), and a message moved within its
-mailbox, or out and back, while cut lost on the deferring side (test_splitbrain.py).
+see its own earlier journal records: test_splitboxes.py), a mailbox set aside on store-b
+never drained once the resolver merged its target on (test_splitboxes.py), and a message
+moved within its mailbox, or out and back, while cut lost on the deferring side
+(test_splitbrain.py). Seed 206 ended with ``Work`` (made by CREATE ``Work/Sub``) on
+store-a only in the run of seeds 200-215 on the code before (1 of 16); 201 once with a
+set-aside mailbox left on store-b.
 
 A few fixed seeds run in the suite (each well under a minute); ``POSTERN_RANDOM_PAIR_SEEDS``
 (``200-260``, a range, or ``3,7``) runs others, for hunting outside the suite."""
@@ -51,7 +55,7 @@ OPS = 25  # per side and round
 def _seeds() -> list[int]:
     spec = os.environ.get("POSTERN_RANDOM_PAIR_SEEDS", "")
     if not spec:
-        return [201, 204, 205]
+        return [206, 201, 204]
     if "-" in spec:
         lo, hi = spec.split("-")
         return list(range(int(lo), int(hi) + 1))
@@ -88,6 +92,10 @@ class Imap:
             self.close()
             await self.connect()
             return "BYE", []
+        except imaplib.IMAP4.error as exc:
+            if "illegal in state" not in str(exc):
+                raise
+            return "NO", []  # (the session was new since the SELECT: not selected)
         return typ, list(data)
 
     async def mailboxes(self) -> list[str]:
