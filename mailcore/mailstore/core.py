@@ -56,6 +56,7 @@ class Txn:
     new_files: list[Path] = field(default_factory=list)
     dead_files: list[int] = field(default_factory=list)
     changes: list[Record] = field(default_factory=list)  # the journal records written
+    journalled: int = 0  # how many of them are in the journal table already
     at: float = field(default_factory=time.time)  # the records' time
     _modseq: int | None = None
     unsynced: list[Path] | None = None  # group commit: files synced once, before COMMIT
@@ -74,6 +75,7 @@ class Txn:
         for path in self.new_files[files:]:
             remove(path)
         del self.new_files[files:], self.dead_files[dead:], self.changes[changes:]
+        self.journalled = min(self.journalled, changes)  # (its SQL rows rolled back too)
         if self.unsynced is not None:
             del self.unsynced[unsynced:]
 
@@ -135,9 +137,19 @@ class Txn:
             conn.execute("INSERT OR IGNORE INTO unlink VALUES (?)", (fid,))
             self.dead_files.append(fid)
 
+    def write_journal(self) -> None:
+        """Put the records logged so far into the journal table (still uncommitted).
+        Group commit does so before each write of a group: a write reads the journal
+        (the split-brain settlement asks it who made a mailbox, who deleted it, what a
+        UID held: splitboxes.py, splitbrain.py) as if the writes before it had committed
+        one by one. Without it a mirror's batch of the peer's records (one group) took a
+        mailbox the peer had just made, in the same batch, for one of its own."""
+        if len(self.changes) > self.journalled:
+            journal.write(self.conn, self.changes[self.journalled :])
+            self.journalled = len(self.changes)
+
     def flush(self) -> None:
-        if self.changes:
-            journal.write(self.conn, self.changes)
+        self.write_journal()
         s = self.state
         self.conn.execute(
             "UPDATE state SET next_file_id = ?, modseq = ?, change_seq = ?, last_uidvalidity = ?,"
@@ -313,6 +325,7 @@ class AccountCore:
             conn = t.conn
             t.unsynced = []
             for step in steps:
+                t.write_journal()  # the earlier writes' records: as if committed
                 mark = t.mark()
                 conn.execute("SAVEPOINT step")
                 try:

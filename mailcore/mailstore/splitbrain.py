@@ -184,25 +184,38 @@ def _deferred_copy_gone(t: Txn, mb: MailboxRow, rec: AppendRecord, res: Resoluti
     expunged it meanwhile, it must not come back."""
     if res.resolver:
         return
-    row = t.conn.execute(
-        "SELECT m.uid FROM uid_moves m JOIN expunged e ON e.mailbox_id = m.mailbox_id"
-        " AND e.uid = m.uid WHERE m.mailbox_id = ? AND m.origin = ? AND m.ours = ?",
-        (mb.id, res.origin, rec.sha256),
+    uid = _own_copy(t.conn, mb.id, res.origin, rec.sha256, rec.uid)
+    if uid is None:
+        return
+    gone = t.conn.execute(
+        "SELECT 1 FROM expunged WHERE mailbox_id = ? AND uid = ?", (mb.id, uid)
     ).fetchone()
-    if row is not None:
+    if gone is not None:
         res.drop_data = True
-        res.note("expunged", f"mailbox {mb.id} UID {rec.uid}: expunged here as UID {row[0]}")
+        res.note("expunged", f"mailbox {mb.id} UID {rec.uid}: expunged here as UID {uid}")
 
 
-# Our copies of a message under the UIDs that collided. CROSS JOIN keeps uid_moves (the
-# collisions: usually none) the outer loop; with a plain JOIN SQLite's planner walked every
-# message of the mailbox for each applied append: catch-up slowed as the mailbox grew
-# (6,000 appends applied by a deferring store: 73 → 419 records/s; bench W6).
-_OWN_COPIES = (
-    "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m CROSS JOIN messages g"
-    " ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"
-    " WHERE m.mailbox_id = ? AND m.origin = ? AND g.sha256 = ? AND g.uid != ?"
+# Our message under a UID that collided, which the resolver's append of ``sha256`` is the
+# new copy of. The resolver gives our collided messages their new UIDs in the order we
+# journalled them, i.e. in UID order: the lowest collided UID still waiting for its copy
+# is the one, also when the mailbox held the same bytes twice (a message moved within it,
+# or appended twice: one copy expunged here, one live). Matching every copy of the bytes
+# took the live one for the expunged one's copy: it went here, and came back on the
+# resolver only. The plan starts from ``uid_moves`` (the collisions, usually none), never
+# from the messages of the mailbox (a walk of the mailbox per applied append slowed a
+# mirror's catch-up as the mailbox grew: bench W6).
+_OWN_COPY = (
+    "SELECT uid FROM uid_moves WHERE mailbox_id = ? AND origin = ? AND ours = ? AND uid != ?"
+    " ORDER BY uid LIMIT 1"
 )
+
+
+def _own_copy(
+    conn: sqlite3.Connection, mailbox_id: int, origin: str, sha256: str, uid: int
+) -> int | None:
+    """The collided UID of ours whose new copy is the resolver's ``sha256`` at ``uid``."""
+    row = conn.execute(_OWN_COPY, (mailbox_id, origin, sha256, uid)).fetchone()
+    return int(row[0]) if row is not None else None
 
 
 def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> None:
@@ -216,11 +229,31 @@ def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> N
     mb = _mailbox(t, rec.mailbox_id)
     if mb is None:
         return
-    key = (mb.id, res.origin, bytes.fromhex(rec.sha256), rec.uid)
-    rows = t.conn.execute(_OWN_COPIES, key).fetchall()
+    rows = _take_own_copy(t, mb, res.origin, rec.sha256, rec.uid)
     if rows:
         _remove_own_copies(t, mb, rows, res.origin)
         res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} now UID {rec.uid}")
+
+
+def _take_own_copy(t: Txn, mb: MailboxRow, origin: str, sha256: str, uid: int) -> list[Any]:
+    """The row (:data:`REMOVE_COLUMNS`) of our message whose copy the resolver's
+    ``sha256`` at ``uid`` is (:data:`_OWN_COPY`), to expunge; none when we expunged it
+    already (its copy was dropped: :func:`_deferred_copy_gone`), and then the collided
+    UID no longer waits for its copy."""
+    own = _own_copy(t.conn, mb.id, origin, sha256, uid)
+    if own is None:
+        return []
+    rows = t.conn.execute(
+        f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?"  # noqa: S608
+        " AND sha256 = ?",
+        (mb.id, own, bytes.fromhex(sha256)),
+    ).fetchall()
+    if not rows:
+        t.conn.execute(
+            "UPDATE uid_moves SET ours = NULL WHERE mailbox_id = ? AND uid = ? AND origin = ?",
+            (mb.id, own, origin),
+        )
+    return rows
 
 
 def _remove_own_copies(t: Txn, mb: MailboxRow, rows: list[Any], origin: str) -> None:
@@ -306,7 +339,7 @@ def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) ->
     came back from the resolver under a UID we had used), our copy goes too: deleted on
     the resolver, or moved on there (it comes back again under the newer UID)."""
     theirs = [
-        r[0]
+        (r[0], u)
         for u in uids
         for r in t.conn.execute(
             "SELECT theirs FROM uid_moves WHERE mailbox_id = ? AND uid = ? AND origin = ?"
@@ -315,19 +348,18 @@ def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) ->
         ).fetchall()
     ]
     rows: list[Any] = []
-    for sha in theirs:
+    for sha, uid in theirs:
         # a copy of it in a mailbox of ours merged into this one goes too: its append
         # was deferred here, so it never drained that copy (splitboxes.drain)
         splitboxes.drain_copy(t, mb.id, sha, res)
-        rows += t.conn.execute(
-            "SELECT g.uid, g.file_id, g.size, g.flags, g.sha256 FROM uid_moves m"
-            " CROSS JOIN messages g ON g.mailbox_id = m.mailbox_id AND g.uid = m.uid"  # as above
-            " WHERE m.mailbox_id = ? AND m.origin = ? AND m.ours = ? AND g.sha256 = ?",
-            (mb.id, res.origin, sha, bytes.fromhex(sha)),
-        ).fetchall()
-    rows = list({r[0]: r for r in rows}.values())
+        # the one collided UID of ours it is the copy of (in order, as after_append):
+        # all of ours with its bytes took a live copy for one expunged here since
+        # (moved out of the mailbox and back while cut), whose own copy then never came
+        found = _take_own_copy(t, mb, res.origin, sha, uid)
+        rows += found
+        if found:
+            _remove_own_copies(t, mb, found, res.origin)
     if rows:
-        _remove_own_copies(t, mb, rows, res.origin)
         res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} gone on the peer")
 
 

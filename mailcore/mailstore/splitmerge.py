@@ -173,11 +173,17 @@ def _peer_renamed(t: Txn, rec: MailboxRenameRecord, res: Resolution, mb: Mailbox
 def _retarget(t: Txn, old: int, new: int, moved: dict[int, int]) -> None:
     """Mailbox ``old``, into which peer mailboxes were merged, merged into ``new`` (its
     UIDs ``moved``): their messages are followed there."""
-    for origin, mid, theirs in t.conn.execute(
-        "SELECT origin, mailbox_id, theirs FROM mailbox_moves WHERE target = ? AND mailbox_id > 0",
-        (old,),
-    ).fetchall():
-        # the deferring store follows its mailbox there
+    rows = t.conn.execute(
+        "SELECT origin, mailbox_id, theirs FROM mailbox_moves WHERE target = ?", (old,)
+    ).fetchall()
+    known = {(origin, mid) for origin, mid, _ in rows}
+    for origin, mid, theirs in rows:
+        if mid < 0 and (origin, -mid) in known:
+            continue  # told under its id (the deferring store finds it under either)
+        # the deferring store follows its mailbox there; one it set aside off its id,
+        # whose id means a mailbox of ours now (_forget), under the negated id: without
+        # that verdict it kept waiting for its messages in the old target, and a message
+        # written into it since stayed there, the mailbox with it (on that side only)
         t.log(MailboxMergeRecord(t.next_seq(), t.at, new, mid, bool(theirs)))
         key = _key(mid, bool(theirs))
         rows = t.conn.execute(
