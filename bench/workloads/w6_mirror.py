@@ -31,6 +31,8 @@ import shutil
 import time
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
+
 from bench.loadgen.populate import corpus, imap_count, lmtp_deliver, wait_for_count
 from bench.peers.dovecot import Dovecot, DovecotLayout, DovecotPorts
 from bench.peers.mailuser import PeerSetupError, chown_tree, mail_user
@@ -160,16 +162,17 @@ class MirrorPair(Driver):
             )
         if not p["catchup_messages"]:  # W6s/W6f: lag only (bench/workloads/w6_modes.py)
             return Sample(values=values, loadgen_cpu=self._loadgen_cpu, notes=notes)
-        queued, seconds, link_seconds = self._catch_up(run)
+        queued, seconds, link_seconds, cpu = self._catch_up(run)
         values["catchup"] = queued / seconds
         values["catchup_link"] = queued / link_seconds
         notes.append(
             f"catch-up: {queued} records queued, {seconds:.2f} s from the mirror's start "
             f"({link_seconds:.2f} s from its first applied record)"
         )
+        notes.append(catchup_cpu_note(cpu, queued))
         return Sample(values=values, loadgen_cpu=self._loadgen_cpu, notes=notes)
 
-    def _catch_up(self, run: int) -> tuple[int, float, float]:
+    def _catch_up(self, run: int) -> tuple[int, float, float, dict[str, float]]:
         p = self.params
         user = f"w6catch{run + 1}@{DOMAIN}"
         self._warm(user)
@@ -186,15 +189,39 @@ class MirrorPair(Driver):
         if got < p["catchup_messages"] + 1:
             raise RuntimeError(f"the master delivered {got} of {p['catchup_messages'] + 1}")
         queued = asyncio.run(_queued_settled(self.a.nats_url, p["catchup_messages"]))
+        pairs = {"a": self.a, "b": self.b}
+        before = process_cpu(pairs)
         t0 = time.monotonic()
         self.b.start_mirror()
         first = asyncio.run(_drained(self.a.nats_url, queued))
         end = time.monotonic()
+        after = process_cpu(pairs)  # the new mirror's from 0: its start-up counts
+        cpu = {k: v - before.get(k, 0.0) for k, v in after.items()}
         want = p["catchup_messages"] + 1
         got = asyncio.run(imap_count(self.b.imap_port, user, PASSWORD))
         if got != want:
             raise RuntimeError(f"the mirror holds {got} of {want} messages after catch-up")
-        return queued, end - t0, end - first
+        return queued, end - t0, end - first, cpu
+
+
+def process_cpu(pairs: dict[str, Postern]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each process of the pair, by
+    ``<service>-<side>`` (``store-b``: the mirror's store)."""
+    out: dict[str, float] = {}
+    for side, pair in pairs.items():
+        for name, proc in pair.procs.items():
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(proc.pid).cpu_times()
+                out[f"{name}-{side}"] = float(t.user + t.system)
+    return out
+
+
+def catchup_cpu_note(cpu: dict[str, float], records: int) -> str:
+    """The catch-up's CPU per process (the load-insensitive side of its rate)."""
+    total = sum(cpu.values())
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    per = 1000 * total / max(records, 1)
+    return f"catch-up CPU: {total:.2f} s in all ({per:.2f} ms a record): {parts}"
 
 
 async def _publish(url: str, user: str, count: int, size: int, start: int = 0) -> None:

@@ -169,6 +169,32 @@ class Txn:
         )
 
 
+def in_savepoint(t: Txn, step: Callable[[Txn], object]) -> tuple[object, Exception | None]:
+    """One write of a group (:meth:`AccountCore.txn_group`), in a savepoint of its own
+    with its own mod-sequence: if it raises, its SQL is rolled back to the savepoint and
+    what it did to ``t`` undone (the exception is its outcome; the transaction goes on).
+    Savepoints nest: a write may run its parts this way too (replica_run.py). Each sees
+    the journal records of the writes and parts before it (:meth:`Txn.write_journal`)."""
+    t.write_journal()  # the earlier writes' records: as if committed (see write_journal)
+    conn = t.conn
+    mark = t.mark()
+    conn.execute("SAVEPOINT step")
+    try:
+        result = step(t)
+    except Exception as exc:
+        if not conn.in_transaction:
+            raise  # SQLite ended the whole transaction (e.g. disk full)
+        conn.execute("ROLLBACK TO step")
+        conn.execute("RELEASE step")
+        t.undo(mark)
+        return None, exc
+    else:
+        conn.execute("RELEASE step")
+        return result, None
+    finally:
+        t._modseq = None  # RFC 7162 §3.1.1: a new mod-sequence per write
+
+
 def load_state(conn: sqlite3.Connection) -> State:
     row = conn.execute(
         "SELECT next_file_id, modseq, change_seq, last_uidvalidity, usage_bytes, usage_messages,"
@@ -322,25 +348,9 @@ class AccountCore:
             return [self._lone(steps[0], durable=durable)]
         out: list[tuple[object, Exception | None]] = []
         with self.txn(durable=durable) as t:
-            conn = t.conn
             t.unsynced = []
             for step in steps:
-                t.write_journal()  # the earlier writes' records: as if committed
-                mark = t.mark()
-                conn.execute("SAVEPOINT step")
-                try:
-                    result = step(t)
-                except Exception as exc:
-                    if not conn.in_transaction:
-                        raise  # SQLite ended the whole transaction (e.g. disk full)
-                    conn.execute("ROLLBACK TO step")
-                    conn.execute("RELEASE step")
-                    t.undo(mark)
-                    out.append((None, exc))
-                else:
-                    conn.execute("RELEASE step")
-                    out.append((result, None))
-                t._modseq = None  # RFC 7162 §3.1.1: a new mod-sequence per write
+                out.append(in_savepoint(t, step))
             self.files.sync(self.path, t.unsynced)
         return out
 

@@ -7,9 +7,20 @@ mailbox digests. See docs/storage.md "Journal" and the modules behind each metho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
-from mailcore.mailstore import digest, journal, layout, mirrortrash, readers, replica, splitbrain
+from mailcore.mailstore import (
+    digest,
+    journal,
+    layout,
+    mirrortrash,
+    readers,
+    replica,
+    replica_run,
+    splitbrain,
+)
+from mailcore.mailstore.core import Txn
 from mailcore.mailstore.records import (
     ExpungeRecord,
     MailboxDigest,
@@ -20,7 +31,6 @@ from mailcore.mailstore.records import (
 
 if TYPE_CHECKING:
     from mailcore.mailstore.account import Account
-    from mailcore.mailstore.core import Txn
 
 READ_LIMIT = 1000  # records per read unless asked otherwise
 
@@ -106,14 +116,7 @@ class Replication:
         already. :class:`ReplicaConflict`: refused, nothing applied. ``origin``: the
         peer's name, kept with the records this writes (:meth:`read_skipping`)."""
 
-        def run(t: Txn) -> bool:
-            before = t.state.change_seq
-            applied = replica.apply(t, rec, data)
-            if origin is not None:
-                readers.mark_origin(t, before, origin)
-            return applied
-
-        return await self._acct._write(run)
+        return await self._acct._write(lambda t: _plain(t, rec, data, origin))
 
     async def apply_resolving(
         self, rec: Record, data: bytes | None, *, origin: str, resolver: bool, trash: bool = False
@@ -123,20 +126,37 @@ class Replication:
         peer's expunge copies the messages to Trash first (mirrortrash.py). The
         resolution's own records are journalled without origin: they go to the peer."""
 
-        def run(t: Txn) -> splitbrain.Resolution:
-            res = splitbrain.Resolution(origin, resolver)
-            before = t.state.change_seq
-            if trash and isinstance(rec, ExpungeRecord):
-                kept = mirrortrash.keep(t, rec)
-                res.own.extend(range(before + 1, t.state.change_seq + 1))
-                if kept:
-                    res.note("trash", f"mailbox {rec.mailbox_id}: UIDs {kept} kept in Trash")
-            res.applied = replica.apply(t, rec, data, res)
-            readers.mark_origin(t, before, origin)
-            splitbrain.unmark_own(t, res)
-            return res
+        return await self._acct._write(
+            lambda t: _resolving(t, rec, data, origin, resolver=resolver, trash=trash)
+        )
 
-        return await self._acct._write(run)
+    async def apply_many(
+        self,
+        items: Sequence[tuple[Record, bytes | None]],
+        *,
+        origin: str | None,
+        resolve: bool | None = None,
+        trash: bool = False,
+    ) -> list[tuple[bool | splitbrain.Resolution | None, Exception | None]]:
+        """Several records in order, as one write (one job of the account's writer):
+        each record's outcome is what :meth:`apply` (``resolve`` None) or
+        :meth:`apply_resolving` (``resolve``: the ``resolver`` role) returns, or the
+        exception it raised (that record rolled back alone). Runs of appends to one
+        mailbox that collide with nothing are applied together (replica_run.py)."""
+
+        def one(t: Txn, rec: Record, data: bytes | None) -> object:
+            if resolve is None:
+                return _plain(t, rec, data, origin)
+            assert origin is not None
+            return _resolving(t, rec, data, origin, resolver=resolve, trash=trash)
+
+        def run(t: Txn) -> list[tuple[object, Exception | None]]:
+            return replica_run.apply(t, items, one, origin=origin, resolver=resolve)
+
+        return cast(
+            list[tuple[bool | splitbrain.Resolution | None, Exception | None]],
+            await self._acct._write(run),
+        )
 
     async def raise_uidnext(self, mailbox_id: int, uidnext: int) -> bool:
         """Never give out UIDs below ``uidnext`` in the mailbox (after a conflict)."""
@@ -148,6 +168,30 @@ class Replication:
 
     async def range_digest(self, mailbox_id: int, first: int, last: int) -> RangeDigest:
         return await self._acct._read(lambda c: digest.uid_range(c, mailbox_id, first, last))
+
+
+def _plain(t: Txn, rec: Record, data: bytes | None, origin: str | None) -> bool:
+    before = t.state.change_seq
+    applied = replica.apply(t, rec, data)
+    if origin is not None:
+        readers.mark_origin(t, before, origin)
+    return applied
+
+
+def _resolving(
+    t: Txn, rec: Record, data: bytes | None, origin: str, *, resolver: bool, trash: bool
+) -> splitbrain.Resolution:
+    res = splitbrain.Resolution(origin, resolver)
+    before = t.state.change_seq
+    if trash and isinstance(rec, ExpungeRecord):
+        kept = mirrortrash.keep(t, rec)
+        res.own.extend(range(before + 1, t.state.change_seq + 1))
+        if kept:
+            res.note("trash", f"mailbox {rec.mailbox_id}: UIDs {kept} kept in Trash")
+    res.applied = replica.apply(t, rec, data, res)
+    readers.mark_origin(t, before, origin)
+    splitbrain.unmark_own(t, res)
+    return res
 
 
 __all__ = ["Replication"]

@@ -103,6 +103,7 @@ class Sink:
         self.nc, self.js, self.peer_js, self.peer_nc = local_nc, local_js, peer_js, peer_nc
         self.node, self.peer = node, peer
         self.stats = SinkStats()
+        self._applied = metrics.MIRROR_APPLIED.labels(peer=peer)  # (looked up once)
         self._sub: Any = None
         # the next batch, fetched from the peer's queue while this one is applied (two
         # batches in flight); and the stream sequence of the last record applied and acked
@@ -298,14 +299,8 @@ class Sink:
 
     async def _settled(self, entry: replica_batch.BatchEntry, result: dict[str, Any]) -> None:
         """Count a record the store answered for; keep it if it was refused."""
-        headers = {
-            names.HDR_MIRROR_ACCOUNT: entry.account,
-            names.HDR_MIRROR_RECORD: json.dumps(entry.row),
-            names.HDR_MIRROR_BODY: entry.body,
-            names.HDR_MIRROR_ORIGIN: self.peer,
-        }
         if "conflict" in result:  # (a large body stays in the local MIRROR_BODIES)
-            await self._keep_conflict(headers, entry.data, result)
+            await self._keep_conflict(self._headers(entry), entry.data, result)
             return
         if entry.body.startswith("object:"):  # committed: neither copy is needed any more
             name = entry.body.removeprefix("object:")
@@ -313,12 +308,21 @@ class Sink:
             with contextlib.suppress(ObjectNotFoundError, NotFoundError):
                 await (await self.peer_js.object_store(names.OBJ_MIRROR_BODIES)).delete(name)
         for kind, detail in result.get("resolved", ()):
-            self._resolved(headers, kind, detail)
+            self._resolved(entry.account, kind, detail)
         if result["applied"]:
             self.stats.applied += 1
-            metrics.MIRROR_APPLIED.labels(peer=self.peer).inc()
+            self._applied.inc()
         else:
             self.stats.duplicates += 1
+
+    def _headers(self, entry: replica_batch.BatchEntry) -> dict[str, str]:
+        """The record as the peer sent it: what a conflict is kept with."""
+        return {
+            names.HDR_MIRROR_ACCOUNT: entry.account,
+            names.HDR_MIRROR_RECORD: json.dumps(entry.row),
+            names.HDR_MIRROR_BODY: entry.body,
+            names.HDR_MIRROR_ORIGIN: self.peer,
+        }
 
     async def _peer_body(self, headers: dict[str, str], name: str) -> bytes | tuple[str, bytes]:
         """The large body of a record from the peer's ``MIRROR_BODIES``. Once applied here,
@@ -361,13 +365,13 @@ class Sink:
             detail=result["conflict"],
         )
 
-    def _resolved(self, headers: dict[str, str], kind: str, detail: str) -> None:
+    def _resolved(self, account: str, kind: str, detail: str) -> None:
         self.stats.resolved += 1
         metrics.MIRROR_CONFLICTS.labels(kind=kind).inc()
         log.warning(
             "mirror conflict resolved",
             peer=self.peer,
-            account=headers.get(names.HDR_MIRROR_ACCOUNT),
+            account=account,
             kind=kind,
             detail=detail,
         )

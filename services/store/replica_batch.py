@@ -2,11 +2,13 @@
 order and group-committed (wire form: mailcore/bus/replica_batch.py).
 
 Each record goes through the same replica apply as ``apply`` (replica_rpc.py). The
-applies of one request are handed to the account's writer thread back to back, in
-order, before any is awaited, so the writer runs them as one group: one transaction,
-each record in a savepoint of its own (a refused record rolls back alone), one commit
-and one sync of the new message files for all (docs/storage.md, group commit). An
-account removal ends a group: what came before it is committed first.
+records of one request are handed to each account's writer thread as one write per
+account (Replication.apply_many), all before any is awaited, so the writer commits them
+as one group: one transaction, each record in a savepoint of its own (a refused record
+rolls back alone) except runs of appends that collide with nothing, applied together
+(mailcore/mailstore/replica_run.py), one commit and one sync of the new message files
+for all (docs/storage.md, group commit). An account removal ends a group: what came
+before it is committed first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from mailcore.bus import replica_batch
 from mailcore.bus.replica_batch import BatchEntry
@@ -36,16 +38,46 @@ def _result(outcome: bool | Resolution | BaseException) -> dict[str, Any]:
     return {"applied": outcome}
 
 
-def _apply(
-    acct: Account, e: BatchEntry, rec: Record, data: bytes | None
-) -> Awaitable[bool | Resolution]:
-    """One record, as the ``apply`` request would: settling split-brain collisions when the
-    sink asks for it. Either is one job of the account's writer (group-committed)."""
+def _mode(e: BatchEntry) -> tuple[str | None, bool | None, bool]:
+    """How a record is applied: (origin, split-brain role or None, Trash flag) — the
+    ``apply`` request's headers (a role only with an origin)."""
     if e.resolve is not None and e.origin is not None:
-        return acct.replication.apply_resolving(
-            rec, data, origin=e.origin, resolver=e.resolve == "resolver", trash=e.trash
+        return e.origin, e.resolve == "resolver", e.trash
+    return e.origin, None, False
+
+
+def _apply_runs(
+    accounts: dict[str, Account | ReplicaConflict],
+    group: list[tuple[BatchEntry, Record, bytes | None]],
+    skip: dict[int, bool | Resolution | BaseException],
+) -> list[tuple[list[int], asyncio.Future[Any]]]:
+    """The group's records, per account and way of applying, in order: each run one
+    write of the account's writer (replication.apply_many), all submitted within one
+    step of the event loop, so the writer commits them as one group."""
+    runs: dict[tuple[str, str | None, bool | None, bool], list[int]] = {}
+    order: list[list[int]] = []
+    last: dict[str, tuple[str, str | None, bool | None, bool]] = {}
+    for i, (e, _, _) in enumerate(group):
+        if i in skip:
+            continue
+        key = (e.account, *_mode(e))
+        if last.get(e.account) != key:  # a change of mode starts a new run
+            runs[key] = []
+            order.append(runs[key])
+            last[e.account] = key
+        runs[key].append(i)
+    out: list[tuple[list[int], asyncio.Future[Any]]] = []
+    for idxs in order:
+        e = group[idxs[0]][0]
+        acct = accounts[e.account]
+        assert isinstance(acct, Account)
+        origin, resolve, trash = _mode(e)
+        items = [(group[i][1], group[i][2]) for i in idxs]
+        fut = asyncio.ensure_future(
+            acct.replication.apply_many(items, origin=origin, resolve=resolve, trash=trash)
         )
-    return acct.replication.apply(rec, data, origin=e.origin)
+        out.append((idxs, fut))
+    return out
 
 
 async def apply_batch(store: MailStore, payload: bytes, bodies: Bodies) -> list[dict[str, Any]]:
@@ -72,17 +104,18 @@ async def apply_batch(store: MailStore, payload: bytes, bodies: Bodies) -> list[
             accounts[e.account] = acct
             if applied:
                 done[i] = True
-        # Submitted in order within one step of the event loop: the writer queues them
-        # back to back and commits them as one group.
-        futures = {}
-        for i, (e, rec, data) in enumerate(group):
+        for i, (e, _, _) in enumerate(group):
             target = accounts[e.account]
             if isinstance(target, ReplicaConflict):
                 done[i] = target  # no account for it here: kept as a conflict
-            elif i not in done:
-                futures[i] = asyncio.ensure_future(_apply(target, e, rec, data))
-        outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
-        done.update(zip(futures, outcomes, strict=True))
+        runs = _apply_runs(accounts, group, done)
+        outcomes = await asyncio.gather(*(fut for _, fut in runs), return_exceptions=True)
+        for (idxs, _), outcome in zip(runs, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # the write failed as a whole
+                done.update((i, outcome) for i in idxs)
+                continue
+            for i, (result, failed) in zip(idxs, outcome, strict=True):
+                done[i] = failed if failed is not None else cast(bool | Resolution, result)
         group.clear()
         for i in sorted(done):
             results.append(_result(done[i]))

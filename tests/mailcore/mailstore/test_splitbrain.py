@@ -18,16 +18,28 @@ from tests.mailcore.mailstore.conftest import message
 A, B = "store-a", "store-b"  # store-a sorts first: it gives out the new UIDs
 
 
-async def ship(src: Account, dst: Account, src_name: str, dst_name: str, limit: int) -> int:
+async def ship(
+    src: Account, dst: Account, src_name: str, dst_name: str, limit: int, batched: bool = False
+) -> int:
     """Up to ``limit`` records of ``src``'s journal applied on ``dst``; how many (1 when
-    all of them came from ``dst``: the reader moved on all the same)."""
+    all of them came from ``dst``: the reader moved on all the same). ``batched``: as
+    one write (replica_run.py), as the mirror's apply_batch does."""
     reader = f"mirror:{dst_name}"
     await src.replication.register_reader(reader, position=0)
     records, last = await src.replication.read_skipping(reader, dst_name, limit)
+    items = []
     for rec in records:
         data = None
         if isinstance(rec, AppendRecord):
             data = src.replication.message_bytes(rec.file_id)
+        items.append((rec, data))
+    if batched:
+        for _, exc in await dst.replication.apply_many(
+            items, origin=src_name, resolve=dst_name < src_name
+        ):
+            if exc is not None:
+                raise exc
+    for rec, data in [] if batched else items:
         await dst.replication.apply_resolving(
             rec, data, origin=src_name, resolver=dst_name < src_name
         )
@@ -36,12 +48,12 @@ async def ship(src: Account, dst: Account, src_name: str, dst_name: str, limit: 
     return len(records) or int(last > 0)
 
 
-async def heal(a: Account, b: Account, a_first: bool, step: int = 7) -> None:
+async def heal(a: Account, b: Account, a_first: bool, step: int = 7, batched: bool = False) -> None:
     while True:
         if a_first:
-            moved = await ship(a, b, A, B, step) + await ship(b, a, B, A, step)
+            moved = await ship(a, b, A, B, step, batched) + await ship(b, a, B, A, step, batched)
         else:
-            moved = await ship(b, a, B, A, step) + await ship(a, b, A, B, step)
+            moved = await ship(b, a, B, A, step, batched) + await ship(a, b, A, B, step, batched)
         if not moved:
             return
 
@@ -63,8 +75,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize("a_first", [True, False])
-async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool) -> None:
+async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool, batched: bool) -> None:
     sa, sb = await MailStore.open(tmp_path / "a"), await MailStore.open(tmp_path / "b")
     try:
         a = await sa.account("acct-1")
@@ -74,7 +87,7 @@ async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool) -> 
         for i in range(5):
             await a.append(inbox.id, message(f"pre{i}"))
         await a.append(work.id, message("work0"))
-        await heal(a, b, a_first)
+        await heal(a, b, a_first, batched=batched)
         assert await contents(a) == await contents(b)
         seen_next = {"a": (await a.status(inbox.id)).uidnext}
         seen_next["b"] = (await b.status(inbox.id)).uidnext
@@ -99,7 +112,7 @@ async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool) -> 
         await b.append(work.id, message("work-b"))
         await a.append(work.id, message("work-a"))
         # --- heal --------------------------------------------------------------------
-        await heal(a, b, a_first)
+        await heal(a, b, a_first, batched=batched)
         got_a, got_b = await contents(a), await contents(b)
         assert got_a == got_b
         box = f"INBOX/{validity}"
