@@ -65,6 +65,28 @@ def _advance(t: Txn, mb: MailboxRow, *, uidnext: int, modseq: int, delta: int = 
     t.state.modseq = max(t.state.modseq, modseq)
 
 
+def log_append(t: Txn, mb: MailboxRow, rec: AppendRecord, size: int, fid: int) -> None:
+    """This store's journal record of the peer's append, applied with the peer's UID,
+    mod-sequence and flags (one record per message, whether applied alone or in a run:
+    replica_run.py)."""
+    t.log(
+        AppendRecord(
+            t.next_seq(),
+            t.at,
+            mb.id,
+            mb.uidvalidity,
+            rec.uid,
+            rec.modseq,
+            rec.internal_date,
+            size,
+            rec.sha256,
+            fid,
+            rec.flags,
+            rec.delivery_key,
+        )
+    )
+
+
 def _append(t: Txn, rec: AppendRecord, data: bytes | None) -> bool:
     mb = _mailbox(t, rec.mailbox_id)
     if mb.uidvalidity != rec.uidvalidity:
@@ -122,22 +144,7 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None) -> bool:
     _advance(t, mb, uidnext=rec.uid + 1, modseq=rec.modseq, delta=delta)
     t.state.usage_messages += 1
     t.state.usage_bytes += len(data)
-    t.log(
-        AppendRecord(
-            t.next_seq(),
-            t.at,
-            mb.id,
-            mb.uidvalidity,
-            rec.uid,
-            rec.modseq,
-            rec.internal_date,
-            len(data),
-            rec.sha256,
-            fid,
-            rec.flags,
-            rec.delivery_key,
-        )
-    )
+    log_append(t, mb, rec, len(data), fid)
     return True
 
 

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 from mailcore import message
-from mailcore.mailstore import digest, readers, searchdata
+from mailcore.mailstore import digest, readers, replica, searchdata
 from mailcore.mailstore import flags as flagset
 from mailcore.mailstore.core import Txn, in_savepoint
 from mailcore.mailstore.mailboxes import MailboxRow
@@ -111,22 +111,7 @@ def _appends(
         base = (mb.id, rec.uid, rec.modseq, encoded, rec.internal_date, len(data), fid, sha)
         rows.append(row_values(base, rec.at, searchdata.of(p, data)))  # RFC 8514: as saved there
         delta ^= digest.contribution(rec.uid, sha, encoded)
-        t.log(
-            AppendRecord(
-                t.next_seq(),
-                t.at,
-                mb.id,
-                mb.uidvalidity,
-                rec.uid,
-                rec.modseq,
-                rec.internal_date,
-                len(data),
-                rec.sha256,
-                fid,
-                rec.flags,
-                rec.delivery_key,
-            )
-        )
+        replica.log_append(t, mb, rec, len(data), fid)
     conn.executemany(INSERT_ROW, rows)
     conn.executemany("INSERT INTO recent VALUES (?, ?)", [(mb.id, r.uid) for r in recs])
     conn.executemany(
