@@ -80,17 +80,28 @@ def test_webmail_session_works_on_every_replica(stack: Stack) -> None:
     ).encode()
     web.open(f"{base}/login", data=data, timeout=30).read()
     served = set()
-    for _ in range(6):  # round robin: both replicas serve some of these
-        reply = web.open(f"{base}/mail", timeout=30)
-        assert not reply.url.endswith("/login") and "/login?" not in reply.url, reply.url
-        served.add('action="/logout"' in reply.read().decode())  # a logged-in page
+
+    def pages() -> list[float]:
+        return [
+            stack.metric(cid, "postern_webmail_requests_total", 9103, 'route="/mail",status="200"')
+            for cid in stack.containers("webmail")
+        ]
+
+    # Round robin: both replicas serve some of these, once HAProxy has found the second
+    # one through Docker's DNS and seen it pass a check (a healthy container may still be
+    # a few resolver rounds away from the balancer): ask until both have served, or give up.
+    deadline = time.monotonic() + 90
+    while True:
+        for _ in range(6):
+            reply = web.open(f"{base}/mail", timeout=30)
+            assert not reply.url.endswith("/login") and "/login?" not in reply.url, reply.url
+            served.add('action="/logout"' in reply.read().decode())  # a logged-in page
+        if all(n > 0 for n in pages()) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert served == {True}
     # both replicas served the logged-in user's mailbox page with status 200
-    pages = [
-        stack.metric(cid, "postern_webmail_requests_total", 9103, 'route="/mail",status="200"')
-        for cid in stack.containers("webmail")
-    ]
-    assert all(n > 0 for n in pages), pages
+    assert all(n > 0 for n in pages()), pages()
 
 
 def test_300_messages_land_exactly_once_across_replicas(stack: Stack) -> None:
