@@ -61,7 +61,10 @@ def free_ports(n: int) -> list[int]:
 
 
 def free_subnet() -> str:
-    """A /24 for the stack's internal backend network that no Docker network uses yet."""
+    """A /24 for the stack's internal backend network that no Docker network uses yet,
+    outside Docker's default address pools (172.17-172.31.0.0/16, 192.168.0.0/16): the
+    project's `default` network is made first, from those pools, and once took
+    172.30.0.0/16 over a 172.30.x.0/24 chosen here ("Pool overlaps", CI rehearsal)."""
     ids = subprocess.run(
         ["docker", "network", "ls", "-q"], capture_output=True, text=True, check=True
     ).stdout.split()
@@ -73,10 +76,10 @@ def free_subnet() -> str:
     ).stdout.split()
     taken = [ipaddress.ip_network(n) for n in used if "." in n]
     for third in random.sample(range(256), 256):
-        net = ipaddress.ip_network(f"172.30.{third}.0/24")
+        net = ipaddress.ip_network(f"10.213.{third}.0/24")
         if not any(net.overlaps(t) for t in taken):
             return str(net)
-    raise AssertionError("no free 172.30.x.0/24 for the backend network")
+    raise AssertionError("no free 10.213.x.0/24 for the backend network")
 
 
 def remove_stale(prefix: str = "postern-ct-", max_age: float = 3600.0) -> list[str]:
