@@ -5,6 +5,7 @@ PROXY-protocol ports. (Without a Docker engine; compose/tests runs the deploymen
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -378,3 +379,17 @@ def test_ha_streams_are_declared_with_three_replicas() -> None:
             env = base.get(name, {}).get("environment", {}) | svc.get("environment", {})
             assert env.get("POSTERN_STREAM_REPLICAS") == "3", name
     assert declaring == ["nats"]
+
+
+def test_backend_subnet_default_lies_outside_dockers_default_pools() -> None:
+    """Docker hands networks out of 172.17-172.31.0.0/16 and 192.168.0.0/16 by default; a
+    backend subnet inside them can clash with one ("Pool overlaps"), e.g. when the
+    project's own default network, made first, is given the whole /16."""
+    text = (COMPOSE / "compose.yaml").read_text()
+    defaults = set(re.findall(r"\$\{BACKEND_SUBNET:-([0-9./]+)\}", text))
+    assert len(defaults) == 1, defaults  # the network and the trusted networks agree
+    subnet = ipaddress.ip_network(defaults.pop())
+    pools = [ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)]
+    pools.append(ipaddress.ip_network("192.168.0.0/16"))
+    assert not any(subnet.overlaps(p) for p in pools), subnet
+    assert subnet.is_private
