@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -29,25 +31,59 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nats.js import api as js_api
+from nats.js.client import JetStreamContext
+
 from bench.procs import stop_all
 from bench.relay_drain import cpu_seconds
 from bench.stats import percentile
 from mailcore.bus import names
 from mailcore.bus.connect import connect
 from mailcore.bus.schemas import new_message_id
-from mailcore.bus.setup import BusLimits, declare_all
+from mailcore.bus.setup import BusLimits, declare_all, relay_consumer, stream_configs
 from services.ctl import daemons
 
 
 async def measure(
-    url: str, nats_pid: int, *, messages: int, sessions: int, size: int, consume: bool
+    url: str,
+    nats_pid: int,
+    *,
+    messages: int,
+    sessions: int,
+    size: int,
+    consume: bool,
+    purge: float | None = None,
 ) -> dict[str, Any]:
     bus = await connect(url, "bus-ceiling", wait=30)
     try:
-        await declare_all(bus.js, BusLimits(outbound_max_bytes=max(1024**3, messages * size * 2)))
+        limits = BusLimits(outbound_max_bytes=max(1024**3, messages * size * 2))
+        await declare_all(bus.js, limits)
+        if purge is not None:
+            await limits_stream(bus.js, limits)
+            consume = True
         frame = b"{}\n" + b"x" * size
         latencies: list[float] = []
         acked = 0
+        purges = 0
+        purged_to = 0
+
+        async def purger(stopping: asyncio.Event) -> None:
+            nonlocal purges, purged_to
+            assert purge is not None
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), purge)
+                info = await bus.js.consumer_info(names.STREAM_OUTBOUND, names.CONSUMER_RELAY)
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                if floor and floor > purged_to:
+                    await bus.js.purge_stream(names.STREAM_OUTBOUND, seq=floor + 1)
+                    purged_to = floor
+                    purges += 1
+                if stopping.is_set():
+                    # the last acks are fire-and-forget: wait until the floor has them all
+                    if purged_to >= messages:
+                        return
+                    await asyncio.sleep(0.02)
 
         async def consumer() -> None:
             nonlocal acked
@@ -72,6 +108,8 @@ async def measure(
                 latencies.append(time.perf_counter() - started)
 
         reader = asyncio.create_task(consumer()) if consume else None
+        purge_stop = asyncio.Event()
+        purging = asyncio.create_task(purger(purge_stop)) if purge is not None else None
         shares = [messages // sessions + (i < messages % sessions) for i in range(sessions)]
         cpu0 = cpu_seconds(nats_pid)
         t0 = time.perf_counter()
@@ -81,11 +119,22 @@ async def measure(
         meanwhile = acked
         if reader is not None:  # the rest, so every message is known to be acked off
             await asyncio.wait_for(reader, 60 + messages / 10)
+        left = None
+        if purging is not None:  # a last purge up to the final ack floor
+            purge_stop.set()
+            await asyncio.wait_for(purging, 60)
+            left = (await bus.js.stream_info(names.STREAM_OUTBOUND)).state.messages
+        stream = await bus.js.stream_info(names.STREAM_OUTBOUND)
+        retention = stream.config.retention
         return {
             "messages": messages,
             "sessions": sessions,
             "size": size,
             "consume": consume,
+            "retention": js_api.RetentionPolicy(retention).value if retention else None,
+            "purge_interval": purge,
+            "purges": purges,
+            "left_after_purge": left,
             "seconds": round(seconds, 3),
             "publish_rate": round(messages / seconds, 1),
             "puback_p50_ms": round(1000 * (percentile(latencies, 50) or 0), 2),
@@ -98,6 +147,15 @@ async def measure(
         await bus.close()
 
 
+async def limits_stream(js: JetStreamContext, limits: BusLimits) -> None:
+    """Replace the work-queue ``MAIL_OUTBOUND`` with the batch-purge design's: limits
+    retention, otherwise the same stream, and the relay's durable on it again."""
+    (outbound,) = (c for c in stream_configs(limits) if c.name == names.STREAM_OUTBOUND)
+    await js.delete_stream(names.STREAM_OUTBOUND)
+    await js.add_stream(dataclasses.replace(outbound, retention=js_api.RetentionPolicy.LIMITS))
+    await js.add_consumer(names.STREAM_OUTBOUND, relay_consumer(limits))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.bus_ceiling", description=__doc__.split("\n")[0]
@@ -106,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=10, help="concurrent publishers (W8: 10)")
     p.add_argument("--size", type=int, default=10 * 1024, help="bytes per message")
     p.add_argument("--consume", action="store_true", help="a consumer acks meanwhile")
+    p.add_argument(
+        "--purge",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="limits retention, acks purged up to the ack floor every SECONDS (implies --consume)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the result here too")
     p.add_argument("--workdir", type=Path, default=None, help="parent of the working directory")
     args = p.parse_args(argv)
@@ -124,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 sessions=args.sessions,
                 size=args.size,
                 consume=args.consume,
+                purge=args.purge,
             )
         )
         result["load_average_before"] = [round(x, 2) for x in load_before]

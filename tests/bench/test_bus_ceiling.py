@@ -23,3 +23,14 @@ def test_publishes_every_message_and_reports_the_figures(tmp_path: Path, consume
     assert result["nats_cpu_ms_per_message"] >= 0
     assert result["acked"] == (30 if consume else 0)  # every message acked off the stream
     assert result["acked_meanwhile"] <= result["acked"]
+
+
+def test_purge_mode_keeps_a_limits_stream_and_purges_it_to_the_ack_floor(tmp_path: Path) -> None:
+    out = tmp_path / "ceiling.json"
+    argv = ["--messages", "30", "--sessions", "3", "--json", str(out), "--workdir", str(tmp_path)]
+    assert bus_ceiling.main([*argv, "--purge", "0.1"]) == 0
+    result = json.loads(out.read_text())
+    assert result["retention"] == "limits" and result["purge_interval"] == 0.1
+    assert result["consume"] is True and result["acked"] == 30
+    assert result["purges"] >= 1
+    assert result["left_after_purge"] == 0  # acks alone leave them; the purges removed all
