@@ -257,7 +257,45 @@ def test_a_deferring_apply_looks_up_collisions_not_the_whole_mailbox(tmp_path: P
     (what made a mirror's catch-up slow down as the mailbox grew: bench W6)."""
     conn = sqlite3.connect(tmp_path / "index.sqlite3")
     schema.create(conn)
-    plan = conn.execute("EXPLAIN QUERY PLAN " + splitbrain._OWN_COPY, (1, A, "0" * 64, 1))
+    plan = conn.execute("EXPLAIN QUERY PLAN " + splitbrain._COPY_OF, (1, A, 7))
     steps = [row[3] for row in plan]
     assert steps == ["SEARCH uid_moves USING PRIMARY KEY (mailbox_id=?)"], steps
     # the one message is then read by its key (mailbox_id, uid): messages' primary key
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+@pytest.mark.parametrize("step", [1, 3, 50])
+async def test_a_copy_that_collides_again_does_not_take_the_live_message(
+    tmp_path: Path, a_first: bool, step: int
+) -> None:
+    """The deferring side holds the same bytes twice in one mailbox while cut (COPY onto
+    the same mailbox, RFC 3501 §6.4.7, and the first UID expunged later), both UIDs
+    colliding. The resolver's new copy of the first lands on a UID the deferring side
+    used too (deferred there, moved on by the resolver later), so the copy of the second
+    arrives first. Matched by bytes and order, it was taken for the copy of the expunged
+    one and dropped, and the live one went with the first copy's move: the message lived
+    on the resolver only. The resolver's ``uid-move`` records name each copy's old UID."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False)
+    sb = await MailStore.open(tmp_path / "b", fsync=False)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        for i in range(3):  # the link cut: A takes UIDs 2-4
+            await a.append(inbox.id, message(f"E{i}"))
+        twice = message("twice")
+        first = (await b.append(inbox.id, twice)).uid  # B: 2, its copy 3, F0-F3 4-7
+        await b.copy(inbox.id, [first], inbox.id)
+        for i in range(4):
+            await b.append(inbox.id, message(f"F{i}"))
+        await b.expunge(inbox.id, [first], force=True)
+        await heal(a, b, a_first, step)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
+        assert held.count(sha(twice)) == 1 and len(held) == 9
+    finally:
+        await sa.close()
+        await sb.close()
