@@ -145,12 +145,12 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
     own: str | None = None
     if live is not None:
         own = (live[0] or b"").hex()
-        if own == rec.sha256:
+        if own == rec.sha256 and not _copy_at(conn, mb.id, u, res.origin):
             return False
         kind = "uid"
     elif gone is not None:
         own = _own_sha(conn, mb.id, u)
-        if own is None or own == rec.sha256:
+        if own is None or (own == rec.sha256 and not _copy_at(conn, mb.id, u, res.origin)):
             return None  # the same message, expunged here: it never comes back
         kind = "uid"
     elif res.resolver and u < mb.uidnext:
@@ -186,6 +186,19 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
         f"mailbox {mb.id} UID {u}: ours → {ours}, the peer's → {theirs} (None: expunged already)",
     )
     return True
+
+
+def _copy_at(conn: sqlite3.Connection, mailbox_id: int, uid: int, origin: str) -> bool:
+    """``uid`` holds (resolver), or the resolver holds there (deferring store), the new
+    copy of the deferring side's message of *another* UID: equal bytes at ``uid`` on both
+    sides are then two messages (one moved or copied within the mailbox while cut), not
+    one, and collide as any two would."""
+    row = conn.execute(
+        "SELECT 1 FROM uid_moves WHERE mailbox_id = ? AND origin = ? AND new_uid = ?"
+        " AND uid != ? LIMIT 1",
+        (mailbox_id, origin, uid, uid),
+    ).fetchone()
+    return row is not None
 
 
 def _uidnext(conn: sqlite3.Connection, mailbox_id: int) -> int:

@@ -299,3 +299,37 @@ async def test_a_copy_that_collides_again_does_not_take_the_live_message(
     finally:
         await sa.close()
         await sb.close()
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+@pytest.mark.parametrize("step", [1, 50])
+async def test_a_copy_landing_where_its_own_move_went_is_another_message(
+    tmp_path: Path, a_first: bool, step: int
+) -> None:
+    """The deferring side moves a message within its mailbox while cut (RFC 6851, UID 2
+    to 4), and the resolver's new copy of UID 2 lands on UID 4 too: equal bytes under
+    one UID on both sides, but two messages (the copy of the expunged UID 2, and the
+    moved one). Taken for one, the expunge of UID 2 followed to UID 4 took the moved
+    message on both sides. The uid-move record tells the copy of UID 2 apart: the two
+    collide as any two messages would."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False)
+    sb = await MailStore.open(tmp_path / "b", fsync=False)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        await a.append(inbox.id, message("E0"))  # the link cut: A takes UID 2
+        moving = message("moved")
+        uid = (await b.append(inbox.id, moving)).uid  # B: 2, F0 3, then 2 moved to 4
+        await b.append(inbox.id, message("F0"))
+        assert (await b.move(inbox.id, [uid], inbox.id)).mapping == [(2, 4)]
+        await heal(a, b, a_first, step)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
+        assert held.count(sha(moving)) == 1 and len(held) == 4
+    finally:
+        await sa.close()
+        await sb.close()
