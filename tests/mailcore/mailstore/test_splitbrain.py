@@ -12,7 +12,7 @@ import pytest
 
 from mailcore.mailstore import Account, MailStore, schema, splitbrain
 from mailcore.mailstore.model import FlagOp
-from mailcore.mailstore.records import AppendRecord
+from mailcore.mailstore.records import AppendRecord, UidMoveRecord
 from tests.mailcore.mailstore.conftest import message
 
 A, B = "store-a", "store-b"  # store-a sorts first: it gives out the new UIDs
@@ -333,3 +333,42 @@ async def test_a_copy_landing_where_its_own_move_went_is_another_message(
     finally:
         await sa.close()
         await sb.close()
+
+
+async def test_the_resolver_names_each_copy_of_the_peers_message_before_its_append(
+    tmp_path: Path,
+) -> None:
+    """A collision on the resolver: its journal tells the peer where its message went, a
+    ``uid-move`` (the peer's UID, the new one) right before the append of the copy, and
+    again when that copy moves on (its new UID collided on the peer too). A store that
+    applies the record plainly (a follower) changes nothing."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False)
+    sb = await MailStore.open(tmp_path / "b", fsync=False)
+    sc = await MailStore.open(tmp_path / "c", fsync=False)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        head = a.replication.head
+        await a.append(inbox.id, message("E0"))  # the link cut: both take UID 2
+        for i in range(4):  # B: 2-5; the copy of B's 2 goes to 4 first, then on
+            await b.append(inbox.id, message(f"F{i}"))
+        await ship(b, a, B, A, 1000)
+        told = [r for r in await a.replication.read(head) if r.kind in ("uid-move", "append")]
+        moves = [(r.uid, r.new_uid) for r in told if isinstance(r, UidMoveRecord)]
+        assert moves[:2] == [(2, 4), (3, 6)]  # (A's E0 went to 3 first, then on: 5)
+        assert (2, max(n for u, n in moves if u == 2)) in moves[2:]  # moved on again
+        for i, r in enumerate(told):
+            if isinstance(r, UidMoveRecord):
+                after = told[i + 1]
+                assert isinstance(after, AppendRecord) and after.uid == r.new_uid
+        c = await sc.account("acct-1", replica=True)
+        for r in told:
+            if isinstance(r, UidMoveRecord):
+                assert await c.replication.apply(r) is False
+    finally:
+        await sa.close()
+        await sb.close()
+        await sc.close()
