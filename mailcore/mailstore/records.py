@@ -20,6 +20,7 @@ RecordKind = Literal[
     "mailbox-delete",
     "mailbox-rename",
     "mailbox-merge",
+    "uid-move",
     "subscribe",
     "unsubscribe",
     "uidnext",
@@ -142,6 +143,23 @@ class MailboxMergeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UidMoveRecord:
+    """Split brain (mailcore/mailstore/splitbrain.py): the resolving store moved the
+    peer's message that came under ``uid`` (the peer's UID, which collided here) to
+    ``new_uid`` — the first time, or again when the new UID collided on the peer too.
+    Written before the append record of the copy at ``new_uid``, so the deferring peer
+    knows that copy for its own message under ``uid`` exactly (not by its bytes and
+    order). Changes nothing by itself; a store that resolves, and a follower, ignore it."""
+
+    kind: ClassVar[RecordKind] = "uid-move"
+    seq: int
+    at: float
+    mailbox_id: int
+    uid: int
+    new_uid: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribeRecord:
     """RFC 3501 §6.3.6: ``name`` subscribed (a mailbox of that name may not exist)."""
 
@@ -204,6 +222,7 @@ Record = (
     | MailboxDeleteRecord
     | MailboxRenameRecord
     | MailboxMergeRecord
+    | UidMoveRecord
     | SubscribeRecord
     | UnsubscribeRecord
     | UidNextRecord
@@ -219,6 +238,7 @@ MailboxRecord = (
     | MailboxDeleteRecord
     | MailboxRenameRecord
     | MailboxMergeRecord
+    | UidMoveRecord
     | UidNextRecord
 )
 
@@ -235,6 +255,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     UidNextRecord,
     QuotaRecord,
     AccountRemovedRecord,
+    UidMoveRecord,
 )
 
 
@@ -300,6 +321,7 @@ __all__ = [
     "Record",
     "RecordKind",
     "SubscribeRecord",
+    "UidMoveRecord",
     "UidNextRecord",
     "UnsubscribeRecord",
     "mailbox_of",

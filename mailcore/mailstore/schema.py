@@ -113,8 +113,9 @@ CREATE TABLE IF NOT EXISTS journal_origin (
 );
 -- split brain (mailcore.mailstore.splitbrain): a peer's message that arrived on a UID this
 -- store had used for another one. On the resolving store: where it went (new_uid, NULL:
--- it was gone already). On the deferring store: new_uid NULL, the peer's records about
--- that UID are about another message. Created on open (IF NOT EXISTS): no schema step.
+-- it was gone already). On the deferring store: the peer's records about that UID are
+-- about another message, and new_uid is where the resolver holds our message now (its
+-- uid-move records, NULL: not told yet). Created on open (IF NOT EXISTS): no schema step.
 CREATE TABLE IF NOT EXISTS uid_moves (
     mailbox_id INTEGER NOT NULL,
     uid INTEGER NOT NULL,

@@ -12,7 +12,11 @@ first resolves, the other defers), so no UID is ever chosen on both sides:
   store ignores the resolver's append (it will come again under the new UID), notes the
   UID in ``uid_moves`` so that the resolver's records about the old UID (flags, expunge)
   are not applied to its own message there, and when its own message comes back from the
-  resolver under the new UID it expunges the old one. A peer's append below UIDNEXT on a
+  resolver under the new UID it expunges the old one. Which append is that copy the
+  resolver says in a ``uid-move`` record (the peer's old UID and the new one) written
+  just before it, also when it moves the copy on again because the new UID collided on
+  the peer too; bytes and order do not tell (the same bytes twice in a mailbox, the order
+  changed by such a second move). A peer's append below UIDNEXT on a
   UID never used here (a late arrival) is renumbered the same way by the resolver, so a
   client never sees a new message under a UID lower than one it was shown.
 * **Later records about a moved UID**: on the resolver the peer's flags and expunges are
@@ -51,6 +55,7 @@ from mailcore.mailstore.records import (
     FlagsRecord,
     MailboxRenameRecord,
     Record,
+    UidMoveRecord,
 )
 from mailcore.mailstore.resolution import ECHO, Resolution, insert_theirs, own_since
 
@@ -140,12 +145,12 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
     own: str | None = None
     if live is not None:
         own = (live[0] or b"").hex()
-        if own == rec.sha256:
+        if own == rec.sha256 and not _copy_at(conn, mb.id, u, res.origin):
             return False
         kind = "uid"
     elif gone is not None:
         own = _own_sha(conn, mb.id, u)
-        if own is None or own == rec.sha256:
+        if own is None or (own == rec.sha256 and not _copy_at(conn, mb.id, u, res.origin)):
             return None  # the same message, expunged here: it never comes back
         kind = "uid"
     elif res.resolver and u < mb.uidnext:
@@ -160,14 +165,18 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
     before = t.state.change_seq
     ours = None
     if live is not None:  # ours goes to the end first, then theirs
+        # ours may be a peer's message renumbered onto ``u`` before: it moves on, and the
+        # peer is told where (uid-move, ahead of the copy's append)
+        _moved_on(t, mb.id, u, _uidnext(conn, mb.id))
         moved = copy(t, mb, [u], mb, move=True, quota=None)
         ours = moved.mapping[0][1]
-        conn.execute(
-            "UPDATE uid_moves SET new_uid = ? WHERE mailbox_id = ? AND new_uid = ?",
-            (ours, mb.id, u),
-        )
         splitboxes.renumbered(t, mb.id, u, ours)
-    theirs = insert_theirs(t, mb, rec, data) if data is not None else None
+    theirs = None
+    if data is not None:
+        new_uid = _uidnext(conn, mb.id)
+        t.log(UidMoveRecord(t.next_seq(), t.at, mb.id, u, new_uid))
+        theirs = insert_theirs(t, mb, rec, data)
+        _check(new_uid, theirs)
     if kind == "late":
         _remove_uid(t, mb, u)
     _note_move(t, mb.id, u, res.origin, theirs)
@@ -179,43 +188,97 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
     return True
 
 
+def _copy_at(conn: sqlite3.Connection, mailbox_id: int, uid: int, origin: str) -> bool:
+    """``uid`` holds (resolver), or the resolver holds there (deferring store), the new
+    copy of the deferring side's message of *another* UID: equal bytes at ``uid`` on both
+    sides are then two messages (one moved or copied within the mailbox while cut), not
+    one, and collide as any two would."""
+    row = conn.execute(
+        "SELECT 1 FROM uid_moves WHERE mailbox_id = ? AND origin = ? AND new_uid = ?"
+        " AND uid != ? LIMIT 1",
+        (mailbox_id, origin, uid, uid),
+    ).fetchone()
+    return row is not None
+
+
+def _uidnext(conn: sqlite3.Connection, mailbox_id: int) -> int:
+    """The UID the next message of the mailbox gets (messages.insert reads the same)."""
+    row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    return int(row[0])
+
+
+def _check(told: int, got: int) -> None:
+    if told != got:  # the uid-move record would name another message: roll back
+        raise RuntimeError(f"uid-move told UID {told}, the copy went to UID {got}")
+
+
+def _moved_on(t: Txn, mailbox_id: int, uid: int, new_uid: int) -> None:
+    """Resolver: the message at ``uid`` goes on to ``new_uid``; the peer's messages that
+    were renumbered onto ``uid`` (their new copy collided on the peer too) are followed
+    there, and the peer is told each one (``uid-move``, ahead of the copy's append)."""
+    peer_uids = t.conn.execute(
+        "SELECT uid FROM uid_moves WHERE mailbox_id = ? AND new_uid = ? ORDER BY uid",
+        (mailbox_id, uid),
+    ).fetchall()
+    for (peer_uid,) in peer_uids:
+        t.log(UidMoveRecord(t.next_seq(), t.at, mailbox_id, peer_uid, new_uid))
+    t.conn.execute(
+        "UPDATE uid_moves SET new_uid = ? WHERE mailbox_id = ? AND new_uid = ?",
+        (new_uid, mailbox_id, uid),
+    )
+
+
+def _uid_move(t: Txn, rec: UidMoveRecord, res: Resolution) -> bool:
+    """Deferring store: the resolver holds our message of collided UID ``rec.uid`` under
+    ``rec.new_uid`` now; its append there is that message's copy (:func:`after_append`).
+    Nothing changes in the mailbox; a resolver ignores the record (it gives them out)."""
+    if not res.resolver:
+        t.conn.execute(
+            "UPDATE uid_moves SET new_uid = ? WHERE mailbox_id = ? AND uid = ? AND origin = ?",
+            (rec.new_uid, rec.mailbox_id, rec.uid, res.origin),
+        )
+    return False
+
+
+# Deferring store: our message under a UID that collided, whose copy the resolver's append
+# at ``new_uid`` is: the resolver named both in a uid-move record just before that
+# append (also when it moved the copy on again, because the new UID collided here too).
+# Matched by bytes and order instead, the copy of a live message could be taken for the
+# copy of an expunged one with the same bytes (a message moved within the mailbox, or out
+# and back, while cut) when the order changed on the way: it was dropped here and lived
+# on the resolver only. The plan starts from ``uid_moves`` (the collisions, usually none),
+# never from the messages of the mailbox (a walk of the mailbox per applied append slowed
+# a mirror's catch-up as the mailbox grew: bench W6).
+_COPY_OF = (
+    "SELECT uid, ours FROM uid_moves WHERE mailbox_id = ? AND origin = ? AND new_uid = ?"
+    " AND ours IS NOT NULL ORDER BY uid LIMIT 1"
+)
+
+
+def _copy_of(
+    conn: sqlite3.Connection, mailbox_id: int, origin: str, new_uid: int
+) -> tuple[int, str] | None:
+    """(our collided UID, the SHA-256 of our message there) whose copy the resolver holds
+    at ``new_uid``; None when it is no copy of ours still waiting."""
+    row = conn.execute(_COPY_OF, (mailbox_id, origin, new_uid)).fetchone()
+    return (int(row[0]), str(row[1])) if row is not None else None
+
+
 def _deferred_copy_gone(t: Txn, mb: MailboxRow, rec: AppendRecord, res: Resolution) -> None:
     """Deferring store: the resolver sends one of our messages under a new UID; if we
     expunged it meanwhile, it must not come back."""
     if res.resolver:
         return
-    uid = _own_copy(t.conn, mb.id, res.origin, rec.sha256, rec.uid)
-    if uid is None:
+    found = _copy_of(t.conn, mb.id, res.origin, rec.uid)
+    if found is None or found[1] != rec.sha256:
         return
+    uid, _ = found
     gone = t.conn.execute(
         "SELECT 1 FROM expunged WHERE mailbox_id = ? AND uid = ?", (mb.id, uid)
     ).fetchone()
     if gone is not None:
         res.drop_data = True
         res.note("expunged", f"mailbox {mb.id} UID {rec.uid}: expunged here as UID {uid}")
-
-
-# Our message under a UID that collided, which the resolver's append of ``sha256`` is the
-# new copy of. The resolver gives our collided messages their new UIDs in the order we
-# journalled them, i.e. in UID order: the lowest collided UID still waiting for its copy
-# is the one, also when the mailbox held the same bytes twice (a message moved within it,
-# or appended twice: one copy expunged here, one live). Matching every copy of the bytes
-# took the live one for the expunged one's copy: it went here, and came back on the
-# resolver only. The plan starts from ``uid_moves`` (the collisions, usually none), never
-# from the messages of the mailbox (a walk of the mailbox per applied append slowed a
-# mirror's catch-up as the mailbox grew: bench W6).
-_OWN_COPY = (
-    "SELECT uid FROM uid_moves WHERE mailbox_id = ? AND origin = ? AND ours = ? AND uid != ?"
-    " ORDER BY uid LIMIT 1"
-)
-
-
-def _own_copy(
-    conn: sqlite3.Connection, mailbox_id: int, origin: str, sha256: str, uid: int
-) -> int | None:
-    """The collided UID of ours whose new copy is the resolver's ``sha256`` at ``uid``."""
-    row = conn.execute(_OWN_COPY, (mailbox_id, origin, sha256, uid)).fetchone()
-    return int(row[0]) if row is not None else None
 
 
 def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> None:
@@ -229,20 +292,22 @@ def after_append(t: Txn, rec: AppendRecord, res: Resolution, applied: bool) -> N
     mb = _mailbox(t, rec.mailbox_id)
     if mb is None:
         return
-    rows = _take_own_copy(t, mb, res.origin, rec.sha256, rec.uid)
+    rows = _take_own_copy(t, mb, res.origin, rec.uid, rec.sha256)
     if rows:
         _remove_own_copies(t, mb, rows, res.origin)
         res.note("moved", f"mailbox {mb.id}: UIDs {[r[0] for r in rows]} now UID {rec.uid}")
 
 
-def _take_own_copy(t: Txn, mb: MailboxRow, origin: str, sha256: str, uid: int) -> list[Any]:
-    """The row (:data:`REMOVE_COLUMNS`) of our message whose copy the resolver's
-    ``sha256`` at ``uid`` is (:data:`_OWN_COPY`), to expunge; none when we expunged it
-    already (its copy was dropped: :func:`_deferred_copy_gone`), and then the collided
-    UID no longer waits for its copy."""
-    own = _own_copy(t.conn, mb.id, origin, sha256, uid)
-    if own is None:
+def _take_own_copy(t: Txn, mb: MailboxRow, origin: str, new_uid: int, sha256: str) -> list[Any]:
+    """The row (:data:`REMOVE_COLUMNS`) of our message whose copy the resolver holds at
+    ``new_uid`` (:data:`_COPY_OF`; the copy's bytes ``sha256``), to expunge; none when
+    we expunged it already (its copy was dropped: :func:`_deferred_copy_gone`), and then
+    the collided UID no longer waits for its copy. Other bytes than ours there: no copy
+    of ours (nothing is taken: at worst a message twice, never one lost)."""
+    found = _copy_of(t.conn, mb.id, origin, new_uid)
+    if found is None or found[1] != sha256:
         return []
+    own = found[0]
     rows = t.conn.execute(
         f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?"  # noqa: S608
         " AND sha256 = ?",
@@ -352,10 +417,9 @@ def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) ->
         # a copy of it in a mailbox of ours merged into this one goes too: its append
         # was deferred here, so it never drained that copy (splitboxes.drain)
         splitboxes.drain_copy(t, mb.id, sha, res)
-        # the one collided UID of ours it is the copy of (in order, as after_append):
-        # all of ours with its bytes took a live copy for one expunged here since
-        # (moved out of the mailbox and back while cut), whose own copy then never came
-        found = _take_own_copy(t, mb, res.origin, sha, uid)
+        # the collided UID of ours it is the copy of, as the resolver's uid-move named
+        # it: deleted there (moved on, it was told under the newer UID first)
+        found = _take_own_copy(t, mb, res.origin, uid, sha)
         rows += found
         if found:
             _remove_own_copies(t, mb, found, res.origin)
@@ -378,6 +442,8 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
     """Before replica apply: the outcome when the record collides (True/False), a record
     to apply instead, or None to apply ``rec`` as it is. Mailboxes first (splitboxes.py:
     created, renamed or deleted on one side and used on the other), then UIDs and flags."""
+    if isinstance(rec, UidMoveRecord):
+        return _uid_move(t, rec, res)
     done = splitboxes.intercept(t, rec, data, res)
     if done is not None:
         return done

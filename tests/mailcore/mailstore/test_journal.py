@@ -28,6 +28,7 @@ from mailcore.mailstore.records import (
     QuotaRecord,
     Record,
     SubscribeRecord,
+    UidMoveRecord,
     UidNextRecord,
     UnsubscribeRecord,
 )
@@ -248,6 +249,7 @@ def test_rows_round_trip(cls: type[Record]) -> None:
         MailboxDeleteRecord: MailboxDeleteRecord(1, 2.0, 3, "ä", 4, (5, 9)),
         MailboxRenameRecord: MailboxRenameRecord(1, 2.0, 3, "a", "b", 4),
         MailboxMergeRecord: MailboxMergeRecord(1, 2.0, 3, 7, True),
+        UidMoveRecord: UidMoveRecord(1, 2.0, 3, 4, 12),
         SubscribeRecord: SubscribeRecord(1, 2.0, "x"),
         UnsubscribeRecord: UnsubscribeRecord(1, 2.0, "x"),
         UidNextRecord: UidNextRecord(1, 2.0, 3, 40, 5),
@@ -256,6 +258,14 @@ def test_rows_round_trip(cls: type[Record]) -> None:
     }
     rec = samples[cls]
     assert journal.decode(journal.encode(rec)) == rec
+
+
+def test_a_uid_move_row_as_the_mirror_ships_it() -> None:
+    """The row (and the mirror's header) of a ``uid-move``: the peer's old UID, then the
+    new one; its mailbox in the row's own column."""
+    rec = UidMoveRecord(7, 2.0, 3, 4, 12)
+    assert journal.encode(rec) == (7, "uid-move", 3, 2.0, "[4,12]")
+    assert journal.decode((7, "uid-move", 3, 2.0, "[4,12]")) == rec
 
 
 def test_a_row_written_before_a_field_was_added_gets_its_default() -> None:

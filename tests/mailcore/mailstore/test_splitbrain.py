@@ -12,7 +12,7 @@ import pytest
 
 from mailcore.mailstore import Account, MailStore, schema, splitbrain
 from mailcore.mailstore.model import FlagOp
-from mailcore.mailstore.records import AppendRecord
+from mailcore.mailstore.records import AppendRecord, UidMoveRecord
 from tests.mailcore.mailstore.conftest import message
 
 A, B = "store-a", "store-b"  # store-a sorts first: it gives out the new UIDs
@@ -257,7 +257,118 @@ def test_a_deferring_apply_looks_up_collisions_not_the_whole_mailbox(tmp_path: P
     (what made a mirror's catch-up slow down as the mailbox grew: bench W6)."""
     conn = sqlite3.connect(tmp_path / "index.sqlite3")
     schema.create(conn)
-    plan = conn.execute("EXPLAIN QUERY PLAN " + splitbrain._OWN_COPY, (1, A, "0" * 64, 1))
+    plan = conn.execute("EXPLAIN QUERY PLAN " + splitbrain._COPY_OF, (1, A, 7))
     steps = [row[3] for row in plan]
     assert steps == ["SEARCH uid_moves USING PRIMARY KEY (mailbox_id=?)"], steps
     # the one message is then read by its key (mailbox_id, uid): messages' primary key
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+@pytest.mark.parametrize("step", [1, 3, 50])
+async def test_a_copy_that_collides_again_does_not_take_the_live_message(
+    tmp_path: Path, a_first: bool, step: int
+) -> None:
+    """The deferring side holds the same bytes twice in one mailbox while cut (COPY onto
+    the same mailbox, RFC 3501 §6.4.7, and the first UID expunged later), both UIDs
+    colliding. The resolver's new copy of the first lands on a UID the deferring side
+    used too (deferred there, moved on by the resolver later), so the copy of the second
+    arrives first. Matched by bytes and order, it was taken for the copy of the expunged
+    one and dropped, and the live one went with the first copy's move: the message lived
+    on the resolver only. The resolver's ``uid-move`` records name each copy's old UID."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False)
+    sb = await MailStore.open(tmp_path / "b", fsync=False)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        for i in range(3):  # the link cut: A takes UIDs 2-4
+            await a.append(inbox.id, message(f"E{i}"))
+        twice = message("twice")
+        first = (await b.append(inbox.id, twice)).uid  # B: 2, its copy 3, F0-F3 4-7
+        await b.copy(inbox.id, [first], inbox.id)
+        for i in range(4):
+            await b.append(inbox.id, message(f"F{i}"))
+        await b.expunge(inbox.id, [first], force=True)
+        await heal(a, b, a_first, step)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
+        assert held.count(sha(twice)) == 1 and len(held) == 9
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+@pytest.mark.parametrize("step", [1, 50])
+async def test_a_copy_landing_where_its_own_move_went_is_another_message(
+    tmp_path: Path, a_first: bool, step: int
+) -> None:
+    """The deferring side moves a message within its mailbox while cut (RFC 6851, UID 2
+    to 4), and the resolver's new copy of UID 2 lands on UID 4 too: equal bytes under
+    one UID on both sides, but two messages (the copy of the expunged UID 2, and the
+    moved one). Taken for one, the expunge of UID 2 followed to UID 4 took the moved
+    message on both sides. The uid-move record tells the copy of UID 2 apart: the two
+    collide as any two messages would."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False)
+    sb = await MailStore.open(tmp_path / "b", fsync=False)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        await a.append(inbox.id, message("E0"))  # the link cut: A takes UID 2
+        moving = message("moved")
+        uid = (await b.append(inbox.id, moving)).uid  # B: 2, F0 3, then 2 moved to 4
+        await b.append(inbox.id, message("F0"))
+        assert (await b.move(inbox.id, [uid], inbox.id)).mapping == [(2, 4)]
+        await heal(a, b, a_first, step)
+        got_a, got_b = await contents(a), await contents(b)
+        assert got_a == got_b
+        held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
+        assert held.count(sha(moving)) == 1 and len(held) == 4
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def test_the_resolver_names_each_copy_of_the_peers_message_before_its_append(
+    tmp_path: Path,
+) -> None:
+    """A collision on the resolver: its journal tells the peer where its message went, a
+    ``uid-move`` (the peer's UID, the new one) right before the append of the copy, and
+    again when that copy moves on (its new UID collided on the peer too). A store that
+    applies the record plainly (a follower) changes nothing."""
+    sa = await MailStore.open(tmp_path / "a", fsync=False)
+    sb = await MailStore.open(tmp_path / "b", fsync=False)
+    sc = await MailStore.open(tmp_path / "c", fsync=False)
+    try:
+        a = await sa.account("acct-1")
+        b = await sb.account("acct-1", replica=True)
+        inbox = await a.mailbox("INBOX")
+        await a.append(inbox.id, message("pre"))
+        await heal(a, b, True)
+        head = a.replication.head
+        await a.append(inbox.id, message("E0"))  # the link cut: both take UID 2
+        for i in range(4):  # B: 2-5; the copy of B's 2 goes to 4 first, then on
+            await b.append(inbox.id, message(f"F{i}"))
+        await ship(b, a, B, A, 1000)
+        told = [r for r in await a.replication.read(head) if r.kind in ("uid-move", "append")]
+        moves = [(r.uid, r.new_uid) for r in told if isinstance(r, UidMoveRecord)]
+        assert moves[:2] == [(2, 4), (3, 6)]  # (A's E0 went to 3 first, then on: 5)
+        assert (2, max(n for u, n in moves if u == 2)) in moves[2:]  # moved on again
+        for i, r in enumerate(told):
+            if isinstance(r, UidMoveRecord):
+                after = told[i + 1]
+                assert isinstance(after, AppendRecord) and after.uid == r.new_uid
+        c = await sc.account("acct-1", replica=True)
+        for r in told:
+            if isinstance(r, UidMoveRecord):
+                assert await c.replication.apply(r) is False
+    finally:
+        await sa.close()
+        await sb.close()
+        await sc.close()

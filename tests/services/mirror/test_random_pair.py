@@ -1,17 +1,21 @@
 """Random operations over real IMAP sessions on both stores of a pair (roles master and
 slave, the settlement running), with the link cut and healed between rounds: mailboxes
 created with their hierarchy (RFC 3501 §6.3.3: missing superior names made on demand),
-renamed and deleted, messages appended, flagged, expunged and moved, on both sides at
-once. Afterwards both stores hold the same mailboxes (names, ids, UIDVALIDITY), the same
-messages under the same UIDs with the same flags, nothing set aside is left, no UID names
-two messages, and no message either side never touched is lost.
+renamed and deleted, messages appended, flagged, expunged, moved (RFC 6851: into any
+mailbox, their own too) and copied onto their own mailbox with the first UIDs expunged,
+on both sides at once. Afterwards both stores hold the same mailboxes (names, ids,
+UIDVALIDITY), the same messages under the same UIDs with the same flags, nothing set
+aside is left, no UID names two messages, and no message either side never touched is
+lost.
 
 What it found (fixed, each with an engine test that fails without the fix): a parent
 made by CREATE ``Z/Sub`` left on store-a only (a batch applied as one group commit did not
 see its own earlier journal records: test_splitboxes.py), a mailbox set aside on store-b
 never drained once the resolver merged its target on (test_splitboxes.py), and a message
 moved within its mailbox, or out and back, while cut lost on the deferring side
-(test_splitbrain.py). Seed 206 ended with ``Work`` (made by CREATE ``Work/Sub``) on
+(test_splitbrain.py; since then named by the resolver's uid-move records, which also
+settle MOVE onto the same mailbox and COPY there with the first UIDs expunged: seeds
+100-160 and 200-260 pass). Seed 206 ended with ``Work`` (made by CREATE ``Work/Sub``) on
 store-a only in the run of seeds 200-215 on the code before (1 of 16); 201 once with a
 set-aside mailbox left on store-b.
 
@@ -168,12 +172,18 @@ async def operate(
                 touched.update(await client.subjects(picked))
                 await client.run("uid", "STORE", picked, "+FLAGS", "(\\Deleted)")
                 await client.run("uid", "EXPUNGE", picked)
-            elif box == "INBOX" and others:
-                # out of INBOX only: a message moved back into a mailbox where it was
-                # (the same bytes under two UIDs of one mailbox, one expunged) is not
-                # always settled yet (docs/mirror.md, "Not built yet")
+            elif roll < 0.96:
+                # RFC 6851 MOVE anywhere, onto the same mailbox too (the same bytes under
+                # a new UID, the old one expunged) and back where a message was before
                 touched.update(await client.subjects(picked))
-                await client.run("uid", "MOVE", picked, _quote(rng.choice(others)))
+                await client.run("uid", "MOVE", picked, _quote(rng.choice(boxes)))
+            else:
+                # COPY onto the same mailbox (RFC 3501 §6.4.7), then the first UIDs
+                # expunged: the same bytes twice in one mailbox, one UID expunged
+                touched.update(await client.subjects(picked))
+                await client.run("uid", "COPY", picked, _quote(box))
+                await client.run("uid", "STORE", picked, "+FLAGS", "(\\Deleted)")
+                await client.run("uid", "EXPUNGE", picked)
             await client.run("close")
 
 
