@@ -83,7 +83,7 @@ async def fetch(s: Session, req: Request) -> str:
         if "FLAGS" not in names:
             atts.append(FetchAtt("FLAGS"))
     need_record = any(att.name in _NEEDS_RECORD for att in atts)
-    if all(att.name in _VIEW_ITEMS or _cacheable(att) for att in atts):
+    if all(att.name in _VIEW_ITEMS or _cacheable(att) or _fields_only(att) for att in atts):
         # a client's flag sync or message list: nothing to read from message files
         await _quick(s, sel, idx, atts, a.uid, need_record)
         return f"{req.name} completed"
@@ -122,17 +122,18 @@ async def _quick(  # noqa: PLR0917
     need_record: bool,
 ) -> None:
     """FETCH of items kept in the view (UID, FLAGS, MODSEQ) and of cached renderings
-    (ENVELOPE, BODYSTRUCTURE, BODY, INTERNALDATE, RFC822.SIZE): the same lines as
-    :func:`_one` gives, built in one pass per chunk with one cache look-up per item and
-    message; the engine is asked only for the messages with an item not cached yet."""
+    (ENVELOPE, BODYSTRUCTURE, BODY, INTERNALDATE, RFC822.SIZE, a list page's
+    BODY[HEADER.FIELDS (...)]): the same lines as :func:`_one` gives, built in one pass
+    per chunk with one cache look-up per item and message; the engine is asked, and a
+    message file opened, only for the messages with an item not cached yet."""
     assert s.account is not None
     cache = s.rt.cache
     acct_id = s.account.id
     env_item = "ENVELOPE UTF8" if s.utf8 else "ENVELOPE"  # as _key() names it
     cached = [
-        (n, att.name, env_item if att.name == "ENVELOPE" else att.name)
+        (n, att.name, env_item if att.name == "ENVELOPE" else _cache_item(att) or att.name)
         for n, att in enumerate(atts)
-        if _cacheable(att)
+        if _cacheable(att) or _fields_only(att)
     ]
     for start in range(0, len(idx), CHUNK):
         chunk = idx[start : start + CHUNK]
@@ -170,6 +171,14 @@ async def _quick(  # noqa: PLR0917
                     items.append(b"FLAGS " + sel.flag_list(s, i))
                 elif name == "MODSEQ":
                     items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+                elif att.section is not None:  # BODY[HEADER.FIELDS (...)] (_fields_only)
+                    value = got[k]
+                    k += 1
+                    if value is None:
+                        value = await _fields_cached(s, sel, uid, records.get(uid), att)
+                    if value is not None:
+                        label = b"BODY[" + att.section.spec().encode() + b"]"
+                        items.append(b"".join(_lit(label, value, s.speaks_binary)))
                 else:
                     value = got[k]
                     k += 1
@@ -367,6 +376,20 @@ def _cached(
             out = render.body_structure(p.structure, extended=name == "BODYSTRUCTURE")
     s.rt.cache.put(key, out)
     return out
+
+
+async def _fields_cached(
+    s: Session, sel: Selected, uid: int, rec: MessageRecord | None, att: FetchAtt
+) -> bytes | None:
+    """A header-fields section's bytes (``_fields_only``), read and kept in the render
+    cache as :func:`_one` does; None without the message's record (expunged)."""
+    if rec is None or s.account is None:
+        return None
+    assert att.section is not None
+    with s.account.open_message(rec) as fh:
+        data = await _fields(att.section, rec, fh)
+    s.rt.cache.put(_key(s, sel, uid, "BODY[" + att.section.spec() + "]"), data)
+    return data
 
 
 async def _read(fh: BinaryIO, start: int, end: int) -> bytes:

@@ -5,16 +5,18 @@ look-up per item and message."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from services.store.imap import responses
+from services.store.imap.handlers import fetch as fetch_handler
 from services.store.imap.runtime import RenderCache
 from tests.services.store.imap.conftest import ImapHarness, message
 
 ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
-HEADER = b" BODY[HEADER.FIELDS (SUBJECT)]"
+HEADER = b" BODY[HEADER]"  # not a cached rendering: the per-message path
 
 
 async def test_flag_sync_renders_each_flag_set_once(
@@ -90,4 +92,48 @@ async def test_list_page_matches_the_general_path_with_one_lookup_each(
         assert size.endswith(b"}\r\n")
         assert quick == head + b")\r\n"
     assert b"FLAGS (\\Flagged \\Recent)" in warm[2]
+    await c.close()
+
+
+async def test_header_fields_of_a_list_page_in_one_pass(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list page's BODY.PEEK[HEADER.FIELDS (...)] (W4b's FETCH-HEADERS) takes the one
+    pass too, cold (files read once, then kept) and cached (no message file opened): the
+    same bytes as the per-message path gives for the same items."""
+    await imap.deliver(*[message(i) for i in range(1, 13)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    per_message = [0]
+    real_one = fetch_handler._one
+
+    async def counting(*args: Any) -> list[bytes]:
+        per_message[0] += 1
+        return await real_one(*args)
+
+    monkeypatch.setattr(fetch_handler, "_one", counting)
+    fields = b"BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)]"
+    cold = await c.cmd(b"a UID FETCH 3:12 (UID " + fields + b")")
+    warm = await c.cmd(b"b UID FETCH 3:12 (UID " + fields + b")")
+    assert per_message[0] == 0  # neither went message by message
+    assert cold[-1].startswith(b"a OK") and warm[-1].startswith(b"b OK")
+    assert cold[:-1] == warm[:-1]
+    quick = b"".join(warm[:-1])
+    assert quick.count(b"BODY[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)] {") == 10
+    assert b"Subject: message 12\r\n" in quick
+    # the general path (an item outside the one pass added) gives the same FETCH data
+    general = await c.cmd(
+        b"c UID FETCH 3:12 (UID " + fields + HEADER.replace(b"BODY", b"BODY.PEEK") + b")"
+    )
+    assert per_message[0] == 10
+    slow = b"".join(general[:-1])
+    without = bytearray()  # each response's BODY[HEADER] literal cut out
+    at = 0
+    for m in re.finditer(rb" BODY\[HEADER\] \{(\d+)\}\r\n", slow):
+        if m.start() < at:
+            continue  # inside a literal
+        without += slow[at : m.start()]
+        at = m.end() + int(m.group(1))
+    without += slow[at:]
+    assert bytes(without) == quick
     await c.close()
