@@ -14,7 +14,8 @@ system, every thread and process of it: IMAP workers included) over the command 
 only, divided by the commands (after one unmeasured round of 100 commands per session, so
 caches are warm). The stores take turns, the one that goes first alternating
 by round, so both see the same machine; compare B / A per round, not absolute figures.
-``--env-a``/``--env-b KEY=VALUE`` set a store's environment (a setting against another).
+``--env-a``/``--env-b KEY=VALUE`` set a store's environment (a setting against another);
+``--profile DIR`` samples each command phase with ``py-spy record --gil`` (folded stacks).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import argparse
 import asyncio
 import functools
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,8 +89,21 @@ def plan(args: argparse.Namespace, round_no: int) -> list[list[tuple[bytes, byte
     return out
 
 
+def py_spy(p: Postern, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the store's GIL holders (``--gil``) until SIGINT, folded stacks."""
+    exe = Path(sys.executable).with_name("py-spy")
+    argv = [str(exe), "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw"]
+    argv += ["-o", str(out), "--pid", str(p.procs["store"].pid)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the commands start
+    return proc
+
+
 async def one_round(
-    p: Postern, users: list[str], cmds: list[list[tuple[bytes, bytes | None]]]
+    p: Postern,
+    users: list[str],
+    cmds: list[list[tuple[bytes, bytes | None]]],
+    profile: Path | None = None,
 ) -> Cpu:
     conns = []
     for user in users:  # logins and SELECT outside the measured phase
@@ -100,11 +116,15 @@ async def one_round(
         for cmd, body in mine:
             await conn.command(cmd, body)
 
+    spy = py_spy(p, profile) if profile is not None else None
     u0, s0 = store_cpu(p)
     t0 = time.monotonic()
     await asyncio.gather(*(session(c, m) for c, m in zip(conns, cmds, strict=True)))
     seconds = time.monotonic() - t0
     u1, s1 = store_cpu(p)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
     for conn in conns:  # leave every mailbox at its size (APPENDs are \Deleted)
         await conn.command(b"EXPUNGE")
         await conn.logout()
@@ -150,6 +170,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", choices=list(MIX), help="one command type instead of W4b's mix")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", type=Path, help="default: a temporary directory")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy --gil each store's command phases into DIR (figures then perturbed)",
+    )
     return p.parse_args(argv)
 
 
@@ -183,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                 cmds = plan(args, r)
                 order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
                 for name in order:
-                    rows[name].append(asyncio.run(one_round(stores[name], users, cmds)))
+                    spy = (
+                        args.profile / f"store-{name}-round{r + 1}.folded" if args.profile else None
+                    )
+                    rows[name].append(asyncio.run(one_round(stores[name], users, cmds, spy)))
                 a, b = rows["A"][-1], rows["B"][-1]
                 print(
                     f"round {r + 1} ({'→'.join(order)}, load {psutil.getloadavg()[0]:.1f}): "
