@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import re
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
 from mailcore.message import decode_qp
@@ -127,6 +127,10 @@ async def _quick(  # noqa: PLR0917
     per chunk with one cache look-up per item and message; the engine is asked, and a
     message file opened, only for the messages with an item not cached yet."""
     assert s.account is not None
+    if all(att.name in _VIEW_ITEMS for att in atts):
+        _view_only(s, sel, idx, atts, uid_cmd)
+        await s.flush_if_large()
+        return
     cache = s.rt.cache
     acct_id = s.account.id
     env_item = "ENVELOPE UTF8" if s.utf8 else "ENVELOPE"  # as _key() names it
@@ -191,6 +195,29 @@ async def _quick(  # noqa: PLR0917
         await s.flush_if_large()
 
 
+def _view_only(
+    s: Session, sel: Selected, idx: list[int], atts: list[FetchAtt], uid_cmd: bool
+) -> None:
+    """FETCH of UID, FLAGS and MODSEQ only (a client's flag sync, FETCH 1:* (FLAGS)):
+    one line template for the command and a column per item, so that the work per
+    message is one formatting of a line (the same bytes as :func:`_one`)."""
+    names = ["UID"] if uid_cmd else []
+    names += [att.name for att in atts if not (uid_cmd and att.name == "UID")]
+    template = b"* %%d FETCH (%s)\r\n" % b" ".join(_VIEW_FORMATS[n] for n in names)
+    for start in range(0, len(idx), CHUNK):
+        chunk = idx[start : start + CHUNK]
+        columns: list[list[Any]] = [[i + 1 for i in chunk]]
+        for name in names:
+            if name == "UID":
+                columns.append([sel.uids[i] for i in chunk])
+            elif name == "FLAGS":
+                columns.append(sel.flag_lists(s, chunk))
+            else:
+                columns.append([sel.modseqs[i] for i in chunk])
+        s.send(b"".join([template % row for row in zip(*columns, strict=True)]))
+
+
+_VIEW_FORMATS = {"UID": b"UID %d", "FLAGS": b"FLAGS %b", "MODSEQ": b"MODSEQ (%d)"}  # §7.4.2
 _VIEW_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
 _CACHEABLE = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "INTERNALDATE", "RFC822.SIZE"})
 

@@ -13,6 +13,7 @@ import pytest
 from services.store.imap import responses
 from services.store.imap.handlers import fetch as fetch_handler
 from services.store.imap.runtime import RenderCache
+from services.store.imap.selected import Selected
 from tests.services.store.imap.conftest import ImapHarness, message
 
 ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
@@ -136,4 +137,41 @@ async def test_header_fields_of_a_list_page_in_one_pass(
         at = m.end() + int(m.group(1))
     without += slow[at:]
     assert bytes(without) == quick
+    await c.close()
+
+
+async def test_flag_sync_is_one_line_template_per_command(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FETCH of UID/FLAGS/MODSEQ only (a client's flag sync) formats one line template
+    per message with the flags rendered in one loop (Selected.flag_lists): no per-message
+    flag_list call, and the same lines as the item-by-item pass gives (an INTERNALDATE
+    added takes that pass; cut out again here)."""
+    await imap.deliver(*[message(i) for i in range(1, 31)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    await c.cmd(b"f STORE 2:9 +FLAGS.SILENT (\\Seen)")
+    await c.cmd(b"k STORE 4 +FLAGS.SILENT ($Todo)")
+    calls = [0]
+    real = Selected.flag_list
+
+    def counting(self: Selected, s: Any, i: int) -> bytes:
+        calls[0] += 1
+        return real(self, s, i)
+
+    monkeypatch.setattr(Selected, "flag_list", counting)
+    for cmd in (b"FETCH 1:30 (FLAGS UID MODSEQ)", b"UID FETCH 1:* (MODSEQ FLAGS)"):
+        calls[0] = 0
+        quick = await c.cmd(b"a " + cmd)
+        assert calls[0] == 0
+        general = await c.cmd(b"b " + cmd[:-1] + b" INTERNALDATE)")
+        assert calls[0] == 30  # the other pass: one call per message
+        assert quick[-1].startswith(b"a OK")
+        lines = [ln for ln in quick if b" FETCH (" in ln]  # (CONDSTORE's OK first)
+        assert len(lines) == 30
+        cut = [re.sub(rb' INTERNALDATE "[^"]*"', b"", ln) for ln in general if b" FETCH (" in ln]
+        assert lines == cut
+    assert re.fullmatch(
+        rb"\* 4 FETCH \(UID 4 MODSEQ \(\d+\) FLAGS \(\$Todo \\Recent \\Seen\)\)\r\n", lines[3]
+    )
     await c.close()
