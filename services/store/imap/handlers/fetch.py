@@ -128,8 +128,7 @@ async def _quick(  # noqa: PLR0917
     message file opened, only for the messages with an item not cached yet."""
     assert s.account is not None
     if all(att.name in _VIEW_ITEMS for att in atts):
-        _view_only(s, sel, idx, atts, uid_cmd)
-        await s.flush_if_large()
+        await _view_only(s, sel, idx, atts, uid_cmd)
         return
     cache = s.rt.cache
     acct_id = s.account.id
@@ -195,7 +194,7 @@ async def _quick(  # noqa: PLR0917
         await s.flush_if_large()
 
 
-def _view_only(
+async def _view_only(
     s: Session, sel: Selected, idx: list[int], atts: list[FetchAtt], uid_cmd: bool
 ) -> None:
     """FETCH of UID, FLAGS and MODSEQ only (a client's flag sync, FETCH 1:* (FLAGS)):
@@ -215,6 +214,7 @@ def _view_only(
             else:
                 columns.append([sel.modseqs[i] for i in chunk])
         s.send(b"".join([template % row for row in zip(*columns, strict=True)]))
+        await s.flush_if_large()  # a large mailbox's lines go out chunk by chunk
 
 
 _VIEW_FORMATS = {"UID": b"UID %d", "FLAGS": b"FLAGS %b", "MODSEQ": b"MODSEQ (%d)"}  # §7.4.2

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from services.store.imap import responses
+from services.store.imap import session as session_module
 from services.store.imap.handlers import fetch as fetch_handler
 from services.store.imap.runtime import RenderCache
 from services.store.imap.selected import Selected
+from services.store.listener import Connection
 from tests.services.store.imap.conftest import ImapHarness, message
 
 ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
@@ -175,3 +177,26 @@ async def test_flag_sync_is_one_line_template_per_command(
         rb"\* 4 FETCH \(UID 4 MODSEQ \(\d+\) FLAGS \(\$Todo \\Recent \\Seen\)\)\r\n", lines[3]
     )
     await c.close()
+
+
+async def test_a_large_flag_sync_goes_out_chunk_by_chunk(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-template flag sync still hands its lines to the socket chunk by chunk
+    once they pass the flush size (a 100,000-message mailbox is not held whole)."""
+    await imap.deliver(*[message(i) for i in range(1, 31)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    monkeypatch.setattr(fetch_handler, "CHUNK", 10)
+    monkeypatch.setattr(session_module, "FLUSH_AT", 1)  # every chunk is "large"
+    writes: list[bytes] = []
+    real_write = Connection.write
+
+    def write(self: Connection, data: bytes | bytearray) -> None:
+        writes.append(bytes(data))
+        real_write(self, data)
+
+    monkeypatch.setattr(Connection, "write", write)
+    got = await c.cmd(b"a FETCH 1:30 (FLAGS)")
+    assert got[-1].startswith(b"a OK") and len(got) == 31
+    assert [w.count(b" FETCH (") for w in writes] == [10, 10, 10, 0]
