@@ -86,6 +86,9 @@ class Postern:
     mirror: MirrorLink | None = None
     mirror_ops_port: int = field(default_factory=daemons.free_port)
     mirror_env: dict[str, str] = field(default_factory=dict)  # W6s/W6f: sync mode, followers
+    # the source tree the services run from (bench/imap_cpu.py runs two side by side)
+    tree: Path = ROOT
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def with_relay(self) -> bool:
@@ -111,7 +114,7 @@ class Postern:
         s = self.scanners
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(self.tree),
             "POSTERN_DATA": str(self.data),
             "POSTERN_NATS_URL": self.nats_url,
             "POSTERN_HOSTNAME": f"mx.{self.domain}",
@@ -166,8 +169,8 @@ class Postern:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                env=self.env(),
-                cwd=ROOT,
+                env=self.env() | self.extra_env,
+                cwd=self.tree,
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )

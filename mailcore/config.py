@@ -377,11 +377,13 @@ class StoreSettings(CommonSettings):
         "other's commits (IDLE stays prompt); delivery, POP3 and admin stay in the store "
         "process; connection caps count per process. One per CPU core uses every core",
     )
-    mirror_changed_notices: bool = Field(
-        default=True,
+    mirror_changed_notices: bool | None = Field(
+        default=None,
         description="after each commit, tell the mirror process which accounts changed "
         "(postern.mirror.changed), so it ships them at once instead of at its next journal "
-        "poll (POSTERN_MIRROR_POLL_INTERVAL)",
+        "poll (POSTERN_MIRROR_POLL_INTERVAL); unset: from the first time a mirror asks "
+        "this store for its journal (a store without a mirror publishes nothing); true: "
+        "from the start; false: never",
     )
     mirror_sync_peer: str | None = Field(
         default=None,

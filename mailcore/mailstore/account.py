@@ -248,8 +248,17 @@ class Account:
     async def subscriptions(self) -> list[str]:
         return await self._read_small(mailboxes.subscriptions)
 
-    async def status(self, mailbox_id: int) -> MailboxStatus:
-        count = self._snapshots.count(mailbox_id)
+    async def status(self, mailbox_id: int, *, size: bool = True) -> MailboxStatus:
+        """``size=False``: SIZE is not wanted (-1 in the answer); the counts then come
+        from the mailbox's kept snapshot when it is current (reads.status_kept, on the
+        event loop: a few point reads), not from an aggregate over its rows."""
+        cache = self._snapshots
+        if not size and cache.get(mailbox_id) is not None:
+            recent = self._core.recent_changes
+            found = self._read_inline(lambda c: reads.status_kept(c, mailbox_id, cache, recent))
+            if found is not None:
+                return found
+        count = cache.count(mailbox_id)
         if count is not None and count <= INLINE_STATUS:
             # a small mailbox (as its kept snapshot says): its counts are a short index
             # scan, cheaper on the event loop than a hand-over to a reader thread and back

@@ -41,6 +41,42 @@ def status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
     )
 
 
+def status_kept(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    cache: SnapshotCache,
+    recent: snapshots.Recent | None = None,
+) -> MailboxStatus | None:
+    """:func:`status` without SIZE (``size`` -1) from the mailbox's kept snapshot, when
+    it is current or brought up to date from the changes in memory: MESSAGES, UNSEEN
+    and DELETED counted from its flags instead of an aggregate over the mailbox's rows
+    (RFC 3501 §6.3.10; DELETED RFC 9051 §6.3.11). None: no such snapshot (read rows)."""
+    found = snapshots.current(conn, mailbox_id, cache, recent, cached_only=True)
+    if found is None:
+        return None
+    mb, _, entry = found
+    seen = deleted = 0
+    for f in entry.flags:
+        if "\\Seen" in f:
+            seen += 1
+        if "\\Deleted" in f:
+            deleted += 1
+    (recent_count,) = conn.execute(
+        "SELECT count(*) FROM recent WHERE mailbox_id = ?", (mailbox_id,)
+    ).fetchone()
+    return MailboxStatus(
+        id=mb.id,
+        messages=len(entry.uids),
+        unseen=len(entry.uids) - seen,
+        deleted=deleted,
+        size=-1,
+        recent=recent_count,
+        uidnext=mb.uidnext,
+        uidvalidity=mb.uidvalidity,
+        highestmodseq=mb.highestmodseq,
+    )
+
+
 def snapshot(
     conn: sqlite3.Connection,
     mailbox_id: int,

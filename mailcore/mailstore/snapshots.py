@@ -152,19 +152,16 @@ def _replay(
     return _Entry(entry.uidvalidity, change_seq, uids, modseqs, flags)
 
 
-def snapshot(
+def current(
     conn: sqlite3.Connection,
     mailbox_id: int,
     cache: SnapshotCache | None,
     recent: Recent | None = None,
     *,
     cached_only: bool = False,
-) -> Snapshot | None:
-    """The mailbox as of this read transaction (see the module docstring).
-
-    ``cached_only``: None instead of reading rows (a full read, or journal records that
-    are not in memory): the work left is then a few point reads and list copies, small
-    enough for the event loop's own connection (Account.snapshot)."""
+) -> tuple[mailboxes.MailboxRow, int, _Entry] | None:
+    """The mailbox's row, the journal position and its (kept, never to be changed) entry
+    as of this read transaction; ``cached_only`` as for :func:`snapshot`."""
     mb = mailboxes.by_id(conn, mailbox_id)
     (change_seq,) = conn.execute("SELECT change_seq FROM state WHERE id = 1").fetchone()
     entry = cache.get(mailbox_id) if cache is not None else None
@@ -184,6 +181,26 @@ def snapshot(
             cache.full_reads += 1
     if cache is not None and fresh is not entry:
         cache.put(mailbox_id, fresh)
+    return mb, change_seq, fresh
+
+
+def snapshot(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    cache: SnapshotCache | None,
+    recent: Recent | None = None,
+    *,
+    cached_only: bool = False,
+) -> Snapshot | None:
+    """The mailbox as of this read transaction (see the module docstring).
+
+    ``cached_only``: None instead of reading rows (a full read, or journal records that
+    are not in memory): the work left is then a few point reads and list copies, small
+    enough for the event loop's own connection (Account.snapshot)."""
+    found = current(conn, mailbox_id, cache, recent, cached_only=cached_only)
+    if found is None:
+        return None
+    mb, change_seq, fresh = found
     return Snapshot(
         mailbox_id=mb.id,
         uidvalidity=mb.uidvalidity,
@@ -197,4 +214,4 @@ def snapshot(
     )
 
 
-__all__ = ["SnapshotCache", "snapshot"]
+__all__ = ["SnapshotCache", "current", "snapshot"]

@@ -88,12 +88,12 @@ async def serve(ctx: ServiceContext[StoreSettings]) -> None:
 
     admin = await serve_admin(bus, directory, store)
     ctx.on_cleanup(admin.unsubscribe)
-    for sub in await serve_replica(bus, store):  # for its mirror process (services/mirror)
+    # its mirror ships a commit at once; only once a mirror asked (mirror_changed.py)
+    changed = ChangedNotices.for_store(store, bus.nc, s.mirror_changed_notices)
+    ctx.on_cleanup(changed.stop)
+    # for its mirror process (services/mirror)
+    for sub in await serve_replica(bus, store, on_mirror=changed.mirror_seen):
         ctx.on_cleanup(sub.unsubscribe)
-    if s.mirror_changed_notices:  # its mirror ships a commit at once (mirror_changed.py)
-        changed = ChangedNotices(bus.nc)
-        store.journal_listeners.append(changed)
-        ctx.on_cleanup(changed.stop)
     ctx.on_cleanup(stop_delivery)  # runs before store.close (reverse order)
     ctx.ops.add_check("delivery", lambda: consumer.running or gate.role != "master")
     ctx.ops.add_check("storage", consumer.storage_ok)

@@ -53,9 +53,10 @@ class Connection:
         transport is aborted (its unsent buffer dropped) and :class:`WriteTimeout` raised."""
         transport = self.writer.transport
         if not transport.get_write_buffer_size() and not transport.is_closing():
-            # everything went to the kernel already: drain() returns at once (the common
-            # case, one per command), so no timer is armed for it
-            await self.writer.drain()
+            # everything went to the kernel already (the common case, once per command):
+            # writer.drain() would return at once without yielding (writing is not paused
+            # with an empty buffer, and a lost connection closes the transport), so it is
+            # not called at all, and no timer is armed
             return
         try:
             async with asyncio.timeout(self.write_timeout):

@@ -57,8 +57,14 @@ INLINE_MAX = 512 * 1024  # larger bodies go through the Object Store
 Handler = Callable[[Any], Awaitable[tuple[bytes, dict[str, str] | None]]]
 
 
-def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
+def handlers(
+    bus: Bus, store: MailStore, on_mirror: Callable[[], None] = lambda: None
+) -> dict[str, Handler]:
+    """``on_mirror`` is called by every ``accounts`` and ``read``: a mirror is reading
+    this store's journal (services/store/mirror_changed.py starts its notices then)."""
+
     async def accounts(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        on_mirror()
         root = store.root / "accounts"
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
         return reply_json({"accounts": found})
@@ -68,6 +74,7 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
     registered: set[tuple[str, str]] = set()
 
     async def read(msg: Any) -> tuple[bytes, dict[str, str] | None]:
+        on_mirror()
         req = json.loads(msg.data)
         acct = await store.existing(req["account"])
         if acct is None:
@@ -219,10 +226,12 @@ def handlers(bus: Bus, store: MailStore) -> dict[str, Handler]:
     }
 
 
-async def serve_replica(bus: Bus, store: MailStore) -> list[Any]:
+async def serve_replica(
+    bus: Bus, store: MailStore, on_mirror: Callable[[], None] = lambda: None
+) -> list[Any]:
     """Subscribe every ``postern.replica.<op>``; returns the subscriptions."""
     subs = []
-    every = {**handlers(bus, store), **repair_rpc.handlers(bus, store)}
+    every = {**handlers(bus, store, on_mirror), **repair_rpc.handlers(bus, store)}
     for op, handler in every.items():
 
         async def on_request(msg: Any, handler: Handler = handler, op: str = op) -> None:

@@ -102,7 +102,33 @@ _MACROS = {
 }
 
 
+# A client sends the same few FETCH item lists again and again (its flag sync, its list
+# page, a message's body): each list's parse is kept, keyed by the bytes from the list to
+# the end of the command (the same bytes parse the same way; what follows the list, CHANGEDSINCE
+# and the like, is part of the key, so it can only make a miss). Parsed items are frozen.
+_ATTS: dict[tuple[bytes, bool], tuple[tuple[c.FetchAtt, ...], int]] = {}
+ATTS_KEPT = 512  # item lists kept (all dropped when full)
+ATTS_KEY_MAX = 512  # longer remainders are parsed each time
+
+
 def fetch_atts(cur: Cursor) -> tuple[c.FetchAtt, ...]:
+    rest = cur.buf[cur.pos :]
+    if len(rest) > ATTS_KEY_MAX:
+        return _fetch_atts(cur)
+    key = (bytes(rest), cur.utf8)
+    hit = _ATTS.get(key)
+    if hit is not None:
+        cur.pos += hit[1]
+        return hit[0]
+    start = cur.pos
+    atts = _fetch_atts(cur)
+    if len(_ATTS) >= ATTS_KEPT:
+        _ATTS.clear()
+    _ATTS[key] = (atts, cur.pos - start)
+    return atts
+
+
+def _fetch_atts(cur: Cursor) -> tuple[c.FetchAtt, ...]:
     if cur.peek() == 0x28:
         cur.open()
         atts = [fetch_att(cur)]

@@ -311,10 +311,29 @@ class Selected:
         key = (flags, self.uids[i] in self.recent and not s.rev2)
         out = self._flag_lists.get(key)
         if out is None:
-            out = responses.flag_list(sorted(flags | {"\\Recent"} if key[1] else flags))
-            if len(self._flag_lists) >= FLAG_LISTS:
-                self._flag_lists.clear()
-            self._flag_lists[key] = out
+            out = self._render_flags(key)
+        return out
+
+    def flag_lists(self, s: Session, idx: list[int]) -> list[bytes]:
+        """:meth:`flag_list` of each message of ``idx``, in one loop (a flag sync of the
+        whole mailbox: the per-message part of FETCH 1:* (FLAGS))."""
+        if self.unannounced:
+            self.flags_lines(s)  # as announce(): a keyword is announced before it is shown
+        flags, uids, got = self.flags, self.uids, self._flag_lists.get
+        recent = self.recent if not s.rev2 else ()
+        out = []
+        for i in idx:
+            key = (flags[i], uids[i] in recent)
+            line = got(key)
+            out.append(line if line is not None else self._render_flags(key))
+        return out
+
+    def _render_flags(self, key: tuple[frozenset[str], bool]) -> bytes:
+        flags, recent = key
+        out = responses.flag_list(sorted(flags | {"\\Recent"} if recent else flags))
+        if len(self._flag_lists) >= FLAG_LISTS:
+            self._flag_lists.clear()
+        self._flag_lists[key] = out
         return out
 
     def flags_response(self, s: Session, i: int) -> bytes:

@@ -6,6 +6,7 @@ changes another process committed) goes to the reader pool. Same answers either 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,37 @@ async def test_snapshots_on_the_loop_under_concurrent_writes_never_lose_a_messag
     full = await _full(account, inbox)
     assert (last.uids, last.flags, last.modseqs) == (full.uids, full.flags, full.modseqs)
     assert last.uids == [1, *(2 + i for i in range(30) if i % 3 == 0)]
+
+
+async def test_status_without_size_counts_from_the_kept_snapshot(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATUS without SIZE of a mailbox whose snapshot is kept: MESSAGES, UNSEEN, DELETED
+    from the snapshot's flags, no aggregate over the rows (reads.status); the same
+    answer as that aggregate, after appends, flag changes, an expunge and a claim."""
+    inbox = (await account.mailbox("INBOX")).id
+    for i in range(6):
+        await account.append(inbox, message(f"m{i}"), flags=["\\Seen"] if i % 2 else [])
+    await account.snapshot(inbox)  # kept
+    await account.append(inbox, message("new"), flags=["$Work", "\\Deleted"])
+    await account.store_flags(inbox, [1, 3], FlagOp.ADD, ["\\Seen", "\\Deleted"])
+    await account.store_flags(inbox, [2], FlagOp.REMOVE, ["\\Seen"])
+    await account.expunge(inbox, [3])
+    full = await account.status(inbox)  # SIZE wanted: the aggregate
+    aggregates = [0]
+    real_status = reads.status
+
+    def counting(conn: Any, mailbox_id: int) -> Any:
+        aggregates[0] += 1
+        return real_status(conn, mailbox_id)
+
+    monkeypatch.setattr(reads, "status", counting)
+    pooled = _count_pool(account, monkeypatch)
+    kept = await account.status(inbox, size=False)
+    assert (aggregates[0], pooled[0]) == (0, 0)  # neither the rows nor a reader thread
+    assert kept.size == -1 and full.size > 0
+    assert dataclasses.replace(kept, size=full.size) == full
+    assert (kept.messages, kept.unseen, kept.deleted) == (6, 3, 2)
+    other = await account.create_mailbox("Other")  # no snapshot kept: the aggregate
+    await account.status(other.id, size=False)
+    assert aggregates[0] == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import re
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mailcore.mailstore import FlagOp, MessageRecord
 from mailcore.message import decode_qp
@@ -83,7 +83,7 @@ async def fetch(s: Session, req: Request) -> str:
         if "FLAGS" not in names:
             atts.append(FetchAtt("FLAGS"))
     need_record = any(att.name in _NEEDS_RECORD for att in atts)
-    if all(att.name in _VIEW_ITEMS or _cacheable(att) for att in atts):
+    if all(att.name in _VIEW_ITEMS or _cacheable(att) or _fields_only(att) for att in atts):
         # a client's flag sync or message list: nothing to read from message files
         await _quick(s, sel, idx, atts, a.uid, need_record)
         return f"{req.name} completed"
@@ -122,17 +122,21 @@ async def _quick(  # noqa: PLR0917
     need_record: bool,
 ) -> None:
     """FETCH of items kept in the view (UID, FLAGS, MODSEQ) and of cached renderings
-    (ENVELOPE, BODYSTRUCTURE, BODY, INTERNALDATE, RFC822.SIZE): the same lines as
-    :func:`_one` gives, built in one pass per chunk with one cache look-up per item and
-    message; the engine is asked only for the messages with an item not cached yet."""
+    (ENVELOPE, BODYSTRUCTURE, BODY, INTERNALDATE, RFC822.SIZE, a list page's
+    BODY[HEADER.FIELDS (...)]): the same lines as :func:`_one` gives, built in one pass
+    per chunk with one cache look-up per item and message; the engine is asked, and a
+    message file opened, only for the messages with an item not cached yet."""
     assert s.account is not None
+    if all(att.name in _VIEW_ITEMS for att in atts):
+        await _view_only(s, sel, idx, atts, uid_cmd)
+        return
     cache = s.rt.cache
     acct_id = s.account.id
     env_item = "ENVELOPE UTF8" if s.utf8 else "ENVELOPE"  # as _key() names it
     cached = [
-        (n, att.name, env_item if att.name == "ENVELOPE" else att.name)
+        (n, att.name, env_item if att.name == "ENVELOPE" else _cache_item(att) or att.name)
         for n, att in enumerate(atts)
-        if _cacheable(att)
+        if _cacheable(att) or _fields_only(att)
     ]
     for start in range(0, len(idx), CHUNK):
         chunk = idx[start : start + CHUNK]
@@ -170,6 +174,14 @@ async def _quick(  # noqa: PLR0917
                     items.append(b"FLAGS " + sel.flag_list(s, i))
                 elif name == "MODSEQ":
                     items.append(b"MODSEQ (%d)" % sel.modseqs[i])  # RFC 7162 §3.1.4
+                elif att.section is not None:  # BODY[HEADER.FIELDS (...)] (_fields_only)
+                    value = got[k]
+                    k += 1
+                    if value is None:
+                        value = await _fields_cached(s, sel, uid, records.get(uid), att)
+                    if value is not None:
+                        label = b"BODY[" + att.section.spec().encode() + b"]"
+                        items.append(b"".join(_lit(label, value, s.speaks_binary)))
                 else:
                     value = got[k]
                     k += 1
@@ -182,6 +194,30 @@ async def _quick(  # noqa: PLR0917
         await s.flush_if_large()
 
 
+async def _view_only(
+    s: Session, sel: Selected, idx: list[int], atts: list[FetchAtt], uid_cmd: bool
+) -> None:
+    """FETCH of UID, FLAGS and MODSEQ only (a client's flag sync, FETCH 1:* (FLAGS)):
+    one line template for the command and a column per item, so that the work per
+    message is one formatting of a line (the same bytes as :func:`_one`)."""
+    names = ["UID"] if uid_cmd else []
+    names += [att.name for att in atts if not (uid_cmd and att.name == "UID")]
+    template = b"* %%d FETCH (%s)\r\n" % b" ".join(_VIEW_FORMATS[n] for n in names)
+    for start in range(0, len(idx), CHUNK):
+        chunk = idx[start : start + CHUNK]
+        columns: list[list[Any]] = [[i + 1 for i in chunk]]
+        for name in names:
+            if name == "UID":
+                columns.append([sel.uids[i] for i in chunk])
+            elif name == "FLAGS":
+                columns.append(sel.flag_lists(s, chunk))
+            else:
+                columns.append([sel.modseqs[i] for i in chunk])
+        s.send(b"".join([template % row for row in zip(*columns, strict=True)]))
+        await s.flush_if_large()  # a large mailbox's lines go out chunk by chunk
+
+
+_VIEW_FORMATS = {"UID": b"UID %d", "FLAGS": b"FLAGS %b", "MODSEQ": b"MODSEQ (%d)"}  # §7.4.2
 _VIEW_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
 _CACHEABLE = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "INTERNALDATE", "RFC822.SIZE"})
 
@@ -367,6 +403,20 @@ def _cached(
             out = render.body_structure(p.structure, extended=name == "BODYSTRUCTURE")
     s.rt.cache.put(key, out)
     return out
+
+
+async def _fields_cached(
+    s: Session, sel: Selected, uid: int, rec: MessageRecord | None, att: FetchAtt
+) -> bytes | None:
+    """A header-fields section's bytes (``_fields_only``), read and kept in the render
+    cache as :func:`_one` does; None without the message's record (expunged)."""
+    if rec is None or s.account is None:
+        return None
+    assert att.section is not None
+    with s.account.open_message(rec) as fh:
+        data = await _fields(att.section, rec, fh)
+    s.rt.cache.put(_key(s, sel, uid, "BODY[" + att.section.spec() + "]"), data)
+    return data
 
 
 async def _read(fh: BinaryIO, start: int, end: int) -> bytes:

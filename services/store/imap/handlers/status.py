@@ -30,7 +30,9 @@ def _value(st: MailboxStatus, item: str) -> int | str:
 
 async def status_line(s: Session, box: MailboxInfo, items: tuple[str, ...]) -> bytes:
     assert s.account is not None
-    return render_status(s, box, await s.account.status(box.id), items)
+    # without SIZE (RFC 8438) the counts come from the kept snapshot: no scan of the rows
+    st = await s.account.status(box.id, size="SIZE" in items)
+    return render_status(s, box, st, items)
 
 
 def render_status(s: Session, box: MailboxInfo, st: MailboxStatus, items: tuple[str, ...]) -> bytes:

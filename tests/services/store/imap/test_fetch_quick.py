@@ -5,16 +5,21 @@ look-up per item and message."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from services.store.imap import responses
+from services.store.imap import session as session_module
+from services.store.imap.handlers import fetch as fetch_handler
 from services.store.imap.runtime import RenderCache
+from services.store.imap.selected import Selected
+from services.store.listener import Connection
 from tests.services.store.imap.conftest import ImapHarness, message
 
 ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
-HEADER = b" BODY[HEADER.FIELDS (SUBJECT)]"
+HEADER = b" BODY[HEADER]"  # not a cached rendering: the per-message path
 
 
 async def test_flag_sync_renders_each_flag_set_once(
@@ -91,3 +96,107 @@ async def test_list_page_matches_the_general_path_with_one_lookup_each(
         assert quick == head + b")\r\n"
     assert b"FLAGS (\\Flagged \\Recent)" in warm[2]
     await c.close()
+
+
+async def test_header_fields_of_a_list_page_in_one_pass(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list page's BODY.PEEK[HEADER.FIELDS (...)] (W4b's FETCH-HEADERS) takes the one
+    pass too, cold (files read once, then kept) and cached (no message file opened): the
+    same bytes as the per-message path gives for the same items."""
+    await imap.deliver(*[message(i) for i in range(1, 13)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    per_message = [0]
+    real_one = fetch_handler._one
+
+    async def counting(*args: Any) -> list[bytes]:
+        per_message[0] += 1
+        return await real_one(*args)
+
+    monkeypatch.setattr(fetch_handler, "_one", counting)
+    fields = b"BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)]"
+    cold = await c.cmd(b"a UID FETCH 3:12 (UID " + fields + b")")
+    warm = await c.cmd(b"b UID FETCH 3:12 (UID " + fields + b")")
+    assert per_message[0] == 0  # neither went message by message
+    assert cold[-1].startswith(b"a OK") and warm[-1].startswith(b"b OK")
+    assert cold[:-1] == warm[:-1]
+    quick = b"".join(warm[:-1])
+    assert quick.count(b"BODY[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)] {") == 10
+    assert b"Subject: message 12\r\n" in quick
+    # the general path (an item outside the one pass added) gives the same FETCH data
+    general = await c.cmd(
+        b"c UID FETCH 3:12 (UID " + fields + HEADER.replace(b"BODY", b"BODY.PEEK") + b")"
+    )
+    assert per_message[0] == 10
+    slow = b"".join(general[:-1])
+    without = bytearray()  # each response's BODY[HEADER] literal cut out
+    at = 0
+    for m in re.finditer(rb" BODY\[HEADER\] \{(\d+)\}\r\n", slow):
+        if m.start() < at:
+            continue  # inside a literal
+        without += slow[at : m.start()]
+        at = m.end() + int(m.group(1))
+    without += slow[at:]
+    assert bytes(without) == quick
+    await c.close()
+
+
+async def test_flag_sync_is_one_line_template_per_command(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FETCH of UID/FLAGS/MODSEQ only (a client's flag sync) formats one line template
+    per message with the flags rendered in one loop (Selected.flag_lists): no per-message
+    flag_list call, and the same lines as the item-by-item pass gives (an INTERNALDATE
+    added takes that pass; cut out again here)."""
+    await imap.deliver(*[message(i) for i in range(1, 31)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    await c.cmd(b"f STORE 2:9 +FLAGS.SILENT (\\Seen)")
+    await c.cmd(b"k STORE 4 +FLAGS.SILENT ($Todo)")
+    calls = [0]
+    real = Selected.flag_list
+
+    def counting(self: Selected, s: Any, i: int) -> bytes:
+        calls[0] += 1
+        return real(self, s, i)
+
+    monkeypatch.setattr(Selected, "flag_list", counting)
+    for cmd in (b"FETCH 1:30 (FLAGS UID MODSEQ)", b"UID FETCH 1:* (MODSEQ FLAGS)"):
+        calls[0] = 0
+        quick = await c.cmd(b"a " + cmd)
+        assert calls[0] == 0
+        general = await c.cmd(b"b " + cmd[:-1] + b" INTERNALDATE)")
+        assert calls[0] == 30  # the other pass: one call per message
+        assert quick[-1].startswith(b"a OK")
+        lines = [ln for ln in quick if b" FETCH (" in ln]  # (CONDSTORE's OK first)
+        assert len(lines) == 30
+        cut = [re.sub(rb' INTERNALDATE "[^"]*"', b"", ln) for ln in general if b" FETCH (" in ln]
+        assert lines == cut
+    assert re.fullmatch(
+        rb"\* 4 FETCH \(UID 4 MODSEQ \(\d+\) FLAGS \(\$Todo \\Recent \\Seen\)\)\r\n", lines[3]
+    )
+    await c.close()
+
+
+async def test_a_large_flag_sync_goes_out_chunk_by_chunk(
+    imap: ImapHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-template flag sync still hands its lines to the socket chunk by chunk
+    once they pass the flush size (a 100,000-message mailbox is not held whole)."""
+    await imap.deliver(*[message(i) for i in range(1, 31)])
+    c = await imap.raw_login()
+    await c.cmd(b"s SELECT INBOX")
+    monkeypatch.setattr(fetch_handler, "CHUNK", 10)
+    monkeypatch.setattr(session_module, "FLUSH_AT", 1)  # every chunk is "large"
+    writes: list[bytes] = []
+    real_write = Connection.write
+
+    def write(self: Connection, data: bytes | bytearray) -> None:
+        writes.append(bytes(data))
+        real_write(self, data)
+
+    monkeypatch.setattr(Connection, "write", write)
+    got = await c.cmd(b"a FETCH 1:30 (FLAGS)")
+    assert got[-1].startswith(b"a OK") and len(got) == 31
+    assert [w.count(b" FETCH (") for w in writes] == [10, 10, 10, 0]

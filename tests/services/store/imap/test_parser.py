@@ -284,3 +284,42 @@ def test_rev2_forms() -> None:
     assert literal_suffix(b"a APPEND INBOX ~{3}") == (3, True)
     r = parse(b"a SEARCH RETURN (SAVE) $ UNSEEN")
     assert isinstance(r.args, c.Search) and r.args.returns == {"SAVE"}
+
+
+def test_a_fetch_item_list_seen_before_is_not_parsed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parse of a FETCH item list is kept by its bytes (parse_items._ATTS): the next
+    FETCH of other messages with the same items parses only its sequence set; what
+    follows the list (a CHANGEDSINCE) still parses, and other bytes parse afresh."""
+    from services.store.imap import parse_items
+
+    monkeypatch.setattr(parse_items, "_ATTS", {})
+    calls = [0]
+    real = parse_items.fetch_att
+
+    def counting(cur: object) -> c.FetchAtt:
+        calls[0] += 1
+        return real(cur)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parse_items, "fetch_att", counting)
+    items = b" (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])"
+    first = parse(b"a UID FETCH 1:10" + items)
+    assert calls[0] == 2
+    second = parse(b"b UID FETCH 11:20" + items)
+    assert calls[0] == 2  # kept
+    assert isinstance(first.args, c.Fetch) and isinstance(second.args, c.Fetch)
+    assert first.args.atts == second.args.atts
+    assert second.args.seqs.resolve(30) == [(11, 20)]
+    with_mod = parse(b"c FETCH 1:* (FLAGS) (CHANGEDSINCE 7)")
+    again = parse(b"d FETCH 2 (FLAGS) (CHANGEDSINCE 7)")
+    assert isinstance(again.args, c.Fetch) and isinstance(with_mod.args, c.Fetch)
+    assert calls[0] == 3
+    assert again.args.changed_since == 7 and again.args.atts == (c.FetchAtt("FLAGS"),)
+    other = parse(b"e FETCH 2 (FLAGS) (CHANGEDSINCE 8)")
+    assert calls[0] == 4
+    assert isinstance(other.args, c.Fetch) and other.args.changed_since == 8
+    with pytest.raises(BadSyntax):
+        parse(b"f FETCH 2 (FLAGS")  # an error is never kept
+    with pytest.raises(BadSyntax):
+        parse(b"g FETCH 2 (FLAGS")
