@@ -361,8 +361,10 @@ class StoreSettings(CommonSettings):
         default=True,
         description="with fsync on, IMAP flag and keyword changes (STORE) wait for the disk "
         "like every other write; false: they commit without (SQLite WAL, synchronous=NORMAL; "
-        "Dovecot's mail_fsync=optimized does the same), so a power cut may undo the flag "
-        "changes of its last moments; messages, expunges and mailbox changes stay durable",
+        "Dovecot's mail_fsync=optimized does the same), on the event loop when the account's "
+        "writer thread is idle, so a power cut may undo the flag changes made since the last "
+        "synced commit; messages, expunges and mailbox changes stay durable. Before turning it "
+        "off on a mirrored store read docs/storage.md, Durability",
     )
     store_writers: Annotated[int, Field(ge=1, le=64)] = Field(
         default=4,

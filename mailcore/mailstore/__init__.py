@@ -81,7 +81,8 @@ Deviations from /work/engine-contract.md (all additive or narrowing):
   changes made in the same process, unless every process calls
   ``store.enable_notices()`` (notify.py: commit notices between them, a 1 s poll behind).
   ``lock_fd``: the store lock inherited from the parent (the store's IMAP worker
-  processes). ``fsync_flags=False``: ``store_flags`` commits without waiting for the disk.
+  processes). ``fsync_flags=False``: ``store_flags`` commits without waiting for the disk
+  (on the event loop when the account's writer thread is idle).
 * ``Account.mailbox_by_id`` added; ``AppendResult`` also carries ``mailbox_id`` and
   ``modseq``; ``MailboxStatus`` also carries ``recent``; ``MessageRecord`` also carries
   ``mailbox_id`` and an opaque ``file_id``.

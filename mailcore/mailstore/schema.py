@@ -183,10 +183,14 @@ def create_sort_indexes(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+WAIT_SECONDS = 60  # how long a waiting connection waits for another's write lock
+WAL_AUTOCHECKPOINT = 1000  # SQLite's default: checkpoint once the WAL holds this many pages
+
+
 def connect(path: Path, *, durable: bool, wait: bool = True) -> sqlite3.Connection:
     """A connection in autocommit mode; callers BEGIN and COMMIT explicitly. ``wait=False``:
     a lock held elsewhere fails at once ("database is locked") instead of waiting."""
-    timeout = 60 if wait else 0
+    timeout = WAIT_SECONDS if wait else 0
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")

@@ -9,10 +9,11 @@ disk about once per batch rather than once per command."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -25,6 +26,19 @@ GROUP_MAX = 64  # writes committed together at most
 # together with the answers: one cross-thread wake-up of the event loop per job or group
 # instead of one per answer plus one per commit notice (Account._committed).
 _local = threading.local()
+
+
+@contextlib.contextmanager
+def deferring(loop: asyncio.AbstractEventLoop) -> Iterator[list[Callable[[], object]]]:
+    """Collect what :func:`defer` is asked to run on ``loop`` while the block runs on the
+    calling thread (a write the event loop runs itself: AccountCore.txn_inline); the
+    caller runs the calls after it, as the writer would before its answer."""
+    calls: list[Callable[[], object]] = []
+    _local.loop, _local.calls = loop, calls
+    try:
+        yield calls
+    finally:
+        _local.loop = _local.calls = None
 
 
 def defer(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> bool:
@@ -85,7 +99,15 @@ class Writer:
         self._held: list[_Job | None] = []  # taken off the queue while grouping
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopped = False
+        # transaction jobs per account submitted and not yet run to the end: an account
+        # listed here is busy on this thread (a write of its own must queue behind)
+        self._pending: dict[Grouping, int] = {}
+        self._plock = threading.Lock()
         self._thread.start()
+
+    def busy_with(self, core: Grouping) -> bool:
+        """Whether a transaction job of ``core`` is queued or running here."""
+        return core in self._pending
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
@@ -107,6 +129,8 @@ class Writer:
         if self._stopped:
             fut.set_exception(StoreClosed("the mail store is closed"))
             return fut
+        with self._plock:
+            self._pending[core] = self._pending.get(core, 0) + 1
         self._queue.put(_Job(None, fut, loop, core, step, durable))
         return fut
 
@@ -153,6 +177,13 @@ class Writer:
                 return list(core.txn_group(steps, durable=any(j.durable for j in group)))
             except BaseException as e:  # the transaction failed as a whole
                 return [(None, e)] * len(group)
+            finally:
+                with self._plock:
+                    left = self._pending.get(core, 0) - len(group)
+                    if left > 0:
+                        self._pending[core] = left
+                    else:
+                        self._pending.pop(core, None)
 
         self._answer_all(group, run)
 

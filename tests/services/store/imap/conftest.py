@@ -184,11 +184,12 @@ async def make_imap(bus: Bus, tmp_path: Path) -> AsyncIterator[Factory]:
         user: bool = True,
         write_timeout: float = 300.0,
         login_timeout: float | None = None,
+        fsync_flags: bool = True,
     ) -> ImapHarness:
         cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
         ensure_certificate(cert, key, "localhost")
         root = tmp_path / f"store{len(made)}"
-        store = await MailStore.open(root, fsync=False)
+        store = await MailStore.open(root, fsync=False, fsync_flags=fsync_flags)
         rt = Runtime(
             store=store,
             directory=directory,

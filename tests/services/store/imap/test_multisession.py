@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import threading
 import time
 from typing import Any
 
 from mailcore.mailstore import Delivery
-from tests.services.store.imap.conftest import ImapHarness, Line, message
+from tests.services.store.imap.conftest import Factory, ImapHarness, Line, message
 
 _FETCH = re.compile(rb"^\* (\d+) FETCH \((.*)\)\r\n$")
 _UID = re.compile(rb"UID (\d+)")
@@ -288,5 +289,44 @@ async def test_append_into_the_selected_mailbox_is_recent_there_in_one_write(
     assert len(b.view.uids) == 2 and b.view.recent == 0
     rb = await b.cmd(b"SEARCH RECENT")
     assert rb[-2] == b"* SEARCH\r\n"
+    await a.c.close()
+    await b.c.close()
+
+
+async def test_a_store_committed_on_the_event_loop_reaches_an_idle_session(
+    make_imap: Factory,
+) -> None:
+    """POSTERN_FSYNC_FLAGS=false (issue 20): a STORE commits on the event loop's thread,
+    without the writer thread, and another session in IDLE is told at once, the new
+    keyword announced with FLAGS first (RFC 3501 §7.2.6)."""
+    imap = await make_imap(fsync_flags=False)
+    await imap.deliver(message(1))
+    acct = await imap.account()
+    a = Client(await imap.raw_login(), "a")
+    b = Client(await imap.raw_login(), "b")
+    await a.cmd(b"SELECT INBOX")
+    await b.cmd(b"SELECT INBOX")
+    commits: list[int] = []
+
+    def note(sql: str) -> None:
+        if sql.upper().startswith("COMMIT"):
+            commits.append(threading.get_ident())
+
+    def trace() -> None:
+        assert acct._core.wconn is not None
+        acct._core.wconn.set_trace_callback(note)
+
+    await acct._writer.submit(trace)
+    await b.c.send(b"i IDLE\r\n")
+    assert (await b.c.line()).startswith(b"+ ")
+    await a.cmd(b"STORE 1 +FLAGS ($Work)")
+    assert commits == [threading.get_ident()]  # the server's loop is the test's
+    pushed = []
+    while not pushed or b"FETCH" not in pushed[-1]:
+        pushed.append(await b.c.line())
+    assert pushed[0].startswith(b"* FLAGS (") and b"$Work" in pushed[0], pushed
+    assert pushed[-1] == b"* 1 FETCH (UID 1 FLAGS ($Work))\r\n", pushed
+    await b.c.send(b"DONE\r\n")
+    assert (await b.c.until_tagged(b"i"))[-1].startswith(b"i OK")
     await a.c.close()
     await b.c.close()
