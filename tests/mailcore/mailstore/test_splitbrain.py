@@ -4,9 +4,12 @@ every message once, the collided ones under new UIDs above what clients saw."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +51,18 @@ async def ship(
     return len(records) or int(last > 0)
 
 
+@contextlib.asynccontextmanager
+async def pair(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[Account, Account]]:
+    """One account on two stores: A (resolver) and B, its replica (deferring)."""
+    sa = await MailStore.open(tmp_path / "a", **options)
+    sb = await MailStore.open(tmp_path / "b", **options)
+    try:
+        yield await sa.account("acct-1"), await sb.account("acct-1", replica=True)
+    finally:
+        await sa.close()
+        await sb.close()
+
+
 async def heal(a: Account, b: Account, a_first: bool, step: int = 7, batched: bool = False) -> None:
     while True:
         if a_first:
@@ -78,10 +93,7 @@ def sha(data: bytes) -> str:
 @pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize("a_first", [True, False])
 async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool, batched: bool) -> None:
-    sa, sb = await MailStore.open(tmp_path / "a"), await MailStore.open(tmp_path / "b")
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path) as (a, b):
         inbox = await a.mailbox("INBOX")
         work = await a.create_mailbox("Work")
         for i in range(5):
@@ -143,18 +155,12 @@ async def test_split_brain_heals_without_loss(tmp_path: Path, a_first: bool, bat
         da = await a.replication.digest(inbox.id)
         db = await b.replication.digest(inbox.id)
         assert da.digest == db.digest and da.uidnext == db.uidnext
-    finally:
-        await sa.close()
-        await sb.close()
 
 
 async def test_a_renumbered_message_deleted_before_it_lands_goes_on_both(tmp_path: Path) -> None:
     """The resolver renumbers the peer's message onto a UID the peer used too, and a user
     deletes it there before it ever lands on the peer: the peer's own copy goes too."""
-    sa, sb = await MailStore.open(tmp_path / "a"), await MailStore.open(tmp_path / "b")
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path) as (a, b):
         inbox = await a.mailbox("INBOX")
         await a.append(inbox.id, message("pre"))
         await heal(a, b, True)
@@ -172,9 +178,6 @@ async def test_a_renumbered_message_deleted_before_it_lands_goes_on_both(tmp_pat
         left = {s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]}
         assert sha(y) not in left
         assert {sha(z) for z in zs} | {sha(message("E0")), sha(message("pre"))} == left
-    finally:
-        await sa.close()
-        await sb.close()
 
 
 @pytest.mark.parametrize("a_first", [True, False])
@@ -187,11 +190,7 @@ async def test_a_message_moved_within_its_mailbox_while_cut_stays_on_both(
     side matches each new copy to its own collided UID in order. Before, it matched by
     bytes alone: the copy of the expunged UID took the live one with it, and the copy of
     the live one was dropped as expunged: the message lived on the resolver only."""
-    sa = await MailStore.open(tmp_path / "a", fsync=False)
-    sb = await MailStore.open(tmp_path / "b", fsync=False)
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path, fsync=False) as (a, b):
         inbox = await a.mailbox("INBOX")
         await a.append(inbox.id, message("pre"))
         await heal(a, b, True)
@@ -207,9 +206,6 @@ async def test_a_message_moved_within_its_mailbox_while_cut_stays_on_both(
         held = [(s, fl) for _, s, fl in got_a[f"INBOX/{inbox.uidvalidity}"]]
         assert [fl for s, fl in held if s == sha(moving)] == [["\\Seen"]]  # once, as moved
         assert len(held) == 5
-    finally:
-        await sa.close()
-        await sb.close()
 
 
 @pytest.mark.parametrize("a_first", [True, False])
@@ -223,11 +219,7 @@ async def test_a_message_moved_out_and_back_while_cut_stays_on_both(
     it is deferred there, and its expunge follows). That expunge took the live message
     with it, and the copy of the live one was then dropped as expunged: the message lived
     on the resolver only. Each copy goes with one collided UID, in order."""
-    sa = await MailStore.open(tmp_path / "a", fsync=False)
-    sb = await MailStore.open(tmp_path / "b", fsync=False)
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path, fsync=False) as (a, b):
         inbox, other = await a.mailbox("INBOX"), await a.create_mailbox("Other")
         await a.append(inbox.id, message("pre"))
         await heal(a, b, True)
@@ -245,9 +237,6 @@ async def test_a_message_moved_out_and_back_while_cut_stays_on_both(
         held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
         assert held.count(sha(moving)) == 1 and len(held) == 10
         assert got_a[f"Other/{other.uidvalidity}"] == []
-    finally:
-        await sa.close()
-        await sb.close()
 
 
 def test_a_deferring_apply_looks_up_collisions_not_the_whole_mailbox(tmp_path: Path) -> None:
@@ -275,11 +264,7 @@ async def test_a_copy_that_collides_again_does_not_take_the_live_message(
     arrives first. Matched by bytes and order, it was taken for the copy of the expunged
     one and dropped, and the live one went with the first copy's move: the message lived
     on the resolver only. The resolver's ``uid-move`` records name each copy's old UID."""
-    sa = await MailStore.open(tmp_path / "a", fsync=False)
-    sb = await MailStore.open(tmp_path / "b", fsync=False)
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path, fsync=False) as (a, b):
         inbox = await a.mailbox("INBOX")
         await a.append(inbox.id, message("pre"))
         await heal(a, b, True)
@@ -296,9 +281,6 @@ async def test_a_copy_that_collides_again_does_not_take_the_live_message(
         assert got_a == got_b
         held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
         assert held.count(sha(twice)) == 1 and len(held) == 9
-    finally:
-        await sa.close()
-        await sb.close()
 
 
 @pytest.mark.parametrize("a_first", [True, False])
@@ -312,11 +294,7 @@ async def test_a_copy_landing_where_its_own_move_went_is_another_message(
     moved one). Taken for one, the expunge of UID 2 followed to UID 4 took the moved
     message on both sides. The uid-move record tells the copy of UID 2 apart: the two
     collide as any two messages would."""
-    sa = await MailStore.open(tmp_path / "a", fsync=False)
-    sb = await MailStore.open(tmp_path / "b", fsync=False)
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path, fsync=False) as (a, b):
         inbox = await a.mailbox("INBOX")
         await a.append(inbox.id, message("pre"))
         await heal(a, b, True)
@@ -330,9 +308,6 @@ async def test_a_copy_landing_where_its_own_move_went_is_another_message(
         assert got_a == got_b
         held = [s for _, s, _ in got_a[f"INBOX/{inbox.uidvalidity}"]]
         assert held.count(sha(moving)) == 1 and len(held) == 4
-    finally:
-        await sa.close()
-        await sb.close()
 
 
 async def test_the_resolver_names_each_copy_of_the_peers_message_before_its_append(
@@ -342,12 +317,8 @@ async def test_the_resolver_names_each_copy_of_the_peers_message_before_its_appe
     ``uid-move`` (the peer's UID, the new one) right before the append of the copy, and
     again when that copy moves on (its new UID collided on the peer too). A store that
     applies the record plainly (a follower) changes nothing."""
-    sa = await MailStore.open(tmp_path / "a", fsync=False)
-    sb = await MailStore.open(tmp_path / "b", fsync=False)
     sc = await MailStore.open(tmp_path / "c", fsync=False)
-    try:
-        a = await sa.account("acct-1")
-        b = await sb.account("acct-1", replica=True)
+    async with pair(tmp_path, fsync=False) as (a, b):
         inbox = await a.mailbox("INBOX")
         await a.append(inbox.id, message("pre"))
         await heal(a, b, True)
@@ -368,7 +339,4 @@ async def test_the_resolver_names_each_copy_of_the_peers_message_before_its_appe
         for r in told:
             if isinstance(r, UidMoveRecord):
                 assert await c.replication.apply(r) is False
-    finally:
-        await sa.close()
-        await sb.close()
-        await sc.close()
+    await sc.close()
