@@ -21,6 +21,7 @@ RecordKind = Literal[
     "mailbox-rename",
     "mailbox-merge",
     "uid-move",
+    "uid-merge",
     "subscribe",
     "unsubscribe",
     "uidnext",
@@ -160,6 +161,26 @@ class UidMoveRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UidMergeRecord:
+    """Split brain, mailboxes (mailcore/mailstore/splitmerge.py): the resolving store took
+    the peer's message ``uid`` of the peer's mailbox ``from_id`` (the peer's own when
+    ``theirs``, as in :class:`MailboxMergeRecord`) into its mailbox ``mailbox_id`` under
+    ``new_uid``. Written next to the append of that copy, so the deferring peer drains
+    exactly that message from the mailbox it set aside (not one of the same bytes: the
+    same bytes twice in a mailbox, a message copied or moved within it while cut).
+    Changes nothing by itself; a store that resolves, and a follower, ignore it."""
+
+    kind: ClassVar[RecordKind] = "uid-merge"
+    seq: int
+    at: float
+    mailbox_id: int
+    from_id: int
+    theirs: bool
+    uid: int
+    new_uid: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribeRecord:
     """RFC 3501 §6.3.6: ``name`` subscribed (a mailbox of that name may not exist)."""
 
@@ -223,6 +244,7 @@ Record = (
     | MailboxRenameRecord
     | MailboxMergeRecord
     | UidMoveRecord
+    | UidMergeRecord
     | SubscribeRecord
     | UnsubscribeRecord
     | UidNextRecord
@@ -239,6 +261,7 @@ MailboxRecord = (
     | MailboxRenameRecord
     | MailboxMergeRecord
     | UidMoveRecord
+    | UidMergeRecord
     | UidNextRecord
 )
 
@@ -256,6 +279,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     QuotaRecord,
     AccountRemovedRecord,
     UidMoveRecord,
+    UidMergeRecord,
 )
 
 
@@ -321,6 +345,7 @@ __all__ = [
     "Record",
     "RecordKind",
     "SubscribeRecord",
+    "UidMergeRecord",
     "UidMoveRecord",
     "UidNextRecord",
     "UnsubscribeRecord",

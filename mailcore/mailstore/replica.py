@@ -40,6 +40,7 @@ from mailcore.mailstore.records import (
     QuotaRecord,
     Record,
     SubscribeRecord,
+    UidMergeRecord,
     UidMoveRecord,
     UidNextRecord,
     UnsubscribeRecord,
@@ -291,6 +292,7 @@ _APPLY: dict[type[Any], Callable[[Txn, Any], bool]] = {
     MailboxRenameRecord: _rename,
     MailboxMergeRecord: lambda t, r: False,  # a split-brain verdict (splitboxes.py) only
     UidMoveRecord: lambda t, r: False,  # split-brain bookkeeping (splitbrain.py) only
+    UidMergeRecord: lambda t, r: False,  # split-brain bookkeeping (splitboxes.py) only
     SubscribeRecord: lambda t, r: mailboxes.subscribe(t, r.name, True),
     UnsubscribeRecord: lambda t, r: mailboxes.subscribe(t, r.name, False),
     UidNextRecord: _uidnext,

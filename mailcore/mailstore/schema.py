@@ -143,6 +143,8 @@ CREATE TABLE IF NOT EXISTS mailbox_moved_uids (
     new_uid INTEGER,                    -- in the target (NULL: it was gone already)
     sha256 TEXT,                        -- (hex) of that message: another one under the
                                         -- peer's UID is the peer's own, not this one
+                                        -- ('': our copy of another UID of the peer's
+                                        -- was there, splitmerge.COPY)
     PRIMARY KEY (origin, mailbox_id, uid)
 ) WITHOUT ROWID;
 -- Deferring store: a mailbox of its own set aside for the resolver's verdict (its id or
@@ -155,6 +157,17 @@ CREATE TABLE IF NOT EXISTS mailbox_parked (
     name TEXT NOT NULL,                 -- its name when parked
     target INTEGER,                     -- the verdict (NULL: none yet)
     PRIMARY KEY (origin, local_id)
+) WITHOUT ROWID;
+-- Deferring store: the resolver's uid-merge records (records.UidMergeRecord) not matched
+-- yet: its append at (target, new_uid) is the copy of our message (local_id, uid) set
+-- aside, which goes once that copy is here.
+CREATE TABLE IF NOT EXISTS mailbox_merged_uids (
+    origin TEXT NOT NULL,
+    target INTEGER NOT NULL,            -- the resolver's mailbox that took it
+    new_uid INTEGER NOT NULL,           -- its UID there
+    local_id INTEGER NOT NULL,          -- our mailbox set aside (mailbox_parked.local_id)
+    uid INTEGER NOT NULL,               -- our UID there
+    PRIMARY KEY (origin, target, new_uid, local_id, uid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY,

@@ -46,8 +46,9 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
 
 drain = splitpark.drain
 drain_copy = splitpark.drain_copy
+merged_uid = splitpark.merged_uid
 renumbered = splitmerge.renumbered
 PARKED = splitpark.PARKED
 RECOVERED = splitmerge.RECOVERED
 
-__all__ = ["PARKED", "RECOVERED", "drain", "drain_copy", "intercept", "renumbered"]
+__all__ = ["PARKED", "RECOVERED", "drain", "drain_copy", "intercept", "merged_uid", "renumbered"]

@@ -55,6 +55,7 @@ from mailcore.mailstore.records import (
     FlagsRecord,
     MailboxRenameRecord,
     Record,
+    UidMergeRecord,
     UidMoveRecord,
 )
 from mailcore.mailstore.resolution import ECHO, Resolution, insert_theirs, own_since
@@ -167,10 +168,12 @@ def _append(t: Txn, rec: AppendRecord, data: bytes | None, res: Resolution) -> b
     if live is not None:  # ours goes to the end first, then theirs
         # ours may be a peer's message renumbered onto ``u`` before: it moves on, and the
         # peer is told where (uid-move, ahead of the copy's append)
-        _moved_on(t, mb.id, u, _uidnext(conn, mb.id))
+        told = _uidnext(conn, mb.id)
+        _moved_on(t, mb.id, u, told)
+        splitboxes.renumbered(t, mb.id, u, told)  # (uid-merge records, ahead of the copy)
         moved = copy(t, mb, [u], mb, move=True, quota=None)
         ours = moved.mapping[0][1]
-        splitboxes.renumbered(t, mb.id, u, ours)
+        _check(told, ours)
     theirs = None
     if data is not None:
         new_uid = _uidnext(conn, mb.id)
@@ -416,7 +419,7 @@ def _follow_expunge(t: Txn, mb: MailboxRow, uids: list[int], res: Resolution) ->
     for sha, uid in theirs:
         # a copy of it in a mailbox of ours merged into this one goes too: its append
         # was deferred here, so it never drained that copy (splitboxes.drain)
-        splitboxes.drain_copy(t, mb.id, sha, res)
+        splitboxes.drain_copy(t, mb.id, uid, sha, res)
         # the collided UID of ours it is the copy of, as the resolver's uid-move named
         # it: deleted there (moved on, it was told under the newer UID first)
         found = _take_own_copy(t, mb, res.origin, uid, sha)
@@ -444,6 +447,8 @@ def intercept(t: Txn, rec: Record, data: bytes | None, res: Resolution) -> Recor
     created, renamed or deleted on one side and used on the other), then UIDs and flags."""
     if isinstance(rec, UidMoveRecord):
         return _uid_move(t, rec, res)
+    if isinstance(rec, UidMergeRecord):
+        return splitboxes.merged_uid(t, rec, res)
     done = splitboxes.intercept(t, rec, data, res)
     if done is not None:
         return done

@@ -28,6 +28,7 @@ from mailcore.mailstore.records import (
     MailboxMergeRecord,
     MailboxRenameRecord,
     Record,
+    UidMergeRecord,
     mailbox_of,
 )
 from mailcore.mailstore.resolution import (
@@ -45,6 +46,9 @@ from mailcore.mailstore.resolution import (
 )
 
 RECOVERED = "Recovered"  # a deleted mailbox's new mail, when its name is not known any more
+# mailbox_moved_uids.sha256 of a UID at which this store held its copy of another UID of
+# the peer's: the peer's own append under that UID is another message (_came_again)
+COPY = ""
 
 
 def _target(conn: sqlite3.Connection, origin: str, mailbox_id: int) -> tuple[int, bool] | None:
@@ -150,7 +154,11 @@ def _peer_renamed(t: Txn, rec: MailboxRenameRecord, res: Resolution, mb: Mailbox
         "SELECT uid, new_uid FROM uid_moves WHERE mailbox_id = ? AND origin = ?",
         (mb.id, res.origin),
     ).fetchall()
-    pairs = {u: (n, shas[u]) for u, n in moved.items()}
+    # a UID here that holds our copy of another UID of the peer's (a collision): the
+    # peer's own message under it, if one comes, is another message, not this one
+    # (splitbrain._copy_at: equal bytes there too when copied within the mailbox)
+    copies = {n for u, n in collided if n is not None and n != u}
+    pairs = {u: (n, shas[u] if u not in copies else COPY) for u, n in moved.items()}
     pairs |= {
         u: (moved.get(n), shas.get(n)) if n is not None else (None, None) for u, n in collided
     }
@@ -158,6 +166,11 @@ def _peer_renamed(t: Txn, rec: MailboxRenameRecord, res: Resolution, mb: Mailbox
         "INSERT OR REPLACE INTO mailbox_moved_uids VALUES (?, ?, ?, ?, ?)",
         [(res.origin, mb.id, u, n, sha) for u, (n, sha) in pairs.items()],
     )
+    for u, n in sorted(moved.items()):  # the peer drains exactly these (after the appends)
+        t.log(UidMergeRecord(t.next_seq(), t.at, other.id, mb.id, False, u, n))
+    for u, (n, _) in sorted(pairs.items()):
+        if n is not None and u not in moved:  # its message collided here: under ``n`` now
+            t.log(UidMergeRecord(t.next_seq(), t.at, other.id, mb.id, False, u, n))
     drop_mailbox(t, mb, ())
     _retarget(t, mb.id, other.id, moved)
     own_since(t, res, before)
@@ -195,6 +208,9 @@ def _retarget(t: Txn, old: int, new: int, moved: dict[int, int]) -> None:
             " AND uid = ?",
             [(moved.get(n) if n is not None else None, origin, key, u) for u, n in rows],
         )
+        for u, n in sorted(rows):  # the peer drains its message when this copy is there
+            if n is not None and n in moved:
+                t.log(UidMergeRecord(t.next_seq(), t.at, new, mid, bool(theirs), u, moved[n]))
     t.conn.execute("UPDATE mailbox_moves SET target = ? WHERE target = ?", (new, old))
 
 
@@ -297,12 +313,21 @@ def _moved_uid(t: Txn, origin: str, key: int, uid: int) -> tuple[int | None, ...
 def renumbered(t: Txn, mailbox_id: int, uid: int, new_uid: int) -> None:
     """Resolver: a message of ``mailbox_id`` moved from ``uid`` to ``new_uid`` (a UID
     collision, splitbrain.py): a peer's message merged into it there is followed."""
+    followed = t.conn.execute(
+        "SELECT DISTINCT m.mailbox_id, m.uid, v.theirs FROM mailbox_moved_uids m"
+        " JOIN mailbox_moves v ON v.origin = m.origin"
+        " AND m.mailbox_id = CASE WHEN v.theirs THEN -abs(v.mailbox_id) ELSE v.mailbox_id END"
+        " WHERE v.target = ? AND m.new_uid = ? ORDER BY m.mailbox_id, m.uid",
+        (mailbox_id, uid),
+    ).fetchall()
     t.conn.execute(
         "UPDATE mailbox_moved_uids SET new_uid = ? WHERE new_uid = ? AND (origin, mailbox_id)"
         " IN (SELECT origin, CASE WHEN theirs THEN -abs(mailbox_id) ELSE mailbox_id END"
         " FROM mailbox_moves WHERE target = ?)",
         (new_uid, uid, mailbox_id),
     )
+    for key, peer_uid, theirs in followed:  # the peer drains its message by this copy
+        t.log(UidMergeRecord(t.next_seq(), t.at, mailbox_id, key, bool(theirs), peer_uid, new_uid))
 
 
 def _came_again(t: Txn, origin: str, key: int, rec: AppendRecord) -> bool:
@@ -325,14 +350,22 @@ def _into_target(
         return False
     if into is None:  # deleted here since
         return _into_deleted(t, rec, data, res, gone=(target, theirs))
-    mid = _key(mid, theirs)
+    their_id, mid = mid, _key(mid, theirs)
     before = t.state.change_seq
     if isinstance(rec, AppendRecord):
         if _came_again(t, res.origin, mid, rec):
             return False
         new = None
         if data is not None:
+            # the peer drains exactly that message of the mailbox it set aside, told
+            # ahead of the copy's append (as uid-move: splitbrain.py)
+            (told,) = t.conn.execute(
+                "SELECT uidnext FROM mailboxes WHERE id = ?", (into.id,)
+            ).fetchone()
+            t.log(UidMergeRecord(t.next_seq(), t.at, into.id, their_id, theirs, rec.uid, told))
             new = insert_theirs(t, into, rec, data)
+            if new != told:  # the record would name another message: roll back
+                raise RuntimeError(f"uid-merge told UID {told}, the copy went to UID {new}")
         t.conn.execute(
             "INSERT OR REPLACE INTO mailbox_moved_uids VALUES (?, ?, ?, ?, ?)",
             (res.origin, mid, rec.uid, new, rec.sha256),

@@ -6,7 +6,8 @@ store took new mail into leaves it in place. Nothing of it is sent to the resolv
 decides from the records it already has), except the resolver's own create once this
 store gave up that id: it tells the resolver that the id means its mailbox from then on.
 On the verdict (``mailbox-merge``) each message of the parked mailbox goes when the
-resolver's copy of it arrives in the merged mailbox, and the parked mailbox goes when
+resolver's copy of it arrives in the merged mailbox (which one, the resolver's
+``uid-merge`` record says: never matched by bytes), and the parked mailbox goes when
 empty; an echo of its own create or rename puts it back. Records of the resolver about a
 mailbox deleted here are dropped: what of them is new to this store comes again from the
 resolver.
@@ -27,6 +28,7 @@ from mailcore.mailstore.records import (
     MailboxMergeRecord,
     MailboxRenameRecord,
     Record,
+    UidMergeRecord,
     mailbox_of,
 )
 from mailcore.mailstore.resolution import (
@@ -106,6 +108,9 @@ def _reid(t: Txn, mb: MailboxRow, new_id: int) -> None:
             f"UPDATE {table} SET mailbox_id = ? WHERE mailbox_id = ?",  # noqa: S608 (constants)
             (new_id, mb.id),
         )
+    t.conn.execute(
+        "UPDATE mailbox_merged_uids SET local_id = ? WHERE local_id = ?", (new_id, mb.id)
+    )
     t.conn.execute("UPDATE mailboxes SET id = ? WHERE id = ?", (new_id, mb.id))
     moved = mb._replace(id=new_id)
     t.log(
@@ -214,35 +219,77 @@ def _drop_if_empty(t: Txn, res: Resolution, local_id: int) -> None:
         return
     drop_mailbox(t, mb, ())
     _unset_parked(t, res.origin, local_id)
+    t.conn.execute(
+        "DELETE FROM mailbox_merged_uids WHERE origin = ? AND local_id = ?",
+        (res.origin, local_id),
+    )
     res.note("moved", f"mailbox {mb.name!r}: every message now in the peer's mailbox")
 
 
+def merged_uid(t: Txn, rec: UidMergeRecord, res: Resolution) -> bool:
+    """Deferring store: the resolver holds our message ``rec.uid`` of the mailbox it
+    merged (set aside here) under ``rec.new_uid`` in ``rec.mailbox_id``. Once that copy is
+    here (already, or when its append comes: :func:`drain`) our message goes, that one
+    and no other of the same bytes. Nothing else changes; a resolver ignores it."""
+    if res.resolver:
+        return False
+    verdict = MailboxMergeRecord(rec.seq, rec.at, rec.mailbox_id, rec.from_id, rec.theirs)
+    mb = _ours(t, verdict, res.origin)
+    if mb is None or _parked(t.conn, res.origin, mb.id) is None:
+        return False  # gone here, or never set aside: nothing of ours waits for it
+    t.conn.execute(
+        "INSERT OR IGNORE INTO mailbox_merged_uids VALUES (?, ?, ?, ?, ?)",
+        (res.origin, rec.mailbox_id, rec.new_uid, mb.id, rec.uid),
+    )
+    here = t.conn.execute(
+        "SELECT sha256 FROM messages WHERE mailbox_id = ? AND uid = ?",
+        (rec.mailbox_id, rec.new_uid),
+    ).fetchone()
+    if here is not None:  # its append came first (a rename merged: splitmerge._peer_renamed)
+        drain_copy(t, rec.mailbox_id, rec.new_uid, (here[0] or b"").hex(), res)
+    return False
+
+
 def drain(t: Txn, rec: AppendRecord, res: Resolution) -> None:
-    """Deferring store, once the resolver's append is applied: if it is a message of a
-    mailbox of ours merged into that one, our copy there goes (it lives on here); a
-    mailbox of ours merged there goes once empty (emptied by a user here, too)."""
-    drain_copy(t, rec.mailbox_id, rec.sha256, res)
+    """Deferring store, once the resolver's append is applied: if it is the copy of a
+    message of a mailbox of ours merged into that one (its uid-merge record), our message
+    goes (it lives on here); a mailbox of ours merged there goes once empty (emptied by a
+    user here, too)."""
+    drain_copy(t, rec.mailbox_id, rec.uid, rec.sha256, res)
 
 
-def drain_copy(t: Txn, mailbox_id: int, sha256: str, res: Resolution) -> None:
-    """:func:`drain` for the resolver's message ``sha256`` (hex) of ``mailbox_id``: also
-    when it never lands here (expunged or moved on there under a UID that collided)."""
+def drain_copy(t: Txn, mailbox_id: int, new_uid: int, sha256: str, res: Resolution) -> None:
+    """:func:`drain` for the resolver's message ``sha256`` (hex) at ``new_uid`` of
+    ``mailbox_id``: also when it never lands here (expunged or moved on there under a UID
+    that collided). Which message of ours it is the copy of, the resolver's uid-merge
+    record says; bytes do not (the same bytes twice in a mailbox: a message copied or
+    moved within it while cut, drained for the other one, was lost on both sides)."""
+    mapped = t.conn.execute(
+        "SELECT local_id, uid FROM mailbox_merged_uids WHERE origin = ? AND target = ?"
+        " AND new_uid = ? ORDER BY uid",
+        (res.origin, mailbox_id, new_uid),
+    ).fetchall()
+    sha = bytes.fromhex(sha256)
+    for local_id, uid in mapped:
+        mb = mailbox_row(t.conn, local_id)
+        found = t.conn.execute(
+            f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?"  # noqa: S608
+            " AND sha256 = ?",
+            (local_id, uid, sha),
+        ).fetchall()
+        if found and mb is not None:
+            t.conn.execute(
+                "DELETE FROM mailbox_merged_uids WHERE origin = ? AND target = ? AND new_uid = ?",
+                (res.origin, mailbox_id, new_uid),
+            )
+            remove(t, mb, found, free=True)
+            _drop_if_empty(t, res, local_id)
+            break
     parked = t.conn.execute(
         "SELECT local_id FROM mailbox_parked WHERE origin = ? AND target = ?",
         (res.origin, mailbox_id),
     ).fetchall()
-    sha = bytes.fromhex(sha256)
-    done = False
     for (local_id,) in parked:
-        mb = mailbox_row(t.conn, local_id)
-        found = t.conn.execute(
-            f"SELECT {REMOVE_COLUMNS} FROM messages WHERE mailbox_id = ? AND sha256 = ?"  # noqa: S608
-            " ORDER BY uid LIMIT 1",
-            (local_id, sha),
-        ).fetchall()
-        if found and mb is not None and not done:
-            remove(t, mb, found, free=True)
-            done = True
         _drop_if_empty(t, res, local_id)
 
 
@@ -285,4 +332,4 @@ def defer(t: Txn, rec: Record, res: Resolution) -> bool | None:
     return None
 
 
-__all__ = ["PARKED", "defer", "drain", "drain_copy"]
+__all__ = ["PARKED", "defer", "drain", "drain_copy", "merged_uid"]

@@ -28,6 +28,7 @@ from mailcore.mailstore.records import (
     QuotaRecord,
     Record,
     SubscribeRecord,
+    UidMergeRecord,
     UidMoveRecord,
     UidNextRecord,
     UnsubscribeRecord,
@@ -250,6 +251,7 @@ def test_rows_round_trip(cls: type[Record]) -> None:
         MailboxRenameRecord: MailboxRenameRecord(1, 2.0, 3, "a", "b", 4),
         MailboxMergeRecord: MailboxMergeRecord(1, 2.0, 3, 7, True),
         UidMoveRecord: UidMoveRecord(1, 2.0, 3, 4, 12),
+        UidMergeRecord: UidMergeRecord(1, 2.0, 3, -7, True, 4, 12),
         SubscribeRecord: SubscribeRecord(1, 2.0, "x"),
         UnsubscribeRecord: UnsubscribeRecord(1, 2.0, "x"),
         UidNextRecord: UidNextRecord(1, 2.0, 3, 40, 5),
@@ -266,6 +268,15 @@ def test_a_uid_move_row_as_the_mirror_ships_it() -> None:
     rec = UidMoveRecord(7, 2.0, 3, 4, 12)
     assert journal.encode(rec) == (7, "uid-move", 3, 2.0, "[4,12]")
     assert journal.decode((7, "uid-move", 3, 2.0, "[4,12]")) == rec
+
+
+def test_a_uid_merge_row_as_the_mirror_ships_it() -> None:
+    """The row of a ``uid-merge``: the peer's mailbox (negated: its own, set aside off
+    the id), whether it is the peer's own, the peer's UID there, the new UID here; the
+    mailbox that took it in the row's own column."""
+    rec = UidMergeRecord(7, 2.0, 3, -5, True, 4, 12)
+    assert journal.encode(rec) == (7, "uid-merge", 3, 2.0, "[-5,true,4,12]")
+    assert journal.decode((7, "uid-merge", 3, 2.0, "[-5,true,4,12]")) == rec
 
 
 def test_a_row_written_before_a_field_was_added_gets_its_default() -> None:
